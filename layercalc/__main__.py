@@ -1,0 +1,5 @@
+"""`python -m layercalc`."""
+
+from .cli import main
+
+main()

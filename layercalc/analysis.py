@@ -1,0 +1,205 @@
+"""The calculator: a Network -> per-layer rows (shapes, params, buffers, MACs) and exact totals.
+
+Pure integer arithmetic on shapes; no arrays. Blocks get their numbers from their children.
+A `repeat: N` entry is analysed copy by copy only until its output shape equals its input shape
+(then every later copy is identical), so `repeat: 1000000000` costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .config import Network
+from .errors import ConfigError, ShapeError
+from .layers import Node, Shape, numel
+
+MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after this many copies is refused
+REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
+
+
+@dataclass(slots=True)
+class Entry:
+    """One analysed layer or block; a block's numbers are the sums over its children."""
+
+    seg: str  # path segment below the parent: "conv1", "body.0", "branches.1.0"
+    name: str
+    type: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    tensors: int = 0  # elements of every tensor created inside, for activation memory
+    children: list["Entry"] = field(default_factory=list)
+    copies: int = 0  # repeat groups only: how many copies; the last child stands for the rest
+
+
+def _leaf(node: Node, seg: str, x: Shape) -> Entry:
+    layer = node.layer
+    y = layer.output_shape(x)
+    return Entry(
+        seg=seg,
+        name=node.name,
+        type=layer.type_name,
+        input_shape=x,
+        output_shape=y,
+        params=sum(numel(s) for s in layer.param_shapes(x).values()),
+        buffers=sum(numel(s) for s in layer.buffer_shapes(x).values()),
+        macs=layer.macs(x, y),
+        tensors=numel(y),
+    )
+
+
+def _block(node: Node, seg: str, x: Shape) -> Entry:
+    layer = node.layer
+    children: list[Entry] = []
+    outs: list[Shape] = []
+    for prefix, seq in layer.sequences():
+        out, entries = analyse_sequence(seq, x, prefix)
+        outs.append(out)
+        children.extend(entries)
+    y = layer.combine(x, outs)
+    entry = Entry(seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children)
+    _sum_children(entry, extra_tensor=numel(y) if layer.creates_tensor else 0)
+    return entry
+
+
+def _sum_children(entry: Entry, extra_tensor: int = 0, last_weight: int = 1) -> None:
+    """Fill a block's numbers from its children (the last child counted last_weight times)."""
+    kids = entry.children
+    weights = [1] * (len(kids) - 1) + [last_weight] if kids else []
+    entry.params = sum(w * c.params for w, c in zip(weights, kids))
+    entry.buffers = sum(w * c.buffers for w, c in zip(weights, kids))
+    entry.macs = sum(w * c.macs for w, c in zip(weights, kids))
+    entry.tensors = sum(w * c.tensors for w, c in zip(weights, kids)) + extra_tensor
+
+
+def analyse_node(node: Node, x: Shape, seg: str) -> Entry:
+    """Analyse one entry (with its repeat) for input shape x; errors get the entry's location."""
+    try:
+        if node.repeat == 1:
+            return (_block if node.layer.sequences() else _leaf)(node, seg, x)
+        return _repeat(node, x, seg)
+    except ShapeError as exc:
+        raise exc.at(line=node.loc.line, where=node.loc.where, layer=node.loc.layer) from None
+
+
+def _repeat(node: Node, x: Shape, seg: str) -> Entry:
+    one = Node(layer=node.layer, name=node.name, loc=node.loc, named=node.named)
+    copies: list[Entry] = []
+    shape = x
+    while len(copies) < node.repeat:
+        copy = analyse_node(one, shape, str(len(copies)))
+        copies.append(copy)
+        if copy.output_shape == shape:  # a fixed point: every later copy is this one again
+            break
+        if len(copies) >= MAX_DISTINCT_COPIES:
+            raise ShapeError(f"repeat {node.repeat}: the shape still changes after {MAX_DISTINCT_COPIES:,} copies")
+        shape = copy.output_shape
+    entry = Entry(
+        seg=seg,
+        name=node.name,
+        type=REPEAT_TYPE,
+        input_shape=x,
+        output_shape=copies[-1].output_shape,
+        children=copies,
+        copies=node.repeat,
+    )
+    _sum_children(entry, last_weight=node.repeat - len(copies) + 1)
+    return entry
+
+
+def analyse_sequence(nodes: list[Node], x: Shape, prefix: str = "", top: bool = False) -> tuple[Shape, list[Entry]]:
+    """Run shapes through a list of entries; return the output shape and their entries."""
+    entries = []
+    for i, node in enumerate(nodes):
+        # Top-level entries are addressed by name (given or default); nested ones by index
+        # unless the user named them, as PyTorch addresses nn.Sequential children.
+        own = node.name if top or node.named else str(i)
+        entry = analyse_node(node, x, f"{prefix}.{own}" if prefix else own)
+        entries.append(entry)
+        x = entry.output_shape
+    return x, entries
+
+
+class Report:
+    """The analysed network: rows for every layer at every depth, and exact totals."""
+
+    def __init__(self, network: Network, entries: list[Entry]) -> None:
+        self.network = network
+        self.entries = entries
+        self.dtype_bytes = network.dtype_bytes
+
+    @property
+    def total(self) -> dict[str, int]:
+        """Totals over the whole network (blocks' numbers are not counted twice)."""
+        params = sum(e.params for e in self.entries)
+        macs = sum(e.macs for e in self.entries)
+        return {
+            "params": params,
+            "buffers": sum(e.buffers for e in self.entries),
+            "macs": macs,
+            "flops": 2 * macs,
+            "activation_bytes": sum(e.tensors for e in self.entries) * self.dtype_bytes,
+            "param_bytes": params * self.dtype_bytes,
+        }
+
+    @property
+    def output_shape(self) -> Shape:
+        """The network's output shape (batch first)."""
+        return self.entries[-1].output_shape if self.entries else self.network.input_shape
+
+    def rows(self, depth: int | None = None) -> Iterator[dict[str, Any]]:
+        """One plain dict per row, in execution order; blocks below `depth` folded into one row."""
+        for entry in self.entries:
+            yield from self._rows(entry, "", entry.name, 0, depth)
+
+    def _rows(
+        self, e: Entry, parent: str, name: str, level: int, depth: int | None, seg: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        seg = e.seg if seg is None else seg
+        path = f"{parent}.{seg}" if parent else seg
+        yield {
+            "path": path,
+            "name": name,
+            "type": e.type,
+            "depth": level,
+            "input_shape": list(e.input_shape),
+            "output_shape": list(e.output_shape),
+            "params": e.params,
+            "buffers": e.buffers,
+            "macs": e.macs,
+            "flops": 2 * e.macs,
+            "activation_bytes": numel(e.output_shape) * self.dtype_bytes,
+        }
+        if depth is not None and level >= depth:
+            return
+        if e.copies:  # a repeat group: copy k is child min(k, last), renamed name.k
+            last = len(e.children) - 1
+            for k in range(e.copies):
+                yield from self._rows(e.children[min(k, last)], path, f"{name}.{k}", level + 1, depth, str(k))
+            return
+        for child in e.children:
+            yield from self._rows(child, path, child.name, level + 1, depth)
+
+    def to_dict(self, depth: int | None = None) -> dict[str, Any]:
+        """The SPEC's JSON object: name, input, batch, dtype, layers, total."""
+        net = self.network
+        return {
+            "name": net.name,
+            "input": list(net.input),
+            "batch": net.batch,
+            "dtype": net.dtype,
+            "layers": list(self.rows(depth)),
+            "total": self.total,
+        }
+
+
+def analyse(network: Network) -> Report:
+    """Analyse a loaded network; raises ConfigError (with location) when a shape does not fit."""
+    try:
+        _, entries = analyse_sequence(network.nodes, network.input_shape, top=True)
+    except ConfigError as exc:
+        raise exc.at(file=network.file) from None
+    return Report(network, entries)

@@ -1,0 +1,195 @@
+"""The command line (Typer): parse options, call the API, hand plain data to a renderer.
+
+Errors from the core are turned into one line on stderr here, and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from . import __version__
+from .errors import LayercalcError, UsageError
+
+try:  # Typer >= 0.2x vendors Click; older releases use the click package
+    from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    import click.exceptions as click_exc  # type: ignore[no-redef]
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+
+class Format(str, Enum):
+    """Output formats; table is for people, the rest for programs."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
+    markdown = "markdown"
+
+
+app = typer.Typer(
+    name="layercalc",
+    help="Per-layer output shapes, parameters and MACs/FLOPs of a network described in YAML.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigArg = Annotated[
+    Optional[str], typer.Argument(help="Config file (YAML or JSON), or - for stdin.", show_default=False)
+]
+LayerOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--layer", "-l", help="Inline layer, repeatable: -l conv2d:out_channels=64,kernel_size=7 -l relu."),
+]
+InputOpt = Annotated[Optional[str], typer.Option("--input", help="One sample's shape, e.g. 3x224x224.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Batch size (overrides the config).")]
+FormatOpt = Annotated[
+    Optional[Format], typer.Option("--format", "-f", help="Default: table on a terminal, tsv when piped.")
+]
+DepthOpt = Annotated[Optional[int], typer.Option("--depth", help="Fold blocks below this depth into one row.")]
+TotalOpt = Annotated[bool, typer.Option("--total", help="Print only the total, as a bare integer.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"layercalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    """layercalc: the numbers of every layer, from a YAML config."""
+
+
+def _report(config: str | None, layer: list[str] | None, input: str | None, batch: int | None) -> Any:
+    from .api import analyse, analyse_layers
+
+    if layer:
+        if config:
+            raise UsageError("give a CONFIG or --layer specs, not both")
+        return analyse_layers(layer, input, batch)
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    return analyse(config, batch=batch, input=input)
+
+
+def _check_options(batch: int | None, depth: int | None) -> None:
+    if batch is not None and batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}")
+    if depth is not None and depth < 0:
+        raise UsageError(f"--depth must be >= 0, got {depth}")
+
+
+def _emit(report: Any, command: str, fmt: Format | None, depth: int | None) -> None:
+    """Render a finished report; nothing reaches stdout before the whole result exists."""
+    chosen = fmt.value if fmt else ("table" if sys.stdout.isatty() else "tsv")
+    data = report.to_dict(depth)
+    if chosen == "table":
+        from .render.table import console, render_table
+
+        render_table(data, command, console())
+    else:
+        from .render.formats import render_machine
+
+        sys.stdout.write(render_machine(chosen, data, command))
+
+
+def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None = None) -> None:
+    """Register one of summary/params/flops/shapes: same inputs, a different view."""
+
+    def run(
+        config: ConfigArg = None,
+        layer: LayerOpt = None,
+        input: InputOpt = None,
+        batch: BatchOpt = None,
+        format: FormatOpt = None,
+        depth: DepthOpt = None,
+        total: TotalOpt = False,
+        macs: Annotated[bool, typer.Option("--macs", help="With --total on flops: print MACs.")] = False,
+    ) -> None:
+        _check_options(batch, depth)
+        if (total or macs) and total_key is None:
+            raise UsageError(f"--total and --macs go with 'params' and 'flops', not '{command}'")
+        report = _report(config, layer, input, batch)
+        if total and total_key:
+            print(report.total[total_key(macs)])
+        else:
+            _emit(report, command, format, depth)
+
+    run.__doc__ = doc
+    app.command(command)(run)
+
+
+_calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
+_calculating("params", "Parameters and buffers per layer, and in total.", lambda macs: "params")
+_calculating("flops", "MACs and FLOPs per layer, and in total.", lambda macs: "macs" if macs else "flops")
+_calculating("shapes", "Input and output shape of every layer.")
+
+
+@app.command("layers")
+def layers_command(format: FormatOpt = None) -> None:
+    """The catalog: every layer type with its arguments and defaults."""
+    from .api import catalog
+
+    rows = catalog()
+    chosen = format.value if format else ("table" if sys.stdout.isatty() else "tsv")
+    if chosen == "json":
+        import json
+
+        print(json.dumps(rows, indent=2))
+    elif chosen == "table":
+        from .render.table import console, render_catalog
+
+        render_catalog(rows, console())
+    else:
+        from .render.formats import table_text
+
+        header = ("type", "arguments", "summary")
+        sys.stdout.write(table_text(chosen, header, ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows)))
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, map every failure to one stderr line and an exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        status = app(args=args, prog_name="layercalc", standalone_mode=False)
+        status = status if isinstance(status, int) else EXIT_OK
+        sys.stdout.flush()
+    except LayercalcError as exc:
+        status = _fail(str(exc), EXIT_USAGE)
+    except click_exc.UsageError as exc:
+        hint = f" (see 'layercalc {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        status = _fail(exc.format_message() + hint, EXIT_USAGE)
+    except click_exc.ClickException as exc:
+        status = _fail(exc.format_message(), EXIT_USAGE)
+    except (KeyboardInterrupt, typer.Abort):
+        status = _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (`| head -1`): stop quietly; point stdout at devnull so the
+        # interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_OK
+    except Exception as exc:  # an internal bug: never a traceback for users, unless asked
+        if debug:
+            raise
+        status = _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL)
+    sys.exit(status)

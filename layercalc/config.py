@@ -1,0 +1,311 @@
+"""Configs: a parsed document (or a dict) -> a validated Network of layer Nodes.
+
+Layer types are looked up in the registry by name and their arguments checked against each
+type's own schema; nothing here knows any particular layer type.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .document import Map, Seq, line_of, parse_document, read_source
+from .errors import ConfigError, Location, SchemaError
+from .layers import REGISTRY, Layer, Node, Shape
+from .layers.base import Int
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+MAX_BLOCK_DEPTH = 100  # blocks inside blocks; deeper is refused rather than risking the stack
+TOP_KEYS = ("name", "input", "batch", "dtype", "layers")
+ENTRY_KEYS = ("name", "repeat")
+
+
+@dataclass
+class Network:
+    """A validated config: its name, one sample's shape, batch, dtype and top-level nodes."""
+
+    name: str
+    input: Shape  # one sample, batch excluded
+    batch: int = 1
+    dtype: str = "float32"
+    nodes: list[Node] = field(default_factory=list)
+    file: str = "<config>"
+
+    @property
+    def input_shape(self) -> Shape:
+        """The full input shape, batch first."""
+        return (self.batch, *self.input)
+
+    @property
+    def dtype_bytes(self) -> int:
+        """Bytes per element of the chosen dtype."""
+        return DTYPE_BYTES[self.dtype]
+
+
+def suggest(word: str, options: Iterable[str]) -> str:
+    """' (did you mean X?)' for a near miss, else ''."""
+    close = difflib.get_close_matches(str(word).lower(), list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_keys(mapping: Map, allowed: Iterable[str], what: str, loc: Location) -> None:
+    allowed = tuple(allowed)
+    for key in mapping:
+        if key not in allowed:
+            line = mapping.key_lines.get(key, loc.line)
+            raise SchemaError(f"unknown key '{key}' in {what}{suggest(key, allowed)}", Location(line=line), key)
+
+
+def parse_shape(value: Any, what: str = "input") -> Shape:
+    """[3, 224, 224] or "3x224x224" -> (3, 224, 224); 1 to 3 positive integers."""
+    items: Any = value
+    if isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        items = [int(p) if p.isdigit() else p for p in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    ok = isinstance(items, list) and 1 <= len(items) <= 3
+    if ok:
+        try:
+            return tuple(Int()(v) for v in items)
+        except SchemaError:
+            pass
+    shown = value if isinstance(value, str) else list(value) if isinstance(value, list) else value
+    raise SchemaError(
+        f"{what} must be 1 to 3 positive integers like [3, 224, 224] or \"3x224x224\", got {shown!r}", value=value
+    )
+
+
+def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None = None, input: Any = None) -> Network:
+    """Load a config from a path ('-' = stdin), YAML/JSON text, or a dict; apply overrides."""
+    if isinstance(source, dict):
+        doc, name, stem = source, "<dict>", "network"
+    elif isinstance(source, str) and ("\n" in source or source.lstrip().startswith("{")):
+        doc, name, stem = parse_document(source, "<string>"), "<string>", "network"
+    else:
+        text, name = read_source(source)
+        stem = "stdin" if name == "stdin" else os.path.splitext(os.path.basename(name))[0]
+        doc = parse_document(text, name)
+    try:
+        net = _network(doc, stem, batch, input)
+    except ConfigError as exc:
+        raise exc.at(file=name) from None
+    net.file = name
+    return net
+
+
+def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
+    if not isinstance(doc, dict):
+        raise SchemaError("a config is a mapping with 'input' and 'layers'", Location(line=line_of(doc)))
+    top = Location(line=line_of(doc))
+    if isinstance(doc, Map):
+        _check_keys(doc, TOP_KEYS, "the config", top)
+    else:
+        for key in doc:
+            if key not in TOP_KEYS:
+                raise SchemaError(f"unknown key '{key}' in the config{suggest(key, TOP_KEYS)}", top, key)
+
+    def at(key: str) -> Location:
+        lines = getattr(doc, "key_lines", {})
+        return Location(line=lines.get(key, top.line), where=key)
+
+    def checked(key: str, convert: Any) -> Any:
+        try:
+            return convert(doc[key])
+        except SchemaError as exc:
+            if not exc.message.startswith(key):
+                exc.message = f"{key}: {exc.message}"
+            raise exc.at(line=at(key).line) from None
+
+    if input is not None:
+        shape = parse_shape(input, "--input")
+    elif "input" not in doc:
+        raise SchemaError("missing 'input' (one sample's shape, e.g. [3, 224, 224])", top)
+    else:
+        shape = checked("input", parse_shape)
+    if batch is not None:
+        n = Int()(batch)
+    else:
+        n = checked("batch", Int()) if "batch" in doc else 1
+    dtype = doc.get("dtype", "float32")
+    if dtype not in DTYPE_BYTES:
+        raise SchemaError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}", at("dtype"), dtype)
+    name = doc.get("name", stem)
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"name must be a non-empty string, got {name!r}", at("name"), name)
+    if "layers" not in doc:
+        raise SchemaError("missing 'layers' (a list of layer entries)", top)
+    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0)
+    return Network(name=name, input=shape, batch=n, dtype=dtype, nodes=nodes)
+
+
+def parse_entries(items: Any, where: str, line: int | None, depth: int, min_len: int = 1) -> list[Node]:
+    """A list of layer entries -> Nodes (recursing into block arguments)."""
+    if depth > MAX_BLOCK_DEPTH:
+        raise SchemaError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", Location(line=line, where=where))
+    if not isinstance(items, list):
+        raise SchemaError(f"{where} must be a list of layers, got {type_word(items)}", Location(line=line, where=where))
+    if len(items) < min_len:
+        raise SchemaError(f"{where} is empty; it needs at least one layer", Location(line=line_of(items, line), where=where))
+    lines = getattr(items, "item_lines", None)
+    nodes: list[Node] = []
+    counts: dict[str, int] = {}
+    for i, item in enumerate(items):
+        item_line = lines[i] if lines else line_of(item, line)
+        nodes.append(parse_entry(item, f"{where}[{i}]", item_line, depth, counts))
+    return nodes
+
+
+def type_word(value: Any) -> str:
+    """'a mapping', 'a list', 'the string 'x'' ...: what a wrong value is, for messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"the number {value}"
+
+
+def lookup_type(name: Any, loc: Location) -> type[Layer]:
+    """The layer class registered under a (case-insensitive) type name."""
+    if not isinstance(name, str):
+        raise SchemaError(f"a layer type must be a name, got {type_word(name)}", loc, name)
+    cls = REGISTRY.get(name.lower())
+    if cls is None:
+        raise SchemaError(f"unknown layer type '{name}'{suggest(name, REGISTRY)}", loc, name)
+    return cls
+
+
+def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dict[str, int]) -> Node:
+    """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N} -> a Node."""
+    loc = Location(line=line, where=where)
+    if isinstance(item, str):
+        type_key, raw_args, extra = item, None, {}
+    elif isinstance(item, dict):
+        type_keys = [k for k in item if k not in ENTRY_KEYS]
+        if len(type_keys) != 1:
+            found = ", ".join(map(str, type_keys)) or "none"
+            raise SchemaError(f"a layer entry needs exactly one type key, found {found}", loc, item)
+        type_key = type_keys[0]
+        raw_args, extra = item[type_key], {k: item[k] for k in ENTRY_KEYS if k in item}
+        if isinstance(item, Map):
+            loc = Location(line=item.key_lines.get(type_key, line), where=where)
+    else:
+        raise SchemaError(f"a layer entry is a type name or a mapping, got {type_word(item)}", loc, item)
+    cls = lookup_type(type_key, loc)
+    counts[cls.type_name] = counts.get(cls.type_name, 0) + 1
+    name = extra.get("name", f"{cls.type_name}{counts[cls.type_name]}")
+    loc = Location(line=loc.line, where=where, layer=f"{cls.type_name} '{name}'")
+    try:
+        if not isinstance(name, str) or not name or "." in name:
+            raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)
+        repeat = Int()(extra["repeat"]) if "repeat" in extra else 1
+        layer = cls(**parse_args(cls, raw_args, where, line, depth))
+    except ConfigError as exc:
+        raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
+    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra)
+
+
+def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: int) -> dict[str, Any]:
+    """Validate a layer's argument mapping against its schema (nested layer lists parsed too)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SchemaError(f"arguments must be a mapping, got {type_word(raw)}", value=raw)
+    schema = {a.name: a for a in cls.args}
+    key_lines = getattr(raw, "key_lines", {})
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        arg = schema.get(key)
+        key_line = key_lines.get(key, line)
+        if arg is None:
+            hint = suggest(key, schema) or (f" ({cls.type_name} takes no arguments)" if not schema else "")
+            raise SchemaError(f"unknown argument '{key}'{hint}", Location(line=key_line), key)
+        if arg.nested:
+            values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth)
+            continue
+        try:
+            values[key] = arg.convert(value)
+        except SchemaError as exc:
+            exc.message = f"{key}: {exc.message}"
+            raise exc.at(line=key_line) from None
+    for arg in cls.args:
+        if arg.required and arg.name not in values:
+            raise SchemaError(f"missing required argument '{arg.name}'", value=None)
+    return values
+
+
+def _parse_nested(arg: Any, value: Any, where: str, line: int | None, depth: int) -> Any:
+    """A block's layer list (depth 1) or list of branch lists (depth 2)."""
+    spec = arg.convert
+    if spec.depth == 1:
+        return parse_entries(value, where, line, depth + 1, spec.min_len)
+    if not isinstance(value, list) or len(value) < spec.min_len:
+        raise SchemaError(f"{where} must be a non-empty list of layer lists", Location(line=line, where=where), value)
+    lines = getattr(value, "item_lines", None)
+    return [
+        parse_entries(branch, f"{where}[{i}]", lines[i] if lines else line, depth + 1, min_len=0)
+        for i, branch in enumerate(value)
+    ]
+
+
+def inline_network(specs: list[str], input: Any, batch: int | None = None, name: str = "cli") -> Network:
+    """A network from command-line layer specs: ['conv2d:out_channels=64,kernel_size=7', 'relu'].
+
+    Errors name the file '--layer' and, as the line, the position of the offending --layer option.
+    """
+    from .document import resolve_plain
+
+    if input is None:
+        raise ConfigError("--layer needs --input (one sample's shape, e.g. 3x224x224)", Location(file="--layer"))
+    layers = Seq(line=1)
+    for i, spec in enumerate(specs, 1):
+        head, _, tail = spec.partition(":")
+        entry, args = Map(line=i), Map(line=i)
+        for part in _split_top(tail):
+            key, eq, raw = (s.strip() for s in part.partition("="))
+            if not eq or not key:
+                raise SchemaError(
+                    f"cannot read {part!r} in {spec!r}: expected key=value pairs after 'type:'",
+                    Location(file="--layer", line=i, where=f"layers[{i - 1}]"),
+                    spec,
+                )
+            target = entry if key in ENTRY_KEYS else args
+            target[key] = _inline_value(raw, resolve_plain)
+            target.key_lines[key] = i
+        entry[head.strip()] = args or None
+        entry.key_lines[head.strip()] = i
+        layers.append(entry)
+        layers.item_lines.append(i)
+    try:
+        net = _network({"name": name, "input": input, "layers": layers}, name, batch, None)
+    except ConfigError as exc:
+        raise exc.at(file="--layer") from None
+    net.file = "--layer"
+    return net
+
+
+def _split_top(text: str) -> list[str]:
+    """Split 'a=1,b=[3,3]' on the commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def _inline_value(raw: str, resolve: Any) -> Any:
+    if raw.startswith("[") and raw.endswith("]"):
+        return [resolve(v.strip()) for v in raw[1:-1].split(",") if v.strip()]
+    return resolve(raw)

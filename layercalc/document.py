@@ -1,0 +1,255 @@
+"""Reading a config document (YAML or JSON) into plain values that remember their line numbers.
+
+The document is built from the YAML event stream (libyaml's C parser when present) by a loop
+with an explicit stack, not by PyYAML's recursive composer, so that:
+- every mapping and list knows the line of each key and item, for error messages;
+- no tag ever constructs an object, and plain scalars follow YAML 1.2's core schema
+  (`1e-5` is a float, `yes` is a string, `true` is a bool and never the integer 1);
+- duplicate keys are errors, not silent overwrites;
+- alias expansion ("billion laughs") and nesting depth are bounded, and a deep document
+  cannot overflow the Python stack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DocumentError, Location
+
+MAX_BYTES = 64 * 1024 * 1024  # a config is a few KB; 64 MiB is 100x the largest sane one
+MAX_NODES = 5_000_000  # values after alias expansion
+MAX_NESTING = 10_000  # mapping/list levels
+
+try:  # libyaml's C parser is 10x faster; the pure-Python one behaves the same
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+
+class Map(dict):
+    """A YAML mapping; `line` is where it starts, `key_lines[key]` where each key stands."""
+
+    __slots__ = ("line", "key_lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[str, int] = {}
+
+
+class Seq(list):
+    """A YAML sequence; `line` is where it starts, `item_lines[i]` where each item starts."""
+
+    __slots__ = ("line", "item_lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.item_lines: list[int] = []
+
+
+def line_of(value: Any, default: int | None = None) -> int | None:
+    """The line a located value starts on (None for scalars, which carry no line)."""
+    return getattr(value, "line", default)
+
+
+# -- scalars: YAML 1.2 core schema for plain scalars -----------------------------------------------
+
+_NULL = {"", "~", "null", "Null", "NULL"}
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)\Z")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
+_CORE = "tag:yaml.org,2002:"
+
+
+def resolve_plain(text: str) -> Any:
+    """A plain (unquoted) scalar's value: null, bool, int, float or the string itself."""
+    if text in _NULL:
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.match(text):
+        return int(text, 0) if text.lstrip("+-")[:2] in ("0x", "0o") else int(text.replace("_", ""))
+    if _FLOAT.match(text):
+        return float(text.replace("_", ""))
+    low = text.lower()
+    if low in _SPECIAL_FLOAT:
+        return _SPECIAL_FLOAT[low]
+    return text
+
+
+def _tagged(tag: str, text: str, line: int) -> Any:
+    """A scalar with an explicit core tag (!!str, !!int, ...); any other tag is refused."""
+    kind = tag[len(_CORE) :] if tag.startswith(_CORE) else None
+    if kind == "str":
+        return text
+    if kind in ("int", "float", "bool", "null"):
+        value = resolve_plain(text)
+        ok = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[kind]
+        if isinstance(value, ok) and not (kind in ("int", "float") and isinstance(value, bool)):
+            return float(value) if kind == "float" else value
+        raise DocumentError(f"{text!r} is not a valid !!{kind}", Location(line=line), value=text)
+    raise DocumentError(f"tag {_short_tag(tag)} is not allowed (configs are plain data)", Location(line=line), tag)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def read_source(source: str | os.PathLike[str]) -> tuple[str, str]:
+    """Read a config file (or '-' for stdin); return (text, name for messages)."""
+    name = str(source)
+    display = "stdin" if name == "-" else name
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_BYTES + 1)
+        else:
+            path = Path(name)
+            if path.is_dir():
+                raise DocumentError("is a directory, not a config file", Location(file=display))
+            with path.open("rb") as fh:
+                data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise DocumentError("no such file", Location(file=display)) from None
+    except PermissionError:
+        raise DocumentError("permission denied", Location(file=display)) from None
+    except OSError as exc:
+        raise DocumentError(f"cannot read: {exc.strerror or exc}", Location(file=display)) from None
+    return decode(data, display), display
+
+
+def decode(data: bytes, name: str) -> str:
+    """UTF-8 text of a config, or a DocumentError saying why it is not one."""
+    if len(data) > MAX_BYTES:
+        raise DocumentError(f"larger than {MAX_BYTES // 2**20} MiB; not a config", Location(file=name))
+    if b"\0" in data:
+        raise DocumentError("binary data, not a YAML or JSON config", Location(file=name))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DocumentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", Location(file=name, line=line)) from None
+    if not text.strip():
+        raise DocumentError("empty config", Location(file=name))
+    return text
+
+
+def parse_document(text: str, name: str = "<config>") -> Any:
+    """Parse one YAML/JSON document into Map/Seq/scalars; raises DocumentError with a line."""
+    try:
+        return _build(yaml.parse(text, Loader=_Loader))
+    except DocumentError as exc:
+        raise exc.at(file=name) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = exc.problem or exc.context or "syntax error"
+        raise DocumentError(f"invalid YAML: {what}", Location(file=name, line=line)) from None
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"invalid YAML: {exc}", Location(file=name)) from None
+    except RecursionError:  # pragma: no cover - the loop below keeps its own stack
+        raise DocumentError("nested too deeply", Location(file=name)) from None
+
+
+class _Frame:
+    """A mapping or list under construction."""
+
+    __slots__ = ("value", "key", "key_line", "anchor", "size")
+
+    def __init__(self, value: Map | Seq, anchor: str | None) -> None:
+        self.value = value
+        self.key: Any = _NO_KEY
+        self.key_line = 0
+        self.anchor = anchor
+        self.size = 1
+
+
+_NO_KEY = object()
+
+
+def _build(events: Any) -> Any:
+    """Fold a YAML event stream into located values, with an explicit stack."""
+    stack: list[_Frame] = []
+    anchors: dict[str, tuple[Any, int]] = {}
+    root: Any = None
+    have_root = False
+    documents = 0
+    total = 0
+
+    def add(value: Any, line: int, size: int) -> None:
+        nonlocal root, have_root, total
+        total += size
+        if total > MAX_NODES:
+            raise DocumentError(
+                f"expands to more than {MAX_NODES:,} values (an alias bomb?)", Location(line=line)
+            )
+        if not stack:
+            root, have_root = value, True
+            return
+        top = stack[-1]
+        top.size += size
+        container = top.value
+        if isinstance(container, Seq):
+            container.append(value)
+            container.item_lines.append(line)
+        elif top.key is _NO_KEY:
+            if not isinstance(value, str):
+                raise DocumentError(f"keys must be strings, got {value!r}", Location(line=line), value)
+            if value in container:
+                first = container.key_lines[value]
+                raise DocumentError(f"duplicate key '{value}' (first on line {first})", Location(line=line), value)
+            top.key, top.key_line = value, line
+        else:
+            container[top.key] = value
+            container.key_lines[top.key] = top.key_line
+            top.key = _NO_KEY
+
+    for event in events:
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            line = event.start_mark.line + 1
+            if event.tag is None or event.tag == "!":
+                value = event.value if event.style or event.tag else resolve_plain(event.value)
+            else:
+                value = _tagged(event.tag, event.value, line)
+            if event.anchor is not None:
+                anchors[event.anchor] = (value, 1)
+            add(value, line, 1)
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            line = event.start_mark.line + 1
+            is_map = kind is yaml.MappingStartEvent
+            if event.tag is not None and event.tag not in (_CORE + ("map" if is_map else "seq"), "!"):
+                raise DocumentError(f"tag {_short_tag(event.tag)} is not allowed (configs are plain data)", Location(line=line))
+            if len(stack) >= MAX_NESTING:
+                raise DocumentError(f"nested more than {MAX_NESTING:,} levels deep", Location(line=line))
+            stack.append(_Frame(Map(line) if is_map else Seq(line), event.anchor))
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            frame = stack.pop()
+            if frame.anchor is not None:
+                anchors[frame.anchor] = (frame.value, frame.size)
+            total -= frame.size - 1  # its children were counted as they came; count it whole once
+            add(frame.value, frame.value.line, frame.size)
+        elif kind is yaml.AliasEvent:
+            line = event.start_mark.line + 1
+            if event.anchor not in anchors:
+                raise DocumentError(f"unknown alias *{event.anchor}", Location(line=line))
+            value, size = anchors[event.anchor]
+            add(value, line, size)
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                line = event.start_mark.line + 1
+                raise DocumentError("more than one document; a config is one document", Location(line=line))
+    if not have_root or root is None:
+        raise DocumentError("empty config")
+    return root

@@ -1,0 +1,71 @@
+"""Exception classes: each carries where the problem is (file, line, layer) and what was wrong.
+
+The core raises these; the command line turns them into one-line messages, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in a config something stands: file name, 1-based line, config path, layer label."""
+
+    file: str = "<config>"
+    line: int | None = None
+    where: str = ""  # config path, e.g. "layers[5].body[0]"
+    layer: str = ""  # e.g. "conv2d 'conv1'"
+
+    def __str__(self) -> str:
+        head = f"{self.file}:{self.line}" if self.line else self.file
+        parts = [head]
+        if self.where:
+            parts.append(f"{self.where} ({self.layer})" if self.layer else self.where)
+        return ": ".join(parts)
+
+
+class LayercalcError(Exception):
+    """Base class of every error layercalc reports to a user (exit status 2)."""
+
+
+class ConfigError(LayercalcError):
+    """A config (or command-line override) that cannot be used; carries its location."""
+
+    def __init__(self, message: str, loc: Location | None = None, value: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc or Location()
+        self.value = value
+
+    def at(self, **fields: object) -> "ConfigError":
+        """Return the same error with location fields filled in where still empty."""
+        current = self.loc
+        updates = {k: v for k, v in fields.items() if v and not getattr(current, k)}
+        if "file" in fields and current.file == "<config>":
+            updates["file"] = fields["file"]
+        self.loc = replace(current, **updates)  # type: ignore[arg-type]
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.message}"
+
+
+class DocumentError(ConfigError):
+    """The file is not a readable YAML/JSON document (syntax, encoding, size, tags, aliases)."""
+
+
+class SchemaError(ConfigError):
+    """A key or value that the config format does not allow (unknown key, wrong type, bad size)."""
+
+
+class ShapeError(ConfigError):
+    """A layer that cannot act on the shape flowing into it (kernel too big, mismatch, ...)."""
+
+
+class UsageError(LayercalcError):
+    """A bad command-line option or combination of options."""
+
+
+class MemoryBudgetError(LayercalcError):
+    """verify would need more memory than the budget allows."""

@@ -1,0 +1,275 @@
+"""The layer model: argument schemas, the Layer base class, the Node tree and the type registry.
+
+Every layer type is one class (in this package) that owns its argument schema, its shape rule,
+its parameter and buffer shapes, its cost and its NumPy forward/backward. Nothing outside this
+package names a layer type: the loader, the calculator, the renderers and verify go through the
+registry and these methods.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
+
+from ..errors import Location, SchemaError, ShapeError
+
+Shape = tuple[int, ...]  # always with the batch dimension first
+
+_REQUIRED = object()
+
+
+class Arg:
+    """One argument of a layer type: PyTorch name, a converter that validates it, a default."""
+
+    def __init__(self, name: str, convert: Callable[[Any], Any], default: Any = _REQUIRED, doc: str = "") -> None:
+        self.name = name
+        self.convert = convert
+        self.default = default
+        self.doc = doc
+
+    @property
+    def required(self) -> bool:
+        """True when the argument has no default."""
+        return self.default is _REQUIRED
+
+    @property
+    def nested(self) -> bool:
+        """True when the value is a list of layer entries (or of such lists) the loader must parse."""
+        return isinstance(self.convert, LayerList)
+
+    def describe(self) -> str:
+        """The argument as the catalog shows it: 'name' or 'name=default'."""
+        if self.required:
+            return self.name
+        return f"{self.name}={_show(self.default)}"
+
+
+# -- converters: raw config value -> validated Python value, or SchemaError ------------------------
+
+
+def _is_int(v: Any) -> bool:
+    # YAML's `true` is a bool, and bool is an int subclass in Python: a size is never a bool.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bad(what: str, value: Any) -> SchemaError:
+    return SchemaError(f"{what}, got {_show(value)}", value=value)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "a mapping"
+    return str(value)
+
+
+class Int:
+    """An integer >= low (no bools, no floats)."""
+
+    def __init__(self, low: int = 1) -> None:
+        self.low = low
+
+    def __call__(self, v: Any) -> int:
+        if not _is_int(v) or v < self.low:
+            raise _bad(f"expected an integer >= {self.low}", v)
+        return int(v)
+
+
+class Opt:
+    """null (a default worked out from the input or other arguments) or what `inner` accepts."""
+
+    def __init__(self, inner: Callable[[Any], Any]) -> None:
+        self.inner = inner
+
+    def __call__(self, v: Any) -> Any:
+        return None if v is None else self.inner(v)
+
+
+class Float:
+    """A number within [low, high]."""
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (self.low <= v <= self.high) or v != v:
+            rng = "a number" if self.low == -math.inf else f"a number in [{self.low:g}, {self.high:g}]"
+            raise _bad(f"expected {rng}", v)
+        return float(v)
+
+
+class Bool:
+    """true or false (not 0/1, not strings)."""
+
+    def __call__(self, v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise _bad("expected true or false", v)
+        return v
+
+
+class Choice:
+    """One of a few strings."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = options
+
+    def __call__(self, v: Any) -> str:
+        if v not in self.options:
+            raise _bad("expected one of " + ", ".join(self.options), v)
+        return v
+
+
+class Ints:
+    """An int or a list of 1..rank ints (>= low); null elements allowed when nullable."""
+
+    def __init__(self, low: int = 1, rank: int = 2, nullable: bool = False, words: tuple[str, ...] = ()) -> None:
+        self.low, self.rank, self.nullable, self.words = low, rank, nullable, words
+
+    def _one(self, v: Any) -> int | None:
+        if v is None and self.nullable:
+            return None
+        if not _is_int(v) or v < self.low:
+            raise SchemaError("")  # replaced below with the whole value
+        return int(v)
+
+    def __call__(self, v: Any) -> Any:
+        if isinstance(v, str) and v in self.words:
+            return v
+        try:
+            if isinstance(v, list) and 1 <= len(v) <= self.rank:
+                return tuple(self._one(e) for e in v)
+            return self._one(v)
+        except SchemaError:
+            what = f"an integer >= {self.low}" + (" or a pair [h, w]" if self.rank == 2 else "")
+            if self.words:
+                what += " or " + " or ".join(repr(w) for w in self.words)
+            raise _bad(f"expected {what}", v) from None
+
+
+class LayerList:
+    """Marks an argument whose value is a list of layer entries (depth 1) or a list of such lists."""
+
+    def __init__(self, depth: int = 1, min_len: int = 1) -> None:
+        self.depth = depth
+        self.min_len = min_len  # at the outer level: how many entries (or branches) at least
+
+    def __call__(self, v: Any) -> Any:  # the loader parses these; nothing to convert here
+        return v
+
+
+# -- the tree --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """One config entry: a layer instance with its name, repeat count and location."""
+
+    layer: "Layer"
+    name: str
+    repeat: int = 1
+    loc: Location = field(default_factory=Location)
+    named: bool = False  # True when the user gave the name (then it is also the path segment)
+
+    @property
+    def label(self) -> str:
+        """The layer as error messages name it: "conv2d 'conv1'"."""
+        return f"{self.layer.type_name} '{self.name}'"
+
+
+class Layer:
+    """Base of every layer type. Subclasses set type_name, args and override the rules they need."""
+
+    type_name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for the catalog
+    args: ClassVar[tuple[Arg, ...]] = ()
+    creates_tensor: ClassVar[bool] = True  # False for pure groupings (their output is a child's)
+
+    def __init__(self, **values: Any) -> None:
+        for arg in self.args:
+            setattr(self, arg.name, values.get(arg.name, arg.default))
+
+    def arguments(self) -> dict[str, Any]:
+        """The layer's arguments after defaults, by PyTorch name."""
+        return {a.name: getattr(self, a.name) for a in self.args if not a.nested}
+
+    # -- calculator rules (pure integer arithmetic) --
+    def output_shape(self, x: Shape) -> Shape:
+        """Output shape for input shape x (batch first); raises ShapeError."""
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        """Trainable parameter shapes, by PyTorch attribute name, for input shape x."""
+        return {}
+
+    def buffer_shapes(self, x: Shape) -> dict[str, Shape]:
+        """Non-trainable buffer shapes (running statistics, counters) for input shape x."""
+        return {}
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        """Multiply-accumulates of one forward pass over the whole batch (0 for most layers)."""
+        return 0
+
+    # -- block structure (leaves have none) --
+    def sequences(self) -> list[tuple[str, list[Node]]]:
+        """Child layer sequences by path segment, in execution order (empty for a leaf)."""
+        return []
+
+    def combine(self, x: Shape, outs: list[Shape]) -> Shape:
+        """A block's output shape from its input and each child sequence's output shape."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses --
+    def expect_rank(self, x: Shape, *ranks: int, layout: str = "") -> None:
+        """Raise ShapeError unless len(x) is one of ranks."""
+        if len(x) not in ranks:
+            want = layout or " or ".join(f"{r}-D" for r in ranks)
+            raise ShapeError(f"expects input {want}, got {fmt_shape(x)}", value=x)
+
+    def expect_dim(self, x: Shape, dim: int, arg: str) -> int:
+        """Normalise a PyTorch dim index (negative counts from the end) for shape x."""
+        if not -len(x) <= dim < len(x):
+            raise ShapeError(f"{arg} {dim} is out of range for {len(x)}-D input {fmt_shape(x)}", value=dim)
+        return dim % len(x)
+
+    def expect_size(self, arg: str, given: int | None, actual: int) -> None:
+        """An explicit input size (in_channels, ...) must equal the size flowing in."""
+        if given is not None and given != actual:
+            raise ShapeError(f"{arg} {given} does not match the input's {actual}", value=given)
+
+
+REGISTRY: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: add a layer type to the catalog under its lower-case type_name."""
+    assert cls.type_name and cls.type_name == cls.type_name.lower(), cls
+    assert cls.type_name not in REGISTRY, cls.type_name
+    REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def numel(shape: Sequence[int]) -> int:
+    """Number of elements of a shape (1 for a scalar shape ())."""
+    return math.prod(shape)
+
+
+def fmt_shape(shape: Sequence[int | None]) -> str:
+    """(1, 64, 56, 56) -> '1x64x56x56'."""
+    return "x".join(str(s) for s in shape)
+
+
+def as_tuple(value: Any, rank: int) -> tuple:
+    """Expand an int (or a 1-tuple) to a rank-tuple; the converters already checked the length."""
+    if isinstance(value, tuple):
+        return value if len(value) == rank else value * rank
+    return (value,) * rank

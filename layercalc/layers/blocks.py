@@ -1,0 +1,73 @@
+"""Composite blocks: residual (add), concat (join channels) and sequential (a named group).
+
+A block's shape, parameters and cost all come from its children; it adds only its merge rule.
+"""
+
+from __future__ import annotations
+
+from ..errors import ShapeError
+from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
+
+
+@register
+class Residual(Layer):
+    type_name = "residual"
+    summary = "out = body(x) + shortcut(x); shapes must match exactly"
+    args = (
+        Arg("body", LayerList()),
+        Arg("shortcut", LayerList(min_len=0), [], "[] = identity"),
+    )
+
+    body: list[Node]
+    shortcut: list[Node]
+
+    def sequences(self) -> list[tuple[str, list[Node]]]:
+        return [("body", self.body), ("shortcut", self.shortcut)]
+
+    def combine(self, x: Shape, outs: list[Shape]) -> Shape:
+        body, shortcut = outs
+        if body != shortcut:
+            raise ShapeError(
+                f"body gives {fmt_shape(body)} but shortcut gives {fmt_shape(shortcut)}; a residual adds equal shapes",
+                value=(body, shortcut),
+            )
+        return body
+
+
+@register
+class Concat(Layer):
+    type_name = "concat"
+    summary = "branch outputs joined on the channel dim (dim 1); [] is an identity branch"
+    args = (Arg("branches", LayerList(depth=2)),)
+
+    branches: list[list[Node]]
+
+    def sequences(self) -> list[tuple[str, list[Node]]]:
+        return [(f"branches.{i}", branch) for i, branch in enumerate(self.branches)]
+
+    def combine(self, x: Shape, outs: list[Shape]) -> Shape:
+        first = outs[0]
+        for i, out in enumerate(outs):
+            if len(out) < 2 or len(out) != len(first) or out[:1] + out[2:] != first[:1] + first[2:]:
+                raise ShapeError(
+                    f"branch {i} gives {fmt_shape(out)} but branch 0 gives {fmt_shape(first)};"
+                    " concat needs equal shapes except the channel dim",
+                    value=(first, out),
+                )
+        return (first[0], sum(o[1] for o in outs), *first[2:])
+
+
+@register
+class Sequential(Layer):
+    type_name = "sequential"
+    summary = "a named group of layers, shown as a level of hierarchy"
+    args = (Arg("layers", LayerList()),)
+    creates_tensor = False  # its output is its last child's
+
+    layers: list[Node]
+
+    def sequences(self) -> list[tuple[str, list[Node]]]:
+        return [("", self.layers)]
+
+    def combine(self, x: Shape, outs: list[Shape]) -> Shape:
+        return outs[0]

@@ -1,0 +1,159 @@
+"""Convolutions: conv1d, conv2d (correlation, as every framework) and convtranspose2d."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import ShapeError
+from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
+from .geometry import conv_out, conv_transpose_out, same_padding
+
+
+def fmt_size(values: tuple[int, ...]) -> str:
+    """(3, 3) -> '3', (3, 5) -> '3x5': how a kernel size reads in a message."""
+    return str(values[0]) if len(set(values)) == 1 else fmt_shape(values)
+
+
+class _ConvBase(Layer):
+    """Shared rules of the convolutions of spatial rank `rank` (input N, C, *spatial)."""
+
+    rank: ClassVar[int] = 2
+
+    in_channels: int | None
+    out_channels: int
+    groups: int
+    bias: bool
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        """Kernel size per spatial dim."""
+        return as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride per spatial dim."""
+        return as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """Dilation per spatial dim."""
+        return as_tuple(self.dilation, self.rank)  # type: ignore[attr-defined]
+
+    def check_channels(self, x: Shape) -> int:
+        """Check rank, in_channels and groups against the input; return its channel count."""
+        layout = "(N, C, L)" if self.rank == 1 else "(N, C, H, W)"
+        self.expect_rank(x, self.rank + 2, layout=layout)
+        c_in = x[1]
+        self.expect_size("in_channels", self.in_channels, c_in)
+        for what, n in (("in_channels", c_in), ("out_channels", self.out_channels)):
+            if n % self.groups:
+                raise ShapeError(f"groups {self.groups} does not divide {what} {n}", value=self.groups)
+        return c_in
+
+
+def _conv_args(rank: int, transposed: bool) -> tuple[Arg, ...]:
+    pad = Ints(low=0, rank=rank) if transposed else Ints(low=0, rank=rank, words=("same", "valid"))
+    args = [
+        Arg("out_channels", Int()),
+        Arg("kernel_size", Ints(rank=rank)),
+        Arg("stride", Ints(rank=rank), 1),
+        Arg("padding", pad, 0),
+    ]
+    if transposed:
+        args.append(Arg("output_padding", Ints(low=0, rank=rank), 0))
+    args += [
+        Arg("dilation", Ints(rank=rank), 1),
+        Arg("groups", Int(), 1),
+        Arg("bias", Bool(), True),
+        Arg("in_channels", Opt(Int()), None, "inferred from the input"),
+    ]
+    return tuple(args)
+
+
+class _Conv(_ConvBase):
+    """y = x ⋆ k + b: cross-correlation over rank spatial dims."""
+
+    def pads(self) -> list[tuple[int, int]]:
+        """(before, after) zero padding per spatial dim; 'same' pads asymmetrically as PyTorch."""
+        if self.padding == "valid":  # type: ignore[attr-defined]
+            return [(0, 0)] * self.rank
+        if self.padding == "same":  # type: ignore[attr-defined]
+            return [same_padding(k, d) for k, d in zip(self.kernel, self.dilations)]
+        return [(p, p) for p in as_tuple(self.padding, self.rank)]  # type: ignore[attr-defined]
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.check_channels(x)
+        if self.padding == "same" and any(s != 1 for s in self.strides):  # type: ignore[attr-defined]
+            raise ShapeError("padding='same' needs stride 1 (as in PyTorch)", value=self.strides)
+        spatial = x[2:]
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, self.pads()))
+        reach = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilations))
+        if any(r > p for r, p in zip(reach, padded)):
+            what = "kernel_size" if reach == self.kernel else "dilated kernel"
+            raise ShapeError(f"{what} {fmt_size(reach)} exceeds padded input {fmt_shape(padded)}", value=reach)
+        out = tuple(
+            conv_out(n, k, s, lo + hi, d)
+            for n, k, s, (lo, hi), d in zip(spatial, self.kernel, self.strides, self.pads(), self.dilations)
+        )
+        return (x[0], self.out_channels, *out)
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {"weight": (self.out_channels, x[1] // self.groups, *self.kernel)}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        # N · c_out · spatial_out · (c_in/groups) · prod(kernel): one MAC per kernel tap per output.
+        return numel(y) * (x[1] // self.groups) * numel(self.kernel)
+
+
+@register
+class Conv1d(_Conv):
+    type_name = "conv1d"
+    summary = "1-D convolution over (N, C, L)"
+    rank = 1
+    args = _conv_args(1, transposed=False)
+
+
+@register
+class Conv2d(_Conv):
+    type_name = "conv2d"
+    summary = "2-D convolution over (N, C, H, W)"
+    rank = 2
+    args = _conv_args(2, transposed=False)
+
+
+@register
+class ConvTranspose2d(_ConvBase):
+    type_name = "convtranspose2d"
+    summary = "2-D transposed convolution (the gradient of conv2d w.r.t. its input)"
+    rank = 2
+    args = _conv_args(2, transposed=True)
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.check_channels(x)
+        opad = as_tuple(self.output_padding, 2)  # type: ignore[attr-defined]
+        pad = as_tuple(self.padding, 2)  # type: ignore[attr-defined]
+        for o, s, d in zip(opad, self.strides, self.dilations):
+            if o >= s and o >= d:
+                raise ShapeError(f"output_padding {o} must be smaller than stride or dilation", value=o)
+        out = tuple(
+            conv_transpose_out(n, k, s, p, d, o)
+            for n, k, s, p, d, o in zip(x[2:], self.kernel, self.strides, pad, self.dilations, opad)
+        )
+        if any(n < 1 for n in out):
+            raise ShapeError(f"padding {fmt_size(pad)} leaves no output (size {fmt_shape(out)})", value=out)
+        return (x[0], self.out_channels, *out)
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        # PyTorch stores the transposed kernel as (c_in, c_out/groups, kh, kw).
+        shapes: dict[str, Shape] = {"weight": (x[1], self.out_channels // self.groups, *self.kernel)}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        # Every input pixel scatters a (c_out/groups)·kh·kw patch: N · c_in · spatial_in · ...
+        return numel(x) * (self.out_channels // self.groups) * numel(self.kernel)
+

@@ -1,0 +1,35 @@
+"""linear: z = W x + b on the last dimension."""
+
+from __future__ import annotations
+
+from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
+
+
+@register
+class Linear(Layer):
+    type_name = "linear"
+    summary = "z = W x + b, acting on the last dimension"
+    args = (
+        Arg("out_features", Int()),
+        Arg("bias", Bool(), True),
+        Arg("in_features", Opt(Int()), None, "inferred from the input"),
+    )
+
+    out_features: int
+    bias: bool
+    in_features: int | None
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")
+        self.expect_size("in_features", self.in_features, x[-1])
+        return (*x[:-1], self.out_features)
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {"weight": (self.out_features, x[-1])}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        # N · (leading dims) · n_in · n_out: each output element is a dot product of length n_in.
+        return numel(y) * x[-1]

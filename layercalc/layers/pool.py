@@ -1,0 +1,129 @@
+"""Pooling: max and average (fixed windows) and their adaptive versions, 1-D and 2-D."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import ShapeError
+from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, register
+from .geometry import pool_out
+
+
+class _Pool(Layer):
+    """Sliding-window pooling over `rank` spatial dims of (N, C, *spatial); no parameters."""
+
+    rank: ClassVar[int] = 2
+    has_dilation: ClassVar[bool] = False
+
+    def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
+        k = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
+        s = k if self.stride is None else as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
+        p = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
+        d = as_tuple(getattr(self, "dilation", 1), self.rank)
+        return k, s, p, d
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
+        k, s, p, d = self.windows()
+        for kk, pp in zip(k, p):
+            if pp > kk // 2:  # PyTorch's own check, on the undilated kernel
+                raise ShapeError(f"padding {pp} exceeds half the kernel_size {kk}", value=pp)
+        out = tuple(
+            pool_out(n, kk, ss, pp, dd, self.ceil_mode)  # type: ignore[attr-defined]
+            for n, kk, ss, pp, dd in zip(x[2:], k, s, p, d)
+        )
+        if any(n < 1 for n in out):
+            padded = tuple(n + 2 * pp for n, pp in zip(x[2:], p))
+            reach = tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d))
+            raise ShapeError(f"kernel_size {fmt_shape(reach)} exceeds padded input {fmt_shape(padded)}", value=reach)
+        return (*x[:2], *out)
+
+
+def _pool_args(rank: int, avg: bool) -> tuple[Arg, ...]:
+    args = [
+        Arg("kernel_size", Ints(rank=rank)),
+        Arg("stride", Opt(Ints(rank=rank)), None, "null = kernel_size"),
+        Arg("padding", Ints(low=0, rank=rank), 0),
+    ]
+    if avg:
+        args += [Arg("ceil_mode", Bool(), False), Arg("count_include_pad", Bool(), True)]
+    else:
+        args += [Arg("dilation", Ints(rank=rank), 1), Arg("ceil_mode", Bool(), False)]
+    return tuple(args)
+
+
+@register
+class MaxPool1d(_Pool):
+    type_name = "maxpool1d"
+    summary = "max over sliding windows of (N, C, L)"
+    rank = 1
+    args = _pool_args(1, avg=False)
+
+
+@register
+class MaxPool2d(_Pool):
+    type_name = "maxpool2d"
+    summary = "max over sliding windows of (N, C, H, W)"
+    rank = 2
+    args = _pool_args(2, avg=False)
+
+
+@register
+class AvgPool1d(_Pool):
+    type_name = "avgpool1d"
+    summary = "mean over sliding windows of (N, C, L)"
+    rank = 1
+    args = _pool_args(1, avg=True)
+
+
+@register
+class AvgPool2d(_Pool):
+    type_name = "avgpool2d"
+    summary = "mean over sliding windows of (N, C, H, W)"
+    rank = 2
+    args = _pool_args(2, avg=True)
+
+
+class _AdaptivePool(Layer):
+    """Pooling to a fixed output size; window i spans [floor(i·L/out), ceil((i+1)·L/out))."""
+
+    rank: ClassVar[int] = 2
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
+        size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
+        # null keeps that dimension's input size, as in PyTorch
+        return (*x[:2], *(n if o is None else o for n, o in zip(x[2:], size)))
+
+
+@register
+class AdaptiveAvgPool1d(_AdaptivePool):
+    type_name = "adaptiveavgpool1d"
+    summary = "mean pooling of (N, C, L) to a fixed length"
+    rank = 1
+    args = (Arg("output_size", Ints(rank=1)),)
+
+
+@register
+class AdaptiveAvgPool2d(_AdaptivePool):
+    type_name = "adaptiveavgpool2d"
+    summary = "mean pooling of (N, C, H, W) to a fixed size"
+    rank = 2
+    args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+
+
+@register
+class AdaptiveMaxPool1d(_AdaptivePool):
+    type_name = "adaptivemaxpool1d"
+    summary = "max pooling of (N, C, L) to a fixed length"
+    rank = 1
+    args = (Arg("output_size", Ints(rank=1)),)
+
+
+@register
+class AdaptiveMaxPool2d(_AdaptivePool):
+    type_name = "adaptivemaxpool2d"
+    summary = "max pooling of (N, C, H, W) to a fixed size"
+    rank = 2
+    args = (Arg("output_size", Ints(rank=2, nullable=True)),)

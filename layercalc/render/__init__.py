@@ -1,0 +1,1 @@
+"""Renderers: machine formats (formats.py) and the Rich terminal views (table.py)."""

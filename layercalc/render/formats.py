@@ -1,0 +1,72 @@
+"""Machine formats (json, csv, tsv, markdown) and number formatting; plain text, no Rich.
+
+Machine formats carry exact integers, no units, no colour and one header row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Iterable, Sequence
+
+from ..layers.base import fmt_shape
+
+# the columns each calculating command shows, in order (JSON always carries every field)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "summary": ("path", "name", "type", "depth", "output_shape", "params", "macs", "flops"),
+    "params": ("path", "name", "type", "depth", "params", "buffers"),
+    "flops": ("path", "name", "type", "depth", "macs", "flops"),
+    "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
+}
+MACHINE_FORMATS = ("json", "csv", "tsv", "markdown")
+
+
+def human(n: float, unit: str = "") -> str:
+    """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            value = n / scale
+            digits = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{value:.{digits}f} {prefix}{unit}"
+    return f"{n:g} {unit}".rstrip() if isinstance(n, float) else f"{n} {unit}".rstrip()
+
+
+def human_bytes(n: int) -> str:
+    """Bytes in decimal MB/GB, as torchinfo shows them: 46758048 -> '46.76 MB'."""
+    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def cell(row: dict[str, Any], column: str) -> str:
+    """A row's value as plain text: shapes as 1x64x56x56, integers exact."""
+    value = row.get(column, "")
+    if isinstance(value, list):
+        return fmt_shape(value)
+    return str(value)
+
+
+def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
+    """The report in a machine format; `report_dict` is Report.to_dict()."""
+    if fmt == "json":
+        return json.dumps(report_dict, indent=2) + "\n"
+    columns = COLUMNS[command]
+    rows = [[cell(r, c) for c in columns] for r in report_dict["layers"]]
+    total = report_dict["total"]
+    rows.append(["total", "", "", ""] + [str(total.get(c, "")) if c in total else "" for c in columns[4:]])
+    return table_text(fmt, columns, rows)
+
+
+def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A header and rows as csv, tsv or a markdown pipe table."""
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,109 @@
+"""The terminal view (Rich): a table that reads at a glance, and a footer of exact totals.
+
+The only module besides verify's progress display that imports Rich; imported only when a
+table is actually printed, so machine formats and --total never pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .formats import human, human_bytes
+
+BAR_WIDTH = 10
+# the column that the share bar measures, per command
+SHARE_OF = {"summary": "macs", "flops": "macs", "params": "params"}
+NUMBER_COLUMNS = {
+    "summary": ("params", "macs", "flops"),
+    "params": ("params", "buffers"),
+    "flops": ("macs", "flops"),
+    "shapes": (),
+}
+TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs"}
+
+
+def console(file: TextIO | None = None) -> Console:
+    """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
+    return Console(file=file, highlight=False, soft_wrap=False)
+
+
+def bar(share: float) -> Text:
+    """'████▍      42.3%': a small bar so the heavy layers stand out."""
+    eighths = round(max(0.0, min(1.0, share)) * BAR_WIDTH * 8)
+    full, part = divmod(eighths, 8)
+    blocks = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+    text = Text(blocks.ljust(BAR_WIDTH), style="cyan")
+    text.append(f" {share * 100:5.1f}%", style="dim" if share < 0.05 else "")
+    return text
+
+
+def render_table(report: dict[str, Any], command: str, out: Console) -> None:
+    """Print the per-layer table and the totals footer for summary/params/flops/shapes."""
+    total = report["total"]
+    numbers = NUMBER_COLUMNS[command]
+    share_key = SHARE_OF.get(command)
+    title = (
+        f"[bold]{report['name']}[/]  input {'x'.join(map(str, report['input']))}"
+        f" · batch {report['batch']} · {report['dtype']}"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Type", style="magenta", no_wrap=True)
+    if command == "shapes":
+        table.add_column("Input shape", no_wrap=True)
+    table.add_column("Output shape", no_wrap=True)
+    for key in numbers:
+        table.add_column(TITLES[key], justify="right", no_wrap=True)
+    if share_key:
+        table.add_column(f"Share of {TITLES[share_key]}", no_wrap=True)
+    rows = report["layers"]
+    for i, row in enumerate(rows):
+        # a row is a block when the next row is deeper (derived: no layer type is named here)
+        block = i + 1 < len(rows) and rows[i + 1]["depth"] > row["depth"]
+        name = Text("  " * row["depth"] + row["name"], style="bold" if block else "")
+        cells: list[Any] = [name, row["type"]]
+        if command == "shapes":
+            cells.append("x".join(map(str, row["input_shape"])))
+        cells.append("x".join(map(str, row["output_shape"])))
+        cells += [_number(row[k]) for k in numbers]
+        if share_key:
+            cells.append(bar(row[share_key] / total[share_key]) if total[share_key] and row[share_key] else "")
+        table.add_row(*cells, style="dim" if block else None)
+    out.print(table)
+    out.print(footer(report))
+
+
+def _number(n: int) -> Text:
+    return Text(human(n) if n else "—", style="" if n else "dim")
+
+
+def footer(report: dict[str, Any]) -> Table:
+    """Totals with exact integers and human units, and memory for the dtype and batch."""
+    t = report["total"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(justify="right")
+    grid.add_column(style="dim")
+    grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
+    grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
+    grid.add_row("MACs", f"{t['macs']:,}", human(t["macs"]))
+    grid.add_row("FLOPs", f"{t['flops']:,}", human(t["flops"]) + " (2 per MAC)")
+    grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
+    grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    return grid
+
+
+def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
+    """The layer catalog: type, arguments with defaults, what it does."""
+    table = Table(title="[bold]layercalc layer types[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("Type", style="magenta", no_wrap=True)
+    table.add_column("Arguments")
+    table.add_column("What it does", style="dim")
+    for row in rows:
+        table.add_row(row["type"], ", ".join(row["arguments"]) or "—", row["summary"])
+    out.print(table)
