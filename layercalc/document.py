@@ -154,6 +154,8 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = exc.problem or exc.context or "syntax error"
+        if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
+            what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
         raise DocumentError(f"invalid YAML: {what}", Location(file=name, line=line)) from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"invalid YAML: {exc}", Location(file=name)) from None

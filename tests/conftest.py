@@ -1,0 +1,54 @@
+"""Shared fixtures: run the command line in-process and capture what a user would see."""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from layercalc.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+@dataclass
+class Run:
+    """One command-line run: exit status, stdout and stderr."""
+
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """cli('params', 'x.yaml', '--total', stdin='...') -> Run."""
+
+    def run(*args: str, stdin: str | None = None) -> Run:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        captured = capsys.readouterr()
+        return Run(int(info.value.code or 0), captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write('net.yaml', text) -> path of a file in a temporary folder."""
+
+    def make(name: str, text: str | bytes) -> str:
+        path = tmp_path / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        return str(path)
+
+    return make
