@@ -5,6 +5,7 @@ Errors from the core are turned into one line on stderr here, and only here.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from enum import Enum
@@ -170,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, map every failure to one stderr line and an exit status."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    # A short-lived process that builds large acyclic trees: the cyclic garbage collector
+    # would only re-scan them (a third of the time on a 100,000-entry config).
+    gc.disable()
     try:
         status = app(args=args, prog_name="layercalc", standalone_mode=False)
         status = status if isinstance(status, int) else EXIT_OK

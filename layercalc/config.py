@@ -185,24 +185,23 @@ def lookup_type(name: Any, loc: Location) -> type[Layer]:
 
 def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dict[str, int]) -> Node:
     """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N} -> a Node."""
-    loc = Location(line=line, where=where)
     if isinstance(item, str):
         type_key, raw_args, extra = item, None, {}
     elif isinstance(item, dict):
         type_keys = [k for k in item if k not in ENTRY_KEYS]
         if len(type_keys) != 1:
             found = ", ".join(map(str, type_keys)) or "none"
-            raise SchemaError(f"a layer entry needs exactly one type key, found {found}", loc, item)
+            raise SchemaError(f"a layer entry needs exactly one type key, found {found}", Location(line=line, where=where), item)
         type_key = type_keys[0]
         raw_args, extra = item[type_key], {k: item[k] for k in ENTRY_KEYS if k in item}
         if isinstance(item, Map):
-            loc = Location(line=item.key_lines.get(type_key, line), where=where)
+            line = item.key_lines.get(type_key, line)
     else:
-        raise SchemaError(f"a layer entry is a type name or a mapping, got {type_word(item)}", loc, item)
-    cls = lookup_type(type_key, loc)
+        raise SchemaError(f"a layer entry is a type name or a mapping, got {type_word(item)}", Location(line=line, where=where), item)
+    cls = lookup_type(type_key, Location(line=line, where=where))
     counts[cls.type_name] = counts.get(cls.type_name, 0) + 1
     name = extra.get("name", f"{cls.type_name}{counts[cls.type_name]}")
-    loc = Location(line=loc.line, where=where, layer=f"{cls.type_name} '{name}'")
+    loc = Location(line=line, where=where, layer=f"{cls.type_name} '{name}'")
     try:
         if not isinstance(name, str) or not name or "." in name:
             raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)

@@ -12,6 +12,7 @@ with an explicit stack, not by PyYAML's recursive composer, so that:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -69,6 +70,7 @@ _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-
 _CORE = "tag:yaml.org,2002:"
 
 
+@functools.lru_cache(maxsize=4096)  # configs repeat the same few words thousands of times
 def resolve_plain(text: str) -> Any:
     """A plain (unquoted) scalar's value: null, bool, int, float or the string itself."""
     if text in _NULL:

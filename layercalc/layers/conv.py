@@ -24,20 +24,12 @@ class _ConvBase(Layer):
     groups: int
     bias: bool
 
-    @property
-    def kernel(self) -> tuple[int, ...]:
-        """Kernel size per spatial dim."""
-        return as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        """Stride per spatial dim."""
-        return as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
-
-    @property
-    def dilations(self) -> tuple[int, ...]:
-        """Dilation per spatial dim."""
-        return as_tuple(self.dilation, self.rank)  # type: ignore[attr-defined]
+    def __init__(self, **values: object) -> None:
+        super().__init__(**values)
+        # normalised once: shape rules run for every copy of every entry
+        self.kernel: tuple[int, ...] = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
+        self.strides: tuple[int, ...] = as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
+        self.dilations: tuple[int, ...] = as_tuple(self.dilation, self.rank)  # type: ignore[attr-defined]
 
     def check_channels(self, x: Shape) -> int:
         """Check rank, in_channels and groups against the input; return its channel count."""
@@ -73,7 +65,11 @@ def _conv_args(rank: int, transposed: bool) -> tuple[Arg, ...]:
 class _Conv(_ConvBase):
     """y = x ⋆ k + b: cross-correlation over rank spatial dims."""
 
-    def pads(self) -> list[tuple[int, int]]:
+    def __init__(self, **values: object) -> None:
+        super().__init__(**values)
+        self.pads = self._pads()
+
+    def _pads(self) -> list[tuple[int, int]]:
         """(before, after) zero padding per spatial dim; 'same' pads asymmetrically as PyTorch."""
         if self.padding == "valid":  # type: ignore[attr-defined]
             return [(0, 0)] * self.rank
@@ -86,14 +82,14 @@ class _Conv(_ConvBase):
         if self.padding == "same" and any(s != 1 for s in self.strides):  # type: ignore[attr-defined]
             raise ShapeError("padding='same' needs stride 1 (as in PyTorch)", value=self.strides)
         spatial = x[2:]
-        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, self.pads()))
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, self.pads))
         reach = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilations))
         if any(r > p for r, p in zip(reach, padded)):
             what = "kernel_size" if reach == self.kernel else "dilated kernel"
             raise ShapeError(f"{what} {fmt_size(reach)} exceeds padded input {fmt_shape(padded)}", value=reach)
         out = tuple(
             conv_out(n, k, s, lo + hi, d)
-            for n, k, s, (lo, hi), d in zip(spatial, self.kernel, self.strides, self.pads(), self.dilations)
+            for n, k, s, (lo, hi), d in zip(spatial, self.kernel, self.strides, self.pads, self.dilations)
         )
         return (x[0], self.out_channels, *out)
 
