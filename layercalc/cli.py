@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     # A short-lived process that builds large acyclic trees: the cyclic garbage collector
     # would only re-scan them (a third of the time on a 100,000-entry config).
+    collecting = gc.isenabled()
     gc.disable()
     try:
         status = app(args=args, prog_name="layercalc", standalone_mode=False)
@@ -196,4 +197,6 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         status = _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL)
+    if collecting:  # for callers that run main() in-process, such as the tests
+        gc.enable()
     sys.exit(status)
