@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from .config import Network
 from .errors import ConfigError, ShapeError
-from .layers import Node, Shape, numel
+from .layers import Layer, Node, Shape, numel
 
 MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after this many copies is refused
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
@@ -33,6 +33,7 @@ class Entry:
     tensors: int = 0  # elements of every tensor created inside, for activation memory
     children: list["Entry"] = field(default_factory=list)
     copies: int = 0  # repeat groups only: how many copies; the last child stands for the rest
+    layer: Layer | None = None  # the layer (None for a repeat group), for verify
 
 
 def _leaf(node: Node, seg: str, x: Shape) -> Entry:
@@ -48,6 +49,7 @@ def _leaf(node: Node, seg: str, x: Shape) -> Entry:
         buffers=sum(numel(s) for s in layer.buffer_shapes(x).values()),
         macs=layer.macs(x, y),
         tensors=numel(y),
+        layer=layer,
     )
 
 
@@ -60,7 +62,9 @@ def _block(node: Node, seg: str, x: Shape) -> Entry:
         outs.append(out)
         children.extend(entries)
     y = layer.combine(x, outs)
-    entry = Entry(seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children)
+    entry = Entry(
+        seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children, layer=layer
+    )
     _sum_children(entry, extra_tensor=numel(y) if layer.creates_tensor else 0)
     return entry
 

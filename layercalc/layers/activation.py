@@ -1,42 +1,100 @@
-"""Elementwise activations and softmax: shape-preserving, no parameters, no MACs."""
+"""Elementwise activations and softmax: shape-preserving, no parameters, no MACs.
+
+Each elementwise type gives f(x) and f'(x) (from x and y = f(x)); forward and backward follow.
+Derivatives at the kinks follow PyTorch (relu'(0) = 0, hardswish'(3) from the middle piece, ...).
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from ..lazy import np
 from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, register
 
 _INPLACE = Arg("inplace", Bool(), False, "accepted for PyTorch compatibility; no effect")
 
 
 class _Elementwise(Layer):
-    """y = f(x) elementwise."""
+    """y = f(x) elementwise; dx = dy · f'(x)."""
 
     args: tuple[Arg, ...] = (_INPLACE,)
+
+    def f(self, x: Any) -> Any:
+        """The activation, elementwise."""
+        return x
+
+    def df(self, x: Any, y: Any) -> Any:
+        """Its derivative at x (y = f(x) given, often cheaper)."""
+        return np.ones_like(x)
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        y = self.f(x)
+        return y, (x, y)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        return dy * self.df(*cache), {}
 
 
 @register
 class ReLU(_Elementwise):
     type_name = "relu"
     summary = "max(x, 0)"
+    kinks = (0.0,)
+
+    def f(self, x: Any) -> Any:
+        return np.maximum(x, 0)
+
+    def df(self, x: Any, y: Any) -> Any:
+        return (x > 0).astype(x.dtype)
 
 
 @register
 class ReLU6(_Elementwise):
     type_name = "relu6"
     summary = "min(max(x, 0), 6)"
+    kinks = (0.0, 6.0)
+
+    def f(self, x: Any) -> Any:
+        return np.clip(x, 0, 6)
+
+    def df(self, x: Any, y: Any) -> Any:
+        return ((x > 0) & (x < 6)).astype(x.dtype)
 
 
 @register
 class LeakyReLU(_Elementwise):
     type_name = "leakyrelu"
     summary = "x if x > 0 else negative_slope * x"
+    kinks = (0.0,)
     args = (Arg("negative_slope", Float(), 0.01), _INPLACE)
+
+    negative_slope: float
+
+    def f(self, x: Any) -> Any:
+        return np.where(x > 0, x, self.negative_slope * x)
+
+    def df(self, x: Any, y: Any) -> Any:
+        return np.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
 
 
 @register
 class ELU(_Elementwise):
     type_name = "elu"
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
+    kinks = (0.0,)
     args = (Arg("alpha", Float(), 1.0), _INPLACE)
+
+    alpha: float
+
+    def f(self, x: Any) -> Any:
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+
+    def df(self, x: Any, y: Any) -> Any:
+        return np.where(x > 0, 1.0, y + self.alpha).astype(x.dtype)  # alpha·e^x = y + alpha
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 @register
@@ -45,11 +103,40 @@ class GELU(_Elementwise):
     summary = "x * Phi(x) (exact erf, or the tanh approximation)"
     args = (Arg("approximate", Choice("none", "tanh"), "none"),)
 
+    approximate: str
+
+    def _phi_cdf(self, x: Any) -> Any:
+        # NumPy has no erf; math.erf per element is exact, and verify's tensors are small enough
+        erf = np.frompyfunc(math.erf, 1, 1)
+        return 0.5 * (1.0 + erf(x / math.sqrt(2)).astype(x.dtype))
+
+    def f(self, x: Any) -> Any:
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return x * self._phi_cdf(x)
+
+    def df(self, x: Any, y: Any) -> Any:
+        if self.approximate == "tanh":
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+        return self._phi_cdf(x) + x * np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+
+
+def _sigmoid(x: Any) -> Any:
+    return 0.5 * (1 + np.tanh(0.5 * x))  # overflow-free form of 1 / (1 + e^-x)
+
 
 @register
 class SiLU(_Elementwise):
     type_name = "silu"
     summary = "x * sigmoid(x)"
+
+    def f(self, x: Any) -> Any:
+        return x * _sigmoid(x)
+
+    def df(self, x: Any, y: Any) -> Any:
+        s = _sigmoid(x)
+        return s * (1 + x * (1 - s))
 
 
 @register
@@ -58,6 +145,12 @@ class Sigmoid(_Elementwise):
     summary = "1 / (1 + exp(-x))"
     args = ()
 
+    def f(self, x: Any) -> Any:
+        return _sigmoid(x)
+
+    def df(self, x: Any, y: Any) -> Any:
+        return y * (1 - y)
+
 
 @register
 class Tanh(_Elementwise):
@@ -65,17 +158,37 @@ class Tanh(_Elementwise):
     summary = "tanh(x)"
     args = ()
 
+    def f(self, x: Any) -> Any:
+        return np.tanh(x)
+
+    def df(self, x: Any, y: Any) -> Any:
+        return 1 - y * y
+
 
 @register
 class Hardswish(_Elementwise):
     type_name = "hardswish"
     summary = "x * relu6(x + 3) / 6"
+    kinks = (-3.0, 3.0)
+
+    def f(self, x: Any) -> Any:
+        return x * np.clip(x + 3, 0, 6) / 6
+
+    def df(self, x: Any, y: Any) -> Any:
+        return np.where(x < -3, 0.0, np.where(x <= 3, x / 3 + 0.5, 1.0)).astype(x.dtype)
 
 
 @register
 class Hardsigmoid(_Elementwise):
     type_name = "hardsigmoid"
     summary = "relu6(x + 3) / 6"
+    kinks = (-3.0, 3.0)
+
+    def f(self, x: Any) -> Any:
+        return np.clip(x + 3, 0, 6) / 6
+
+    def df(self, x: Any, y: Any) -> Any:
+        return ((x > -3) & (x < 3)).astype(x.dtype) / 6
 
 
 @register
@@ -83,6 +196,12 @@ class Identity(_Elementwise):
     type_name = "identity"
     summary = "y = x"
     args = ()
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        return x, None
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        return dy, {}
 
 
 @register
@@ -96,3 +215,12 @@ class Softmax(Layer):
     def output_shape(self, x: Shape) -> Shape:
         self.expect_dim(x, self.dim, "dim")
         return x
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        e = np.exp(x - x.max(axis=self.dim, keepdims=True))
+        y = e / e.sum(axis=self.dim, keepdims=True)
+        return y, y
+
+    def backward(self, dy: Any, params: dict[str, Any], y: Any) -> tuple[Any, dict[str, Any]]:
+        # J = diag(y) - y yᵀ along dim, so Jᵀ dy = y (dy - <dy, y>)
+        return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True)), {}

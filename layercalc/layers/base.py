@@ -193,6 +193,7 @@ class Layer:
     summary: ClassVar[str] = ""  # one line for the catalog
     args: ClassVar[tuple[Arg, ...]] = ()
     creates_tensor: ClassVar[bool] = True  # False for pure groupings (their output is a child's)
+    kinks: ClassVar[tuple[float, ...]] = ()  # inputs where f is not differentiable; verify avoids them
 
     def __init__(self, **values: Any) -> None:
         for arg in self.args:
@@ -218,6 +219,39 @@ class Layer:
     def macs(self, x: Shape, y: Shape) -> int:
         """Multiply-accumulates of one forward pass over the whole batch (0 for most layers)."""
         return 0
+
+    # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
+    def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
+        """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""
+        params = {}
+        for name, shape in self.param_shapes(x).items():
+            if len(shape) >= 2:  # a weight matrix or kernel: keep activations O(1)
+                params[name] = rng.standard_normal(shape) / math.sqrt(numel(shape[1:]))
+            elif name == "weight":  # a normalisation scale: around 1
+                params[name] = 1.0 + 0.1 * rng.standard_normal(shape)
+            else:
+                params[name] = 0.1 * rng.standard_normal(shape)
+        return params
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        """y and a cache for backward (leaves only)."""
+        raise NotImplementedError(f"{self.type_name} has no NumPy forward")
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        """(dL/dx, {param name: dL/dparam}) from dL/dy and forward's cache (leaves only)."""
+        raise NotImplementedError(f"{self.type_name} has no NumPy backward")
+
+    def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
+        """Extra algebraic checks of this layer type: (what, error, tolerance) each."""
+        return []
+
+    def merge(self, outs: list[Any]) -> Any:
+        """A block's output array from its child sequences' outputs."""
+        raise NotImplementedError
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        """The gradient reaching each child sequence's output from the block's dL/dy."""
+        raise NotImplementedError
 
     # -- block structure (leaves have none) --
     def sequences(self) -> list[tuple[str, list[Node]]]:

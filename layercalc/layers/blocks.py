@@ -5,7 +5,10 @@ A block's shape, parameters and cost all come from its children; it adds only it
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ShapeError
+from ..lazy import np
 from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
 
 
@@ -33,6 +36,12 @@ class Residual(Layer):
             )
         return body
 
+    def merge(self, outs: list[Any]) -> Any:
+        return outs[0] + outs[1]
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        return [dy, dy]  # an add passes the gradient to both terms
+
 
 @register
 class Concat(Layer):
@@ -56,6 +65,13 @@ class Concat(Layer):
                 )
         return (first[0], sum(o[1] for o in outs), *first[2:])
 
+    def merge(self, outs: list[Any]) -> Any:
+        return np.concatenate(outs, axis=1)
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        edges = np.cumsum([o.shape[1] for o in outs])[:-1]
+        return np.split(dy, edges, axis=1)
+
 
 @register
 class Sequential(Layer):
@@ -71,3 +87,9 @@ class Sequential(Layer):
 
     def combine(self, x: Shape, outs: list[Shape]) -> Shape:
         return outs[0]
+
+    def merge(self, outs: list[Any]) -> Any:
+        return outs[0]
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        return [dy]

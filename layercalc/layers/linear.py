@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..lazy import np
 from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
 
 
@@ -33,3 +36,18 @@ class Linear(Layer):
     def macs(self, x: Shape, y: Shape) -> int:
         # N · (leading dims) · n_in · n_out: each output element is a dot product of length n_in.
         return numel(y) * x[-1]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        # z = x Wᵀ + b on the last dim (x may carry leading dims)
+        y = x @ params["weight"].T
+        if self.bias:
+            y += params["bias"]
+        return y, x
+
+    def backward(self, dy: Any, params: dict[str, Any], x: Any) -> tuple[Any, dict[str, Any]]:
+        # ∇x = ∇z W, ∇W = ∇zᵀ x summed over every leading position, ∇b = Σ ∇z
+        flat_dy = dy.reshape(-1, dy.shape[-1])
+        grads = {"weight": flat_dy.T @ x.reshape(-1, x.shape[-1])}
+        if self.bias:
+            grads["bias"] = flat_dy.sum(axis=0)
+        return dy @ params["weight"], grads

@@ -2,14 +2,70 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ShapeError
+from ..lazy import np
 from .base import Arg, Bool, Float, Int, Layer, Opt, Shape, fmt_shape, register
 
 
-class _BatchNorm(Layer):
-    """Per-channel normalisation with batch statistics; running mean/var buffers."""
+def normalize(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any]:
+    """(x - mean) / sqrt(var + eps) over axes (biased variance, as PyTorch); returns (xhat, 1/std)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    inv_std = 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+    return centered * inv_std, inv_std
+
+
+def normalize_backward(dxhat: Any, xhat: Any, inv_std: Any, axes: tuple[int, ...]) -> Any:
+    """dL/dx from dL/dxhat: the mean and variance depend on every x, hence the two mean terms."""
+    return inv_std * (
+        dxhat - dxhat.mean(axis=axes, keepdims=True) - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)
+    )
+
+
+def _channel(v: Any, ndim: int) -> Any:
+    """A per-channel vector shaped to broadcast over (N, C, ...)."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+class _ChannelAffine(Layer):
+    """Normalisation followed by a per-channel scale and shift (batchnorm, groupnorm)."""
+
+    def _affine(self) -> bool:
+        return self.affine  # type: ignore[attr-defined,no-any-return]
+
+    def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
+        """(axes to normalise over, x reshaped for that) for this normalisation."""
+        raise NotImplementedError
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        axes, grouped = self.stats_axes(x)
+        xhat, inv_std = normalize(grouped, axes, self.eps)  # type: ignore[attr-defined]
+        xhat = xhat.reshape(x.shape)
+        y = xhat
+        if self._affine():
+            y = xhat * _channel(params["weight"], x.ndim) + _channel(params["bias"], x.ndim)
+        return y, (xhat, inv_std, x.shape)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std, shape = cache
+        grads: dict[str, Any] = {}
+        dxhat = dy
+        if self._affine():
+            per_channel = (0, *range(2, dy.ndim))
+            grads = {"weight": (dy * xhat).sum(axis=per_channel), "bias": dy.sum(axis=per_channel)}
+            dxhat = dy * _channel(params["weight"], dy.ndim)
+        axes, grouped = self.stats_axes(dxhat)
+        _, xhat_grouped = self.stats_axes(xhat)
+        return normalize_backward(grouped, xhat_grouped, inv_std, axes).reshape(shape), grads
+
+
+class _BatchNorm(_ChannelAffine):
+    """Per-channel normalisation with batch statistics; running mean/var buffers.
+
+    verify runs it in training mode (batch statistics), where the backward pass is non-trivial.
+    """
 
     ranks: ClassVar[tuple[int, ...]] = (4,)
     layout: ClassVar[str] = ""
@@ -33,11 +89,18 @@ class _BatchNorm(Layer):
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
 
+    def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
+        # each sample's channels split into num_groups groups, normalised per (sample, group)
+        return (2,), x.reshape(x.shape[0], self.num_groups, -1)
+
     def buffer_shapes(self, x: Shape) -> dict[str, Shape]:
         if not self.track_running_stats:
             return {}
         # num_batches_tracked is a 0-d counter: one element
         return {"running_mean": (x[1],), "running_var": (x[1],), "num_batches_tracked": ()}
+
+    def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
+        return (0, *range(2, x.ndim)), x
 
 
 @register
@@ -81,9 +144,27 @@ class LayerNorm(Layer):
             return {}
         return {"weight": (x[-1],), "bias": (x[-1],)} if self.bias else {"weight": (x[-1],)}
 
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        xhat, inv_std = normalize(x, (-1,), self.eps)  # type: ignore[attr-defined]
+        y = xhat * params["weight"] if "weight" in params else xhat
+        if "bias" in params:
+            y = y + params["bias"]
+        return y, (xhat, inv_std)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std = cache
+        grads: dict[str, Any] = {}
+        lead = tuple(range(dy.ndim - 1))
+        if "weight" in params:
+            grads["weight"] = (dy * xhat).sum(axis=lead)
+        if "bias" in params:
+            grads["bias"] = dy.sum(axis=lead)
+        dxhat = dy * params["weight"] if "weight" in params else dy
+        return normalize_backward(dxhat, xhat, inv_std, (-1,)), grads
+
 
 @register
-class GroupNorm(Layer):
+class GroupNorm(_ChannelAffine):
     type_name = "groupnorm"
     summary = "normalisation over groups of channels of each sample"
     args = (
@@ -109,3 +190,7 @@ class GroupNorm(Layer):
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
+
+    def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
+        # each sample's channels split into num_groups groups, normalised per (sample, group)
+        return (2,), x.reshape(x.shape[0], self.num_groups, -1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ShapeError
 from .base import Arg, Bool, Float, Int, Layer, Shape, numel, register
 
@@ -10,6 +12,12 @@ class _Dropout(Layer):
     """Zeroes elements with probability p while training; the identity in eval and in verify."""
 
     args = (Arg("p", Float(low=0.0, high=1.0), 0.5), Arg("inplace", Bool(), False))
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        return x, None  # verify checks inference behaviour: dropout is the identity
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        return dy, {}
 
 
 @register
@@ -39,3 +47,10 @@ class Flatten(Layer):
         if start > end:
             raise ShapeError(f"start_dim {self.start_dim} comes after end_dim {self.end_dim}", value=self.start_dim)
         return (*x[:start], numel(x[start : end + 1]), *x[end + 1 :])
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
+        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1 :]), x.shape
+
+    def backward(self, dy: Any, params: dict[str, Any], x_shape: Any) -> tuple[Any, dict[str, Any]]:
+        return dy.reshape(x_shape), {}

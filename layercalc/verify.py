@@ -1,0 +1,421 @@
+"""verify: run every layer's NumPy forward and backward and check them against numbers.
+
+For each leaf, each block and the whole network (post-order, execution order):
+- the NumPy output shape equals the calculator's, and the parameter arrays' size its params;
+- analytic gradients (input and every parameter) against central differences of the loss
+  L = <g, f(x)> with a random upstream gradient g: every element for small tensors, a random
+  direction for large ones (<∇L, u> against (L(t + h·u) - L(t - h·u)) / 2h, as JAX's check_vjp
+  and torch's fast gradcheck do), so the cost does not grow with tensor size;
+- the layer type's own identities (for convolutions: K_conv and the flipped-kernel correlation);
+- with --impl, a user's implementation against the numbers and against the reference.
+Nothing here names a layer type: it all goes through the Layer methods.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+from .analysis import Entry, Report
+from .errors import MemoryBudgetError
+from .lazy import np
+
+# bytes of float64 per parameter and per activation element that verify holds at its peak:
+# parameters, their gradients and a saved copy while perturbing; forward caches, upstream
+# gradients and the perturbed forwards' outputs
+BYTES_PER_PARAM = 8 * 4
+BYTES_PER_ACTIVATION = 8 * 6
+ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
+ELEMENTWISE_WORK = 4_000_000  # ...when (elements x output size) stays below this
+
+
+@dataclass
+class Options:
+    """How verify checks: seed, tolerances, finite-difference step, what to check."""
+
+    seed: int = 0
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    eps: float = 1e-6  # central-difference step (relative to each tensor's scale)
+    full: bool = False  # every element of every tensor, whatever its size
+    only: tuple[str, ...] = ()  # layer names or paths to check (their subtrees too)
+    max_memory: int | None = None  # bytes; None = half of the memory available now
+    impl: Any = None  # a user's layer class, checked in place of its type's reference
+
+
+@dataclass
+class Check:
+    """One check's outcome: what was compared, how, the error found and the tolerance allowed."""
+
+    path: str
+    name: str
+    type: str
+    check: str  # "output shape", "params", "dL/dx", "dL/dweight", "K_conv · vec(x)", ...
+    method: str  # "exact", "elementwise", "direction", "identity", "vs reference"
+    error: float
+    tolerance: float
+    passed: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    """Every check of a verify run, and whether all passed."""
+
+    name: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        failed = sum(not c.passed for c in self.checks)
+        return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
+                "results": [c.to_dict() for c in self.checks]}
+
+
+class _Chain:
+    """The merge rule of a repeat group: its copies run one after another."""
+
+    type_name = "repeat"
+
+    def merge(self, outs: list[Any]) -> Any:
+        return outs[0]
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        return [dy]
+
+
+class Instance:
+    """A layer or block with its own parameter arrays, mirroring one analysis Entry."""
+
+    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences")
+
+    def __init__(self, entry: Entry, path: str, name: str, layer: Any) -> None:
+        self.entry, self.path, self.name, self.layer = entry, path, name, layer
+        self.reference: Any = None  # the catalog layer, when `layer` is a user's implementation
+        self.params: dict[str, Any] = {}
+        self.sequences: list[list[Instance]] = []
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for a layer (every block and repeat group has at least one child sequence)."""
+        return not self.sequences
+
+    def walk(self) -> Iterator["Instance"]:
+        """This instance and all below it, children first (post-order), in execution order."""
+        for seq in self.sequences:
+            for child in seq:
+                yield from child.walk()
+        yield self
+
+    def all_params(self) -> list[tuple["Instance", str, Any]]:
+        """Every parameter array in this subtree, with its owner and name."""
+        return [(inst, name, arr) for inst in self.walk() for name, arr in inst.params.items()]
+
+
+def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None) -> Instance:
+    """Instances (with random float64 parameters) for an analysed entry and everything below."""
+    if entry.copies:  # a repeat group: every copy gets its own parameters
+        inst = Instance(entry, path, name, _Chain())
+        last = len(entry.children) - 1
+        inst.sequences = [
+            [build(entry.children[min(k, last)], f"{path}.{k}", f"{name}.{k}", rng, impl) for k in range(entry.copies)]
+        ]
+        return inst
+    layer = entry.layer
+    inst = Instance(entry, path, name, layer)
+    sequences = layer.sequences()
+    if sequences:
+        children = iter(entry.children)
+        for _, seq in sequences:
+            kids = [next(children) for _ in seq]
+            inst.sequences.append([build(k, f"{path}.{k.seg}", k.name, rng, impl) for k in kids])
+        return inst
+    inst.params = layer.init_params(entry.input_shape, rng)
+    if impl is not None and layer.type_name == impl.type_name:
+        user = impl.__new__(impl)
+        user.__dict__.update(layer.__dict__)  # the same arguments, the user's methods
+        inst.layer, inst.reference = user, layer
+    return inst
+
+
+def forward(inst: Instance, x: Any) -> tuple[Any, Any]:
+    """Output and cache of an instance (recursing into blocks)."""
+    if inst.is_leaf:
+        return inst.layer.forward(x, inst.params)
+    outs, caches = [], []
+    for seq in inst.sequences:
+        h, seq_caches = x, []
+        for child in seq:
+            h, c = forward(child, h)
+            seq_caches.append(c)
+        outs.append(h)
+        caches.append(seq_caches)
+    return inst.layer.merge(outs), (outs, caches)
+
+
+def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str, Any]]) -> Any:
+    """dL/dx of an instance; parameter gradients are stored in grads[instance]."""
+    if inst.is_leaf:
+        dx, grads[inst] = inst.layer.backward(dy, inst.params, cache)
+        return dx
+    outs, caches = cache
+    dx = None
+    for seq, seq_caches, d in zip(inst.sequences, caches, inst.layer.split(dy, outs)):
+        for child, c in zip(reversed(seq), reversed(seq_caches)):
+            d = backward(child, d, c, grads)
+        dx = d if dx is None else dx + d
+    return dx
+
+
+# -- the numbers --------------------------------------------------------------------------------
+
+
+def _close(numeric: float, analytic: float, opts: Options) -> tuple[float, float]:
+    """(error, tolerance) of the combined test |n - a| <= atol + rtol·|n|."""
+    return abs(numeric - analytic), opts.atol + opts.rtol * abs(numeric)
+
+
+def _random_input(shape: tuple[int, ...], rng: Any, layer: Any) -> Any:
+    """Standard normal input, nudged away from the layer's kinks (ReLU's 0, ...)."""
+    x = rng.standard_normal(shape)
+    for kink in getattr(layer, "kinks", ()):
+        near = np.abs(x - kink) < 1e-3
+        x[near] += np.where(x[near] >= kink, 1e-3, -1e-3)
+    return x
+
+
+class _Probe:
+    """L(t) = <g, f(x; θ)> for one instance, with its analytic gradients."""
+
+    def __init__(self, inst: Instance, x: Any, rng: Any) -> None:
+        self.inst, self.x = inst, x
+        y, cache = forward(inst, x)
+        self.y = y
+        self.g = rng.standard_normal(y.shape)  # a random upstream gradient (a sum loss checks nothing for batchnorm)
+        self.grads: dict[Instance, dict[str, Any]] = {}
+        self.dx = backward(inst, self.g, cache, self.grads)
+
+    def tensors(self) -> list[tuple[str, Any, Any, Callable[[Any], None]]]:
+        """(label, array, analytic gradient, setter) for the input and every parameter."""
+        def set_x(v: Any) -> None:
+            self.x = v
+
+        out = [("x", self.x, self.dx, set_x)]
+        for owner, pname, arr in self.inst.all_params():
+            label = pname if owner is self.inst else f"{owner.path[len(self.inst.path) + 1:]}.{pname}"
+
+            def setter(v: Any, owner: Instance = owner, pname: str = pname) -> None:
+                owner.params[pname] = v
+
+            out.append((label, arr, self.grads.get(owner, {}).get(pname), setter))
+        return out
+
+    def directional(self, moves: list[tuple[Any, Any, Callable[[Any], None]]], h: float) -> float:
+        """(L(t + h·u) - L(t - h·u)) / 2h for simultaneous moves (array, direction u, setter)."""
+        outs = []
+        for sign in (1.0, -1.0):
+            for arr, u, setter in moves:
+                setter(arr + sign * h * u)
+            outs.append(forward(self.inst, self.x)[0])
+        for arr, _, setter in moves:
+            setter(arr)
+        # subtract before summing: cancels the large common part of the two losses exactly
+        return float(np.sum(self.g * (outs[0] - outs[1]))) / (2 * h)
+
+
+def _step(arr: Any, opts: Options) -> float:
+    """The finite-difference step for a tensor: eps times its scale."""
+    scale = float(np.sqrt(np.mean(arr * arr))) if arr.size else 1.0
+    return opts.eps * max(1.0, scale)
+
+
+def _gradient_checks(probe: _Probe, inst: Instance, opts: Options, rng: Any, joint: bool) -> list[Check]:
+    """Input and parameter gradients against central differences."""
+    checks = []
+    tensors = probe.tensors()
+    out_size = probe.y.size
+    if joint and not opts.full:
+        # blocks and networks: one random direction through the input and every parameter at once
+        moves, analytic = [], 0.0
+        for _, arr, grad, setter in tensors:
+            u = rng.standard_normal(arr.shape)
+            moves.append((arr, u, setter))
+            analytic += float(np.sum(grad * u))
+        h = min(_step(arr, opts) for arr, _, _ in moves)
+        numeric = probe.directional(moves, h)
+        err, tol = _close(numeric, analytic, opts)
+        label = "dL/d(x, params)" if len(tensors) > 1 else "dL/dx"
+        checks.append(_check(inst, label, "direction", err, tol, f"{len(tensors)} tensors"))
+        return checks
+    for label, arr, grad, setter in tensors:
+        name = f"dL/d{label}"
+        if grad is None or grad.shape != arr.shape:
+            got = "none" if grad is None else "x".join(map(str, grad.shape))
+            checks.append(_check(inst, name, "exact", math.inf, 0.0, f"gradient shape {got}, expected {'x'.join(map(str, arr.shape))}"))
+            continue
+        h = _step(arr, opts)
+        if opts.full or (arr.size <= ELEMENTWISE_MAX and arr.size * out_size <= ELEMENTWISE_WORK):
+            numeric = np.empty(arr.size)
+            for i in range(arr.size):
+                u = np.zeros(arr.shape)
+                u.flat[i] = 1.0
+                numeric[i] = probe.directional([(arr, u, setter)], h)
+            diff = float(np.max(np.abs(numeric - grad.ravel()))) if arr.size else 0.0
+            tol = opts.atol + opts.rtol * (float(np.max(np.abs(numeric))) if arr.size else 0.0)
+            checks.append(_check(inst, name, "elementwise", diff, tol, f"{arr.size} elements"))
+        else:
+            u = rng.standard_normal(arr.shape)
+            numeric_d = probe.directional([(arr, u, setter)], h)
+            err, tol = _close(numeric_d, float(np.sum(grad * u)), opts)
+            checks.append(_check(inst, name, "direction", err, tol, f"{arr.size} elements"))
+    return checks
+
+
+def _check(inst: Instance, what: str, method: str, error: float, tol: float, note: str = "") -> Check:
+    passed = bool(error <= tol) if method != "exact" else error == 0
+    return Check(inst.path, inst.name, inst.layer.type_name, what, method, float(error), float(tol), passed, note)
+
+
+def _structure_checks(inst: Instance, y: Any) -> list[Check]:
+    """NumPy output shape and parameter count against the calculator's."""
+    calc = inst.entry.output_shape
+    got = tuple(y.shape)
+    size = sum(arr.size for _, _, arr in inst.all_params())
+    shape_note = f"numpy {'x'.join(map(str, got))}, calculated {'x'.join(map(str, calc))}"
+    return [
+        _check(inst, "output shape", "exact", 0.0 if got == tuple(calc) else 1.0, 0.0, shape_note),
+        _check(inst, "params", "exact", float(abs(size - inst.entry.params)), 0.0,
+               f"arrays {size:,}, calculated {inst.entry.params:,}"),
+    ]
+
+
+def _reference_checks(inst: Instance, x: Any, probe: _Probe, rng: Any, opts: Options) -> list[Check]:
+    """A user's implementation against the catalog's, on a smooth input and on one with ties."""
+    checks = []
+    ref = inst.reference
+    tied = np.round(x * 2) / 2  # a coarse grid: ties in every pooling window, exact zeros
+    for label, inp in (("smooth input", x), ("input with ties", tied)):
+        y_user, cache_user = inst.layer.forward(inp, inst.params)
+        y_ref, cache_ref = ref.forward(inp, inst.params)
+        g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape)
+        if y_user.shape != y_ref.shape:
+            checks.append(_check(inst, f"forward vs reference ({label})", "exact", math.inf, 0.0, "shapes differ"))
+            continue
+        pairs = [("forward", y_user, y_ref)]
+        dx_user, grads_user = inst.layer.backward(g, inst.params, cache_user)
+        dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
+        pairs.append(("dL/dx", dx_user, dx_ref))
+        pairs += [(f"dL/d{k}", grads_user.get(k), v) for k, v in grads_ref.items()]
+        for what, mine, theirs in pairs:
+            if mine is None or np.shape(mine) != np.shape(theirs):
+                checks.append(_check(inst, f"{what} vs reference ({label})", "exact", math.inf, 0.0, "shape differs"))
+                continue
+            err = float(np.max(np.abs(mine - theirs))) if theirs.size else 0.0
+            tol = opts.atol + opts.rtol * (float(np.max(np.abs(theirs))) if theirs.size else 0.0)
+            checks.append(_check(inst, f"{what} vs reference ({label})", "vs reference", err, tol))
+    return checks
+
+
+def _selected(inst: Instance, only: tuple[str, ...]) -> bool:
+    if not only:
+        return True
+    return any(inst.name == o or inst.path == o or inst.path.startswith(o + ".") for o in only)
+
+
+def memory_needed(report: Report) -> int:
+    """Bytes verify will hold at its peak for this network (float64), estimated before allocating."""
+    total = report.total
+    return total["params"] * BYTES_PER_PARAM + (total["activation_bytes"] // report.dtype_bytes) * BYTES_PER_ACTIVATION
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), or 4 GiB where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def check_memory(report: Report, budget: int | None) -> None:
+    """Refuse, before allocating anything, a network whose verify would not fit the budget."""
+    need = memory_needed(report)
+    limit = budget if budget is not None else available_memory() // 2
+    if need > limit:
+        raise MemoryBudgetError(
+            f"verify would need about {_gib(need)} but the budget is {_gib(limit)}; "
+            "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
+            "or raise the budget with --max-memory"
+        )
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def plan(report: Report, opts: Options) -> tuple[Instance, list[Instance]]:
+    """The network as one root instance, and the instances to check, in order."""
+    check_memory(report, opts.max_memory)
+    rng = np.random.default_rng(opts.seed)
+    root = Instance(_root_entry(report), "", report.network.name, _Chain())
+    root.sequences = [[build(e, e.seg, e.name, rng, opts.impl) for e in report.entries]]
+    todo = [inst for top in root.sequences[0] for inst in top.walk() if _selected(inst, opts.only)]
+    if not opts.only:
+        todo.append(root)
+    return root, todo
+
+
+def _root_entry(report: Report) -> Entry:
+    total = report.total
+    return Entry(seg="", name=report.network.name, type="network", input_shape=report.network.input_shape,
+                 output_shape=report.output_shape, params=total["params"], children=list(report.entries))
+
+
+def check_instance(inst: Instance, opts: Options, rng: Any) -> list[Check]:
+    """Every check of one leaf, block or the whole network."""
+    x = _random_input(inst.entry.input_shape, rng, inst.layer)
+    probe = _Probe(inst, x, rng)
+    checks = _structure_checks(inst, probe.y)
+    if not checks[0].passed:
+        return checks  # numbers on a wrong shape would only repeat the failure
+    checks += _gradient_checks(probe, inst, opts, rng, joint=not inst.is_leaf)
+    if inst.is_leaf:
+        for what, err, tol in inst.layer.identities(x, inst.params, rng):
+            checks.append(_check(inst, what, "identity", err, tol))
+        if inst.reference is not None:
+            checks += _reference_checks(inst, x, probe, rng, opts)
+    if inst.path == "":
+        for c in checks:
+            c.path, c.type = "(network)", "network"
+    return checks
+
+
+def verify(report: Report, opts: Options | None = None, progress: Callable[[Instance, int, int], None] | None = None) -> Result:
+    """Check every selected layer, block and the network; progress(inst, i, n) before each."""
+    opts = opts or Options()
+    _, todo = plan(report, opts)
+    rng = np.random.default_rng(opts.seed + 1)
+    result = Result(report.network.name)
+    with np.errstate(over="ignore", under="ignore"):
+        for i, inst in enumerate(todo):
+            if progress:
+                progress(inst, i, len(todo))
+            result.checks += check_instance(inst, opts, rng)
+    return result
