@@ -140,6 +140,76 @@ _calculating("flops", "MACs and FLOPs per layer, and in total.", lambda macs: "m
 _calculating("shapes", "Input and output shape of every layer.")
 
 
+def parse_bytes(text: str) -> int:
+    """'2G', '512M', '1.5GiB', '1000000' -> bytes (binary multiples)."""
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = raw[-1:] if raw[-1:] in units and raw[-1:] else ""
+    try:
+        value = float(raw[: len(raw) - len(unit)])
+    except ValueError:
+        raise UsageError(f"--max-memory: expected a size like 2G or 512M, got {text!r}") from None
+    if value <= 0:
+        raise UsageError(f"--max-memory must be positive, got {text!r}")
+    return int(value * units[unit])
+
+
+@app.command("verify")
+def verify_command(
+    config: ConfigArg = None,
+    layer: LayerOpt = None,
+    input: InputOpt = None,
+    batch: BatchOpt = None,
+    format: FormatOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs, parameters and directions.")] = 0,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance of the gradient checks.")] = 1e-5,
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance of the gradient checks.")] = 1e-8,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer (name or path); repeatable.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Check every element of every tensor (slow on large layers).")] = False,
+    impl: Annotated[Optional[str], typer.Option("--impl", help="Your own layer implementation: FILE.py or module:Class.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 4G (default: half of what is free).")] = None,
+) -> int:
+    """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
+    from .verify import Options, verify
+
+    _check_options(batch, None)
+    report = _report(config, layer, input, batch)
+    opts = Options(
+        seed=seed, rtol=rtol, atol=atol, full=full, only=tuple(only or ()),
+        max_memory=parse_bytes(max_memory) if max_memory else None,
+        impl=_load_impl(impl) if impl else None,
+    )
+    if sys.stderr.isatty():
+        from .render.table import progress_bar
+
+        with progress_bar() as advance:
+            result = verify(report, opts, progress=lambda inst, i, n: advance(inst.path or "(network)", i, n))
+    else:
+        result = verify(report, opts)
+    chosen = format.value if format else ("table" if sys.stdout.isatty() else "tsv")
+    data = result.to_dict()
+    if chosen == "table":
+        from .render.table import console, render_checks
+
+        render_checks(data, console())
+    elif chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+    else:
+        from .render.formats import CHECK_COLUMNS, table_text
+
+        rows = ([str(c[k]) for k in CHECK_COLUMNS] for c in data["results"])
+        sys.stdout.write(table_text(chosen, CHECK_COLUMNS, rows))
+    return EXIT_OK if result.passed else EXIT_CHECK_FAILED
+
+
+def _load_impl(spec: str) -> type:
+    from .impl import load_impl
+
+    return load_impl(spec)
+
+
 @app.command("layers")
 def layers_command(format: FormatOpt = None) -> None:
     """The catalog: every layer type with its arguments and defaults."""

@@ -199,6 +199,11 @@ class Layer:
         for arg in self.args:
             setattr(self, arg.name, values.get(arg.name, arg.default))
 
+    @classmethod
+    def is_block(cls) -> bool:
+        """True for types made of child layers (their arguments hold layer lists)."""
+        return any(a.nested for a in cls.args)
+
     def arguments(self) -> dict[str, Any]:
         """The layer's arguments after defaults, by PyTorch name."""
         return {a.name: getattr(self, a.name) for a in self.args if not a.nested}

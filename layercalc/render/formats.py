@@ -20,6 +20,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }
 MACHINE_FORMATS = ("json", "csv", "tsv", "markdown")
+CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
 
 
 def human(n: float, unit: str = "") -> str:

@@ -6,7 +6,8 @@ table is actually printed, so machine formats and --total never pay for it.
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TextIO
 
 from rich import box
 from rich.console import Console
@@ -107,3 +108,45 @@ def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
     for row in rows:
         table.add_row(row["type"], ", ".join(row["arguments"]) or "—", row["summary"])
     out.print(table)
+
+
+def render_checks(result: dict[str, Any], out: Console) -> None:
+    """verify's checks: one row each with its error against its tolerance; notes of failures below."""
+    table = Table(title=f"[bold]verify {result['name']}[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("", no_wrap=True, min_width=4)
+    table.add_column("Layer", overflow="fold")
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Method", style="dim", no_wrap=True)
+    table.add_column("Error", justify="right", no_wrap=True)
+    table.add_column("Tolerance", justify="right", no_wrap=True)
+    failures = []
+    for c in result["results"]:
+        mark = Text("ok", style="green") if c["passed"] else Text("FAIL", style="bold red")
+        exact = c["method"] == "exact"
+        error = "" if exact and c["passed"] else f"{c['error']:.1e}"
+        table.add_row(mark, c["path"], c["check"], c["method"], error, "" if exact else f"{c['tolerance']:.1e}")
+        if not c["passed"]:
+            failures.append(c)
+    out.print(table)
+    for c in failures:
+        out.print(Text(f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance "
+                       f"{c['tolerance']:.3g}" + (f"; {c['note']}" if c["note"] else ""), style="red"))
+    failed = result["failed"]
+    out.print(Text(f"{result['checks']} checks, {failed} failed", style="bold red" if failed else "bold green"))
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on stderr naming the layer being checked; yields advance(name, i, n)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("[cyan]{task.description}"), console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def advance(name: str, i: int, n: int) -> None:
+            bar.update(task, description=name, completed=i, total=n)
+
+        yield advance

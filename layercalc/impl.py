@@ -1,0 +1,70 @@
+"""Loading a user's own NumPy implementation of a layer type, for `verify --impl`.
+
+The interface (see the README): a class with `type_name` naming a catalog type and the methods
+`forward(self, x, params) -> (y, cache)` and `backward(self, dy, params, cache) -> (dx, grads)`.
+The easy way is to subclass the catalog's class (`REGISTRY["conv2d"]`), which brings the
+arguments and their normalised forms (self.kernel, self.strides, self.pads, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from typing import Any
+
+from .errors import UsageError
+from .layers import REGISTRY
+
+
+def load_impl(spec: str) -> type:
+    """The implementation class named by 'FILE.py', 'FILE.py:Class' or 'module:Class'."""
+    target, _, attr = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
+    try:
+        if target.endswith(".py") or os.path.exists(target):
+            if not os.path.isfile(target):
+                raise UsageError(f"--impl {spec}: no such file")
+            name = f"layercalc_impl_{abs(hash(os.path.abspath(target)))}"
+            module_spec = importlib.util.spec_from_file_location(name, target)
+            if module_spec is None or module_spec.loader is None:
+                raise UsageError(f"--impl {spec}: not a Python file")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except UsageError:
+        raise
+    except Exception as exc:  # the user's code failed to import: say so in one line
+        raise UsageError(f"--impl {spec}: importing it failed: {type(exc).__name__}: {exc}") from None
+    return _pick(module, attr, spec)
+
+
+def _pick(module: Any, attr: str, spec: str) -> type:
+    if attr:
+        cls = getattr(module, attr, None)
+        if cls is None:
+            raise UsageError(f"--impl {spec}: no attribute '{attr}'")
+        return _checked(cls, spec)
+    found = [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and obj.__module__ == module.__name__ and getattr(obj, "type_name", None) in REGISTRY
+    ]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise UsageError(f"--impl {spec}: expected one layer class (with type_name), found {names}; name it as FILE.py:Class")
+    return _checked(found[0], spec)
+
+
+def _checked(cls: Any, spec: str) -> type:
+    type_name = getattr(cls, "type_name", None)
+    if type_name not in REGISTRY:
+        raise UsageError(f"--impl {spec}: type_name {type_name!r} is not a layer type (see 'layercalc layers')")
+    for method in ("forward", "backward"):
+        if not callable(getattr(cls, method, None)):
+            raise UsageError(f"--impl {spec}: {cls.__name__} has no {method}() method")
+    if REGISTRY[type_name].is_block():
+        raise UsageError(f"--impl {spec}: blocks ({type_name}) are built from their children; implement a leaf type")
+    return cls
