@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from . import __version__
-from .errors import LayercalcError, UsageError
+from .errors import LayercalcError, UsageError, one_line
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -233,7 +233,7 @@ def layers_command(format: FormatOpt = None) -> None:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return status
 
 

@@ -55,7 +55,7 @@ def _check_keys(mapping: Map, allowed: Iterable[str], what: str, loc: Location) 
     for key in mapping:
         if key not in allowed:
             line = mapping.key_lines.get(key, loc.line)
-            raise SchemaError(f"unknown key '{key}' in {what}{suggest(key, allowed)}", Location(line=line), key)
+            raise SchemaError(f"unknown key {key!r} in {what}{suggest(key, allowed)}", Location(line=line), key)
 
 
 def parse_shape(value: Any, what: str = "input") -> Shape:
@@ -105,7 +105,7 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
     else:
         for key in doc:
             if key not in TOP_KEYS:
-                raise SchemaError(f"unknown key '{key}' in the config{suggest(key, TOP_KEYS)}", top, key)
+                raise SchemaError(f"unknown key {key!r} in the config{suggest(key, TOP_KEYS)}", top, key)
 
     def at(key: str) -> Location:
         lines = getattr(doc, "key_lines", {})
@@ -179,7 +179,7 @@ def lookup_type(name: Any, loc: Location) -> type[Layer]:
         raise SchemaError(f"a layer type must be a name, got {type_word(name)}", loc, name)
     cls = REGISTRY.get(name.lower())
     if cls is None:
-        raise SchemaError(f"unknown layer type '{name}'{suggest(name, REGISTRY)}", loc, name)
+        raise SchemaError(f"unknown layer type {name!r}{suggest(name, REGISTRY)}", loc, name)
     return cls
 
 
@@ -190,7 +190,7 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dic
     elif isinstance(item, dict):
         type_keys = [k for k in item if k not in ENTRY_KEYS]
         if len(type_keys) != 1:
-            found = ", ".join(map(str, type_keys)) or "none"
+            found = ", ".join(k if isinstance(k, str) and k.isidentifier() else repr(k) for k in type_keys) or "none"
             raise SchemaError(f"a layer entry needs exactly one type key, found {found}", Location(line=line, where=where), item)
         type_key = type_keys[0]
         raw_args, extra = item[type_key], {k: item[k] for k in ENTRY_KEYS if k in item}
@@ -201,7 +201,7 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dic
     cls = lookup_type(type_key, Location(line=line, where=where))
     counts[cls.type_name] = counts.get(cls.type_name, 0) + 1
     name = extra.get("name", f"{cls.type_name}{counts[cls.type_name]}")
-    loc = Location(line=line, where=where, layer=f"{cls.type_name} '{name}'")
+    loc = Location(line=line, where=where, layer=f"{cls.type_name} {name!r}")
     try:
         if not isinstance(name, str) or not name or "." in name:
             raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)
@@ -226,7 +226,7 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
         key_line = key_lines.get(key, line)
         if arg is None:
             hint = suggest(key, schema) or (f" ({cls.type_name} takes no arguments)" if not schema else "")
-            raise SchemaError(f"unknown argument '{key}'{hint}", Location(line=key_line), key)
+            raise SchemaError(f"unknown argument {key!r}{hint}", Location(line=key_line), key)
         if arg.nested:
             values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth)
             continue

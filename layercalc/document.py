@@ -159,8 +159,12 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
             what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
         raise DocumentError(f"invalid YAML: {what}", Location(file=name, line=line)) from None
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        raise DocumentError(f"invalid YAML: character {char!r} is not allowed", Location(file=name, line=line)) from None
     except yaml.YAMLError as exc:
-        raise DocumentError(f"invalid YAML: {exc}", Location(file=name)) from None
+        raise DocumentError(f"invalid YAML: {' '.join(str(exc).split())}", Location(file=name)) from None
     except RecursionError:  # pragma: no cover - the loop below keeps its own stack
         raise DocumentError("nested too deeply", Location(file=name)) from None
 
@@ -211,7 +215,7 @@ def _build(events: Any) -> Any:
                 raise DocumentError(f"keys must be strings, got {value!r}", Location(line=line), value)
             if value in container:
                 first = container.key_lines[value]
-                raise DocumentError(f"duplicate key '{value}' (first on line {first})", Location(line=line), value)
+                raise DocumentError(f"duplicate key {value!r} (first on line {first})", Location(line=line), value)
             top.key, top.key_line = value, line
         else:
             container[top.key] = value

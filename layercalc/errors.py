@@ -48,7 +48,14 @@ class ConfigError(LayercalcError):
         return self
 
     def __str__(self) -> str:
-        return f"{self.loc}: {self.message}"
+        return one_line(f"{self.loc}: {self.message}")
+
+
+def one_line(text: str) -> str:
+    """Escape newlines and other control characters that a config's own strings may carry."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class DocumentError(ConfigError):

@@ -183,7 +183,7 @@ class Node:
     @property
     def label(self) -> str:
         """The layer as error messages name it: "conv2d 'conv1'"."""
-        return f"{self.layer.type_name} '{self.name}'"
+        return f"{self.layer.type_name} {self.name!r}"
 
 
 class Layer:
