@@ -8,7 +8,7 @@ A `repeat: N` entry is analysed copy by copy only until its output shape equals 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .config import Network
 from .errors import ConfigError, ShapeError
@@ -154,16 +154,21 @@ class Report:
         """The network's output shape (batch first)."""
         return self.entries[-1].output_shape if self.entries else self.network.input_shape
 
-    def rows(self, depth: int | None = None) -> Iterator[dict[str, Any]]:
-        """One plain dict per row, in execution order; blocks below `depth` folded into one row."""
+    def rows(self, depth: int | None = None, macs: Callable[[Entry], int | None] | None = None) -> Iterator[dict[str, Any]]:
+        """One plain dict per row, in execution order; blocks below `depth` folded into one row.
+
+        `macs` replaces the MAC count of each row (a peer convention's; None = not counted).
+        """
         for entry in self.entries:
-            yield from self._rows(entry, "", entry.name, 0, depth)
+            yield from self._rows(entry, "", entry.name, 0, depth, macs)
 
     def _rows(
-        self, e: Entry, parent: str, name: str, level: int, depth: int | None, seg: str | None = None
+        self, e: Entry, parent: str, name: str, level: int, depth: int | None,
+        macs: Callable[[Entry], int | None] | None, seg: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         seg = e.seg if seg is None else seg
         path = f"{parent}.{seg}" if parent else seg
+        count = e.macs if macs is None else macs(e)
         yield {
             "path": path,
             "name": name,
@@ -173,8 +178,8 @@ class Report:
             "output_shape": list(e.output_shape),
             "params": e.params,
             "buffers": e.buffers,
-            "macs": e.macs,
-            "flops": 2 * e.macs,
+            "macs": count,
+            "flops": None if count is None else 2 * count,
             "activation_bytes": numel(e.output_shape) * self.dtype_bytes,
         }
         if depth is not None and level >= depth:
@@ -182,12 +187,12 @@ class Report:
         if e.copies:  # a repeat group: copy k is child min(k, last), renamed name.k
             last = len(e.children) - 1
             for k in range(e.copies):
-                yield from self._rows(e.children[min(k, last)], path, f"{name}.{k}", level + 1, depth, str(k))
+                yield from self._rows(e.children[min(k, last)], path, f"{name}.{k}", level + 1, depth, macs, str(k))
             return
         for child in e.children:
-            yield from self._rows(child, path, child.name, level + 1, depth)
+            yield from self._rows(child, path, child.name, level + 1, depth, macs)
 
-    def to_dict(self, depth: int | None = None) -> dict[str, Any]:
+    def to_dict(self, depth: int | None = None, macs: Callable[[Entry], int | None] | None = None) -> dict[str, Any]:
         """The SPEC's JSON object: name, input, batch, dtype, layers, total."""
         net = self.network
         return {
@@ -195,7 +200,7 @@ class Report:
             "input": list(net.input),
             "batch": net.batch,
             "dtype": net.dtype,
-            "layers": list(self.rows(depth)),
+            "layers": list(self.rows(depth, macs)),
             "total": self.total,
         }
 

@@ -44,3 +44,38 @@ def catalog() -> list[dict[str, Any]]:
         {"type": name, "arguments": [a.describe() for a in cls.args], "summary": cls.summary}
         for name, cls in REGISTRY.items()
     ]
+
+
+def report_data(
+    report: Report,
+    depth: int | None = None,
+    convention: str = "layercalc",
+    training: bool = False,
+    optimizer: str = "adam",
+) -> dict[str, Any]:
+    """The JSON object of summary/params/flops/shapes: rows and totals under a convention.
+
+    Under a peer's convention, `macs` is what that tool counts (null where it counts nothing)
+    and `flops` twice that; with training, rows gain `backward_macs` and a `training` total.
+    """
+    from .conventions import Costing, backward_rows
+    from .conventions import training as training_cost
+
+    costing = None if convention == "layercalc" else Costing(report, convention)
+    data = report.to_dict(depth, macs=costing.macs if costing else None)
+    data["convention"] = convention
+    if costing is not None:
+        macs = costing.total()
+        data["total"]["macs"], data["total"]["flops"] = macs, None if macs is None else 2 * macs
+    if training:
+        for row, cost in zip(data["layers"], backward_rows(report, convention, depth)):
+            row["backward_macs"] = cost
+        data["training"] = {"optimizer": optimizer, **training_cost(report, convention, optimizer)}
+    return data
+
+
+def compare_data(report: Report) -> dict[str, Any]:
+    """MACs per op category under every convention, with totals (None = not counted)."""
+    from .conventions import compare
+
+    return compare(report)

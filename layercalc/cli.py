@@ -15,6 +15,7 @@ import typer
 
 from . import __version__
 from .errors import LayercalcError, UsageError, one_line
+from .layers.peers import CONVENTIONS
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -94,10 +95,12 @@ def _check_options(batch: int | None, depth: int | None) -> None:
         raise UsageError(f"--depth must be >= 0, got {depth}")
 
 
-def _emit(report: Any, command: str, fmt: Format | None, depth: int | None) -> None:
+def _emit(report: Any, command: str, fmt: Format | None, depth: int | None, costs: dict[str, Any]) -> None:
     """Render a finished report; nothing reaches stdout before the whole result exists."""
-    chosen = fmt.value if fmt else ("table" if sys.stdout.isatty() else "tsv")
-    data = report.to_dict(depth)
+    from .api import report_data
+
+    chosen = _format(fmt)
+    data = report_data(report, depth, **costs)
     if chosen == "table":
         from .render.table import console, render_table
 
@@ -108,8 +111,17 @@ def _emit(report: Any, command: str, fmt: Format | None, depth: int | None) -> N
         sys.stdout.write(render_machine(chosen, data, command))
 
 
+def _format(fmt: Format | None) -> str:
+    return fmt.value if fmt else ("table" if sys.stdout.isatty() else "tsv")
+
+
+Convention = Enum("Convention", {c: c for c in CONVENTIONS}, type=str)  # type: ignore[misc]
+Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=str)  # type: ignore[misc]
+
+
 def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None = None) -> None:
     """Register one of summary/params/flops/shapes: same inputs, a different view."""
+    costed = command in ("summary", "flops")
 
     def run(
         config: ConfigArg = None,
@@ -120,18 +132,63 @@ def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None
         depth: DepthOpt = None,
         total: TotalOpt = False,
         macs: Annotated[bool, typer.Option("--macs", help="With --total on flops: print MACs.")] = False,
+        convention: Annotated[
+            Convention, typer.Option("--convention", help="summary/flops: count as this tool does.")
+        ] = Convention.layercalc,  # type: ignore[attr-defined]
+        compare: Annotated[bool, typer.Option("--compare", help="flops: every convention side by side.")] = False,
+        training: Annotated[bool, typer.Option("--training", help="summary/flops: add backward cost and training memory.")] = False,
+        optimizer: Annotated[
+            Optimizer, typer.Option("--optimizer", help="With --training: optimizer state to count.")
+        ] = Optimizer.adam,  # type: ignore[attr-defined]
     ) -> None:
         _check_options(batch, depth)
         if (total or macs) and total_key is None:
             raise UsageError(f"--total and --macs go with 'params' and 'flops', not '{command}'")
+        if not costed and (convention.value != "layercalc" or training):
+            raise UsageError(f"--convention and --training go with 'summary' and 'flops', not '{command}'")
+        if compare and command != "flops":
+            raise UsageError(f"--compare goes with 'flops', not '{command}'")
         report = _report(config, layer, input, batch)
+        if compare:
+            _emit_compare(report, format)
+            return
+        costs = {"convention": convention.value, "training": training, "optimizer": optimizer.value}
         if total and total_key:
-            print(report.total[total_key(macs)])
+            from .api import report_data
+
+            data = report_data(report, 0, **costs)
+            key = total_key(macs)
+            if training and key != "params":  # the forward and backward pass together
+                value = data["training"]["training_macs" if macs else "training_flops"]
+            else:
+                value = data["total"][key]
+            if value is None:
+                raise UsageError(f"{convention.value} counts nothing in this network")
+            print(value)
         else:
-            _emit(report, command, format, depth)
+            _emit(report, command, format, depth, costs)
 
     run.__doc__ = doc
     app.command(command)(run)
+
+
+def _emit_compare(report: Any, fmt: Format | None) -> None:
+    from .api import compare_data
+
+    data = compare_data(report)
+    chosen = _format(fmt)
+    if chosen == "table":
+        from .render.table import console, render_compare
+
+        render_compare(data, console())
+    elif chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+    else:
+        from .render.formats import render_compare_text
+
+        sys.stdout.write(render_compare_text(chosen, data))
 
 
 _calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
@@ -186,7 +243,7 @@ def verify_command(
             result = verify(report, opts, progress=lambda inst, i, n: advance(inst.path or "(network)", i, n))
     else:
         result = verify(report, opts)
-    chosen = format.value if format else ("table" if sys.stdout.isatty() else "tsv")
+    chosen = _format(format)
     data = result.to_dict()
     if chosen == "table":
         from .render.table import console, render_checks
@@ -216,7 +273,7 @@ def layers_command(format: FormatOpt = None) -> None:
     from .api import catalog
 
     rows = catalog()
-    chosen = format.value if format else ("table" if sys.stdout.isatty() else "tsv")
+    chosen = _format(format)
     if chosen == "json":
         import json
 

@@ -10,7 +10,8 @@ import math
 from typing import Any
 
 from ..lazy import np
-from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, numel, register
+from .peers import ACT, row
 
 _INPLACE = Arg("inplace", Bool(), False, "accepted for PyTorch compatibility; no effect")
 
@@ -19,6 +20,15 @@ class _Elementwise(Layer):
     """y = f(x) elementwise; dx = dy · f'(x)."""
 
     args: tuple[Arg, ...] = (_INPLACE,)
+    # ptflops counts some activations in its module hook (output elements) and again in its
+    # patch of the F.* function the module calls (input elements); no other tool counts them
+    ptflops_hook: bool = False
+    ptflops_patch: bool = False
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        counted = self.ptflops_hook or self.ptflops_patch
+        pair = (numel(y) if self.ptflops_hook else 0, numel(x) if self.ptflops_patch else 0)
+        return [row(ACT, ptflops=pair if counted else None)]
 
     def f(self, x: Any) -> Any:
         """The activation, elementwise."""
@@ -40,6 +50,7 @@ class _Elementwise(Layer):
 class ReLU(_Elementwise):
     type_name = "relu"
     summary = "max(x, 0)"
+    ptflops_hook = ptflops_patch = True
     kinks = (0.0,)
 
     def f(self, x: Any) -> Any:
@@ -53,6 +64,7 @@ class ReLU(_Elementwise):
 class ReLU6(_Elementwise):
     type_name = "relu6"
     summary = "min(max(x, 0), 6)"
+    ptflops_hook = True
     kinks = (0.0, 6.0)
 
     def f(self, x: Any) -> Any:
@@ -66,6 +78,7 @@ class ReLU6(_Elementwise):
 class LeakyReLU(_Elementwise):
     type_name = "leakyrelu"
     summary = "x if x > 0 else negative_slope * x"
+    ptflops_hook = True
     kinks = (0.0,)
     args = (Arg("negative_slope", Float(), 0.01), _INPLACE)
 
@@ -82,6 +95,7 @@ class LeakyReLU(_Elementwise):
 class ELU(_Elementwise):
     type_name = "elu"
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
+    ptflops_hook = ptflops_patch = True
     kinks = (0.0,)
     args = (Arg("alpha", Float(), 1.0), _INPLACE)
 
@@ -101,6 +115,7 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 class GELU(_Elementwise):
     type_name = "gelu"
     summary = "x * Phi(x) (exact erf, or the tanh approximation)"
+    ptflops_hook = ptflops_patch = True
     args = (Arg("approximate", Choice("none", "tanh"), "none"),)
 
     approximate: str
@@ -130,6 +145,7 @@ def _sigmoid(x: Any) -> Any:
 class SiLU(_Elementwise):
     type_name = "silu"
     summary = "x * sigmoid(x)"
+    ptflops_patch = True
 
     def f(self, x: Any) -> Any:
         return x * _sigmoid(x)
@@ -197,6 +213,9 @@ class Identity(_Elementwise):
     summary = "y = x"
     args = ()
 
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        return []  # nothing to count, for anyone
+
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         return x, None
 
@@ -215,6 +234,10 @@ class Softmax(Layer):
     def output_shape(self, x: Shape) -> Shape:
         self.expect_dim(x, self.dim, "dim")
         return x
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        f = x[self.dim]  # thop: 3F - 1 ops per softmax over F values; ptflops: its F.softmax patch
+        return [row(ACT, thop=numel(x) // f * (3 * f - 1), ptflops=(0, numel(x)))]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         e = np.exp(x - x.max(axis=self.dim, keepdims=True))

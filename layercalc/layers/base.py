@@ -225,6 +225,14 @@ class Layer:
         """Multiply-accumulates of one forward pass over the whole batch (0 for most layers)."""
         return 0
 
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        """This layer's cost as each peer tool counts it (see layers/peers.py); [] = no cost anywhere."""
+        return []
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
+        return 0
+
     # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""

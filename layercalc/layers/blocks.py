@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from ..lazy import np
+from .peers import ADD, CONCAT, row
 from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
 
 
@@ -35,6 +36,9 @@ class Residual(Layer):
                 value=(body, shortcut),
             )
         return body
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        return [row(ADD)]  # `out = body + shortcut`: no tool counts the add
 
     def merge(self, outs: list[Any]) -> Any:
         return outs[0] + outs[1]
@@ -64,6 +68,9 @@ class Concat(Layer):
                     value=(first, out),
                 )
         return (first[0], sum(o[1] for o in outs), *first[2:])
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        return [row(CONCAT)]  # a copy: no tool counts it
 
     def merge(self, outs: list[Any]) -> Any:
         return np.concatenate(outs, axis=1)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
+from .peers import BIAS, CONV, row
 from .geometry import conv_out, conv_transpose_out, same_padding
 
 
@@ -30,6 +31,13 @@ class _ConvBase(Layer):
         self.kernel: tuple[int, ...] = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
         self.strides: tuple[int, ...] = as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
         self.dilations: tuple[int, ...] = as_tuple(self.dilation, self.rank)  # type: ignore[attr-defined]
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        # ∇k (x ⋆ ∇y) and ∇x (∇y with the flipped kernel) each cost one forward; FlopCounterMode
+        # counts the weight gradient of a grouped conv `groups` times over (a torch quirk)
+        fwd = self.macs(x, y)
+        weight = fwd * (self.groups if convention == "torch" else 1)
+        return weight + (fwd if input_grad else 0)
 
     def check_channels(self, x: Shape) -> int:
         """Check rank, in_channels and groups against the input; return its channel count."""
@@ -103,6 +111,13 @@ class _Conv(_ConvBase):
         # N · c_out · spatial_out · (c_in/groups) · prod(kernel): one MAC per kernel tap per output.
         return numel(y) * (x[1] // self.groups) * numel(self.kernel)
 
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        macs, bias = self.macs(x, y), numel(y) if self.bias else 0
+        return [
+            row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=macs, ptflops=(macs, 0), torchinfo=macs),
+            row(BIAS, ptflops=(bias, 0), torchinfo=bias),
+        ]
+
 
 @register
 class Conv1d(_Conv):
@@ -152,4 +167,17 @@ class ConvTranspose2d(_ConvBase):
     def macs(self, x: Shape, y: Shape) -> int:
         # Every input pixel scatters a (c_out/groups)·kh·kw patch: N · c_in · spatial_in · ...
         return numel(x) * (self.out_channels // self.groups) * numel(self.kernel)
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        macs, bias = self.macs(x, y), numel(y) if self.bias else 0
+        k = numel(self.kernel)
+        # torchinfo: weight numel x N x output spatial; thop: output elements x (c_in/groups) x k;
+        # both charge the output size, not the input's, so they overcount a strided transpose
+        weight = x[1] * (self.out_channels // self.groups) * k
+        torchinfo = weight * y[0] * numel(y[2:])
+        thop = numel(y) * (x[1] // self.groups) * k
+        return [
+            row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=thop, ptflops=(macs, 0), torchinfo=torchinfo),
+            row(BIAS, ptflops=(bias, 0), torchinfo=bias),
+        ]
 

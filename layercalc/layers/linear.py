@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..lazy import np
+from .peers import BIAS, CONV, row
 from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
 
 
@@ -36,6 +37,19 @@ class Linear(Layer):
     def macs(self, x: Shape, y: Shape) -> int:
         # N · (leading dims) · n_in · n_out: each output element is a dot product of length n_in.
         return numel(y) * x[-1]
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        macs, bias = self.macs(x, y), numel(y) if self.bias else 0
+        # torchinfo multiplies the parameter count by output.shape[0] only: middle dims are lost
+        n, k, o = x[0], x[-1], self.out_features
+        return [
+            row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=macs, ptflops=(macs, 0), torchinfo=n * k * o),
+            row(BIAS, ptflops=(bias, 0), torchinfo=n * o if self.bias else 0),
+        ]
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        # ∇W = ∇zᵀ x and ∇x = ∇z W each cost as much as the forward product
+        return self.macs(x, y) * (2 if input_grad else 1)
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         # z = x Wᵀ + b on the last dim (x may carry leading dims)

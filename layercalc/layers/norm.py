@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from ..lazy import np
-from .base import Arg, Bool, Float, Int, Layer, Opt, Shape, fmt_shape, register
+from .peers import NORM, row
+from .base import Arg, Bool, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
 
 
 def normalize(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any]:
@@ -89,6 +90,11 @@ class _BatchNorm(_ChannelAffine):
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
 
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, a = numel(x), self.affine  # thop has no rule for groupnorm
+        return [row(NORM, fvcore=5 * n if a else 4 * n, ptflops=(2 * n if a else n, 0),
+                    torchinfo=x[0] * 2 * x[1] if a else None)]
+
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         # each sample's channels split into num_groups groups, normalised per (sample, group)
         return (2,), x.reshape(x.shape[0], self.num_groups, -1)
@@ -101,6 +107,11 @@ class _BatchNorm(_ChannelAffine):
 
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         return (0, *range(2, x.ndim)), x
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, a = numel(x), self.affine
+        return [row(NORM, fvcore=2 * n if a else n, thop=4 * n if a else 2 * n, ptflops=(2 * n if a else n, 0),
+                    torchinfo=x[0] * 2 * x[1] if a else None)]
 
 
 @register
@@ -143,6 +154,13 @@ class LayerNorm(Layer):
         if not self.elementwise_affine:
             return {}
         return {"weight": (x[-1],), "bias": (x[-1],)} if self.bias else {"weight": (x[-1],)}
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, a = numel(x), self.elementwise_affine
+        params = sum(numel(s) for s in self.param_shapes(x).values())
+        # ptflops looks for `.affine`, which layernorm lacks: always one op per element
+        return [row(NORM, fvcore=5 * n if a else 4 * n, thop=4 * n if a else 2 * n, ptflops=(n, 0),
+                    torchinfo=x[0] * params if params else None)]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         xhat, inv_std = normalize(x, (-1,), self.eps)  # type: ignore[attr-defined]
@@ -190,6 +208,11 @@ class GroupNorm(_ChannelAffine):
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, a = numel(x), self.affine  # thop has no rule for groupnorm
+        return [row(NORM, fvcore=5 * n if a else 4 * n, ptflops=(2 * n if a else n, 0),
+                    torchinfo=x[0] * 2 * x[1] if a else None)]
 
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         # each sample's channels split into num_groups groups, normalised per (sample, group)

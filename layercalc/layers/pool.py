@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import ShapeError
-from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, register
+from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .geometry import pool_out
+from .peers import POOL, row
 
 
 class _Pool(Layer):
     """Sliding-window pooling over `rank` spatial dims of (N, C, *spatial); no parameters."""
 
     rank: ClassVar[int] = 2
-    has_dilation: ClassVar[bool] = False
+    averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        # ptflops counts the input once in its module hook and once more in its F.*pool* patch
+        return [row(POOL, thop=numel(y) if self.averages else None, ptflops=(numel(x), numel(x)))]
 
     def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
@@ -74,6 +79,7 @@ class AvgPool1d(_Pool):
     type_name = "avgpool1d"
     summary = "mean over sliding windows of (N, C, L)"
     rank = 1
+    averages = True
     args = _pool_args(1, avg=True)
 
 
@@ -82,6 +88,7 @@ class AvgPool2d(_Pool):
     type_name = "avgpool2d"
     summary = "mean over sliding windows of (N, C, H, W)"
     rank = 2
+    averages = True
     args = _pool_args(2, avg=True)
 
 
@@ -89,6 +96,18 @@ class _AdaptivePool(Layer):
     """Pooling to a fixed output size; window i spans [floor(i·L/out), ceil((i+1)·L/out))."""
 
     rank: ClassVar[int] = 2
+    averages: ClassVar[bool] = False
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        thop = fvcore = None
+        if self.averages:
+            # thop: (prod of in/out size ratios + 1) per output element, in floating point
+            ratio = 1.0
+            for i, o in zip(x[2:], y[2:]):
+                ratio *= i / o
+            thop = int((ratio + 1) * numel(y))
+            fvcore = numel(x) if self.rank == 2 else None  # fvcore handles only the 2-D op
+        return [row(POOL, fvcore=fvcore, thop=thop, ptflops=(numel(x), numel(x)))]
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
@@ -102,6 +121,7 @@ class AdaptiveAvgPool1d(_AdaptivePool):
     type_name = "adaptiveavgpool1d"
     summary = "mean pooling of (N, C, L) to a fixed length"
     rank = 1
+    averages = True
     args = (Arg("output_size", Ints(rank=1)),)
 
 
@@ -110,6 +130,7 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     type_name = "adaptiveavgpool2d"
     summary = "mean pooling of (N, C, H, W) to a fixed size"
     rank = 2
+    averages = True
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
 
 

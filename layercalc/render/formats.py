@@ -42,22 +42,33 @@ def human_bytes(n: int) -> str:
 
 
 def cell(row: dict[str, Any], column: str) -> str:
-    """A row's value as plain text: shapes as 1x64x56x56, integers exact."""
+    """A row's value as plain text: shapes as 1x64x56x56, integers exact, not counted = empty."""
     value = row.get(column, "")
     if isinstance(value, list):
         return fmt_shape(value)
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
-    """The report in a machine format; `report_dict` is Report.to_dict()."""
+    """The report in a machine format; `report_dict` is api.report_data()."""
     if fmt == "json":
         return json.dumps(report_dict, indent=2) + "\n"
     columns = COLUMNS[command]
+    total = dict(report_dict["total"])
+    if "training" in report_dict:
+        columns += ("backward_macs",)
+        total["backward_macs"] = report_dict["training"]["backward_macs"]
     rows = [[cell(r, c) for c in columns] for r in report_dict["layers"]]
-    total = report_dict["total"]
-    rows.append(["total", "", "", ""] + [str(total.get(c, "")) if c in total else "" for c in columns[4:]])
+    rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
     return table_text(fmt, columns, rows)
+
+
+def render_compare_text(fmt: str, data: dict[str, Any]) -> str:
+    """flops --compare as csv/tsv/markdown: a row per op category, a column per convention."""
+    conventions = list(data["total"])
+    rows = [[r["category"]] + [cell(r, c) for c in conventions] for r in data["rows"]]
+    rows.append(["total"] + [cell(data["total"], c) for c in conventions])
+    return table_text(fmt, ["category", *conventions], rows)
 
 
 def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -25,7 +25,7 @@ NUMBER_COLUMNS = {
     "flops": ("macs", "flops"),
     "shapes": (),
 }
-TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs"}
+TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
 def console(file: TextIO | None = None) -> Console:
@@ -55,9 +55,13 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Type", style="magenta", no_wrap=True)
+    if report.get("convention", "layercalc") != "layercalc":
+        table.title += f" · counted as [bold]{report['convention']}[/]"
     if command == "shapes":
         table.add_column("Input shape", no_wrap=True)
     table.add_column("Output shape", no_wrap=True)
+    training = report.get("training")
+    numbers = numbers + (("backward_macs",) if training and command in ("summary", "flops") else ())
     for key in numbers:
         table.add_column(TITLES[key], justify="right", no_wrap=True)
     if share_key:
@@ -79,7 +83,9 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
     out.print(footer(report))
 
 
-def _number(n: int) -> Text:
+def _number(n: int | None) -> Text:
+    if n is None:
+        return Text("not counted", style="dim italic")
     return Text(human(n) if n else "—", style="" if n else "dim")
 
 
@@ -92,11 +98,44 @@ def footer(report: dict[str, Any]) -> Table:
     grid.add_column(style="dim")
     grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
     grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
-    grid.add_row("MACs", f"{t['macs']:,}", human(t["macs"]))
-    grid.add_row("FLOPs", f"{t['flops']:,}", human(t["flops"]) + " (2 per MAC)")
+    convention = report.get("convention", "layercalc")
+    counted = "" if convention == "layercalc" else f", as {convention} counts"
+    for key, note in (("macs", ""), ("flops", " (2 per MAC)")):
+        value = t[key]
+        grid.add_row(TITLES[key], "not counted" if value is None else f"{value:,}",
+                     ("" if value is None else human(value)) + note + counted)
     grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
     grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    training = report.get("training")
+    if training:
+        grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
+        grid.add_row("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC")
+        grid.add_row("Gradients", human_bytes(training["gradient_bytes"]), "one per parameter")
+        grid.add_row("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"])
+        grid.add_row("Training memory", human_bytes(training["training_bytes"]),
+                     "params + gradients + optimizer + kept activations")
     return grid
+
+
+def render_compare(data: dict[str, Any], out: Console) -> None:
+    """flops --compare: MACs per op category under every convention, totals last."""
+    conventions = list(data["total"])
+    table = Table(title=f"[bold]{data['name']}[/]  MACs as each tool counts them · batch {data['batch']}",
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("Category", no_wrap=True)
+    for c in conventions:
+        table.add_column(c, justify="right", no_wrap=True)
+    for row in data["rows"]:
+        table.add_row(row["category"], *(_exact(row[c]) for c in conventions))
+    table.add_row(Text("total", style="bold"), *(_exact(data["total"][c], bold=True) for c in conventions), end_section=True)
+    out.print(table)
+    out.print(Text("torch = FlopCounterMode / 2; not counted = the tool skips (or warns about) that op", style="dim"))
+
+
+def _exact(n: int | None, bold: bool = False) -> Text:
+    if n is None:
+        return Text("not counted", style="dim italic")
+    return Text(f"{n:,}", style="bold" if bold else "")
 
 
 def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:

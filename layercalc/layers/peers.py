@@ -1,0 +1,56 @@
+"""Counting conventions: how each peer tool counts a layer, as layer classes declare it.
+
+A layer's `peer_costs(x, y)` returns rows (category, {convention: value}), where value is
+- an int: multiply-accumulates as that tool counts them for the whole batch;
+- for ptflops, a pair (per-batch hook part A, functional part B): ptflops reports
+  int(ΣA / N + ΣB), dividing only its module-hook part by the batch size;
+- None: the tool does not count this layer at all (it warns, or silently skips it).
+The 'torch' convention is FlopCounterMode's count divided by two (it reports FLOPs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
+CONVENTION_TOOLS = {
+    "layercalc": "layercalc (SPEC section 2)",
+    "torch": "torch.utils.flop_counter.FlopCounterMode / 2",
+    "fvcore": "fvcore FlopCountAnalysis.total()",
+    "thop": "thop profile()",
+    "ptflops": "ptflops get_model_complexity_info (pytorch backend)",
+    "torchinfo": "torchinfo summary().total_mult_adds",
+}
+CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
+    "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
+)
+CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+
+Value = Any  # int | tuple[int, int] | None
+CostRow = tuple[str, dict[str, Value]]
+
+
+def row(category: str, **values: Value) -> CostRow:
+    """One category's cost under each convention; conventions not named do not count it."""
+    unknown = set(values) - set(CONVENTIONS)
+    assert not unknown, unknown
+    return category, {c: values.get(c) for c in CONVENTIONS}
+
+
+def scalar(value: Value, batch: int) -> float | int | None:
+    """A single layer's value as a number (ptflops' pair as A/N + B)."""
+    if isinstance(value, tuple):
+        return value[0] / batch + value[1]
+    return value
+
+
+def combine(values: list[Value], convention: str, batch: int) -> int | None:
+    """The convention's total over many layers' values; None when none of them is counted."""
+    counted = [v for v in values if v is not None]
+    if not counted:
+        return None
+    if convention == "ptflops":  # the hook part is averaged over the batch, the rest is not
+        hook = sum(v[0] for v in counted)
+        functional = sum(v[1] for v in counted)
+        return int(hook / batch + functional)
+    return sum(counted)
