@@ -1,0 +1,1 @@
+"""NumPy kernels shared by the layer classes: convolution and pooling on NCHW arrays."""
