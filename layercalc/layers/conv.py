@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .peers import BIAS, CONV, row
 from .geometry import conv_out, conv_transpose_out, same_padding
+
+
+def lift(a: Any, rank: int) -> Any:
+    """A rank-1 array (N, C, L) as (N, C, 1, L), so the 2-D kernels serve 1-D layers."""
+    return a[:, :, None, :] if rank == 1 else a
+
+
+def drop(a: Any, rank: int) -> Any:
+    """Undo lift."""
+    return a[:, :, 0, :] if rank == 1 else a
 
 
 def fmt_size(values: tuple[int, ...]) -> str:
@@ -118,6 +130,68 @@ class _Conv(_ConvBase):
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
         ]
 
+    def geometry(self) -> tuple[tuple[int, int], tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
+        """(stride, padding, dilation) as 2-D pairs for the kernels (a 1-D conv has height 1)."""
+        if self.rank == 1:
+            return (1, self.strides[0]), ((0, 0), self.pads[0]), (1, self.dilations[0])
+        return self.strides, (self.pads[0], self.pads[1]), self.dilations  # type: ignore[return-value]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        from ..kernels.conv import conv2d_forward
+
+        stride, pads, dilation = self.geometry()
+        w = lift(params["weight"], self.rank)
+        y, cache = conv2d_forward(lift(x, self.rank), w, params.get("bias"), stride, pads, dilation, self.groups)
+        return drop(y, self.rank), cache
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        from ..kernels.conv import conv2d_backward
+
+        dx, dw, db = conv2d_backward(lift(dy, self.rank), cache)
+        grads = {"weight": drop(dw, self.rank)}
+        if db is not None:
+            grads["bias"] = db
+        return drop(dx, self.rank), grads
+
+    def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
+        """The seed's identities on a reduced copy of this layer (this layer's own forward/backward):
+        vec(x ⋆ k) = K_conv·vec(x), ∇x = K_convᵀ·vec(∇y), and ∇x = the full correlation of the
+        zero-inserted ∇y with the flipped kernel."""
+        from ..kernels.conv import conv2d_dx_full_correlation, kconv_full
+
+        small = copy.copy(self)  # at most 2 groups of 2 channels, a few windows of each size
+        small.groups = min(self.groups, 2)
+        c_in = small.groups * min(x.shape[1] // self.groups, 2)
+        small.out_channels = small.groups * min(self.out_channels // self.groups, 2)
+        stride, pads, dilation = self.geometry()
+        spatial = [min(n, d * (k - 1) + 1 + 2 * s) for n, k, s, d in zip(x.shape[2:], self.kernel, self.strides, self.dilations)]
+        xs = rng.standard_normal((1, c_in, *spatial))
+        shapes = small.param_shapes(xs.shape)
+        ps = {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+        y, cache = small.forward(xs, ps)
+        dy = rng.standard_normal(y.shape)
+        dx, _ = small.backward(dy, ps, cache)
+        w4, x4 = lift(ps["weight"], self.rank), lift(xs, self.rank)
+        k = kconv_full(w4, x4.shape, stride, pads, dilation, small.groups)
+        bias = ps["bias"].reshape(-1, *([1] * (y.ndim - 2))) if "bias" in ps else 0.0
+        seed_dx = conv2d_dx_full_correlation(lift(dy, self.rank), w4, x4.shape, stride, pads, dilation, small.groups)
+        return [
+            _identity("vec(x ⋆ k) = K_conv · vec(x)", (k @ x4.ravel()).reshape(y.shape[1:]) + bias, y[0]),
+            _identity("∇x = K_convᵀ · vec(∇y)", k.T @ dy.ravel(), dx.ravel()),
+            _identity("∇x = ∇y ⋆full flipped k", drop(seed_dx, self.rank), dx),
+        ]
+
+
+def _identity(what: str, expected: Any, got: Any) -> tuple[str, float, float]:
+    """(what, max abs difference, tolerance): exact up to float64 rounding."""
+    import numpy as np
+
+    got = np.asarray(got)
+    if got.shape != np.shape(expected):
+        return what, float("inf"), 0.0
+    scale = float(np.max(np.abs(expected))) if got.size else 0.0
+    return what, float(np.max(np.abs(got - expected))) if got.size else 0.0, 1e-9 * (1.0 + scale)
+
 
 @register
 class Conv1d(_Conv):
@@ -179,5 +253,41 @@ class ConvTranspose2d(_ConvBase):
         return [
             row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=thop, ptflops=(macs, 0), torchinfo=torchinfo),
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
+        ]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        from ..kernels.conv import conv_transpose2d_forward
+
+        pad, opad = as_tuple(self.padding, 2), as_tuple(self.output_padding, 2)  # type: ignore[attr-defined]
+        return conv_transpose2d_forward(x, params["weight"], params.get("bias"), self.strides, pad, opad, self.dilations, self.groups)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        from ..kernels.conv import conv_transpose2d_backward
+
+        dx, dw, db = conv_transpose2d_backward(dy, cache)
+        return dx, ({"weight": dw, "bias": db} if db is not None else {"weight": dw})
+
+    def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
+        """A transposed conv is the adjoint of a conv: y = K_convᵀ·vec(x) and ∇x = K_conv·vec(∇y)."""
+        from ..kernels.conv import kconv_full
+
+        small = copy.copy(self)
+        small.groups = min(self.groups, 2)
+        c_in = small.groups * min(x.shape[1] // self.groups, 2)
+        small.out_channels = small.groups * min(self.out_channels // self.groups, 2)
+        spatial = [min(n, 3) for n in x.shape[2:]]
+        xs = rng.standard_normal((1, c_in, *spatial))
+        ps = {name: rng.standard_normal(shape) for name, shape in small.param_shapes(xs.shape).items()}
+        ps.pop("bias", None)
+        small.bias = False
+        y, cache = small.forward(xs, ps)
+        dy = rng.standard_normal(y.shape)
+        dx, _ = small.backward(dy, ps, cache)
+        pad = as_tuple(self.padding, 2)  # type: ignore[attr-defined]
+        # the conv whose adjoint this is maps y's shape back to x's: same kernel, stride, padding
+        k = kconv_full(ps["weight"], y.shape, self.strides, ((pad[0], pad[0]), (pad[1], pad[1])), self.dilations, small.groups)
+        return [
+            _identity("y = K_convᵀ · vec(x)", (k.T @ xs.ravel()).reshape(y.shape[1:]), y[0]),
+            _identity("∇x = K_conv · vec(∇y)", k @ dy.ravel(), dx.ravel()),
         ]
 

@@ -6,8 +6,14 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
+from .conv import drop, lift
 from .geometry import pool_out
 from .peers import POOL, row
+
+
+def _pairs(rank: int, *values: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Per-dim tuples as 2-D pairs for the kernels: a 1-D pool runs with height 1."""
+    return [(1, v[0]) if rank == 1 else (v[0], v[1]) for v in values]
 
 
 class _Pool(Layer):
@@ -19,6 +25,24 @@ class _Pool(Layer):
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # ptflops counts the input once in its module hook and once more in its F.*pool* patch
         return [row(POOL, thop=numel(y) if self.averages else None, ptflops=(numel(x), numel(x)))]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        from ..kernels import pool
+
+        k, s, p, d = self.windows()
+        kernel, stride, dilation = _pairs(self.rank, k, s, d)
+        padding = (0, p[0]) if self.rank == 1 else (p[0], p[1])
+        if self.averages:
+            y, cache = pool.avgpool2d_forward(lift(x, self.rank), kernel, stride, padding, self.ceil_mode, self.count_include_pad)  # type: ignore[attr-defined]
+        else:
+            y, cache = pool.maxpool2d_forward(lift(x, self.rank), kernel, stride, padding, dilation, self.ceil_mode)  # type: ignore[attr-defined]
+        return drop(y, self.rank), cache
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        from ..kernels import pool
+
+        back = pool.avgpool2d_backward if self.averages else pool.maxpool2d_backward
+        return drop(back(lift(dy, self.rank), cache), self.rank), {}
 
     def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
@@ -108,6 +132,22 @@ class _AdaptivePool(Layer):
             thop = int((ratio + 1) * numel(y))
             fvcore = numel(x) if self.rank == 2 else None  # fvcore handles only the 2-D op
         return [row(POOL, fvcore=fvcore, thop=thop, ptflops=(numel(x), numel(x)))]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        from ..kernels import pool
+
+        size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
+        out = tuple(n if o is None else o for n, o in zip(x.shape[2:], size))
+        (out_hw,) = _pairs(self.rank, out)
+        fn = pool.adaptive_avgpool2d_forward if self.averages else pool.adaptive_maxpool2d_forward
+        y, cache = fn(lift(x, self.rank), out_hw)
+        return drop(y, self.rank), cache
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        from ..kernels import pool
+
+        back = pool.adaptive_avgpool2d_backward if self.averages else pool.adaptive_maxpool2d_backward
+        return drop(back(lift(dy, self.rank), cache), self.rank), {}
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
