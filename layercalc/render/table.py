@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .formats import human, human_bytes
 
-BAR_WIDTH = 10
+BAR_WIDTH = 8
 # the column that the share bar measures, per command
 SHARE_OF = {"summary": "macs", "flops": "macs", "params": "params"}
 NUMBER_COLUMNS = {
@@ -47,31 +47,31 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
     """Print the per-layer table and the totals footer for summary/params/flops/shapes."""
     total = report["total"]
     numbers = NUMBER_COLUMNS[command]
+    if command == "summary" and out.width < 110:
+        numbers = ("params", "macs")  # FLOPs are 2 per MAC: the footer says so; the row needs room
+    if report.get("training") and command in ("summary", "flops"):
+        numbers += ("backward_macs",)
     share_key = SHARE_OF.get(command)
-    title = (
-        f"[bold]{report['name']}[/]  input {'x'.join(map(str, report['input']))}"
-        f" · batch {report['batch']} · {report['dtype']}"
-    )
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Type", style="magenta", no_wrap=True)
+    title = f"[bold]{report['name']}[/]  input {'x'.join(map(str, report['input']))} · batch {report['batch']} · {report['dtype']}"
     if report.get("convention", "layercalc") != "layercalc":
-        table.title += f" · counted as [bold]{report['convention']}[/]"
+        title += f" · counted as [bold]{report['convention']}[/]"
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("Layer", overflow="fold", ratio=1)
     if command == "shapes":
         table.add_column("Input shape", no_wrap=True)
     table.add_column("Output shape", no_wrap=True)
-    training = report.get("training")
-    numbers = numbers + (("backward_macs",) if training and command in ("summary", "flops") else ())
     for key in numbers:
         table.add_column(TITLES[key], justify="right", no_wrap=True)
     if share_key:
-        table.add_column(f"Share of {TITLES[share_key]}", no_wrap=True)
+        table.add_column(f"% {TITLES[share_key]}", no_wrap=True)
     rows = report["layers"]
     for i, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
         block = i + 1 < len(rows) and rows[i + 1]["depth"] > row["depth"]
-        name = Text("  " * row["depth"] + row["name"], style="bold" if block else "")
-        cells: list[Any] = [name, row["type"]]
+        # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
+        name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
+        name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
+        cells: list[Any] = [name]
         if command == "shapes":
             cells.append("x".join(map(str, row["input_shape"])))
         cells.append("x".join(map(str, row["output_shape"])))
