@@ -32,6 +32,10 @@ def load_impl(spec: str) -> type:
                 raise UsageError(f"--impl {spec}: not a Python file")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
+            # as when running a script: modules next to the file can be imported
+            folder = os.path.dirname(os.path.abspath(target))
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)

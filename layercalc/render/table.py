@@ -153,11 +153,11 @@ def render_checks(result: dict[str, Any], out: Console) -> None:
     """verify's checks: one row each with its error against its tolerance; notes of failures below."""
     table = Table(title=f"[bold]verify {result['name']}[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("", no_wrap=True, min_width=4)
-    table.add_column("Layer", overflow="fold")
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Method", style="dim", no_wrap=True)
-    table.add_column("Error", justify="right", no_wrap=True)
-    table.add_column("Tolerance", justify="right", no_wrap=True)
+    table.add_column("Layer", overflow="fold", min_width=12, ratio=2)
+    table.add_column("Check", overflow="fold", min_width=12, ratio=3)
+    table.add_column("Method", style="dim", overflow="fold", min_width=9, ratio=1)
+    table.add_column("Error", justify="right", no_wrap=True, min_width=7)
+    table.add_column("Tolerance", justify="right", no_wrap=True, min_width=7)
     failures = []
     for c in result["results"]:
         mark = Text("ok", style="green") if c["passed"] else Text("FAIL", style="bold red")

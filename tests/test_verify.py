@@ -1,0 +1,113 @@
+"""verify: correct implementations pass; each classic backward bug, passed with --impl, fails
+and is named. Expected verdicts come from the bug's definition, not from verify's output."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from layercalc import analyse
+from layercalc.verify import Options, verify
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = Path(__file__).resolve().parent / "impls"
+EXAMPLE_NET = str(ROOT / "examples" / "conv_net.yaml")
+
+NETS = {
+    "mlp": "input: [5]\nbatch: 3\nlayers:\n  - linear: {out_features: 4}\n    name: fc1\n  - tanh\n  - linear: {out_features: 2}\n    name: fc2\n",
+    "bn": "input: [3, 6, 6]\nbatch: 4\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}\n  - batchnorm2d:\n    name: bn\n  - relu\n",
+    "pool": "input: [2, 8, 8]\nbatch: 2\nlayers:\n  - conv2d: {out_channels: 2, kernel_size: 1}\n  - maxpool2d: {kernel_size: 2}\n    name: pool\n",
+    "convt": "input: [3, 5, 5]\nlayers:\n  - convtranspose2d: {out_channels: 4, kernel_size: 3, stride: 2, padding: 1, output_padding: 1}\n    name: up\n  - relu\n",
+}
+
+
+def failures(out: str) -> list[dict[str, str]]:
+    return [r for r in csv.DictReader(io.StringIO(out), delimiter="\t") if r["passed"] != "True"]
+
+
+@pytest.fixture(autouse=True)
+def examples_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+
+
+@pytest.mark.parametrize(
+    "impl, net, layer, check",
+    [
+        ("wrong_sign.py", "mlp", "fc1", "dL/dx"),
+        ("conv_not_flipped.py", "example", "conv2", "dL/dx"),
+        ("conv_stride_ignored.py", "example", "conv1", "dL/dx"),
+        ("conv_bias_one_sample.py", "example", "conv1", "dL/dbias"),
+        ("batchnorm_no_mean_terms.py", "bn", "bn", "dL/dx"),
+        ("maxpool_all_ties.py", "pool", "pool", "dL/dx = reference"),
+        ("convtranspose_off_by_one.py", "convt", "up", "dL/dx"),
+    ],
+)
+def test_wrong_backward_is_caught_and_named(cli, write, impl: str, net: str, layer: str, check: str) -> None:
+    config = EXAMPLE_NET if net == "example" else write(f"{net}.yaml", NETS[net])
+    run = cli("verify", config, "--impl", str(IMPLS / impl), "-f", "tsv")
+    assert run.status == 1, run.err
+    failed = failures(run.out)
+    assert any(r["path"] == layer and r["check"] == check for r in failed), failed
+
+
+def test_the_hand_written_example_passes(cli) -> None:
+    run = cli("verify", EXAMPLE_NET, "--impl", str(ROOT / "examples" / "my_conv2d.py"), "-f", "tsv")
+    assert run.status == 0 and failures(run.out) == []
+    checks = {r["check"] for r in csv.DictReader(io.StringIO(run.out), delimiter="\t")}
+    assert {"dL/dx = reference", "vec(x ⋆ k) = K_conv · vec(x)", "∇x = ∇y ⋆full flipped k"} <= checks
+
+
+def test_reference_named_as_module_attr_passes(cli, write) -> None:
+    run = cli("verify", write("bn.yaml", NETS["bn"]), "--impl", "layercalc.layers.norm:BatchNorm2d", "-f", "tsv")
+    assert run.status == 0 and failures(run.out) == []
+
+
+def test_impl_errors_are_one_line(cli, write) -> None:
+    bad = write("bad_impl.py", "raise RuntimeError('boom')\n")
+    run = cli("verify", write("n.yaml", NETS["mlp"]), "--impl", bad)
+    assert run.status == 2 and run.err == f"error: --impl {bad}: importing it failed: RuntimeError: boom\n"
+    run = cli("verify", write("n2.yaml", NETS["mlp"]), "--impl", "layercalc.layers.blocks:Residual")
+    assert run.status == 2 and "implement a leaf type" in run.err
+
+
+def test_every_layer_every_block_and_the_network_are_checked() -> None:
+    text = (
+        "input: [3, 8, 8]\nbatch: 2\nlayers:\n"
+        "  - residual: {body: [{conv2d: {out_channels: 3, kernel_size: 3, padding: 1}}, relu]}\n    repeat: 2\n"
+        "  - concat: {branches: [[], [{conv2d: {out_channels: 2, kernel_size: 1}}]]}\n"
+        "  - flatten\n  - linear: {out_features: 4}\n"
+    )
+    result = verify(analyse(text))
+    assert result.passed
+    paths = {c.path for c in result.checks}
+    rows = {r["path"] for r in analyse(text).rows()}
+    assert paths == rows | {"(network)"}
+    for c in result.checks:  # every check reports its error against a tolerance
+        assert c.error <= c.tolerance or c.method == "exact"
+
+
+def test_network_check_fails_when_a_block_merges_wrongly(monkeypatch) -> None:
+    from layercalc.layers import REGISTRY
+
+    monkeypatch.setattr(REGISTRY["residual"], "split", lambda self, dy, outs: [dy, 2 * dy])
+    text = "input: [4]\nbatch: 2\nlayers:\n  - residual: {body: [{linear: {out_features: 4}}]}\n"
+    result = verify(analyse(text))
+    failed = {(c.path, c.check) for c in result.checks if not c.passed}
+    assert ("residual1", "dL/d(x, params)") in failed and ("(network)", "dL/d(x, params)") in failed
+
+
+def test_full_checks_every_element() -> None:
+    text = "input: [3, 10, 10]\nlayers:\n  - conv2d: {out_channels: 8, kernel_size: 3}\n"
+    result = verify(analyse(text), Options(full=True))
+    methods = {c.check: c.method for c in result.checks}
+    assert methods["dL/dweight"] == "elementwise" and methods["dL/dx"] == "elementwise"
+    assert result.passed
+
+
+def test_only_selects_layers(cli) -> None:
+    run = cli("verify", str(ROOT / "configs" / "lenet5.yaml"), "--only", "c3", "-f", "tsv")
+    rows = list(csv.DictReader(io.StringIO(run.out), delimiter="\t"))
+    assert run.status == 0 and {r["path"] for r in rows} == {"c3"}
