@@ -267,6 +267,43 @@ def _load_impl(spec: str) -> type:
     return load_impl(spec)
 
 
+@app.command("kconv")
+def kconv_command(
+    input: Annotated[str, typer.Option("--input", help="Input height x width, e.g. 3x3.")] = "3x3",
+    kernel: Annotated[str, typer.Option("--kernel", help="Kernel height x width, e.g. 2x2.")] = "2x2",
+    stride: Annotated[str, typer.Option("--stride", help="Stride, e.g. 1 or 2x1.")] = "1",
+    padding: Annotated[str, typer.Option("--padding", help="Zero padding on each side, e.g. 0 or 1x0.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", help="Dilation, e.g. 1 or 2.")] = "1",
+    check: Annotated[bool, typer.Option("--check", help="Verify K_conv numerically against the conv forward and backward.")] = False,
+    format: FormatOpt = None,
+) -> int:
+    """Conv as a matrix: K_conv of a small single-channel conv2d, printed symbolically."""
+    from .kconv import check as check_kconv
+    from .kconv import kconv, parse_pair
+
+    geometry = (
+        parse_pair(input, "--input", 1), parse_pair(kernel, "--kernel", 1), parse_pair(stride, "--stride", 1),
+        parse_pair(padding, "--padding", 0), parse_pair(dilation, "--dilation", 1),
+    )
+    data = kconv(*geometry)
+    if check:
+        data["checks"] = check_kconv(*geometry)
+    chosen = _format(format)
+    if chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+    elif chosen == "table":
+        from .render.table import console, render_kconv
+
+        render_kconv(data, console())
+    else:
+        from .render.formats import render_kconv_text
+
+        sys.stdout.write(render_kconv_text(chosen, data))
+    return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
+
+
 @app.command("layers")
 def layers_command(format: FormatOpt = None) -> None:
     """The catalog: every layer type with its arguments and defaults."""
