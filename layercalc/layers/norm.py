@@ -204,6 +204,8 @@ class GroupNorm(_ChannelAffine):
                 f"num_groups {self.num_groups} does not divide the {x[1]} channels of {fmt_shape(x)}",
                 value=self.num_groups,
             )
+        if x[0] * (x[1] // self.num_groups) * numel(x[2:]) == 1:  # PyTorch's own check (it counts the batch)
+            raise ShapeError(f"groupnorm would normalise single values: input {fmt_shape(x)}", value=x)
         return x
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
