@@ -7,7 +7,6 @@ A `repeat: N` entry is analysed copy by copy only until its output shape equals 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .config import Network
@@ -18,22 +17,25 @@ MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after thi
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
 
 
-@dataclass(slots=True)
 class Entry:
     """One analysed layer or block; a block's numbers are the sums over its children."""
 
-    seg: str  # path segment below the parent: "conv1", "body.0", "branches.1.0"
-    name: str
-    type: str
-    input_shape: Shape
-    output_shape: Shape
-    params: int = 0
-    buffers: int = 0
-    macs: int = 0
-    tensors: int = 0  # elements of every tensor created inside, for activation memory
-    children: list["Entry"] = field(default_factory=list)
-    copies: int = 0  # repeat groups only: how many copies; the last child stands for the rest
-    layer: Layer | None = None  # the layer (None for a repeat group), for verify
+    __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
+                 "tensors", "children", "copies", "layer")
+
+    def __init__(
+        self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
+        buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
+        copies: int = 0, layer: Layer | None = None,
+    ) -> None:
+        self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
+        self.name, self.type = name, type
+        self.input_shape, self.output_shape = input_shape, output_shape
+        self.params, self.buffers, self.macs = params, buffers, macs
+        self.tensors = tensors  # elements of every tensor created inside, for activation memory
+        self.children = children if children is not None else []
+        self.copies = copies  # repeat groups only: how many copies; the last child stands for the rest
+        self.layer = layer  # the layer (None for a repeat group), for verify
 
 
 def _leaf(node: Node, seg: str, x: Shape) -> Entry:

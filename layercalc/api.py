@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
 from .analysis import Report
@@ -22,9 +21,9 @@ def load(source: Source, *, batch: int | None = None, input: Any = None) -> Netw
         return _load(source, batch=batch, input=input)
     net = source
     if batch is not None:
-        net = replace(net, batch=Int()(batch))
+        net = net._replace(batch=Int()(batch))
     if input is not None:
-        net = replace(net, input=parse_shape(input, "input"))
+        net = net._replace(input=parse_shape(input, "input"))
     return net
 
 

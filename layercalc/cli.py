@@ -5,8 +5,6 @@ Errors from the core are turned into one line on stderr here, and only here.
 
 from __future__ import annotations
 
-import gc
-import os
 import sys
 from enum import Enum
 from typing import Annotated, Any, Callable, Optional
@@ -14,7 +12,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from . import __version__
-from .errors import LayercalcError, UsageError, one_line
+from .errors import UsageError
+from .launch import EXIT_CHECK_FAILED, EXIT_OK
 from .layers.peers import CONVENTIONS
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
@@ -22,7 +21,6 @@ try:  # Typer >= 0.2x vendors Click; older releases use the click package
 except ImportError:  # pragma: no cover
     import click.exceptions as click_exc  # type: ignore[no-redef]
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 
 class Format(str, Enum):
@@ -326,41 +324,22 @@ def layers_command(format: FormatOpt = None) -> None:
         sys.stdout.write(table_text(chosen, header, ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows)))
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"error: {one_line(message)}", file=sys.stderr)
-    return status
+def run_app(args: list[str]) -> int:
+    """Run the Typer app on args; its usage errors become layercalc's UsageError."""
+    try:
+        status = app(args=args, prog_name="layercalc", standalone_mode=False)
+    except click_exc.UsageError as exc:
+        hint = f" (see 'layercalc {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        raise UsageError(exc.format_message() + hint) from None
+    except click_exc.ClickException as exc:
+        raise UsageError(exc.format_message()) from None
+    except typer.Abort:
+        raise KeyboardInterrupt from None
+    return status if isinstance(status, int) else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, map every failure to one stderr line and an exit status."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    # A short-lived process that builds large acyclic trees: the cyclic garbage collector
-    # would only re-scan them (a third of the time on a 100,000-entry config).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        status = app(args=args, prog_name="layercalc", standalone_mode=False)
-        status = status if isinstance(status, int) else EXIT_OK
-        sys.stdout.flush()
-    except LayercalcError as exc:
-        status = _fail(str(exc), EXIT_USAGE)
-    except click_exc.UsageError as exc:
-        hint = f" (see 'layercalc {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
-        status = _fail(exc.format_message() + hint, EXIT_USAGE)
-    except click_exc.ClickException as exc:
-        status = _fail(exc.format_message(), EXIT_USAGE)
-    except (KeyboardInterrupt, typer.Abort):
-        status = _fail("interrupted", EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        # the reader went away (`| head -1`): stop quietly; point stdout at devnull so the
-        # interpreter's final flush does not complain either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = EXIT_OK
-    except Exception as exc:  # an internal bug: never a traceback for users, unless asked
-        if debug:
-            raise
-        status = _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL)
-    if collecting:  # for callers that run main() in-process, such as the tests
-        gc.enable()
-    sys.exit(status)
+    """The command line (see launch.main, the installed entry point, which also serves --total)."""
+    from .launch import main as launch
+
+    launch(argv)

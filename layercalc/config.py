@@ -6,10 +6,8 @@ type's own schema; nothing here knows any particular layer type.
 
 from __future__ import annotations
 
-import difflib
 import os
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .document import Map, Seq, line_of, parse_document, read_source
 from .errors import ConfigError, Location, SchemaError
@@ -22,15 +20,14 @@ TOP_KEYS = ("name", "input", "batch", "dtype", "layers")
 ENTRY_KEYS = ("name", "repeat")
 
 
-@dataclass
-class Network:
+class Network(NamedTuple):
     """A validated config: its name, one sample's shape, batch, dtype and top-level nodes."""
 
     name: str
     input: Shape  # one sample, batch excluded
     batch: int = 1
     dtype: str = "float32"
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[Node] = []
     file: str = "<config>"
 
     @property
@@ -46,6 +43,8 @@ class Network:
 
 def suggest(word: str, options: Iterable[str]) -> str:
     """' (did you mean X?)' for a near miss, else ''."""
+    import difflib  # only on the way to an error message
+
     close = difflib.get_close_matches(str(word).lower(), list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -92,8 +91,7 @@ def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None =
         net = _network(doc, stem, batch, input)
     except ConfigError as exc:
         raise exc.at(file=name) from None
-    net.file = name
-    return net
+    return net._replace(file=name)
 
 
 def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
@@ -287,8 +285,7 @@ def inline_network(specs: list[str], input: Any, batch: int | None = None, name:
         net = _network({"name": name, "input": input, "layers": layers}, name, batch, None)
     except ConfigError as exc:
         raise exc.at(file="--layer") from None
-    net.file = "--layer"
-    return net
+    return net._replace(file="--layer")
 
 
 def _split_top(text: str) -> list[str]:

@@ -16,7 +16,6 @@ import functools
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -116,10 +115,9 @@ def read_source(source: str | os.PathLike[str]) -> tuple[str, str]:
         if name == "-":
             data = sys.stdin.buffer.read(MAX_BYTES + 1)
         else:
-            path = Path(name)
-            if path.is_dir():
+            if os.path.isdir(name):
                 raise DocumentError("is a directory, not a config file", Location(file=display))
-            with path.open("rb") as fh:
+            with open(name, "rb") as fh:
                 data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise DocumentError("no such file", Location(file=display)) from None

@@ -5,11 +5,10 @@ The core raises these; the command line turns them into one-line messages, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where in a config something stands: file name, 1-based line, config path, layer label."""
 
     file: str = "<config>"
@@ -44,7 +43,7 @@ class ConfigError(LayercalcError):
         updates = {k: v for k, v in fields.items() if v and not getattr(current, k)}
         if "file" in fields and current.file == "<config>":
             updates["file"] = fields["file"]
-        self.loc = replace(current, **updates)  # type: ignore[arg-type]
+        self.loc = current._replace(**updates)
         return self
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from layercalc.cli import main
+from layercalc.launch import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

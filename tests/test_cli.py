@@ -161,3 +161,15 @@ def test_python_dash_m_and_broken_pipe(tmp_path) -> None:
     cmd = f"{sys.executable} -m layercalc summary {big} | head -1"
     run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
     assert run.stdout.startswith("path\t") and run.stderr == ""
+
+
+def test_total_queries_take_the_fast_path_and_agree(cli, mlp, monkeypatch) -> None:
+    from layercalc.launch import total_query
+
+    assert total_query(["params", mlp, "--total"]) == (mlp, "params")
+    assert total_query(["flops", "--macs", mlp, "--total"]) == (mlp, "macs")
+    assert total_query(["params", mlp, "--total", "--batch", "2"]) is None  # anything else: the full CLI
+    assert total_query(["shapes", mlp, "--total"]) is None
+    # both paths give the same numbers: force the full CLI by adding a no-op option
+    assert cli("flops", mlp, "--total", "--macs").out == cli("flops", mlp, "--total", "--macs", "--depth", "0").out
+    assert cli("params", "missing.yaml", "--total").err == "error: missing.yaml: no such file\n"

@@ -77,7 +77,7 @@ def test_internal_bug_is_one_line_unless_debug(cli, write, monkeypatch) -> None:
     assert run.status == 70 and run.out == ""
     assert run.err == "error: internal error: ZeroDivisionError: simulated bug (run with --debug for the traceback)\n"
     with pytest.raises(ZeroDivisionError):
-        from layercalc.cli import main
+        from layercalc.launch import main
 
         main(["--debug", "params", path])
 

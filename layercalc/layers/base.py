@@ -9,8 +9,7 @@ registry and these methods.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 from ..errors import Location, SchemaError, ShapeError
 
@@ -170,14 +169,13 @@ class LayerList:
 # -- the tree --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Node:
+class Node(NamedTuple):
     """One config entry: a layer instance with its name, repeat count and location."""
 
     layer: "Layer"
     name: str
     repeat: int = 1
-    loc: Location = field(default_factory=Location)
+    loc: Location = Location()
     named: bool = False  # True when the user gave the name (then it is also the path segment)
 
     @property
