@@ -125,8 +125,10 @@ class _Conv(_ConvBase):
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         macs, bias = self.macs(x, y), numel(y) if self.bias else 0
+        # padding='same'/'valid' reaches aten as conv2d.padding, which fvcore has no handle for
+        fvcore = None if isinstance(self.padding, str) else macs  # type: ignore[attr-defined]
         return [
-            row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=macs, ptflops=(macs, 0), torchinfo=macs),
+            row(CONV, layercalc=macs, torch=macs, fvcore=fvcore, thop=macs, ptflops=(macs, 0), torchinfo=macs),
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
         ]
 
