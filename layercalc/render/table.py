@@ -120,22 +120,26 @@ def footer(report: dict[str, Any]) -> Table:
 def render_compare(data: dict[str, Any], out: Console) -> None:
     """flops --compare: MACs per op category under every convention, totals last."""
     conventions = list(data["total"])
+    # exact integers need ~106 columns; a narrower terminal gets 4-digit units and the exact totals below
+    exact = out.width >= 110
     table = Table(title=f"[bold]{data['name']}[/]  MACs as each tool counts them · batch {data['batch']}",
-                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, padding=(0, 1))
     table.add_column("Category", no_wrap=True)
     for c in conventions:
         table.add_column(c, justify="right", no_wrap=True)
     for row in data["rows"]:
-        table.add_row(row["category"], *(_exact(row[c]) for c in conventions))
-    table.add_row(Text("total", style="bold"), *(_exact(data["total"][c], bold=True) for c in conventions), end_section=True)
+        table.add_row(row["category"], *(_cell(row[c], exact) for c in conventions))
+    table.add_row(Text("total", style="bold"), *(_cell(data["total"][c], exact, bold=True) for c in conventions))
     out.print(table)
-    out.print(Text("torch = FlopCounterMode / 2; not counted = the tool skips (or warns about) that op", style="dim"))
+    if not exact:
+        out.print("exact totals: " + ", ".join(f"{c} {data['total'][c]:,}" for c in conventions if data["total"][c] is not None))
+    out.print(Text("torch = FlopCounterMode / 2; — = not counted: the tool skips (or warns about) that op", style="dim"))
 
 
-def _exact(n: int | None, bold: bool = False) -> Text:
+def _cell(n: int | None, exact: bool, bold: bool = False) -> Text:
     if n is None:
-        return Text("not counted", style="dim italic")
-    return Text(f"{n:,}", style="bold" if bold else "")
+        return Text("—", style="dim")
+    return Text(f"{n:,}" if exact else human(n).replace(" ", ""), style="bold" if bold else "")
 
 
 def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
