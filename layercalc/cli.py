@@ -173,20 +173,25 @@ def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None
 def _emit_compare(report: Any, fmt: Format | None) -> None:
     from .api import compare_data
 
-    data = compare_data(report)
-    chosen = _format(fmt)
-    if chosen == "table":
-        from .render.table import console, render_compare
+    _show(compare_data(report), fmt, "compare")
 
-        render_compare(data, console())
-    elif chosen == "json":
+
+def _show(data: Any, fmt: Format | None, view: str) -> None:
+    """Print plain data as JSON, as a Rich table (render.table.render_VIEW) or as csv/tsv/markdown
+    (render.formats.VIEW_text); the renderers are imported only when used."""
+    chosen = _format(fmt)
+    if chosen == "json":
         import json
 
         print(json.dumps(data, indent=2))
-    else:
-        from .render.formats import render_compare_text
+    elif chosen == "table":
+        from .render import table
 
-        sys.stdout.write(render_compare_text(chosen, data))
+        getattr(table, f"render_{view}")(data, table.console())
+    else:
+        from .render import formats
+
+        sys.stdout.write(getattr(formats, f"{view}_text")(chosen, data))
 
 
 _calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
@@ -241,21 +246,7 @@ def verify_command(
             result = verify(report, opts, progress=lambda inst, i, n: advance(inst.path or "(network)", i, n))
     else:
         result = verify(report, opts)
-    chosen = _format(format)
-    data = result.to_dict()
-    if chosen == "table":
-        from .render.table import console, render_checks
-
-        render_checks(data, console())
-    elif chosen == "json":
-        import json
-
-        print(json.dumps(data, indent=2))
-    else:
-        from .render.formats import CHECK_COLUMNS, table_text
-
-        rows = ([str(c[k]) for k in CHECK_COLUMNS] for c in data["results"])
-        sys.stdout.write(table_text(chosen, CHECK_COLUMNS, rows))
+    _show(result.to_dict(), format, "checks")
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 
@@ -286,19 +277,7 @@ def kconv_command(
     data = kconv(*geometry)
     if check:
         data["checks"] = check_kconv(*geometry)
-    chosen = _format(format)
-    if chosen == "json":
-        import json
-
-        print(json.dumps(data, indent=2))
-    elif chosen == "table":
-        from .render.table import console, render_kconv
-
-        render_kconv(data, console())
-    else:
-        from .render.formats import render_kconv_text
-
-        sys.stdout.write(render_kconv_text(chosen, data))
+    _show(data, format, "kconv")
     return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
 
 
@@ -307,21 +286,7 @@ def layers_command(format: FormatOpt = None) -> None:
     """The catalog: every layer type with its arguments and defaults."""
     from .api import catalog
 
-    rows = catalog()
-    chosen = _format(format)
-    if chosen == "json":
-        import json
-
-        print(json.dumps(rows, indent=2))
-    elif chosen == "table":
-        from .render.table import console, render_catalog
-
-        render_catalog(rows, console())
-    else:
-        from .render.formats import table_text
-
-        header = ("type", "arguments", "summary")
-        sys.stdout.write(table_text(chosen, header, ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows)))
+    _show(catalog(), format, "catalog")
 
 
 def run_app(args: list[str]) -> int:

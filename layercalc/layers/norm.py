@@ -33,8 +33,10 @@ def _channel(v: Any, ndim: int) -> Any:
 class _ChannelAffine(Layer):
     """Normalisation followed by a per-channel scale and shift (batchnorm, groupnorm)."""
 
-    def _affine(self) -> bool:
-        return self.affine  # type: ignore[attr-defined,no-any-return]
+    affine: bool
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
 
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         """(axes to normalise over, x reshaped for that) for this normalisation."""
@@ -45,7 +47,7 @@ class _ChannelAffine(Layer):
         xhat, inv_std = normalize(grouped, axes, self.eps)  # type: ignore[attr-defined]
         xhat = xhat.reshape(x.shape)
         y = xhat
-        if self._affine():
+        if self.affine:
             y = xhat * _channel(params["weight"], x.ndim) + _channel(params["bias"], x.ndim)
         return y, (xhat, inv_std, x.shape)
 
@@ -53,7 +55,7 @@ class _ChannelAffine(Layer):
         xhat, inv_std, shape = cache
         grads: dict[str, Any] = {}
         dxhat = dy
-        if self._affine():
+        if self.affine:
             per_channel = (0, *range(2, dy.ndim))
             grads = {"weight": (dy * xhat).sum(axis=per_channel), "bias": dy.sum(axis=per_channel)}
             dxhat = dy * _channel(params["weight"], dy.ndim)
@@ -87,17 +89,6 @@ class _BatchNorm(_ChannelAffine):
         self.expect_size("num_features", self.num_features, x[1])
         return x
 
-    def param_shapes(self, x: Shape) -> dict[str, Shape]:
-        return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
-
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
-        n, a = numel(x), self.affine  # thop has no rule for groupnorm
-        return [row(NORM, fvcore=5 * n if a else 4 * n, ptflops=(2 * n if a else n, 0),
-                    torchinfo=x[0] * 2 * x[1] if a else None)]
-
-    def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
-        # each sample's channels split into num_groups groups, normalised per (sample, group)
-        return (2,), x.reshape(x.shape[0], self.num_groups, -1)
 
     def buffer_shapes(self, x: Shape) -> dict[str, Shape]:
         if not self.track_running_stats:
@@ -207,9 +198,6 @@ class GroupNorm(_ChannelAffine):
         if x[0] * (x[1] // self.num_groups) * numel(x[2:]) == 1:  # PyTorch's own check (it counts the batch)
             raise ShapeError(f"groupnorm would normalise single values: input {fmt_shape(x)}", value=x)
         return x
-
-    def param_shapes(self, x: Shape) -> dict[str, Shape]:
-        return {"weight": (x[1],), "bias": (x[1],)} if self.affine else {}
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, a = numel(x), self.affine  # thop has no rule for groupnorm

@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ShapeError
+from .activation import Identity
 from .base import Arg, Bool, Float, Int, Layer, Shape, numel, register
 
 
-class _Dropout(Layer):
+class _Dropout(Identity):
     """Zeroes elements with probability p while training; the identity in eval and in verify."""
 
     args = (Arg("p", Float(low=0.0, high=1.0), 0.5), Arg("inplace", Bool(), False))
-
-    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        return x, None  # verify checks inference behaviour: dropout is the identity
-
-    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        return dy, {}
 
 
 @register

@@ -63,7 +63,7 @@ def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
     return table_text(fmt, columns, rows)
 
 
-def render_compare_text(fmt: str, data: dict[str, Any]) -> str:
+def compare_text(fmt: str, data: dict[str, Any]) -> str:
     """flops --compare as csv/tsv/markdown: a row per op category, a column per convention."""
     conventions = list(data["total"])
     rows = [[r["category"]] + [cell(r, c) for c in conventions] for r in data["rows"]]
@@ -84,7 +84,7 @@ def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -
     return buf.getvalue()
 
 
-def render_kconv_text(fmt: str, data: dict[str, Any]) -> str:
+def kconv_text(fmt: str, data: dict[str, Any]) -> str:
     """K_conv as csv/tsv/markdown: a header of inputs x1.., a row per output y1..."""
     header = ["", *(f"x{j + 1}" for j in range(data["shape"][1]))]
     rows = [[f"y{i + 1}", *row] for i, row in enumerate(data["rows"])]
@@ -92,3 +92,13 @@ def render_kconv_text(fmt: str, data: dict[str, Any]) -> str:
     for c in data.get("checks", []):
         text += f"# {c['check']}: error {c['error']:.2e}, tolerance {c['tolerance']:.2e}, {'ok' if c['passed'] else 'FAIL'}\n"
     return text
+
+
+def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:
+    """The layer catalog as csv/tsv/markdown."""
+    return table_text(fmt, ("type", "arguments", "summary"), ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows))
+
+
+def checks_text(fmt: str, result: dict[str, Any]) -> str:
+    """verify's checks as csv/tsv/markdown, one row each."""
+    return table_text(fmt, CHECK_COLUMNS, ([str(c[k]) for k in CHECK_COLUMNS] for c in result["results"]))
