@@ -114,6 +114,7 @@ def _format(fmt: Format | None) -> str:
 
 
 Convention = Enum("Convention", {c: c for c in CONVENTIONS}, type=str)  # type: ignore[misc]
+Precision = Enum("Precision", {p: p for p in ("float64", "float32")}, type=str)  # type: ignore[misc]
 Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=str)  # type: ignore[misc]
 
 
@@ -222,20 +223,23 @@ def verify_command(
     batch: BatchOpt = None,
     format: FormatOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs, parameters and directions.")] = 0,
-    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance of the gradient checks.")] = 1e-5,
-    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance of the gradient checks.")] = 1e-8,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default 1e-5; float32 1e-2).")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default 1e-8; float32 1e-4).")] = None,
+    dtype: Annotated[
+        Precision, typer.Option("--dtype", help="float64 (default) or float32, for speed runs.")
+    ] = Precision.float64,  # type: ignore[attr-defined]
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer (name or path); repeatable.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Check every element of every tensor (slow on large layers).")] = False,
     impl: Annotated[Optional[str], typer.Option("--impl", help="Your own layer implementation: FILE.py or module:Class.")] = None,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 4G (default: half of what is free).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .verify import Options, verify
+    from .verify import for_dtype, verify
 
     _check_options(batch, None)
     report = _report(config, layer, input, batch)
-    opts = Options(
-        seed=seed, rtol=rtol, atol=atol, full=full, only=tuple(only or ()),
+    opts = for_dtype(
+        dtype.value, seed=seed, rtol=rtol, atol=atol, full=full, only=tuple(only or ()),
         max_memory=parse_bytes(max_memory) if max_memory else None,
         impl=_load_impl(impl) if impl else None,
     )

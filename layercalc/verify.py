@@ -39,10 +39,21 @@ class Options:
     rtol: float = 1e-5
     atol: float = 1e-8
     eps: float = 1e-7  # central-difference step (relative to each tensor's scale)
+    dtype: str = "float64"  # float32 runs twice as fast, with tolerances to match (see for_dtype)
     full: bool = False  # every element of every tensor, whatever its size
     only: tuple[str, ...] = ()  # layer names or paths to check (their subtrees too)
     max_memory: int | None = None  # bytes; None = half of the memory available now
     impl: Any = None  # a user's layer class, checked in place of its type's reference
+
+
+FLOAT32 = {"rtol": 1e-2, "atol": 1e-4, "eps": 1e-3}  # single precision: ~7 digits, so a coarser step
+
+
+def for_dtype(dtype: str, **given: Any) -> Options:
+    """Options for a dtype, its default tolerances and step overridden by the values given."""
+    defaults = FLOAT32 if dtype == "float32" else {}
+    chosen = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    return Options(dtype=dtype, **chosen)
 
 
 @dataclass
@@ -123,13 +134,13 @@ class Instance:
         return [(inst, name, arr) for inst in self.walk() for name, arr in inst.params.items()]
 
 
-def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None) -> Instance:
+def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype: str = "float64") -> Instance:
     """Instances (with random float64 parameters) for an analysed entry and everything below."""
     if entry.copies:  # a repeat group: every copy gets its own parameters
         inst = Instance(entry, path, name, _Chain())
         last = len(entry.children) - 1
         inst.sequences = [
-            [build(entry.children[min(k, last)], f"{path}.{k}", f"{name}.{k}", rng, impl) for k in range(entry.copies)]
+            [build(entry.children[min(k, last)], f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k in range(entry.copies)]
         ]
         return inst
     layer = entry.layer
@@ -139,9 +150,9 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None) -> Ins
         children = iter(entry.children)
         for _, seq in sequences:
             kids = [next(children) for _ in seq]
-            inst.sequences.append([build(k, f"{path}.{k.seg}", k.name, rng, impl) for k in kids])
+            inst.sequences.append([build(k, f"{path}.{k.seg}", k.name, rng, impl, dtype) for k in kids])
         return inst
-    inst.params = layer.init_params(entry.input_shape, rng)
+    inst.params = {k: v.astype(dtype) for k, v in layer.init_params(entry.input_shape, rng).items()}
     if impl is not None and layer.type_name == impl.type_name:
         user = impl.__new__(impl)
         user.__dict__.update(layer.__dict__)  # the same arguments, the user's methods
@@ -186,9 +197,9 @@ def _close(numeric: float, analytic: float, opts: Options) -> tuple[float, float
     return abs(numeric - analytic), opts.atol + opts.rtol * abs(numeric)
 
 
-def _random_input(shape: tuple[int, ...], rng: Any, layer: Any) -> Any:
+def _random_input(shape: tuple[int, ...], rng: Any, layer: Any, dtype: str) -> Any:
     """Standard normal input, nudged away from the layer's kinks (ReLU's 0, ...)."""
-    x = rng.standard_normal(shape)
+    x = rng.standard_normal(shape).astype(dtype)
     for kink in getattr(layer, "kinks", ()):
         near = np.abs(x - kink) < 1e-3
         x[near] += np.where(x[near] >= kink, 1e-3, -1e-3)
@@ -202,7 +213,7 @@ class _Probe:
         self.inst, self.x = inst, x
         y, cache = forward(inst, x)
         self.y = y
-        self.g = rng.standard_normal(y.shape)  # a random upstream gradient (a sum loss checks nothing for batchnorm)
+        self.g = rng.standard_normal(y.shape).astype(y.dtype)  # a random upstream gradient (a sum loss checks nothing for batchnorm)
         self.grads: dict[Instance, dict[str, Any]] = {}
         self.dx = backward(inst, self.g, cache, self.grads)
 
@@ -252,7 +263,7 @@ def _direction(arr: Any, rng: Any) -> Any:
     """A random direction scaled to the tensor, so that every tensor moves by the same relative
     amount: a weight of scale 0.04 moved as much as an input of scale 1 would cross many more
     ReLU kinks downstream, for nothing."""
-    return rng.standard_normal(arr.shape) * _scale(arr)
+    return (rng.standard_normal(arr.shape) * _scale(arr)).astype(arr.dtype)
 
 
 def _directional(probe: "_Probe", moves: list[Any], analytic: float, h: float, opts: Options) -> tuple[float, float, str]:
@@ -303,7 +314,7 @@ def _gradient_checks(probe: _Probe, inst: Instance, opts: Options, rng: Any, joi
         if opts.full or (arr.size <= ELEMENTWISE_MAX and arr.size * out_size <= ELEMENTWISE_WORK):
             numeric = np.empty(arr.size)
             for i in range(arr.size):
-                u = np.zeros(arr.shape)
+                u = np.zeros(arr.shape, dtype=arr.dtype)
                 u.flat[i] = 1.0
                 numeric[i] = probe.directional([(arr, u, setter)], h)[0]
             diff = float(np.max(np.abs(numeric - grad.ravel()))) if arr.size else 0.0
@@ -409,7 +420,7 @@ def plan(report: Report, opts: Options) -> tuple[Instance, list[Instance]]:
     check_memory(report, opts.max_memory)
     rng = np.random.default_rng(opts.seed)
     root = Instance(_root_entry(report), "", report.network.name, _Chain())
-    root.sequences = [[build(e, e.seg, e.name, rng, opts.impl) for e in report.entries]]
+    root.sequences = [[build(e, e.seg, e.name, rng, opts.impl, opts.dtype) for e in report.entries]]
     todo = [inst for top in root.sequences[0] for inst in top.walk() if _selected(inst, opts.only)]
     if not opts.only:
         todo.append(root)
@@ -424,7 +435,7 @@ def _root_entry(report: Report) -> Entry:
 
 def check_instance(inst: Instance, opts: Options, rng: Any) -> list[Check]:
     """Every check of one leaf, block or the whole network."""
-    x = _random_input(inst.entry.input_shape, rng, inst.layer)
+    x = _random_input(inst.entry.input_shape, rng, inst.layer, opts.dtype)
     probe = _Probe(inst, x, rng)
     checks = _structure_checks(inst, probe.y)
     if not checks[0].passed:

@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from layercalc import analyse
@@ -111,3 +112,29 @@ def test_only_selects_layers(cli) -> None:
     run = cli("verify", str(ROOT / "configs" / "lenet5.yaml"), "--only", "c3", "-f", "tsv")
     rows = list(csv.DictReader(io.StringIO(run.out), delimiter="\t"))
     assert run.status == 0 and {r["path"] for r in rows} == {"c3"}
+
+
+def test_float32_runs_in_float32_and_passes() -> None:
+    from layercalc.verify import for_dtype, forward, plan
+    from test_layers import CASES
+
+    for entry, x_shape, *_ in CASES:
+        report = analyse({"input": list(x_shape[1:]), "batch": x_shape[0], "layers": [entry]})
+        root, _ = plan(report, for_dtype("float32"))
+        y, _ = forward(root, np.random.default_rng(0).standard_normal(x_shape).astype("float32"))
+        assert y.dtype == np.float32, entry
+    assert verify(analyse((ROOT / "configs" / "lenet5.yaml").read_text()), for_dtype("float32")).passed
+
+
+def test_sigint_exits_130_without_traceback(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "layercalc", "verify", str(ROOT / "configs" / "resnet18.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out == "" and "Traceback" not in err

@@ -79,7 +79,7 @@ def avgpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, ceil_mo
     div = np.outer(
         _divisors(x.shape[2], ho, kernel[0], stride[0], padding[0], count_include_pad),
         _divisors(x.shape[3], wo, kernel[1], stride[1], padding[1], count_include_pad),
-    )
+    ).astype(x.dtype)
     y = view.sum(axis=(2, 3)) / div
     return y, (div, x.shape, xp.shape, kernel, stride, padding)
 
