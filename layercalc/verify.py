@@ -14,19 +14,14 @@ Nothing here names a layer type: it all goes through the Layer methods.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from .analysis import Entry, Report
-from .errors import MemoryBudgetError
+from .budget import check_memory
+from .execution import Chain, Instance, backward, build, forward
 from .lazy import np
 
-# bytes of float64 per parameter and per activation element that verify holds at its peak:
-# parameters, their gradients and a saved copy while perturbing; forward caches, upstream
-# gradients and the perturbed forwards' outputs
-BYTES_PER_PARAM = 8 * 4
-BYTES_PER_ACTIVATION = 8 * 6
 ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
 ELEMENTWISE_WORK = 4_000_000  # ...when (elements x output size) stays below this
 
@@ -92,101 +87,6 @@ class Result:
         failed = sum(not c.passed for c in self.checks)
         return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
                 "results": [c.to_dict() for c in self.checks]}
-
-
-class _Chain:
-    """The merge rule of a repeat group: its copies run one after another."""
-
-    type_name = "repeat"
-
-    def merge(self, outs: list[Any]) -> Any:
-        return outs[0]
-
-    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
-        return [dy]
-
-
-class Instance:
-    """A layer or block with its own parameter arrays, mirroring one analysis Entry."""
-
-    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences")
-
-    def __init__(self, entry: Entry, path: str, name: str, layer: Any) -> None:
-        self.entry, self.path, self.name, self.layer = entry, path, name, layer
-        self.reference: Any = None  # the catalog layer, when `layer` is a user's implementation
-        self.params: dict[str, Any] = {}
-        self.sequences: list[list[Instance]] = []
-
-    @property
-    def is_leaf(self) -> bool:
-        """True for a layer (every block and repeat group has at least one child sequence)."""
-        return not self.sequences
-
-    def walk(self) -> Iterator["Instance"]:
-        """This instance and all below it, children first (post-order), in execution order."""
-        for seq in self.sequences:
-            for child in seq:
-                yield from child.walk()
-        yield self
-
-    def all_params(self) -> list[tuple["Instance", str, Any]]:
-        """Every parameter array in this subtree, with its owner and name."""
-        return [(inst, name, arr) for inst in self.walk() for name, arr in inst.params.items()]
-
-
-def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype: str = "float64") -> Instance:
-    """Instances (with random float64 parameters) for an analysed entry and everything below."""
-    if entry.copies:  # a repeat group: every copy gets its own parameters
-        inst = Instance(entry, path, name, _Chain())
-        last = len(entry.children) - 1
-        inst.sequences = [
-            [build(entry.children[min(k, last)], f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k in range(entry.copies)]
-        ]
-        return inst
-    layer = entry.layer
-    inst = Instance(entry, path, name, layer)
-    sequences = layer.sequences()
-    if sequences:
-        children = iter(entry.children)
-        for _, seq in sequences:
-            kids = [next(children) for _ in seq]
-            inst.sequences.append([build(k, f"{path}.{k.seg}", k.name, rng, impl, dtype) for k in kids])
-        return inst
-    inst.params = {k: v.astype(dtype) for k, v in layer.init_params(entry.input_shape, rng).items()}
-    if impl is not None and layer.type_name == impl.type_name:
-        user = impl.__new__(impl)
-        user.__dict__.update(layer.__dict__)  # the same arguments, the user's methods
-        inst.layer, inst.reference = user, layer
-    return inst
-
-
-def forward(inst: Instance, x: Any) -> tuple[Any, Any]:
-    """Output and cache of an instance (recursing into blocks)."""
-    if inst.is_leaf:
-        return inst.layer.forward(x, inst.params)
-    outs, caches = [], []
-    for seq in inst.sequences:
-        h, seq_caches = x, []
-        for child in seq:
-            h, c = forward(child, h)
-            seq_caches.append(c)
-        outs.append(h)
-        caches.append(seq_caches)
-    return inst.layer.merge(outs), (outs, caches)
-
-
-def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str, Any]]) -> Any:
-    """dL/dx of an instance; parameter gradients are stored in grads[instance]."""
-    if inst.is_leaf:
-        dx, grads[inst] = inst.layer.backward(dy, inst.params, cache)
-        return dx
-    outs, caches = cache
-    dx = None
-    for seq, seq_caches, d in zip(inst.sequences, caches, inst.layer.split(dy, outs)):
-        for child, c in zip(reversed(seq), reversed(seq_caches)):
-            d = backward(child, d, c, grads)
-        dx = d if dx is None else dx + d
-    return dx
 
 
 # -- the numbers --------------------------------------------------------------------------------
@@ -378,48 +278,11 @@ def _selected(inst: Instance, only: tuple[str, ...]) -> bool:
     return any(inst.name == o or inst.path == o or inst.path.startswith(o + ".") for o in only)
 
 
-def memory_needed(report: Report) -> int:
-    """Bytes verify will hold at its peak for this network (float64), estimated before allocating."""
-    total = report.total
-    return total["params"] * BYTES_PER_PARAM + (total["activation_bytes"] // report.dtype_bytes) * BYTES_PER_ACTIVATION
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), or 4 GiB where that cannot be read."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 * 2**30
-
-
-def check_memory(report: Report, budget: int | None) -> None:
-    """Refuse, before allocating anything, a network whose verify would not fit the budget."""
-    need = memory_needed(report)
-    limit = budget if budget is not None else available_memory() // 2
-    if need > limit:
-        raise MemoryBudgetError(
-            f"verify would need about {_gib(need)} but the budget is {_gib(limit)}; "
-            "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
-            "or raise the budget with --max-memory"
-        )
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 def plan(report: Report, opts: Options) -> tuple[Instance, list[Instance]]:
     """The network as one root instance, and the instances to check, in order."""
     check_memory(report, opts.max_memory)
     rng = np.random.default_rng(opts.seed)
-    root = Instance(_root_entry(report), "", report.network.name, _Chain())
+    root = Instance(_root_entry(report), "", report.network.name, Chain())
     root.sequences = [[build(e, e.seg, e.name, rng, opts.impl, opts.dtype) for e in report.entries]]
     todo = [inst for top in root.sequences[0] for inst in top.walk() if _selected(inst, opts.only)]
     if not opts.only:

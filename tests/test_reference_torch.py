@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from layercalc import analyse
-from layercalc.verify import Options, backward, forward, plan
+from layercalc.execution import backward, forward
+from layercalc.verify import Options, plan
 from test_layers import CASES
 
 torch = pytest.importorskip("torch")

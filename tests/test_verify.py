@@ -115,7 +115,8 @@ def test_only_selects_layers(cli) -> None:
 
 
 def test_float32_runs_in_float32_and_passes() -> None:
-    from layercalc.verify import for_dtype, forward, plan
+    from layercalc.execution import forward
+    from layercalc.verify import for_dtype, plan
     from test_layers import CASES
 
     for entry, x_shape, *_ in CASES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..lazy import np
 from .peers import BIAS, CONV, row
 from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
 
