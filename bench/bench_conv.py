@@ -1,136 +1,204 @@
-"""Benchmark of the NumPy conv2d (forward + backward, float64) at ResNet-18's layer shapes.
+"""Benchmark of the NumPy conv2d (forward + backward, float64) at ResNet-18's conv layer shapes.
 
-Measured in one run, medians of repeats (the machines are shared and noisy):
-- the machine's float64 GEMM throughput (np.matmul on matrices of the same sizes as the
-  convolutions' GEMMs), the ceiling for an im2col convolution;
-- layercalc's conv2d forward + backward (dx, dw), as GFLOP/s over 3 x 2 x MACs, and its ratio
-  to the GEMM figure (target >= 70 %);
-- when torch is installed, torch's float64 conv2d forward + backward on the same shapes and
-  the same number of threads, and the ratio (target: layercalc no slower).
-Run: python bench/bench_conv.py [--repeats N]
+Measured in one run, batch 1, 224x224 input, medians of repeats, every shape weighted by how
+many times it occurs in ResNet-18:
+(a) the machine's float64 GEMM throughput: np.matmul on ready-made matrices of the same sizes as
+    the convolution's three GEMMs (forward W·cols, ∇W = ∇y·colsᵀ, ∇cols = Wᵀ·∇y), the ceiling
+    for an im2col convolution;
+(b) layercalc's conv2d forward + backward (∇x, ∇w) as GFLOP/s, counting 3 x 2 x MACs a layer,
+    and the ratio b/a (target >= 70 %);
+(c) when torch is importable, torch's float64 conv2d forward + backward (autograd, the input
+    requiring grad) on the same shapes with as many threads as NumPy's BLAS, and the speed
+    ratio (target: layercalc no slower).
+
+Shared machines are noisy, so each shape's NumPy and torch timings are taken close together,
+in several rounds, and medians are reported. OpenBLAS's and OpenMP's worker threads keep
+spinning for a while after a call and steal the cores from the other library, so the script
+pauses briefly and warms up whenever it switches between NumPy and torch.
+The environment is left as it is (OPENBLAS_CORETYPE, thread counts): it is only reported.
+
+Run: python bench/bench_conv.py [--rounds R] [--repeats N]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from layercalc.kernels.conv import conv2d_backward, conv2d_forward
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
-# ResNet-18 at 224x224, batch 1: (name, C_in, H, C_out, kernel, stride, padding, occurrences)
+from layercalc.kernels.conv import conv2d_backward, conv2d_forward  # noqa: E402
+
+# ResNet-18 at 224x224, batch 1: (label, C_in, H, C_out, kernel, stride, padding, occurrences)
 SHAPES = [
-    ("conv1 7x7/2", 3, 224, 64, 7, 2, 3, 1),
-    ("3x3 64 @56", 64, 56, 64, 3, 1, 1, 4),
+    ("conv1 7x7/2 3->64", 3, 224, 64, 7, 2, 3, 1),
+    ("3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 4),
     ("3x3/2 64->128", 64, 56, 128, 3, 2, 1, 1),
     ("1x1/2 64->128", 64, 56, 128, 1, 2, 0, 1),
-    ("3x3 128 @28", 128, 28, 128, 3, 1, 1, 3),
+    ("3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 3),
     ("3x3/2 128->256", 128, 28, 256, 3, 2, 1, 1),
     ("1x1/2 128->256", 128, 28, 256, 1, 2, 0, 1),
-    ("3x3 256 @14", 256, 14, 256, 3, 1, 1, 3),
+    ("3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 3),
     ("3x3/2 256->512", 256, 14, 512, 3, 2, 1, 1),
     ("1x1/2 256->512", 256, 14, 512, 1, 2, 0, 1),
-    ("3x3 512 @7", 512, 7, 512, 3, 1, 1, 3),
+    ("3x3 512->512 @7", 512, 7, 512, 3, 1, 1, 3),
 ]
 
+SWITCH_PAUSE = 0.3  # seconds for the other library's worker threads to stop spinning
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall seconds of fn() over repeats, after one warm-up."""
+
+def timings(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall seconds of fn() over `repeats` calls, after one warm-up call."""
     fn()
-    times = []
+    out = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        out.append(time.perf_counter() - start)
+    return out
 
 
-def blas_threads() -> str:
+def openblas() -> tuple[Any, str]:
+    """(the OpenBLAS library NumPy loaded, via ctypes, or None; its prefix for symbol names)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return None, ""
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+            if hasattr(lib, f"{prefix}get_num_threads{suffix}"):
+                return lib, f"{prefix}%s{suffix}"
+    return None, ""
+
+
+def numpy_blas() -> tuple[int, str]:
+    """(NumPy's BLAS thread count, a one-line description): threadpoolctl if installed, else OpenBLAS itself."""
     try:
         from threadpoolctl import threadpool_info
 
-        return ", ".join(f"{i['internal_api']} {i.get('architecture', '')} x{i['num_threads']}" for i in threadpool_info())
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if infos:
+            desc = "; ".join(f"{i['internal_api']} {i.get('version', '')} {i.get('architecture', '')} x{i['num_threads']}" for i in infos)
+            return int(infos[0]["num_threads"]), f"threadpoolctl: {desc}"
     except ImportError:
-        return "threadpoolctl not installed"
+        pass
+    lib, pattern = openblas()
+    if lib is not None:
+        threads = int(getattr(lib, pattern % "get_num_threads")())
+        desc = f"OpenBLAS x{threads}"
+        for what in ("get_config", "get_corename"):
+            fn = getattr(lib, pattern % what, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                desc += f"; {what[4:]}: {fn().decode()}"
+        return threads, f"threadpoolctl not installed; {desc}"
+    return os.cpu_count() or 1, "threadpoolctl not installed; BLAS thread count unknown (assuming the CPU count)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="passes over all shapes (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per shape and round (default 3)")
     opts = parser.parse_args()
-    rng = np.random.default_rng(0)
-    threads = os.cpu_count() or 1
+    threads, blas = numpy_blas()
     try:
         import torch
 
         torch.set_num_threads(threads)
     except ImportError:
         torch = None  # type: ignore[assignment]
-    print(f"numpy {np.__version__}, BLAS: {blas_threads()}; torch: {torch.__version__ if torch else 'not installed'}")
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    header = f"{'layer':16} {'MMACs':>7} {'GEMM GF/s':>9} {'ours GF/s':>9} {'ours/GEMM':>9}"
-    print(header + (f" {'torch GF/s':>10}" if torch else ""))
-    totals = {"flops": 0.0, "gemm": 0.0, "ours": 0.0, "torch": 0.0}
-    lines = []
+    print(f"numpy {np.__version__}; BLAS: {blas}")
+    print(f"torch: {f'{torch.__version__}, {torch.get_num_threads()} threads' if torch else 'not importable'}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; CPUs: {os.cpu_count()}")
+
+    rng = np.random.default_rng(0)
     cases = []
-    for name, c, h, co, k, s, p, times in SHAPES:
+    for label, c, h, co, k, s, p, times in SHAPES:
         x = rng.standard_normal((1, c, h, h))
         w = rng.standard_normal((co, c, k, k))
-        y, _ = conv2d_forward(x, w, None, (s, s), ((p, p), (p, p)), (1, 1), 1)
-        cases.append((name, x, w, s, p, times, rng.standard_normal(y.shape)))
-    # NumPy first, torch after: torch's idle OpenMP threads spin and would slow NumPy's BLAS
-    for name, x, w, s, p, times, dy in cases:
-        c, co, k = x.shape[1], w.shape[0], w.shape[2]
         pads = ((p, p), (p, p))
-        macs = dy.size * c * k * k
-        flops = 3 * 2 * macs  # forward, dx and dw: one GEMM's worth each
+        y, _ = conv2d_forward(x, w, None, (s, s), pads, (1, 1), 1)
+        dy = rng.standard_normal(y.shape)
+        rows, cols = c * k * k, y.shape[2] * y.shape[3]
+        # the three GEMMs of an im2col conv on ready-made matrices of the same sizes
+        gemm = (rng.standard_normal((co, rows)), rng.standard_normal((rows, cols)), rng.standard_normal((co, cols)))
+        cases.append(dict(label=label, x=x, w=w, s=s, p=p, pads=pads, dy=dy, times=times, gemm=gemm,
+                          macs=dy.size * c * k * k, t={"gemm": [], "ours": [], "torch": []}))
 
-        def ours() -> None:
-            _, cache = conv2d_forward(x, w, None, (s, s), pads, (1, 1), 1)
-            conv2d_backward(dy, cache)
+    for _ in range(opts.rounds):
+        for case in cases:
+            x, w, s, pads, dy = case["x"], case["w"], case["s"], case["pads"], case["dy"]
+            a, b, g = case["gemm"]
 
-        # the same three GEMMs on ready-made matrices: the ceiling for an im2col convolution
-        a = rng.standard_normal((co, c * k * k))
-        b = rng.standard_normal((c * k * k, dy.shape[2] * dy.shape[3]))
-        g = rng.standard_normal((co, b.shape[1]))
+            def gemm() -> None:
+                a @ b  # forward
+                g @ b.T  # ∇W
+                a.T @ g  # ∇cols
 
-        def gemm() -> None:
-            a @ b
-            g @ b.T
-            a.T @ g
+            def ours() -> None:
+                _, cache = conv2d_forward(x, w, None, (s, s), pads, (1, 1), 1)
+                conv2d_backward(dy, cache)
 
-        t_ours, t_gemm = median_time(ours, opts.repeats), median_time(gemm, opts.repeats)
-        lines.append(f"{name:16} {macs / 1e6:7.1f} {flops / t_gemm / 1e9:9.2f} {flops / t_ours / 1e9:9.2f} {t_gemm / t_ours:9.1%}")
-        totals["flops"] += times * flops
-        totals["gemm"] += times * t_gemm
-        totals["ours"] += times * t_ours
+            # NumPy: GEMM and ours alternate, so a slow spell of the machine hits both alike
+            gemm(), ours()
+            for _ in range(opts.repeats):
+                case["t"]["gemm"] += timings(gemm, 1)
+                case["t"]["ours"] += timings(ours, 1)
+            if torch is not None:
+                time.sleep(SWITCH_PAUSE)
+                tx = torch.tensor(x, requires_grad=True)
+                tw = torch.tensor(w, requires_grad=True)
+                tdy = torch.tensor(dy)
+                p = case["p"]
+
+                def theirs() -> None:
+                    tx.grad = tw.grad = None
+                    torch.nn.functional.conv2d(tx, tw, None, s, p).backward(tdy)
+
+                theirs()
+                case["t"]["torch"] += timings(theirs, opts.repeats)
+                time.sleep(SWITCH_PAUSE)
+
+    head = f"{'layer':18} {'x':>2} {'MMACs':>6} {'GEMM GF/s':>10} {'ours GF/s':>10} {'ours/GEMM':>10}"
+    print("\n" + head + (f" {'torch GF/s':>11} {'ours/torch':>11}" if torch else ""))
+    total = {"flops": 0.0, "gemm": 0.0, "ours": 0.0, "torch": 0.0}
+    for case in cases:
+        flops = 3 * 2 * case["macs"]  # forward, ∇x and ∇w: one GEMM's worth each
+        med = {k: statistics.median(v) for k, v in case["t"].items() if v}
+        line = (f"{case['label']:18} {case['times']:>2} {case['macs'] / 1e6:6.1f} {flops / med['gemm'] / 1e9:10.2f} "
+                f"{flops / med['ours'] / 1e9:10.2f} {med['gemm'] / med['ours']:10.1%}")
+        if torch is not None:
+            line += f" {flops / med['torch'] / 1e9:11.2f} {med['torch'] / med['ours']:10.2f}x"
+        print(line)
+        total["flops"] += case["times"] * flops
+        for key in med:
+            total[key] += case["times"] * med[key]
+    f = total["flops"]
+    print(f"\nResNet-18's 20 convolutions (shapes weighted by occurrence), forward + backward, float64, batch 1,"
+          f" {threads} BLAS threads, medians of {opts.rounds} x {opts.repeats}:")
+    print(f"  (a) NumPy GEMM throughput  {f / total['gemm'] / 1e9:7.2f} GFLOP/s")
+    ratio = total["gemm"] / total["ours"]
+    print(f"  (b) layercalc conv2d       {f / total['ours'] / 1e9:7.2f} GFLOP/s   b/a = {ratio:.1%}"
+          f"  [target >= 70%: {'met' if ratio >= 0.70 else 'NOT met'}]")
     if torch is not None:
-        for index, (name, x, w, s, p, times, dy) in enumerate(cases):
-            flops = 3 * 2 * dy.size * x.shape[1] * w.shape[2] * w.shape[3]
-            tx = torch.tensor(x, requires_grad=True)
-            tw = torch.tensor(w, requires_grad=True)
-            tdy = torch.tensor(dy)
-
-            def theirs() -> None:
-                yy = torch.nn.functional.conv2d(tx, tw, None, s, p)
-                tx.grad = tw.grad = None
-                yy.backward(tdy)
-
-            t_torch = median_time(theirs, opts.repeats)
-            totals["torch"] += times * t_torch
-            lines[index] += f" {flops / t_torch / 1e9:10.2f}"
-    print("\n".join(lines))
-    f = totals["flops"]
-    print(f"\nResNet-18 convolutions (weighted by occurrence), forward + backward, float64, {threads} threads:")
-    print(f"  GEMM throughput        {f / totals['gemm'] / 1e9:7.2f} GFLOP/s")
-    print(f"  layercalc conv2d       {f / totals['ours'] / 1e9:7.2f} GFLOP/s = {totals['gemm'] / totals['ours']:.1%} of GEMM  [target >= 70%]")
-    if torch is not None:
-        print(f"  torch conv2d (CPU)     {f / totals['torch'] / 1e9:7.2f} GFLOP/s; layercalc / torch speed = "
-              f"{totals['torch'] / totals['ours']:.2f}x  [target >= 1.00x]")
+        speed = total["torch"] / total["ours"]
+        print(f"  (c) torch conv2d (CPU)     {f / total['torch'] / 1e9:7.2f} GFLOP/s   b/c = {speed:.2f}x"
+              f"  [target >= 1.00x: {'met' if speed >= 1.0 else 'NOT met'}]")
+    else:
+        print("  (c) torch not importable: comparison skipped")
 
 
 if __name__ == "__main__":

@@ -94,9 +94,10 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
         return {"convtranspose2d": args}
     if kind == "pool":
         k = draw(st.integers(1, 3))
+        # no dilation here: a dilated window lying wholly in the padding makes PyTorch's max-pool
+        # backward write out of bounds (a crash, not an error); tests/test_layers.py covers dilation
         return {f"maxpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),
-                                "padding": draw(st.integers(0, k // 2)), "dilation": draw(st.integers(1, 2)),
-                                "ceil_mode": draw(st.booleans())}}
+                                "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans())}}
     if kind == "avgpool":
         k = draw(st.integers(1, 3))
         return {f"avgpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),

@@ -1,0 +1,319 @@
+"""layercalc.kernels.conv against PyTorch autograd (float64): forward, ∇x, ∇w, ∇b; and K_conv.
+
+Expected values come from torch.nn.functional (or, for K_conv's figure, a hand calculation),
+never from the code under test. Geometries are drawn by hypothesis (derandomized, so a run is
+reproducible and fast) and cover stride, symmetric and asymmetric padding (PyTorch's 'same' for
+even kernels), dilation, groups (depthwise too), output_padding, and 1-D convs run as height 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from layercalc.kernels import conv
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+FAST = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+def close(got: Any, expected: Any, rtol: float = 1e-10, atol: float = 1e-12) -> None:
+    """got (numpy) equals expected (a torch tensor or array) in shape and value."""
+    want = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def leaf(a: np.ndarray) -> Any:
+    """A float64 torch leaf tensor that records its gradient."""
+    return torch.tensor(a, requires_grad=True)
+
+
+def span(k: int, d: int) -> int:
+    """The extent of a dilated kernel: d(k−1)+1."""
+    return d * (k - 1) + 1
+
+
+@st.composite
+def conv_cases(draw: Any) -> dict[str, Any]:
+    """A random valid conv2d: shapes, stride, ((top, bottom), (left, right)) padding, dilation, groups, bias."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pads = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+    # the input must leave at least one window in the padded size
+    hw = tuple(draw(st.integers(max(1, span(k[a], d[a]) - sum(pads[a])), span(k[a], d[a]) + 6)) for a in range(2))
+    return dict(n=draw(st.integers(1, 2)), c=groups * cg, co=groups * cog, hw=hw, k=k, s=s, pads=pads, d=d, groups=groups, bias=draw(st.booleans()))
+
+
+def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
+    """Our conv2d forward/backward and the seed's ∇x against torch (asymmetric padding via F.pad)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((case["n"], case["c"], *case["hw"]))
+    w = rng.standard_normal((case["co"], case["c"] // case["groups"], *case["k"]))
+    b = rng.standard_normal(case["co"]) if case["bias"] else None
+    (t, bt), (l, r) = case["pads"]
+    tx, tw = leaf(x), leaf(w)
+    tb = leaf(b) if b is not None else None
+    ty = F.conv2d(F.pad(tx, (l, r, t, bt)), tw, tb, case["s"], 0, case["d"], case["groups"])
+    y, cache = conv.conv2d_forward(x, w, b, case["s"], case["pads"], case["d"], case["groups"])
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv.conv2d_backward(dy, cache)
+    close(dx, tx.grad)
+    close(dw, tw.grad)
+    if b is None:
+        assert db is None
+    else:
+        close(db, tb.grad)
+    seed_dx = conv.conv2d_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"])
+    close(seed_dx, tx.grad)
+    np.testing.assert_allclose(seed_dx, dx, rtol=1e-10, atol=1e-12)
+
+
+@FAST
+@given(conv_cases())
+def test_conv2d_random(case: dict[str, Any]) -> None:
+    run_conv2d(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # ResNet stem: 7x7 stride 2 padding 3
+        dict(n=1, c=3, co=4, hw=(16, 15), k=(7, 7), s=(2, 2), pads=((3, 3), (3, 3)), d=(1, 1), groups=1, bias=False),
+        # 1x1 stride 1, one sample: the input is its own column matrix (no im2col copy)
+        dict(n=1, c=4, co=6, hw=(5, 7), k=(1, 1), s=(1, 1), pads=((0, 0), (0, 0)), d=(1, 1), groups=2, bias=True),
+        # 1x1 strided shortcut
+        dict(n=2, c=4, co=6, hw=(7, 6), k=(1, 1), s=(2, 2), pads=((0, 0), (0, 0)), d=(1, 1), groups=1, bias=True),
+        # depthwise (groups = C) with a channel multiplier of 2, MobileNet style
+        dict(n=2, c=5, co=10, hw=(8, 9), k=(3, 3), s=(2, 2), pads=((1, 1), (1, 1)), d=(1, 1), groups=5, bias=True),
+        # depthwise, dilated, multiplier 1
+        dict(n=1, c=4, co=4, hw=(9, 9), k=(3, 3), s=(1, 1), pads=((2, 2), (2, 2)), d=(2, 2), groups=4, bias=False),
+        # stride leaves the last input rows untouched by any window (their gradient is 0)
+        dict(n=1, c=2, co=3, hw=(8, 9), k=(3, 2), s=(3, 4), pads=((0, 0), (0, 0)), d=(1, 1), groups=1, bias=True),
+        # kernel exactly the padded input
+        dict(n=2, c=2, co=2, hw=(3, 2), k=(5, 4), s=(1, 1), pads=((1, 1), (1, 1)), d=(1, 1), groups=1, bias=True),
+    ],
+)
+def test_conv2d_cases(case: dict[str, Any]) -> None:
+    run_conv2d(case)
+
+
+@pytest.mark.parametrize("k, d", [((4, 2), (1, 1)), ((2, 3), (1, 2)), ((4, 4), (3, 1)), ((1, 6), (2, 1))])
+def test_conv2d_same_padding_as_pytorch(k: tuple[int, int], d: tuple[int, int]) -> None:
+    """PyTorch's padding='same': total d(k−1) per axis, left = total // 2, the odd one right/bottom."""
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((4, 3, *k)), rng.standard_normal(4)
+    pads = tuple((di * (ki - 1) // 2, di * (ki - 1) - di * (ki - 1) // 2) for ki, di in zip(k, d))
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    ty = F.conv2d(tx, tw, tb, 1, "same", d)
+    y, cache = conv.conv2d_forward(x, w, b, (1, 1), pads, d, 1)
+    close(y, ty)
+    assert y.shape[2:] == x.shape[2:]
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv.conv2d_backward(dy, cache)
+    close(dx, tx.grad), close(dw, tw.grad), close(db, tb.grad)
+    close(conv.conv2d_dx_full_correlation(dy, w, x.shape, (1, 1), pads, d, 1), tx.grad)
+
+
+@FAST
+@given(
+    n=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    cg=st.integers(1, 3),
+    cog=st.integers(1, 3),
+    k=st.integers(1, 6),
+    s=st.integers(1, 3),
+    d=st.integers(1, 3),
+    same=st.booleans(),
+    p=st.integers(0, 3),
+    extra=st.integers(0, 8),
+)
+def test_conv1d_as_height_one(n: int, groups: int, cg: int, cog: int, k: int, s: int, d: int, same: bool, p: int, extra: int) -> None:
+    """conv1d via the 2-D kernels with H = 1 and (1, k) pairs, against F.conv1d (incl. 'same')."""
+    if same:
+        s = 1
+        total = d * (k - 1)
+        pad_lr = (total // 2, total - total // 2)
+    else:
+        pad_lr = (p, p)
+    length = max(1, span(k, d) - sum(pad_lr)) + extra
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, groups * cg, length))
+    w = rng.standard_normal((groups * cog, cg, k))
+    b = rng.standard_normal(groups * cog)
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    ty = F.conv1d(tx, tw, tb, s, "same" if same else p, d, groups)
+    y4, cache = conv.conv2d_forward(x[:, :, None], w[:, :, None], b, (1, s), ((0, 0), pad_lr), (1, d), groups)
+    close(y4[:, :, 0], ty)
+    dy = rng.standard_normal(ty.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv.conv2d_backward(dy[:, :, None], cache)
+    close(dx[:, :, 0], tx.grad), close(dw[:, :, 0], tw.grad), close(db, tb.grad)
+    close(conv.conv2d_dx_full_correlation(dy[:, :, None], w[:, :, None], x[:, :, None].shape, (1, s), ((0, 0), pad_lr), (1, d), groups)[:, :, 0], tx.grad)
+
+
+def test_conv2d_float32() -> None:
+    """float32 in, float32 out, matching torch's float32 to float32 precision."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    ty = F.conv2d(tx, tw, tb, 2, 1, 1, 2)
+    y, cache = conv.conv2d_forward(x, w, b, (2, 2), ((1, 1), (1, 1)), (1, 1), 2)
+    close(y, ty, rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    ty.backward(torch.tensor(dy))
+    for got, want in zip(conv.conv2d_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
+        close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_no_window_is_an_error() -> None:
+    with pytest.raises(ValueError, match="exceeds the padded input"):
+        conv.conv2d_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_transpose2d
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def transpose_cases(draw: Any) -> dict[str, Any]:
+    """A random valid conv_transpose2d: output_padding < max(stride, dilation), output size >= 1."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    op = tuple(draw(st.integers(0, max(s[a], d[a]) - 1)) for a in range(2))
+    hw = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    # PyTorch's size: (L−1)s − 2p + d(k−1) + output_padding + 1 must stay >= 1
+    p = tuple(draw(st.integers(0, max(0, ((hw[a] - 1) * s[a] + d[a] * (k[a] - 1) + op[a]) // 2))) for a in range(2))
+    return dict(n=draw(st.integers(1, 2)), c=groups * draw(st.integers(1, 3)), cog=draw(st.integers(1, 3)), hw=hw, k=k, s=s, p=p, op=op, d=d, groups=groups, bias=draw(st.booleans()))
+
+
+def run_transpose(case: dict[str, Any], seed: int = 4) -> None:
+    rng = np.random.default_rng(seed)
+    g = case["groups"]
+    x = rng.standard_normal((case["n"], case["c"], *case["hw"]))
+    w = rng.standard_normal((case["c"], case["cog"], *case["k"]))
+    b = rng.standard_normal(case["cog"] * g) if case["bias"] else None
+    tx, tw = leaf(x), leaf(w)
+    tb = leaf(b) if b is not None else None
+    ty = F.conv_transpose2d(tx, tw, tb, case["s"], case["p"], case["op"], g, case["d"])
+    y, cache = conv.conv_transpose2d_forward(x, w, b, case["s"], case["p"], case["op"], case["d"], g)
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv.conv_transpose2d_backward(dy, cache)
+    close(dx, tx.grad)
+    close(dw, tw.grad)
+    if b is None:
+        assert db is None
+    else:
+        close(db, tb.grad)
+
+
+@FAST
+@given(transpose_cases())
+def test_conv_transpose2d_random(case: dict[str, Any]) -> None:
+    run_transpose(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # the U-Net upsampler: 2x2 stride 2
+        dict(n=2, c=4, cog=3, hw=(4, 5), k=(2, 2), s=(2, 2), p=(0, 0), op=(0, 0), d=(1, 1), groups=1, bias=True),
+        # 3x3 stride 2 padding 1 output_padding 1: exactly doubles the size
+        dict(n=1, c=4, cog=2, hw=(3, 4), k=(3, 3), s=(2, 2), p=(1, 1), op=(1, 1), d=(1, 1), groups=2, bias=True),
+        # output_padding >= stride (allowed since < dilation): a tail no window of ∇y reaches back from
+        dict(n=1, c=2, cog=2, hw=(3, 3), k=(2, 3), s=(1, 2), p=(0, 1), op=(2, 2), d=(3, 3), groups=1, bias=False),
+        # a 1-D transposed conv as height 1
+        dict(n=2, c=3, cog=2, hw=(1, 7), k=(1, 4), s=(1, 3), p=(0, 1), op=(0, 2), d=(1, 1), groups=1, bias=True),
+    ],
+)
+def test_conv_transpose2d_cases(case: dict[str, Any]) -> None:
+    run_transpose(case)
+
+
+# ---------------------------------------------------------------------------------------------
+# K_conv
+# ---------------------------------------------------------------------------------------------
+
+
+def test_kconv_index_seed_figure() -> None:
+    """The seed's figure, corrected by hand: y_ij = Σ k_pq x_(i+p, j+q) on a 3x3 input, 2x2 kernel."""
+    index = conv.kconv_index((3, 3), (2, 2), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    assert index.tolist() == [
+        [1, 2, 0, 3, 4, 0, 0, 0, 0],
+        [0, 1, 2, 0, 3, 4, 0, 0, 0],
+        [0, 0, 0, 1, 2, 0, 3, 4, 0],
+        [0, 0, 0, 0, 1, 2, 0, 3, 4],
+    ]
+    assert np.issubdtype(index.dtype, np.integer)
+
+
+def test_kconv_index_stride_padding_by_hand() -> None:
+    """4x4 input, 3x3 kernel, stride 2, padding 1: y1's window covers rows/cols −1..1, so only k5 k6 / k8 k9 land (on x1 x2 / x5 x6)."""
+    index = conv.kconv_index((4, 4), (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1))
+    assert index.shape == (4, 16)
+    assert index[0].tolist() == [5, 6, 0, 0, 8, 9] + [0] * 10
+    # y4's window covers rows/cols 1..3: the whole kernel on x6 x7 x8 / x10 x11 x12 / x14 x15 x16
+    assert index[3].tolist() == [0] * 5 + [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9]
+
+
+@st.composite
+def kconv_cases(draw: Any) -> tuple[Any, ...]:
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    hw = tuple(draw(st.integers(max(1, span(k[a], d[a]) - sum(pads[a])), span(k[a], d[a]) + 4)) for a in range(2))
+    return hw, k, s, pads, d
+
+
+@FAST
+@given(kconv_cases())
+def test_kconv_matrix_is_the_conv(case: tuple[Any, ...]) -> None:
+    """vec(x ⋆ k) = K_conv · vec(x) (against torch and our forward) and ∇x = K_convᵀ · vec(∇y)."""
+    hw, k, s, pads, d = case
+    rng = np.random.default_rng(5)
+    kern, x = rng.standard_normal(k), rng.standard_normal((1, 1, *hw))
+    m = conv.kconv_matrix(kern, hw, s, pads, d)
+    (t, b), (l, r) = pads
+    tx = leaf(x)
+    ty = F.conv2d(F.pad(tx, (l, r, t, b)), torch.tensor(kern[None, None]), None, s, 0, d)
+    assert m.shape == (ty.shape[2] * ty.shape[3], hw[0] * hw[1])
+    np.testing.assert_allclose(m @ x.ravel(), ty.detach().numpy().ravel(), rtol=1e-12, atol=1e-12)
+    y, cache = conv.conv2d_forward(x, kern[None, None], None, s, pads, d, 1)
+    np.testing.assert_allclose(m @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(m.T @ dy.ravel(), tx.grad.numpy().ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.T @ dy.ravel(), conv.conv2d_backward(dy, cache)[0].ravel(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups, cg, cog", [(1, 2, 3), (2, 2, 1), (3, 1, 2)])
+def test_kconv_full_is_the_layer(groups: int, cg: int, cog: int) -> None:
+    """The whole layer's K_conv (channel blocks per group) against torch's conv2d."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, groups * cg, 5, 4))
+    w = rng.standard_normal((groups * cog, cg, 3, 2))
+    pads = ((1, 0), (1, 1))
+    m = conv.kconv_full(w, x.shape, (2, 1), pads, (1, 2), groups)
+    ty = F.conv2d(F.pad(torch.tensor(x), (1, 1, 1, 0)), torch.tensor(w), None, (2, 1), 0, (1, 2), groups)
+    np.testing.assert_allclose(m @ x.ravel(), ty.numpy().ravel(), rtol=1e-12, atol=1e-12)
