@@ -55,6 +55,17 @@ def conv_cases(draw: Any) -> dict[str, Any]:
     return dict(n=draw(st.integers(1, 2)), c=groups * cg, co=groups * cog, hw=hw, k=k, s=s, pads=pads, d=d, groups=groups, bias=draw(st.booleans()))
 
 
+def close_grads(ours: tuple[Any, Any, Any], tx: Any, tw: Any, tb: Any) -> None:
+    """Our (∇x, ∇w, ∇b) against torch's leaf gradients (∇b None exactly when there is no bias)."""
+    dx, dw, db = ours
+    close(dx, tx.grad)
+    close(dw, tw.grad)
+    if tb is None:
+        assert db is None
+    else:
+        close(db, tb.grad)
+
+
 def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
     """Our conv2d forward/backward and the seed's ∇x against torch (asymmetric padding via F.pad)."""
     rng = np.random.default_rng(seed)
@@ -69,13 +80,7 @@ def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
     close(y, ty)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = conv.conv2d_backward(dy, cache)
-    close(dx, tx.grad)
-    close(dw, tw.grad)
-    if b is None:
-        assert db is None
-    else:
-        close(db, tb.grad)
+    close_grads(conv.conv2d_backward(dy, cache), tx, tw, tb)
     seed_dx = conv.conv2d_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"])
     close(seed_dx, tx.grad)
     np.testing.assert_allclose(seed_dx, dx, rtol=1e-10, atol=1e-12)
@@ -218,13 +223,7 @@ def run_transpose(case: dict[str, Any], seed: int = 4) -> None:
     close(y, ty)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = conv.conv_transpose2d_backward(dy, cache)
-    close(dx, tx.grad)
-    close(dw, tw.grad)
-    if b is None:
-        assert db is None
-    else:
-        close(db, tb.grad)
+    close_grads(conv.conv_transpose2d_backward(dy, cache), tx, tw, tb)
 
 
 @FAST
