@@ -55,8 +55,8 @@ def conv_cases(draw: Any) -> dict[str, Any]:
     return dict(n=draw(st.integers(1, 2)), c=groups * cg, co=groups * cog, hw=hw, k=k, s=s, pads=pads, d=d, groups=groups, bias=draw(st.booleans()))
 
 
-def close_grads(ours: tuple[Any, Any, Any], tx: Any, tw: Any, tb: Any) -> None:
-    """Our (∇x, ∇w, ∇b) against torch's leaf gradients (∇b None exactly when there is no bias)."""
+def close_grads(ours: tuple[Any, Any, Any], tx: Any, tw: Any, tb: Any) -> Any:
+    """Our (∇x, ∇w, ∇b) against torch's leaf gradients (∇b None exactly when there is no bias); ∇x."""
     dx, dw, db = ours
     close(dx, tx.grad)
     close(dw, tw.grad)
@@ -64,6 +64,7 @@ def close_grads(ours: tuple[Any, Any, Any], tx: Any, tw: Any, tb: Any) -> None:
         assert db is None
     else:
         close(db, tb.grad)
+    return dx
 
 
 def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
@@ -80,7 +81,7 @@ def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
     close(y, ty)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    close_grads(conv.conv2d_backward(dy, cache), tx, tw, tb)
+    dx = close_grads(conv.conv2d_backward(dy, cache), tx, tw, tb)
     seed_dx = conv.conv2d_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"])
     close(seed_dx, tx.grad)
     np.testing.assert_allclose(seed_dx, dx, rtol=1e-10, atol=1e-12)
