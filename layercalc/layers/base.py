@@ -223,6 +223,17 @@ class Layer:
         """Multiply-accumulates of one forward pass over the whole batch (0 for most layers)."""
         return 0
 
+    def input_ids(self) -> int | None:
+        """None for real-valued input; else the layer reads integer token ids in [0, bound) and this is the bound."""
+        return None
+
+    def shared_params(self) -> dict[str, str]:
+        """Parameters that are another layer's tensor (tied weights): {param name: owner layer's name}.
+
+        They stay in param_shapes (the forward needs them) but are counted once, at their owner.
+        """
+        return {}
+
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         """This layer's cost as each peer tool counts it (see layers/peers.py); [] = no cost anywhere."""
         return []
