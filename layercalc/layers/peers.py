@@ -24,7 +24,8 @@ CONVENTION_TOOLS = {
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
+CATEGORIES = (CONV, RECURRENT, BIAS, NORM, ACT, POOL, ADD, CONCAT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
