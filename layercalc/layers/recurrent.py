@@ -182,15 +182,20 @@ class _Recurrent(Layer):
     def run(self, x: Any, p: dict[str, Any], reverse: bool) -> tuple[Any, Any]:
         """One direction of one layer over the whole sequence: (N, T, F_k) -> (N, T, H) and a cache."""
         n, t_len, _ = x.shape
-        xi = x @ p["weight_ih"].T  # the input products of every step at once
-        if self.bias:
-            xi += p["bias_ih"]
+        w_ih_t = p["weight_ih"].T
         h = np.zeros((n, self.out_size), dtype=x.dtype)
         state = self.initial_state(n, x.dtype)
         ys = np.empty((n, t_len, self.out_size), dtype=x.dtype)
         steps: list[Any] = [None] * t_len
         for t in (reversed(range(t_len)) if reverse else range(t_len)):
-            h, state, steps[t] = self.step(xi[:, t], h, state, p)
+            # the input product step by step, not for all N·T rows at once: small products run on
+            # this thread, while one large product is spread over OpenBLAS's threads, which wait for
+            # cores on a busy machine (verify of a 2-layer bidirectional LSTM on 2 loaded cores:
+            # 6.4 s with one product, 2.2 s this way)
+            xi = x[:, t] @ w_ih_t
+            if self.bias:
+                xi += p["bias_ih"]
+            h, state, steps[t] = self.step(xi, h, state, p)
             ys[:, t] = h
         return ys, (x, steps, reverse)
 
