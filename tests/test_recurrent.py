@@ -30,7 +30,7 @@ torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("torch_models")
 from test_conventions import TOOLS, ours, tool_total  # noqa: E402
 from test_reference_torch import test_forward_and_backward_match_torch as against_torch  # noqa: E402
-from test_torch_crosscheck import compare, sequence_config  # noqa: E402
+from test_torch_crosscheck import compare, recurrent_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = Path(__file__).resolve().parent / "impls"
@@ -189,7 +189,7 @@ def test_each_tool_by_hand_and_by_the_tool(entry: object, expected: dict[str, in
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(sequence_config())
+@given(recurrent_config())
 def test_random_sequence_models_match_each_tool(config: dict[str, Any]) -> None:
     try:
         analyse(config)
@@ -235,7 +235,7 @@ def test_backward_by_hand() -> None:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
-@given(sequence_config())
+@given(recurrent_config())
 def test_training_matches_flopcountermode_forward_and_backward(config: dict[str, Any]) -> None:
     # 'torch' as users run it (an lstm without projection counts 0); 'layercalc' as FlopCounterMode
     # counts the same network run as matrix products (oneDNN off)

@@ -24,8 +24,9 @@ CONVENTION_TOOLS = {
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
+EMBED, PRODUCT = "embeddings", "elementwise products"
 RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
-CATEGORIES = (CONV, RECURRENT, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+CATEGORIES = (CONV, RECURRENT, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
