@@ -214,7 +214,7 @@ def counted_training_flops(config: dict[str, Any], fused: bool) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.backends.mkldnn.flags(enabled=fused), counter:
-            model(torch.randn(shape)).sum().backward()
+            model(torch_models.example(model, shape)).sum().backward()
     return counter.get_total_flops()
 
 
@@ -249,6 +249,15 @@ def test_training_matches_flopcountermode_forward_and_backward(config: dict[str,
     assert training(report, "layercalc")["training_flops"] == counted_training_flops(config, fused=False)
 
 
+@pytest.mark.parametrize("name", ["lstm_tagger", "gru_classifier", "lstm_lm"])
+def test_shipped_configs_training_matches_flopcountermode(name: str) -> None:
+    config = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    config["batch"] = 2
+    report = analyse(config)
+    assert training(report, "torch")["training_flops"] == counted_training_flops(config, fused=True)
+    assert training(report, "layercalc")["training_flops"] == counted_training_flops(config, fused=False)
+
+
 # -- shipped configs -------------------------------------------------------------------------------
 
 
@@ -260,6 +269,24 @@ def test_lstm_tagger_by_hand() -> None:
     assert total["params"] == layer0 + layer1 + 512 * 48 + 48 == 2_211_888
     steps = 8 * 300
     assert total["macs"] == steps * 2 * (1024 * (40 + 256) + 1024 * (512 + 256)) + steps * 512 * 48
+
+
+def test_gru_classifier_by_hand() -> None:
+    total = analyse(ROOT / "configs" / "gru_classifier.yaml").total
+    # F=9, H=64 (3H = 192), 2 layers, bidirectional; mean over time; linear 128 -> 6; N=16, T=128
+    layer0 = 2 * (192 * 9 + 192 * 64 + 2 * 192)
+    layer1 = 2 * (192 * 128 + 192 * 64 + 2 * 192)
+    assert total["params"] == layer0 + layer1 + 128 * 6 + 6 == 104_070
+    assert total["macs"] == 16 * 128 * 2 * (192 * (9 + 64) + 192 * (128 + 64)) + 16 * 128 * 6 == 208_416_768
+
+
+def test_lstm_language_model_by_hand() -> None:
+    total = analyse(ROOT / "configs" / "lstm_lm.yaml").total
+    # embedding 10,000 x 650; 2 LSTM layers of 650 (4H = 2600) reading 650; the decoder's weight is
+    # the embedding's (counted once), its bias 10,000; N=20, T=35
+    lstm = 2 * (2600 * 650 + 2600 * 650 + 2 * 2600)
+    assert total["params"] == 10_000 * 650 + lstm + 10_000 == 13_280_400
+    assert total["macs"] == 20 * 35 * (2 * 2600 * (650 + 650) + 650 * 10_000) == 9_282_000_000
 
 
 # -- bad input -------------------------------------------------------------------------------------
