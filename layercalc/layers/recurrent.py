@@ -132,7 +132,8 @@ class _Recurrent(Layer):
         # ptflops: weight_ih and weight_hh elements (not weight_hr), its gate arithmetic and both biases
         ptflops = sum(g * hid * (f + self.out_size) for f in self.layer_inputs(x)) * runs
         pt_act = self.ptflops_gate_ops * hid * self.num_layers * runs
-        # torchinfo: every parameter element times N·T (the output's first two dims)
+        # torchinfo: every parameter element times N·T (the output's first two dims); the weights
+        # hold as many elements as one step's products, so its weight part equals layercalc's
         return [
             row(RECURRENT, layercalc=products, torch=products if self.torch_sees() else None,
                 thop=thop, ptflops=(ptflops, 0), torchinfo=products),
@@ -206,7 +207,7 @@ class _Recurrent(Layer):
         grads = {name: np.zeros_like(arr) for name, arr in p.items() if name not in ("weight_ih", "bias_ih")}
         dxi = np.empty((n, t_len, self.gates * self.hidden_size), dtype=dys.dtype)
         dh = np.zeros((n, self.out_size), dtype=dys.dtype)
-        dstate = None if self.initial_state(n, x.dtype) is None else np.zeros((n, self.hidden_size), dtype=dys.dtype)
+        dstate = self.initial_state(n, dys.dtype)  # nothing reaches the last step's state from later: zero
         # the forward order reversed: a step's h feeds its output and the next step
         for t in (range(t_len) if reverse else reversed(range(t_len))):
             dxi[:, t], dh, dstate = self.step_back(dys[:, t] + dh, dstate, steps[t], p, grads)
