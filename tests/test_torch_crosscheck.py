@@ -199,13 +199,7 @@ def random_config(draw: Any) -> dict[str, Any]:
 def sequence_layer(draw: Any, state: dict[str, Any], depth: int = 0) -> Any:
     """One entry for (N, T, E) sequences; state tracks [T, E] (which a transpose swaps)."""
     t, e = state["shape"]
-    kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block",
-                                 "recurrent"]))
-    if kind == "recurrent":  # lstm, gru, rnn: (N, T, E) -> (N, T, D·H)
-        entry = draw(recurrent_layer())
-        args = next(iter(entry.values()))
-        state["shape"] = [t, (2 if args["bidirectional"] else 1) * (args.get("proj_size") or args["hidden_size"])]
-        return entry
+    kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block"]))
     if kind == "pos":  # sometimes too short a table: both sides must refuse it
         return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}
     if kind == "cls":
