@@ -306,9 +306,3 @@ def run_app(args: list[str]) -> int:
         raise KeyboardInterrupt from None
     return status if isinstance(status, int) else EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> None:
-    """The command line (see launch.main, the installed entry point, which also serves --total)."""
-    from .launch import main as launch
-
-    launch(argv)

@@ -19,7 +19,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "flops": ("path", "name", "type", "depth", "macs", "flops"),
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }
-MACHINE_FORMATS = ("json", "csv", "tsv", "markdown")
 CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
 
 
@@ -74,14 +73,19 @@ def compare_text(fmt: str, data: dict[str, Any]) -> str:
 def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A header and rows as csv, tsv or a markdown pipe table."""
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines = ["| " + " | ".join(map(_md, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(map(_md, r)) + " |" for r in rows]
         return "\n".join(lines) + "\n"
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _md(text: str) -> str:
+    """A markdown table cell: a '|' in a name would end the cell, a backslash would escape the next character."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def kconv_text(fmt: str, data: dict[str, Any]) -> str:

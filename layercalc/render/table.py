@@ -71,6 +71,8 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
         # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
         name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
         name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
+        if row.get("copies", 1) > 1:  # a folded repeat tail: one row for many identical copies
+            name.append(f" ×{row['copies']:,}", style="bold")
         cells: list[Any] = [name]
         if command == "shapes":
             cells.append("x".join(map(str, row["input_shape"])))
