@@ -66,11 +66,6 @@ class Entry:
         """Every child entry, sequence after sequence (a repeat group: its distinct copies)."""
         return [child for seq in self.sequences for child in seq]
 
-    def copy_at(self, k: int) -> "Entry":
-        """Copy k (0-based) of a repeat group: the last distinct copy stands for every later one."""
-        distinct = self.sequences[0]
-        return distinct[min(k, len(distinct) - 1)]
-
     def runs(self, grad: bool = False) -> Iterator[list[Run]]:
         """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
         if self.copies:

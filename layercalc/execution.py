@@ -53,9 +53,8 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
     """Instances (with random float64 parameters) for an analysed entry and everything below."""
     if entry.copies:  # a repeat group: every copy gets its own parameters
         inst = Instance(entry, path, name, Chain())
-        inst.sequences = [
-            [build(entry.copy_at(k), f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k in range(entry.copies)]
-        ]
+        copies = [run.entry for seq in entry.runs() for run in seq for _ in range(run.times)]
+        inst.sequences = [[build(c, f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k, c in enumerate(copies)]]
         return inst
     layer = entry.layer
     inst = Instance(entry, path, name, layer)

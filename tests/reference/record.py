@@ -46,10 +46,31 @@ def shipped(name: str, batch: int | None = None) -> dict[str, Any]:
 
 
 def cases() -> list[tuple[Any, tuple[int, ...]]]:
-    """The hand-computed rows of tests/test_layers.py (and the families' test files) as (entry, input shape)."""
-    from test_layers import CASES
+    """Every hand-computed row as (entry, input shape): the CASES of tests/test_layers.py and of
+    every family's test file (any tests/test_*.py with a top-level CASES list of the same form)."""
+    import importlib
+    import re
 
-    return [(c[0], tuple(c[1])) for c in CASES]
+    out = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        if not re.search(r"^CASES\b", path.read_text(), re.M):
+            continue
+        try:
+            module = importlib.import_module(path.stem)
+        except BaseException as exc:  # a family file that needs torch at import: its rows are not torch-free
+            if type(exc).__name__ == "Skipped":
+                continue
+            raise
+        rows = [c for c in module.CASES if isinstance(c, tuple) and len(c) >= 6 and isinstance(c[0], (str, dict))]
+        out += [(c[0], tuple(c[1])) for c in rows]  # (entry, input, output, params, buffers, macs)
+    return out
+
+
+def case_type(entry: Any) -> str:
+    """The layer type of a config entry (bare string or one-key mapping), lower case."""
+    if isinstance(entry, str):
+        return entry.lower()
+    return next(k for k in entry if k not in ("name", "repeat", "trainable")).lower()
 
 
 MAX_STORED_ELEMENTS = 4096  # larger rows are checked live only (keeps layers.npz small)
