@@ -139,7 +139,7 @@ def analyse_node(node: Node, x: Shape, seg: str) -> Entry:
 
 
 def _repeat(node: Node, x: Shape, seg: str) -> Entry:
-    one = Node(layer=node.layer, name=node.name, loc=node.loc, named=node.named)
+    one = node._replace(repeat=1)  # one copy; analyse_node gives its errors the entry's location
     copies: list[Entry] = []
     shape = x
     while len(copies) < node.repeat:
