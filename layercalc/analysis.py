@@ -206,10 +206,8 @@ def _walk(run: Run, path: str, name: str, level: int, depth: int | None) -> Iter
                 grad = child.later_grad
             k += listed
             rest = child.times - listed
-            if rest == 1:
-                yield from _walk(Run(child.entry, 1, grad), f"{path}.{k}", f"{name}.{k}", level + 1, depth)
-            elif rest > 1:
-                span = f"{k}-{k + rest - 1}"
+            if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
+                span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
                 yield from _walk(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", level + 1, depth)
             k += rest
 
