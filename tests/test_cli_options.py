@@ -141,6 +141,7 @@ def test_convention_total_is_the_tools(cli, tool: str) -> None:
 
 def test_compare_columns_are_the_tools_and_rows_sum_to_them(cli) -> None:
     data = json.loads(cli("flops", RESNET18, "--batch", "1", "--compare", "--format", "json").out)
+    assert (data["name"], data["batch"], data["unit"]) == ("resnet18", 1, "MACs")
     assert {c: data["total"][c] for c in STORED18} == STORED18
     assert data["total"]["layercalc"] == analyse(RESNET18, batch=1).total["macs"]
     for c in ("layercalc", "torch", "fvcore", "thop", "torchinfo"):
@@ -189,6 +190,8 @@ def test_huge_repeat_every_view(cli, write, command: str, fmt: str) -> None:
         assert [r["macs"] for r in rows] == [36 * 10**9, 36, 36 * 999_999_999]
     else:
         assert "fc.1-999999999" in out
+    compare = json.loads(cli("flops", path, "--compare", "--format", "json").out)
+    assert compare["total"]["layercalc"] == sum(r["layercalc"] or 0 for r in compare["rows"]) == 36 * 10**9
 
 
 def test_huge_repeat_with_depth_convention_and_training(cli, write) -> None:
@@ -266,3 +269,13 @@ def test_verify_seed_changes_the_draw_and_repeats_it(cli) -> None:
 def test_verify_dtype_float32_passes(cli) -> None:
     status, data = _verify(cli, "--dtype", "float32")
     assert status == 0 and data["passed"]
+
+
+def test_compare_lists_categories_counted_by_no_tool(cli, write) -> None:
+    # a concat is a copy and a residual's add is not counted by any tool: their rows say so (all empty)
+    path = write("c.yaml", "input: [2, 4, 4]\nlayers:\n  - concat: {branches: [[], [relu]]}\n"
+                           "  - residual: {body: [relu]}\n")
+    data = json.loads(cli("flops", path, "--compare", "--format", "json").out)
+    cats = {r["category"]: r for r in data["rows"]}
+    assert {"concat", "residual adds"} <= set(cats)
+    assert all(cats["concat"][c] is None for c in data["total"])

@@ -208,3 +208,14 @@ def test_shape_errors(entry: object, x: tuple, fragment: str) -> None:
     with pytest.raises(ShapeError) as info:
         calc(entry, x)
     assert fragment in str(info.value)
+
+
+def test_concat_splits_the_gradient_by_branch_channels() -> None:
+    import numpy as np
+
+    # three branches of 1, 2 and 3 channels: dy's channels 0 | 1-2 | 3-5
+    outs = [np.zeros((2, c, 3)) for c in (1, 2, 3)]
+    dy = np.arange(2 * 6 * 3, dtype=float).reshape(2, 6, 3)
+    parts = REGISTRY["concat"](branches=[[], [], []]).split(dy, outs)
+    assert [p.shape for p in parts] == [(2, 1, 3), (2, 2, 3), (2, 3, 3)]
+    assert np.array_equal(np.concatenate(parts, axis=1), dy) and np.array_equal(parts[1], dy[:, 1:3])

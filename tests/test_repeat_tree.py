@@ -45,7 +45,7 @@ def test_group_row_type_and_folded_row_numbers() -> None:
         ("fc", "repeat", 0), ("fc.0", "linear", 1), ("fc.1-999", "linear", 1)]
     folded = rows[2]
     assert (folded["params"], folded["buffers"], folded["macs"], folded["flops"]) == (12 * 999, 0, 18 * 999, 36 * 999)
-    assert folded["activation_bytes"] == 2 * 3 * 4 * 999 and folded["copies"] == 999
+    assert folded["activation_bytes"] == 2 * 3 * 4 * 999 and folded["copies"] == 999 and folded["name"] == "fc.1-999"
     assert rows[0]["activation_bytes"] == 2 * 3 * 4  # a group row: its output once
     assert [r.copies for r in report.walk()] == [1, 1, 999]
 
@@ -111,3 +111,35 @@ def test_nested_rows_names_depths_and_backward() -> None:
     ]
     assert [r["path"] for r in analyse(NESTED).rows(depth=1)] == [
         "relu1", "residual1", "residual1.body.fa", "residual1.body.1", "residual1.shortcut.fs", "blk", "blk.0", "blk.1"]
+
+
+def test_depth_folds_nested_blocks() -> None:
+    config = {"input": [3], "layers": [{"sequential": {"layers": [{"sequential": {"layers": ["relu"]}}]}}]}
+    assert [r["path"] for r in analyse(config).rows(depth=1)] == ["sequential1", "sequential1.0"]
+    assert [r["path"] for r in analyse(config).rows()] == ["sequential1", "sequential1.0", "sequential1.0.0"]
+
+
+def test_a_repeat_counts_as_its_copies_written_out() -> None:
+    """repeat: 3 of a shape-keeping grouped conv = the three copies written out, under every
+    convention, in the forward, the backward and --compare (a metamorphic check)."""
+    from layercalc.conventions import Costing, compare, training
+    from layercalc.layers.peers import CONVENTIONS
+
+    conv = {"conv2d": {"out_channels": 4, "kernel_size": 3, "padding": 1, "groups": 2}}
+    head = {"conv2d": {"out_channels": 4, "kernel_size": 1}}
+    repeated = analyse({"input": [4, 5, 5], "batch": 2, "layers": [head, {**conv, "repeat": 3}]})
+    written = analyse({"input": [4, 5, 5], "batch": 2, "layers": [head, conv, conv, conv]})
+    for c in CONVENTIONS:
+        assert Costing(repeated, c).total() == Costing(written, c).total(), c
+        assert training(repeated, c) == training(written, c), c
+    assert compare(repeated)["rows"] == compare(written)["rows"]
+    assert compare(repeated)["total"] == compare(written)["total"]
+
+
+def test_training_defaults_to_layercalc_and_adam() -> None:
+    from layercalc.conventions import training
+
+    report = analyse({"input": [4], "layers": [{"linear": {"out_features": 3}}]})
+    # 4·3 + 3 = 15 params, float32: weights, gradients and adam's two states = 4 · 60 bytes; output 12 bytes
+    t = training(report)
+    assert (t["forward_macs"], t["backward_macs"], t["optimizer_bytes"], t["training_bytes"]) == (12, 12, 120, 240 + 12)
