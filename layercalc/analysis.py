@@ -205,11 +205,10 @@ def _walk(run: Run, path: str, name: str, level: int, depth: int | None) -> Iter
                 yield from _walk(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", level + 1, depth)
                 grad = child.later_grad
             k += listed
-            rest = child.times - listed
+            rest = child.times - listed  # only the last distinct copy has a tail
             if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
                 span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
                 yield from _walk(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", level + 1, depth)
-            k += rest
 
 
 class Report:

@@ -142,6 +142,8 @@ def test_convention_total_is_the_tools(cli, tool: str) -> None:
 def test_compare_columns_are_the_tools_and_rows_sum_to_them(cli) -> None:
     data = json.loads(cli("flops", RESNET18, "--batch", "1", "--compare", "--format", "json").out)
     assert (data["name"], data["batch"], data["unit"]) == ("resnet18", 1, "MACs")
+    assert [r["category"] for r in data["rows"]] == [
+        "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds"]
     assert {c: data["total"][c] for c in STORED18} == STORED18
     assert data["total"]["layercalc"] == analyse(RESNET18, batch=1).total["macs"]
     for c in ("layercalc", "torch", "fvcore", "thop", "torchinfo"):
