@@ -316,3 +316,66 @@ def test_tied_to_is_checked_by_the_api_too() -> None:
         analyse(lm({"linear": {"out_features": 50, "tied_to": "x"}}))
     with pytest.raises(ConfigError, match="tied_to: expected a layer name, got 3"):
         analyse(lm({"linear": {"out_features": 50, "tied_to": 3}}))
+
+
+# -- conventions: each peer tool on the equivalent torch model -----------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+
+from layercalc.conventions import Costing, training  # noqa: E402
+from test_conventions import TOOLS, tool_total  # noqa: E402
+from test_torch_crosscheck import sequence_config  # noqa: E402
+
+
+def ours(config: dict[str, Any], convention: str) -> int:
+    return Costing(analyse(config), convention).total() or 0  # None: the tool counts nothing here
+
+
+def one_layer(entry: Any, x_shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"input": list(x_shape[1:]), "batch": x_shape[0], "layers": [entry]}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES], ids=lambda v: str(v)[:40])
+def test_each_type_as_each_tool_counts_it(entry: Any, x_shape: tuple[int, ...], tool: str) -> None:
+    config = one_layer(entry, x_shape)
+    assert ours(config, tool) == tool_total(tool, config)
+
+
+def test_the_tools_part_ways_as_measured() -> None:
+    # what each tool printed for these layers (torch 2.13, torchinfo 1.8, fvcore 0.1.5, thop 0.1.1,
+    # ptflops 0.7.5): torchinfo charges nn.Embedding output.shape[0] x V·D (batch 2: 2·100·16) and
+    # nn.RMSNorm output.shape[0] x E (2·16); no tool counts anything else here
+    assert ours(one_layer(*CASES[0][:2]), "torchinfo") == 2 * 100 * 16
+    assert ours(one_layer(*CASES[5][:2]), "torchinfo") == 2 * 16
+    for tool in ("torch", "fvcore", "thop", "ptflops"):
+        assert all(ours(one_layer(c[0], c[1]), tool) == 0 for c in CASES[:16]), tool
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("config", [SMALL_LM, POOLED], ids=["tied_lm", "pooled"])
+def test_small_networks_as_each_tool_counts_them(config: dict[str, Any], tool: str) -> None:
+    assert ours(config, tool) == tool_total(tool, config)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(sequence_config())
+def test_random_sequence_models_as_each_tool_counts_them(config: dict[str, Any]) -> None:
+    try:
+        analyse(config)
+        torch_models.build(config)
+    except Exception:
+        assume(False)
+    for tool in TOOLS:
+        assert ours(config, tool) == tool_total(tool, config), tool
+
+
+@pytest.mark.parametrize("config", [SMALL_LM, POOLED], ids=["tied_lm", "pooled"])
+def test_training_matches_flopcountermode_forward_and_backward(config: dict[str, Any]) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, shape = torch_models.build(config)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch_models.example(model, shape)).sum().backward()
+    assert training(analyse(config), "torch")["training_flops"] == counter.get_total_flops()
