@@ -298,6 +298,13 @@ MISTAKES = [
     (HEAD + "  - multiply: {branches: [[{linear: {out_features: 4}}], []]}\n",
      "net.yaml:5: layers[1] (multiply 'multiply1'): branch 1 gives 1x8x6 but branch 0 gives 1x8x4;"
      " multiply needs equal shapes"),
+    (HEAD + "  - permute: {dims: [0, a]}\n",
+     "net.yaml:5: layers[1] (permute 'permute1'): dims: expected a list of dims like [0, 2, 1], got [0, 'a']"),
+    (HEAD + "  - select: {dim: 1, index: first}\n",
+     "net.yaml:5: layers[1] (select 'select1'): index: expected an integer (negative counts back from the end),"
+     " got 'first'"),
+    (HEAD + "  - linear: {out_features: 20, tied_to: a.b}\n",
+     "net.yaml:5: layers[1] (linear 'linear1'): tied_to: expected a layer name, got 'a.b'"),
     (HEAD + "  - clstoken\n  - mean: {dim: 1}\n  - clstoken\n",
      "net.yaml:7: layers[3] (clstoken 'clstoken2'): expects input (N, T, E), got 1x6"),
 ]
