@@ -386,3 +386,39 @@ def test_training_matches_flopcountermode_forward_and_backward(config: dict[str,
     with counter:
         model(torch_models.example(model, shape)).sum().backward()
     assert training(analyse(config), "torch")["training_flops"] == counter.get_total_flops()
+
+
+# -- verify --impl: each classic bug of these types fails, naming the layer ----------------------
+
+IMPL_NET = (
+    "input: [12]\nbatch: 2\nlayers:\n"
+    "  - embedding: {num_embeddings: 5, embedding_dim: 4, padding_idx: 1}\n    name: wte\n"
+    "  - rmsnorm:\n    name: norm\n"
+    "  - linear: {out_features: 3}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "impl, layer, check",
+    [
+        ("rmsnorm_no_mean_term.py", "norm", "dL/dx"),
+        ("embedding_trains_padding.py", "wte", "dL/dweight"),  # 24 ids below 5: the padding id 1 appears
+        ("embedding_no_repeats.py", "wte", "dL/dweight"),
+    ],
+)
+def test_wrong_backward_is_caught_and_named(cli, write, impl: str, layer: str, check: str) -> None:
+    import csv
+    import io
+    from pathlib import Path
+
+    impls = Path(__file__).resolve().parent / "impls"
+    run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", str(impls / impl), "-f", "tsv")
+    assert run.status == 1, run.err
+    failed = [r for r in csv.DictReader(io.StringIO(run.out), delimiter="\t") if r["passed"] != "True"]
+    assert any(r["path"] == layer and r["check"] == check for r in failed), failed
+
+
+def test_the_reference_implementations_pass_with_impl(cli, write) -> None:
+    for impl in ("layercalc.layers.tokens:Embedding", "layercalc.layers.norm:RMSNorm"):
+        run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", impl, "-f", "tsv")
+        assert run.status == 0, run.out
