@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape
 
-CELL = 30  # px per grid cell
+CELL = 40  # px per grid cell
 GAP = 2 * CELL  # between the two grids
 MARGIN = 16
 TITLE = 42  # px above the grids: the title and the frame's caption
 SECONDS = 0.8  # per frame
+EM = 0.62  # average glyph width per font size (DejaVu Sans): how wide a text line will be
 
 INPUT, PAD, OUTPUT, CURRENT, FOOT, LINE = "#9cc3e6", "#e4e4e4", "#a7e0de", "#1c8c88", "#1f2d3d", "#555"
 
@@ -71,7 +72,7 @@ def _frame(data: dict[str, Any], frame: dict[str, Any], origin: tuple[int, int],
             x, y = gx + c * CELL, y0 + r * CELL
             out.append(f'<rect class="{side}" data-cell="{r},{c}" x="{x}" y="{y}" width="{CELL}" height="{CELL}" fill="{fill}" fill-opacity="{opacity}" stroke="#000"/>')
             if label:
-                out.append(f'<text x="{x + CELL / 2}" y="{y + CELL / 2 + 4}" font-size="10" text-anchor="middle" fill="#fff">{escape(label)}</text>')
+                out.append(f'<text x="{x + CELL / 2}" y="{y + CELL / 2 + 4}" font-size="{10 if len(label) < 5 else 9}" text-anchor="middle" fill="#fff">{escape(label)}</text>')
     return out
 
 
@@ -86,7 +87,8 @@ def svg(data: dict[str, Any], animated: bool = True, columns: int = 4) -> str:
     """The drawing (kconv.drawing's data) as an SVG document: animated, or a strip of every frame."""
     src, dst, frames = data["source"], data["target"], data["frames"]
     left_fill, right_fill = INPUT, OUTPUT
-    width = 2 * MARGIN + (src["cols"] + dst["cols"]) * CELL + GAP
+    caption = max(len(_caption(data, frame)) for frame in frames) * 14 * EM
+    width = 2 * MARGIN + max((src["cols"] + dst["cols"]) * CELL + GAP, int(caption) + 1)
     height = TITLE + max(src["rows"], dst["rows"]) * CELL + MARGIN
     n = len(frames)
     unit = "input" if data["transposed"] else "output"
@@ -121,6 +123,7 @@ def svg(data: dict[str, Any], animated: bool = True, columns: int = 4) -> str:
             parts += base + _frame(data, frame, origin, tx)
             parts.append("</g>")
     title = f"{_title(data)} — one frame per {unit} position ({n})"
+    total_w = max(total_w, 2 * MARGIN + int(len(title) * 14 * EM) + 1)
     return "\n".join([
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
