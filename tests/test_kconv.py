@@ -397,7 +397,7 @@ def test_svg_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
     width, height = int(root.get("width", 0)), int(root.get("height", 0))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
-    subprocess.run(["chromium", *flags, f"--window-size={width},{height}", f"--screenshot={png}", path.as_uri()],
+    subprocess.run(["chromium", *flags, f"--window-size={width},{max(height, 400)}", f"--screenshot={png}", path.as_uri()],
                    capture_output=True, timeout=120, check=False)
     if not png.exists():
         pytest.skip("chromium wrote no screenshot")

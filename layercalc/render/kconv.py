@@ -43,12 +43,12 @@ def _layout_intro(view: dict[str, Any], data: dict[str, Any]) -> str:
     lay = view["layout"]
     operand = "x" if view["mode"] == "transposed" else "∇y"
     if not lay["flipped"]:
-        return (f"The same as a strided correlation: {operand} padded with p = {sizes(data['padding'])} zeros,"
-                f" the kernel moved s = {sizes(data['stride'])} cells per ∂L/∂x:")
+        return (f"The same as a strided correlation of {operand}, padded with p = {sizes(data['padding'])} zeros,"
+                f" with the kernel moved s = {sizes(data['stride'])} cells per ∂L/∂x:")
     before, between = sizes(lay["zeros_before"]), sizes(lay["zeros_between"])
     cut = " (negative: that many cells cut)" if min(lay["zeros_before"]) < 0 else ""
-    return (f"The same as a full correlation: {operand} with s − 1 = {between} zeros between entries and"
-            f" d·(k − 1) − p = {before} zeros before{cut}, against the flipped kernel:")
+    return (f"The same as a full correlation of {operand}, spread and padded with zeros (s − 1 = {between} between entries,"
+            f" d·(k − 1) − p = {before} before{cut}), with the flipped kernel:")
 
 
 def _bracket(rows: list[list[str]]) -> list[str]:

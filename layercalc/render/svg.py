@@ -18,7 +18,7 @@ GAP = 2 * CELL  # between the two grids
 MARGIN = 16
 TITLE = 42  # px above the grids: the title and the frame's caption
 SECONDS = 0.8  # per frame
-EM = 0.62  # average glyph width per font size (DejaVu Sans): how wide a text line will be
+EM = 0.56  # average glyph width per font size (DejaVu Sans): how wide a text line will be
 
 INPUT, PAD, OUTPUT, CURRENT, FOOT, LINE = "#9cc3e6", "#e4e4e4", "#a7e0de", "#1c8c88", "#1f2d3d", "#555"
 
