@@ -28,11 +28,10 @@ def parse_sizes(text: str, what: str, low: int, rank: int | None = None) -> Size
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
-    allowed = (1, 2) if rank is None or rank == 2 else (1,)
+    allowed = (1,) if rank == 1 else (1, 2)
     if len(values) not in allowed or any(v < low for v in values):
-        shape = "an integer" if allowed == (1,) else "an integer or HxW like 3x3"
-        where = " for a 1-D input" if rank == 1 else ""
-        raise UsageError(f"{what} must be {shape} >= {low}{where}, got {text!r}")
+        shape = "for a 1-D input" if rank == 1 else "or HxW like 3x3"
+        raise UsageError(f"{what} must be an integer >= {low} {shape}, got {text!r}")
     return values * (rank or 1) if len(values) == 1 and rank else values
 
 
@@ -201,8 +200,8 @@ def _result(what: str, expected: Any, got: Any) -> dict[str, Any]:
     import numpy as np
 
     expected, got = np.asarray(expected).ravel(), np.asarray(got).ravel()
-    tolerance = 1e-12 * (1 + float(np.max(np.abs(expected))) if expected.size else 1.0)
-    error = float(np.max(np.abs(expected - got))) if expected.shape == got.shape and got.size else (0.0 if expected.shape == got.shape else float("inf"))
+    tolerance = 1e-12 * (1 + float(np.max(np.abs(expected))))
+    error = float(np.max(np.abs(expected - got))) if expected.shape == got.shape else float("inf")
     return {"check": what, "error": error, "tolerance": tolerance, "passed": error <= tolerance}
 
 

@@ -210,18 +210,16 @@ def frames(axes: Axes, transposed: bool, output_padding: Index | None = None) ->
     def tap_name(t: tuple[int, int]) -> str:
         return name("k", (t[1],) if flat else t)
 
+    # the conv's outputs: what a conv's frames produce, and what a transposed conv's frames read
+    outs = {"rows": ax[0].out, "cols": ax[1].out, "border": [0, 0]}
     if not transposed:
         source = {"rows": ax[0].size + 2 * ax[0].pad, "cols": ax[1].size + 2 * ax[1].pad, "border": [ax[0].pad, ax[1].pad]}
-        target = {"rows": ax[0].out, "cols": ax[1].out, "border": [0, 0]}
-        moves = list(product(range(ax[0].out), range(ax[1].out)))
+        target = outs
     else:
-        # the conv whose transpose this is maps ax.size -> ax.out; the drawing's source is its output
         full = [(a.out - 1) * a.stride + a.reach + o for a, o in zip(ax, op)]
-        source = {"rows": ax[0].out, "cols": ax[1].out, "border": [0, 0]}
-        target = {"rows": full[0], "cols": full[1], "border": [ax[0].pad, ax[1].pad]}
-        moves = list(product(range(ax[0].out), range(ax[1].out)))
+        source, target = outs, {"rows": full[0], "cols": full[1], "border": [ax[0].pad, ax[1].pad]}
     result = []
-    for i, j in moves:
+    for i, j in product(range(ax[0].out), range(ax[1].out)):
         foot = [
             {"cell": [i * ax[0].stride + t * ax[0].dilation, j * ax[1].stride + q * ax[1].dilation], "k": tap_name((t, q))}
             for t, q in taps
