@@ -439,3 +439,24 @@ def test_svg_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
 def test_bad_sizes(cli, args: tuple[str, ...], message: str) -> None:
     run = cli("kconv", *args)
     assert (run.status, run.out, run.err) == (2, "", f"error: {message}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# the README's figures are what the commands print
+# ---------------------------------------------------------------------------------------------
+
+
+def readme_kconv_examples() -> list[tuple[list[str], list[str]]]:
+    """(arguments, printed lines) of every README text block that starts with `$ layercalc kconv`."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```text\n")[1:]]
+    return [(b.splitlines()[0].split()[2:], b.splitlines()[1:]) for b in blocks if b.startswith("$ layercalc kconv")]
+
+
+@pytest.mark.parametrize(("args", "lines"), readme_kconv_examples(), ids=lambda v: " ".join(v) if v and isinstance(v[0], str) and v[0] == "kconv" else "")
+def test_readme_figures(cli, args: list[str], lines: list[str]) -> None:
+    printed = [line.rstrip() for line in cli(*args, "-f", "table").out.splitlines()]
+    # check errors are float rounding (they may differ in the last bits between BLAS builds)
+    def shown(line: str) -> str:
+        return line.split(": error")[0] if line.startswith(("ok ", "FAIL")) else line
+    assert [shown(line) for line in printed] == [shown(line) for line in lines]
