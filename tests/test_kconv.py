@@ -434,6 +434,7 @@ def test_svg_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
         (("--input", "3", "--kernel", "3", "--output-padding", "1", "--transposed"), "--output-padding 1 must be smaller than the stride 1"),
         (("--input", "3", "--kernel", "3", "--output-padding", "1"), "--output-padding goes with --transposed"),
         (("--input", "5", "--kernel", "3", "--frames"), "--frames goes with --draw FILE.svg"),
+        (("--input", "5", "--kernel", "3", "--draw", "/nonexistent-dir/a.svg"), "--draw: cannot write /nonexistent-dir/a.svg: No such file or directory"),
     ],
 )
 def test_bad_sizes(cli, args: tuple[str, ...], message: str) -> None:
