@@ -21,7 +21,7 @@ logging.getLogger("fvcore").setLevel(logging.CRITICAL)
 def tool_total(tool: str, config: dict[str, Any]) -> int:
     """What the tool itself reports for a fresh torch model of the config (MACs; torch: FLOPs / 2)."""
     model, shape = torch_models.build(config)
-    x = torch.zeros(shape)
+    x = torch_models.example(model, shape)
     quiet = contextlib.redirect_stdout(io.StringIO())
     with torch.no_grad(), warnings.catch_warnings(), quiet:
         warnings.simplefilter("ignore")
@@ -57,7 +57,8 @@ def training_flops(config: dict[str, Any]) -> int:
     model, shape = torch_models.build(config)
     counter = FlopCounterMode(display=False)
     with counter:
-        out = model(torch.randn(shape)).sum()
+        x = torch_models.example(model, shape)
+        out = model(torch.randn(shape) if x.is_floating_point() else x).sum()
         if out.requires_grad:  # nothing to differentiate in a network without parameters
             out.backward()
     return counter.get_total_flops()
@@ -77,7 +78,7 @@ def activation_elements(config: dict[str, Any]) -> int:
         if leaf or isinstance(m, (torch_models.Residual, torch_models.Concat)):
             m.register_forward_hook(hook)
     with torch.no_grad():
-        model(torch.zeros(shape))
+        model(torch_models.example(model, shape))
     return total[0]
 
 

@@ -184,6 +184,70 @@ def random_config(draw: Any) -> dict[str, Any]:
     return {"input": shape, "batch": draw(st.integers(1, 3)), "layers": layers}
 
 
+@st.composite
+def sequence_layer(draw: Any, t: int, e: int, depth: int = 0) -> tuple[Any, int, int]:
+    """One entry for (N, t, e) sequences, and the (t, e) it gives (a transpose swaps them)."""
+    kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block"]))
+    if kind == "pos":  # sometimes too short a table: both sides must refuse it
+        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}, t, e
+    if kind == "cls":
+        return "clstoken", t + 1, e
+    if kind == "rms":
+        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}, t, e
+    if kind == "layernorm":
+        return "layernorm", t, e
+    if kind == "linear":
+        out = draw(st.integers(1, 8))
+        return {"linear": {"out_features": out, "bias": draw(st.booleans())}}, t, out
+    if kind == "glu":  # SwiGLU's gate and up projections
+        h = draw(st.integers(1, 8))
+        gate = [{"linear": {"out_features": h, "bias": False}}, draw(st.sampled_from(["silu", "sigmoid", "gelu"]))]
+        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}, t, h
+    if kind == "act":
+        return draw(st.sampled_from(ACTIVATIONS)), t, e
+    if kind == "swap":
+        return draw(st.sampled_from([{"transpose": {"dim0": 1, "dim1": 2}}, {"transpose": {"dim0": -1, "dim1": -2}},
+                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}])), e, t
+    if kind == "reshape":
+        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}])), t, e
+    if depth >= 1:
+        return "identity", t, e
+    first, t2, _ = draw(sequence_layer(t, e, depth + 1))
+    # the body ends projecting back to e; a body that changes the length is replaced, to keep shapes equal
+    body = [first if t2 == t else {"rmsnorm": None}, {"linear": {"out_features": e}}]
+    return {"residual": {"body": body}}, t, e
+
+
+@st.composite
+def sequence_config(draw: Any) -> dict[str, Any]:
+    """Token ids -> embedding -> sequence layers -> a pooled or per-token output (maybe a tied head)."""
+    t0, v, e0 = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
+    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e0}
+    if draw(st.booleans()):
+        embedding["padding_idx"] = draw(st.integers(-v, v - 1))
+    layers: list[Any] = [{"embedding": embedding, "name": "wte"}]
+    t, e = t0, e0
+    for _ in range(draw(st.integers(0, 5))):
+        entry, t, e = draw(sequence_layer(t, e))
+        layers.append(entry)
+    end = draw(st.sampled_from(["mean", "select", "flatten", "none"]))
+    if end == "mean":
+        layers.append({"mean": {"dim": draw(st.sampled_from([1, -2])), "keepdim": draw(st.booleans())}})
+    elif end == "select":
+        layers.append({"select": {"dim": 1, "index": draw(st.integers(-t, t - 1))}})
+    elif end == "flatten":
+        layers.append("flatten")
+    if e == e0 and end != "flatten" and draw(st.booleans()):
+        layers.append({"linear": {"out_features": v, "tied_to": "wte", "bias": draw(st.booleans())}})
+    return {"input": [t0], "batch": draw(st.integers(1, 3)), "layers": layers}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(sequence_config())
+def test_random_sequence_models_match_pytorch(config: dict[str, Any]) -> None:
+    compare(config)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(random_config())
 def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .peers import BIAS, CONV, row
-from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
+from .base import Arg, Bool, Int, Layer, Name, Opt, Shape, numel, register
 
 
 @register
@@ -16,11 +16,17 @@ class Linear(Layer):
         Arg("out_features", Int()),
         Arg("bias", Bool(), True),
         Arg("in_features", Opt(Int()), None, "inferred from the input"),
+        Arg("tied_to", Opt(Name()), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
 
     out_features: int
     bias: bool
     in_features: int | None
+    tied_to: str | None
+
+    def shared_params(self) -> dict[str, str]:
+        # a language model's output head reuses the token embedding's table as its weight
+        return {"weight": self.tied_to} if self.tied_to else {}
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")

@@ -16,7 +16,8 @@ CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+EMBED, PRODUCT = "embeddings", "elementwise products"
+CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]

@@ -82,6 +82,10 @@ def forward_backward_runs(entry: Any, x_shape: tuple[int, ...]) -> bool:
 
     if numel(x_shape) > MAX_STORED_ELEMENTS:
         return False
+    from layercalc import analyse
+
+    if analyse(case_config(entry, x_shape)).entries[0].ids is not None:
+        return False  # integer token ids have no gradient: verify and tests/test_sequence.py check these
     return not (x_shape[0] == 1 and len(x_shape) == 2 and any(k in str(entry) for k in ("batchnorm", "residual")))
 
 
