@@ -134,7 +134,7 @@ def test_version(cli) -> None:
         (["params", "missing.yaml"], "error: missing.yaml: no such file"),
         (["params"], "error: missing CONFIG"),
         (["params", "x.yaml", "--bogus"], "error: No such option: --bogus"),
-        (["shapes", "x.yaml", "--total"], "error: --total and --macs go with 'params' and 'flops'"),
+        (["shapes", "x.yaml", "--total"], "error: No such option: --total (see 'layercalc shapes --help')"),
         (["params", "--input", "3x8", "--batch", "0", "-l", "relu"], "error: --batch must be >= 1"),
         (["params", "-l", "relu"], "error: --layer: --layer needs --input"),
     ],
