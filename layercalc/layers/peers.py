@@ -25,6 +25,8 @@ CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
 CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
+CATEGORIES += (RESAMPLE,)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]

@@ -28,6 +28,7 @@ class _Pool(Layer):
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
+    unpadded_fit: ClassVar[bool] = False  # the kernel must fit the input before padding (PyTorch's avgpool3d)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # ptflops counts the input once in its module hook and once more in its F.*pool* patch
@@ -61,6 +62,8 @@ class _Pool(Layer):
         for kk, pp in zip(k, p):
             if pp > kk // 2:  # PyTorch's own check, on the undilated kernel
                 raise ShapeError(f"padding {pp} exceeds half the kernel_size {kk}", value=pp)
+        if self.unpadded_fit and any(n < kk for n, kk in zip(x[2:], k)):
+            raise ShapeError(f"kernel_size {fmt_shape(k)} exceeds the unpadded input {fmt_shape(x[2:])}", value=k)
         out = tuple(
             pool_out(n, kk, ss, pp, dd, self.ceil_mode)  # type: ignore[attr-defined]
             for n, kk, ss, pp, dd in zip(x[2:], k, s, p, d)
@@ -133,6 +136,7 @@ class AvgPool3d(_Pool):
     summary = "mean over sliding windows of (N, C, D, H, W)"
     rank = 3
     averages = True
+    unpadded_fit = True
     args = _pool_args(3, avg=True)
 
 
