@@ -172,3 +172,18 @@ def test_input_takes_up_to_four_numbers(cli, write) -> None:
     path = write("five.yaml", "input: [3, 4, 8, 8, 2]\nlayers: [relu]\n")
     run = cli("shapes", path)
     assert run.status == 2 and run.err.startswith(f"error: {path}:1: input must be 1 to 4 positive integers")
+
+
+def test_thop_matches_modules_by_exact_class() -> None:
+    """The blind spot the README documents: thop counts nn.Conv3d, but 0 for a trivial subclass of it."""
+    torch = pytest.importorskip("torch")
+    thop = pytest.importorskip("thop")
+
+    class MyConv3d(torch.nn.Conv3d):
+        pass
+
+    x = torch.zeros(1, 2, 3, 4, 5)
+    stock = thop.profile(torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, bias=False)), inputs=(x,), verbose=False)[0]
+    sub = thop.profile(torch.nn.Sequential(MyConv3d(2, 4, 3, bias=False)), inputs=(x,), verbose=False)[0]
+    # output 4 x 1 x 2 x 3 elements, each 2·27 MACs
+    assert (int(stock), int(sub)) == (4 * 1 * 2 * 3 * 2 * 27, 0)
