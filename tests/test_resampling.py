@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 # (entry, input shape with batch, output shape, params, buffers, macs): no parameters, 0 MACs
-CASES = [
+LAYER_CASES = [
     # scale 2: 4·2 = 8, 5·2 = 10
     ({"upsample": {"scale_factor": 2}}, (1, 3, 4, 5), (1, 3, 8, 10), 0, 0, 0),
     ({"upsample": {"size": [7, 9], "mode": "bilinear", "align_corners": True}}, (2, 3, 4, 5), (2, 3, 7, 9), 0, 0, 0),
@@ -46,7 +46,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x, y, params, buffers, macs", LAYER_CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
@@ -55,7 +55,7 @@ def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: 
 
 # 100 -> 28 nearest is one of the sizes where PyTorch's own backward disagrees with its forward
 # (see test_pytorch_nearest_backward_is_not_its_forwards_adjoint): the kernels' test checks it
-@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES if c[1] != (1, 1, 100)], ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in LAYER_CASES if c[1] != (1, 1, 100)], ids=lambda v: str(v)[:50])
 def test_forward_and_backward_match_torch(entry: object, x_shape: tuple) -> None:
     pytest.importorskip("torch")
     from test_reference_torch import test_forward_and_backward_match_torch as against_torch
