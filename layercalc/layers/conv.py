@@ -8,7 +8,7 @@ import copy
 from typing import Any, ClassVar
 
 from ..errors import ShapeError
-from .base import LAYOUTS, Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
+from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .peers import BIAS, CONV, row
 from .geometry import conv_out, conv_transpose_out, same_padding
 
