@@ -102,10 +102,11 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
         return {f"convtranspose{d}": args}
     if kind == "pool":
         k = draw(st.integers(1, 3))
-        # no dilation here: a dilated window lying wholly in the padding makes PyTorch's max-pool
-        # backward write out of bounds (a crash, not an error); tests/test_layers.py covers dilation
+        # dilated windows too: these configs only run forward (PyTorch's max-pool backward writes out of
+        # bounds for a dilated window lying wholly in the padding; keep them out of backward runs)
         return {f"maxpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),
-                                "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans())}}
+                                "padding": draw(st.integers(0, k // 2)), "dilation": draw(st.integers(1, 2)),
+                                "ceil_mode": draw(st.booleans())}}
     if kind == "avgpool":
         k = draw(st.integers(1, 3))
         return {f"avgpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),
@@ -120,10 +121,11 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
     if kind == "norm":
         choice = draw(st.sampled_from(["batch", "group", "layer"]))
         if choice == "batch":
-            return {f"batchnorm{d}": {"affine": draw(st.booleans())}}
+            return {f"batchnorm{d}": {"affine": draw(st.booleans()), "track_running_stats": draw(st.booleans())}}
         if choice == "group":
-            return {"groupnorm": {"num_groups": draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))}}
-        return {"layernorm": {"elementwise_affine": draw(st.booleans())}}
+            return {"groupnorm": {"num_groups": draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0])),
+                                  "affine": draw(st.booleans())}}
+        return draw(layernorm())
     if kind == "act":
         return draw(st.one_of(st.sampled_from(ACTIVATIONS), st.just({"leakyrelu": {"negative_slope": 0.2}}),
                               st.just({"softmax": {"dim": 1}})))
@@ -169,6 +171,18 @@ def upsample_args(draw: Any, rank: int) -> dict[str, Any]:
 
 
 @st.composite
+def layernorm(draw: Any) -> dict[str, Any]:
+    """layernorm with every argument drawn (bias only matters with elementwise_affine)."""
+    affine = draw(st.booleans())
+    args: dict[str, Any] = {"elementwise_affine": affine}
+    if affine:
+        args["bias"] = draw(st.booleans())
+    if draw(st.booleans()):
+        args["eps"] = draw(st.sampled_from([1e-5, 1e-3]))
+    return {"layernorm": args}
+
+
+@st.composite
 def random_config(draw: Any) -> dict[str, Any]:
     rank = draw(st.sampled_from([0, 1, 2, 2, 3]))
     c = draw(st.integers(1, 6))
@@ -184,64 +198,67 @@ def random_config(draw: Any) -> dict[str, Any]:
     layers: list[Any] = []
     if rank:
         layers = draw(st.lists(spatial_layer(state, 0), min_size=1, max_size=6))
-        layers.append("flatten")
+        # then flatten everything, or only some dims, or nothing: linear layers then see inputs of
+        # rank 3 and more (they act on the last dim; torchinfo ignores the middle ones)
+        layers += draw(st.sampled_from([
+            ["flatten"], [], [{"flatten": {"start_dim": 2}}], [{"flatten": {"start_dim": 1, "end_dim": -2}}],
+            [{"flatten": {"start_dim": -2, "end_dim": -1}}],
+        ]))
     layers += draw(st.lists(st.one_of(
         st.builds(lambda n, b: {"linear": {"out_features": n, "bias": b}}, st.integers(1, 9), st.booleans()),
-        st.sampled_from(ACTIVATIONS + ["batchnorm1d", "layernorm", "dropout", "softmax"]),
+        st.sampled_from(ACTIVATIONS + ["dropout", "softmax"]),
+        st.builds(lambda a, t: {"batchnorm1d": {"affine": a, "track_running_stats": t}}, st.booleans(), st.booleans()),
+        layernorm(),
     ), min_size=1, max_size=4))
     return {"input": shape, "batch": draw(st.integers(1, 3)), "layers": layers}
 
 
 @st.composite
-def sequence_layer(draw: Any, state: dict[str, Any], depth: int = 0) -> Any:
-    """One entry for (N, T, E) sequences; state tracks [T, E] (which a transpose swaps)."""
-    t, e = state["shape"]
+def sequence_layer(draw: Any, t: int, e: int, depth: int = 0) -> tuple[Any, int, int]:
+    """One entry for (N, t, e) sequences, and the (t, e) it gives (a transpose swaps them)."""
     kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block"]))
     if kind == "pos":  # sometimes too short a table: both sides must refuse it
-        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}
+        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}, t, e
     if kind == "cls":
-        state["shape"] = [t + 1, e]
-        return "clstoken"
+        return "clstoken", t + 1, e
     if kind == "rms":
-        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}
+        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}, t, e
     if kind == "layernorm":
-        return "layernorm"
+        return "layernorm", t, e
     if kind == "linear":
-        state["shape"] = [t, draw(st.integers(1, 8))]
-        return {"linear": {"out_features": state["shape"][1], "bias": draw(st.booleans())}}
+        out = draw(st.integers(1, 8))
+        return {"linear": {"out_features": out, "bias": draw(st.booleans())}}, t, out
     if kind == "glu":  # SwiGLU's gate and up projections
         h = draw(st.integers(1, 8))
-        state["shape"] = [t, h]
         gate = [{"linear": {"out_features": h, "bias": False}}, draw(st.sampled_from(["silu", "sigmoid", "gelu"]))]
-        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}
+        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}, t, h
     if kind == "act":
-        return draw(st.sampled_from(ACTIVATIONS))
+        return draw(st.sampled_from(ACTIVATIONS)), t, e
     if kind == "swap":
-        state["shape"] = [e, t]
         return draw(st.sampled_from([{"transpose": {"dim0": 1, "dim1": 2}}, {"transpose": {"dim0": -1, "dim1": -2}},
-                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}]))
+                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}])), e, t
     if kind == "reshape":
-        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}]))
+        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}])), t, e
     if depth >= 1:
-        return "identity"
-    inner = {"shape": [t, e]}
-    body = [draw(sequence_layer(inner, depth + 1)), {"linear": {"out_features": e}}]
-    if inner["shape"][0] != t:  # keep the residual's shapes equal
-        body = [{"rmsnorm": None}, {"linear": {"out_features": e}}]
-    return {"residual": {"body": body}}
+        return "identity", t, e
+    first, t2, _ = draw(sequence_layer(t, e, depth + 1))
+    # the body ends projecting back to e; a body that changes the length is replaced, to keep shapes equal
+    body = [first if t2 == t else {"rmsnorm": None}, {"linear": {"out_features": e}}]
+    return {"residual": {"body": body}}, t, e
 
 
 @st.composite
 def sequence_config(draw: Any) -> dict[str, Any]:
     """Token ids -> embedding -> sequence layers -> a pooled or per-token output (maybe a tied head)."""
-    t, v, e = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
-    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e}
+    t0, v, e0 = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
+    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e0}
     if draw(st.booleans()):
         embedding["padding_idx"] = draw(st.integers(-v, v - 1))
-    state = {"shape": [t, e]}
     layers: list[Any] = [{"embedding": embedding, "name": "wte"}]
-    layers += draw(st.lists(sequence_layer(state), min_size=0, max_size=5))
-    t, e2 = state["shape"]
+    t, e = t0, e0
+    for _ in range(draw(st.integers(0, 5))):
+        entry, t, e = draw(sequence_layer(t, e))
+        layers.append(entry)
     end = draw(st.sampled_from(["mean", "select", "flatten", "none"]))
     if end == "mean":
         layers.append({"mean": {"dim": draw(st.sampled_from([1, -2])), "keepdim": draw(st.booleans())}})
@@ -249,10 +266,9 @@ def sequence_config(draw: Any) -> dict[str, Any]:
         layers.append({"select": {"dim": 1, "index": draw(st.integers(-t, t - 1))}})
     elif end == "flatten":
         layers.append("flatten")
-        e2 = t * e2
-    if e2 == e and end != "flatten" and draw(st.booleans()):
+    if e == e0 and end != "flatten" and draw(st.booleans()):
         layers.append({"linear": {"out_features": v, "tied_to": "wte", "bias": draw(st.booleans())}})
-    return {"input": [t], "batch": draw(st.integers(1, 3)), "layers": layers}
+    return {"input": [t0], "batch": draw(st.integers(1, 3)), "layers": layers}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
