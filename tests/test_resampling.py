@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 # (entry, input shape with batch, output shape, params, buffers, macs): no parameters, 0 MACs
-LAYER_CASES = [
+CASES = [
     # scale 2: 4·2 = 8, 5·2 = 10
     ({"upsample": {"scale_factor": 2}}, (1, 3, 4, 5), (1, 3, 8, 10), 0, 0, 0),
     ({"upsample": {"size": [7, 9], "mode": "bilinear", "align_corners": True}}, (2, 3, 4, 5), (2, 3, 7, 9), 0, 0, 0),
@@ -39,23 +39,24 @@ LAYER_CASES = [
     # an int size applies to every spatial dim
     ({"upsample": {"size": 6}}, (1, 2, 3, 3, 3), (1, 2, 6, 6, 6), 0, 0, 0),
     # the float product in double precision: 100 · 0.29 = 28.999999999999996, floored to 28 (as PyTorch)
-    ({"upsample": {"scale_factor": 0.29}}, (1, 1, 100), (1, 1, 28), 0, 0, 0),
+    ({"upsample": {"scale_factor": 0.29, "mode": "linear"}}, (1, 1, 100), (1, 1, 28), 0, 0, 0),
     # pixel shuffle: C·r² = 18 with r = 3 -> 2 channels, 4·3 = 12, 5·3 = 15
     ({"pixelshuffle": {"upscale_factor": 3}}, (1, 18, 4, 5), (1, 2, 12, 15), 0, 0, 0),
     ({"pixelshuffle": {"upscale_factor": 2}}, (2, 4, 3, 3), (2, 1, 6, 6), 0, 0, 0),
 ]
+LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", LAYER_CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
 
 
-# 100 -> 28 nearest is one of the sizes where PyTorch's own backward disagrees with its forward
-# (see test_pytorch_nearest_backward_is_not_its_forwards_adjoint): the kernels' test checks it
-@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in LAYER_CASES if c[1] != (1, 1, 100)], ids=lambda v: str(v)[:50])
+# every row's sizes are ones where PyTorch's backward is its forward's adjoint (see
+# test_pytorch_nearest_backward_is_not_its_forwards_adjoint; the kernels' test covers the rest)
+@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES], ids=lambda v: str(v)[:50])
 def test_forward_and_backward_match_torch(entry: object, x_shape: tuple) -> None:
     pytest.importorskip("torch")
     from test_reference_torch import test_forward_and_backward_match_torch as against_torch

@@ -19,7 +19,7 @@ CONFIGS = ROOT / "configs"
 IMPLS = Path(__file__).resolve().parent / "impls"
 
 # (entry, input shape with batch, output shape, params, buffers, macs)
-LAYER_CASES = [
+CASES = [
     # r3d_18's stem: D (16 + 2·1 − 3)//1 + 1 = 16, H and W (112 + 2·3 − 7)//2 + 1 = 56;
     # weight 64·3·(3·7·7); MACs N·c_out·D·H·W·(c_in·kd·kh·kw)
     (
@@ -68,16 +68,17 @@ LAYER_CASES = [
     ("batchnorm3d", (2, 16, 4, 5, 5), (2, 16, 4, 5, 5), 2 * 16, 2 * 16 + 1, 0),
     ({"batchnorm3d": {"affine": False}}, (2, 3, 2, 2, 2), (2, 3, 2, 2, 2), 0, 2 * 3 + 1, 0),
 ]
+LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", LAYER_CASES, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:40])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
 
 
-@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in LAYER_CASES if c[1][-1] < 100], ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES if c[1][-1] < 100], ids=lambda v: str(v)[:40])
 def test_forward_and_backward_match_torch(entry: object, x_shape: tuple) -> None:
     pytest.importorskip("torch")
     from test_reference_torch import test_forward_and_backward_match_torch as against_torch
