@@ -55,15 +55,17 @@ small = st.integers(1, 3)
 def conv_args(draw: Any, channels: int, rank: int) -> dict[str, Any]:
     groups = draw(st.sampled_from([g for g in (1, 2, 3, channels) if channels % g == 0]))
     args: dict[str, Any] = {"out_channels": groups * draw(st.integers(1, 3)), "kernel_size": draw(st.integers(1, 4))}
-    if rank == 2 and draw(st.booleans()):
-        args["kernel_size"] = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
-    stride = draw(st.integers(1, 3))
+    if rank >= 2 and draw(st.booleans()):
+        args["kernel_size"] = [draw(st.integers(1, 4)) for _ in range(rank)]
+    stride: Any = draw(st.integers(1, 3))
+    if rank == 3 and draw(st.booleans()):
+        stride = [draw(st.integers(1, 2)) for _ in range(3)]
     padding = draw(st.one_of(st.integers(0, 2), st.just("same"), st.just("valid")))
-    if padding != "same" and stride != 1:
+    if padding != "same" and stride not in (1, [1, 1, 1]):
         args["stride"] = stride
     args["padding"] = padding
     if draw(st.booleans()):
-        args["dilation"] = draw(st.integers(1, 2))
+        args["dilation"] = draw(st.integers(1, 2)) if rank < 3 or draw(st.booleans()) else [draw(st.integers(1, 2)) for _ in range(3)]
     if groups != 1:
         args["groups"] = groups
     if draw(st.booleans()):
@@ -75,11 +77,17 @@ def conv_args(draw: Any, channels: int, rank: int) -> dict[str, Any]:
 def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
     """One entry for (N, C, *spatial) input; state["c"] tracks the channel count."""
     rank, c = state["rank"], state["c"]
-    d = "1d" if rank == 1 else "2d"
+    d = f"{rank}d"
     kind = draw(st.sampled_from(
-        ["conv", "conv", "pool", "avgpool", "adaptive", "norm", "act", "act", "dropout", "block"]
-        + (["convt"] if rank == 2 else [])
+        ["conv", "conv", "pool", "avgpool", "adaptive", "norm", "act", "act", "dropout", "block", "upsample"]
+        + (["convt"] if rank <= 2 else []) + (["shuffle"] if rank == 2 else [])
     ))
+    if kind == "upsample":
+        return {"upsample": draw(upsample_args(rank))}
+    if kind == "shuffle":
+        r = draw(st.sampled_from([r for r in (1, 2, 3) if c % (r * r) == 0]))
+        state["c"] = c // (r * r)
+        return {"pixelshuffle": {"upscale_factor": r}}
     if kind == "conv":
         args = draw(conv_args(c, rank))
         state["c"] = args["out_channels"]
@@ -91,7 +99,7 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
                 "padding": draw(st.integers(0, 1)), "output_padding": draw(st.integers(0, max(stride, dil) - 1)),
                 "dilation": dil, "groups": groups}
         state["c"] = args["out_channels"]
-        return {"convtranspose2d": args}
+        return {f"convtranspose{d}": args}
     if kind == "pool":
         k = draw(st.integers(1, 3))
         # dilated windows too: these configs only run forward (PyTorch's max-pool backward writes out of
@@ -106,9 +114,10 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
                                 "count_include_pad": draw(st.booleans())}}
     if kind == "adaptive":
         size: Any = draw(st.integers(1, 5))
-        if rank == 2 and draw(st.booleans()):
-            size = [draw(st.integers(1, 5)), draw(st.one_of(st.none(), st.integers(1, 5)))]
-        return {f"adaptive{draw(st.sampled_from(['avg', 'max']))}pool{d}": {"output_size": size}}
+        if rank >= 2 and draw(st.booleans()):
+            size = [draw(st.integers(1, 5))] + [draw(st.one_of(st.none(), st.integers(1, 5))) for _ in range(rank - 1)]
+        kinds = ["avg", "max"] if rank < 3 else ["avg"]
+        return {f"adaptive{draw(st.sampled_from(kinds))}pool{d}": {"output_size": size}}
     if kind == "norm":
         choice = draw(st.sampled_from(["batch", "group", "layer"]))
         if choice == "batch":
@@ -143,6 +152,24 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
     return {"sequential": {"layers": layers}}
 
 
+UPSAMPLE_MODES = {1: ["nearest", "linear"], 2: ["nearest", "bilinear", "bicubic"], 3: ["nearest", "trilinear"]}
+
+
+@st.composite
+def upsample_args(draw: Any, rank: int) -> dict[str, Any]:
+    """nn.Upsample's arguments for a rank-D input: every mode, size or (float) scale_factor, align_corners."""
+    mode = draw(st.sampled_from(UPSAMPLE_MODES[rank]))
+    args: dict[str, Any] = {"mode": mode}
+    if draw(st.booleans()):
+        args["size"] = draw(st.one_of(st.integers(1, 9), st.lists(st.integers(1, 9), min_size=rank, max_size=rank)))
+    else:
+        factor = st.sampled_from([0.5, 0.7, 1, 1.5, 2, 2.5, 3])
+        args["scale_factor"] = draw(st.one_of(factor, st.lists(factor, min_size=rank, max_size=rank)))
+    if mode != "nearest" and draw(st.booleans()):
+        args["align_corners"] = draw(st.booleans())
+    return args
+
+
 @st.composite
 def layernorm(draw: Any) -> dict[str, Any]:
     """layernorm with every argument drawn (bias only matters with elementwise_affine)."""
@@ -157,14 +184,16 @@ def layernorm(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def random_config(draw: Any) -> dict[str, Any]:
-    rank = draw(st.sampled_from([0, 1, 2, 2]))
+    rank = draw(st.sampled_from([0, 1, 2, 2, 3]))
     c = draw(st.integers(1, 6))
     if rank == 0:
         shape = [draw(st.integers(1, 12))]
     elif rank == 1:
         shape = [c, draw(st.integers(4, 40))]
-    else:
+    elif rank == 2:
         shape = [c, draw(st.integers(4, 24)), draw(st.integers(4, 24))]
+    else:
+        shape = [c, *(draw(st.integers(3, 8)) for _ in range(3))]
     state = {"rank": rank, "c": c}
     layers: list[Any] = []
     if rank:
@@ -259,4 +288,4 @@ def test_shipped_configs_match_pytorch(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     if config.get("batch", 1) > 8 or config["input"][-1] > 200:
         config["batch"] = 1  # keep the oracle's forward pass cheap; the counts scale exactly
-    compare(config)
+    compare(torch_models.reduced(config))

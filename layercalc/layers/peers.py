@@ -18,6 +18,8 @@ CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
 )
 EMBED, PRODUCT = "embeddings", "elementwise products"
 CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
+RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
+CATEGORIES += (RESAMPLE,)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
