@@ -7,13 +7,14 @@ come from running a real tensor through each module as it is built, never from s
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-INFERRED = {"in_channels", "in_features", "num_features", "normalized_shape", "num_channels"}
+INFERRED = {"in_channels", "in_features", "num_features", "normalized_shape", "num_channels", "input_size"}
 
 
 class Residual(nn.Module):
@@ -36,6 +37,17 @@ class Concat(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class Recurrent(nn.Module):
+    """nn.LSTM / nn.GRU / nn.RNN (batch first) giving only its output sequence, not its final states."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn  # held, not subclassed: thop and ptflops match modules by exact class
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
 
 
 class Multiply(nn.Module):
@@ -140,6 +152,9 @@ def _leaf(kind: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
         return nn.PixelShuffle(**a)
     if kind == "layernorm":
         return nn.LayerNorm(x.shape[-1], **a)
+    if kind in ("lstm", "gru", "rnn"):
+        a["batch_first"] = True
+        return Recurrent(getattr(nn, kind.upper())(x.shape[-1], **a))
     if kind == "groupnorm":
         return nn.GroupNorm(num_channels=c, **a)
     names = {
@@ -180,7 +195,8 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
         if isinstance(entry, dict) and "name" in entry:
             NAMED[entry["name"]] = module
         module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nn.LSTM with proj_size: "not supported with oneDNN"
             x = module(x)
         copies.append(module)
     return (copies[0] if repeat == 1 else nn.Sequential(*copies)), x
@@ -237,17 +253,23 @@ def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
     return model.eval(), shape
 
 
-def counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
-    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes."""
+def counts(model: nn.Module, shape: tuple[int, ...], fused: bool = True) -> dict[str, Any]:
+    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes.
+
+    fused=False turns oneDNN off, so that nn.LSTM runs as the matrix products FlopCounterMode
+    sees instead of a fused CPU kernel it counts as 0 (as users see it: fused=True).
+    """
     leaves: list[tuple[int, ...]] = []
     hooks = [
         m.register_forward_hook(lambda m, i, o: leaves.append(tuple(o.shape)))
         for m in model.modules()
-        if not list(m.children()) and not isinstance(m, (nn.Sequential,))
+        if isinstance(m, Recurrent) or not (list(m.children()) or isinstance(m, (nn.Sequential, nn.RNNBase)))
     ]
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        y = model(example(model, shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # oneDNN's flags() warns about an unrelated TF32 setting
+        with torch.backends.mkldnn.flags(enabled=fused), torch.no_grad(), counter:
+            y = model(example(model, shape))
     for h in hooks:
         h.remove()
     flops = counter.get_total_flops()

@@ -17,9 +17,9 @@ CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
 EMBED, PRODUCT = "embeddings", "elementwise products"
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
+RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
 RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
-CATEGORIES += (RESAMPLE,)
+CATEGORIES = (CONV, RECURRENT, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT, RESAMPLE)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
