@@ -21,18 +21,19 @@ class Entry:
     """One analysed layer or block; a block's numbers are the sums over its children."""
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "children", "copies", "layer")
+                 "tensors", "cache", "children", "copies", "layer")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
         buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
-        copies: int = 0, layer: Layer | None = None,
+        copies: int = 0, layer: Layer | None = None, cache: int = 0,
     ) -> None:
         self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
         self.name, self.type = name, type
         self.input_shape, self.output_shape = input_shape, output_shape
         self.params, self.buffers, self.macs = params, buffers, macs
         self.tensors = tensors  # elements of every tensor created inside, for activation memory
+        self.cache = cache  # elements a generation keeps per past position (a decoder's KV cache)
         self.children = children if children is not None else []
         self.copies = copies  # repeat groups only: how many copies; the last child stands for the rest
         self.layer = layer  # the layer (None for a repeat group), for verify
@@ -52,6 +53,7 @@ def _leaf(node: Node, seg: str, x: Shape) -> Entry:
         macs=layer.macs(x, y),
         tensors=numel(y),
         layer=layer,
+        cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
     )
 
 
@@ -79,6 +81,7 @@ def _sum_children(entry: Entry, extra_tensor: int = 0, last_weight: int = 1) -> 
     entry.buffers = sum(w * c.buffers for w, c in zip(weights, kids))
     entry.macs = sum(w * c.macs for w, c in zip(weights, kids))
     entry.tensors = sum(w * c.tensors for w, c in zip(weights, kids)) + extra_tensor
+    entry.cache = sum(w * c.cache for w, c in zip(weights, kids))
 
 
 def analyse_node(node: Node, x: Shape, seg: str) -> Entry:
@@ -142,7 +145,8 @@ class Report:
         """Totals over the whole network (blocks' numbers are not counted twice)."""
         params = sum(e.params for e in self.entries)
         macs = sum(e.macs for e in self.entries)
-        return {
+        cache = sum(e.cache for e in self.entries)
+        total = {
             "params": params,
             "buffers": sum(e.buffers for e in self.entries),
             "macs": macs,
@@ -150,6 +154,9 @@ class Report:
             "activation_bytes": sum(e.tensors for e in self.entries) * self.dtype_bytes,
             "param_bytes": params * self.dtype_bytes,
         }
+        if cache:  # decoders only: the keys and values a generation at this sequence length keeps
+            total["kv_cache_bytes"] = cache * self.dtype_bytes
+        return total
 
     @property
     def output_shape(self) -> Shape:

@@ -102,7 +102,7 @@ def compare(report: Report) -> dict[str, Any]:
 def training(report: Report, convention: str = "layercalc", optimizer: str = "adam") -> dict[str, int]:
     """Backward MACs (dL/dx and dL/dW of conv and linear) and a training step's memory in bytes."""
     backward = _backward(report.entries, needs_grad=False, convention=convention)[1]
-    forward = Costing(report, convention).total() or 0
+    forward = (Costing(report, convention).total() or 0) + _training_forward_extra(report, convention)
     total = report.total
     size = report.dtype_bytes
     params = total["params"]
@@ -119,6 +119,18 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = "ad
         "activation_bytes": kept,
         "training_bytes": (2 + states) * params * size + kept,
     }
+
+
+def _training_forward_extra(report: Report, convention: str) -> int:
+    """What the convention counts in addition when the forward runs with autograd recording."""
+    total = 0
+    stack: list[tuple[Entry, int]] = [(e, 1) for e in report.entries]
+    while stack:
+        entry, times = stack.pop()
+        if entry.layer is not None and not entry.children:
+            total += times * entry.layer.training_forward_extra(entry.input_shape, entry.output_shape, convention)
+        stack.extend((child, times * w) for child, w in _weighted(entry))
+    return total
 
 
 def _backward(entries: list[Entry], needs_grad: bool, convention: str) -> tuple[bool, int]:

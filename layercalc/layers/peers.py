@@ -24,7 +24,8 @@ CONVENTION_TOOLS = {
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+ATTN = "attention"  # q·kᵀ and A·v (and what a tool adds around them: scaling, softmax)
+CATEGORIES = (CONV, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
