@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import io
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,7 @@ def explicit_macs(model: Any, shape: tuple[int, ...], backward: bool = False) ->
     return counter.get_total_flops() // 2
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ATTN_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence_config())
 def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:
     """params, buffers and output shape as torch.nn; macs as FlopCounterMode sees every matmul."""
@@ -236,7 +237,7 @@ def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:
 TOOLS = ["torch", "fvcore", "thop", "ptflops", "torchinfo"]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("ATTN_EXAMPLES", 15)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence_config())
 def test_random_configs_match_each_tool(config: dict[str, Any]) -> None:
     """Each peer convention's total equals what the tool reports (eval model, torch.no_grad())."""
