@@ -97,8 +97,11 @@ def _close(numeric: float, analytic: float, opts: Options) -> tuple[float, float
     return abs(numeric - analytic), opts.atol + opts.rtol * abs(numeric)
 
 
-def _random_input(shape: tuple[int, ...], rng: Any, layer: Any, dtype: str) -> Any:
-    """Standard normal input, nudged away from the layer's kinks (ReLU's 0, ...)."""
+def _random_input(shape: tuple[int, ...], rng: Any, layer: Any, dtype: str, ids: int | None = None) -> Any:
+    """Standard normal input, nudged away from the layer's kinks (ReLU's 0, ...); for an input
+    of token ids (ids = their bound), random integers in [0, ids)."""
+    if ids is not None:
+        return rng.integers(0, ids, shape)
     x = rng.standard_normal(shape).astype(dtype)
     for kink in getattr(layer, "kinks", ()):
         near = np.abs(x - kink) < 1e-3
@@ -122,7 +125,8 @@ class _Probe:
         def set_x(v: Any) -> None:
             self.x = v
 
-        out = [("x", self.x, self.dx, set_x)]
+        # integer token ids have no gradient to check
+        out = [] if self.inst.entry.ids is not None else [("x", self.x, self.dx, set_x)]
         for owner, pname, arr in self.inst.all_params():
             label = pname if owner is self.inst else f"{owner.path[len(self.inst.path) + 1:]}.{pname}"
 
@@ -201,7 +205,8 @@ def _gradient_checks(probe: _Probe, inst: Instance, opts: Options, rng: Any, joi
             analytic += float(np.sum(grad * u))
         h = opts.eps
         err, tol, note = _directional(probe, moves, analytic, h, opts)
-        label = "dL/d(x, params)" if len(tensors) > 1 else "dL/dx"
+        has_x = any(t[0] == "x" for t in tensors)
+        label = "dL/d(x, params)" if has_x and len(tensors) > 1 else "dL/dx" if has_x else "dL/d(params)"
         checks.append(_check(inst, label, "direction", err, tol, f"{len(tensors)} tensors, {note}"))
         return checks
     for label, arr, grad, setter in tensors:
@@ -236,7 +241,8 @@ def _structure_checks(inst: Instance, y: Any) -> list[Check]:
     """NumPy output shape and parameter count against the calculator's."""
     calc = inst.entry.output_shape
     got = tuple(y.shape)
-    size = sum(arr.size for _, _, arr in inst.all_params())
+    # a tied parameter has its own array here (each use checked on its own) but counts at its owner
+    size = sum(arr.size for owner, pname, arr in inst.all_params() if pname not in owner.layer.shared_params())
     shape_note = f"numpy {'x'.join(map(str, got))}, calculated {'x'.join(map(str, calc))}"
     return [
         _check(inst, "output shape", "exact", 0.0 if got == tuple(calc) else 1.0, 0.0, shape_note),
@@ -260,7 +266,8 @@ def _reference_checks(inst: Instance, x: Any, probe: _Probe, rng: Any, opts: Opt
         pairs = [("forward", y_user, y_ref)]
         dx_user, grads_user = inst.layer.backward(g, inst.params, cache_user)
         dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
-        pairs.append(("dL/dx", dx_user, dx_ref))
+        if dx_ref is not None:  # None: an input of token ids, which has no gradient
+            pairs.append(("dL/dx", dx_user, dx_ref))
         pairs += [(f"dL/d{k}", grads_user.get(k), v) for k, v in grads_ref.items()]
         for what, mine, theirs in pairs:
             if mine is None or np.shape(mine) != np.shape(theirs):
@@ -293,12 +300,13 @@ def plan(report: Report, opts: Options) -> tuple[Instance, list[Instance]]:
 def _root_entry(report: Report) -> Entry:
     total = report.total
     return Entry(seg="", name=report.network.name, type="network", input_shape=report.network.input_shape,
-                 output_shape=report.output_shape, params=total["params"], children=list(report.entries))
+                 output_shape=report.output_shape, params=total["params"], children=list(report.entries),
+                 ids=report.entries[0].ids if report.entries else None)
 
 
 def check_instance(inst: Instance, opts: Options, rng: Any) -> list[Check]:
     """Every check of one leaf, block or the whole network."""
-    x = _random_input(inst.entry.input_shape, rng, inst.layer, opts.dtype)
+    x = _random_input(inst.entry.input_shape, rng, inst.layer, opts.dtype, inst.entry.ids)
     probe = _Probe(inst, x, rng)
     checks = _structure_checks(inst, probe.y)
     if not checks[0].passed:

@@ -34,7 +34,7 @@ except BaseException:  # pytest's skip is a BaseException  # noqa: BLE001
 
 # (entry, input shape with batch, output shape, params, buffers, macs); MHA and attention MACs:
 # projections as linear layers + q·kᵀ + A·v, each N·h·T·T·d
-CASES = [
+LAYER_CASES = [
     # E 8, 2 heads (d 4), N 2, T 5: params 4·8² + 4·8 = 288;
     # macs 4·N·T·E² = 4·2·5·64 = 2560, + 2·N·h·T·T·d = 2·2·2·25·4 = 800
     ({"multiheadattention": {"num_heads": 2}}, (2, 5, 8), (2, 5, 8), 4 * 64 + 4 * 8, 0, 2560 + 800),
@@ -75,10 +75,10 @@ CASES = [
     ),
 ]
 
-SMALL = [c for c in CASES if c[1][1] * c[1][2] <= 200]
+SMALL = [c for c in LAYER_CASES if c[1][1] * c[1][2] <= 200]
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x, y, params, buffers, macs", LAYER_CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y

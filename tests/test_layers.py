@@ -139,15 +139,15 @@ def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: 
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
 
 
-def family_cases() -> list[tuple]:
-    """CASES here and in each family's own test file (tests/test_<family>.py defining CASES)."""
+def family_cases() -> list:
+    """CASES here and in every family's test file (a tests/test_*.py defining LAYER_CASES)."""
     import importlib
     from pathlib import Path
 
     cases = list(CASES)
     for path in sorted(Path(__file__).parent.glob("test_*.py")):
-        if path.stem != "test_layers" and "\nCASES = [" in path.read_text():
-            cases += importlib.import_module(path.stem).CASES
+        if "\nLAYER_CASES = " in path.read_text():
+            cases += importlib.import_module(path.stem).LAYER_CASES
     return cases
 
 

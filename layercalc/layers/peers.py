@@ -24,8 +24,9 @@ CONVENTION_TOOLS = {
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
+EMBED, PRODUCT = "embeddings", "elementwise products"
 ATTN = "attention"  # q·kᵀ and A·v (and what a tool adds around them: scaling, softmax)
-CATEGORIES = (CONV, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+CATEGORIES = (CONV, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
