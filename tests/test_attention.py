@@ -231,6 +231,7 @@ def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:
     report = analyse(config)
     assert (report.total["params"], report.total["buffers"]) == (truth["params"], truth["buffers"])
     assert report.output_shape == truth["output_shape"]
+    assert [tuple(r["output_shape"]) for r in report.rows() if r["depth"] == 0] == truth["leaf_shapes"]
     assert report.total["macs"] == explicit_macs(model, shape)
 
 

@@ -65,7 +65,11 @@ def ours(config: dict[str, Any], convention: str) -> int:
 @pytest.mark.parametrize("tool", TOOLS)
 def test_shipped_configs_match_each_tool(path: Path, tool: str) -> None:
     config = yaml.safe_load(path.read_text())
+    if analyse(config).total["params"] > 500_000_000:
+        pytest.skip("too big for a float32 torch model here; test_transformer_configs checks a small Llama")
     config["batch"] = 2 if config["input"][-1] <= 64 else 1
+    if "embedding" in config["layers"][0] and config["input"][0] > 128:  # token ids: a shorter sequence
+        config["input"] = [128]
     assert ours(config, tool) == tool_total(tool, config)
 
 

@@ -328,18 +328,31 @@ def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
     return model.eval(), shape
 
 
-def counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
-    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes."""
+def _leaves(module: nn.Module) -> Iterator[nn.Module]:
+    """The modules a config's leaf layers stand for: torch leaves, and each attention module whole."""
+    if isinstance(module, tuple(ATTENTION.values())) or not list(module.children()):
+        if not isinstance(module, nn.Sequential):
+            yield module
+        return
+    for child in module.children():
+        yield from _leaves(child)
+
+
+def counts(model: nn.Module, shape: tuple[int, ...], explicit: bool = False) -> dict[str, Any]:
+    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes.
+
+    explicit: count with every attention matmul visible (see explicit_attention), else as
+    FlopCounterMode sees the eval model under torch.no_grad() (fused fast paths, SDPA unseen).
+    """
     # count before attaching hooks: a hook anywhere inside nn.TransformerEncoderLayer turns off its fast path
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(example(model, shape))
+    with contextlib.ExitStack() as stack:
+        if explicit:
+            stack.enter_context(explicit_attention())
+        with torch.no_grad(), counter:
+            model(example(model, shape))
     leaves: list[tuple[int, ...]] = []
-    hooks = [
-        m.register_forward_hook(lambda m, i, o: leaves.append(tuple(o.shape)))
-        for m in model.modules()
-        if not list(m.children()) and not isinstance(m, (nn.Sequential,))
-    ]
+    hooks = [m.register_forward_hook(lambda m, i, o: leaves.append(tuple(o.shape))) for m in _leaves(model)]
     with torch.no_grad():
         y = model(example(model, shape))
     for h in hooks:
