@@ -460,8 +460,10 @@ class TransformerEncoderLayer(Layer):
         if convention != "torch" or not self.fast_path():
             return 0
         # with autograd recording the fast path is off: the projections and both linear layers show
-        attn, shape = self.children(x)["self_attn"]
-        return attn.projection_macs(shape) + self._each(x, "macs") - attn.macs(shape, shape)  # type: ignore[attr-defined]
+        kids = self.children(x)
+        attn, shape = kids["self_attn"]
+        linears = sum(layer.macs(s, layer.output_shape(s)) for name, (layer, s) in kids.items() if name.startswith("linear"))
+        return attn.projection_macs(shape) + linears  # type: ignore[attr-defined]
 
     def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
         kids = self.children(x)
@@ -477,18 +479,14 @@ class TransformerEncoderLayer(Layer):
         return {f"{name}.{p}": arr for name, (layer, shape) in self.children(x).items()
                 for p, arr in layer.init_params(shape, rng).items()}
 
-    def _run(self, name: str, t: Any, params: dict[str, Any], kids: dict[str, Any], tape: list[Any]) -> Any:
-        layer = kids[name][0]
-        out, cache = layer.forward(t, _own(params, name))
-        tape.append((name, cache))
-        return out
-
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         kids = self.children(tuple(x.shape))
-        tape: list[Any] = []
+        tape: list[Any] = []  # (child name, its cache): each child runs once
 
         def run(name: str, t: Any) -> Any:
-            return self._run(name, t, params, kids, tape)
+            out, cache = kids[name][0].forward(t, _own(params, name))
+            tape.append((name, cache))
+            return out
 
         def mlp(t: Any) -> Any:
             return run("linear2", run("activation", run("linear1", t)))
