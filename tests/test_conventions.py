@@ -5,6 +5,8 @@ a forward and backward pass. The tools are test-only dependencies (see the READM
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import io
 import logging
 import warnings
@@ -26,9 +28,12 @@ CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.ya
 logging.getLogger("fvcore").setLevel(logging.CRITICAL)
 
 
-def tool_total(tool: str, config: dict[str, Any]) -> int:
-    """What the tool itself reports for a fresh torch model of the config (MACs; torch: FLOPs / 2)."""
-    model, shape = torch_models.build(config)
+def tool_total(tool: str, config: dict[str, Any], built: Any = None) -> int:
+    """What the tool itself reports for a fresh torch model of the config (MACs; torch: FLOPs / 2).
+
+    built: the config's (model, shape) from torch_models.build, to copy instead of building anew.
+    """
+    model, shape = copy.deepcopy(built) if built is not None else torch_models.build(config)
     x = torch_models.example(model, shape)
     quiet = contextlib.redirect_stdout(io.StringIO())
     with torch.no_grad(), warnings.catch_warnings(), quiet:
@@ -61,16 +66,25 @@ def ours(config: dict[str, Any], convention: str) -> int:
     return Costing(analyse(config), convention).total() or 0  # None: the tool counts nothing here
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-@pytest.mark.parametrize("tool", TOOLS)
-def test_shipped_configs_match_each_tool(path: Path, tool: str) -> None:
+@functools.lru_cache(maxsize=1)  # one shipped model at a time: the five tools run on copies of it
+def shipped(path: Path) -> tuple[dict[str, Any], Any]:
+    """A shipped config as the tool tests run it, and its torch model (None when too big)."""
     config = yaml.safe_load(path.read_text())
     if analyse(config).total["params"] > 500_000_000:
-        pytest.skip("too big for a float32 torch model here; test_transformer_configs checks a small Llama")
+        return config, None
     config["batch"] = 2 if config["input"][-1] <= 64 else 1
-    if "embedding" in config["layers"][0] and config["input"][0] > 128:  # token ids: a shorter sequence
-        config["input"] = [128]
-    assert ours(config, tool) == tool_total(tool, config)
+    if "embedding" in config["layers"][0] and config["input"][0] > 32:  # token ids: a shorter sequence
+        config["input"] = [32]
+    return config, torch_models.build(config)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_match_each_tool(path: Path, tool: str) -> None:
+    config, built = shipped(path)
+    if built is None:
+        pytest.skip("too big for a float32 torch model here; test_transformer_configs checks a small Llama")
+    assert ours(config, tool) == tool_total(tool, config, built)
 
 
 def test_resnet50_reconciliation() -> None:
