@@ -262,27 +262,61 @@ def _load_impl(spec: str) -> type:
 
 @app.command("kconv")
 def kconv_command(
-    input: Annotated[str, typer.Option("--input", help="Input height x width, e.g. 3x3.")] = "3x3",
-    kernel: Annotated[str, typer.Option("--kernel", help="Kernel height x width, e.g. 2x2.")] = "2x2",
+    input: Annotated[str, typer.Option("--input", help="Input size: one number is 1-D (5), HxW is 2-D (3x3).")] = "3x3",
+    kernel: Annotated[str, typer.Option("--kernel", help="Kernel size, e.g. 3 (1-D) or 2x2.")] = "2x2",
     stride: Annotated[str, typer.Option("--stride", help="Stride, e.g. 1 or 2x1.")] = "1",
     padding: Annotated[str, typer.Option("--padding", help="Zero padding on each side, e.g. 0 or 1x0.")] = "0",
     dilation: Annotated[str, typer.Option("--dilation", help="Dilation, e.g. 1 or 2.")] = "1",
-    check: Annotated[bool, typer.Option("--check", help="Verify K_conv numerically against the conv forward and backward.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Verify numerically: the matrix, the layer's NumPy forward and backward, and the printed terms.")] = False,
+    backward: Annotated[bool, typer.Option("--backward", help="∇x term by term, and as the full correlation of the spread, padded ∇y with the flipped kernel.")] = False,
+    transposed: Annotated[bool, typer.Option("--transposed", help="A transposed convolution (forward = K_convᵀ); --input is its input.")] = False,
+    output_padding: Annotated[str, typer.Option("--output-padding", help="With --transposed: extra output cells at the far end.")] = "0",
+    draw: Annotated[Optional[str], typer.Option("--draw", help="Write the sliding window as an animated SVG to this file (- for stdout).")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="With --draw: a static strip of every frame, for print.")] = False,
     format: FormatOpt = None,
 ) -> int:
-    """Conv as a matrix: K_conv of a small single-channel conv2d, printed symbolically."""
-    from .kconv import check as check_kconv
-    from .kconv import kconv, parse_pair
+    """Conv as a matrix: K_conv of a small single-channel conv, its backward term by term, drawn."""
+    from . import kconv as kc
 
-    geometry = (
-        parse_pair(input, "--input", 1), parse_pair(kernel, "--kernel", 1), parse_pair(stride, "--stride", 1),
-        parse_pair(padding, "--padding", 0), parse_pair(dilation, "--dilation", 1),
-    )
-    data = kconv(*geometry)
+    if frames and draw is None:
+        raise UsageError("--frames goes with --draw FILE.svg")
+    geo = kc.geometry(input, kernel, stride, padding, dilation, transposed, output_padding)
+    if draw is not None:
+        from .render.svg import svg
+
+        text = svg(kc.drawing(geo), animated=not frames)
+        if draw == "-":
+            sys.stdout.write(text)
+            return EXIT_OK
+        try:
+            with open(draw, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise UsageError(f"--draw: cannot write {draw}: {exc.strerror}") from None
+    data = kc.kconv(geo)
+    if backward or transposed:
+        data["symbolic"] = kc.symbolic(geo, backward)
     if check:
-        data["checks"] = check_kconv(*geometry)
-    _show(data, format, "kconv")
+        data["checks"] = kc.check(geo, backward)
+    _show_kconv(data, format)
     return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
+
+
+def _show_kconv(data: dict[str, Any], fmt: Format | None) -> None:
+    chosen = _format(fmt)
+    if chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif chosen == "table":
+        from .render import table
+        from .render.kconv import render_kconv
+
+        render_kconv(data, table.console())
+    else:
+        from .render.kconv import kconv_text
+
+        sys.stdout.write(kconv_text(chosen, data))
 
 
 @app.command("layers")

@@ -165,9 +165,8 @@ def random_config(draw: Any) -> dict[str, Any]:
 
 
 @st.composite
-def sequence_layer(draw: Any, state: dict[str, Any], depth: int = 0) -> Any:
-    """One entry for (N, T, E) sequences; state tracks [T, E] (which a transpose swaps)."""
-    t, e = state["shape"]
+def sequence_layer(draw: Any, t: int, e: int, depth: int = 0) -> tuple[Any, int, int]:
+    """One entry for (N, t, e) sequences, and the (t, e) it gives (a transpose swaps them)."""
     kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block",
                                  "attn"]))
     if kind == "attn":  # the attention family (tests/test_attention.py has its own, wider generator)
@@ -177,52 +176,49 @@ def sequence_layer(draw: Any, state: dict[str, Any], depth: int = 0) -> Any:
             {"attention": {"num_heads": h, "rope": (e // h) % 2 == 0 and draw(st.booleans())}},
             {"transformerencoderlayer": {"nhead": h, "dim_feedforward": draw(st.integers(1, 8)),
                                          "norm_first": draw(st.booleans())}},
-        ]))
+        ])), t, e
     if kind == "pos":  # sometimes too short a table: both sides must refuse it
-        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}
+        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}, t, e
     if kind == "cls":
-        state["shape"] = [t + 1, e]
-        return "clstoken"
+        return "clstoken", t + 1, e
     if kind == "rms":
-        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}
+        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}, t, e
     if kind == "layernorm":
-        return "layernorm"
+        return "layernorm", t, e
     if kind == "linear":
-        state["shape"] = [t, draw(st.integers(1, 8))]
-        return {"linear": {"out_features": state["shape"][1], "bias": draw(st.booleans())}}
+        out = draw(st.integers(1, 8))
+        return {"linear": {"out_features": out, "bias": draw(st.booleans())}}, t, out
     if kind == "glu":  # SwiGLU's gate and up projections
         h = draw(st.integers(1, 8))
-        state["shape"] = [t, h]
         gate = [{"linear": {"out_features": h, "bias": False}}, draw(st.sampled_from(["silu", "sigmoid", "gelu"]))]
-        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}
+        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}, t, h
     if kind == "act":
-        return draw(st.sampled_from(ACTIVATIONS))
+        return draw(st.sampled_from(ACTIVATIONS)), t, e
     if kind == "swap":
-        state["shape"] = [e, t]
         return draw(st.sampled_from([{"transpose": {"dim0": 1, "dim1": 2}}, {"transpose": {"dim0": -1, "dim1": -2}},
-                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}]))
+                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}])), e, t
     if kind == "reshape":
-        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}]))
+        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}])), t, e
     if depth >= 1:
-        return "identity"
-    inner = {"shape": [t, e]}
-    body = [draw(sequence_layer(inner, depth + 1)), {"linear": {"out_features": e}}]
-    if inner["shape"][0] != t:  # keep the residual's shapes equal
-        body = [{"rmsnorm": None}, {"linear": {"out_features": e}}]
-    return {"residual": {"body": body}}
+        return "identity", t, e
+    first, t2, _ = draw(sequence_layer(t, e, depth + 1))
+    # the body ends projecting back to e; a body that changes the length is replaced, to keep shapes equal
+    body = [first if t2 == t else {"rmsnorm": None}, {"linear": {"out_features": e}}]
+    return {"residual": {"body": body}}, t, e
 
 
 @st.composite
 def sequence_config(draw: Any) -> dict[str, Any]:
     """Token ids -> embedding -> sequence layers -> a pooled or per-token output (maybe a tied head)."""
-    t, v, e = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
-    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e}
+    t0, v, e0 = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
+    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e0}
     if draw(st.booleans()):
         embedding["padding_idx"] = draw(st.integers(-v, v - 1))
-    state = {"shape": [t, e]}
     layers: list[Any] = [{"embedding": embedding, "name": "wte"}]
-    layers += draw(st.lists(sequence_layer(state), min_size=0, max_size=5))
-    t, e2 = state["shape"]
+    t, e = t0, e0
+    for _ in range(draw(st.integers(0, 5))):
+        entry, t, e = draw(sequence_layer(t, e))
+        layers.append(entry)
     end = draw(st.sampled_from(["mean", "select", "flatten", "none"]))
     if end == "mean":
         layers.append({"mean": {"dim": draw(st.sampled_from([1, -2])), "keepdim": draw(st.booleans())}})
@@ -230,10 +226,9 @@ def sequence_config(draw: Any) -> dict[str, Any]:
         layers.append({"select": {"dim": 1, "index": draw(st.integers(-t, t - 1))}})
     elif end == "flatten":
         layers.append("flatten")
-        e2 = t * e2
-    if e2 == e and end != "flatten" and draw(st.booleans()):
+    if e == e0 and end != "flatten" and draw(st.booleans()):
         layers.append({"linear": {"out_features": v, "tied_to": "wte", "bias": draw(st.booleans())}})
-    return {"input": [t], "batch": draw(st.integers(1, 3)), "layers": layers}
+    return {"input": [t0], "batch": draw(st.integers(1, 3)), "layers": layers}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])

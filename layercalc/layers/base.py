@@ -155,6 +155,37 @@ class Ints:
             raise _bad(f"expected {what}", v) from None
 
 
+class Index:
+    """Any integer: a position that may count back from the end when negative."""
+
+    def __call__(self, v: Any) -> int:
+        if not _is_int(v):
+            raise _bad("expected an integer (negative counts back from the end)", v)
+        return int(v)
+
+
+class IntList:
+    """A list of 1..64 integers (or one integer), each >= low or one of the extra values."""
+
+    def __init__(self, low: int, extra: tuple[int, ...] = (), what: str = "") -> None:
+        self.low, self.extra, self.what = low, extra, what
+
+    def __call__(self, v: Any) -> tuple[int, ...]:
+        items = v if isinstance(v, list) else [v]
+        if not 1 <= len(items) <= 64 or not all(_is_int(e) and (e >= self.low or e in self.extra) for e in items):
+            raise _bad(f"expected {self.what}", v)
+        return tuple(int(e) for e in items)
+
+
+class Name:
+    """Another layer's name: a non-empty string without dots."""
+
+    def __call__(self, v: Any) -> str:
+        if not isinstance(v, str) or not v or "." in v:
+            raise _bad("expected a layer name", v)
+        return v
+
+
 class LayerList:
     """Marks an argument whose value is a list of layer entries (depth 1) or a list of such lists."""
 

@@ -84,16 +84,6 @@ def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -
     return buf.getvalue()
 
 
-def kconv_text(fmt: str, data: dict[str, Any]) -> str:
-    """K_conv as csv/tsv/markdown: a header of inputs x1.., a row per output y1..."""
-    header = ["", *(f"x{j + 1}" for j in range(data["shape"][1]))]
-    rows = [[f"y{i + 1}", *row] for i, row in enumerate(data["rows"])]
-    text = table_text(fmt, header, rows)
-    for c in data.get("checks", []):
-        text += f"# {c['check']}: error {c['error']:.2e}, tolerance {c['tolerance']:.2e}, {'ok' if c['passed'] else 'FAIL'}\n"
-    return text
-
-
 def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:
     """The layer catalog as csv/tsv/markdown."""
     return table_text(fmt, ("type", "arguments", "summary"), ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows))

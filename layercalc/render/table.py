@@ -196,21 +196,3 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
         yield advance
 
-
-def render_kconv(data: dict[str, Any], out: Console) -> None:
-    """K_conv with its rows (outputs) and columns (inputs) labelled; zeros dimmed."""
-    h, w = data["shape"]
-    title = (
-        f"[bold]K_conv[/] {h} x {w}: vec(y) = K_conv · vec(x)   input {data['input'][0]}x{data['input'][1]},"
-        f" kernel {data['kernel'][0]}x{data['kernel'][1]}, output {data['output'][0]}x{data['output'][1]}"
-    )
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("")
-    for j in range(w):
-        table.add_column(f"x{j + 1}", justify="right")
-    for i, row in enumerate(data["rows"]):
-        table.add_row(f"y{i + 1}", *(Text(v, style="dim" if v == "0" else "bold cyan") for v in row))
-    out.print(table)
-    for c in data.get("checks", []):
-        mark = Text("ok  ", style="green") if c["passed"] else Text("FAIL", style="bold red")
-        out.print(mark, f"{c['check']}: error {c['error']:.1e}, tolerance {c['tolerance']:.1e}")
