@@ -106,6 +106,10 @@ def test_kv_cache_in_footer_and_json(cli, write) -> None:
 
     data = json.loads(cli("summary", path, "-f", "json").out)
     assert data["total"]["kv_cache_bytes"] == 2 * 2 * 2 * 16 * 16 * 1 * 4  # k,v · layers · kv · d · T · N · 4 B
+    footer = [line for line in cli("summary", path, "-f", "table").out.splitlines() if line.startswith("KV cache")]
+    assert len(footer) == 1 and "8.19 KB" in footer[0]  # 8,192 bytes
+    encoder = write("enc.yaml", "input: [16, 64]\nlayers:\n  - multiheadattention: {num_heads: 4}\n")
+    assert "KV cache" not in cli("summary", encoder, "-f", "table").out
 
 
 @pytest.mark.parametrize(
