@@ -95,10 +95,11 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
         return {"convtranspose2d": args}
     if kind == "pool":
         k = draw(st.integers(1, 3))
-        # no dilation here: a dilated window lying wholly in the padding makes PyTorch's max-pool
-        # backward write out of bounds (a crash, not an error); tests/test_layers.py covers dilation
+        # dilated windows too: these configs only run forward (PyTorch's max-pool backward writes out of
+        # bounds for a dilated window lying wholly in the padding; keep them out of backward runs)
         return {f"maxpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),
-                                "padding": draw(st.integers(0, k // 2)), "ceil_mode": draw(st.booleans())}}
+                                "padding": draw(st.integers(0, k // 2)), "dilation": draw(st.integers(1, 2)),
+                                "ceil_mode": draw(st.booleans())}}
     if kind == "avgpool":
         k = draw(st.integers(1, 3))
         return {f"avgpool{d}": {"kernel_size": k, "stride": draw(st.one_of(st.none(), small)),
@@ -112,10 +113,11 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
     if kind == "norm":
         choice = draw(st.sampled_from(["batch", "group", "layer"]))
         if choice == "batch":
-            return {f"batchnorm{d}": {"affine": draw(st.booleans())}}
+            return {f"batchnorm{d}": {"affine": draw(st.booleans()), "track_running_stats": draw(st.booleans())}}
         if choice == "group":
-            return {"groupnorm": {"num_groups": draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0]))}}
-        return {"layernorm": {"elementwise_affine": draw(st.booleans())}}
+            return {"groupnorm": {"num_groups": draw(st.sampled_from([g for g in (1, 2, 3) if c % g == 0])),
+                                  "affine": draw(st.booleans())}}
+        return draw(layernorm())
     if kind == "act":
         return draw(st.one_of(st.sampled_from(ACTIVATIONS), st.just({"leakyrelu": {"negative_slope": 0.2}}),
                               st.just({"softmax": {"dim": 1}})))
@@ -143,6 +145,18 @@ def spatial_layer(draw: Any, state: dict[str, Any], depth: int) -> Any:
 
 
 @st.composite
+def layernorm(draw: Any) -> dict[str, Any]:
+    """layernorm with every argument drawn (bias only matters with elementwise_affine)."""
+    affine = draw(st.booleans())
+    args: dict[str, Any] = {"elementwise_affine": affine}
+    if affine:
+        args["bias"] = draw(st.booleans())
+    if draw(st.booleans()):
+        args["eps"] = draw(st.sampled_from([1e-5, 1e-3]))
+    return {"layernorm": args}
+
+
+@st.composite
 def random_config(draw: Any) -> dict[str, Any]:
     rank = draw(st.sampled_from([0, 1, 2, 2]))
     c = draw(st.integers(1, 6))
@@ -156,10 +170,17 @@ def random_config(draw: Any) -> dict[str, Any]:
     layers: list[Any] = []
     if rank:
         layers = draw(st.lists(spatial_layer(state, 0), min_size=1, max_size=6))
-        layers.append("flatten")
+        # then flatten everything, or only some dims, or nothing: linear layers then see inputs of
+        # rank 3 and more (they act on the last dim; torchinfo ignores the middle ones)
+        layers += draw(st.sampled_from([
+            ["flatten"], [], [{"flatten": {"start_dim": 2}}], [{"flatten": {"start_dim": 1, "end_dim": -2}}],
+            [{"flatten": {"start_dim": -2, "end_dim": -1}}],
+        ]))
     layers += draw(st.lists(st.one_of(
         st.builds(lambda n, b: {"linear": {"out_features": n, "bias": b}}, st.integers(1, 9), st.booleans()),
-        st.sampled_from(ACTIVATIONS + ["batchnorm1d", "layernorm", "dropout", "softmax"]),
+        st.sampled_from(ACTIVATIONS + ["dropout", "softmax"]),
+        st.builds(lambda a, t: {"batchnorm1d": {"affine": a, "track_running_stats": t}}, st.booleans(), st.booleans()),
+        layernorm(),
     ), min_size=1, max_size=4))
     return {"input": shape, "batch": draw(st.integers(1, 3)), "layers": layers}
 

@@ -28,9 +28,18 @@ NUMBER_COLUMNS = {
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
+class _Console(Console):
+    """Rich's Console, but a reader that went away (`| head -1`) is not a failure."""
+
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here, the status of a failed check; the entry point exits 0 for it
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(file: TextIO | None = None) -> Console:
     """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
-    return Console(file=file, highlight=False, soft_wrap=False)
+    return _Console(file=file, highlight=False, soft_wrap=False)
 
 
 def bar(share: float) -> Text:
@@ -71,6 +80,8 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
         # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
         name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
         name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
+        if row.get("copies", 1) > 1:  # a folded repeat tail: one row for many identical copies
+            name.append(f" ×{row['copies']:,}", style="bold")
         cells: list[Any] = [name]
         if command == "shapes":
             cells.append("x".join(map(str, row["input_shape"])))
