@@ -66,16 +66,21 @@ def training_flops(config: dict[str, Any]) -> int:
 
 def activation_elements(config: dict[str, Any]) -> int:
     """Elements of every tensor a forward pass creates: each leaf module's output, and each
-    residual add's, concat's and product's result (an nn.Sequential only passes its last child's on)."""
+    residual add's, concat's and multiply's result (an nn.Sequential only passes its last child's on)."""
     model, shape = torch_models.build(config)
     total = [0]
 
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         total[0] += output.numel()
 
+    # an attention module is one layer (one row), whatever runs inside it
+    attention = tuple(torch_models.ATTENTION.values())
+    inside = {id(sub) for m in model.modules() if isinstance(m, attention) for sub in m.modules() if sub is not m}
     for m in model.modules():
+        if id(m) in inside:
+            continue
         leaf = not list(m.children()) and not isinstance(m, nn.Sequential)  # an empty Sequential passes x on
-        if leaf or isinstance(m, (torch_models.Residual, torch_models.Concat, torch_models.Multiply)):
+        if leaf or isinstance(m, (torch_models.Residual, torch_models.Concat, torch_models.Multiply, *attention)):
             m.register_forward_hook(hook)
     with torch.no_grad():
         model(torch_models.example(model, shape))

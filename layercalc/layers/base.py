@@ -273,6 +273,18 @@ class Layer:
         """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
         return 0
 
+    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
+        """MACs the convention sees in this layer's forward when autograd records it, beyond peer_costs.
+
+        Non-zero where a framework runs a fused inference-only path the counter cannot see.
+        """
+        return 0
+
+    def cache_shapes(self, x: Shape) -> dict[str, Shape]:
+        """Tensors a token-by-token generation keeps for every past position (a decoder's keys and
+        values), at the full sequence length of x; {} for layers that keep none."""
+        return {}
+
     # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""

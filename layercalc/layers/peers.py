@@ -18,8 +18,9 @@ CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
 )
 EMBED, PRODUCT = "embeddings", "elementwise products"
 RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
+ATTN = "attention"  # q·kᵀ and A·v (and what a tool adds around them: scaling, softmax)
 RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
-CATEGORIES = (CONV, RECURRENT, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT, RESAMPLE)
+CATEGORIES = (CONV, RECURRENT, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT, RESAMPLE)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]

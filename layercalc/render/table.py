@@ -117,6 +117,8 @@ def footer(report: dict[str, Any]) -> Table:
                      ("" if value is None else human(value)) + note + counted)
     grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
     grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    if t.get("kv_cache_bytes"):
+        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
     training = report.get("training")
     if training:
         grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
