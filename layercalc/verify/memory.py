@@ -1,0 +1,49 @@
+"""verify's memory budget: what one check will hold at its peak, estimated before allocating anything.
+
+Checks run one at a time and each builds (and drops) its own arrays, so a run's peak is its
+largest single check, not their sum: the whole-network check or the largest layer.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..analysis import Entry
+from ..layers import numel
+
+# bytes per parameter held at a check's peak: the array, its gradient and a float64 copy for the
+# numeric side (float32 runs); per activation element: the forward caches (about three arrays of
+# the output's size: input, output, one intermediate), the upstream and input gradients
+BYTES_PER_PARAM = 8 * 3
+BYTES_PER_ACTIVATION = 8 * 5
+
+
+def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
+    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated."""
+    activations = numel(entry.input_shape) + entry.tensors
+    return int(entry.params * BYTES_PER_PARAM + activations * batch_scale * BYTES_PER_ACTIVATION)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), or 4 GiB where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def budget(given: int | None) -> int:
+    """The memory budget in bytes: the one given, else half of the memory available now."""
+    return given if given is not None else available_memory() // 2
+
+
+def gib(n: int) -> str:
+    """Bytes as '1.5 GiB' or '300 MiB'."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

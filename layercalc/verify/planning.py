@@ -1,0 +1,166 @@
+"""Planning a verify run: which layers, blocks and end-to-end checks run, in what order, which are
+identical to one already checked (deduplicated), which are skipped for memory, and the batch-2
+copies of every layer when the input's batch is 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ..analysis import Entry, Report
+from ..errors import ConfigError, MemoryBudgetError
+from ..layers import numel
+from .memory import budget, check_memory, gib
+from .report import Options, Skipped
+
+MAX_PLACES = 10_000  # copies of a repeat enumerated one by one; beyond, they are counted
+NETWORK = "(network)"
+
+
+class Task:
+    """One check to run: an entry at a path (or a batch-2 copy of a leaf), and the other places
+    with the same type, arguments and input shape, which report its outcome."""
+
+    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "extra_places", "inner")
+
+    def __init__(self, entry: Entry, path: str, name: str, batch2: bool, need: int) -> None:
+        self.entry, self.path, self.name, self.batch2, self.need = entry, path, name, batch2, need
+        self.places: list[tuple[str, str]] = []
+        self.extra_places = 0  # identical copies of a huge repeat, counted but not listed
+        self.inner: dict[str, Task] = {}  # the network's: blocks checked from its forward and backward, by path
+
+    @property
+    def is_network(self) -> bool:
+        """True for the whole network's end-to-end check."""
+        return self.path == ""
+
+    @property
+    def label(self) -> str:
+        """What the progress display and the skip notes call it."""
+        return (self.path or NETWORK) + (" @ batch 2" if self.batch2 else "")
+
+
+def signature(entry: Entry, memo: dict[int, Any]) -> Any:
+    """What makes two entries the same check: type, arguments, input shape and, for blocks, their children's."""
+    key = id(entry)
+    if key not in memo:
+        kids = tuple(signature(c, memo) for c in entry.children)
+        args = repr(sorted(entry.layer.arguments().items())) if entry.layer is not None else ""
+        memo[key] = (entry.type, args, tuple(entry.input_shape), entry.copies, kids)
+    return memo[key]
+
+
+def _join(path: str, seg: str) -> str:
+    return f"{path}.{seg}" if path else seg
+
+
+def places(entries: list[Entry], path: str) -> Iterator[tuple[Entry, str, str, int]]:
+    """(entry, path, name, identical copies not listed) of every leaf and block, children first."""
+    for e in entries:
+        yield from _place(e, _join(path, e.seg), e.name)
+
+
+def _place(e: Entry, path: str, name: str) -> Iterator[tuple[Entry, str, str, int]]:
+    if e.copies:
+        last = len(e.children) - 1
+        listed = min(e.copies, max(MAX_PLACES, last + 1))
+        for k in range(listed):
+            child = e.children[min(k, last)]
+            extra = e.copies - listed if k == listed - 1 else 0
+            for sub in _place(child, f"{path}.{k}", f"{name}.{k}"):
+                yield sub if sub[0] is not child else (sub[0], sub[1], sub[2], extra)
+        yield e, path, name, 0
+        return
+    if e.children:
+        for c in e.children:
+            yield from _place(c, _join(path, c.seg), c.name)
+    yield e, path, name, 0
+
+
+def network_entry(report: Report) -> Entry:
+    """The whole network as one entry (a block of the top-level entries)."""
+    total = report.total
+    entry = Entry(seg="", name=report.network.name, type="network", input_shape=report.network.input_shape,
+                  output_shape=report.output_shape, params=total["params"], children=list(report.entries))
+    entry.tensors = sum(e.tensors for e in report.entries)
+    return entry
+
+
+def batch2_entry(e: Entry) -> Entry:
+    """The same layer at batch 2 (its shape rule and parameter shapes asked again); raises ConfigError."""
+    layer = e.layer
+    x = (2, *e.input_shape[1:])
+    y = layer.output_shape(x)
+    params = sum(numel(s) for name, s in layer.param_shapes(x).items() if name not in layer.shared_params())
+    return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=params,
+                 tensors=numel(y), layer=layer)
+
+
+def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:
+    return not only or any(name == o or path == o or path.startswith(o + ".") for o in only)
+
+
+def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
+    """The checks to run, in order (layers, blocks, then the network), and those skipped, with why.
+
+    When the whole-network check fits the budget, the blocks are checked inside it (from its one
+    forward and backward); otherwise each block that fits is checked on its own.
+    """
+    limit = budget(opts.max_memory)
+    memo: dict[int, Any] = {}
+    seen: dict[Any, Task] = {}
+    tasks: list[Task] = []
+    skipped: list[Skipped] = []
+    smallest = None
+    batch1 = report.network.input_shape[0] == 1
+    whole = network_entry(report)
+    network = None if opts.only else Task(whole, "", report.network.name, False, check_memory(whole))
+    if network is not None and network.need > limit:
+        smallest = network.need
+        skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
+                               f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; "
+                               "--batch 1 or a smaller --input shrink it, --max-memory raises the budget"))
+        network = None
+
+    def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
+        nonlocal smallest
+        key = (signature(entry, memo), batch2)
+        if opts.dedup and key in seen:
+            seen[key].places.append((path, name))
+            seen[key].extra_places += extra
+            return
+        inside = network is not None and bool(entry.children)
+        need = 0 if inside else check_memory(entry, 2.0 if batch2 else 1.0)
+        task = Task(entry, path, name, batch2, need)
+        task.extra_places = extra
+        if need > limit:
+            smallest = need if smallest is None else min(smallest, need)
+            skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
+                                   f"needs about {gib(need)}, above the memory budget of {gib(limit)}"))
+            return
+        seen[key] = task
+        if inside:
+            network.inner[path] = task  # type: ignore[union-attr]
+        else:
+            tasks.append(task)
+
+    for entry, path, name, extra in places(report.entries, ""):
+        if not _selected(path, name, opts.only):
+            continue
+        add(entry, path, name, False, extra)
+        if batch1 and opts.batch2 and entry.layer is not None and not entry.children:
+            try:
+                twin = batch2_entry(entry)
+            except ConfigError as exc:
+                skipped.append(Skipped(path, name, entry.type, "every check @ batch 2", f"the layer refuses batch 2: {exc.message}"))
+                continue
+            add(twin, path, name, True, extra)
+    if network is not None:
+        tasks.append(network)
+    if not tasks and smallest is not None:
+        raise MemoryBudgetError(
+            f"verify would need about {gib(smallest)} but the budget is {gib(limit)}; "
+            "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
+            "or raise the budget with --max-memory"
+        )
+    return tasks, skipped
