@@ -104,10 +104,13 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     """
     dirs = [Direction(t.array.shape, scale_of(t.array), rng) for t in chosen]
     dots = [u.dot(t.grad) for t, u in zip(chosen, dirs)]
-    positive = [sq for _, sq in dots if sq > 0]
+    top = max((sq for _, sq in dots), default=0.0)
+    # equal shares down to 1% of the largest: a gradient that is zero up to rounding (a bias before
+    # a normalisation) keeps its full step and adds nothing, rather than shrinking every other share
+    floor = min([sq for _, sq in dots if sq >= 1e-2 * top] or [0.0])
     analytic, squares = 0.0, 0.0
     for u, (a, sq) in zip(dirs, dots):
-        w = max(min(positive) / sq, 1e-4) if sq > 0 else 1.0  # a zero share (a zero gradient, right or wrong) keeps its full step
+        w = max(floor / sq, 1e-4) if sq >= 1e-2 * top and sq > 0 else 1.0
         u.rescale(w)
         analytic += a * w
         squares += (sq * w) ** 2
@@ -141,8 +144,10 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
     worst = 0.0
     for i in range(size):
         u = _Unit(t.array.shape, i, scale)
-        q = derivative(probe.evaluate, probe.g64, [(t.numeric, u)], h, float(grad[i]), lambda v: opts.atol + opts.rtol * abs(v))
-        numeric[i] = q.value
+        # u moves element i by `scale`: the quotient is scale·∂L/∂t_i
+        q = derivative(probe.evaluate, probe.g64, [(t.numeric, u)], h, float(grad[i]) * scale,
+                       lambda v: (opts.atol + opts.rtol * abs(v / scale)) * scale)
+        numeric[i] = q.value / scale
         worst = max(worst, 0.0 if math.isnan(q.error) else q.error)
     diff = float(np.max(np.abs(numeric - grad))) if size else 0.0
     top = float(np.max(np.abs(numeric))) if size else 0.0
