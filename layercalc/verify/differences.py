@@ -69,7 +69,8 @@ class Direction:
         flat = g.reshape(-1)
         total = squares = 0.0
         for lo, hi in self.spans():
-            prod = flat[lo:hi].astype(np.float64) * self.part(lo, hi)
+            part = flat[lo:hi]
+            prod = (part if part.dtype == np.float64 else part.astype(np.float64)) * self.part(lo, hi)
             total += float(prod.sum())
             squares += float(np.dot(prod, prod))
         return total, math.sqrt(squares)
@@ -86,8 +87,11 @@ def scale_of(arr: Any) -> float:
     if not arr.size or arr.dtype.kind not in "fc":
         return 1.0
     flat = arr.reshape(-1)
-    squares = sum(float(np.dot(flat[lo:lo + CHUNK].astype(np.float64), flat[lo:lo + CHUNK].astype(np.float64)))
-                  for lo in range(0, flat.size, CHUNK))
+    squares = 0.0
+    for lo in range(0, flat.size, CHUNK):
+        part = flat[lo:lo + CHUNK]
+        part = part if part.dtype == np.float64 else part.astype(np.float64)
+        squares += float(np.dot(part, part))
     rms = math.sqrt(squares / flat.size)
     return rms if rms > 0 else 1.0
 

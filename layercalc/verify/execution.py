@@ -119,7 +119,7 @@ def _call(inst: Instance, method: str, *args: Any) -> Any:
         raise UserCodeError(inst, method, exc) from exc
 
 
-Tape = dict  # Instance -> [x, y, dy, dx] of every block below the top, filled by forward and backward
+Tape = dict  # block -> [x, y, dy, dx] below the top, ("outs", block) -> its sequences' outputs
 
 
 def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | None = None) -> tuple[Any, Any]:
@@ -141,6 +141,8 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
             seq_caches.append(c)
         outs.append(h)
         caches.append(seq_caches)
+    if tape is not None:
+        tape[("outs", inst)] = list(outs)  # what the block's merge rule received
     return inst.layer.merge(outs), (outs, caches)
 
 

@@ -86,13 +86,33 @@ def network_entry(report: Report) -> Entry:
     return entry
 
 
+BATCH2_SIZE = 8  # the batch-2 copy's other dimensions are cut to this where the layer allows it
+
+
 def batch2_entry(e: Entry) -> Entry:
-    """The same layer at batch 2 (its shape rule and parameter shapes asked again); raises ConfigError."""
+    """The same layer at batch 2, on a smaller input where that is the same layer: each dimension
+    after the batch is cut to BATCH2_SIZE when the layer still accepts the input and its parameter
+    shapes do not change (a conv's height and width, not its channels; a linear's leading
+    dimensions, not its features). A batch-dimension bug shows at any size. Raises ConfigError
+    when the layer refuses batch 2 itself."""
     layer = e.layer
-    x = (2, *e.input_shape[1:])
+    shape = [2, *e.input_shape[1:]]
+    params = layer.param_shapes(tuple(shape))
+    layer.output_shape(tuple(shape))
+    for d in range(1, len(shape)):
+        if shape[d] <= BATCH2_SIZE:
+            continue
+        trial = [*shape[:d], BATCH2_SIZE, *shape[d + 1:]]
+        try:
+            if layer.param_shapes(tuple(trial)) == params:
+                layer.output_shape(tuple(trial))
+                shape = trial
+        except ConfigError:
+            continue  # this dimension stays whole
+    x = tuple(shape)
     y = layer.output_shape(x)
-    params = sum(numel(s) for name, s in layer.param_shapes(x).items() if name not in layer.shared_params())
-    return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=params,
+    count = sum(numel(s) for name, s in params.items() if name not in layer.shared_params())
+    return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
                  tensors=numel(y), layer=layer)
 
 
