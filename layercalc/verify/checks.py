@@ -14,7 +14,7 @@ import math
 from typing import Any, Callable, Iterator
 
 from ..lazy import np
-from .differences import Direction, Move, derivative, nudge, scale_of
+from .differences import Direction, Move, derivative, dot, nudge, scale_of
 from .execution import Instance, backward, forward, output
 from .report import Check, Options
 
@@ -28,11 +28,19 @@ class Tensor:
     """One differentiable tensor of a check: its label, its array under test, its float64 twin
     (the same array in float64 runs) and the analytic gradient."""
 
-    __slots__ = ("label", "array", "numeric", "grad", "owner", "pname")
+    __slots__ = ("label", "array", "numeric", "grad", "owner", "pname", "_scale")
 
     def __init__(self, label: str, array: Any, numeric: Any, grad: Any, owner: Instance | None, pname: str) -> None:
         self.label, self.array, self.numeric, self.grad = label, array, numeric, grad
         self.owner, self.pname = owner, pname
+        self._scale: float | None = None
+
+    @property
+    def scale(self) -> float:
+        """The array's root mean square (computed once)."""
+        if self._scale is None:
+            self._scale = scale_of(self.array)
+        return self._scale
 
 
 class Probe:
@@ -102,7 +110,7 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     <∇L, u>: a small error in a tensor whose share would otherwise be tiny (a bias next to a large
     weight) still shows against the tolerance.
     """
-    dirs = [Direction(t.array.shape, scale_of(t.array), rng) for t in chosen]
+    dirs = [Direction(t.array.shape, t.scale, rng) for t in chosen]
     dots = [u.dot(t.grad) for t, u in zip(chosen, dirs)]
     top = max((sq for _, sq in dots), default=0.0)
     # equal shares down to 1% of the largest: a gradient that is zero up to rounding (a bias before
@@ -138,7 +146,7 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
     """Every element of one tensor: analytic against Richardson-extrapolated differences."""
     size = t.array.size
     numeric = np.empty(size)
-    scale = scale_of(t.array)
+    scale = t.scale
     h = opts.eps
     if t.owner is None and inst.is_leaf and inst.layer.kinks:
         h = min(h, KINK_MARGIN / (4 * scale))
@@ -303,14 +311,15 @@ def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options
     random direction of every sequence output, on the outputs its children really produced."""
     outs64 = [o.astype(np.float64) for o in outs]
     dy64 = dy.astype(np.float64)
-    dirs = [rng.standard_normal(o.shape) * scale_of(o) for o in outs64]
+    dirs = [Direction(o.shape, scale_of(o), rng).part(0, o.size).reshape(o.shape) for o in outs64]
     parts = inst.layer.split(dy, outs)
-    analytic = sum(float(np.vdot(p.astype(np.float64), v)) for p, v in zip(parts, dirs))
-    squares = math.sqrt(sum(float(np.dot(w.reshape(-1), w.reshape(-1))) for w in (p.astype(np.float64) * v for p, v in zip(parts, dirs))))
+    prods = [(p.astype(np.float64) * v).reshape(-1) for p, v in zip(parts, dirs)]
+    analytic = sum(float(w.sum()) for w in prods)
+    squares = math.sqrt(sum(dot(w, w) for w in prods))
     h = opts.eps
     plus = inst.layer.merge([o + h * v for o, v in zip(outs64, dirs)])
     minus = inst.layer.merge([o - h * v for o, v in zip(outs64, dirs)])
-    numeric = float(np.vdot(dy64, plus - minus)) / (2 * h)
+    numeric = dot(dy64.reshape(-1), (plus - minus).reshape(-1)) / (2 * h)
     eps = float(np.finfo(dy.dtype).eps) if dy.dtype.kind == "f" else 2.0**-52
     tol = opts.atol + opts.rtol * abs(numeric) + ROUNDING * eps * squares
     return check(inst, "split = merge's gradient", "direction", abs(numeric - analytic), tol,

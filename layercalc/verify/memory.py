@@ -11,10 +11,12 @@ import os
 from ..analysis import Entry
 from ..layers import numel
 
-# bytes per parameter held at a check's peak: the array, its gradient and a float64 copy for the
-# numeric side (float32 runs); per activation element: the forward caches (about three arrays of
-# the output's size: input, output, one intermediate), the upstream and input gradients
-BYTES_PER_PARAM = 8 * 3
+# bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
+# array, its gradient and the float64 twin the numeric side runs on); moves happen in place, and a
+# large tensor's direction is kept as bits. Per activation element: the forward caches (about
+# three arrays of the output's size: input, output, one intermediate), upstream and input gradients
+BYTES_PER_PARAM = 16
+DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at most this
 BYTES_PER_ACTIVATION = 8 * 5
 
 
@@ -40,8 +42,9 @@ def available_memory() -> int:
 
 
 def budget(given: int | None) -> int:
-    """The memory budget in bytes: the one given, else half of the memory available now."""
-    return given if given is not None else available_memory() // 2
+    """The memory budget in bytes: the one given, else half of the memory available now, at most
+    2 GiB (a verify run keeps to a modest share of a laptop; --max-memory raises it)."""
+    return given if given is not None else min(available_memory() // 2, DEFAULT_CAP)
 
 
 def gib(n: int) -> str:
