@@ -119,7 +119,7 @@ def _call(inst: Instance, method: str, *args: Any) -> Any:
         raise UserCodeError(inst, method, exc) from exc
 
 
-Tape = dict  # block -> [x, y, dy, dx] below the top, ("outs", block) -> its sequences' outputs
+Tape = dict  # block (and leaf given as a key beforehand) -> [x, y, dy, dx]; ("outs", block) -> its sequences' outputs
 
 
 def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | None = None) -> tuple[Any, Any]:
@@ -135,7 +135,7 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
         for child in seq:
             entry = [h, None, None, None]
             h, c = forward(child, h, watch, tape)
-            if tape is not None and not child.is_leaf:
+            if tape is not None and (not child.is_leaf or child in tape):  # leaves only when asked for
                 entry[1] = h
                 tape[child] = entry
             seq_caches.append(c)

@@ -134,7 +134,9 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     smallest = None
     batch1 = report.network.input_shape[0] == 1
     whole = network_entry(report)
-    network = None if opts.only else Task(whole, "", report.network.name, False, check_memory(whole))
+    # the network's check also keeps each checked layer's and block's dL/dy and dL/dx until its turn
+    need = check_memory(whole) + 16 * (numel(whole.input_shape) + whole.tensors)
+    network = None if opts.only else Task(whole, "", report.network.name, False, need)
     if network is not None and network.need > limit:
         smallest = network.need
         skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
@@ -149,7 +151,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
             seen[key].places.append((path, name))
             seen[key].extra_places += extra
             return
-        inside = network is not None and bool(entry.children)
+        inside = network is not None and not batch2  # checked from the network's forward and backward
         need = 0 if inside else check_memory(entry, 2.0 if batch2 else 1.0)
         task = Task(entry, path, name, batch2, need)
         task.extra_places = extra
@@ -176,7 +178,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                 continue
             add(twin, path, name, True, extra)
     if network is not None:
-        tasks.append(network)
+        tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
     if not tasks and smallest is not None:
         raise MemoryBudgetError(
             f"verify would need about {gib(smallest)} but the budget is {gib(limit)}; "
