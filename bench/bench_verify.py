@@ -5,7 +5,8 @@
   the input gradient alone (bench/gradcheck_resnet18.py), run in turn in the same session, with
   the ratio of each pair (target: <= 0.5);
 - `layercalc verify configs/vgg16.yaml` (targets: <= 20 s, < 2 GB peak).
-Run: python bench/bench_verify.py [--runs N] [--skip-vgg]
+- with --all-configs: every shipped config once (exit status, wall time, peak memory).
+Run: python bench/bench_verify.py [--runs N] [--skip-vgg] [--all-configs]
 """
 
 from __future__ import annotations
@@ -48,7 +49,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-vgg", action="store_true")
+    parser.add_argument("--all-configs", action="store_true")
     opts = parser.parse_args()
+    if opts.all_configs:
+        for config in sorted((ROOT / "configs").glob("*.yaml")):
+            for dtype in ("float64", "float32"):
+                start = time.perf_counter()
+                proc = subprocess.Popen([*command(), "verify", str(config), "--dtype", dtype, "--format", "json"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+                _, status, usage = os.wait4(proc.pid, 0)
+                summary = proc.stderr.read().decode().strip().splitlines()[-1:] if proc.stderr else []
+                print(f"{config.name} {dtype}: exit {os.waitstatus_to_exitcode(status)}, {time.perf_counter() - start:.1f} s, "
+                      f"peak {usage.ru_maxrss / 1024:.0f} MiB; {' '.join(summary)}", flush=True)
+        return
     ours = [*command(), "verify", str(ROOT / "configs" / "resnet18.yaml"), "--format", "json"]
     torch = [sys.executable, str(ROOT / "bench" / "gradcheck_resnet18.py")]
     run(ours), run(torch)  # warm-up: file caches, imports

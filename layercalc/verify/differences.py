@@ -23,7 +23,7 @@ from ..lazy import np
 
 CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
 GAUSS_MAX = 1 << 17  # tensors up to this size get a Gaussian direction; larger ones random signs
-DENSE_MAX = 1 << 21  # directions up to this size are kept as float64; larger ones as bits
+DENSE_MAX = 1 << 22  # directions up to this size are kept as float64; larger ones as bits
 SAVE_MAX = 1 << 22  # tensors up to this size are saved and restored exactly after a move
 ACCURACY = 0.1  # a confirmed disagreement: the numeric error estimate is below this fraction of the tolerance
 
@@ -115,7 +115,9 @@ def nudge(x: Any, kinks: tuple[float, ...], margin: float) -> Any:
 
 
 def sides(x: Any, kinks: tuple[float, ...]) -> Any:
-    """For each element, which interval between sorted kinks it lies in (int8)."""
+    """For each element, which interval between sorted kinks it lies in (int8; a bool for one kink)."""
+    if len(kinks) == 1:
+        return x > kinks[0]
     return np.searchsorted(np.asarray(sorted(kinks), dtype=np.float64), x, side="right").astype(np.int8)
 
 
