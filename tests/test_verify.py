@@ -176,3 +176,14 @@ def test_identical_layers_are_checked_once_and_reported_everywhere() -> None:
     assert twins and all(c.note.startswith("same as residual1.0.body.0") for c in twins)
     assert result.deduplicated == sum(c.note.startswith("same as ") for c in result.checks) > 0
     assert f"{len(result.checks) - result.deduplicated} checks run, {result.deduplicated} more reported" in result.summary()
+
+
+def test_impl_that_raises_inside_a_network_leaves_the_other_layers_checked(cli, write) -> None:
+    config = write("n.yaml", "input: [3, 8, 8]\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n  - relu\n"
+                             "  - flatten\n  - linear: {out_features: 3}\n    name: fc\n")
+    run = cli("verify", config, "--impl", str(IMPLS / "linear_raises.py"), "-f", "tsv")
+    assert run.status == 1
+    rows = list(csv.DictReader(io.StringIO(run.out), delimiter="\t"))
+    assert [(r["path"], r["method"]) for r in rows if r["passed"] != "True"] == [("fc", "raised")]
+    assert {"conv2d1", "relu1", "flatten1"} <= {r["path"] for r in rows if r["method"].startswith("direction")}
+    assert "skipped: (network) end to end: contains fc, whose implementation raised" in run.err

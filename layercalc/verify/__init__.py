@@ -68,14 +68,25 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 progress(task.label, i, len(tasks))
             rng = np.random.default_rng([opts.seed, i])
             inst = _instance(task, report, opts, rng)
+            done: set[str] = set()
             try:
                 if task.is_network:
                     for block, checks in check_network(inst, opts, rng, lambda b: b.path in task.inner):
                         _report(result, task.inner.get(block.path, task), checks)
+                        done.add(block.path)
                 else:
                     _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
             except UserCodeError as exc:
                 _raised(result, task, exc, raised, inst)
+                if task.is_network:  # the layers and blocks it was to check: each on its own
+                    by_path = {i.path: i for i in inst.walk()}
+                    for path, sub in task.inner.items():
+                        if path in done or path in raised:
+                            continue
+                        try:
+                            _report(result, sub, check_instance(by_path[path], opts, rng))
+                        except UserCodeError as inner:
+                            _raised(result, sub, inner, raised, by_path[path])
             del inst
     return result
 
@@ -93,11 +104,14 @@ def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], in
     """A user's implementation raised: one failed row where it raised; the checks around it are skipped."""
     suffix = " @ batch 2" if task.batch2 else ""
     where = exc.inst.path
+    what = "end to end" if task.is_network else "every check"
     if where in raised:  # already reported where it raised: the blocks around it cannot be checked
-        what = "end to end" if task.is_network else "every check"
+        reason = "its implementation raised (reported above)" if where == task.path else f"contains {where}, whose implementation raised"
+        result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix, reason))
+        return
+    if exc.inst is not inst:
         result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix,
                                       f"contains {where}, whose implementation raised"))
-        return
     raised.add(where)
     result.errors.append(exc)
     during = "" if exc.inst is inst else f" (while checking {task.label})"
