@@ -3,6 +3,11 @@
 Pure integer arithmetic on shapes; no arrays. Blocks get their numbers from their children.
 A `repeat: N` entry is analysed copy by copy only until its output shape equals its input shape
 (then every later copy is identical), so `repeat: 1000000000` costs nothing.
+
+Two things flow along with the shapes (see Flow): whether the value is still the network's
+integer token ids (only layers whose `input_ids()` is set may read them, and they nothing else),
+and the parameters of every layer seen so far, so that a tied parameter (`shared_params()`) is
+checked against its owner's and counted once, at the owner.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from .config import Network
 from .errors import ConfigError, ShapeError
-from .layers import Layer, Node, Shape, numel
+from .layers import Layer, Node, Shape, fmt_shape, numel
 
 MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after this many copies is refused
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
@@ -21,12 +26,12 @@ class Entry:
     """One analysed layer or block; a block's numbers are the sums over its children."""
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "children", "copies", "layer")
+                 "tensors", "children", "copies", "layer", "ids")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
         buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
-        copies: int = 0, layer: Layer | None = None,
+        copies: int = 0, layer: Layer | None = None, ids: int | None = None,
     ) -> None:
         self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
         self.name, self.type = name, type
@@ -36,36 +41,97 @@ class Entry:
         self.children = children if children is not None else []
         self.copies = copies  # repeat groups only: how many copies; the last child stands for the rest
         self.layer = layer  # the layer (None for a repeat group), for verify
+        self.ids = ids  # the input is integer token ids in [0, ids) (None: real values), for verify
 
 
-def _leaf(node: Node, seg: str, x: Shape) -> Entry:
+class Flow:
+    """What an analysis carries from layer to layer besides the shape."""
+
+    def __init__(self, tokens: bool = False) -> None:
+        self.tokens = tokens  # the value flowing in is still the network's integer token ids
+        self.owned: dict[str, tuple[str, dict[str, Shape]]] = {}  # name -> (label, own param shapes)
+
+    def check_tied(self, pname: str, owner: str, shape: Shape) -> None:
+        """A tied parameter must be an earlier layer's own parameter of the same name and shape."""
+        if owner not in self.owned:
+            raise ShapeError(f"{pname} tied to {owner!r}, but no earlier layer is named {owner!r}", value=owner)
+        label, shapes = self.owned[owner]
+        if pname not in shapes:
+            raise ShapeError(f"{pname} tied to {owner!r}, but {label} has no {pname} of its own", value=owner)
+        if shapes[pname] != shape:
+            raise ShapeError(
+                f"{pname} tied to {owner!r}, but {label}'s {pname} is {fmt_shape(shapes[pname])}"
+                f" and this {pname} is {fmt_shape(shape)}",
+                value=owner,
+            )
+
+
+def _first_leaf(nodes: list[Node]) -> Layer | None:
+    """The layer that runs first in a sequence of entries (None if there is none)."""
+    for node in nodes:
+        sequences = node.layer.sequences()
+        if not sequences:
+            return node.layer
+        for _, seq in sequences:
+            leaf = _first_leaf(seq)
+            if leaf is not None:
+                return leaf
+    return None
+
+
+def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     layer = node.layer
+    ids = layer.input_ids()
+    if ids is not None and not flow.tokens:
+        raise ShapeError(
+            f"reads integer token ids, so it must be the network's first layer; its input here is {fmt_shape(x)}"
+            " real values",
+            value=x,
+        )
+    if ids is None and flow.tokens:
+        raise ShapeError("takes real values, but its input here is the network's integer token ids", value=x)
     y = layer.output_shape(x)
+    shapes = layer.param_shapes(x)
+    shared = layer.shared_params()
+    for pname, owner in shared.items():
+        flow.check_tied(pname, owner, shapes[pname])
+    own = {k: v for k, v in shapes.items() if k not in shared}  # a tied tensor counts at its owner
+    flow.owned[node.name] = (node.label, own)
+    flow.tokens = False
     return Entry(
         seg=seg,
         name=node.name,
         type=layer.type_name,
         input_shape=x,
         output_shape=y,
-        params=sum(numel(s) for s in layer.param_shapes(x).values()),
+        params=sum(numel(s) for s in own.values()),
         buffers=sum(numel(s) for s in layer.buffer_shapes(x).values()),
         macs=layer.macs(x, y),
         tensors=numel(y),
         layer=layer,
+        ids=ids,
     )
 
 
-def _block(node: Node, seg: str, x: Shape) -> Entry:
+def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     layer = node.layer
     children: list[Entry] = []
     outs: list[Shape] = []
+    tokens, still_tokens, firsts = flow.tokens, [], []
     for prefix, seq in layer.sequences():
-        out, entries = analyse_sequence(seq, x, prefix)
+        flow.tokens = tokens  # every child sequence starts from the block's input
+        out, entries = analyse_sequence(seq, x, prefix, flow=flow)
         outs.append(out)
+        still_tokens.append(flow.tokens)
+        firsts += entries[:1]
         children.extend(entries)
+    flow.tokens = all(still_tokens)
     y = layer.combine(x, outs)
+    # ids drawn for the block's input must suit every child that reads them
+    bounds = [e.ids for e in firsts if e.ids is not None]
     entry = Entry(
-        seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children, layer=layer
+        seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children, layer=layer,
+        ids=min(bounds) if tokens and bounds else None,
     )
     _sum_children(entry, extra_tensor=numel(y) if layer.creates_tensor else 0)
     return entry
@@ -81,22 +147,23 @@ def _sum_children(entry: Entry, extra_tensor: int = 0, last_weight: int = 1) -> 
     entry.tensors = sum(w * c.tensors for w, c in zip(weights, kids)) + extra_tensor
 
 
-def analyse_node(node: Node, x: Shape, seg: str) -> Entry:
+def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> Entry:
     """Analyse one entry (with its repeat) for input shape x; errors get the entry's location."""
+    flow = flow if flow is not None else Flow()
     try:
         if node.repeat == 1:
-            return (_block if node.layer.sequences() else _leaf)(node, seg, x)
-        return _repeat(node, x, seg)
+            return (_block if node.layer.sequences() else _leaf)(node, seg, x, flow)
+        return _repeat(node, x, seg, flow)
     except ShapeError as exc:
         raise exc.at(line=node.loc.line, where=node.loc.where, layer=node.loc.layer) from None
 
 
-def _repeat(node: Node, x: Shape, seg: str) -> Entry:
+def _repeat(node: Node, x: Shape, seg: str, flow: Flow) -> Entry:
     one = Node(layer=node.layer, name=node.name, loc=node.loc, named=node.named)
     copies: list[Entry] = []
     shape = x
     while len(copies) < node.repeat:
-        copy = analyse_node(one, shape, str(len(copies)))
+        copy = analyse_node(one, shape, str(len(copies)), flow)
         copies.append(copy)
         if copy.output_shape == shape:  # a fixed point: every later copy is this one again
             break
@@ -111,19 +178,23 @@ def _repeat(node: Node, x: Shape, seg: str) -> Entry:
         output_shape=copies[-1].output_shape,
         children=copies,
         copies=node.repeat,
+        ids=copies[0].ids,
     )
     _sum_children(entry, last_weight=node.repeat - len(copies) + 1)
     return entry
 
 
-def analyse_sequence(nodes: list[Node], x: Shape, prefix: str = "", top: bool = False) -> tuple[Shape, list[Entry]]:
+def analyse_sequence(
+    nodes: list[Node], x: Shape, prefix: str = "", top: bool = False, flow: Flow | None = None
+) -> tuple[Shape, list[Entry]]:
     """Run shapes through a list of entries; return the output shape and their entries."""
+    flow = flow if flow is not None else Flow()
     entries = []
     for i, node in enumerate(nodes):
         # Top-level entries are addressed by name (given or default); nested ones by index
         # unless the user named them, as PyTorch addresses nn.Sequential children.
         own = node.name if top or node.named else str(i)
-        entry = analyse_node(node, x, f"{prefix}.{own}" if prefix else own)
+        entry = analyse_node(node, x, f"{prefix}.{own}" if prefix else own, flow)
         entries.append(entry)
         x = entry.output_shape
     return x, entries
@@ -210,7 +281,10 @@ class Report:
 def analyse(network: Network) -> Report:
     """Analyse a loaded network; raises ConfigError (with location) when a shape does not fit."""
     try:
-        _, entries = analyse_sequence(network.nodes, network.input_shape, top=True)
+        # a network whose first layer reads token ids takes integer ids as its input
+        first = _first_leaf(network.nodes)
+        flow = Flow(tokens=first is not None and first.input_ids() is not None)
+        _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=flow)
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
     return Report(network, entries)

@@ -29,7 +29,7 @@ logging.getLogger("fvcore").setLevel(logging.CRITICAL)
 def tool_total(tool: str, config: dict[str, Any]) -> int:
     """What the tool itself reports for a fresh torch model of the config (MACs; torch: FLOPs / 2)."""
     model, shape = torch_models.build(config)
-    x = torch.zeros(shape)
+    x = torch_models.example(model, shape)
     quiet = contextlib.redirect_stdout(io.StringIO())
     with torch.no_grad(), warnings.catch_warnings(), quiet:
         warnings.simplefilter("ignore")

@@ -139,9 +139,21 @@ def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: 
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
 
 
+def family_cases() -> list:
+    """CASES here and in every family's test file (a tests/test_*.py defining LAYER_CASES)."""
+    import importlib
+    from pathlib import Path
+
+    cases = list(CASES)
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        if "\nLAYER_CASES = " in path.read_text():
+            cases += importlib.import_module(path.stem).LAYER_CASES
+    return cases
+
+
 def test_every_layer_type_has_a_case() -> None:
     covered = set()
-    for entry, *_ in CASES:
+    for entry, *_ in family_cases():
         covered.add(entry if isinstance(entry, str) else next(iter(entry)))
     assert covered == set(REGISTRY)
 

@@ -163,6 +163,75 @@ def random_config(draw: Any) -> dict[str, Any]:
     return {"input": shape, "batch": draw(st.integers(1, 3)), "layers": layers}
 
 
+@st.composite
+def sequence_layer(draw: Any, state: dict[str, Any], depth: int = 0) -> Any:
+    """One entry for (N, T, E) sequences; state tracks [T, E] (which a transpose swaps)."""
+    t, e = state["shape"]
+    kind = draw(st.sampled_from(["pos", "cls", "rms", "layernorm", "linear", "glu", "act", "swap", "reshape", "block"]))
+    if kind == "pos":  # sometimes too short a table: both sides must refuse it
+        return {"posembedding": {"num_positions": draw(st.one_of(st.none(), st.integers(max(1, t - 1), t + 2)))}}
+    if kind == "cls":
+        state["shape"] = [t + 1, e]
+        return "clstoken"
+    if kind == "rms":
+        return {"rmsnorm": {"elementwise_affine": draw(st.booleans()), "eps": draw(st.sampled_from([None, 1e-6]))}}
+    if kind == "layernorm":
+        return "layernorm"
+    if kind == "linear":
+        state["shape"] = [t, draw(st.integers(1, 8))]
+        return {"linear": {"out_features": state["shape"][1], "bias": draw(st.booleans())}}
+    if kind == "glu":  # SwiGLU's gate and up projections
+        h = draw(st.integers(1, 8))
+        state["shape"] = [t, h]
+        gate = [{"linear": {"out_features": h, "bias": False}}, draw(st.sampled_from(["silu", "sigmoid", "gelu"]))]
+        return {"multiply": {"branches": [gate, [{"linear": {"out_features": h, "bias": False}}]]}}
+    if kind == "act":
+        return draw(st.sampled_from(ACTIVATIONS))
+    if kind == "swap":
+        state["shape"] = [e, t]
+        return draw(st.sampled_from([{"transpose": {"dim0": 1, "dim1": 2}}, {"transpose": {"dim0": -1, "dim1": -2}},
+                                     {"permute": {"dims": [0, 2, 1]}}, {"permute": {"dims": [0, -1, 1]}}]))
+    if kind == "reshape":
+        return draw(st.sampled_from([{"reshape": {"shape": [-1, e]}}, {"reshape": {"shape": [t, e]}}]))
+    if depth >= 1:
+        return "identity"
+    inner = {"shape": [t, e]}
+    body = [draw(sequence_layer(inner, depth + 1)), {"linear": {"out_features": e}}]
+    if inner["shape"][0] != t:  # keep the residual's shapes equal
+        body = [{"rmsnorm": None}, {"linear": {"out_features": e}}]
+    return {"residual": {"body": body}}
+
+
+@st.composite
+def sequence_config(draw: Any) -> dict[str, Any]:
+    """Token ids -> embedding -> sequence layers -> a pooled or per-token output (maybe a tied head)."""
+    t, v, e = draw(st.integers(1, 8)), draw(st.integers(2, 20)), draw(st.integers(1, 8))
+    embedding: dict[str, Any] = {"num_embeddings": v, "embedding_dim": e}
+    if draw(st.booleans()):
+        embedding["padding_idx"] = draw(st.integers(-v, v - 1))
+    state = {"shape": [t, e]}
+    layers: list[Any] = [{"embedding": embedding, "name": "wte"}]
+    layers += draw(st.lists(sequence_layer(state), min_size=0, max_size=5))
+    t, e2 = state["shape"]
+    end = draw(st.sampled_from(["mean", "select", "flatten", "none"]))
+    if end == "mean":
+        layers.append({"mean": {"dim": draw(st.sampled_from([1, -2])), "keepdim": draw(st.booleans())}})
+    elif end == "select":
+        layers.append({"select": {"dim": 1, "index": draw(st.integers(-t, t - 1))}})
+    elif end == "flatten":
+        layers.append("flatten")
+        e2 = t * e2
+    if e2 == e and end != "flatten" and draw(st.booleans()):
+        layers.append({"linear": {"out_features": v, "tied_to": "wte", "bias": draw(st.booleans())}})
+    return {"input": [t], "batch": draw(st.integers(1, 3)), "layers": layers}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(sequence_config())
+def test_random_sequence_models_match_pytorch(config: dict[str, Any]) -> None:
+    compare(config)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(random_config())
 def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Composite blocks: residual (add), concat (join channels) and sequential (a named group).
+"""Composite blocks: residual (add), concat (join channels), multiply (elementwise product, for
+gated MLPs) and sequential (a named group).
 
 A block's shape, parameters and cost all come from its children; it adds only its merge rule.
 """
@@ -9,7 +10,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from ..lazy import np
-from .peers import ADD, CONCAT, row
+from .peers import ADD, CONCAT, PRODUCT, row
 from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
 
 
@@ -78,6 +79,50 @@ class Concat(Layer):
     def split(self, dy: Any, outs: list[Any]) -> list[Any]:
         edges = np.cumsum([o.shape[1] for o in outs])[:-1]
         return np.split(dy, edges, axis=1)
+
+
+@register
+class Multiply(Layer):
+    type_name = "multiply"
+    summary = "elementwise product of the branch outputs (gated MLPs: SwiGLU, GLU); shapes must match"
+    args = (Arg("branches", LayerList(depth=2)),)
+
+    branches: list[list[Node]]
+
+    def sequences(self) -> list[tuple[str, list[Node]]]:
+        return [(f"branches.{i}", branch) for i, branch in enumerate(self.branches)]
+
+    def combine(self, x: Shape, outs: list[Shape]) -> Shape:
+        if len(outs) < 2:
+            raise ShapeError("multiply needs at least two branches to multiply", value=len(outs))
+        for i, out in enumerate(outs):
+            if out != outs[0]:
+                raise ShapeError(
+                    f"branch {i} gives {fmt_shape(out)} but branch 0 gives {fmt_shape(outs[0])};"
+                    " multiply needs equal shapes",
+                    value=(outs[0], out),
+                )
+        return outs[0]
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        return [row(PRODUCT)]  # `a * b`: no tool counts the product
+
+    def merge(self, outs: list[Any]) -> Any:
+        y = outs[0]
+        for out in outs[1:]:
+            y = y * out
+        return y
+
+    def split(self, dy: Any, outs: list[Any]) -> list[Any]:
+        # product rule: each factor's gradient is dy times every other factor
+        grads = []
+        for i in range(len(outs)):
+            g = dy
+            for j, out in enumerate(outs):
+                if j != i:
+                    g = g * out
+            grads.append(g)
+        return grads
 
 
 @register

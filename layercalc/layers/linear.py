@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .peers import BIAS, CONV, row
-from .base import Arg, Bool, Int, Layer, Opt, Shape, numel, register
+from .base import Arg, Bool, Int, Layer, Opt, Shape, _bad, numel, register
+
+
+def layer_name(v: Any) -> str:
+    """A layer's name: a non-empty string without dots."""
+    if not isinstance(v, str) or not v or "." in v:
+        raise _bad("expected a layer name", v)
+    return v
 
 
 @register
@@ -16,11 +23,17 @@ class Linear(Layer):
         Arg("out_features", Int()),
         Arg("bias", Bool(), True),
         Arg("in_features", Opt(Int()), None, "inferred from the input"),
+        Arg("tied_to", Opt(layer_name), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
 
     out_features: int
     bias: bool
     in_features: int | None
+    tied_to: str | None
+
+    def shared_params(self) -> dict[str, str]:
+        # a language model's output head reuses the token embedding's table as its weight
+        return {"weight": self.tied_to} if self.tied_to else {}
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")

@@ -1,4 +1,4 @@
-"""Normalisation: batchnorm1d/2d, layernorm (over the last dimension) and groupnorm."""
+"""Normalisation: batchnorm1d/2d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
 
 from __future__ import annotations
 
@@ -207,3 +207,47 @@ class GroupNorm(_ChannelAffine):
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         # each sample's channels split into num_groups groups, normalised per (sample, group)
         return (2,), x.reshape(x.shape[0], self.num_groups, -1)
+
+
+@register
+class RMSNorm(Layer):
+    type_name = "rmsnorm"
+    summary = "x / sqrt(mean(x²) + eps) over the last dimension, times a learned scale"
+    args = (
+        Arg("eps", Opt(Float(low=0.0)), None, "null = the dtype's machine epsilon, as PyTorch"),
+        Arg("elementwise_affine", Bool(), True),
+        Arg("normalized_shape", Opt(Int()), None, "inferred: the last dimension"),
+    )
+
+    eps: float | None
+    elementwise_affine: bool
+    normalized_shape: int | None
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")
+        self.expect_size("normalized_shape", self.normalized_shape, x[-1])
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"weight": (x[-1],)} if self.elementwise_affine else {}
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        # only torchinfo counts it (output.shape[0] x its parameters); fvcore has no handle for
+        # aten::rms_norm, thop and ptflops no rule for nn.RMSNorm, FlopCounterMode counts no norm
+        return [row(NORM, torchinfo=x[0] * x[-1])] if self.elementwise_affine else []
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        eps = float(np.finfo(x.dtype).eps) if self.eps is None else self.eps
+        inv_rms = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+        xhat = x * inv_rms
+        return (xhat * params["weight"] if "weight" in params else xhat), (xhat, inv_rms)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_rms = cache
+        grads: dict[str, Any] = {}
+        dxhat = dy
+        if "weight" in params:
+            grads["weight"] = (dy * xhat).sum(axis=tuple(range(dy.ndim - 1)))
+            dxhat = dy * params["weight"]
+        # the rms depends on every x of the row: d(x/rms)/dx = (I - xhat xhatᵀ / E) / rms
+        return inv_rms * (dxhat - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)), grads

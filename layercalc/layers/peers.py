@@ -24,7 +24,8 @@ CONVENTION_TOOLS = {
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT)
+EMBED, PRODUCT = "embeddings", "elementwise products"
+CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]

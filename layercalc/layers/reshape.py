@@ -1,12 +1,15 @@
-"""Layers that only move or drop values: dropout (identity at inference) and flatten."""
+"""Layers that only move, drop or average values: dropout (identity at inference), flatten,
+transpose, permute, reshape, select and mean. Dims count the batch, as in PyTorch; none of these
+may move or remove the batch dimension. None of them multiplies anything: their MACs are 0."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ShapeError
+from ..errors import SchemaError, ShapeError
+from ..lazy import np
 from .activation import Identity
-from .base import Arg, Bool, Float, Int, Layer, Shape, numel, register
+from .base import Arg, Bool, Float, Int, Layer, Shape, _bad, _is_int, fmt_shape, numel, register
 
 
 class _Dropout(Identity):
@@ -49,3 +52,180 @@ class Flatten(Layer):
 
     def backward(self, dy: Any, params: dict[str, Any], x_shape: Any) -> tuple[Any, dict[str, Any]]:
         return dy.reshape(x_shape), {}
+
+
+class IntList:
+    """A list of 1..64 integers, each >= low or one of the extra values (or a single such int)."""
+
+    def __init__(self, low: int, extra: tuple[int, ...] = (), what: str = "") -> None:
+        self.low, self.extra, self.what = low, extra, what
+
+    def __call__(self, v: Any) -> tuple[int, ...]:
+        items = v if isinstance(v, list) else [v]
+        if not 1 <= len(items) <= 64 or not all(_is_int(e) and (e >= self.low or e in self.extra) for e in items):
+            raise _bad(f"expected {self.what}", v)
+        return tuple(int(e) for e in items)
+
+
+DIM = Int(low=-64)  # a PyTorch dim index; the shape it applies to decides whether it is in range
+
+
+def _not_batch(layer: Layer, x: Shape, dim: int, arg: str) -> int:
+    """Normalise a dim for x; the batch dim (0) is refused: every shape here keeps it first."""
+    d = layer.expect_dim(x, dim, arg)
+    if d == 0:
+        raise ShapeError(f"{arg} {dim} is the batch dimension of {fmt_shape(x)}; it must stay first", value=dim)
+    return d
+
+
+@register
+class Transpose(Layer):
+    type_name = "transpose"
+    summary = "swaps two dims (not the batch): x.transpose(dim0, dim1)"
+    args = (Arg("dim0", DIM), Arg("dim1", DIM))
+
+    dim0: int
+    dim1: int
+
+    def axes(self, x: Shape) -> tuple[int, int]:
+        """The two dims, normalised for shape x."""
+        return _not_batch(self, x, self.dim0, "dim0"), _not_batch(self, x, self.dim1, "dim1")
+
+    def output_shape(self, x: Shape) -> Shape:
+        a, b = self.axes(x)
+        y = list(x)
+        y[a], y[b] = x[b], x[a]
+        return tuple(y)
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        a, b = self.axes(x.shape)
+        return np.swapaxes(x, a, b), (a, b)
+
+    def backward(self, dy: Any, params: dict[str, Any], axes: Any) -> tuple[Any, dict[str, Any]]:
+        return np.swapaxes(dy, *axes), {}  # a swap is its own inverse
+
+
+@register
+class Permute(Layer):
+    type_name = "permute"
+    summary = "reorders every dim: x.permute(dims); the batch stays first"
+    args = (Arg("dims", IntList(low=-64, what="a list of dims like [0, 2, 1]")),)
+
+    dims: tuple[int, ...]
+
+    def order(self, x: Shape) -> tuple[int, ...]:
+        """The permutation, normalised for shape x; ShapeError unless it permutes every dim."""
+        if len(self.dims) != len(x):
+            raise ShapeError(
+                f"dims {list(self.dims)} name {len(self.dims)} dims but the input {fmt_shape(x)} has {len(x)}",
+                value=self.dims,
+            )
+        order = tuple(self.expect_dim(x, d, "dim") for d in self.dims)
+        if sorted(order) != list(range(len(x))):
+            raise ShapeError(f"dims {list(self.dims)} is not a permutation of the {len(x)} dims", value=self.dims)
+        if order[0] != 0:
+            raise ShapeError(f"dims {list(self.dims)} moves the batch dimension; it must stay first", value=self.dims)
+        return order
+
+    def output_shape(self, x: Shape) -> Shape:
+        return tuple(x[d] for d in self.order(x))
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        order = self.order(x.shape)
+        return np.transpose(x, order), order
+
+    def backward(self, dy: Any, params: dict[str, Any], order: Any) -> tuple[Any, dict[str, Any]]:
+        return np.transpose(dy, np.argsort(order)), {}  # the inverse permutation
+
+
+@register
+class Reshape(Layer):
+    type_name = "reshape"
+    summary = "one sample's new shape (batch excluded); one entry may be -1"
+    args = (Arg("shape", IntList(low=1, extra=(-1,), what="a list of sizes >= 1, one of them may be -1")),)
+
+    shape: tuple[int, ...]
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.shape.count(-1) > 1:
+            raise SchemaError(f"shape: only one entry may be -1, got {list(self.shape)}", value=list(self.shape))
+
+    def output_shape(self, x: Shape) -> Shape:
+        size, known = numel(x[1:]), numel(tuple(d for d in self.shape if d != -1))
+        if -1 in self.shape:
+            if size % known:
+                raise ShapeError(
+                    f"shape {list(self.shape)} cannot hold the {size} values of a sample of {fmt_shape(x)}",
+                    value=list(self.shape),
+                )
+            return (x[0], *(size // known if d == -1 else d for d in self.shape))
+        if known != size:
+            raise ShapeError(
+                f"shape {list(self.shape)} holds {known} values but a sample of {fmt_shape(x)} has {size}",
+                value=list(self.shape),
+            )
+        return (x[0], *self.shape)
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        return x.reshape(x.shape[0], *self.shape), x.shape
+
+    def backward(self, dy: Any, params: dict[str, Any], x_shape: Any) -> tuple[Any, dict[str, Any]]:
+        return dy.reshape(x_shape), {}
+
+
+@register
+class Select(Layer):
+    type_name = "select"
+    summary = "x.select(dim, index): one position of a dim, which disappears (not the batch)"
+    args = (Arg("dim", DIM), Arg("index", Int(low=-(2**62)), doc="negative counts back, as PyTorch"))
+
+    dim: int
+    index: int
+
+    def where(self, x: Shape) -> tuple[int, int]:
+        """(dim, index) normalised for shape x."""
+        d = _not_batch(self, x, self.dim, "dim")
+        if not -x[d] <= self.index < x[d]:
+            raise ShapeError(f"index {self.index} is out of range for dim {self.dim} of size {x[d]}", value=self.index)
+        return d, self.index % x[d]
+
+    def output_shape(self, x: Shape) -> Shape:
+        d, _ = self.where(x)
+        return x[:d] + x[d + 1 :]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        d, i = self.where(x.shape)
+        return np.take(x, i, axis=d), (x.shape, d, i)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        shape, d, i = cache
+        dx = np.zeros(shape, dtype=dy.dtype)  # the other positions did not reach the output
+        index: list[Any] = [slice(None)] * len(shape)
+        index[d] = i
+        dx[tuple(index)] = dy
+        return dx, {}
+
+
+@register
+class Mean(Layer):
+    type_name = "mean"
+    summary = "x.mean(dim, keepdim): the average over one dim (not the batch), e.g. token pooling"
+    args = (Arg("dim", DIM), Arg("keepdim", Bool(), False))
+
+    dim: int
+    keepdim: bool
+
+    def output_shape(self, x: Shape) -> Shape:
+        d = _not_batch(self, x, self.dim, "dim")
+        return x[:d] + ((1,) if self.keepdim else ()) + x[d + 1 :]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        d = self.dim % x.ndim
+        return x.mean(axis=d, keepdims=self.keepdim), (x.shape, d)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        shape, d = cache
+        # every value of the averaged dim gets an equal share of the gradient
+        share = dy if self.keepdim else np.expand_dims(dy, d)
+        return np.broadcast_to(share / shape[d], shape).copy(), {}

@@ -83,6 +83,7 @@ def network_entry(report: Report) -> Entry:
     entry = Entry(seg="", name=report.network.name, type="network", input_shape=report.network.input_shape,
                   output_shape=report.output_shape, params=total["params"], children=list(report.entries))
     entry.tensors = sum(e.tensors for e in report.entries)
+    entry.ids = report.entries[0].ids if report.entries else None
     return entry
 
 
@@ -113,7 +114,7 @@ def batch2_entry(e: Entry) -> Entry:
     y = layer.output_shape(x)
     count = sum(numel(s) for name, s in params.items() if name not in layer.shared_params())
     return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
-                 tensors=numel(y), layer=layer)
+                 tensors=numel(y), layer=layer, ids=e.ids)
 
 
 def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:

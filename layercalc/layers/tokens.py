@@ -1,0 +1,135 @@
+"""Token layers: embedding (ids -> vectors), posembedding (a learned position table added) and
+clstoken (a learned token prepended), as language models and vision transformers begin.
+
+Sequences flow batch first, (N, T, E). None of these multiplies anything: their MACs are 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SchemaError, ShapeError
+from ..lazy import np
+from .base import Arg, Int, Layer, Opt, Shape, fmt_shape, register
+from .peers import EMBED, row
+
+
+@register
+class Embedding(Layer):
+    type_name = "embedding"
+    summary = "a lookup table: integer token ids (N, *) -> vectors (N, *, embedding_dim)"
+    args = (
+        Arg("num_embeddings", Int()),
+        Arg("embedding_dim", Int()),
+        Arg("padding_idx", Opt(Int(low=-(2**62))), None, "this id's row gets no gradient; negative counts back"),
+    )
+
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        pad, v = self.padding_idx, self.num_embeddings
+        if pad is not None and not -v <= pad < v:
+            raise SchemaError(f"padding_idx: {pad} is outside [-{v}, {v - 1}] (num_embeddings {v})", value=pad)
+        # a negative index counts back from the end, as nn.Embedding stores it
+        self.pad_row: int | None = None if pad is None else pad % v
+
+    def input_ids(self) -> int | None:
+        return self.num_embeddings
+
+    def output_shape(self, x: Shape) -> Shape:
+        return (*x, self.embedding_dim)
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"weight": (self.num_embeddings, self.embedding_dim)}
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        # torchinfo charges every module with a `weight` output.shape[0] x its parameter count;
+        # the other tools see a lookup (aten::embedding), not arithmetic
+        return [row(EMBED, torchinfo=x[0] * self.num_embeddings * self.embedding_dim)]
+
+    def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
+        weight = rng.standard_normal((self.num_embeddings, self.embedding_dim))
+        if self.pad_row is not None:
+            weight[self.pad_row] = 0.0  # nn.Embedding zeroes the padding row at construction
+        return {"weight": weight}
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        ids = np.asarray(x).astype(np.int64)
+        y = params["weight"][ids]
+        if self.pad_row is not None:
+            # the padding row is zero at construction and never trained: its lookups are a constant
+            # zero vector, not a function of the table (so its gradient is zero, as PyTorch defines it)
+            y[ids == self.pad_row] = 0.0
+        return y, ids
+
+    def backward(self, dy: Any, params: dict[str, Any], ids: Any) -> tuple[Any, dict[str, Any]]:
+        # each output row came from one table row: scatter-add dy back (an id used twice gets
+        # both rows' gradients); ids are integers, so there is no input gradient
+        dw = np.zeros_like(params["weight"])
+        np.add.at(dw, ids.reshape(-1), dy.reshape(-1, dy.shape[-1]))
+        if self.pad_row is not None:
+            dw[self.pad_row] = 0.0  # the padding row is never trained
+        return None, {"weight": dw}
+
+
+class _Sequence(Layer):
+    """A layer on batch-first sequences (N, T, E)."""
+
+    def check_sequence(self, x: Shape) -> None:
+        """Raise ShapeError unless x is (N, T, E)."""
+        self.expect_rank(x, 3, layout="(N, T, E)")
+
+
+@register
+class PosEmbedding(_Sequence):
+    type_name = "posembedding"
+    summary = "adds a learned table's first T rows to (N, T, E)"
+    args = (Arg("num_positions", Opt(Int()), None, "null = the sequence length T"),)
+
+    num_positions: int | None
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.check_sequence(x)
+        if self.num_positions is not None and x[1] > self.num_positions:
+            raise ShapeError(
+                f"sequence length {x[1]} exceeds num_positions {self.num_positions} (input {fmt_shape(x)})",
+                value=x[1],
+            )
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"pos_embedding": (self.num_positions or x[1], x[2])}
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        return x + params["pos_embedding"][: x.shape[1]], params["pos_embedding"].shape[0]
+
+    def backward(self, dy: Any, params: dict[str, Any], rows: Any) -> tuple[Any, dict[str, Any]]:
+        # the table's first T rows are added to every sample; rows past T get no gradient
+        dtable = np.zeros((rows, dy.shape[2]), dtype=dy.dtype)
+        dtable[: dy.shape[1]] = dy.sum(axis=0)
+        return dy, {"pos_embedding": dtable}
+
+
+@register
+class ClsToken(_Sequence):
+    type_name = "clstoken"
+    summary = "prepends one learned token: (N, T, E) -> (N, T+1, E)"
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.check_sequence(x)
+        return (x[0], x[1] + 1, x[2])
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"class_token": (1, 1, x[2])}
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        token = np.broadcast_to(params["class_token"], (x.shape[0], 1, x.shape[2]))
+        return np.concatenate([token, x], axis=1), None
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        # position 0 is the shared token (its gradient sums over the batch); the rest is x
+        return dy[:, 1:], {"class_token": dy[:, :1].sum(axis=0, keepdims=True)}
+
