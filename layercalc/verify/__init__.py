@@ -71,7 +71,8 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
             done: set[str] = set()
             try:
                 if task.is_network:
-                    for block, checks in check_network(inst, opts, rng, lambda b: b.path in task.inner):
+                    copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+                    for block, checks in check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None):
                         _report(result, task.inner.get(block.path, task), checks)
                         done.add(block.path)
                 else:

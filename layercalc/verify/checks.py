@@ -181,7 +181,7 @@ class _Unit(Direction):
         arr.reshape(-1)[idx] += c * self.dense[idx]
 
 
-def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str) -> list[Check]:
+def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None) -> list[Check]:
     """Input and parameter gradients against numeric derivatives.
 
     A layer or block gets `directions` random directions, each through its input and every
@@ -204,7 +204,7 @@ def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffi
     what = "dL/d(" + ", ".join(t.label for t in tensors) + ")" if len(tensors) > 1 else f"dL/d{tensors[0].label}"
     if not inst.is_leaf and len(tensors) > 1:
         what = "dL/d(x, params)" if tensors[0].owner is None else "dL/d(params)"
-    n = max(1, opts.directions if inst.is_leaf else 1)
+    n = max(1, (directions or opts.directions) if inst.is_leaf else 1)
     for k in range(n):
         checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst), suffix, k, n))
     if all(c.passed for c in checks) or len(tensors) == 1 or not inst.is_leaf:
@@ -293,13 +293,13 @@ def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") ->
     return _checks(probe, opts, rng, suffix)
 
 
-def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "") -> list[Check]:
+def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions: int | None = None) -> list[Check]:
     inst = probe.inst
     checks = structure_checks(inst, probe.y, suffix)
     if not checks[0].passed:
         return checks  # numbers on a wrong shape would only repeat the failure
     probe.y = None
-    checks += gradient_checks(probe, inst, opts, rng, suffix)
+    checks += gradient_checks(probe, inst, opts, rng, suffix, directions)
     if inst.is_leaf:
         for what, err, tol in inst.layer.identities(probe.x, inst.params, rng):
             checks.append(check(inst, what + suffix, "identity", err, tol))
@@ -328,7 +328,8 @@ def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options
                  f"on its {len(outs)} sequence outputs, central difference, step {h:.0e}")
 
 
-def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Instance], bool]) -> Iterator[tuple[Instance, list[Check]]]:
+def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Instance], bool],
+                  leaf_directions: int | None = None) -> Iterator[tuple[Instance, list[Check]]]:
     """The network end to end, and the blocks inside it that blocks(inst) selects, from one pass.
 
     One forward and backward of the network gives every block its input x_b, its sequences'
@@ -355,7 +356,7 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
         b_real = getattr(inst.entry, "ids", None) is None and not any(
             leaf.layer.input_ids() is not None for leaf in inst.entry_leaves())
         if inst.is_leaf:
-            yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng)
+            yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng, leaf_directions)
             continue
         outs = tape.pop(("outs", inst))
         if whole:
@@ -369,13 +370,14 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     yield root, network
 
 
-def _leaf_in_network(probe: Probe, opts: Options, rng: Any) -> list[Check]:
+def _leaf_in_network(probe: Probe, opts: Options, rng: Any, directions: int | None) -> list[Check]:
     """A layer checked at the input and upstream gradient the network gave it (its analytic
-    gradients come from the network's backward: no pass of its own). Those inputs may sit on a
+    gradients come from the network's backward: no pass of its own), along `directions` random
+    directions (one when a batch-2 copy adds opts.directions more, on a fresh input). Those inputs may sit on a
     tie or a kink nobody declared (a max pool over a ReLU's zeros), where a numeric derivative
     means nothing: a numeric failure there is checked again on a fresh random input, away from
     the layer's kinks, and that check decides."""
-    rows = _checks(probe, opts, rng)
+    rows = _checks(probe, opts, rng, directions=directions)
     if all(c.passed for c in rows if c.method.startswith(("direction", "elementwise"))):
         return rows
     first = next(c for c in rows if not c.passed and c.method.startswith(("direction", "elementwise")))

@@ -19,7 +19,8 @@ class Options:
     only: tuple[str, ...] = ()  # layer names or paths to check (their subtrees too)
     max_memory: int | None = None  # bytes; None = half of the memory available now
     impl: Any = None  # a user's layer class, checked in place of its type's reference
-    directions: int = 2  # random directions per layer (each through the input and every parameter)
+    directions: int = 2  # random directions per layer check on its own input (each through the input and
+    # every parameter); a layer checked at the network's input gets one, its batch-2 copy these
     batch2: bool = True  # also check every layer at batch 2 when the input's batch is 1
     dedup: bool = True  # check identical layers and blocks (type, arguments, input shape) once
 
