@@ -185,3 +185,16 @@ def test_every_shipped_layer_type_passes_at_kinks_over_ten_seeds() -> None:
         for dtype in ("float64", "float32"):
             result = verify(analyse(text), Options(seed=seed, dtype=dtype))
             assert result.passed, (seed, dtype, [c for c in result.checks if not c.passed])
+
+
+@pytest.mark.parametrize("type_name, which, factor", [
+    ("linear", "x", -1.0), ("linear", "x", 0.0), ("linear", "x", 2.0), ("conv2d", "weight", 2.0),
+])
+def test_float32_lenet5_catches_what_it_used_to_pass(type_name: str, which: str, factor: float) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "configs" / "lenet5.yaml").read_text()
+    result = verify(analyse(text), Options(impl=scaled(type_name, which, factor), dtype="float32"))
+    failed = [c for c in result.checks if not c.passed and c.method.startswith(NUMERIC)]
+    assert failed and {c.type for c in failed if c.path != "(network)"} == {type_name}
+    assert any(c.path == "(network)" for c in failed)  # the end-to-end check too
