@@ -140,9 +140,10 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     network = None if opts.only else Task(whole, "", report.network.name, False, need)
     if network is not None and network.need > limit:
         smallest = network.need
+        hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
+                else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
         skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
-                               f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; "
-                               "--batch 1 or a smaller --input shrink it, --max-memory raises the budget"))
+                               f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; {hint}"))
         network = None
 
     def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
