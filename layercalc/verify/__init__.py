@@ -25,6 +25,7 @@ from ..analysis import Report
 from ..lazy import np
 from .checks import check_instance, check_network
 from .execution import Chain, Instance, UserCodeError, backward, build, forward
+from .memory import release_memory
 from .planning import Task, network_entry, plan_tasks
 from .report import Check, Options, Result, Skipped, for_dtype
 
@@ -62,12 +63,17 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     tasks, skipped = plan_tasks(report, opts)
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
+    kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
     with np.errstate(over="ignore", under="ignore"):
         for i, task in enumerate(tasks):
             if progress:
                 progress(task.label, i, len(tasks))
             rng = np.random.default_rng([opts.seed, i])
-            inst = _instance(task, report, opts, rng)
+            if task.batch2 and kept is not None and kept.path == task.path:
+                inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
+            else:
+                inst = _instance(task, report, opts, rng)
+            kept = None
             done: set[str] = set()
             try:
                 if task.is_network:
@@ -88,8 +94,18 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                             _report(result, sub, check_instance(by_path[path], opts, rng))
                         except UserCodeError as inner:
                             _raised(result, sub, inner, raised, by_path[path])
+            if not task.is_network and not task.batch2 and inst.is_leaf:
+                kept = inst
             del inst
+            release_memory()  # freed arrays back to the system: a check's peak is its own
     return result
+
+
+def _twin(inst: Instance, task: Task) -> Instance:
+    """A layer's batch-2 copy sharing its parameter arrays (same shapes: the planner kept them)."""
+    twin = Instance(task.entry, task.path, task.name, inst.layer)
+    twin.params, twin.reference = inst.params, inst.reference
+    return twin
 
 
 def _report(result: Result, task: Task, checks: list[Check]) -> None:

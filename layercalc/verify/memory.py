@@ -6,6 +6,7 @@ largest single check, not their sum: the whole-network check or the largest laye
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from ..analysis import Entry
@@ -50,3 +51,12 @@ def budget(given: int | None) -> int:
 def gib(n: int) -> str:
     """Bytes as '1.5 GiB' or '300 MiB'."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim): arrays under the allocator's
+    mmap threshold otherwise stay in the process after a check, and add to the next one's peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
