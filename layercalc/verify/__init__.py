@@ -76,7 +76,7 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
             kept = None
             done: set[str] = set()
             try:
-                if task.is_network:
+                if task.is_network or task.inner:
                     copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
                     for block, checks in check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None):
                         _report(result, task.inner.get(block.path, task), checks)
@@ -85,7 +85,7 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                     _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
             except UserCodeError as exc:
                 _raised(result, task, exc, raised, inst)
-                if task.is_network:  # the layers and blocks it was to check: each on its own
+                if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
                     by_path = {i.path: i for i in inst.walk()}
                     for path, sub in task.inner.items():
                         if path in done or path in raised:

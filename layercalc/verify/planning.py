@@ -121,12 +121,36 @@ def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:
     return not only or any(name == o or path == o or path.startswith(o + ".") for o in only)
 
 
-def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
-    """The checks to run, in order (layers, blocks, then the network), and those skipped, with why.
+def pass_need(entry: Entry) -> int:
+    """Bytes of a check run as one pass over a subtree (the network, or a block): the subtree's
+    own need, plus each checked layer's and block's dL/dy and dL/dx kept until its turn."""
+    return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors)
 
-    When the whole-network check fits the budget, the blocks are checked inside it (from its one
-    forward and backward); otherwise each block that fits is checked on its own.
-    """
+
+def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -> None:
+    """The largest blocks that fit the budget, by path (checked each as one pass, like the network)."""
+    for e in entries:
+        p = _join(path, e.seg)
+        if not e.children:
+            continue
+        if e.copies:  # a repeat group: each copy
+            last = len(e.children) - 1
+            for k in range(min(e.copies, MAX_PLACES)):
+                child = e.children[min(k, last)]
+                if child.children and pass_need(child) <= limit:
+                    out[f"{p}.{k}"] = child
+                elif child.children:
+                    _roots(child.children, f"{p}.{k}", limit, out)
+        elif pass_need(e) <= limit:
+            out[p] = e
+        else:
+            _roots(e.children, p, limit, out)
+
+
+def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
+    """The checks to run, in order (passes over the network or its largest blocks that fit, with
+    the layers and blocks inside them; then layers on their own; then every layer at batch 2),
+    and those skipped, with why."""
     limit = budget(opts.max_memory)
     memo: dict[int, Any] = {}
     seen: dict[Any, Task] = {}
@@ -135,9 +159,8 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     smallest = None
     batch1 = report.network.input_shape[0] == 1
     whole = network_entry(report)
-    # the network's check also keeps each checked layer's and block's dL/dy and dL/dx until its turn
-    need = check_memory(whole) + 16 * (numel(whole.input_shape) + whole.tensors)
-    network = None if opts.only else Task(whole, "", report.network.name, False, need)
+    network = None if opts.only else Task(whole, "", report.network.name, False, pass_need(whole))
+    roots: dict[str, Task] = {}
     if network is not None and network.need > limit:
         smallest = network.need
         hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
@@ -145,6 +168,16 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
         skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
                                f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; {hint}"))
         network = None
+        found: dict[str, Entry] = {}
+        _roots(report.entries, "", limit, found)
+        roots = {p: Task(e, p, e.name, False, pass_need(e)) for p, e in found.items()}
+    elif network is not None:
+        roots = {"": network}
+
+    def root_of(path: str) -> Task | None:
+        if "" in roots:
+            return roots[""]
+        return next((t for p, t in roots.items() if path.startswith(p + ".")), None)
 
     def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
         nonlocal smallest
@@ -153,8 +186,14 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
             seen[key].places.append((path, name))
             seen[key].extra_places += extra
             return
-        inside = network is not None and not batch2  # checked from the network's forward and backward
-        need = 0 if inside else check_memory(entry, 2.0 if batch2 else 1.0)
+        if not batch2 and path in roots:  # a block checked as one pass, its insides with it
+            task = roots[path]
+            task.name, task.extra_places = name, extra
+            seen[key] = task
+            tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
+            return
+        root = None if batch2 else root_of(path)
+        need = 0 if root else check_memory(entry, 2.0 if batch2 else 1.0)
         task = Task(entry, path, name, batch2, need)
         task.extra_places = extra
         if need > limit:
@@ -163,8 +202,8 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                                    f"needs about {gib(need)}, above the memory budget of {gib(limit)}"))
             return
         seen[key] = task
-        if inside:
-            network.inner[path] = task  # type: ignore[union-attr]
+        if root is not None:
+            root.inner[path] = task
         else:
             tasks.append(task)
 
