@@ -187,8 +187,11 @@ def render_checks(result: dict[str, Any], out: Console) -> None:
     for c in failures:
         out.print(Text(f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance "
                        f"{c['tolerance']:.3g}" + (f"; {c['note']}" if c["note"] else ""), style="red"))
+    for s in result.get("skipped", []):
+        out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"))
     failed = result["failed"]
-    out.print(Text(f"{result['checks']} checks, {failed} failed", style="bold red" if failed else "bold green"))
+    summary = result.get("summary", f"{result['checks']} checks, {failed} failed")
+    out.print(Text(summary, style="bold red" if failed else "bold green"))
 
 
 @contextmanager
