@@ -110,7 +110,7 @@ def test_forward_and_backward_match_torch_autograd(entry: object, x: tuple) -> N
 
 
 def test_float32_runs_in_float32() -> None:
-    from layercalc.execution import forward
+    from layercalc.verify.execution import forward
     from layercalc.verify import plan
 
     for entry, x_shape, *_ in LAYER_CASES:
