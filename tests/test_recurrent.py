@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMPLS = Path(__file__).resolve().parent / "impls"
 
 # (entry, input shape with batch, output shape, params, buffers, macs)
-LAYER_CASES = [
+CASES = [
     # lstm F=3, H=4: 4·4·3 + 4·4·4 + 2·(4·4) = 48 + 64 + 32 = 144; macs N·T·4H(F+H) = 2·5·16·7
     ({"lstm": {"hidden_size": 4}}, (2, 5, 3), (2, 5, 4), 48 + 64 + 32, 0, 2 * 5 * 16 * 7),
     # 2 layers, bidirectional: layer 0 (48 + 64 + 32)·2 = 288; layer 1 reads D·H = 8:
@@ -67,16 +67,17 @@ LAYER_CASES = [
     ({"rnn": {"hidden_size": 4, "num_layers": 2, "bidirectional": True}}, (1, 5, 3), (1, 5, 8),
      72 + 112, 0, 1 * 5 * 2 * (28 + 48)),
 ]
+LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", LAYER_CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
 def test_hand_computed_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
 
 
-@pytest.mark.parametrize("entry, x", [(c[0], c[1]) for c in LAYER_CASES], ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize("entry, x", [(c[0], c[1]) for c in CASES], ids=lambda v: str(v)[:50])
 def test_numbers_match_pytorch(entry: object, x: tuple) -> None:
     """Params, shapes and MACs against nn.LSTM/GRU/RNN (FlopCounterMode with oneDNN off for lstm)."""
     compare({"input": list(x[1:]), "batch": x[0], "layers": [entry]})
@@ -96,7 +97,7 @@ def test_parameter_names_and_shapes_are_pytorchs() -> None:
 
 # -- NumPy forward and backward --------------------------------------------------------------------
 
-FORWARD_BACKWARD = [(c[0], c[1]) for c in LAYER_CASES] + [
+FORWARD_BACKWARD = [(c[0], c[1]) for c in CASES] + [
     # longer sequences through stacked bidirectional layers, a projection, relu's kinks
     ({"lstm": {"hidden_size": 3, "num_layers": 2, "bidirectional": True, "proj_size": 2}}, (3, 9, 4)),
     ({"gru": {"hidden_size": 3, "num_layers": 3, "bidirectional": True}}, (2, 8, 2)),
@@ -113,7 +114,7 @@ def test_float32_runs_in_float32() -> None:
     from layercalc.verify.execution import forward
     from layercalc.verify import plan
 
-    for entry, x_shape, *_ in LAYER_CASES:
+    for entry, x_shape, *_ in CASES:
         root, _ = plan(analyse({"input": list(x_shape[1:]), "batch": x_shape[0], "layers": [entry]}), for_dtype("float32"))
         y, _ = forward(root, np.random.default_rng(0).standard_normal(x_shape).astype("float32"))
         assert y.dtype == np.float32, entry
