@@ -137,7 +137,7 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
     else:
         n = checked("batch", Int()) if "batch" in doc else 1
     dtype = doc.get("dtype", "float32")
-    if dtype not in DTYPE_BYTES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:  # a list or mapping cannot even be looked up
         raise SchemaError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}", at("dtype"), dtype)
     name = doc.get("name", stem)
     if not isinstance(name, str) or not name:
