@@ -199,7 +199,7 @@ def test_huge_repeat_every_view(cli, write, command: str, fmt: str) -> None:
 def test_huge_repeat_with_depth_convention_and_training(cli, write) -> None:
     path = write("huge.yaml", "input: [6]\nlayers:\n  - linear: {out_features: 6}\n  - linear: {out_features: 6}\n"
                               "    name: fc\n    repeat: 1000000000\n")
-    data = json.loads(cli("summary", path, "--training", "--convention", "thop", "--format", "json").out)
+    data = json.loads(cli("summary", path, "--training", "--convention", "torch", "--format", "json").out)
     rows = {r["path"]: r for r in data["layers"]}
     # every copy's input needs dL/dx (the first linear has parameters): 36 + 36 backward MACs each
     assert rows["fc.1-999999999"]["backward_macs"] == 72 * 999_999_999

@@ -22,9 +22,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
 
 
+# decimal prefixes up to exa (a 10^18 count still reads "1.00 E"); bytes use the same: MB = 10^6 bytes
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+
+
 def human(n: float, unit: str = "") -> str:
     """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for scale, prefix in SI_PREFIXES:
         if abs(n) >= scale:
             value = n / scale
             digits = 2 if value < 10 else 1 if value < 100 else 0
@@ -33,10 +37,10 @@ def human(n: float, unit: str = "") -> str:
 
 
 def human_bytes(n: int) -> str:
-    """Bytes in decimal MB/GB, as torchinfo shows them: 46758048 -> '46.76 MB'."""
-    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+    """Bytes in decimal MB/GB (10^6, 10^9), as torchinfo shows them: 46758048 -> '46.76 MB'."""
+    for scale, prefix in SI_PREFIXES:
         if n >= scale:
-            return f"{n / scale:.2f} {unit}"
+            return f"{n / scale:.2f} {prefix}B"
     return f"{n} B"
 
 
@@ -58,7 +62,8 @@ def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
         columns += ("backward_macs",)
         total["backward_macs"] = report_dict["training"]["backward_macs"]
     rows = [[cell(r, c) for c in columns] for r in report_dict["layers"]]
-    rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
+    if len(columns) > 4 and any(c in total for c in columns[4:]):  # shapes have no total to show
+        rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
     return table_text(fmt, columns, rows)
 
 

@@ -28,9 +28,18 @@ NUMBER_COLUMNS = {
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
+class _Console(Console):
+    """Rich's Console, but a reader that went away (`| head -1`) is not a failure."""
+
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here, the status of a failed check; the entry point exits 0 for it
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(file: TextIO | None = None) -> Console:
     """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
-    return Console(file=file, highlight=False, soft_wrap=False)
+    return _Console(file=file, highlight=False, soft_wrap=False)
 
 
 def bar(share: float) -> Text:
