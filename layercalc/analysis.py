@@ -49,19 +49,20 @@ class Entry:
     """
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "sequences", "copies", "layer", "ids")
+                 "tensors", "cache", "sequences", "copies", "layer", "ids")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
         buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
         copies: int = 0, layer: Layer | None = None, sequences: list[list["Entry"]] | None = None,
-        ids: int | None = None,
+        ids: int | None = None, cache: int = 0,
     ) -> None:
         self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
         self.name, self.type = name, type
         self.input_shape, self.output_shape = input_shape, output_shape
         self.params, self.buffers, self.macs = params, buffers, macs
         self.tensors = tensors  # elements of every tensor created inside, for activation memory
+        self.cache = cache  # elements a generation keeps for every past position (a decoder's KV cache)
         # `children` is one sequence (a repeat's distinct copies, or a made-up root)
         self.sequences = sequences if sequences is not None else ([children] if children else [])
         self.copies = copies  # repeat groups only: how many copies run
@@ -159,6 +160,7 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         tensors=numel(y),
         layer=layer,
         ids=ids,
+        cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
     )
 
 
@@ -193,6 +195,7 @@ def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
     entry.buffers = sum(r.times * r.entry.buffers for r in runs)
     entry.macs = sum(r.times * r.entry.macs for r in runs)
     entry.tensors = sum(r.times * r.entry.tensors for r in runs) + extra_tensor
+    entry.cache = sum(r.times * r.entry.cache for r in runs)
 
 
 def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> Entry:
@@ -296,7 +299,8 @@ class Report:
         """Totals over the whole network (blocks' numbers are not counted twice)."""
         params = sum(e.params for e in self.entries)
         macs = sum(e.macs for e in self.entries)
-        return {
+        cache = sum(e.cache for e in self.entries)
+        total = {
             "params": params,
             "buffers": sum(e.buffers for e in self.entries),
             "macs": macs,
@@ -304,6 +308,9 @@ class Report:
             "activation_bytes": sum(e.tensors for e in self.entries) * self.dtype_bytes,
             "param_bytes": params * self.dtype_bytes,
         }
+        if cache:  # decoders only: the keys and values a generation at this sequence length keeps
+            total["kv_cache_bytes"] = cache * self.dtype_bytes
+        return total
 
     @property
     def output_shape(self) -> Shape:

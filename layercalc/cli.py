@@ -265,10 +265,10 @@ def verify_command(
     batch: BatchOpt = None,
     format: FormatOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs, parameters and directions.")] = 0,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default 1e-5; float32 1e-2).")] = None,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default 1e-8; float32 1e-4).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default 1e-5).")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default 1e-8).")] = None,
     dtype: Annotated[
-        Precision, typer.Option("--dtype", help="float64 (default) or float32, for speed runs.")
+        Precision, typer.Option("--dtype", help="float64 (default) or float32: the dtype the layers run in; numeric gradients are float64.")
     ] = Precision.float64,  # type: ignore[attr-defined]
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer (name or path); repeatable.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Check every element of every tensor (slow on large layers).")] = False,
@@ -289,11 +289,25 @@ def verify_command(
         from .render.table import progress_bar
 
         with progress_bar() as advance:
-            result = verify(report, opts, progress=lambda inst, i, n: advance(inst.path or "(network)", i, n))
+            result = verify(report, opts, progress=advance)
     else:
         result = verify(report, opts)
+    chosen = _format(format)
     _show(result.to_dict(), format, "checks")
+    for exc in result.errors:  # a user's implementation raised: the one line, and their traceback with --debug
+        print(f"error: {exc}", file=sys.stderr)
+        if DEBUG[0]:
+            import traceback
+
+            traceback.print_exception(type(exc.exc), exc.exc, exc.exc.__traceback__, file=sys.stderr)
+    if chosen != "table":  # machine formats keep stdout to the rows; the summary and skips go to stderr
+        for s in result.skipped:
+            print(f"skipped: {s.path} {s.check}: {s.reason}", file=sys.stderr)
+        print(result.summary(), file=sys.stderr)
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
+
+
+DEBUG = [False]  # set by run_app when --debug is anywhere on the command line
 
 
 def _load_impl(spec: str) -> type:
@@ -370,7 +384,12 @@ def layers_command(format: FormatOpt = None) -> None:
 
 
 def run_app(args: list[str]) -> int:
-    """Run the Typer app on args; its usage errors become layercalc's UsageError."""
+    """Run the Typer app on args; its usage errors become layercalc's UsageError.
+
+    --debug is accepted anywhere on the line (before "--"), not only before the command."""
+    end = args.index("--") if "--" in args else len(args)
+    DEBUG[0] = "--debug" in args[:end]
+    args = [a for a in args[:end] if a != "--debug"] + args[end:]
     try:
         status = app(args=args, prog_name="layercalc", standalone_mode=False)
     except click_exc.UsageError as exc:

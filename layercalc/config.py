@@ -59,13 +59,13 @@ def _check_keys(mapping: Map, allowed: Iterable[str], what: str, loc: Location) 
 
 
 def parse_shape(value: Any, what: str = "input") -> Shape:
-    """[3, 224, 224] or "3x224x224" -> (3, 224, 224); 1 to 3 positive integers."""
+    """[3, 224, 224] or "3x224x224" -> (3, 224, 224); 1 to 4 positive integers (up to [C, D, H, W])."""
     items: Any = value
     if isinstance(value, str):
         items = split_sizes(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         items = [value]
-    ok = isinstance(items, list) and 1 <= len(items) <= 3
+    ok = isinstance(items, list) and 1 <= len(items) <= 4
     if ok:
         try:
             return tuple(Int()(v) for v in items)
@@ -73,7 +73,7 @@ def parse_shape(value: Any, what: str = "input") -> Shape:
             pass
     shown = value if isinstance(value, str) else list(value) if isinstance(value, list) else value
     raise SchemaError(
-        f"{what} must be 1 to 3 positive integers like [3, 224, 224] or \"3x224x224\", got {shown!r}", value=value
+        f"{what} must be 1 to 4 positive integers like [3, 224, 224] or \"3x224x224\", got {shown!r}", value=value
     )
 
 

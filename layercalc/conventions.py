@@ -100,7 +100,8 @@ def compare(report: Report) -> dict[str, Any]:
 def training(report: Report, convention: str = "layercalc", optimizer: str = "adam") -> dict[str, int]:
     """Backward MACs (dL/dx and dL/dW of conv and linear) and a training step's memory in bytes."""
     backward = sum(backward_macs(row, convention) for row in report.walk(depth=0))
-    forward = Costing(report, convention).total() or 0
+    # a forward with autograd recording may count more than the inference one (fused fast paths off)
+    forward = (Costing(report, convention).total() or 0) + sum(_forward_extra(e, convention) for e in report.entries)
     total = report.total
     size = report.dtype_bytes
     params = total["params"]
@@ -117,6 +118,15 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = "ad
         "activation_bytes": kept,
         "training_bytes": (2 + states) * params * size + kept,
     }
+
+
+def _forward_extra(entry: Entry, convention: str) -> int:
+    """MACs the convention counts in addition when the forward runs with autograd recording."""
+    layer = entry.layer
+    total = layer.training_forward_extra(entry.input_shape, entry.output_shape, convention) if layer is not None else 0
+    for seq in entry.runs():
+        total += sum(run.times * _forward_extra(run.entry, convention) for run in seq)
+    return total
 
 
 def backward_macs(row: Row, convention: str) -> int:

@@ -43,10 +43,14 @@ def guarded(action: Callable[[], int], debug: bool) -> int:
         # interpreter's final flush does not complain either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = EXIT_OK
-    except Exception as exc:  # an internal bug: never a traceback for users, unless asked
+    except Exception as exc:  # an internal bug: never a traceback for users, unless asked; 70 either way
         if debug:
-            raise
-        status = fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL)
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            status = fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+        else:
+            status = fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_INTERNAL)
     finally:
         if collecting:  # for callers that run main() in-process, such as the tests
             gc.enable()
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     if query is None:
         from .cli import run_app
 
-        sys.exit(guarded(lambda: run_app(args), "--debug" in args))
+        end = args.index("--") if "--" in args else len(args)
+        sys.exit(guarded(lambda: run_app(args), "--debug" in args[:end]))
 
     def answer() -> int:
         from .api import analyse

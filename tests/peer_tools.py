@@ -65,36 +65,23 @@ def training_flops(config: dict[str, Any]) -> int:
 
 
 def activation_elements(config: dict[str, Any]) -> int:
-    """Elements of every tensor a forward pass creates: each config entry's output, leaf or block
-    (a residual's add, a concat, a product), as forward hooks see them. An nn.Sequential (a group or
-    a repeat) only passes its last child's output on, and a leaf's inner modules are its own business."""
-    leaf = torch_models._leaf
-
-    def tagged(*args: Any, **kwargs: Any) -> nn.Module:
-        module = leaf(*args, **kwargs)
-        module._layercalc_leaf = True  # one config entry
-        return module
-
-    torch_models._leaf = tagged
-    try:
-        model, shape = torch_models.build(config)
-    finally:
-        torch_models._leaf = leaf
+    """Elements of every tensor a forward pass creates: each leaf module's output, and each
+    residual add's, concat's and multiply's result (an nn.Sequential only passes its last child's on)."""
+    model, shape = torch_models.build(config)
     total = [0]
 
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         total[0] += output.numel()
 
-    def visit(m: nn.Module) -> None:
-        if getattr(m, "_layercalc_leaf", False):
+    # an attention module is one layer (one row), whatever runs inside it
+    attention = tuple(torch_models.ATTENTION.values())
+    inside = {id(sub) for m in model.modules() if isinstance(m, attention) for sub in m.modules() if sub is not m}
+    for m in model.modules():
+        if id(m) in inside:
+            continue
+        leaf = not list(m.children()) and not isinstance(m, nn.Sequential)  # an empty Sequential passes x on
+        if leaf or isinstance(m, (torch_models.Residual, torch_models.Concat, torch_models.Multiply, *attention)):
             m.register_forward_hook(hook)
-            return
-        if type(m).__module__ == torch_models.__name__:  # the oracle's block modules: Residual, Concat, ...
-            m.register_forward_hook(hook)
-        for child in m.children():
-            visit(child)
-
-    visit(model)
     with torch.no_grad():
         model(torch_models.example(model, shape))
     return total[0]

@@ -76,10 +76,11 @@ def test_internal_bug_is_one_line_unless_debug(cli, write, monkeypatch) -> None:
     run = cli("params", path)
     assert run.status == 70 and run.out == ""
     assert run.err == "error: internal error: ZeroDivisionError: simulated bug (run with --debug for the traceback)\n"
-    with pytest.raises(ZeroDivisionError):
-        from layercalc.launch import main
-
-        main(["--debug", "params", path])
+    for args in (["--debug", "params", path], ["params", path, "--debug"]):  # --debug anywhere on the line
+        run = cli(*args)
+        assert run.status == 70 and run.out == "", args  # still an internal error, now with its traceback
+        assert "Traceback" in run.err and "ZeroDivisionError: simulated bug" in run.err
+        assert run.err.rstrip().splitlines()[-1] == "error: internal error: ZeroDivisionError: simulated bug"
 
 
 def test_ctrl_c_exits_130_quietly(cli, write, monkeypatch) -> None:

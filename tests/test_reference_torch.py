@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layercalc import analyse
-from layercalc.execution import backward, forward
+from layercalc.verify import backward, forward
 from layercalc.verify import Options, plan
 from test_layers import CASES
 

@@ -14,7 +14,7 @@ import pytest
 
 from layercalc import analyse
 from layercalc.errors import ConfigError, ShapeError
-from layercalc.execution import backward, forward
+from layercalc.verify import backward, forward
 from layercalc.verify import Options, plan, verify
 from test_layers import calc
 

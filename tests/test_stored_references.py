@@ -14,7 +14,7 @@ import yaml
 
 from layercalc import analyse
 from layercalc.conventions import Costing, training
-from layercalc.execution import backward, forward
+from layercalc.verify.execution import backward, forward
 from layercalc.verify import Options, plan
 from reference.record import TRAINING_CONFIGS, case_key, cases, forward_backward_runs
 

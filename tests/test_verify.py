@@ -115,8 +115,7 @@ def test_only_selects_layers(cli) -> None:
 
 
 def test_float32_runs_in_float32_and_passes() -> None:
-    from layercalc.execution import forward
-    from layercalc.verify import for_dtype, plan
+    from layercalc.verify import for_dtype, forward, plan
     from test_layers import CASES
 
     for entry, x_shape, *_ in CASES:
@@ -158,3 +157,52 @@ def test_sigint_exits_130_without_traceback(tmp_path) -> None:
         seen += chunk
     os.close(master)
     assert proc.returncode == 130 and out == "" and b"Traceback" not in seen
+
+
+def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None:
+    config = write("one.yaml", "input: [5]\nbatch: 3\nlayers:\n  - linear: {out_features: 4}\n    name: fc1\n")
+    run = cli("verify", config, "--impl", str(IMPLS / "linear_raises.py"), "-f", "tsv")
+    assert run.status == 1, run.err  # the user's bug: a failed check, not layercalc's internal error (70)
+    errors = [line for line in run.err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: fc1 (linear): backward() raised ValueError: shapes (3,4) and (5,) not aligned"]
+    assert "Traceback" not in run.err
+    failed = failures(run.out)
+    assert [(r["path"], r["method"]) for r in failed] == [("fc1", "raised")]
+    debug = cli("verify", config, "--impl", str(IMPLS / "linear_raises.py"), "-f", "tsv", "--debug")
+    assert debug.status == 1 and "Traceback" in debug.err and "linear_raises.py" in debug.err
+
+
+def test_network_check_over_budget_is_skipped_and_said(cli, write) -> None:
+    # eight 256 -> 256 linears: each layer's check holds well under 2 MiB, the whole network's over 4 MiB
+    layers = "".join("  - linear: {out_features: 256}\n" for _ in range(8))
+    config = write("deep.yaml", f"input: [256]\nlayers:\n{layers}")
+    run = cli("verify", config, "--max-memory", "4M", "-f", "tsv")
+    assert run.status == 0, run.err
+    assert "(network)" not in {r["path"] for r in csv.DictReader(io.StringIO(run.out), delimiter="\t")}
+    assert "skipped: (network) end to end: needs about" in run.err and "1 skipped" in run.err
+    table = cli("verify", config, "--max-memory", "4M", "-f", "table")
+    assert "SKIPPED (network)" in table.out and "1 skipped" in table.out
+
+
+def test_identical_layers_are_checked_once_and_reported_everywhere() -> None:
+    text = ("input: [4, 6, 6]\nlayers:\n"
+            "  - residual: {body: [{conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}, relu]}\n    repeat: 3\n")
+    result = verify(analyse(text))
+    assert result.passed
+    rows = {r["path"] for r in analyse(text).rows()}
+    assert {c.path for c in result.checks} == rows | {"(network)"}
+    twins = [c for c in result.checks if c.path == "residual1.2.body.0"]
+    assert twins and all(c.note.startswith("same as residual1.0.body.0") for c in twins)
+    assert result.deduplicated == sum(c.note.startswith("same as ") for c in result.checks) > 0
+    assert f"{len(result.checks) - result.deduplicated} checks run, {result.deduplicated} more reported" in result.summary()
+
+
+def test_impl_that_raises_inside_a_network_leaves_the_other_layers_checked(cli, write) -> None:
+    config = write("n.yaml", "input: [3, 8, 8]\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n  - relu\n"
+                             "  - flatten\n  - linear: {out_features: 3}\n    name: fc\n")
+    run = cli("verify", config, "--impl", str(IMPLS / "linear_raises.py"), "-f", "tsv")
+    assert run.status == 1
+    rows = list(csv.DictReader(io.StringIO(run.out), delimiter="\t"))
+    assert [(r["path"], r["method"]) for r in rows if r["passed"] != "True"] == [("fc", "raised")]
+    assert {"conv2d1", "relu1", "flatten1"} <= {r["path"] for r in rows if r["method"].startswith("direction")}
+    assert "skipped: (network) end to end: contains fc, whose implementation raised" in run.err

@@ -1,4 +1,4 @@
-"""Normalisation: batchnorm1d/2d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
+"""Normalisation: batchnorm1d/2d/3d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
 
 from __future__ import annotations
 
@@ -123,6 +123,14 @@ class BatchNorm2d(_BatchNorm):
     summary = "batch normalisation of (N, C, H, W)"
     ranks = (4,)
     layout = "(N, C, H, W)"
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    type_name = "batchnorm3d"
+    summary = "batch normalisation of (N, C, D, H, W)"
+    ranks = (5,)
+    layout = "(N, C, D, H, W)"
 
 
 @register

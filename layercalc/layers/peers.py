@@ -17,7 +17,10 @@ CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
 EMBED, PRODUCT = "embeddings", "elementwise products"
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
+RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
+ATTN = "attention"  # q·kᵀ and A·v (and what a tool adds around them: scaling, softmax)
+RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
+CATEGORIES = (CONV, RECURRENT, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT, RESAMPLE)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]

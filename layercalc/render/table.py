@@ -117,6 +117,8 @@ def footer(report: dict[str, Any]) -> Table:
                      ("" if value is None else human(value)) + note + counted)
     grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
     grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    if t.get("kv_cache_bytes"):
+        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
     training = report.get("training")
     if training:
         grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
@@ -185,8 +187,11 @@ def render_checks(result: dict[str, Any], out: Console) -> None:
     for c in failures:
         out.print(Text(f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance "
                        f"{c['tolerance']:.3g}" + (f"; {c['note']}" if c["note"] else ""), style="red"))
+    for s in result.get("skipped", []):
+        out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"))
     failed = result["failed"]
-    out.print(Text(f"{result['checks']} checks, {failed} failed", style="bold red" if failed else "bold green"))
+    summary = result.get("summary", f"{result['checks']} checks, {failed} failed")
+    out.print(Text(summary, style="bold red" if failed else "bold green"))
 
 
 @contextmanager

@@ -1,0 +1,170 @@
+"""verify: run every layer's NumPy forward and backward and check them against numbers.
+
+For each layer, each block and the whole network (children first, in execution order):
+- the NumPy output shape equals the calculator's, and the parameter arrays' size its params;
+- analytic gradients (input and every parameter) against float64 numeric derivatives of the loss
+  L = <g, f(x; θ)> with a random upstream gradient g: every element for small tensors, random
+  directions for large ones (as JAX's check_vjp and torch's fast gradcheck do), so the cost does
+  not grow with tensor size (differences.py, checks.py);
+- the layer type's own identities (for convolutions: K_conv and the flipped-kernel correlation);
+- with --impl, a user's implementation against the numbers and against the reference;
+- every layer again at batch 2 when the input's batch is 1, so a batch-dimension bug cannot hide.
+
+Identical layers and blocks (type, arguments, input shape) are checked once and reported for
+every place; each check builds its own arrays and drops them, so memory is bounded by the largest
+check, and a check above the memory budget is skipped and said so (planning.py, memory.py).
+Nothing here names a layer type: it all goes through the Layer methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from ..analysis import Report
+from ..lazy import np
+from .checks import check_instance, check_network
+from .execution import Chain, Instance, UserCodeError, backward, build, forward
+from .memory import release_memory
+from .planning import Task, network_entry, plan_tasks
+from .report import Check, Options, Result, Skipped, for_dtype
+
+__all__ = ["Options", "Check", "Result", "Skipped", "for_dtype", "verify", "plan", "build_network", "Instance",
+           "forward", "backward", "UserCodeError"]
+
+
+def build_network(report: Report, opts: Options, rng: Any = None) -> Instance:
+    """The whole network as one instance, with random parameters of opts.dtype."""
+    rng = rng if rng is not None else np.random.default_rng(opts.seed)
+    root = Instance(network_entry(report), "", report.network.name, Chain())
+    root.sequences = [[build(e, e.seg, e.name, rng, opts.impl, opts.dtype) for e in report.entries]]
+    return root
+
+
+def plan(report: Report, opts: Options) -> tuple[Instance, list[Task]]:
+    """The network as one instance (every parameter allocated), and the checks verify would run."""
+    tasks, _ = plan_tasks(report, opts)
+    return build_network(report, opts), tasks
+
+
+def _instance(task: Task, report: Report, opts: Options, rng: Any) -> Instance:
+    if task.is_network:
+        return build_network(report, opts, rng)
+    return build(task.entry, task.path, task.name, rng, opts.impl, opts.dtype)
+
+
+def verify(report: Report, opts: Options | None = None, progress: Callable[[str, int, int], None] | None = None) -> Result:
+    """Check every selected layer, block and the network; progress(label, i, n) before each.
+
+    A user's implementation that raises fails the check of the layer where it raised (the
+    exception is kept in result.errors for a traceback); the blocks around it are skipped.
+    """
+    opts = opts or Options()
+    tasks, skipped = plan_tasks(report, opts)
+    result = Result(report.network.name, skipped=list(skipped))
+    raised: set[str] = set()
+    kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
+    with np.errstate(over="ignore", under="ignore"):
+        for i, task in enumerate(tasks):
+            if progress:
+                progress(task.label, i, len(tasks))
+            rng = np.random.default_rng([opts.seed, i])
+            if task.batch2 and kept is not None and kept.path == task.path:
+                inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
+            else:
+                inst = _instance(task, report, opts, rng)
+            kept = None
+            done: set[str] = set()
+            try:
+                if task.is_network or task.inner:
+                    copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+                    rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
+                    if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
+                        rows = _composition_in_float64(inst, task, opts, rng, rows)
+                    for block, checks in rows:
+                        _report(result, task.inner.get(block.path, task), checks)
+                        done.add(block.path)
+                else:
+                    _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
+            except UserCodeError as exc:
+                _raised(result, task, exc, raised, inst)
+                if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
+                    by_path = {i.path: i for i in inst.walk()}
+                    for path, sub in task.inner.items():
+                        if path in done or path in raised:
+                            continue
+                        try:
+                            _report(result, sub, check_instance(by_path[path], opts, rng))
+                        except UserCodeError as inner:
+                            _raised(result, sub, inner, raised, by_path[path])
+            if not task.is_network and not task.batch2 and inst.is_leaf:
+                kept = inst
+            del inst
+            release_memory()  # freed arrays back to the system: a check's peak is its own
+    return result
+
+
+def _numeric_failure(c: Check) -> bool:
+    return not c.passed and c.method.startswith(("direction", "elementwise"))
+
+
+def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any, rows: list[Any]) -> list[Any]:
+    """A block or network check that failed in float32, measured again in float64.
+
+    In float32, an input of a ReLU within rounding of its kink can fall on the other side than in
+    the float64 function the numbers come from, and the two gradients then differ by a whole term:
+    in a deep network some always do. The layers keep their float32 checks (a failure there is
+    checked again on a fresh input away from their kinks); the composition, which has no float32
+    of its own, is judged in float64 on the same parameters."""
+    for leaf in root.leaves():
+        leaf.params = {k: v.astype(np.float64) for k, v in leaf.params.items()}
+    again = dict((b.path, cs) for b, cs in check_network(root, replace(opts, dtype="float64"), rng,
+                                                          lambda b: b.path in task.inner and not b.is_leaf))
+    out = []
+    for block, checks in rows:
+        if not block.is_leaf and any(_numeric_failure(c) for c in checks) and block.path in again:
+            checks = again[block.path]
+            for c in checks:
+                c.note += "; in float64 (the float32 pass failed: a ReLU input within rounding of its kink?)"
+        out.append((block, checks))
+    return out
+
+
+def _twin(inst: Instance, task: Task) -> Instance:
+    """A layer's batch-2 copy sharing its parameter arrays (same shapes: the planner kept them)."""
+    twin = Instance(task.entry, task.path, task.name, inst.layer)
+    twin.params, twin.reference = inst.params, inst.reference
+    return twin
+
+
+def _report(result: Result, task: Task, checks: list[Check]) -> None:
+    """A check's rows, and the same rows for every identical place."""
+    result.checks += checks
+    for path, name in task.places:
+        for c in checks:
+            result.checks.append(replace(c, path=path, name=name, note=f"same as {c.path}" + (f"; {c.note}" if c.note else "")))
+        result.deduplicated += len(checks)
+
+
+def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], inst: Instance) -> None:
+    """A user's implementation raised: one failed row where it raised; the checks around it are skipped."""
+    suffix = " @ batch 2" if task.batch2 else ""
+    where = exc.inst.path
+    what = "end to end" if task.is_network else "every check"
+    if where in raised:  # already reported where it raised: the blocks around it cannot be checked
+        reason = "its implementation raised (reported above)" if where == task.path else f"contains {where}, whose implementation raised"
+        result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix, reason))
+        return
+    if exc.inst is not inst:
+        result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix,
+                                      f"contains {where}, whose implementation raised"))
+    raised.add(where)
+    result.errors.append(exc)
+    during = "" if exc.inst is inst else f" (while checking {task.label})"
+    row = Check(where, exc.inst.name, exc.inst.layer.type_name, f"{exc.method}(){suffix}", "raised",
+                float("inf"), 0.0, False, f"{type(exc.exc).__name__}: {exc.exc}{during}")
+    _report(result, task if exc.inst is inst else _Place(), [row])
+
+
+class _Place:
+    places: list[tuple[str, str]] = []

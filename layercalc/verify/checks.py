@@ -1,0 +1,389 @@
+"""The checks of one instance (a layer, a block or the network): structure, gradients against
+numeric derivatives, the layer type's identities and, with --impl, the catalog's reference.
+
+Tolerances: |numeric - analytic| <= atol + rtol·|numeric| + the analytic side's own rounding,
+estimated as C·eps(dtype)·sqrt(layers)·sqrt(Σ (∇L_i·u_i)²) (independent rounding errors of each
+gradient element, growing with the number of layers they pass through). The numeric side is
+float64 and accurate to far better than rtol (see differences.py), so a float32 run is held to
+float32's own rounding, not to a blanket tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator
+
+from ..lazy import np
+from .differences import Direction, Move, derivative, dot, nudge, scale_of
+from .execution import Instance, backward, forward, output
+from .report import Check, Options
+
+ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
+ELEMENTWISE_WORK = 4_000_000  # ...when (elements x output size) stays below this
+ROUNDING = 32  # C above: a gradient element's rounding error, in units of eps(dtype)
+KINK_MARGIN = 1e-3  # inputs are kept at least this far from a layer's kinks
+
+
+class Tensor:
+    """One differentiable tensor of a check: its label, its array under test, its float64 twin
+    (the same array in float64 runs) and the analytic gradient."""
+
+    __slots__ = ("label", "array", "numeric", "grad", "owner", "pname", "_scale")
+
+    def __init__(self, label: str, array: Any, numeric: Any, grad: Any, owner: Instance | None, pname: str) -> None:
+        self.label, self.array, self.numeric, self.grad = label, array, numeric, grad
+        self.owner, self.pname = owner, pname
+        self._scale: float | None = None
+
+    @property
+    def scale(self) -> float:
+        """The array's root mean square (computed once)."""
+        if self._scale is None:
+            self._scale = scale_of(self.array)
+        return self._scale
+
+
+class Probe:
+    """L(t) = <g, f(x; θ)> for one instance: analytic gradients in the dtype under test, and a
+    float64 twin of every array for the numeric side."""
+
+    def __init__(self, inst: Instance, x: Any, y: Any, g: Any, dx: Any, grads: dict[Instance, dict[str, Any]], real_input: bool) -> None:
+        self.inst, self.x, self.y, self.g = inst, x, y, g
+        self.y_shape, self.y_dtype = y.shape, y.dtype
+        self.leaves = max(1, len(inst.leaves()))
+        self.x64 = x if x.dtype == np.float64 or x.dtype.kind not in "fc" else x.astype(np.float64)
+        self.g64 = g if g.dtype == np.float64 else g.astype(np.float64)
+        self.tested: dict[Instance, dict[str, Any]] = {}
+        self.twins: dict[Instance, dict[str, Any]] = {}
+        self.tensors: list[Tensor] = []
+        if real_input:
+            self.tensors.append(Tensor("x", x, self.x64, dx, None, "x"))
+        for owner, pname, arr in inst.all_params():
+            self.tested.setdefault(owner, owner.params)
+            twin = self.twins.setdefault(owner, {})
+            twin[pname] = arr if arr.dtype == np.float64 else arr.astype(np.float64)
+            label = pname if owner is inst else f"{owner.path[len(inst.path) + 1:] if inst.path else owner.path}.{pname}"
+            self.tensors.append(Tensor(label, arr, twin[pname], grads.get(owner, {}).get(pname), owner, pname))
+
+    @classmethod
+    def run(cls, inst: Instance, x: Any, rng: Any, real_input: bool) -> "Probe":
+        """Forward and backward of inst at x with a random upstream gradient (a sum loss checks
+        nothing for normalisations, whose outputs sum to a constant)."""
+        y, cache = forward(inst, x)
+        g = rng.standard_normal(y.shape).astype(y.dtype)
+        grads: dict[Instance, dict[str, Any]] = {}
+        dx = backward(inst, g, cache, grads)
+        return cls(inst, x, y, g, dx, grads, real_input)
+
+    def evaluate(self, watch: Any) -> Any:
+        """f at the float64 arrays as they stand (moved or not)."""
+        for owner, twin in self.twins.items():
+            owner.params = twin
+        try:
+            return output(self.inst, self.x64, watch)
+        finally:
+            for owner, tested in self.tested.items():
+                owner.params = tested
+
+    def rounding(self, squares: float) -> float:
+        """The analytic side's rounding allowance for a directional product of that root sum of squares."""
+        eps = float(np.finfo(self.y_dtype).eps) if self.y_dtype.kind == "f" else 2.0**-52
+        return ROUNDING * eps * math.sqrt(self.leaves) * squares
+
+
+def _shape(a: Any) -> str:
+    return "x".join(map(str, np.shape(a))) if a is not None else "none"
+
+
+def check(inst: Instance, what: str, method: str, error: float, tol: float, note: str = "") -> Check:
+    """A Check row; exact checks pass only at zero error."""
+    passed = bool(error <= tol) if method != "exact" else error == 0
+    return Check(inst.path or "(network)", inst.name, inst.layer.type_name if inst.path else "network",
+                 what, method, float(error), float(tol), passed, note)
+
+
+def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, what: str, inst: Instance) -> Check:
+    """One random direction through the chosen tensors together: analytic <∇L, u> against the numeric derivative.
+
+    Each tensor's direction is scaled to it (an input of scale 1 and a weight of scale 0.04 move
+    by the same relative amount), then weighted so that every tensor contributes about equally to
+    <∇L, u>: a small error in a tensor whose share would otherwise be tiny (a bias next to a large
+    weight) still shows against the tolerance.
+    """
+    dirs = [Direction(t.array.shape, t.scale, rng) for t in chosen]
+    dots = [u.dot(t.grad) for t, u in zip(chosen, dirs)]
+    top = max((sq for _, sq in dots), default=0.0)
+    # equal shares down to 1% of the largest: a gradient that is zero up to rounding (a bias before
+    # a normalisation) keeps its full step and adds nothing, rather than shrinking every other share
+    floor = min([sq for _, sq in dots if sq >= 1e-2 * top] or [0.0])
+    analytic, squares = 0.0, 0.0
+    for u, (a, sq) in zip(dirs, dots):
+        w = max(floor / sq, 1e-4) if sq >= 1e-2 * top and sq > 0 else 1.0
+        u.rescale(w)
+        analytic += a * w
+        squares += (sq * w) ** 2
+    squares = math.sqrt(squares)
+    rounding = probe.rounding(squares)
+    # the step: opts.eps relative to each tensor's scale, never reaching a kink of the layer's own
+    # input; a block's inputs to inner kinks cannot be nudged, so it starts 100 times finer (fewer
+    # crossings to detect and measure again; float64 keeps the quotient's rounding far below rtol)
+    h = opts.eps if inst.is_leaf else opts.eps / 100
+    for t, u in zip(chosen, dirs):
+        if t.owner is None and inst.is_leaf and inst.layer.kinks and u.max_abs() > 0:
+            h = min(h, KINK_MARGIN / (4 * u.max_abs()))
+    moves: list[Move] = [(t.numeric, u) for t, u in zip(chosen, dirs)]
+
+    def tolerance(numeric: float) -> float:
+        return opts.atol + opts.rtol * abs(numeric) + rounding
+
+    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance)
+    labels = ", ".join(t.label for t in chosen) if len(chosen) <= 4 else f"{len(chosen)} tensors"
+    note = f"{sum(t.array.size for t in chosen):,} elements ({labels}), {q.note}"
+    return check(inst, what, "direction", abs(q.value - analytic), tolerance(q.value), note)
+
+
+def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Check:
+    """Every element of one tensor: analytic against Richardson-extrapolated differences."""
+    size = t.array.size
+    numeric = np.empty(size)
+    scale = t.scale
+    h = opts.eps
+    if t.owner is None and inst.is_leaf and inst.layer.kinks:
+        h = min(h, KINK_MARGIN / (4 * scale))
+    grad = t.grad.astype(np.float64).reshape(-1)
+    worst = 0.0
+    for i in range(size):
+        u = _Unit(t.array.shape, i, scale)
+        # u moves element i by `scale`: the quotient is scale·∂L/∂t_i
+        q = derivative(probe.evaluate, probe.g64, [(t.numeric, u)], h, float(grad[i]) * scale,
+                       lambda v: (opts.atol + opts.rtol * abs(v / scale)) * scale)
+        numeric[i] = q.value / scale
+        worst = max(worst, 0.0 if math.isnan(q.error) else q.error)
+    diff = float(np.max(np.abs(numeric - grad))) if size else 0.0
+    top = float(np.max(np.abs(numeric))) if size else 0.0
+    tol = opts.atol + opts.rtol * top + probe.rounding(top * math.sqrt(size))
+    note = f"{size} elements" + (f", largest numeric error estimate {worst:.1e}" if worst else "")
+    return check(inst, f"dL/d{t.label}", "elementwise", diff, tol, note)
+
+
+class _Unit(Direction):
+    """The direction of one element, times a scale."""
+
+    def __init__(self, shape: tuple[int, ...], index: int, scale: float) -> None:
+        self.size = math.prod(shape)
+        self.scale = scale
+        self.dense = np.zeros(self.size)
+        self.dense[index] = scale
+        self.bits = None
+
+    def add_to(self, arr: Any, c: float) -> None:
+        idx = int(np.flatnonzero(self.dense)[0]) if self.size else 0
+        arr.reshape(-1)[idx] += c * self.dense[idx]
+
+
+def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None) -> list[Check]:
+    """Input and parameter gradients against numeric derivatives.
+
+    A layer or block gets `directions` random directions, each through its input and every
+    parameter together (their cost does not grow with the number of tensors); when one fails,
+    each tensor is checked on its own, to name the gradient that is wrong. Small tensors, and
+    every tensor with --full, are checked element by element.
+    """
+    tensors = probe.tensors
+    checks = []
+    for t in tensors:
+        if t.grad is None or np.shape(t.grad) != t.array.shape:
+            checks.append(check(inst, f"dL/d{t.label}{suffix}", "exact", math.inf, 0.0,
+                                f"gradient shape {_shape(t.grad)}, expected {_shape(t.array)}"))
+    if checks or not tensors:
+        return checks
+    out = math.prod(probe.y_shape)
+    small = all(t.array.size <= ELEMENTWISE_MAX and t.array.size * out <= ELEMENTWISE_WORK for t in tensors)
+    if opts.full or (inst.is_leaf and small):
+        return [_relabel(_elementwise(probe, t, opts, inst), suffix) for t in tensors]
+    what = "dL/d(" + ", ".join(t.label for t in tensors) + ")" if len(tensors) > 1 else f"dL/d{tensors[0].label}"
+    if not inst.is_leaf and len(tensors) > 1:
+        what = "dL/d(x, params)" if tensors[0].owner is None else "dL/d(params)"
+    n = max(1, (directions or opts.directions) if inst.is_leaf else 1)
+    for k in range(n):
+        checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst), suffix, k, n))
+    if all(c.passed for c in checks) or len(tensors) == 1 or not inst.is_leaf:
+        return checks
+    for t in tensors:  # name the culprit
+        if t.array.size <= ELEMENTWISE_MAX and t.array.size * out <= ELEMENTWISE_WORK:
+            checks.append(_relabel(_elementwise(probe, t, opts, inst), suffix))
+        else:
+            for k in range(n):
+                checks.append(_relabel(_directional(probe, [t], opts, rng, f"dL/d{t.label}", inst), suffix, k, n))
+    return checks
+
+
+def _relabel(c: Check, suffix: str, k: int = 0, n: int = 1) -> Check:
+    if n > 1:
+        c.method = f"direction {k + 1}/{n}"
+    c.check += suffix
+    return c
+
+
+def structure_checks(inst: Instance, y: Any, suffix: str = "") -> list[Check]:
+    """NumPy output shape and parameter count against the calculator's (tied copies counted at their owner)."""
+    calc = tuple(inst.entry.output_shape)
+    got = tuple(y.shape)
+    size = sum(arr.size for owner, name, arr in inst.all_params()
+               if name not in (owner.layer.shared_params() if owner.is_leaf else {}))
+    shape_note = f"numpy {'x'.join(map(str, got))}, calculated {'x'.join(map(str, calc))}"
+    return [
+        check(inst, "output shape" + suffix, "exact", 0.0 if got == calc else 1.0, 0.0, shape_note),
+        check(inst, "params" + suffix, "exact", float(abs(size - inst.entry.params)), 0.0,
+              f"arrays {size:,}, calculated {inst.entry.params:,}"),
+    ]
+
+
+def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Options, suffix: str) -> list[Check]:
+    """A user's implementation against the catalog's, on the smooth input and on one with ties."""
+    checks = []
+    ref = inst.reference
+    tied = np.round(x * 2) / 2 if x.dtype.kind == "f" else x  # a coarse grid: ties in every pooling window, exact zeros
+    eps = float(np.finfo(x.dtype).eps) if x.dtype.kind == "f" else 2.0**-52
+    rel = max(opts.rtol, ROUNDING * eps)
+    for label, inp in (("smooth", x), ("ties", tied)):
+        y_user, cache_user = inst.layer.forward(inp, inst.params)
+        y_ref, cache_ref = ref.forward(inp, inst.params)
+        method = f"reference, {label}"
+        if np.shape(y_user) != np.shape(y_ref):
+            checks.append(check(inst, "forward = reference" + suffix, method, math.inf, 0.0, "shapes differ"))
+            continue
+        g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape).astype(y_ref.dtype)
+        pairs = [("forward", y_user, y_ref)]
+        dx_user, grads_user = inst.layer.backward(g, inst.params, cache_user)
+        dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
+        if dx_ref is not None:  # None: an input of token ids, which has no gradient
+            pairs.append(("dL/dx", dx_user, dx_ref))
+        pairs += [(f"dL/d{k}", grads_user.get(k), v) for k, v in grads_ref.items()]
+        for what, mine, theirs in pairs:
+            if mine is None or np.shape(mine) != np.shape(theirs):
+                checks.append(check(inst, f"{what} = reference{suffix}", method, math.inf, 0.0, "shape differs"))
+                continue
+            err = float(np.max(np.abs(mine - theirs))) if theirs.size else 0.0
+            tol = opts.atol + rel * (float(np.max(np.abs(theirs))) if theirs.size else 0.0)
+            checks.append(check(inst, f"{what} = reference{suffix}", method, err, tol))
+    return checks
+
+
+def random_input(inst: Instance, shape: tuple[int, ...], rng: Any, dtype: str) -> tuple[Any, bool]:
+    """(input, real-valued?): token ids in [0, bound) when a layer reading the input takes ids, else
+    standard normal values kept KINK_MARGIN away from the kinks of the layer itself."""
+    given = getattr(inst.entry, "ids", None)  # the calculator's word: the input is token ids in [0, ids)
+    bounds = [given] if given is not None else [b for b in (leaf.layer.input_ids() for leaf in inst.entry_leaves()) if b is not None]
+    if bounds:
+        return rng.integers(0, min(bounds), size=shape), False
+    x = rng.standard_normal(shape)
+    if inst.is_leaf and inst.layer.kinks:
+        nudge(x, tuple(inst.layer.kinks), KINK_MARGIN)
+    x = x.astype(dtype)
+    if inst.is_leaf and inst.layer.kinks and dtype != "float64":
+        nudge(x, tuple(inst.layer.kinks), np.asarray(KINK_MARGIN, dtype=dtype))  # rounding may have moved one back
+    return x, True
+
+
+def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") -> list[Check]:
+    """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's rows)."""
+    x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
+    probe = Probe.run(inst, x, rng, real)
+    return _checks(probe, opts, rng, suffix)
+
+
+def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions: int | None = None) -> list[Check]:
+    inst = probe.inst
+    checks = structure_checks(inst, probe.y, suffix)
+    if not checks[0].passed:
+        return checks  # numbers on a wrong shape would only repeat the failure
+    probe.y = None
+    checks += gradient_checks(probe, inst, opts, rng, suffix, directions)
+    if inst.is_leaf:
+        for what, err, tol in inst.layer.identities(probe.x, inst.params, rng):
+            checks.append(check(inst, what + suffix, "identity", err, tol))
+        if inst.reference is not None:
+            checks += reference_checks(inst, probe.x, probe, rng, opts, suffix)
+    return checks
+
+
+def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options) -> Check:
+    """A block's own rule: split(dy) against the numeric derivative of <dy, merge(outs)> along a
+    random direction of every sequence output, on the outputs its children really produced."""
+    outs64 = [o.astype(np.float64) for o in outs]
+    dy64 = dy.astype(np.float64)
+    dirs = [Direction(o.shape, scale_of(o), rng).part(0, o.size).reshape(o.shape) for o in outs64]
+    parts = inst.layer.split(dy, outs)
+    prods = [(p.astype(np.float64) * v).reshape(-1) for p, v in zip(parts, dirs)]
+    analytic = sum(float(w.sum()) for w in prods)
+    squares = math.sqrt(sum(dot(w, w) for w in prods))
+    h = opts.eps
+    plus = inst.layer.merge([o + h * v for o, v in zip(outs64, dirs)])
+    minus = inst.layer.merge([o - h * v for o, v in zip(outs64, dirs)])
+    numeric = dot(dy64.reshape(-1), (plus - minus).reshape(-1)) / (2 * h)
+    eps = float(np.finfo(dy.dtype).eps) if dy.dtype.kind == "f" else 2.0**-52
+    tol = opts.atol + opts.rtol * abs(numeric) + ROUNDING * eps * squares
+    return check(inst, "split = merge's gradient", "direction", abs(numeric - analytic), tol,
+                 f"on its {len(outs)} sequence outputs, central difference, step {h:.0e}")
+
+
+def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Instance], bool],
+                  leaf_directions: int | None = None) -> Iterator[tuple[Instance, list[Check]]]:
+    """The network end to end, and the blocks inside it that blocks(inst) selects, from one pass.
+
+    One forward and backward of the network gives every block its input x_b, its sequences'
+    outputs, its upstream gradient dL/dy_b and the analytic gradients of its input and parameters.
+    Each block is checked for what it adds to its children (checked as layers): its output shape,
+    its parameter count and its merge/split rule, numerically, on its children's real outputs;
+    the composition is checked by the network end to end. When that fails, every block is also
+    checked whole (loss <dL/dy_b, f_b(x_b)>, at the cost of its numeric forwards alone), to show
+    where the composition goes wrong. Yields (instance, checks): blocks children first, then the network.
+    """
+    x, real = random_input(root, tuple(root.entry.input_shape), rng, opts.dtype)
+    tape: dict[Any, Any] = {leaf: None for leaf in root.leaves() if blocks(leaf)}
+    y, cache = forward(root, x, tape=tape)
+    g = rng.standard_normal(y.shape).astype(y.dtype)
+    grads: dict[Instance, dict[str, Any]] = {}
+    dx = backward(root, g, cache, grads, tape)
+    del cache
+    network = _checks(Probe(root, x, y, g, dx, grads, real), opts, rng)
+    whole = not all(c.passed for c in network)
+    for inst in root.walk():
+        if inst is root or tape.get(inst) is None or not blocks(inst):
+            continue
+        xb, yb, dyb, dxb = tape.pop(inst)
+        b_real = getattr(inst.entry, "ids", None) is None and not any(
+            leaf.layer.input_ids() is not None for leaf in inst.entry_leaves())
+        if inst.is_leaf:
+            yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng, leaf_directions)
+            continue
+        outs = tape.pop(("outs", inst))
+        if whole:
+            yield inst, _checks(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng)
+        else:
+            rows = structure_checks(inst, yb)
+            if rows[0].passed:
+                rows.append(rule_check(inst, outs, dyb, rng, opts))
+            yield inst, rows
+    tape.clear()
+    yield root, network
+
+
+def _leaf_in_network(probe: Probe, opts: Options, rng: Any, directions: int | None) -> list[Check]:
+    """A layer checked at the input and upstream gradient the network gave it (its analytic
+    gradients come from the network's backward: no pass of its own), along `directions` random
+    directions (one when a batch-2 copy adds opts.directions more, on a fresh input). Those inputs may sit on a
+    tie or a kink nobody declared (a max pool over a ReLU's zeros), where a numeric derivative
+    means nothing: a numeric failure there is checked again on a fresh random input, away from
+    the layer's kinks, and that check decides."""
+    rows = _checks(probe, opts, rng, directions=directions)
+    if all(c.passed for c in rows if c.method.startswith(("direction", "elementwise"))):
+        return rows
+    first = next(c for c in rows if not c.passed and c.method.startswith(("direction", "elementwise")))
+    again = check_instance(probe.inst, opts, rng)
+    for c in again:
+        if c.method.startswith(("direction", "elementwise")):
+            c.note += (f"; on a fresh random input (at the network's own input: error {first.error:.1e} "
+                       f"against {first.tolerance:.1e})")
+    return again

@@ -1,0 +1,228 @@
+"""Finite differences: random directions, kink-safe steps and Richardson-extrapolated quotients.
+
+The loss is L(t) = <g, f(x; θ)> with a fixed random upstream gradient g; a directional check
+compares the analytic <∇L, u> with the numeric derivative of L along u. The numeric side always
+runs in float64, whatever the dtype under test, so that it is far more accurate than any
+tolerance it is compared with:
+- a central difference D(h) decides a check it agrees with; a disagreement is confirmed with
+  D(h/2) and Richardson extrapolation, R = (4·D(h/2) - D(h)) / 3, whose O(h²) error cancels:
+  |D(h) - D(h/2)| / 3 bounds what is left (truncation, rounding, a kink crossed) and must be
+  small against the tolerance, or the step is cut and the quotient measured again: the tolerance
+  itself never grows;
+- every forward of the quotient watches the inputs of the layers that declare kinks (ReLU's 0,
+  ...): if any element changes side between +h and -h, the quotient straddles a kink and is
+  measured again with a step small enough not to reach it (found from how fast each input moved).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from ..lazy import np
+
+CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
+GAUSS_MAX = 1 << 17  # tensors up to this size get a Gaussian direction; larger ones random signs
+DENSE_MAX = 1 << 22  # directions up to this size are kept as float64; larger ones as bits
+SAVE_MAX = 1 << 22  # tensors up to this size are saved and restored exactly after a move
+ACCURACY = 0.1  # a confirmed disagreement: the numeric error estimate is below this fraction of the tolerance
+
+
+class Direction:
+    """A random direction for one tensor: Gaussian, or random signs kept as bits for huge tensors,
+    times a scale. Moves and dot products go slice by slice, so a 100-million-element weight costs
+    its bits (12 MB), not another copy of itself."""
+
+    def __init__(self, shape: tuple[int, ...], scale: float, rng: Any) -> None:
+        self.size = math.prod(shape)
+        self.scale = scale
+        self.dense: Any = None
+        self.bits: Any = None
+        if self.size <= GAUSS_MAX:
+            self.dense = rng.standard_normal(self.size) * scale
+            return
+        # random signs: as good a random direction, and drawn 300 times faster than Gaussians
+        self.bits = np.frombuffer(rng.bytes((self.size + 7) // 8), dtype=np.uint8)
+        if self.size <= DENSE_MAX:
+            self.dense = self.part(0, self.size)
+            self.bits = None
+
+    def rescale(self, factor: float) -> None:
+        """Multiply the direction by factor."""
+        self.scale *= factor
+        if self.dense is not None:
+            self.dense *= factor
+
+    def part(self, lo: int, hi: int) -> Any:
+        """u[lo:hi] as float64."""
+        if self.dense is not None:
+            return self.dense[lo:hi]
+        signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
+        return (signs * 2.0 - 1.0) * self.scale
+
+    def spans(self) -> Any:
+        return ((lo, min(lo + CHUNK, self.size)) for lo in range(0, self.size, CHUNK))
+
+    def add_to(self, arr: Any, c: float) -> None:
+        """arr += c·u, in place (arr contiguous, float64)."""
+        flat = arr.reshape(-1)
+        for lo, hi in self.spans():
+            flat[lo:hi] += c * self.part(lo, hi)
+
+    def dot(self, g: Any) -> tuple[float, float]:
+        """(<g, u>, sqrt(Σ (g·u)²)) in float64, whatever g's dtype."""
+        flat = g.reshape(-1)
+        total = squares = 0.0
+        for lo, hi in self.spans():
+            part = flat[lo:hi]
+            prod = (part if part.dtype == np.float64 else part.astype(np.float64)) * self.part(lo, hi)
+            total += float(prod.sum())
+            squares += dot(prod, prod)
+        return total, math.sqrt(squares)
+
+    def max_abs(self) -> float:
+        """max |u_i|."""
+        if self.dense is not None:
+            return float(np.max(np.abs(self.dense))) if self.size else 0.0
+        return self.scale
+
+
+def dot(a: Any, b: Any) -> float:
+    """Σ a_i b_i of two flat arrays (einsum: BLAS's threaded dot is several times slower on a busy machine)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def scale_of(arr: Any) -> float:
+    """A tensor's typical magnitude (its root mean square; 1 for an all-zero or integer tensor)."""
+    if not arr.size or arr.dtype.kind not in "fc":
+        return 1.0
+    flat = arr.reshape(-1)
+    squares = 0.0
+    for lo in range(0, flat.size, CHUNK):
+        part = flat[lo:lo + CHUNK]
+        part = part if part.dtype == np.float64 else part.astype(np.float64)
+        squares += dot(part, part)
+    rms = math.sqrt(squares / flat.size)
+    return rms if rms > 0 else 1.0
+
+
+def nudge(x: Any, kinks: tuple[float, ...], margin: float) -> Any:
+    """x with every element within margin of a kink moved to margin away from it (same side)."""
+    for k in kinks:
+        near = np.abs(x - k) < margin
+        x[near] = np.where(x[near] >= k, k + margin, k - margin)
+    return x
+
+
+def sides(x: Any, kinks: tuple[float, ...]) -> Any:
+    """For each element, which interval between sorted kinks it lies in (int8; a bool for one kink)."""
+    if len(kinks) == 1:
+        return x > kinks[0]
+    return np.searchsorted(np.asarray(sorted(kinks), dtype=np.float64), x, side="right").astype(np.int8)
+
+
+class KinkWatch:
+    """Watches the inputs of kinked layers over the two forwards of a central difference.
+
+    The + forward records each kinked input (float32 is enough) and its side of every kink; the
+    - forward compares sides. `crossed` says whether any element changed side; `safe` is the
+    largest step (in units of h) that keeps every element on its side, from how far each moved.
+    """
+
+    def __init__(self) -> None:
+        self.plus: dict[int, tuple[Any, Any]] = {}
+        self.recording = True
+        self.crossed = False
+        self.safe = math.inf
+
+    def __call__(self, inst: Any, x: Any) -> None:
+        kinks = getattr(inst.layer, "kinks", ())
+        if not kinks or x.dtype.kind not in "fc":
+            return
+        key = id(inst)
+        if self.recording:
+            self.plus[key] = (x.astype(np.float32), sides(x, kinks))
+            return
+        xp, sp = self.plus.pop(key)
+        if not np.array_equal(sp, sides(x, kinks)):
+            self.crossed = True
+        travel = np.abs(xp - x.astype(np.float32)) / 2  # how far an element moves over a step of h
+        mid = (xp + x.astype(np.float32)) / 2
+        gap = np.min(np.stack([np.abs(mid - k) for k in kinks]), axis=0)
+        moving = travel > 0
+        if np.any(moving):
+            self.safe = min(self.safe, float(np.min(gap[moving] / travel[moving])))
+
+
+Move = tuple[Any, Direction]  # (float64 array moved in place, its direction)
+
+
+def central(evaluate: Callable[[Callable[[Any, Any], None] | None], Any], g: Any, moves: list[Move], h: float) -> tuple[float, KinkWatch]:
+    """(L(t + h·u) - L(t - h·u)) / 2h for the moves together, and what the kink watch saw.
+
+    evaluate(watch) runs the forward at the current arrays. The difference of the two outputs is
+    taken before summing against g, so the large common part of the two losses cancels exactly.
+    """
+    saved = [arr.copy() if arr.size <= SAVE_MAX else None for arr, _ in moves]
+    watch = KinkWatch()
+    for arr, u in moves:
+        u.add_to(arr, h)
+    y_plus = evaluate(watch)
+    if any(np.may_share_memory(y_plus, arr) for arr, _ in moves):
+        y_plus = y_plus.copy()  # a view of a moved array (a reshape): keep its values before the next move
+    watch.recording = False
+    for arr, u in moves:
+        u.add_to(arr, -2 * h)
+    y_minus = evaluate(watch)
+    if any(np.may_share_memory(y_minus, arr) for arr, _ in moves):
+        y_minus = y_minus.copy()
+    for (arr, u), copy in zip(moves, saved):
+        if copy is not None:
+            arr[...] = copy
+        else:
+            u.add_to(arr, h)  # restored to within an ulp: the array is too large to keep a copy
+    diff = y_plus - y_minus
+    del y_plus, y_minus
+    return dot(g.reshape(-1), diff.reshape(-1)) / (2 * h), watch
+
+
+class Quotient:
+    """A numeric directional derivative: its value, the error estimate, the step and how many tries."""
+
+    def __init__(self, value: float, error: float, step: float, tries: int, note: str) -> None:
+        self.value, self.error, self.step, self.tries, self.note = value, error, step, tries, note
+
+
+def derivative(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: float, analytic: float,
+               tolerance: Callable[[float], float], tries: int = 4) -> Quotient:
+    """The numeric derivative along moves that decides the check against analytic.
+
+    A central difference that agrees with the analytic value within tolerance decides at once: a
+    wrong gradient agreeing by chance with an inaccurate quotient is not a risk worth two more
+    forwards. A disagreement is confirmed before it is reported: the quotient at h/2 gives the
+    Richardson value and its error estimate, which must be below ACCURACY of the tolerance, else
+    the step is cut and all is measured again. The tolerance never changes.
+    """
+    best: Quotient | None = None
+    for attempt in range(1, tries + 1):
+        d1, w1 = central(evaluate, g, moves, h)
+        if w1.crossed:  # a kink lies within ±h: step inside the distance to it, and measure again
+            h = min(h / 10, h * w1.safe / 4) if w1.safe > 0 else h / 100
+            continue
+        if abs(d1 - analytic) <= tolerance(d1):
+            return Quotient(d1, math.nan, h, attempt, f"central difference, step {h:.0e}")
+        d2, _ = central(evaluate, g, moves, h / 2)
+        value = (4 * d2 - d1) / 3
+        error = abs(d1 - d2) / 3
+        q = Quotient(value, error, h, attempt, f"Richardson, steps {h:.0e} and {h / 2:.0e}, error estimate {error:.1e}")
+        if best is None or error < best.error:
+            best = q
+        if error <= ACCURACY * tolerance(value):
+            return q
+        h /= 10  # not converged (a tie, a kink nobody declared, strong curvature): a finer step
+    if best is None:  # every try crossed a kink: measure at the last step anyway, and say so
+        d1, _ = central(evaluate, g, moves, h)
+        best = Quotient(d1, math.inf, h, tries, f"central difference, step {h:.0e}, a kink within every step tried")
+    else:
+        best.note += f", above {ACCURACY:g} of the tolerance: the numbers are not conclusive"
+    return best

@@ -1,0 +1,62 @@
+"""verify's memory budget: what one check will hold at its peak, estimated before allocating anything.
+
+Checks run one at a time and each builds (and drops) its own arrays, so a run's peak is its
+largest single check, not their sum: the whole-network check or the largest layer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ..analysis import Entry
+from ..layers import numel
+
+# bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
+# array, its gradient and the float64 twin the numeric side runs on); moves happen in place, and a
+# large tensor's direction is kept as bits. Per activation element: the forward caches (about
+# three arrays of the output's size: input, output, one intermediate), upstream and input gradients
+BYTES_PER_PARAM = 18  # 16, and the temporaries of a matrix product: vgg16's classifier measured 17.8
+DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at most this
+BYTES_PER_ACTIVATION = 8 * 5
+
+
+def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
+    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated."""
+    activations = numel(entry.input_shape) + entry.tensors
+    return int(entry.params * BYTES_PER_PARAM + activations * batch_scale * BYTES_PER_ACTIVATION)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), or 4 GiB where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def budget(given: int | None) -> int:
+    """The memory budget in bytes: the one given, else half of the memory available now, at most
+    2 GiB (a verify run keeps to a modest share of a laptop; --max-memory raises it)."""
+    return given if given is not None else min(available_memory() // 2, DEFAULT_CAP)
+
+
+def gib(n: int) -> str:
+    """Bytes as '1.5 GiB' or '300 MiB'."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim): arrays under the allocator's
+    mmap threshold otherwise stay in the process after a check, and add to the next one's peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -1,0 +1,229 @@
+"""Planning a verify run: which layers, blocks and end-to-end checks run, in what order, which are
+identical to one already checked (deduplicated), which are skipped for memory, and the batch-2
+copies of every layer when the input's batch is 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ..analysis import Entry, Report
+from ..errors import ConfigError, MemoryBudgetError
+from ..layers import numel
+from .memory import budget, check_memory, gib
+from .report import Options, Skipped
+
+MAX_PLACES = 10_000  # copies of a repeat enumerated one by one; beyond, they are counted
+NETWORK = "(network)"
+
+
+class Task:
+    """One check to run: an entry at a path (or a batch-2 copy of a leaf), and the other places
+    with the same type, arguments and input shape, which report its outcome."""
+
+    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "extra_places", "inner")
+
+    def __init__(self, entry: Entry, path: str, name: str, batch2: bool, need: int) -> None:
+        self.entry, self.path, self.name, self.batch2, self.need = entry, path, name, batch2, need
+        self.places: list[tuple[str, str]] = []
+        self.extra_places = 0  # identical copies of a huge repeat, counted but not listed
+        self.inner: dict[str, Task] = {}  # the network's: blocks checked from its forward and backward, by path
+
+    @property
+    def is_network(self) -> bool:
+        """True for the whole network's end-to-end check."""
+        return self.path == ""
+
+    @property
+    def label(self) -> str:
+        """What the progress display and the skip notes call it."""
+        return (self.path or NETWORK) + (" @ batch 2" if self.batch2 else "")
+
+
+def signature(entry: Entry, memo: dict[int, Any]) -> Any:
+    """What makes two entries the same check: type, arguments, input shape and, for blocks, their children's."""
+    key = id(entry)
+    if key not in memo:
+        kids = tuple(signature(c, memo) for c in entry.children)
+        args = repr(sorted(entry.layer.arguments().items())) if entry.layer is not None else ""
+        memo[key] = (entry.type, args, tuple(entry.input_shape), entry.copies, kids)
+    return memo[key]
+
+
+def _join(path: str, seg: str) -> str:
+    return f"{path}.{seg}" if path else seg
+
+
+def places(entries: list[Entry], path: str) -> Iterator[tuple[Entry, str, str, int]]:
+    """(entry, path, name, identical copies not listed) of every leaf and block, children first."""
+    for e in entries:
+        yield from _place(e, _join(path, e.seg), e.name)
+
+
+def _place(e: Entry, path: str, name: str) -> Iterator[tuple[Entry, str, str, int]]:
+    if e.copies:
+        last = len(e.children) - 1
+        listed = min(e.copies, max(MAX_PLACES, last + 1))
+        for k in range(listed):
+            child = e.children[min(k, last)]
+            extra = e.copies - listed if k == listed - 1 else 0
+            for sub in _place(child, f"{path}.{k}", f"{name}.{k}"):
+                yield sub if sub[0] is not child else (sub[0], sub[1], sub[2], extra)
+        yield e, path, name, 0
+        return
+    if e.children:
+        for c in e.children:
+            yield from _place(c, _join(path, c.seg), c.name)
+    yield e, path, name, 0
+
+
+def network_entry(report: Report) -> Entry:
+    """The whole network as one entry (a block of the top-level entries)."""
+    total = report.total
+    entry = Entry(seg="", name=report.network.name, type="network", input_shape=report.network.input_shape,
+                  output_shape=report.output_shape, params=total["params"], children=list(report.entries))
+    entry.tensors = sum(e.tensors for e in report.entries)
+    entry.ids = report.entries[0].ids if report.entries else None
+    return entry
+
+
+BATCH2_SIZE = 8  # the batch-2 copy's other dimensions are cut to this where the layer allows it
+
+
+def batch2_entry(e: Entry) -> Entry:
+    """The same layer at batch 2, on a smaller input where that is the same layer: each dimension
+    after the batch is cut to BATCH2_SIZE when the layer still accepts the input and its parameter
+    shapes do not change (a conv's height and width, not its channels; a linear's leading
+    dimensions, not its features). A batch-dimension bug shows at any size. Raises ConfigError
+    when the layer refuses batch 2 itself."""
+    layer = e.layer
+    shape = [2, *e.input_shape[1:]]
+    params = layer.param_shapes(tuple(shape))
+    layer.output_shape(tuple(shape))
+    for d in range(1, len(shape)):
+        if shape[d] <= BATCH2_SIZE:
+            continue
+        trial = [*shape[:d], BATCH2_SIZE, *shape[d + 1:]]
+        try:
+            if layer.param_shapes(tuple(trial)) == params:
+                layer.output_shape(tuple(trial))
+                shape = trial
+        except ConfigError:
+            continue  # this dimension stays whole
+    x = tuple(shape)
+    y = layer.output_shape(x)
+    count = sum(numel(s) for name, s in params.items() if name not in layer.shared_params())
+    return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
+                 tensors=numel(y), layer=layer, ids=e.ids)
+
+
+def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:
+    return not only or any(name == o or path == o or path.startswith(o + ".") for o in only)
+
+
+def pass_need(entry: Entry) -> int:
+    """Bytes of a check run as one pass over a subtree (the network, or a block): the subtree's
+    own need, plus each checked layer's and block's dL/dy and dL/dx kept until its turn."""
+    return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors)
+
+
+def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -> None:
+    """The largest blocks that fit the budget, by path (checked each as one pass, like the network)."""
+    for e in entries:
+        p = _join(path, e.seg)
+        if not e.children:
+            continue
+        if e.copies:  # a repeat group: each copy
+            last = len(e.children) - 1
+            for k in range(min(e.copies, MAX_PLACES)):
+                child = e.children[min(k, last)]
+                if child.children and pass_need(child) <= limit:
+                    out[f"{p}.{k}"] = child
+                elif child.children:
+                    _roots(child.children, f"{p}.{k}", limit, out)
+        elif pass_need(e) <= limit:
+            out[p] = e
+        else:
+            _roots(e.children, p, limit, out)
+
+
+def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
+    """The checks to run, in order (passes over the network or its largest blocks that fit, with
+    the layers and blocks inside them; then layers on their own; then every layer at batch 2),
+    and those skipped, with why."""
+    limit = budget(opts.max_memory)
+    memo: dict[int, Any] = {}
+    seen: dict[Any, Task] = {}
+    tasks: list[Task] = []
+    skipped: list[Skipped] = []
+    smallest = None
+    batch1 = report.network.input_shape[0] == 1
+    whole = network_entry(report)
+    network = None if opts.only else Task(whole, "", report.network.name, False, pass_need(whole))
+    roots: dict[str, Task] = {}
+    if network is not None and network.need > limit:
+        smallest = network.need
+        hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
+                else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
+        skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
+                               f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; {hint}"))
+        network = None
+        found: dict[str, Entry] = {}
+        _roots(report.entries, "", limit, found)
+        roots = {p: Task(e, p, e.name, False, pass_need(e)) for p, e in found.items()}
+    elif network is not None:
+        roots = {"": network}
+
+    def root_of(path: str) -> Task | None:
+        if "" in roots:
+            return roots[""]
+        return next((t for p, t in roots.items() if path.startswith(p + ".")), None)
+
+    def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
+        nonlocal smallest
+        key = (signature(entry, memo), batch2)
+        if opts.dedup and key in seen:
+            seen[key].places.append((path, name))
+            seen[key].extra_places += extra
+            return
+        if not batch2 and path in roots:  # a block checked as one pass, its insides with it
+            task = roots[path]
+            task.name, task.extra_places = name, extra
+            seen[key] = task
+            tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
+            return
+        root = None if batch2 else root_of(path)
+        need = 0 if root else check_memory(entry, 2.0 if batch2 else 1.0)
+        task = Task(entry, path, name, batch2, need)
+        task.extra_places = extra
+        if need > limit:
+            smallest = need if smallest is None else min(smallest, need)
+            skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
+                                   f"needs about {gib(need)}, above the memory budget of {gib(limit)}"))
+            return
+        seen[key] = task
+        if root is not None:
+            root.inner[path] = task
+        else:
+            tasks.append(task)
+
+    for entry, path, name, extra in places(report.entries, ""):
+        if not _selected(path, name, opts.only):
+            continue
+        add(entry, path, name, False, extra)
+        if batch1 and opts.batch2 and entry.layer is not None and not entry.children:
+            try:
+                twin = batch2_entry(entry)
+            except ConfigError as exc:
+                skipped.append(Skipped(path, name, entry.type, "every check @ batch 2", f"the layer refuses batch 2: {exc.message}"))
+                continue
+            add(twin, path, name, True, extra)
+    if network is not None:
+        tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
+    if not tasks and smallest is not None:
+        raise MemoryBudgetError(
+            f"verify would need about {gib(smallest)} but the budget is {gib(limit)}; "
+            "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
+            "or raise the budget with --max-memory"
+        )
+    return tasks, skipped

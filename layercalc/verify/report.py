@@ -1,0 +1,94 @@
+"""What verify is asked (Options) and what it found (Check, Skipped, Result): plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Options:
+    """How verify checks: seed, tolerances, finite-difference step, what to check."""
+
+    seed: int = 0
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    eps: float = 1e-5  # central-difference step, relative to each tensor's scale (float64 numerics)
+    dtype: str = "float64"  # of the implementation under test; numeric gradients are always float64
+    full: bool = False  # every element of every tensor, whatever its size
+    only: tuple[str, ...] = ()  # layer names or paths to check (their subtrees too)
+    max_memory: int | None = None  # bytes; None = half of the memory available now
+    impl: Any = None  # a user's layer class, checked in place of its type's reference
+    directions: int = 2  # random directions per layer check on its own input (each through the input and
+    # every parameter); a layer checked at the network's input gets one, its batch-2 copy these
+    batch2: bool = True  # also check every layer at batch 2 when the input's batch is 1
+    dedup: bool = True  # check identical layers and blocks (type, arguments, input shape) once
+
+
+def for_dtype(dtype: str, **given: Any) -> Options:
+    """Options for a dtype, the defaults overridden by the values given (None = default)."""
+    return Options(dtype=dtype, **{k: v for k, v in given.items() if v is not None})
+
+
+@dataclass
+class Check:
+    """One check's outcome: what was compared, how, the error found and the tolerance allowed."""
+
+    path: str
+    name: str
+    type: str
+    check: str  # "output shape", "params", "dL/dx", "dL/d(x, weight, bias)", "K_conv · vec(x)", ...
+    method: str  # "exact", "elementwise", "direction", "identity", "reference, smooth", "raised", ...
+    error: float
+    tolerance: float
+    passed: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+
+@dataclass
+class Skipped:
+    """A check that did not run, and why."""
+
+    path: str
+    name: str
+    type: str
+    check: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    """Every check of a verify run, the places reported from a deduplicated check, what was skipped."""
+
+    name: str
+    checks: list[Check] = field(default_factory=list)
+    deduplicated: int = 0  # rows reported for a place whose identical twin was checked
+    skipped: list[Skipped] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list, repr=False)  # what a user's implementation raised, for --debug
+
+    @property
+    def passed(self) -> bool:
+        """True when every check that ran passed."""
+        return all(c.passed for c in self.checks)
+
+    def summary(self) -> str:
+        """One line: checks run, reported from deduplicated places, skipped, failed."""
+        failed = sum(not c.passed for c in self.checks)
+        run = len(self.checks) - self.deduplicated
+        return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
+                f"{len(self.skipped)} skipped, {failed} failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        failed = sum(not c.passed for c in self.checks)
+        return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
+                "deduplicated": self.deduplicated, "skipped": [s.to_dict() for s in self.skipped],
+                "summary": self.summary(), "results": [c.to_dict() for c in self.checks]}

@@ -1,0 +1,200 @@
+"""verify's numeric checks on their own: small and large planted gradient errors must fail a
+NUMERIC check (a directional or elementwise comparison with finite differences, not the
+comparison with the reference implementation), in float64 and in float32; correct
+implementations written differently must pass over many seeds (kinks, ties, batch statistics).
+
+Each mutant's error is stated by its definition (a factor on one gradient), so the expected
+verdict does not come from verify's own output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from layercalc import analyse
+from layercalc.layers import REGISTRY
+from layercalc.verify import Options, verify
+
+NUMERIC = ("direction", "elementwise")
+
+
+def numeric_failures(result, path: str) -> list:
+    """Failed numeric checks of the layer at path (reference comparisons set aside)."""
+    return [c for c in result.checks if c.path == path and not c.passed and c.method.startswith(NUMERIC)]
+
+
+def config(input_shape: list[int], batch: int, *layers: str) -> str:
+    body = "".join(f"  - {layer}\n" for layer in layers)
+    return f"input: {input_shape}\nbatch: {batch}\nlayers:\n{body}"
+
+
+def scaled(type_name: str, which: str, factor: float) -> type:
+    """The catalog layer with one gradient ('x' or a parameter name) multiplied by factor."""
+    base = REGISTRY[type_name]
+
+    def backward(self, dy, params, cache):
+        dx, grads = base.backward(self, dy, params, cache)
+        if which == "x":
+            return dx * np.asarray(factor, dtype=dx.dtype), grads
+        grads = dict(grads)
+        grads[which] = grads[which] * np.asarray(factor, dtype=grads[which].dtype)
+        return dx, grads
+
+    return type(f"Scaled_{type_name}_{which}", (base,), {"backward": backward})
+
+
+SMALL = 1 + 1e-4  # ten times the default rtol of 1e-5
+
+# (type, gradient, config, layer path): every scaled tensor has at least 10,000 elements
+SMALL_ERRORS = [
+    ("tanh", "x", config([10000], 1, "tanh"), "tanh1"),
+    ("gelu", "x", config([100, 100], 1, "gelu"), "gelu1"),
+    ("linear", "x", config([100], 100, "linear: {out_features: 100}"), "linear1"),
+    ("conv2d", "x", config([16, 32, 32], 1, "conv2d: {out_channels: 8, kernel_size: 3, padding: 1}"), "conv2d1"),
+    ("conv2d", "weight", config([64, 8, 8], 1, "conv2d: {out_channels: 64, kernel_size: 3}"), "conv2d1"),
+    ("layernorm", "x", config([100, 128], 1, "layernorm: {normalized_shape: 128}"), "layernorm1"),
+    ("batchnorm2d", "x", config([16, 32, 32], 2, "batchnorm2d"), "batchnorm2d1"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("type_name, which, text, path", SMALL_ERRORS, ids=lambda v: str(v)[:20])
+def test_relative_error_of_1e_4_fails_a_numeric_check(type_name: str, which: str, text: str, path: str, dtype: str) -> None:
+    report = analyse(text)
+    size = np.prod(report.entries[0].input_shape) if which == "x" else np.prod(
+        report.entries[0].layer.param_shapes(report.entries[0].input_shape)[which])
+    assert size >= 10_000
+    result = verify(report, Options(impl=scaled(type_name, which, SMALL), dtype=dtype))
+    assert numeric_failures(result, path), [c for c in result.checks if c.method.startswith(NUMERIC)]
+
+
+LARGE = [  # resnet18's sizes: a layer1 batchnorm, the layer4 1x1 stride-2 shortcut conv
+    ("batchnorm2d", "x", config([64, 56, 56], 1, "batchnorm2d"), "batchnorm2d1"),
+    ("conv2d", "weight", config([256, 14, 14], 1, "conv2d: {out_channels: 512, kernel_size: 1, stride: 2, bias: false}"), "conv2d1"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("type_name, which, text, path", LARGE, ids=lambda v: str(v)[:20])
+def test_ten_percent_error_in_a_large_layer_fails_its_own_check(type_name: str, which: str, text: str, path: str, dtype: str) -> None:
+    result = verify(analyse(text), Options(impl=scaled(type_name, which, 1.1), dtype=dtype, batch2=False))
+    assert numeric_failures(result, path)
+
+
+def _linear_weight_from_first_sample(self, dy, params, cache):
+    dx, grads = REGISTRY["linear"].backward(self, dy, params, cache)
+    x = cache[0] if isinstance(cache, tuple) else cache
+    grads = dict(grads)
+    grads["weight"] = dy[:1].T @ x[:1]  # the batch sum forgotten: right at batch 1 only
+    return dx, grads
+
+
+FIRST_SAMPLE = type("FirstSampleLinear", (REGISTRY["linear"],), {"backward": _linear_weight_from_first_sample})
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_batch_sum_bug_in_a_batch_1_config_fails_at_batch_2(dtype: str) -> None:
+    report = analyse(config([20], 1, "linear: {out_features: 30}", "relu"))
+    result = verify(report, Options(impl=FIRST_SAMPLE, dtype=dtype))
+    failed = numeric_failures(result, "linear1")
+    assert failed and all("@ batch 2" in c.check for c in failed), failed
+
+
+# -- correct implementations written differently: no false alarms ------------------------------
+
+
+class WhereReLU(REGISTRY["relu"]):
+    def forward(self, x, params):
+        return np.where(x > 0, x, np.zeros_like(x)), x
+
+    def backward(self, dy, params, x):
+        return np.where(x > 0, dy, np.zeros_like(dy)), {}
+
+
+class ExpTanh(REGISTRY["tanh"]):
+    def forward(self, x, params):
+        e = np.exp(-2 * np.abs(x))
+        y = np.sign(x) * (1 - e) / (1 + e)
+        return y, y
+
+    def backward(self, dy, params, y):
+        return dy * (1 - y) * (1 + y), {}
+
+
+class EinsumLinear(REGISTRY["linear"]):
+    def forward(self, x, params):
+        y = np.einsum("bi,oi->bo", x, params["weight"])
+        if "bias" in params:
+            y = y + params["bias"]
+        return y, x
+
+    def backward(self, dy, params, x):
+        grads = {"weight": np.einsum("bo,bi->oi", dy, x)}
+        if "bias" in params:
+            grads["bias"] = dy.sum(axis=0)
+        return np.einsum("bo,oi->bi", dy, params["weight"]), grads
+
+
+class TextbookBatchNorm(REGISTRY["batchnorm2d"]):
+    def forward(self, x, params):
+        mean = x.mean(axis=(0, 2, 3), keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+        xhat = (x - mean) / np.sqrt(var + self.eps)
+        w = params["weight"].reshape(1, -1, 1, 1)
+        return w * xhat + params["bias"].reshape(1, -1, 1, 1), (xhat, var, w)
+
+    def backward(self, dy, params, cache):
+        xhat, var, w = cache
+        m = dy.shape[0] * dy.shape[2] * dy.shape[3]
+        dxhat = dy * w
+        dx = (m * dxhat - dxhat.sum(axis=(0, 2, 3), keepdims=True)
+              - xhat * (dxhat * xhat).sum(axis=(0, 2, 3), keepdims=True)) / (m * np.sqrt(var + self.eps))
+        return dx, {"weight": (dy * xhat).sum(axis=(0, 2, 3)), "bias": dy.sum(axis=(0, 2, 3))}
+
+
+class PiecewiseHardswish(REGISTRY["hardswish"]):
+    def forward(self, x, params):
+        return np.piecewise(x, [x < -3, (x >= -3) & (x <= 3), x > 3], [0, lambda v: v * (v + 3) / 6, lambda v: v]), x
+
+    def backward(self, dy, params, x):
+        return dy * np.piecewise(x, [x < -3, (x >= -3) & (x <= 3), x > 3], [0, lambda v: (2 * v + 3) / 6, 1]), {}
+
+
+NET = config(
+    [3, 12, 12], 1,
+    "conv2d: {out_channels: 8, kernel_size: 3, padding: 1}", "batchnorm2d", "relu",
+    "maxpool2d: {kernel_size: 2}", "hardswish", "residual: {body: [{conv2d: {out_channels: 8, kernel_size: 3, padding: 1}}, tanh]}",
+    "relu", "flatten", "linear: {out_features: 10}",
+)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("impl", [WhereReLU, ExpTanh, EinsumLinear, TextbookBatchNorm, PiecewiseHardswish], ids=lambda c: c.__name__)
+def test_correct_implementations_pass_over_ten_seeds(impl: type, dtype: str) -> None:
+    report = analyse(NET)
+    for seed in range(10):
+        result = verify(report, Options(impl=impl, seed=seed, dtype=dtype))
+        assert result.passed, (seed, [c for c in result.checks if not c.passed])
+
+
+def test_every_shipped_layer_type_passes_at_kinks_over_ten_seeds() -> None:
+    text = config([4, 8, 8], 1, "relu6", "leakyrelu", "elu", "hardsigmoid", "maxpool2d: {kernel_size: 2, stride: 1}",
+                  "avgpool2d: {kernel_size: 2}", "relu")
+    for seed in range(10):
+        for dtype in ("float64", "float32"):
+            result = verify(analyse(text), Options(seed=seed, dtype=dtype))
+            assert result.passed, (seed, dtype, [c for c in result.checks if not c.passed])
+
+
+@pytest.mark.parametrize("type_name, which, factor", [
+    ("linear", "x", -1.0), ("linear", "x", 0.0), ("linear", "x", 2.0), ("conv2d", "weight", 2.0),
+])
+def test_float32_lenet5_catches_what_it_used_to_pass(type_name: str, which: str, factor: float) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "configs" / "lenet5.yaml").read_text()
+    result = verify(analyse(text), Options(impl=scaled(type_name, which, factor), dtype="float32"))
+    failed = [c for c in result.checks if not c.passed and c.method.startswith(NUMERIC)]
+    assert failed and {c.type for c in failed if c.path != "(network)"} == {type_name}
+    assert any(c.path == "(network)" for c in failed)  # the end-to-end check too
