@@ -231,7 +231,7 @@ def torch_conv(rank: int, transposed: bool) -> Any:
 @FAST
 @given(geometries(), st.integers(0, 2**31))
 def test_backward_terms_are_kconv_transposed(cli, g: dict[str, Any], seed: int) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     from layercalc.kconv import _layer, geometry
     from layercalc.kernels.conv import kconv_matrix
@@ -270,7 +270,7 @@ def test_backward_terms_are_kconv_transposed(cli, g: dict[str, Any], seed: int) 
 @FAST
 @given(geometries(), st.integers(0, 2**31))
 def test_transposed_terms_are_torch(cli, g: dict[str, Any], seed: int) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     n, k, s, p, d = (tuple(c) for c in zip(*g["axes"]))
     # the transposed conv's input is the conv's output; output_padding restores the far-end cells

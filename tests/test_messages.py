@@ -43,3 +43,15 @@ def test_peer_rows_refuse_unknown_conventions() -> None:
 def test_unknown_convention_is_refused() -> None:
     with pytest.raises(ValueError, match="nvidia"):
         Costing(analyse({"input": [4], "layers": ["relu"]}), "nvidia")
+
+
+def test_explicit_input_sizes_and_boundaries() -> None:
+    # in_features must equal the last dim (here 4, not the 3 before it)
+    assert analyse({"input": [3, 4], "layers": [{"linear": {"out_features": 2, "in_features": 4}}]}).output_shape == (1, 3, 2)
+    with pytest.raises(ConfigError, match="in_features 5 does not match the input's 4"):
+        analyse({"input": [3, 4], "layers": [{"linear": {"out_features": 2, "in_features": 5}}]})
+    # flatten of one dim onto itself is allowed (a no-op), as in PyTorch
+    assert analyse({"input": [3, 4], "layers": [{"flatten": {"start_dim": 1, "end_dim": 1}}]}).output_shape == (1, 3, 4)
+    # concat of (N, C) outputs: 4 + 3 channels
+    report = analyse({"input": [4], "batch": 2, "layers": [{"concat": {"branches": [[], [{"linear": {"out_features": 3}}]]}}]})
+    assert report.output_shape == (2, 7)
