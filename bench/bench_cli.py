@@ -67,7 +67,7 @@ def generated_config(n: int, folder: Path) -> Path:
 def imported_modules() -> str:
     """Which heavy modules the --total path imports (it should import neither numpy nor rich)."""
     probe = (
-        "import sys\nfrom layercalc.cli import main\n"
+        "import sys\nfrom layercalc.launch import main\n"
         "try:\n    main(['params', sys.argv[1], '--total'])\nexcept SystemExit:\n    pass\n"
         "print(' '.join(m for m in ('numpy', 'rich', 'pydantic', 'torch') if m in sys.modules) or 'none', file=sys.stderr)"
     )

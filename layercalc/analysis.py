@@ -12,7 +12,7 @@ checked against its owner's and counted once, at the owner.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from .config import Network
 from .errors import ConfigError, ShapeError
@@ -20,28 +20,78 @@ from .layers import Layer, Node, Shape, fmt_shape, numel
 
 MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after this many copies is refused
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
+LISTED_COPIES = 100  # a repeat of more copies lists its distinct copies, then one row for the rest
+
+
+class Run(NamedTuple):
+    """One child of an entry as it runs: how many times in a row, and whether its first input needs dL/dx.
+
+    Only the last distinct copy of a repeat runs more than once; its later runs' input needs a
+    gradient when the first run's did or when the copy itself has parameters.
+    """
+
+    entry: "Entry"
+    times: int
+    grad: bool  # the first run's input depends on a parameter (so the backward computes dL/dx)
+
+    @property
+    def later_grad(self) -> bool:
+        """Whether the input of the second and later runs needs a gradient."""
+        return self.grad or self.entry.params > 0
 
 
 class Entry:
-    """One analysed layer or block; a block's numbers are the sums over its children."""
+    """One analysed layer or block; a block's numbers are the sums over its children.
+
+    `sequences` holds a block's children per child sequence (as layer.sequences() lists them); a
+    repeat group has one sequence, its distinct copies, and `copies` says how many copies run: the
+    last distinct copy stands for every later one (they are equal, input shape included).
+    """
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "children", "copies", "layer", "ids")
+                 "tensors", "cache", "sequences", "copies", "layer", "ids")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
         buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
-        copies: int = 0, layer: Layer | None = None, ids: int | None = None,
+        copies: int = 0, layer: Layer | None = None, sequences: list[list["Entry"]] | None = None,
+        ids: int | None = None, cache: int = 0,
     ) -> None:
         self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
         self.name, self.type = name, type
         self.input_shape, self.output_shape = input_shape, output_shape
         self.params, self.buffers, self.macs = params, buffers, macs
         self.tensors = tensors  # elements of every tensor created inside, for activation memory
-        self.children = children if children is not None else []
-        self.copies = copies  # repeat groups only: how many copies; the last child stands for the rest
+        self.cache = cache  # elements a generation keeps for every past position (a decoder's KV cache)
+        # `children` is one sequence (a repeat's distinct copies, or a made-up root)
+        self.sequences = sequences if sequences is not None else ([children] if children else [])
+        self.copies = copies  # repeat groups only: how many copies run
         self.layer = layer  # the layer (None for a repeat group), for verify
         self.ids = ids  # the input is integer token ids in [0, ids) (None: real values), for verify
+
+    @property
+    def children(self) -> list["Entry"]:
+        """Every child entry, sequence after sequence (a repeat group: its distinct copies)."""
+        return [child for seq in self.sequences for child in seq]
+
+    def runs(self, grad: bool = False) -> Iterator[list[Run]]:
+        """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
+        if self.copies:
+            distinct = self.sequences[0]
+            rest = self.copies - len(distinct) + 1  # how often the last distinct copy runs
+            yield _chain([(c, rest if i == len(distinct) - 1 else 1) for i, c in enumerate(distinct)], grad)
+            return
+        for seq in self.sequences:
+            yield _chain([(c, 1) for c in seq], grad)
+
+
+def _chain(children: list[tuple[Entry, int]], grad: bool) -> list[Run]:
+    """Runs of entries applied one after another: after an entry with parameters, inputs need gradients."""
+    runs = []
+    for child, times in children:
+        runs.append(Run(child, times, grad))
+        grad = grad or child.params > 0
+    return runs
 
 
 class Flow:
@@ -110,41 +160,42 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         tensors=numel(y),
         layer=layer,
         ids=ids,
+        cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
     )
 
 
 def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     layer = node.layer
-    children: list[Entry] = []
+    sequences: list[list[Entry]] = []
     outs: list[Shape] = []
     tokens, still_tokens, firsts = flow.tokens, [], []
     for prefix, seq in layer.sequences():
         flow.tokens = tokens  # every child sequence starts from the block's input
         out, entries = analyse_sequence(seq, x, prefix, flow=flow)
         outs.append(out)
+        sequences.append(entries)
         still_tokens.append(flow.tokens)
         firsts += entries[:1]
-        children.extend(entries)
     flow.tokens = all(still_tokens)
     y = layer.combine(x, outs)
     # ids drawn for the block's input must suit every child that reads them
     bounds = [e.ids for e in firsts if e.ids is not None]
     entry = Entry(
-        seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, children=children, layer=layer,
-        ids=min(bounds) if tokens and bounds else None,
+        seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, sequences=sequences,
+        layer=layer, ids=min(bounds) if tokens and bounds else None,
     )
     _sum_children(entry, extra_tensor=numel(y) if layer.creates_tensor else 0)
     return entry
 
 
-def _sum_children(entry: Entry, extra_tensor: int = 0, last_weight: int = 1) -> None:
-    """Fill a block's numbers from its children (the last child counted last_weight times)."""
-    kids = entry.children
-    weights = [1] * (len(kids) - 1) + [last_weight] if kids else []
-    entry.params = sum(w * c.params for w, c in zip(weights, kids))
-    entry.buffers = sum(w * c.buffers for w, c in zip(weights, kids))
-    entry.macs = sum(w * c.macs for w, c in zip(weights, kids))
-    entry.tensors = sum(w * c.tensors for w, c in zip(weights, kids)) + extra_tensor
+def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
+    """Fill a block's numbers from its children, each counted as many times as it runs."""
+    runs = [run for seq in entry.runs() for run in seq]
+    entry.params = sum(r.times * r.entry.params for r in runs)
+    entry.buffers = sum(r.times * r.entry.buffers for r in runs)
+    entry.macs = sum(r.times * r.entry.macs for r in runs)
+    entry.tensors = sum(r.times * r.entry.tensors for r in runs) + extra_tensor
+    entry.cache = sum(r.times * r.entry.cache for r in runs)
 
 
 def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> Entry:
@@ -159,7 +210,7 @@ def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> En
 
 
 def _repeat(node: Node, x: Shape, seg: str, flow: Flow) -> Entry:
-    one = Node(layer=node.layer, name=node.name, loc=node.loc, named=node.named)
+    one = node._replace(repeat=1)  # one copy; analyse_node gives its errors the entry's location
     copies: list[Entry] = []
     shape = x
     while len(copies) < node.repeat:
@@ -176,11 +227,11 @@ def _repeat(node: Node, x: Shape, seg: str, flow: Flow) -> Entry:
         type=REPEAT_TYPE,
         input_shape=x,
         output_shape=copies[-1].output_shape,
-        children=copies,
+        sequences=[copies],
         copies=node.repeat,
         ids=copies[0].ids,
     )
-    _sum_children(entry, last_weight=node.repeat - len(copies) + 1)
+    _sum_children(entry)
     return entry
 
 
@@ -200,6 +251,41 @@ def analyse_sequence(
     return x, entries
 
 
+class Row(NamedTuple):
+    """One row of the report: an entry at its place, standing for `copies` identical runs of it."""
+
+    entry: Entry
+    path: str  # dotted position; a folded row's last segment is a range of copies: "blocks.2-999"
+    name: str
+    depth: int
+    copies: int  # 1, or the number of identical repeat copies this row folds together
+    grad: bool  # its (first) input depends on a parameter, so the backward computes dL/dx
+
+
+def _walk(run: Run, path: str, name: str, level: int, depth: int | None) -> Iterator[Row]:
+    """The rows of one run: the entry's row (folded when it runs many times), then its children's."""
+    yield Row(run.entry, path, name, level, run.times, run.grad)
+    if run.times > 1 or (depth is not None and level >= depth):
+        return
+    entry = run.entry
+    for seq in entry.runs(run.grad):
+        k = 0  # copy number within a repeat group
+        for child in seq:
+            if not entry.copies:
+                yield from _walk(child, f"{path}.{child.entry.seg}", child.entry.name, level + 1, depth)
+                continue
+            listed = child.times if entry.copies <= LISTED_COPIES else 1
+            grad = child.grad
+            for j in range(listed):  # a short repeat: one row per copy
+                yield from _walk(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", level + 1, depth)
+                grad = child.later_grad
+            k += listed
+            rest = child.times - listed  # only the last distinct copy has a tail
+            if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
+                span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
+                yield from _walk(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", level + 1, depth)
+
+
 class Report:
     """The analysed network: rows for every layer at every depth, and exact totals."""
 
@@ -213,7 +299,8 @@ class Report:
         """Totals over the whole network (blocks' numbers are not counted twice)."""
         params = sum(e.params for e in self.entries)
         macs = sum(e.macs for e in self.entries)
-        return {
+        cache = sum(e.cache for e in self.entries)
+        total = {
             "params": params,
             "buffers": sum(e.buffers for e in self.entries),
             "macs": macs,
@@ -221,51 +308,59 @@ class Report:
             "activation_bytes": sum(e.tensors for e in self.entries) * self.dtype_bytes,
             "param_bytes": params * self.dtype_bytes,
         }
+        if cache:  # decoders only: the keys and values a generation at this sequence length keeps
+            total["kv_cache_bytes"] = cache * self.dtype_bytes
+        return total
 
     @property
     def output_shape(self) -> Shape:
         """The network's output shape (batch first)."""
         return self.entries[-1].output_shape if self.entries else self.network.input_shape
 
-    def rows(self, depth: int | None = None, macs: Callable[[Entry], int | None] | None = None) -> Iterator[dict[str, Any]]:
-        """One plain dict per row, in execution order; blocks below `depth` folded into one row.
+    def walk(self, depth: int | None = None) -> Iterator[Row]:
+        """Every row in execution order, blocks below `depth` folded into their row.
 
-        `macs` replaces the MAC count of each row (a peer convention's; None = not counted).
+        A repeat lists each copy; one of more than LISTED_COPIES copies lists its distinct copies,
+        then one row that stands for all the rest (Row.copies of them).
         """
-        for entry in self.entries:
-            yield from self._rows(entry, "", entry.name, 0, depth, macs)
+        for run in _chain([(e, 1) for e in self.entries], grad=False):
+            yield from _walk(run, run.entry.seg, run.entry.name, 0, depth)
 
-    def _rows(
-        self, e: Entry, parent: str, name: str, level: int, depth: int | None,
-        macs: Callable[[Entry], int | None] | None, seg: str | None = None,
+    def rows(
+        self, depth: int | None = None, macs: Callable[[Row], int | None] | None = None,
+        backward: Callable[[Row], int] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        seg = e.seg if seg is None else seg
-        path = f"{parent}.{seg}" if parent else seg
-        count = e.macs if macs is None else macs(e)
-        yield {
-            "path": path,
-            "name": name,
-            "type": e.type,
-            "depth": level,
-            "input_shape": list(e.input_shape),
-            "output_shape": list(e.output_shape),
-            "params": e.params,
-            "buffers": e.buffers,
-            "macs": count,
-            "flops": None if count is None else 2 * count,
-            "activation_bytes": numel(e.output_shape) * self.dtype_bytes,
-        }
-        if depth is not None and level >= depth:
-            return
-        if e.copies:  # a repeat group: copy k is child min(k, last), renamed name.k
-            last = len(e.children) - 1
-            for k in range(e.copies):
-                yield from self._rows(e.children[min(k, last)], path, f"{name}.{k}", level + 1, depth, macs, str(k))
-            return
-        for child in e.children:
-            yield from self._rows(child, path, child.name, level + 1, depth, macs)
+        """One plain dict per row of walk(depth); a folded row's numbers are the sum over its copies.
 
-    def to_dict(self, depth: int | None = None, macs: Callable[[Entry], int | None] | None = None) -> dict[str, Any]:
+        `macs` replaces each row's MAC count (a peer convention's; None = not counted);
+        `backward` adds a `backward_macs` field.
+        """
+        for row in self.walk(depth):
+            e, n = row.entry, row.copies
+            count = e.macs * n if macs is None else macs(row)
+            out = {
+                "path": row.path,
+                "name": row.name,
+                "type": e.type,
+                "depth": row.depth,
+                "input_shape": list(e.input_shape),
+                "output_shape": list(e.output_shape),
+                "params": e.params * n,
+                "buffers": e.buffers * n,
+                "macs": count,
+                "flops": None if count is None else 2 * count,
+                "activation_bytes": numel(e.output_shape) * self.dtype_bytes * n,
+            }
+            if n > 1:  # a folded row says how many copies it stands for
+                out["copies"] = n
+            if backward is not None:
+                out["backward_macs"] = backward(row)
+            yield out
+
+    def to_dict(
+        self, depth: int | None = None, macs: Callable[[Row], int | None] | None = None,
+        backward: Callable[[Row], int] | None = None,
+    ) -> dict[str, Any]:
         """The SPEC's JSON object: name, input, batch, dtype, layers, total."""
         net = self.network
         return {
@@ -273,7 +368,7 @@ class Report:
             "input": list(net.input),
             "batch": net.batch,
             "dtype": net.dtype,
-            "layers": list(self.rows(depth, macs)),
+            "layers": list(self.rows(depth, macs, backward)),
             "total": self.total,
         }
 

@@ -57,18 +57,17 @@ def report_data(
     Under a peer's convention, `macs` is what that tool counts (null where it counts nothing)
     and `flops` twice that; with training, rows gain `backward_macs` and a `training` total.
     """
-    from .conventions import Costing, backward_rows
+    from .conventions import Costing, backward_macs
     from .conventions import training as training_cost
 
     costing = None if convention == "layercalc" else Costing(report, convention)
-    data = report.to_dict(depth, macs=costing.macs if costing else None)
+    backward = (lambda row: backward_macs(row, convention)) if training else None
+    data = report.to_dict(depth, macs=costing.macs if costing else None, backward=backward)
     data["convention"] = convention
     if costing is not None:
         macs = costing.total()
         data["total"]["macs"], data["total"]["flops"] = macs, None if macs is None else 2 * macs
     if training:
-        for row, cost in zip(data["layers"], backward_rows(report, convention, depth)):
-            row["backward_macs"] = cost
         data["training"] = {"optimizer": optimizer, **training_cost(report, convention, optimizer)}
     return data
 

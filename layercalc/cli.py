@@ -5,7 +5,9 @@ Errors from the core are turned into one line on stderr here, and only here.
 
 from __future__ import annotations
 
+import inspect
 import sys
+import typing
 from enum import Enum
 from typing import Annotated, Any, Callable, Optional
 
@@ -36,25 +38,25 @@ class Format(str, Enum):
 app = typer.Typer(
     name="layercalc",
     help="Per-layer output shapes, parameters and MACs/FLOPs of a network described in YAML.",
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 ConfigArg = Annotated[
-    Optional[str], typer.Argument(help="Config file (YAML or JSON), or - for stdin.", show_default=False)
+    Optional[str], typer.Argument(metavar="CONFIG", help="Config file (YAML or JSON), or - for stdin.", show_default=False)
 ]
 LayerOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--layer", "-l", help="Inline layer, repeatable: -l conv2d:out_channels=64,kernel_size=7 -l relu."),
+    typer.Option("--layer", "-l", metavar="SPEC", help="A layer TYPE:ARG=VALUE,... instead of a config (with --input); repeatable: -l conv2d:out_channels=8,kernel_size=3 -l relu."),
 ]
-InputOpt = Annotated[Optional[str], typer.Option("--input", help="One sample's shape, e.g. 3x224x224.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Batch size (overrides the config).")]
+InputOpt = Annotated[Optional[str], typer.Option("--input", metavar="SHAPE", help="One sample's shape: 3x224x224, 3,224,224 or [3, 224, 224].")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", metavar="N", help="Batch size (overrides the config).")]
 FormatOpt = Annotated[
-    Optional[Format], typer.Option("--format", "-f", help="Default: table on a terminal, tsv when piped.")
+    Optional[Format],
+    typer.Option("--format", "-f", metavar="FORMAT", help="table, json, csv, tsv or markdown (default: table on a terminal, tsv when piped)."),
 ]
-DepthOpt = Annotated[Optional[int], typer.Option("--depth", help="Fold blocks below this depth into one row.")]
+DepthOpt = Annotated[Optional[int], typer.Option("--depth", metavar="N", help="Fold blocks below this depth into one row.")]
 TotalOpt = Annotated[bool, typer.Option("--total", help="Print only the total, as a bare integer.")]
 
 
@@ -118,9 +120,22 @@ Precision = Enum("Precision", {p: p for p in ("float64", "float32")}, type=str) 
 Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=str)  # type: ignore[misc]
 
 
-def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None = None) -> None:
+# Which of the calculating commands takes each option beyond the common ones; a command's
+# signature (and so its --help) lists only its own.
+COMMAND_OPTIONS = {
+    "summary": ("convention", "training", "optimizer"),
+    "params": ("total",),
+    "flops": ("total", "macs", "convention", "compare", "training", "optimizer"),
+    "shapes": (),
+}
+COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth")
+# FlopCounterMode counts a backward pass (and layercalc's own rule is checked against it); the
+# other peer tools count forward passes only, so a "training" figure under them would be no tool's
+TRAINING_CONVENTIONS = ("layercalc", "torch")
+
+
+def _calculating(command: str, doc: str) -> None:
     """Register one of summary/params/flops/shapes: same inputs, a different view."""
-    costed = command in ("summary", "flops")
 
     def run(
         config: ConfigArg = None,
@@ -130,33 +145,34 @@ def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None
         format: FormatOpt = None,
         depth: DepthOpt = None,
         total: TotalOpt = False,
-        macs: Annotated[bool, typer.Option("--macs", help="With --total on flops: print MACs.")] = False,
+        macs: Annotated[bool, typer.Option("--macs", help="With --total: print MACs, not FLOPs.")] = False,
         convention: Annotated[
-            Convention, typer.Option("--convention", help="summary/flops: count as this tool does.")
+            Convention,
+            typer.Option("--convention", metavar="TOOL", help=f"Count as this tool does: {', '.join(CONVENTIONS)}."),
         ] = Convention.layercalc,  # type: ignore[attr-defined]
-        compare: Annotated[bool, typer.Option("--compare", help="flops: every convention side by side.")] = False,
-        training: Annotated[bool, typer.Option("--training", help="summary/flops: add backward cost and training memory.")] = False,
+        compare: Annotated[bool, typer.Option("--compare", help="Every convention side by side, by category.")] = False,
+        training: Annotated[
+            bool, typer.Option("--training", help="Add the backward pass and the memory of a training step.")
+        ] = False,
         optimizer: Annotated[
-            Optimizer, typer.Option("--optimizer", help="With --training: optimizer state to count.")
-        ] = Optimizer.adam,  # type: ignore[attr-defined]
+            Optional[Optimizer],
+            typer.Option("--optimizer", metavar="NAME", help="With --training: sgd, momentum or adam (default).", show_default=False),
+        ] = None,
     ) -> None:
         _check_options(batch, depth)
-        if (total or macs) and total_key is None:
-            raise UsageError(f"--total and --macs go with 'params' and 'flops', not '{command}'")
-        if not costed and (convention.value != "layercalc" or training):
-            raise UsageError(f"--convention and --training go with 'summary' and 'flops', not '{command}'")
-        if compare and command != "flops":
-            raise UsageError(f"--compare goes with 'flops', not '{command}'")
+        _refuse_conflicts(command, total=total, macs=macs, convention=convention.value, compare=compare,
+                          training=training, optimizer=optimizer, depth=depth, format=format)
         report = _report(config, layer, input, batch)
         if compare:
             _emit_compare(report, format)
             return
-        costs = {"convention": convention.value, "training": training, "optimizer": optimizer.value}
-        if total and total_key:
+        costs = {"convention": convention.value, "training": training,
+                 "optimizer": (optimizer or Optimizer.adam).value}  # type: ignore[attr-defined]
+        if total:
             from .api import report_data
 
             data = report_data(report, 0, **costs)
-            key = total_key(macs)
+            key = "params" if command == "params" else "macs" if macs else "flops"
             if training and key != "params":  # the forward and backward pass together
                 value = data["training"]["training_macs" if macs else "training_flops"]
             else:
@@ -168,7 +184,33 @@ def _calculating(command: str, doc: str, total_key: Callable[[bool], str] | None
             _emit(report, command, format, depth, costs)
 
     run.__doc__ = doc
+    own = COMMON_OPTIONS + COMMAND_OPTIONS[command]
+    hints = typing.get_type_hints(run, include_extras=True)  # the Annotated options, evaluated
+    signature = inspect.signature(run)
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name in own]
+    )
     app.command(command)(run)
+
+
+def _refuse_conflicts(command: str, **given: Any) -> None:
+    """Options that would be silently ignored or mixed are refused, naming the conflict."""
+    if given["macs"] and not given["total"]:
+        raise UsageError("--macs goes with --total (the table and machine formats show MACs and FLOPs)")
+    if given["optimizer"] is not None and not given["training"]:
+        raise UsageError("--optimizer goes with --training (it sets the optimizer state a training step holds)")
+    if given["compare"]:
+        clash = [o for o, on in (("--convention", given["convention"] != "layercalc"), ("--training", given["training"]),
+                                 ("--total", given["total"]), ("--depth", given["depth"] is not None)) if on]
+        if clash:
+            raise UsageError(f"--compare shows every convention's forward pass; it does not combine with {clash[0]}")
+    if given["training"] and given["convention"] not in TRAINING_CONVENTIONS:
+        raise UsageError(
+            f"--training counts the backward pass as autograd runs it; {given['convention']} counts only the forward"
+            f" pass, so use --convention {' or '.join(TRAINING_CONVENTIONS)} with --training"
+        )
+    if given["total"] and given["format"] is not None:
+        raise UsageError("--total prints a bare integer; it does not combine with --format")
 
 
 def _emit_compare(report: Any, fmt: Format | None) -> None:
@@ -196,8 +238,8 @@ def _show(data: Any, fmt: Format | None, view: str) -> None:
 
 
 _calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
-_calculating("params", "Parameters and buffers per layer, and in total.", lambda macs: "params")
-_calculating("flops", "MACs and FLOPs per layer, and in total.", lambda macs: "macs" if macs else "flops")
+_calculating("params", "Parameters and buffers per layer, and in total.")
+_calculating("flops", "MACs and FLOPs per layer, and in total.")
 _calculating("shapes", "Input and output shape of every layer.")
 
 
@@ -276,27 +318,61 @@ def _load_impl(spec: str) -> type:
 
 @app.command("kconv")
 def kconv_command(
-    input: Annotated[str, typer.Option("--input", help="Input height x width, e.g. 3x3.")] = "3x3",
-    kernel: Annotated[str, typer.Option("--kernel", help="Kernel height x width, e.g. 2x2.")] = "2x2",
+    input: Annotated[str, typer.Option("--input", help="Input size: one number is 1-D (5), HxW is 2-D (3x3).")] = "3x3",
+    kernel: Annotated[str, typer.Option("--kernel", help="Kernel size, e.g. 3 (1-D) or 2x2.")] = "2x2",
     stride: Annotated[str, typer.Option("--stride", help="Stride, e.g. 1 or 2x1.")] = "1",
     padding: Annotated[str, typer.Option("--padding", help="Zero padding on each side, e.g. 0 or 1x0.")] = "0",
     dilation: Annotated[str, typer.Option("--dilation", help="Dilation, e.g. 1 or 2.")] = "1",
-    check: Annotated[bool, typer.Option("--check", help="Verify K_conv numerically against the conv forward and backward.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Verify numerically: the matrix, the layer's NumPy forward and backward, and the printed terms.")] = False,
+    backward: Annotated[bool, typer.Option("--backward", help="∇x term by term, and as the full correlation of the spread, padded ∇y with the flipped kernel.")] = False,
+    transposed: Annotated[bool, typer.Option("--transposed", help="A transposed convolution (forward = K_convᵀ); --input is its input.")] = False,
+    output_padding: Annotated[str, typer.Option("--output-padding", help="With --transposed: extra output cells at the far end.")] = "0",
+    draw: Annotated[Optional[str], typer.Option("--draw", help="Write the sliding window as an animated SVG to this file (- for stdout).")] = None,
+    frames: Annotated[bool, typer.Option("--frames", help="With --draw: a static strip of every frame, for print.")] = False,
     format: FormatOpt = None,
 ) -> int:
-    """Conv as a matrix: K_conv of a small single-channel conv2d, printed symbolically."""
-    from .kconv import check as check_kconv
-    from .kconv import kconv, parse_pair
+    """Conv as a matrix: K_conv of a small single-channel conv, its backward term by term, drawn."""
+    from . import kconv as kc
 
-    geometry = (
-        parse_pair(input, "--input", 1), parse_pair(kernel, "--kernel", 1), parse_pair(stride, "--stride", 1),
-        parse_pair(padding, "--padding", 0), parse_pair(dilation, "--dilation", 1),
-    )
-    data = kconv(*geometry)
+    if frames and draw is None:
+        raise UsageError("--frames goes with --draw FILE.svg")
+    geo = kc.geometry(input, kernel, stride, padding, dilation, transposed, output_padding)
+    if draw is not None:
+        from .render.svg import svg
+
+        text = svg(kc.drawing(geo), animated=not frames)
+        if draw == "-":
+            sys.stdout.write(text)
+            return EXIT_OK
+        try:
+            with open(draw, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise UsageError(f"--draw: cannot write {draw}: {exc.strerror}") from None
+    data = kc.kconv(geo)
+    if backward or transposed:
+        data["symbolic"] = kc.symbolic(geo, backward)
     if check:
-        data["checks"] = check_kconv(*geometry)
-    _show(data, format, "kconv")
+        data["checks"] = kc.check(geo, backward)
+    _show_kconv(data, format)
     return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
+
+
+def _show_kconv(data: dict[str, Any], fmt: Format | None) -> None:
+    chosen = _format(fmt)
+    if chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif chosen == "table":
+        from .render import table
+        from .render.kconv import render_kconv
+
+        render_kconv(data, table.console())
+    else:
+        from .render.kconv import kconv_text
+
+        sys.stdout.write(kconv_text(chosen, data))
 
 
 @app.command("layers")
@@ -325,9 +401,3 @@ def run_app(args: list[str]) -> int:
         raise KeyboardInterrupt from None
     return status if isinstance(status, int) else EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> None:
-    """The command line (see launch.main, the installed entry point, which also serves --total)."""
-    from .launch import main as launch
-
-    launch(argv)

@@ -7,6 +7,7 @@ type's own schema; nothing here knows any particular layer type.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Iterable, NamedTuple
 
 from .document import Map, Seq, line_of, parse_document, read_source
@@ -58,14 +59,13 @@ def _check_keys(mapping: Map, allowed: Iterable[str], what: str, loc: Location) 
 
 
 def parse_shape(value: Any, what: str = "input") -> Shape:
-    """[3, 224, 224] or "3x224x224" -> (3, 224, 224); 1 to 3 positive integers."""
+    """[3, 224, 224] or "3x224x224" -> (3, 224, 224); 1 to 4 positive integers (up to [C, D, H, W])."""
     items: Any = value
     if isinstance(value, str):
-        parts = value.lower().replace(" ", "").split("x")
-        items = [int(p) if p.isdigit() else p for p in parts]
+        items = split_sizes(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         items = [value]
-    ok = isinstance(items, list) and 1 <= len(items) <= 3
+    ok = isinstance(items, list) and 1 <= len(items) <= 4
     if ok:
         try:
             return tuple(Int()(v) for v in items)
@@ -73,8 +73,17 @@ def parse_shape(value: Any, what: str = "input") -> Shape:
             pass
     shown = value if isinstance(value, str) else list(value) if isinstance(value, list) else value
     raise SchemaError(
-        f"{what} must be 1 to 3 positive integers like [3, 224, 224] or \"3x224x224\", got {shown!r}", value=value
+        f"{what} must be 1 to 4 positive integers like [3, 224, 224] or \"3x224x224\", got {shown!r}", value=value
     )
+
+
+def split_sizes(text: str) -> list[Any]:
+    """'3x224x224', '3,224,224' or '[3, 224, 224]' -> [3, 224, 224] (non-digits kept for the message)."""
+    body = text.strip().lower()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    sep = "," if "," in body else "x"
+    return [int(p) if p.isdigit() else p for p in (part.strip() for part in body.split(sep))]
 
 
 def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None = None, input: Any = None) -> Network:
@@ -135,12 +144,36 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
         raise SchemaError(f"name must be a non-empty string, got {name!r}", at("name"), name)
     if "layers" not in doc:
         raise SchemaError("missing 'layers' (a list of layer entries)", top)
-    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0)
+    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0, names=Names())
     return Network(name=name, input=shape, batch=n, dtype=dtype, nodes=nodes)
 
 
-def parse_entries(items: Any, where: str, line: int | None, depth: int, min_len: int = 1) -> list[Node]:
-    """A list of layer entries -> Nodes (recursing into block arguments)."""
+class Names:
+    """Default layer names, numbered per type across the whole network (as `--only` selects by name)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.taken: set[str] = set()
+
+    def default(self, type_name: str) -> str:
+        """The next unused '<type><n>'."""
+        while True:
+            n = self.counts[type_name] = self.counts.get(type_name, 0) + 1
+            name = f"{type_name}{n}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def given(self, name: str) -> None:
+        """Remember a name the user chose, so no default name repeats it."""
+        self.taken.add(name)
+
+
+def parse_entries(
+    items: Any, where: str, line: int | None, depth: int, min_len: int = 1, names: Names | None = None
+) -> list[Node]:
+    """A list of layer entries -> Nodes (recursing into block arguments); sibling names must differ."""
+    names = names if names is not None else Names()
     if depth > MAX_BLOCK_DEPTH:
         raise SchemaError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", Location(line=line, where=where))
     if not isinstance(items, list):
@@ -149,10 +182,19 @@ def parse_entries(items: Any, where: str, line: int | None, depth: int, min_len:
         raise SchemaError(f"{where} is empty; it needs at least one layer", Location(line=line_of(items, line), where=where))
     lines = getattr(items, "item_lines", None)
     nodes: list[Node] = []
-    counts: dict[str, int] = {}
+    siblings: dict[str, int] = {}  # name -> index, as PyTorch's module names are unique among siblings
     for i, item in enumerate(items):
         item_line = lines[i] if lines else line_of(item, line)
-        nodes.append(parse_entry(item, f"{where}[{i}]", item_line, depth, counts))
+        node = parse_entry(item, f"{where}[{i}]", item_line, depth, names)
+        if node.name in siblings:
+            first = siblings[node.name]
+            raise SchemaError(
+                f"name {node.name!r} is already used by {where}[{first}]; sibling layers need different names",
+                Location(line=node.loc.line, where=node.loc.where, layer=node.loc.layer),
+                node.name,
+            )
+        siblings[node.name] = i
+        nodes.append(node)
     return nodes
 
 
@@ -181,7 +223,7 @@ def lookup_type(name: Any, loc: Location) -> type[Layer]:
     return cls
 
 
-def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dict[str, int]) -> Node:
+def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Names) -> Node:
     """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N} -> a Node."""
     if isinstance(item, str):
         type_key, raw_args, extra = item, None, {}
@@ -197,20 +239,24 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, counts: dic
     else:
         raise SchemaError(f"a layer entry is a type name or a mapping, got {type_word(item)}", Location(line=line, where=where), item)
     cls = lookup_type(type_key, Location(line=line, where=where))
-    counts[cls.type_name] = counts.get(cls.type_name, 0) + 1
-    name = extra.get("name", f"{cls.type_name}{counts[cls.type_name]}")
+    if "name" in extra:
+        name = extra["name"]
+        if isinstance(name, str):
+            names.given(name)
+    else:
+        name = names.default(cls.type_name)
     loc = Location(line=line, where=where, layer=f"{cls.type_name} {name!r}")
     try:
         if not isinstance(name, str) or not name or "." in name:
             raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)
         repeat = Int()(extra["repeat"]) if "repeat" in extra else 1
-        layer = cls(**parse_args(cls, raw_args, where, line, depth))
+        layer = cls(**parse_args(cls, raw_args, where, line, depth, names))
     except ConfigError as exc:
         raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
     return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra)
 
 
-def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: int) -> dict[str, Any]:
+def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: int, names: Names) -> dict[str, Any]:
     """Validate a layer's argument mapping against its schema (nested layer lists parsed too)."""
     if raw is None:
         raw = {}
@@ -226,7 +272,7 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
             hint = suggest(key, schema) or (f" ({cls.type_name} takes no arguments)" if not schema else "")
             raise SchemaError(f"unknown argument {key!r}{hint}", Location(line=key_line), key)
         if arg.nested:
-            values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth)
+            values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth, names)
             continue
         try:
             values[key] = arg.convert(value)
@@ -239,16 +285,16 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
     return values
 
 
-def _parse_nested(arg: Any, value: Any, where: str, line: int | None, depth: int) -> Any:
+def _parse_nested(arg: Any, value: Any, where: str, line: int | None, depth: int, names: Names) -> Any:
     """A block's layer list (depth 1) or list of branch lists (depth 2)."""
     spec = arg.convert
     if spec.depth == 1:
-        return parse_entries(value, where, line, depth + 1, spec.min_len)
+        return parse_entries(value, where, line, depth + 1, spec.min_len, names)
     if not isinstance(value, list) or len(value) < spec.min_len:
         raise SchemaError(f"{where} must be a non-empty list of layer lists", Location(line=line, where=where), value)
     lines = getattr(value, "item_lines", None)
     return [
-        parse_entries(branch, f"{where}[{i}]", lines[i] if lines else line, depth + 1, min_len=0)
+        parse_entries(branch, f"{where}[{i}]", lines[i] if lines else line, depth + 1, min_len=0, names=names)
         for i, branch in enumerate(value)
     ]
 
@@ -282,7 +328,7 @@ def inline_network(specs: list[str], input: Any, batch: int | None = None, name:
         layers.append(entry)
         layers.item_lines.append(i)
     try:
-        net = _network({"name": name, "input": input, "layers": layers}, name, batch, None)
+        net = _network({"name": name, "layers": layers}, name, batch, input)
     except ConfigError as exc:
         raise exc.at(file="--layer") from None
     return net._replace(file="--layer")
@@ -301,7 +347,12 @@ def _split_top(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+_SIZES = re.compile(r"\d+(x\d+)+")  # 3x5: sizes per dim, as --input writes them
+
+
 def _inline_value(raw: str, resolve: Any) -> Any:
     if raw.startswith("[") and raw.endswith("]"):
         return [resolve(v.strip()) for v in raw[1:-1].split(",") if v.strip()]
+    if _SIZES.fullmatch(raw.lower()):
+        return [int(v) for v in raw.lower().split("x")]
     return resolve(raw)

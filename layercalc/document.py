@@ -12,6 +12,7 @@ with an explicit stack, not by PyYAML's recursive composer, so that:
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import re
@@ -128,17 +129,33 @@ def read_source(source: str | os.PathLike[str]) -> tuple[str, str]:
     return decode(data, display), display
 
 
+# byte-order marks of the wide encodings (PowerShell's `>` writes UTF-16 LE); UTF-32 LE's
+# mark begins with UTF-16 LE's, so it is tried first
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _encoding(data: bytes) -> str | None:
+    """The wide encoding a byte-order mark announces (None: UTF-8, with or without its mark)."""
+    return next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+
+
 def decode(data: bytes, name: str) -> str:
     """UTF-8 text of a config, or a DocumentError saying why it is not one."""
     if len(data) > MAX_BYTES:
         raise DocumentError(f"larger than {MAX_BYTES // 2**20} MiB; not a config", Location(file=name))
-    if b"\0" in data:
+    encoding = _encoding(data)
+    if encoding is None and b"\0" in data:
+        if len(data) > 1 and data.count(b"\0") * 2 >= len(data) - 1:
+            raise DocumentError("UTF-16 or UTF-32 text without a byte-order mark; save it as UTF-8", Location(file=name))
         raise DocumentError("binary data, not a YAML or JSON config", Location(file=name))
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DocumentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", Location(file=name, line=line)) from None
+        raise DocumentError(f"not {encoding or 'UTF-8'} text (byte 0x{data[exc.start]:02x})", Location(file=name, line=line)) from None
     if not text.strip():
         raise DocumentError("empty config", Location(file=name))
     return text
@@ -153,6 +170,11 @@ def parse_document(text: str, name: str = "<config>") -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
+        if mark and _tab_at(text, mark.index):
+            # libyaml only says "found character that cannot start any token"
+            raise DocumentError(
+                "invalid YAML: a tab indents this line; YAML indents with spaces only", Location(file=name, line=line)
+            ) from None
         what = exc.problem or exc.context or "syntax error"
         if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
             what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
@@ -165,6 +187,13 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         raise DocumentError(f"invalid YAML: {' '.join(str(exc).split())}", Location(file=name)) from None
     except RecursionError:  # pragma: no cover - the loop below keeps its own stack
         raise DocumentError("nested too deeply", Location(file=name)) from None
+
+
+def _tab_at(text: str, index: int) -> bool:
+    """True when a tab sits at index, or in the indentation of the line that holds it."""
+    start = text.rfind("\n", 0, index) + 1
+    indent = text[start : len(text) - len(text[start:].lstrip(" \t"))]
+    return text[index : index + 1] == "\t" or "\t" in indent
 
 
 class _Frame:

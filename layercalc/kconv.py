@@ -1,70 +1,260 @@
-"""Convolution as a matrix: K_conv of a small single-channel conv2d, symbolically and checked.
+"""Convolution as a matrix: K_conv of a small single-channel conv, symbolically and checked.
 
 vec(x ⋆ k) = K_conv · vec(x), so ∇x = K_convᵀ · vec(∇y), just as Linear's ∇x = Wᵀ∇z.
 Rows are output positions y1.., columns input positions x1.. (row-major); an entry is the
-kernel tap k1.. (row-major) that multiplies that input for that output, or 0.
+kernel tap k1.. (row-major) that multiplies that input for that output, or 0. One size each
+(`--input 5 --kernel 3`) is a 1-D convolution, computed as the 2-D one with height 1, whose
+positions count from 0 (x0, k0, y0) as the term-by-term view does.
+A transposed convolution is y = K_convᵀ · vec(x) of the conv that maps its output back to its
+input (same kernel, stride, padding, dilation). The term-by-term views are in kconv_terms.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
+from .kconv_terms import Axis, all_terms, frames, layout
 
 Pair = tuple[int, int]
+Sizes = tuple[int, ...]  # one entry per spatial axis (1 or 2)
 
 
-def parse_pair(text: str, what: str, low: int) -> Pair:
-    """'3' -> (3, 3), '3x5' -> (3, 5); each at least `low`."""
+def parse_sizes(text: str, what: str, low: int, rank: int | None = None) -> Sizes:
+    """'3' -> (3,), '3x5' -> (3, 5); each at least `low`; rank 1 takes one number, rank 2 one or two."""
     parts = text.lower().replace(",", "x").split("x")
     try:
-        values = [int(p) for p in parts]
+        values = tuple(int(p) for p in parts)
     except ValueError:
-        values = []
-    if len(values) not in (1, 2) or any(v < low for v in values):
-        raise UsageError(f"{what} must be an integer >= {low} or HxW like 3x3, got {text!r}")
-    return (values[0], values[-1])
+        values = ()
+    allowed = (1,) if rank == 1 else (1, 2)
+    if len(values) not in allowed or any(v < low for v in values):
+        shape = "for a 1-D input" if rank == 1 else "or HxW like 3x3"
+        raise UsageError(f"{what} must be an integer >= {low} {shape}, got {text!r}")
+    return values * (rank or 1) if len(values) == 1 and rank else values
 
 
-def kconv(input_hw: Pair, kernel_hw: Pair, stride: Pair = (1, 1), padding: Pair = (0, 0), dilation: Pair = (1, 1)) -> dict[str, Any]:
-    """K_conv symbolically: {"shape", "output", "rows": [["k1", "k2", "0", ...], ...]}."""
+def fmt(sizes: Sizes) -> str:
+    """(5,) -> '5', (3, 4) -> '3x4'."""
+    return "x".join(str(s) for s in sizes)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A single-channel convolution (or transposed convolution) of 1 or 2 spatial axes."""
+
+    input: Sizes
+    kernel: Sizes
+    stride: Sizes
+    padding: Sizes
+    dilation: Sizes
+    transposed: bool = False
+    output_padding: Sizes = ()
+
+    @property
+    def rank(self) -> int:
+        """1 or 2 spatial axes."""
+        return len(self.input)
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        """The conv's axes; for a transposed conv, the conv that maps its output back to its input."""
+        op = self.output_padding or (0,) * self.rank
+        sizes = (
+            [(n - 1) * s - 2 * p + d * (k - 1) + 1 + o for n, k, s, p, d, o in zip(self.input, self.kernel, self.stride, self.padding, self.dilation, op)]
+            if self.transposed else list(self.input)
+        )
+        return tuple(Axis(n, k, s, p, d) for n, k, s, p, d in zip(sizes, self.kernel, self.stride, self.padding, self.dilation))
+
+    @property
+    def output(self) -> Sizes:
+        """The layer's output size: the conv's outputs, or the transposed conv's (the conv's input)."""
+        return tuple(a.size if self.transposed else a.out for a in self.axes)
+
+    def lifted(self) -> tuple[Pair, Pair, Pair, tuple[Pair, Pair], Pair]:
+        """The conv's (input, kernel, stride, pads, dilation) as 2-D pairs (height 1 in 1-D)."""
+        axes = self.axes if self.rank == 2 else (Axis(1, 1),) + self.axes
+        return (
+            (axes[0].size, axes[1].size), (axes[0].kernel, axes[1].kernel), (axes[0].stride, axes[1].stride),
+            ((axes[0].pad, axes[0].pad), (axes[1].pad, axes[1].pad)), (axes[0].dilation, axes[1].dilation),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The geometry as JSON-ready lists."""
+        data: dict[str, Any] = {
+            "rank": self.rank, "transposed": self.transposed, "input": list(self.input), "kernel": list(self.kernel),
+            "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
+        }
+        if self.transposed:
+            data["output_padding"] = list(self.output_padding or (0,) * self.rank)
+        data["output"] = list(self.output)
+        return data
+
+
+def geometry(input: str, kernel: str, stride: str = "1", padding: str = "0", dilation: str = "1",
+             transposed: bool = False, output_padding: str = "0") -> Geometry:
+    """Parse the command-line sizes (one number = 1-D) and check that the convolution exists."""
+    shape = parse_sizes(input, "--input", 1)
+    rank = len(shape)
+    geo = Geometry(
+        shape, parse_sizes(kernel, "--kernel", 1, rank), parse_sizes(stride, "--stride", 1, rank),
+        parse_sizes(padding, "--padding", 0, rank), parse_sizes(dilation, "--dilation", 1, rank), transposed,
+        parse_sizes(output_padding, "--output-padding", 0, rank) if transposed else (),
+    )
+    if not transposed:
+        if output_padding not in ("0", "0x0"):
+            raise UsageError("--output-padding goes with --transposed")
+        reach = tuple(a.reach for a in geo.axes)
+        padded = tuple(a.size + 2 * a.pad for a in geo.axes)
+        if any(r > n for r, n in zip(reach, padded)):
+            what = "kernel" if reach == geo.kernel else "dilated kernel"
+            raise UsageError(f"{what} {fmt(reach)} exceeds padded input {fmt(padded)}")
+        return geo
+    for o, s in zip(geo.output_padding, geo.stride):
+        if o >= s:
+            raise UsageError(f"--output-padding {o} must be smaller than the stride {s}")
+    if any(n < 1 for n in geo.output):
+        raise UsageError(f"padding {fmt(geo.padding)} leaves no output (size {fmt(geo.output)})")
+    return geo
+
+
+def kconv(geo: Geometry) -> dict[str, Any]:
+    """K_conv (or K_convᵀ when transposed) symbolically: geometry plus {"matrix", "shape", "rows"}."""
     from .kernels.conv import kconv_index
 
-    pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-    reach = [d * (k - 1) + 1 for k, d in zip(kernel_hw, dilation)]
-    if any(r > n + 2 * p for r, n, p in zip(reach, input_hw, padding)):
-        raise UsageError(f"kernel {kernel_hw[0]}x{kernel_hw[1]} exceeds padded input {input_hw[0] + 2 * padding[0]}x{input_hw[1] + 2 * padding[1]}")
-    index = kconv_index(input_hw, kernel_hw, stride, pads, dilation)
-    out_h = (input_hw[0] + 2 * padding[0] - reach[0]) // stride[0] + 1
-    rows = [[f"k{j}" if j else "0" for j in row] for row in index.tolist()]
+    index = kconv_index(*geo.lifted())
+    if geo.transposed:
+        index = index.T
+    # 1-D counts from 0 (x0, k0), as the term-by-term view; 2-D numbers cells from 1 in reading order
+    base = 0 if geo.rank == 1 else 1
     return {
-        "input": list(input_hw), "kernel": list(kernel_hw), "stride": list(stride), "padding": list(padding),
-        "dilation": list(dilation), "output": [out_h, index.shape[0] // out_h], "shape": list(index.shape), "rows": rows,
+        **geo.describe(), "matrix": "K_convᵀ" if geo.transposed else "K_conv", "index_base": base,
+        "shape": list(index.shape), "rows": [[f"k{j - 1 + base}" if j else "0" for j in row] for row in index.tolist()],
     }
 
 
-def check(input_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair, dilation: Pair, seed: int = 0) -> list[dict[str, Any]]:
-    """K_conv against the conv kernels on random numbers: forward, ∇x, and the flipped-kernel ∇x."""
+def symbolic(geo: Geometry, backward: bool) -> dict[str, Any]:
+    """The term-by-term view: conv ∇x, transposed forward, or transposed ∇x, with its layout."""
+    mode = ("transposed-backward" if backward else "transposed") if geo.transposed else "backward"
+    return {"mode": mode, "terms": all_terms(geo.axes, mode), "layout": layout(geo.axes, mode)}
+
+
+def drawing(geo: Geometry) -> dict[str, Any]:
+    """Grids and frames of the sliding window (see kconv_terms.frames)."""
+    return {**geo.describe(), **frames(geo.axes, geo.transposed, geo.output_padding or None)}
+
+
+# ---------------------------------------------------------------------------------------------
+# numerical checks (float64, seeded): the matrix, the layer's NumPy forward/backward, the terms
+# ---------------------------------------------------------------------------------------------
+
+
+def _layer(geo: Geometry) -> tuple[Any, Any, Any]:
+    """(layer, lift, drop): the conv (or transposed conv) layer, 1-D through a 2-D layer if needed."""
+    from .layers import REGISTRY
+
+    base = "convtranspose" if geo.transposed else "conv"
+    native = REGISTRY.get(f"{base}{geo.rank}d")
+    kernel, stride, dilation = geo.kernel, geo.stride, geo.dilation
+    args: dict[str, Any] = {"out_channels": 1, "groups": 1, "bias": False}
+    if native is not None:
+        layer = native(**args, kernel_size=kernel, stride=stride, padding=geo.padding, dilation=dilation,
+                       **({"output_padding": geo.output_padding} if geo.transposed else {}))
+        return layer, (lambda a: a), (lambda a: a)
+    # a 1-D layer seen as the 2-D one with height 1
+    layer = REGISTRY[f"{base}2d"](**args, kernel_size=(1, *kernel), stride=(1, *stride), padding=(0, *geo.padding),
+                                  dilation=(1, *dilation), output_padding=(0, *geo.output_padding))
+    return layer, (lambda a: a[:, :, None, :]), (lambda a: a[:, :, 0, :])
+
+
+def _evaluate(rows: list[dict[str, Any]], k: Any, operand: Any, key: str) -> Any:
+    """The symbolic sums with numbers: Σ k[tap]·operand[position] per target, as a flat vector."""
     import numpy as np
 
-    from .kernels.conv import conv2d_backward, conv2d_dx_full_correlation, conv2d_forward, kconv_matrix
+    return np.array([sum(k[tuple(t["k"])] * operand[tuple(t[key])] for t in row["terms"]) for row in rows])
+
+
+def _evaluate_layout(lay: dict[str, Any], k: Any, operand: Any, operand_symbol: str) -> Any:
+    """The drawing with numbers: Σ kernel[m]·laid-out operand[at + m] per window, as a flat vector."""
+    import numpy as np
+
+    def value(label: str, table: Any, symbol: str) -> float:
+        if label == "0":
+            return 0.0
+        inside = label[len(symbol):].strip("[]")
+        return float(table[tuple(int(v) for v in inside.split(","))])
+
+    grid = np.array([[value(c, operand, operand_symbol) for c in row] for row in lay["operand"]])
+    kern = np.array([[value(c, k, "k") for c in row] for row in lay["kernel"]])
+    kh, kw = kern.shape
+    out = []
+    for window in lay["windows"]:
+        r, c = (0, *window["at"]) if len(window["at"]) == 1 else window["at"]
+        out.append(float(np.sum(kern * grid[r : r + kh, c : c + kw])))
+    return np.array(out)
+
+
+def _result(what: str, expected: Any, got: Any) -> dict[str, Any]:
+    """A check's record: max abs difference against a float64 rounding tolerance."""
+    import numpy as np
+
+    expected, got = np.asarray(expected).ravel(), np.asarray(got).ravel()
+    tolerance = 1e-12 * (1 + float(np.max(np.abs(expected))))
+    error = float(np.max(np.abs(expected - got))) if expected.shape == got.shape else float("inf")
+    return {"check": what, "error": error, "tolerance": tolerance, "passed": error <= tolerance}
+
+
+def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str, Any]]:
+    """The matrix against the layer's NumPy forward and backward; with `backward` (or transposed) also the terms and the drawing."""
+    import numpy as np
+
+    from .kernels.conv import conv2d_dx_full_correlation, kconv_matrix
 
     rng = np.random.default_rng(seed)
-    pads = ((padding[0], padding[0]), (padding[1], padding[1]))
-    k = rng.standard_normal(kernel_hw)
-    x = rng.standard_normal((1, 1, *input_hw))
-    m = kconv_matrix(k, input_hw, stride, pads, dilation)
-    y, cache = conv2d_forward(x, k[None, None], None, stride, pads, dilation, 1)
+    in_hw, k_hw, stride, pads, dilation = geo.lifted()
+    k2 = rng.standard_normal(k_hw)
+    k = k2[0] if geo.rank == 1 else k2  # the kernel as the symbols index it
+    m = kconv_matrix(k2, in_hw, stride, pads, dilation)
+    layer, lift, drop = _layer(geo)
+    x = rng.standard_normal((1, 1, *geo.input))
+    weight = k.reshape(1, 1, *k.shape)
+    y, cache = layer.forward(lift(x), {"weight": lift(weight)})
     dy = rng.standard_normal(y.shape)
-    dx, _, _ = conv2d_backward(dy, cache)
-    seed_dx = conv2d_dx_full_correlation(dy, k[None, None], x.shape, stride, pads, dilation, 1)
-    results = []
-    for what, expected, got in (
-        ("vec(x ⋆ k) = K_conv · vec(x)", m @ x.ravel(), y.ravel()),
-        ("∇x = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), dx.ravel()),
-        ("∇x = full correlation of ∇y with the flipped k", m.T @ dy.ravel(), seed_dx.ravel()),
-    ):
-        error = float(np.max(np.abs(expected - got)))
-        tolerance = 1e-12 * (1 + float(np.max(np.abs(expected))))
-        results.append({"check": what, "error": error, "tolerance": tolerance, "passed": error <= tolerance})
+    dx, _ = layer.backward(dy, {"weight": lift(weight)}, cache)
+    y, dy, dx = drop(y), drop(dy), drop(dx)
+    if geo.transposed:
+        results = [
+            _result("vec(y) = K_convᵀ · vec(x)", m.T @ x.ravel(), y),
+            _result("∇x = K_conv · vec(∇y)", m @ dy.ravel(), dx),
+        ]
+        view = symbolic(geo, backward)
+        if backward:
+            terms = _evaluate(view["terms"], k, dy[0, 0], "dy")
+            return results + [
+                _result("the ∂L/∂x terms = K_conv · vec(∇y)", m @ dy.ravel(), terms),
+                _result("the ∂L/∂x terms = the layer's NumPy backward", dx, terms),
+                _result("the drawing (∇y padded, kernel slid by the stride) = K_conv · vec(∇y)", m @ dy.ravel(), _evaluate_layout(view["layout"], k, dy[0, 0], "∂L/∂y")),
+            ]
+        terms = _evaluate(view["terms"], k, x[0, 0], "x")
+        return results + [
+            _result("the y terms = K_convᵀ · vec(x)", m.T @ x.ravel(), terms),
+            _result("the y terms = the layer's NumPy forward", y, terms),
+            _result("the drawing (x spread, padded, flipped k) = K_convᵀ · vec(x)", m.T @ x.ravel(), _evaluate_layout(view["layout"], k, x[0, 0], "x")),
+        ]
+    four = (lambda a: a[:, :, None, :]) if geo.rank == 1 else (lambda a: a)  # the kernels' (N, C, H, W)
+    seed_dx = conv2d_dx_full_correlation(four(dy), four(weight), four(x).shape, stride, pads, dilation, 1)
+    results = [
+        _result("vec(x ⋆ k) = K_conv · vec(x)", m @ x.ravel(), y),
+        _result("∇x = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), dx),
+        _result("∇x = full correlation of ∇y with the flipped k", m.T @ dy.ravel(), seed_dx),
+    ]
+    if backward:
+        view = symbolic(geo, True)
+        terms = _evaluate(view["terms"], k, dy[0, 0], "dy")
+        results += [
+            _result("the ∂L/∂x terms = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), terms),
+            _result("the ∂L/∂x terms = the layer's NumPy backward", dx, terms),
+            _result("the drawing (∇y spread, padded, flipped k) = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), _evaluate_layout(view["layout"], k, dy[0, 0], "∂L/∂y")),
+        ]
     return results

@@ -73,6 +73,8 @@ def total_query(args: list[str]) -> tuple[str, str] | None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `layercalc` command and of `python -m layercalc`."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # a bare `layercalc` asks what it can do: the help, and success
+        args = ["--help"]
     query = total_query(args)
     if query is None:
         from .cli import run_app

@@ -51,7 +51,7 @@ MISTAKES = [
     (HEAD + "  - conv2d: {out_channels: 0, kernel_size: 3}\n",
      "net.yaml:3: layers[0] (conv2d 'conv2d1'): out_channels: expected an integer >= 1, got 0"),
     ("input: [3, -8]\nlayers: [relu]\n",
-     "net.yaml:1: input must be 1 to 3 positive integers like [3, 224, 224] or \"3x224x224\", got [3, -8]"),
+     "net.yaml:1: input must be 1 to 4 positive integers like [3, 224, 224] or \"3x224x224\", got [3, -8]"),
     # a misspelt top-level key
     ("input: [3]\nlayer:\n  - relu\n", "net.yaml:2: unknown key 'layer' in the config (did you mean layers?)"),
     # a missing required argument

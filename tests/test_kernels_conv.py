@@ -3,7 +3,8 @@
 Expected values come from torch.nn.functional (or, for K_conv's figure, a hand calculation),
 never from the code under test. Geometries are drawn by hypothesis (derandomized, so a run is
 reproducible and fast) and cover stride, symmetric and asymmetric padding (PyTorch's 'same' for
-even kernels), dilation, groups (depthwise too), output_padding, and 1-D convs run as height 1.
+even kernels), dilation, groups (depthwise too), output_padding, 1-D convs run as height 1 and
+natively, and 3-D convs and transposed convs through the same N-d kernels (K_conv too).
 """
 
 from __future__ import annotations
@@ -317,3 +318,89 @@ def test_kconv_full_is_the_layer(groups: int, cg: int, cog: int) -> None:
     m = conv.kconv_full(w, x.shape, (2, 1), pads, (1, 2), groups)
     ty = F.conv2d(F.pad(torch.tensor(x), (1, 1, 1, 0)), torch.tensor(w), None, (2, 1), 0, (1, 2), groups)
     np.testing.assert_allclose(m @ x.ravel(), ty.numpy().ravel(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same kernels at spatial rank 3 and natively at rank 1 (no height-1 lift)
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def conv3d_cases(draw: Any) -> dict[str, Any]:
+    """A random valid conv3d: every size a triple, asymmetric padding per axis, groups."""
+    groups = draw(st.sampled_from([1, 1, 2]))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(3))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(3))
+    dhw = tuple(draw(st.integers(max(1, span(k[a], d[a]) - sum(pads[a])), span(k[a], d[a]) + 3)) for a in range(3))
+    return dict(n=draw(st.integers(1, 2)), c=groups * draw(st.integers(1, 2)), co=groups * draw(st.integers(1, 2)),
+                dhw=dhw, k=k, s=s, pads=pads, d=d, groups=groups, bias=draw(st.booleans()))
+
+
+@FAST
+@given(conv3d_cases())
+def test_conv3d_random(case: dict[str, Any]) -> None:
+    """The N-d conv forward, its three gradients and the flipped-kernel ∇x against F.conv3d; K_conv too."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((case["n"], case["c"], *case["dhw"]))
+    w = rng.standard_normal((case["co"], case["c"] // case["groups"], *case["k"]))
+    b = rng.standard_normal(case["co"]) if case["bias"] else None
+    flat_pads = tuple(v for lo_hi in reversed(case["pads"]) for v in lo_hi)  # F.pad: last axis first
+    tx, tw = leaf(x), leaf(w)
+    tb = leaf(b) if b is not None else None
+    ty = F.conv3d(F.pad(tx, flat_pads), tw, tb, case["s"], 0, case["d"], case["groups"])
+    y, cache = conv.conv_forward(x, w, b, case["s"], case["pads"], case["d"], case["groups"])
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close_grads(conv.conv_backward(dy, cache), tx, tw, tb)
+    close(conv.conv_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"]), tx.grad)
+    # K_conv of the whole layer (one sample): vec(y − b) = K · vec(x) and ∇x = Kᵀ · vec(∇y)
+    k = conv.kconv_full(w, x[:1].shape, case["s"], case["pads"], case["d"], case["groups"])
+    bias = b.reshape(-1, 1, 1, 1) if b is not None else 0.0
+    np.testing.assert_allclose(k @ x[0].ravel(), (y[0] - bias).ravel(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(k.T @ dy[0].ravel(), tx.grad.numpy()[0].ravel(), rtol=1e-10, atol=1e-10)
+
+
+def test_kconv_index_3d_by_hand() -> None:
+    """2x2x2 input, 2x2x2 kernel, no padding: one output, every tap on its own input, in row-major order."""
+    index = conv.kconv_index((2, 2, 2), (2, 2, 2), (1, 1, 1), ((0, 0),) * 3, (1, 1, 1))
+    assert index.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8]]
+    # depth 3, kernel depth 2, stride 1: the second output's window starts one plane (4 inputs) later
+    index = conv.kconv_index((3, 2, 2), (2, 2, 2), (1, 1, 1), ((0, 0),) * 3, (1, 1, 1))
+    assert index[1].tolist() == [0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@st.composite
+def transpose_nd_cases(draw: Any, rank: int) -> dict[str, Any]:
+    groups = draw(st.sampled_from([1, 2]))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    op = tuple(draw(st.integers(0, max(s[a], d[a]) - 1)) for a in range(rank))
+    sizes = tuple(draw(st.integers(1, 5)) for _ in range(rank))
+    p = tuple(draw(st.integers(0, max(0, ((sizes[a] - 1) * s[a] + d[a] * (k[a] - 1) + op[a]) // 2))) for a in range(rank))
+    return dict(n=draw(st.integers(1, 2)), c=groups * draw(st.integers(1, 2)), cog=draw(st.integers(1, 2)), sizes=sizes,
+                k=k, s=s, p=p, op=op, d=d, groups=groups, bias=draw(st.booleans()))
+
+
+@FAST
+@given(st.sampled_from([1, 3]).flatmap(transpose_nd_cases))
+def test_conv_transpose_1d_and_3d_random(case: dict[str, Any]) -> None:
+    """conv_transpose1d natively (rank 1) and conv_transpose3d through the same kernel, against torch."""
+    rank = len(case["sizes"])
+    rng = np.random.default_rng(8)
+    g = case["groups"]
+    x = rng.standard_normal((case["n"], case["c"], *case["sizes"]))
+    w = rng.standard_normal((case["c"], case["cog"], *case["k"]))
+    b = rng.standard_normal(case["cog"] * g) if case["bias"] else None
+    tx, tw = leaf(x), leaf(w)
+    tb = leaf(b) if b is not None else None
+    fn = F.conv_transpose1d if rank == 1 else F.conv_transpose3d
+    ty = fn(tx, tw, tb, case["s"], case["p"], case["op"], g, case["d"])
+    y, cache = conv.conv_transpose_forward(x, w, b, case["s"], case["p"], case["op"], case["d"], g)
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close_grads(conv.conv_transpose_backward(dy, cache), tx, tw, tb)

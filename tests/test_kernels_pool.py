@@ -243,3 +243,73 @@ def test_resnet_head_7x7_average() -> None:
     close(y, F.adaptive_avg_pool2d(torch.tensor(x), 1))
     y2, _ = pool.avgpool2d_forward(x, (7, 7), (7, 7), (0, 0), False, True)
     close(y2, F.avg_pool2d(torch.tensor(x), 7))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3-D pools through the same kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def pool3d_cases(draw: Any) -> dict[str, Any]:
+    k = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    p = tuple(draw(st.integers(0, k[a] // 2)) for a in range(3))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(3)) if draw(st.booleans()) else (1, 1, 1)
+    # avg_pool3d wants each input size >= the kernel (before padding)
+    dhw = tuple(draw(st.integers(max(1, d[a] * (k[a] - 1) + 1 - 2 * p[a], k[a]), d[a] * (k[a] - 1) + 5)) for a in range(3))
+    ceil = draw(st.booleans())
+    assume(all(every_window_sees_input(dhw[a], k[a], s[a], p[a], d[a], ceil) for a in range(3)))
+    return dict(n=draw(st.integers(1, 2)), c=draw(st.integers(1, 2)), dhw=dhw, k=k, s=s, p=p, d=d, ceil=ceil,
+                cip=draw(st.booleans()), ties=draw(st.booleans()))
+
+
+@FAST
+@given(pool3d_cases())
+def test_pool3d_random(case: dict[str, Any]) -> None:
+    """max_pool3d (ties and dilation included) and avg_pool3d (undilated) against torch: y and ∇x."""
+    rng = np.random.default_rng(9)
+    x = sample(rng, (case["n"], case["c"], *case["dhw"]), case["ties"])
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.max_pool3d(tx, case["k"], case["s"], case["p"], case["d"], ceil_mode=case["ceil"])
+    y, cache = pool.maxpool_forward(x, case["k"], case["s"], case["p"], case["d"], case["ceil"])
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close(pool.maxpool_backward(dy, cache), tx.grad)
+    if case["d"] != (1, 1, 1):
+        return
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.avg_pool3d(tx, case["k"], case["s"], case["p"], ceil_mode=case["ceil"], count_include_pad=case["cip"])
+    y, cache = pool.avgpool_forward(x, case["k"], case["s"], case["p"], case["ceil"], case["cip"])
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close(pool.avgpool_backward(dy, cache), tx.grad)
+
+
+@FAST
+@given(sizes=st.tuples(*[st.integers(1, 7)] * 3), outs=st.tuples(*[st.integers(1, 7)] * 3))
+def test_adaptive_avgpool3d_random(sizes: tuple[int, int, int], outs: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 2, *sizes))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.adaptive_avg_pool3d(tx, outs)
+    y, cache = pool.adaptive_avgpool_forward(x, outs)
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close(pool.adaptive_avgpool_backward(dy, cache), tx.grad)
+
+
+def test_maxpool3d_all_equal_first_element_wins() -> None:
+    """Constant input: each window's gradient goes to its first element in (d, h, w) order, as PyTorch."""
+    x = np.ones((1, 1, 3, 3, 3))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.max_pool3d(tx, 2, 1)
+    y, cache = pool.maxpool_forward(x, (2, 2, 2), (1, 1, 1), (0, 0, 0), (1, 1, 1), False)
+    dy = np.arange(1.0, 9.0).reshape(1, 1, 2, 2, 2)
+    ty.backward(torch.tensor(dy))
+    dx = pool.maxpool_backward(dy, cache)
+    close(dx, tx.grad)
+    assert dx[0, 0, :2, :2, :2].tolist() == dy[0, 0].tolist()

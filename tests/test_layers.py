@@ -17,6 +17,8 @@ CASES = [
     # linear: params n_in·n_out + n_out, macs N·(leading)·n_in·n_out
     ({"linear": {"out_features": 10}}, (2, 20), (2, 10), 20 * 10 + 10, 0, 2 * 20 * 10),
     ({"linear": {"out_features": 3, "bias": False}}, (4, 5, 8), (4, 5, 3), 8 * 3, 0, 4 * 5 * 8 * 3),
+    # 4-D input: acts on the last dim; macs N·3·4 leading positions · 5 · 6
+    ({"linear": {"out_features": 6}}, (2, 3, 4, 5), (2, 3, 4, 6), 5 * 6 + 6, 0, 2 * 3 * 4 * 5 * 6),
     # conv2d, ResNet's stem: (224 + 2·3 - 7) // 2 + 1 = 112
     (
         {"conv2d": {"out_channels": 64, "kernel_size": 7, "stride": 2, "padding": 3, "bias": False}},
@@ -82,6 +84,8 @@ CASES = [
     ("batchnorm2d", (2, 64, 8, 8), (2, 64, 8, 8), 2 * 64, 2 * 64 + 1, 0),
     ("batchnorm1d", (4, 10), (4, 10), 2 * 10, 2 * 10 + 1, 0),
     ({"batchnorm1d": {"affine": False}}, (4, 10, 7), (4, 10, 7), 0, 2 * 10 + 1, 0),
+    # no running statistics: no buffers at all (inference normalises with the batch's own)
+    ({"batchnorm2d": {"track_running_stats": False}}, (2, 3, 4, 4), (2, 3, 4, 4), 2 * 3, 0, 0),
     # layernorm over the last dim D: weight + bias = 2D
     ("layernorm", (2, 5, 16), (2, 5, 16), 2 * 16, 0, 0),
     ({"layernorm": {"bias": False}}, (2, 16), (2, 16), 16, 0, 0),
@@ -216,3 +220,14 @@ def test_shape_errors(entry: object, x: tuple, fragment: str) -> None:
     with pytest.raises(ShapeError) as info:
         calc(entry, x)
     assert fragment in str(info.value)
+
+
+def test_concat_splits_the_gradient_by_branch_channels() -> None:
+    import numpy as np
+
+    # three branches of 1, 2 and 3 channels: dy's channels 0 | 1-2 | 3-5
+    outs = [np.zeros((2, c, 3)) for c in (1, 2, 3)]
+    dy = np.arange(2 * 6 * 3, dtype=float).reshape(2, 6, 3)
+    parts = REGISTRY["concat"](branches=[[], [], []]).split(dy, outs)
+    assert [p.shape for p in parts] == [(2, 1, 3), (2, 2, 3), (2, 3, 3)]
+    assert np.array_equal(np.concatenate(parts, axis=1), dy) and np.array_equal(parts[1], dy[:, 1:3])

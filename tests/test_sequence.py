@@ -298,6 +298,13 @@ MISTAKES = [
     (HEAD + "  - multiply: {branches: [[{linear: {out_features: 4}}], []]}\n",
      "net.yaml:5: layers[1] (multiply 'multiply1'): branch 1 gives 1x8x6 but branch 0 gives 1x8x4;"
      " multiply needs equal shapes"),
+    (HEAD + "  - permute: {dims: [0, a]}\n",
+     "net.yaml:5: layers[1] (permute 'permute1'): dims: expected a list of dims like [0, 2, 1], got [0, 'a']"),
+    (HEAD + "  - select: {dim: 1, index: first}\n",
+     "net.yaml:5: layers[1] (select 'select1'): index: expected an integer (negative counts back from the end),"
+     " got 'first'"),
+    (HEAD + "  - linear: {out_features: 20, tied_to: a.b}\n",
+     "net.yaml:5: layers[1] (linear 'linear1'): tied_to: expected a layer name, got 'a.b'"),
     (HEAD + "  - clstoken\n  - mean: {dim: 1}\n  - clstoken\n",
      "net.yaml:7: layers[3] (clstoken 'clstoken2'): expects input (N, T, E), got 1x6"),
 ]
@@ -316,3 +323,102 @@ def test_tied_to_is_checked_by_the_api_too() -> None:
         analyse(lm({"linear": {"out_features": 50, "tied_to": "x"}}))
     with pytest.raises(ConfigError, match="tied_to: expected a layer name, got 3"):
         analyse(lm({"linear": {"out_features": 50, "tied_to": 3}}))
+
+
+# -- conventions: each peer tool on the equivalent torch model -----------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+
+from layercalc.conventions import Costing, training  # noqa: E402
+from test_conventions import TOOLS, tool_total  # noqa: E402
+from test_torch_crosscheck import sequence_config  # noqa: E402
+
+
+def ours(config: dict[str, Any], convention: str) -> int:
+    return Costing(analyse(config), convention).total() or 0  # None: the tool counts nothing here
+
+
+def one_layer(entry: Any, x_shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"input": list(x_shape[1:]), "batch": x_shape[0], "layers": [entry]}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES], ids=lambda v: str(v)[:40])
+def test_each_type_as_each_tool_counts_it(entry: Any, x_shape: tuple[int, ...], tool: str) -> None:
+    config = one_layer(entry, x_shape)
+    assert ours(config, tool) == tool_total(tool, config)
+
+
+def test_the_tools_part_ways_as_measured() -> None:
+    # what each tool printed for these layers (torch 2.13, torchinfo 1.8, fvcore 0.1.5, thop 0.1.1,
+    # ptflops 0.7.5): torchinfo charges nn.Embedding output.shape[0] x V·D (batch 2: 2·100·16) and
+    # nn.RMSNorm output.shape[0] x E (2·16); no tool counts anything else here
+    assert ours(one_layer(*CASES[0][:2]), "torchinfo") == 2 * 100 * 16
+    assert ours(one_layer(*CASES[5][:2]), "torchinfo") == 2 * 16
+    for tool in ("torch", "fvcore", "thop", "ptflops"):
+        assert all(ours(one_layer(c[0], c[1]), tool) == 0 for c in CASES[:16]), tool
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("config", [SMALL_LM, POOLED], ids=["tied_lm", "pooled"])
+def test_small_networks_as_each_tool_counts_them(config: dict[str, Any], tool: str) -> None:
+    assert ours(config, tool) == tool_total(tool, config)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(sequence_config())
+def test_random_sequence_models_as_each_tool_counts_them(config: dict[str, Any]) -> None:
+    try:
+        analyse(config)
+        torch_models.build(config)
+    except Exception:
+        assume(False)
+    for tool in TOOLS:
+        assert ours(config, tool) == tool_total(tool, config), tool
+
+
+@pytest.mark.parametrize("config", [SMALL_LM, POOLED], ids=["tied_lm", "pooled"])
+def test_training_matches_flopcountermode_forward_and_backward(config: dict[str, Any]) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, shape = torch_models.build(config)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch_models.example(model, shape)).sum().backward()
+    assert training(analyse(config), "torch")["training_flops"] == counter.get_total_flops()
+
+
+# -- verify --impl: each classic bug of these types fails, naming the layer ----------------------
+
+IMPL_NET = (
+    "input: [12]\nbatch: 2\nlayers:\n"
+    "  - embedding: {num_embeddings: 5, embedding_dim: 4, padding_idx: 1}\n    name: wte\n"
+    "  - rmsnorm:\n    name: norm\n"
+    "  - linear: {out_features: 3}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "impl, layer, check",
+    [
+        ("rmsnorm_no_mean_term.py", "norm", "dL/dx"),
+        ("embedding_trains_padding.py", "wte", "dL/dweight"),  # 24 ids below 5: the padding id 1 appears
+        ("embedding_no_repeats.py", "wte", "dL/dweight"),
+    ],
+)
+def test_wrong_backward_is_caught_and_named(cli, write, impl: str, layer: str, check: str) -> None:
+    import csv
+    import io
+    from pathlib import Path
+
+    impls = Path(__file__).resolve().parent / "impls"
+    run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", str(impls / impl), "-f", "tsv")
+    assert run.status == 1, run.err
+    failed = [r for r in csv.DictReader(io.StringIO(run.out), delimiter="\t") if r["passed"] != "True"]
+    assert any(r["path"] == layer and r["check"] == check for r in failed), failed
+
+
+def test_the_reference_implementations_pass_with_impl(cli, write) -> None:
+    for impl in ("layercalc.layers.tokens:Embedding", "layercalc.layers.norm:RMSNorm"):
+        run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", impl, "-f", "tsv")
+        assert run.status == 0, run.out

@@ -127,17 +127,36 @@ def test_float32_runs_in_float32_and_passes() -> None:
 
 
 def test_sigint_exits_130_without_traceback(tmp_path) -> None:
+    import os
+    import pty
+    import select
     import signal
     import subprocess
     import sys
     import time
 
+    # stderr on a terminal, so verify draws its progress bar; interrupt once the first progress line shows
+    master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "layercalc", "verify", str(ROOT / "configs" / "resnet18.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 60
+    while b"verify" not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 4096)
+    assert b"verify" in seen, "no progress line within 60 s"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and out == "" and "Traceback" not in err
+    out, _ = proc.communicate(timeout=60)
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 130 and out == "" and b"Traceback" not in seen
 
 
 def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None:

@@ -7,13 +7,16 @@ come from running a real tensor through each module as it is built, never from s
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import warnings
+from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-INFERRED = {"in_channels", "in_features", "num_features", "normalized_shape", "num_channels"}
+INFERRED = {"in_channels", "in_features", "num_features", "normalized_shape", "num_channels", "input_size"}
 
 
 class Residual(nn.Module):
@@ -36,6 +39,118 @@ class Concat(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class Recurrent(nn.Module):
+    """nn.LSTM / nn.GRU / nn.RNN (batch first) giving only its output sequence, not its final states."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn  # held, not subclassed: thop and ptflops match modules by exact class
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+# -- attention: the torch modules a config's attention types stand for -----------------------------
+
+
+def causal_mask(length: int) -> torch.Tensor:
+    """PyTorch's documented causal mask: -inf above the diagonal (float, as the docs generate it)."""
+    return nn.Transformer.generate_square_subsequent_mask(length)
+
+
+class MultiheadSelfAttention(nn.Module):
+    """nn.MultiheadAttention(E, num_heads, bias, batch_first=True) called as self-attention, the way
+    transformer blocks call it (torchvision's ViT): need_weights=False; causal = mask + is_causal."""
+
+    def __init__(self, e: int, num_heads: int, bias: bool = True, dropout: float = 0.0, causal: bool = False) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(e, num_heads, dropout=dropout, bias=bias, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = causal_mask(x.shape[1]) if self.causal else None
+        return self.mha(x, x, x, attn_mask=mask, is_causal=self.causal, need_weights=False)[0]
+
+
+def rotary(t: torch.Tensor, theta: float) -> torch.Tensor:
+    """Hugging Face Llama's rotary embedding of (N, h, T, d): t·cos + rotate_half(t)·sin."""
+    length, d = t.shape[-2], t.shape[-1]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.int64).to(t.dtype) / d))
+    freqs = torch.outer(torch.arange(length, dtype=t.dtype), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    half = d // 2
+    return t * emb.cos() + torch.cat([-t[..., half:], t[..., :half]], dim=-1) * emb.sin()
+
+
+class LlamaStyleAttention(nn.Module):
+    """Decoder self-attention with separate q, k, v, o projections, repeat_kv for grouped-query
+    attention, rotary embeddings and F.scaled_dot_product_attention."""
+
+    def __init__(self, e: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
+                 bias: bool = False, causal: bool = True, rope: bool = False, rope_theta: float = 10000.0) -> None:
+        super().__init__()
+        self.h, self.kv = num_heads, num_kv_heads or num_heads
+        self.d = head_dim or e // num_heads
+        self.causal, self.rope, self.theta = causal, rope, rope_theta
+        self.q_proj = nn.Linear(e, self.h * self.d, bias=bias)
+        self.k_proj = nn.Linear(e, self.kv * self.d, bias=bias)
+        self.v_proj = nn.Linear(e, self.kv * self.d, bias=bias)
+        self.o_proj = nn.Linear(self.h * self.d, e, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, _ = x.shape
+        q = self.q_proj(x).view(n, length, self.h, self.d).transpose(1, 2)
+        k = self.k_proj(x).view(n, length, self.kv, self.d).transpose(1, 2)
+        v = self.v_proj(x).view(n, length, self.kv, self.d).transpose(1, 2)
+        if self.rope:
+            q, k = rotary(q, self.theta), rotary(k, self.theta)
+        k = k.repeat_interleave(self.h // self.kv, dim=1)  # repeat_kv
+        v = v.repeat_interleave(self.h // self.kv, dim=1)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        return self.o_proj(o.transpose(1, 2).reshape(n, length, self.h * self.d))
+
+
+class EncoderLayer(nn.Module):
+    """nn.TransformerEncoderLayer(batch_first=True); causal = src_mask + is_causal."""
+
+    def __init__(self, e: int, nhead: int, causal: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(e, nhead, batch_first=True, **kwargs)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = causal_mask(x.shape[1]) if self.causal else None
+        return self.layer(x, src_mask=mask, is_causal=self.causal)
+
+
+ATTENTION = {"multiheadattention": MultiheadSelfAttention, "attention": LlamaStyleAttention,
+             "transformerencoderlayer": EncoderLayer}
+
+
+def _explicit_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Any = None, dropout_p: float = 0.0,
+                   is_causal: bool = False, scale: Any = None, enable_gqa: bool = False) -> torch.Tensor:
+    """scaled_dot_product_attention as two explicit matmuls and a softmax (visible to every counter)."""
+    s = (q @ k.transpose(-2, -1)) * (scale if scale is not None else q.shape[-1] ** -0.5)
+    if attn_mask is not None:
+        s = s + attn_mask if attn_mask.dtype != torch.bool else s.masked_fill(~attn_mask, float("-inf"))
+    elif is_causal:
+        s = s + causal_mask(q.shape[-2]).to(s.dtype)
+    return torch.softmax(s, dim=-1) @ v
+
+
+@contextlib.contextmanager
+def explicit_attention() -> Iterator[None]:
+    """Run attention the slow, transparent way: no fused fast path, SDPA as explicit matmuls."""
+    saved, enabled = F.scaled_dot_product_attention, torch.backends.mha.get_fastpath_enabled()
+    F.scaled_dot_product_attention = _explicit_sdpa
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = saved
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 class Multiply(nn.Module):
@@ -122,26 +237,36 @@ def _tuple(v: Any) -> Any:
 
 def _leaf(kind: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
     a = {k: _tuple(v) for k, v in args.items() if k not in INFERRED}
+    if kind in ATTENTION:
+        return ATTENTION[kind](x.shape[-1], **a)
     c = x.shape[1] if x.dim() > 1 else None
     sequence = _sequence_leaf(kind, a, x)
     if sequence is not None:
         return sequence
     if kind == "linear":
         return nn.Linear(x.shape[-1], **a)
-    if kind in ("conv1d", "conv2d"):
+    if kind in ("conv1d", "conv2d", "conv3d"):
         return getattr(nn, "Conv" + kind[-2:])(c, **a)
-    if kind == "convtranspose2d":
-        return nn.ConvTranspose2d(c, **a)
-    if kind in ("batchnorm1d", "batchnorm2d"):
+    if kind in ("convtranspose1d", "convtranspose2d"):
+        return getattr(nn, "ConvTranspose" + kind[-2:])(c, **a)
+    if kind in ("batchnorm1d", "batchnorm2d", "batchnorm3d"):
         return getattr(nn, "BatchNorm" + kind[-2:])(c, **a)
+    if kind == "upsample":
+        return nn.Upsample(**a)
+    if kind == "pixelshuffle":
+        return nn.PixelShuffle(**a)
     if kind == "layernorm":
         return nn.LayerNorm(x.shape[-1], **a)
+    if kind in ("lstm", "gru", "rnn"):
+        a["batch_first"] = True
+        return Recurrent(getattr(nn, kind.upper())(x.shape[-1], **a))
     if kind == "groupnorm":
         return nn.GroupNorm(num_channels=c, **a)
     names = {
         "maxpool1d": "MaxPool1d", "maxpool2d": "MaxPool2d", "avgpool1d": "AvgPool1d", "avgpool2d": "AvgPool2d",
         "adaptiveavgpool1d": "AdaptiveAvgPool1d", "adaptiveavgpool2d": "AdaptiveAvgPool2d",
         "adaptivemaxpool1d": "AdaptiveMaxPool1d", "adaptivemaxpool2d": "AdaptiveMaxPool2d",
+        "maxpool3d": "MaxPool3d", "avgpool3d": "AvgPool3d", "adaptiveavgpool3d": "AdaptiveAvgPool3d",
         "relu": "ReLU", "relu6": "ReLU6", "leakyrelu": "LeakyReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU",
         "sigmoid": "Sigmoid", "tanh": "Tanh", "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid",
         "softmax": "Softmax", "identity": "Identity", "dropout": "Dropout", "dropout2d": "Dropout2d", "flatten": "Flatten",
@@ -175,7 +300,8 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
         if isinstance(entry, dict) and "name" in entry:
             NAMED[entry["name"]] = module
         module.eval()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nn.LSTM with proj_size: "not supported with oneDNN"
             x = module(x)
         copies.append(module)
     return (copies[0] if repeat == 1 else nn.Sequential(*copies)), x
@@ -195,6 +321,15 @@ def input_shape(config: dict[str, Any]) -> tuple[int, ...]:
     if isinstance(shape, str):
         shape = [int(v) for v in shape.lower().split("x")]
     return (config.get("batch", 1), *shape)
+
+
+def reduced(config: dict[str, Any]) -> dict[str, Any]:
+    """A big volumetric config (a video net's 16x112x112 clip) at a 4x32x32 clip, so the oracle's
+    forward passes stay cheap; every count follows the same formulas at any size."""
+    shape = config["input"]
+    if isinstance(shape, list) and len(shape) == 4 and shape[1] * shape[2] * shape[3] > 100_000:
+        return {**config, "input": [shape[0], 4, 32, 32]}
+    return config
 
 
 def _first_kind(entries: list[Any]) -> str:
@@ -223,16 +358,36 @@ def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
     return model.eval(), shape
 
 
-def counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
-    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes."""
-    leaves: list[tuple[int, ...]] = []
-    hooks = [
-        m.register_forward_hook(lambda m, i, o: leaves.append(tuple(o.shape)))
-        for m in model.modules()
-        if not list(m.children()) and not isinstance(m, (nn.Sequential,))
-    ]
+def _leaves(module: nn.Module) -> Iterator[nn.Module]:
+    """The modules a config's leaf layers stand for: torch leaves, and each attention or recurrent module whole."""
+    if isinstance(module, (*ATTENTION.values(), Recurrent)) or not list(module.children()):
+        if not isinstance(module, nn.Sequential):
+            yield module
+        return
+    for child in module.children():
+        yield from _leaves(child)
+
+
+def counts(model: nn.Module, shape: tuple[int, ...], fused: bool = True, explicit: bool = False) -> dict[str, Any]:
+    """What PyTorch says: params, buffers, MACs (FlopCounterMode / 2), leaf output shapes.
+
+    As users see it by default: FlopCounterMode on the eval model under torch.no_grad() (fused fast
+    paths: nn.LSTM's oneDNN kernel counts 0, SDPA is unseen). fused=False turns oneDNN off, so nn.LSTM
+    runs as matrix products FlopCounterMode sees; explicit=True runs attention as explicit matmuls.
+    """
+    # count before attaching hooks: a hook anywhere inside nn.TransformerEncoderLayer turns off its fast path
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with contextlib.ExitStack() as stack:
+        if explicit:
+            stack.enter_context(explicit_attention())
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # oneDNN's flags() warns about an unrelated TF32 setting
+        stack.enter_context(torch.backends.mkldnn.flags(enabled=fused))
+        with torch.no_grad(), counter:
+            model(example(model, shape))
+    leaves: list[tuple[int, ...]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: leaves.append(tuple(o.shape))) for m in _leaves(model)]
+    with torch.no_grad():
         y = model(example(model, shape))
     for h in hooks:
         h.remove()

@@ -1,4 +1,5 @@
-"""NumPy pooling kernels (NCHW, float64 or float32): max and average pooling, and adaptive pooling.
+"""NumPy pooling kernels over any number of spatial dims (N, C, *S), float64 or float32: max and
+average pooling, and adaptive pooling.
 
 Semantics are PyTorch's:
 - max pooling pads with −inf, and each window's gradient goes to ONE element: the first maximum
@@ -9,32 +10,38 @@ Semantics are PyTorch's:
   the real input; with ceil_mode a last window is kept when it starts inside the input or its
   left padding, and the part of it hanging past the right padding never counts;
 - adaptive pooling uses the windows [floor(i·L/out), ceil((i+1)·L/out)).
-Work is done one kernel tap at a time (kh·kw whole-array operations on output-sized arrays),
+Work is done one kernel tap at a time (∏k whole-array operations on output-sized arrays),
 never one window or pixel at a time in Python; max pooling's backward is one bincount over the
-winners. 1-D pools use these kernels with a height of 1.
-Output sizes come from the array arithmetic here, not from the calculator's formulas.
+winners. The spatial rank comes from the arrays, so 1-D, 2-D and 3-D pools are one code path
+(adaptive max pooling, 1-D and 2-D only, runs 1-D inputs with a height of 1). Output sizes come
+from the calculator's own integer formulas (layers/geometry.py); PyTorch checks both in the tests.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .conv import col2im_into, pad2d
+from ..layers.geometry import pool_out
+from .conv import col2im_into, pad
 
 Array = NDArray[Any]
 Cache = tuple[Any, ...]
 Pair = tuple[int, int]  # (h, w)
+Sizes = tuple[int, ...]  # one int per spatial dim
 
 __all__ = [
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "avgpool2d_forward",
-    "avgpool2d_backward",
-    "adaptive_avgpool2d_forward",
-    "adaptive_avgpool2d_backward",
+    "maxpool_forward",
+    "maxpool_backward",
+    "avgpool_forward",
+    "avgpool_backward",
+    "adaptive_avgpool_forward",
+    "adaptive_avgpool_backward",
     "adaptive_maxpool2d_forward",
     "adaptive_maxpool2d_backward",
 ]
@@ -42,38 +49,27 @@ __all__ = [
 
 def _window_count(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     """How many windows of span d(k−1)+1 and step s fit in size + 2p (ceil_mode: a partial last one too)."""
-    span = size + 2 * p - d * (k - 1) - 1
-    if span < 0:
+    if size + 2 * p - d * (k - 1) - 1 < 0:
         raise ValueError(f"pooling window {d * (k - 1) + 1} exceeds the padded input {size + 2 * p}")
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input or left padding
-        out -= 1
-    return out
+    return pool_out(size, k, s, p, d, ceil_mode)
 
 
-def _taps(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> list[tuple[int, slice, slice]]:
-    """(tap number, row slice, column slice) of a padded input for every tap in row-major order: the tap's value in every window."""
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    return [
-        (i * kw + j, slice(i * dh, i * dh + (ho - 1) * sh + 1, sh), slice(j * dw, j * dw + (wo - 1) * sw + 1, sw))
-        for i in range(kh)
-        for j in range(kw)
-    ]
+def _taps(kernel: Sizes, stride: Sizes, dilation: Sizes, outs: Sizes) -> list[tuple[int, tuple[slice, ...]]]:
+    """(tap number, index into a padded input) for every tap in row-major order: the tap's value in every window."""
+    taps = []
+    for t, offsets in enumerate(itertools.product(*(range(k) for k in kernel))):
+        index = tuple(slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(offsets, dilation, outs, stride))
+        taps.append((t, (slice(None), slice(None), *index)))
+    return taps
 
 
-def _pad_for_windows(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool, value: float) -> tuple[Array, Pair]:
-    """(x padded by `padding` plus, with ceil_mode, the overhang of the last window; (Ho, Wo))."""
-    outs = tuple(_window_count(n, k, s, p, d, ceil_mode) for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
+def _pad_for_windows(x: Array, kernel: Sizes, stride: Sizes, padding: Sizes, dilation: Sizes, ceil_mode: bool, value: float) -> tuple[Array, Sizes]:
+    """(x padded by `padding` plus, with ceil_mode, the overhang of the last window; the output sizes)."""
+    geometry = list(zip(x.shape[2:], kernel, stride, padding, dilation))
+    outs = tuple(_window_count(n, k, s, p, d, ceil_mode) for n, k, s, p, d in geometry)
     # ceil_mode's last window may reach past the right padding: pad that overhang too (it never wins or counts)
-    extra = [max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)) for o, n, k, s, p, d in zip(outs, x.shape[2:], kernel, stride, padding, dilation)]
-    pads = ((padding[0], padding[0] + extra[0]), (padding[1], padding[1] + extra[1]))
-    return pad2d(x, pads, value), outs  # type: ignore[return-value]
-
-
-def _scatter(dy_parts: Array, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
-    """∇x (N, C, H, W) from per-tap gradients (N, C, kh, kw, Ho, Wo) or a broadcastable view; padding cells dropped."""
-    dx = np.zeros(x_shape, dtype=dy_parts.dtype)
-    return col2im_into(dx, dy_parts, stride, padding, dilation)
+    pads = tuple((p, p + max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p))) for o, (n, k, s, p, d) in zip(outs, geometry))
+    return pad(x, pads, value), outs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,52 +77,57 @@ def _scatter(dy_parts: Array, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
 # ---------------------------------------------------------------------------------------------
 
 
-def maxpool2d_forward(x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool) -> tuple[Array, Cache]:
-    """y (N, C, Ho, Wo) = the max of each window of x (N, C, H, W); the cache keeps each window's winner."""
+def maxpool_forward(x: Array, kernel: Sizes, stride: Sizes, padding: Sizes, dilation: Sizes, ceil_mode: bool) -> tuple[Array, Cache]:
+    """y (N, C, *out) = the max of each window of x (N, C, *S); the cache keeps each window's winner."""
     kernel, stride, padding, dilation = tuple(kernel), tuple(stride), tuple(padding), tuple(dilation)
-    xp, out_hw = _pad_for_windows(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)  # type: ignore[arg-type]
-    taps = _taps(kernel, stride, dilation, out_hw)  # type: ignore[arg-type]
-    _, rows, cols = taps[0]
-    best = xp[:, :, rows, cols].copy()
-    for _, rows, cols in taps[1:]:
-        np.maximum(best, xp[:, :, rows, cols], out=best)  # a NaN propagates, as in PyTorch
+    xp, outs = _pad_for_windows(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
+    taps = _taps(kernel, stride, dilation, outs)
+    best = xp[taps[0][1]].copy()
+    for _, index in taps[1:]:
+        np.maximum(best, xp[index], out=best)  # a NaN propagates, as in PyTorch
     # the winner: PyTorch scans with a strict '>', so the FIRST maximum in row-major window
     # order; taps visited last to first, each overwriting, leave the first equal one
     arg = np.zeros(best.shape, dtype=np.min_scalar_type(len(taps)))
     equal = np.empty(best.shape, dtype=bool)
-    for t, rows, cols in taps[::-1]:
-        np.equal(xp[:, :, rows, cols], best, out=equal)
+    for t, index in taps[::-1]:
+        np.equal(xp[index], best, out=equal)
         np.copyto(arg, t, where=equal)
     if np.isnan(best).any():  # PyTorch also replaces on every NaN: the LAST NaN wins
-        for t, rows, cols in taps:
-            np.copyto(arg, t, where=np.isnan(xp[:, :, rows, cols]))
+        for t, index in taps:
+            np.copyto(arg, t, where=np.isnan(xp[index]))
     return best, (_winners(arg, x.shape, kernel, stride, padding, dilation), x.shape)
 
 
-def _winners(arg: Array, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
-    """(N, C, Ho, Wo) index of each window's winning tap in x's (H·W) plane; −1 where it is a padding cell."""
-    _, _, h, w = x_shape
-    _, _, ho, wo = arg.shape
-    i, j = np.divmod(arg.astype(np.intp), kernel[1])
-    rows = np.arange(ho)[:, None] * stride[0] - padding[0] + i * dilation[0]
-    cols = np.arange(wo)[None, :] * stride[1] - padding[1] + j * dilation[1]
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    return np.where(inside, rows * w + cols, -1)
+def _winners(arg: Array, x_shape: tuple[int, ...], kernel: Sizes, stride: Sizes, padding: Sizes, dilation: Sizes) -> Array:
+    """(N, C, *out) index of each window's winning tap in x's flattened spatial volume; −1 where it is a padding cell."""
+    sizes, outs = x_shape[2:], arg.shape[2:]
+    r = len(sizes)
+    offsets = np.unravel_index(arg.astype(np.intp), kernel)
+    flat: Any = 0
+    inside: Any = True
+    for a in range(r):
+        shape = [1] * r
+        shape[a] = outs[a]
+        pos = np.arange(outs[a]).reshape(shape) * stride[a] - padding[a] + offsets[a] * dilation[a]
+        inside = inside & (pos >= 0) & (pos < sizes[a])
+        flat = flat * sizes[a] + pos
+    return np.where(inside, flat, -1)
 
 
 def _scatter_winners(dy: Array, flat: Array, x_shape: tuple[int, ...]) -> Array:
-    """∇x (N, C, H, W): each ∇y entry added to its window's winner (flat index in the plane, −1 = dropped)."""
-    n, c, h, w = x_shape
+    """∇x (N, C, *S): each ∇y entry added to its window's winner (flat index in the volume, −1 = dropped)."""
+    n, c = x_shape[:2]
+    volume = math.prod(x_shape[2:])
     # one bincount over (plane, winner) pairs sums where windows overlap and share a winner;
     # winners in the padding go to a spare slot past the end, then are cut off
-    plane = np.arange(n * c).reshape(n, c, 1, 1) * (h * w)
-    index = np.where(flat >= 0, plane + flat, n * c * h * w)
-    dx = np.bincount(index.ravel(), weights=dy.ravel(), minlength=n * c * h * w + 1)[:-1]
+    plane = np.arange(n * c).reshape(n, c, *([1] * (dy.ndim - 2))) * volume
+    index = np.where(flat >= 0, plane + flat, n * c * volume)
+    dx = np.bincount(index.ravel(), weights=dy.ravel(), minlength=n * c * volume + 1)[:-1]
     return dx.reshape(x_shape).astype(dy.dtype, copy=False)
 
 
-def maxpool2d_backward(dy: Array, cache: Cache) -> Array:
-    """∇x (N, C, H, W) from ∇y (N, C, Ho, Wo): each window's gradient to its winner (summed where windows overlap)."""
+def maxpool_backward(dy: Array, cache: Cache) -> Array:
+    """∇x (N, C, *S) from ∇y (N, C, *out): each window's gradient to its winner (summed where windows overlap)."""
     flat, x_shape = cache
     return _scatter_winners(dy, flat, x_shape)
 
@@ -145,32 +146,35 @@ def _divisors(size: int, out: int, k: int, s: int, p: int, include_pad: bool) ->
     return end - start
 
 
-def avgpool2d_forward(x: Array, kernel: Pair, stride: Pair, padding: Pair, ceil_mode: bool, count_include_pad: bool) -> tuple[Array, Cache]:
-    """y (N, C, Ho, Wo) = each window's sum of x (N, C, H, W) over its divisor."""
+def avgpool_forward(x: Array, kernel: Sizes, stride: Sizes, padding: Sizes, ceil_mode: bool, count_include_pad: bool) -> tuple[Array, Cache]:
+    """y (N, C, *out) = each window's sum of x (N, C, *S) over its divisor."""
     kernel, stride, padding = tuple(kernel), tuple(stride), tuple(padding)
-    xp, (ho, wo) = _pad_for_windows(x, kernel, stride, padding, (1, 1), ceil_mode, 0.0)  # type: ignore[arg-type]
-    taps = _taps(kernel, stride, (1, 1), (ho, wo))  # type: ignore[arg-type]
-    _, rows, cols = taps[0]
-    total = xp[:, :, rows, cols].copy()
-    for _, rows, cols in taps[1:]:
-        total += xp[:, :, rows, cols]
-    h, w = x.shape[2:]
-    div = np.outer(
-        _divisors(h, ho, kernel[0], stride[0], padding[0], count_include_pad),
-        _divisors(w, wo, kernel[1], stride[1], padding[1], count_include_pad),
-    ).astype(x.dtype)
+    ones = (1,) * len(kernel)
+    xp, outs = _pad_for_windows(x, kernel, stride, padding, ones, ceil_mode, 0.0)
+    taps = _taps(kernel, stride, ones, outs)
+    total = xp[taps[0][1]].copy()
+    for _, index in taps[1:]:
+        total += xp[index]
+    # the divisor of a window is the product of its per-axis counts
+    per_axis = [_divisors(*a, count_include_pad) for a in zip(x.shape[2:], outs, kernel, stride, padding)]
+    div = functools.reduce(np.multiply.outer, per_axis).astype(x.dtype)
     total /= div
     return total, (div, x.shape, kernel, stride, padding)
 
 
-def avgpool2d_backward(dy: Array, cache: Cache) -> Array:
-    """∇x (N, C, H, W) from ∇y (N, C, Ho, Wo): each output's gradient shared evenly over its window (padding dropped)."""
+def avgpool_backward(dy: Array, cache: Cache) -> Array:
+    """∇x (N, C, *S) from ∇y (N, C, *out): each output's gradient shared evenly over its window (padding dropped)."""
     div, x_shape, kernel, stride, padding = cache
     share = dy / div
-    n, c, ho, wo = share.shape
-    # every tap gets the same share: a broadcast view, no (kh, kw) copy
-    parts = np.broadcast_to(share[:, :, None, None], (n, c, *kernel, ho, wo))
-    return _scatter(parts, x_shape, kernel, stride, padding, (1, 1))
+    n, c, *outs = share.shape
+    # every tap gets the same share: a broadcast view, no per-tap copy
+    parts = np.broadcast_to(share[(slice(None), slice(None), *([None] * len(kernel)))], (n, c, *kernel, *outs))
+    return col2im_into(np.zeros(x_shape, dtype=parts.dtype), parts, stride, padding, (1,) * len(kernel))
+
+
+# the 2-D names older callers use: the same functions
+maxpool2d_forward, maxpool2d_backward = maxpool_forward, maxpool_backward
+avgpool2d_forward, avgpool2d_backward = avgpool_forward, avgpool_backward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,17 +197,30 @@ def _averaging(size: int, out: int, dtype: DTypeLike) -> Array:
     return m
 
 
-def adaptive_avgpool2d_forward(x: Array, out_hw: Pair) -> tuple[Array, Cache]:
-    """y (N, C, oh, ow): the mean of each adaptive window of x (N, C, H, W); the windows are separable, so two small products."""
-    mh = _averaging(x.shape[2], out_hw[0], x.dtype)
-    mw = _averaging(x.shape[3], out_hw[1], x.dtype)
-    return mh @ x @ mw.T, (mh, mw)
+def _along(x: Array, m: Array, axis: int) -> Array:
+    """m (out, n) applied along one axis of x (size n there): the axis becomes size out."""
+    return np.moveaxis(np.matmul(m, np.moveaxis(x, axis, -2)), -2, axis)
 
 
-def adaptive_avgpool2d_backward(dy: Array, cache: Cache) -> Array:
-    """∇x (N, C, H, W) = the transposed averaging applied to ∇y (N, C, oh, ow)."""
-    mh, mw = cache
-    return mh.T @ dy @ mw
+def adaptive_avgpool_forward(x: Array, outs: Sizes) -> tuple[Array, Cache]:
+    """y (N, C, *outs): the mean of each adaptive window of x (N, C, *S); the windows are separable, so one small product per axis."""
+    ms = [_averaging(n, o, x.dtype) for n, o in zip(x.shape[2:], outs)]
+    y = x
+    for a, m in enumerate(ms):
+        y = _along(y, m, 2 + a)
+    return y, (ms,)
+
+
+def adaptive_avgpool_backward(dy: Array, cache: Cache) -> Array:
+    """∇x (N, C, *S) = the transposed averaging applied to ∇y (N, C, *outs), axis by axis."""
+    (ms,) = cache
+    dx = dy
+    for a, m in enumerate(ms):
+        dx = _along(dx, m.T, 2 + a)
+    return dx
+
+
+adaptive_avgpool2d_forward, adaptive_avgpool2d_backward = adaptive_avgpool_forward, adaptive_avgpool_backward
 
 
 def adaptive_maxpool2d_forward(x: Array, out_hw: Pair) -> tuple[Array, Cache]:

@@ -149,10 +149,41 @@ class Ints:
                 return tuple(self._one(e) for e in v)
             return self._one(v)
         except SchemaError:
-            what = f"an integer >= {self.low}" + (" or a pair [h, w]" if self.rank == 2 else "")
+            what = f"an integer >= {self.low}" + {2: " or a pair [h, w]", 3: " or a triple [d, h, w]"}.get(self.rank, "")
             if self.words:
                 what += " or " + " or ".join(repr(w) for w in self.words)
             raise _bad(f"expected {what}", v) from None
+
+
+class Index:
+    """Any integer: a position that may count back from the end when negative."""
+
+    def __call__(self, v: Any) -> int:
+        if not _is_int(v):
+            raise _bad("expected an integer (negative counts back from the end)", v)
+        return int(v)
+
+
+class IntList:
+    """A list of 1..64 integers (or one integer), each >= low or one of the extra values."""
+
+    def __init__(self, low: int, extra: tuple[int, ...] = (), what: str = "") -> None:
+        self.low, self.extra, self.what = low, extra, what
+
+    def __call__(self, v: Any) -> tuple[int, ...]:
+        items = v if isinstance(v, list) else [v]
+        if not 1 <= len(items) <= 64 or not all(_is_int(e) and (e >= self.low or e in self.extra) for e in items):
+            raise _bad(f"expected {self.what}", v)
+        return tuple(int(e) for e in items)
+
+
+class Name:
+    """Another layer's name: a non-empty string without dots."""
+
+    def __call__(self, v: Any) -> str:
+        if not isinstance(v, str) or not v or "." in v:
+            raise _bad("expected a layer name", v)
+        return v
 
 
 class LayerList:
@@ -242,6 +273,18 @@ class Layer:
         """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
         return 0
 
+    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
+        """MACs the convention sees in this layer's forward when autograd records it, beyond peer_costs.
+
+        Non-zero where a framework runs a fused inference-only path the counter cannot see.
+        """
+        return 0
+
+    def cache_shapes(self, x: Shape) -> dict[str, Shape]:
+        """Tensors a token-by-token generation keeps for every past position (a decoder's keys and
+        values), at the full sequence length of x; {} for layers that keep none."""
+        return {}
+
     # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""
@@ -291,6 +334,10 @@ class Layer:
             want = layout or " or ".join(f"{r}-D" for r in ranks)
             raise ShapeError(f"expects input {want}, got {fmt_shape(x)}", value=x)
 
+    def expect_spatial(self, x: Shape, rank: int) -> None:
+        """Raise ShapeError unless x is (N, C, *spatial) with `rank` spatial dims."""
+        self.expect_rank(x, rank + 2, layout=LAYOUTS[rank])
+
     def expect_dim(self, x: Shape, dim: int, arg: str) -> int:
         """Normalise a PyTorch dim index (negative counts from the end) for shape x."""
         if not -len(x) <= dim < len(x):
@@ -302,6 +349,9 @@ class Layer:
         if given is not None and given != actual:
             raise ShapeError(f"{arg} {given} does not match the input's {actual}", value=given)
 
+
+# how messages name an input of 1, 2 or 3 spatial dims
+LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 REGISTRY: dict[str, type[Layer]] = {}
 

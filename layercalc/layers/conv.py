@@ -1,4 +1,5 @@
-"""Convolutions: conv1d, conv2d (correlation, as every framework) and convtranspose2d."""
+"""Convolutions over 1, 2 or 3 spatial dims: conv1d/2d/3d (correlation, as every framework) and
+convtranspose1d/2d. One class per kind, parameterised by `rank`; the NumPy kernels are rank-generic."""
 
 from __future__ import annotations
 
@@ -10,16 +11,6 @@ from ..errors import ShapeError
 from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .peers import BIAS, CONV, row
 from .geometry import conv_out, conv_transpose_out, same_padding
-
-
-def lift(a: Any, rank: int) -> Any:
-    """A rank-1 array (N, C, L) as (N, C, 1, L), so the 2-D kernels serve 1-D layers."""
-    return a[:, :, None, :] if rank == 1 else a
-
-
-def drop(a: Any, rank: int) -> Any:
-    """Undo lift."""
-    return a[:, :, 0, :] if rank == 1 else a
 
 
 def fmt_size(values: tuple[int, ...]) -> str:
@@ -53,8 +44,7 @@ class _ConvBase(Layer):
 
     def check_channels(self, x: Shape) -> int:
         """Check rank, in_channels and groups against the input; return its channel count."""
-        layout = "(N, C, L)" if self.rank == 1 else "(N, C, H, W)"
-        self.expect_rank(x, self.rank + 2, layout=layout)
+        self.expect_spatial(x, self.rank)
         c_in = x[1]
         self.expect_size("in_channels", self.in_channels, c_in)
         for what, n in (("in_channels", c_in), ("out_channels", self.out_channels)):
@@ -132,40 +122,27 @@ class _Conv(_ConvBase):
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
         ]
 
-    def geometry(self) -> tuple[tuple[int, int], tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
-        """(stride, padding, dilation) as 2-D pairs for the kernels (a 1-D conv has height 1)."""
-        if self.rank == 1:
-            return (1, self.strides[0]), ((0, 0), self.pads[0]), (1, self.dilations[0])
-        return self.strides, (self.pads[0], self.pads[1]), self.dilations  # type: ignore[return-value]
-
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        from ..kernels.conv import conv2d_forward
+        from ..kernels.conv import conv_forward
 
-        stride, pads, dilation = self.geometry()
-        w = lift(params["weight"], self.rank)
-        y, cache = conv2d_forward(lift(x, self.rank), w, params.get("bias"), stride, pads, dilation, self.groups)
-        return drop(y, self.rank), cache
+        return conv_forward(x, params["weight"], params.get("bias"), self.strides, self.pads, self.dilations, self.groups)
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        from ..kernels.conv import conv2d_backward
+        from ..kernels.conv import conv_backward
 
-        dx, dw, db = conv2d_backward(lift(dy, self.rank), cache)
-        grads = {"weight": drop(dw, self.rank)}
-        if db is not None:
-            grads["bias"] = db
-        return drop(dx, self.rank), grads
+        dx, dw, db = conv_backward(dy, cache)
+        return dx, ({"weight": dw, "bias": db} if db is not None else {"weight": dw})
 
     def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
         """The seed's identities on a reduced copy of this layer (this layer's own forward/backward):
         vec(x ⋆ k) = K_conv·vec(x), ∇x = K_convᵀ·vec(∇y), and ∇x = the full correlation of the
         zero-inserted ∇y with the flipped kernel."""
-        from ..kernels.conv import conv2d_dx_full_correlation, kconv_full
+        from ..kernels.conv import conv_dx_full_correlation, kconv_full
 
         small = copy.copy(self)  # at most 2 groups of 2 channels, a few windows of each size
         small.groups = min(self.groups, 2)
         c_in = small.groups * min(x.shape[1] // self.groups, 2)
         small.out_channels = small.groups * min(self.out_channels // self.groups, 2)
-        stride, pads, dilation = self.geometry()
         spatial = [min(n, d * (k - 1) + 1 + 2 * s) for n, k, s, d in zip(x.shape[2:], self.kernel, self.strides, self.dilations)]
         xs = rng.standard_normal((1, c_in, *spatial))
         shapes = small.param_shapes(xs.shape)
@@ -173,14 +150,14 @@ class _Conv(_ConvBase):
         y, cache = small.forward(xs, ps)
         dy = rng.standard_normal(y.shape)
         dx, _ = small.backward(dy, ps, cache)
-        w4, x4 = lift(ps["weight"], self.rank), lift(xs, self.rank)
-        k = kconv_full(w4, x4.shape, stride, pads, dilation, small.groups)
+        geometry = (self.strides, self.pads, self.dilations, small.groups)
+        k = kconv_full(ps["weight"], xs.shape, *geometry)
         bias = ps["bias"].reshape(-1, *([1] * (y.ndim - 2))) if "bias" in ps else 0.0
-        seed_dx = conv2d_dx_full_correlation(lift(dy, self.rank), w4, x4.shape, stride, pads, dilation, small.groups)
+        seed_dx = conv_dx_full_correlation(dy, ps["weight"], xs.shape, *geometry)
         return [
-            _identity("vec(x ⋆ k) = K_conv · vec(x)", (k @ x4.ravel()).reshape(y.shape[1:]) + bias, y[0]),
+            _identity("vec(x ⋆ k) = K_conv · vec(x)", (k @ xs.ravel()).reshape(y.shape[1:]) + bias, y[0]),
             _identity("∇x = K_convᵀ · vec(∇y)", k.T @ dy.ravel(), dx.ravel()),
-            _identity("∇x = ∇y ⋆full flipped k", drop(seed_dx, self.rank), dx),
+            _identity("∇x = ∇y ⋆full flipped k", seed_dx, dx),
         ]
 
 
@@ -212,16 +189,20 @@ class Conv2d(_Conv):
 
 
 @register
-class ConvTranspose2d(_ConvBase):
-    type_name = "convtranspose2d"
-    summary = "2-D transposed convolution (the gradient of conv2d w.r.t. its input)"
-    rank = 2
-    args = _conv_args(2, transposed=True)
+class Conv3d(_Conv):
+    type_name = "conv3d"
+    summary = "3-D convolution over (N, C, D, H, W)"
+    rank = 3
+    args = _conv_args(3, transposed=False)
+
+
+class _ConvTranspose(_ConvBase):
+    """The adjoint of a conv of the same kernel, stride, padding and dilation: (N, C_in, *S) -> (N, C_out, *out)."""
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_channels(x)
-        opad = as_tuple(self.output_padding, 2)  # type: ignore[attr-defined]
-        pad = as_tuple(self.padding, 2)  # type: ignore[attr-defined]
+        opad = as_tuple(self.output_padding, self.rank)  # type: ignore[attr-defined]
+        pad = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
         for o, s, d in zip(opad, self.strides, self.dilations):
             if o >= s and o >= d:
                 raise ShapeError(f"output_padding {o} must be smaller than stride or dilation", value=o)
@@ -234,7 +215,7 @@ class ConvTranspose2d(_ConvBase):
         return (x[0], self.out_channels, *out)
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
-        # PyTorch stores the transposed kernel as (c_in, c_out/groups, kh, kw).
+        # PyTorch stores the transposed kernel as (c_in, c_out/groups, *kernel).
         shapes: dict[str, Shape] = {"weight": (x[1], self.out_channels // self.groups, *self.kernel)}
         if self.bias:
             shapes["bias"] = (self.out_channels,)
@@ -258,15 +239,15 @@ class ConvTranspose2d(_ConvBase):
         ]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        from ..kernels.conv import conv_transpose2d_forward
+        from ..kernels.conv import conv_transpose_forward
 
-        pad, opad = as_tuple(self.padding, 2), as_tuple(self.output_padding, 2)  # type: ignore[attr-defined]
-        return conv_transpose2d_forward(x, params["weight"], params.get("bias"), self.strides, pad, opad, self.dilations, self.groups)
+        pad, opad = as_tuple(self.padding, self.rank), as_tuple(self.output_padding, self.rank)  # type: ignore[attr-defined]
+        return conv_transpose_forward(x, params["weight"], params.get("bias"), self.strides, pad, opad, self.dilations, self.groups)
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        from ..kernels.conv import conv_transpose2d_backward
+        from ..kernels.conv import conv_transpose_backward
 
-        dx, dw, db = conv_transpose2d_backward(dy, cache)
+        dx, dw, db = conv_transpose_backward(dy, cache)
         return dx, ({"weight": dw, "bias": db} if db is not None else {"weight": dw})
 
     def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
@@ -285,11 +266,27 @@ class ConvTranspose2d(_ConvBase):
         y, cache = small.forward(xs, ps)
         dy = rng.standard_normal(y.shape)
         dx, _ = small.backward(dy, ps, cache)
-        pad = as_tuple(self.padding, 2)  # type: ignore[attr-defined]
+        pad = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
         # the conv whose adjoint this is maps y's shape back to x's: same kernel, stride, padding
-        k = kconv_full(ps["weight"], y.shape, self.strides, ((pad[0], pad[0]), (pad[1], pad[1])), self.dilations, small.groups)
+        k = kconv_full(ps["weight"], y.shape, self.strides, tuple((p, p) for p in pad), self.dilations, small.groups)
         return [
             _identity("y = K_convᵀ · vec(x)", (k.T @ xs.ravel()).reshape(y.shape[1:]), y[0]),
             _identity("∇x = K_conv · vec(∇y)", k @ dy.ravel(), dx.ravel()),
         ]
 
+
+
+@register
+class ConvTranspose1d(_ConvTranspose):
+    type_name = "convtranspose1d"
+    summary = "1-D transposed convolution over (N, C, L) (the gradient of conv1d w.r.t. its input)"
+    rank = 1
+    args = _conv_args(1, transposed=True)
+
+
+@register
+class ConvTranspose2d(_ConvTranspose):
+    type_name = "convtranspose2d"
+    summary = "2-D transposed convolution (the gradient of conv2d w.r.t. its input)"
+    rank = 2
+    args = _conv_args(2, transposed=True)

@@ -1,4 +1,5 @@
-"""PyTorch's sliding-window size formulas, in exact integer arithmetic (no arrays)."""
+"""PyTorch's sliding-window size formulas, in exact integer arithmetic, one spatial dim at a time:
+the shape rules and the NumPy kernels of every rank use these same functions."""
 
 from __future__ import annotations
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .peers import BIAS, CONV, row
-from .base import Arg, Bool, Int, Layer, Opt, Shape, _bad, numel, register
-
-
-def layer_name(v: Any) -> str:
-    """A layer's name: a non-empty string without dots."""
-    if not isinstance(v, str) or not v or "." in v:
-        raise _bad("expected a layer name", v)
-    return v
+from .base import Arg, Bool, Int, Layer, Name, Opt, Shape, numel, register
 
 
 @register
@@ -23,7 +16,7 @@ class Linear(Layer):
         Arg("out_features", Int()),
         Arg("bias", Bool(), True),
         Arg("in_features", Opt(Int()), None, "inferred from the input"),
-        Arg("tied_to", Opt(layer_name), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
+        Arg("tied_to", Opt(Name()), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
 
     out_features: int

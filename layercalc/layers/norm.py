@@ -1,4 +1,4 @@
-"""Normalisation: batchnorm1d/2d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
+"""Normalisation: batchnorm1d/2d/3d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
 
 from __future__ import annotations
 
@@ -87,8 +87,10 @@ class _BatchNorm(_ChannelAffine):
     def output_shape(self, x: Shape) -> Shape:
         self.expect_rank(x, *self.ranks, layout=self.layout)
         self.expect_size("num_features", self.num_features, x[1])
+        if not self.track_running_stats and x[0] * numel(x[2:]) == 1:
+            # without running statistics even inference normalises with the batch's own: PyTorch refuses one value
+            raise ShapeError(f"batch statistics of one value per channel: input {fmt_shape(x)}", value=x)
         return x
-
 
     def buffer_shapes(self, x: Shape) -> dict[str, Shape]:
         if not self.track_running_stats:
@@ -101,7 +103,9 @@ class _BatchNorm(_ChannelAffine):
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, a = numel(x), self.affine
-        return [row(NORM, fvcore=2 * n if a else n, thop=4 * n if a else 2 * n, ptflops=(2 * n if a else n, 0),
+        # fvcore charges batch statistics (no running ones: even inference computes them) as a full norm
+        fvcore = (2 * n if a else n) if self.track_running_stats else (5 * n if a else 4 * n)
+        return [row(NORM, fvcore=fvcore, thop=4 * n if a else 2 * n, ptflops=(2 * n if a else n, 0),
                     torchinfo=x[0] * 2 * x[1] if a else None)]
 
 
@@ -119,6 +123,14 @@ class BatchNorm2d(_BatchNorm):
     summary = "batch normalisation of (N, C, H, W)"
     ranks = (4,)
     layout = "(N, C, H, W)"
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    type_name = "batchnorm3d"
+    summary = "batch normalisation of (N, C, D, H, W)"
+    ranks = (5,)
+    layout = "(N, C, D, H, W)"
 
 
 @register

@@ -13,19 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
-CONVENTION_TOOLS = {
-    "layercalc": "layercalc (SPEC section 2)",
-    "torch": "torch.utils.flop_counter.FlopCounterMode / 2",
-    "fvcore": "fvcore FlopCountAnalysis.total()",
-    "thop": "thop profile()",
-    "ptflops": "ptflops get_model_complexity_info (pytorch backend)",
-    "torchinfo": "torchinfo summary().total_mult_adds",
-}
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
 )
 EMBED, PRODUCT = "embeddings", "elementwise products"
-CATEGORIES = (CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT)
+RECURRENT = "recurrent"  # the gate matrix products of lstm, gru and rnn
+ATTN = "attention"  # q·kᵀ and A·v (and what a tool adds around them: scaling, softmax)
+RESAMPLE = "resampling"  # upsampling's interpolation, pixel shuffle
+CATEGORIES = (CONV, RECURRENT, ATTN, BIAS, NORM, ACT, POOL, ADD, CONCAT, EMBED, PRODUCT, RESAMPLE)
 
 Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
@@ -38,14 +33,7 @@ def row(category: str, **values: Value) -> CostRow:
     return category, {c: values.get(c) for c in CONVENTIONS}
 
 
-def scalar(value: Value, batch: int) -> float | int | None:
-    """A single layer's value as a number (ptflops' pair as A/N + B)."""
-    if isinstance(value, tuple):
-        return value[0] / batch + value[1]
-    return value
-
-
-def combine(values: list[Value], convention: str, batch: int) -> int | None:
+def tally(values: list[Value], convention: str, batch: int) -> int | None:
     """The convention's total over many layers' values; None when none of them is counted."""
     counted = [v for v in values if v is not None]
     if not counted:

@@ -1,4 +1,7 @@
-"""Pooling: max and average (fixed windows) and their adaptive versions, 1-D and 2-D."""
+"""Pooling over 1, 2 or 3 spatial dims: max and average (fixed windows) and their adaptive versions.
+
+One class per kind, parameterised by `rank`; the NumPy kernels are rank-generic (adaptive max
+pooling, 1-D and 2-D only, runs a 1-D input with a height of 1)."""
 
 from __future__ import annotations
 
@@ -6,14 +9,18 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
-from .conv import drop, lift
 from .geometry import pool_out
 from .peers import POOL, row
 
 
-def _pairs(rank: int, *values: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Per-dim tuples as 2-D pairs for the kernels: a 1-D pool runs with height 1."""
-    return [(1, v[0]) if rank == 1 else (v[0], v[1]) for v in values]
+def lift(a: Any, rank: int) -> Any:
+    """A rank-1 array (N, C, L) as (N, C, 1, L), for the 2-D-only adaptive max pooling kernel."""
+    return a[:, :, None, :] if rank == 1 else a
+
+
+def drop(a: Any, rank: int) -> Any:
+    """Undo lift."""
+    return a[:, :, 0, :] if rank == 1 else a
 
 
 class _Pool(Layer):
@@ -21,6 +28,7 @@ class _Pool(Layer):
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
+    unpadded_fit: ClassVar[bool] = False  # the kernel must fit the input before padding (PyTorch's avgpool3d)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # ptflops counts the input once in its module hook and once more in its F.*pool* patch
@@ -30,19 +38,15 @@ class _Pool(Layer):
         from ..kernels import pool
 
         k, s, p, d = self.windows()
-        kernel, stride, dilation = _pairs(self.rank, k, s, d)
-        padding = (0, p[0]) if self.rank == 1 else (p[0], p[1])
         if self.averages:
-            y, cache = pool.avgpool2d_forward(lift(x, self.rank), kernel, stride, padding, self.ceil_mode, self.count_include_pad)  # type: ignore[attr-defined]
-        else:
-            y, cache = pool.maxpool2d_forward(lift(x, self.rank), kernel, stride, padding, dilation, self.ceil_mode)  # type: ignore[attr-defined]
-        return drop(y, self.rank), cache
+            return pool.avgpool_forward(x, k, s, p, self.ceil_mode, self.count_include_pad)  # type: ignore[attr-defined]
+        return pool.maxpool_forward(x, k, s, p, d, self.ceil_mode)  # type: ignore[attr-defined]
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
         from ..kernels import pool
 
-        back = pool.avgpool2d_backward if self.averages else pool.maxpool2d_backward
-        return drop(back(lift(dy, self.rank), cache), self.rank), {}
+        back = pool.avgpool_backward if self.averages else pool.maxpool_backward
+        return back(dy, cache), {}
 
     def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
@@ -53,11 +57,13 @@ class _Pool(Layer):
         return k, s, p, d
 
     def output_shape(self, x: Shape) -> Shape:
-        self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
+        self.expect_spatial(x, self.rank)
         k, s, p, d = self.windows()
         for kk, pp in zip(k, p):
             if pp > kk // 2:  # PyTorch's own check, on the undilated kernel
                 raise ShapeError(f"padding {pp} exceeds half the kernel_size {kk}", value=pp)
+        if self.unpadded_fit and any(n < kk for n, kk in zip(x[2:], k)):
+            raise ShapeError(f"kernel_size {fmt_shape(k)} exceeds the unpadded input {fmt_shape(x[2:])}", value=k)
         out = tuple(
             pool_out(n, kk, ss, pp, dd, self.ceil_mode)  # type: ignore[attr-defined]
             for n, kk, ss, pp, dd in zip(x[2:], k, s, p, d)
@@ -116,6 +122,24 @@ class AvgPool2d(_Pool):
     args = _pool_args(2, avg=True)
 
 
+@register
+class MaxPool3d(_Pool):
+    type_name = "maxpool3d"
+    summary = "max over sliding windows of (N, C, D, H, W)"
+    rank = 3
+    args = _pool_args(3, avg=False)
+
+
+@register
+class AvgPool3d(_Pool):
+    type_name = "avgpool3d"
+    summary = "mean over sliding windows of (N, C, D, H, W)"
+    rank = 3
+    averages = True
+    unpadded_fit = True
+    args = _pool_args(3, avg=True)
+
+
 class _AdaptivePool(Layer):
     """Pooling to a fixed output size; window i spans [floor(i·L/out), ceil((i+1)·L/out))."""
 
@@ -138,19 +162,20 @@ class _AdaptivePool(Layer):
 
         size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
         out = tuple(n if o is None else o for n, o in zip(x.shape[2:], size))
-        (out_hw,) = _pairs(self.rank, out)
-        fn = pool.adaptive_avgpool2d_forward if self.averages else pool.adaptive_maxpool2d_forward
-        y, cache = fn(lift(x, self.rank), out_hw)
+        if self.averages:
+            return pool.adaptive_avgpool_forward(x, out)
+        y, cache = pool.adaptive_maxpool2d_forward(lift(x, self.rank), out if self.rank == 2 else (1, *out))
         return drop(y, self.rank), cache
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
         from ..kernels import pool
 
-        back = pool.adaptive_avgpool2d_backward if self.averages else pool.adaptive_maxpool2d_backward
-        return drop(back(lift(dy, self.rank), cache), self.rank), {}
+        if self.averages:
+            return pool.adaptive_avgpool_backward(dy, cache), {}
+        return drop(pool.adaptive_maxpool2d_backward(lift(dy, self.rank), cache), self.rank), {}
 
     def output_shape(self, x: Shape) -> Shape:
-        self.expect_rank(x, self.rank + 2, layout="(N, C, L)" if self.rank == 1 else "(N, C, H, W)")
+        self.expect_spatial(x, self.rank)
         size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
         # null keeps that dimension's input size, as in PyTorch
         return (*x[:2], *(n if o is None else o for n, o in zip(x[2:], size)))
@@ -172,6 +197,15 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     rank = 2
     averages = True
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+
+
+@register
+class AdaptiveAvgPool3d(_AdaptivePool):
+    type_name = "adaptiveavgpool3d"
+    summary = "mean pooling of (N, C, D, H, W) to a fixed size"
+    rank = 3
+    averages = True
+    args = (Arg("output_size", Ints(rank=3, nullable=True)),)
 
 
 @register

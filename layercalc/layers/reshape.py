@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .activation import Identity
-from .base import Arg, Bool, Float, Int, Layer, Shape, _bad, _is_int, fmt_shape, numel, register
+from .base import Arg, Bool, Float, Index, Int, IntList, Layer, Shape, fmt_shape, numel, register
 
 
 class _Dropout(Identity):
@@ -52,19 +52,6 @@ class Flatten(Layer):
 
     def backward(self, dy: Any, params: dict[str, Any], x_shape: Any) -> tuple[Any, dict[str, Any]]:
         return dy.reshape(x_shape), {}
-
-
-class IntList:
-    """A list of 1..64 integers, each >= low or one of the extra values (or a single such int)."""
-
-    def __init__(self, low: int, extra: tuple[int, ...] = (), what: str = "") -> None:
-        self.low, self.extra, self.what = low, extra, what
-
-    def __call__(self, v: Any) -> tuple[int, ...]:
-        items = v if isinstance(v, list) else [v]
-        if not 1 <= len(items) <= 64 or not all(_is_int(e) and (e >= self.low or e in self.extra) for e in items):
-            raise _bad(f"expected {self.what}", v)
-        return tuple(int(e) for e in items)
 
 
 DIM = Int(low=-64)  # a PyTorch dim index; the shape it applies to decides whether it is in range
@@ -178,7 +165,7 @@ class Reshape(Layer):
 class Select(Layer):
     type_name = "select"
     summary = "x.select(dim, index): one position of a dim, which disappears (not the batch)"
-    args = (Arg("dim", DIM), Arg("index", Int(low=-(2**62)), doc="negative counts back, as PyTorch"))
+    args = (Arg("dim", DIM), Arg("index", Index(), doc="negative counts back, as PyTorch"))
 
     dim: int
     index: int

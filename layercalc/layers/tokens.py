@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
-from .base import Arg, Int, Layer, Opt, Shape, fmt_shape, register
+from .base import Arg, Index, Int, Layer, Opt, Shape, fmt_shape, register
 from .peers import EMBED, row
 
 
@@ -21,7 +21,7 @@ class Embedding(Layer):
     args = (
         Arg("num_embeddings", Int()),
         Arg("embedding_dim", Int()),
-        Arg("padding_idx", Opt(Int(low=-(2**62))), None, "this id's row gets no gradient; negative counts back"),
+        Arg("padding_idx", Opt(Index()), None, "this id's row gets no gradient; negative counts back"),
     )
 
     num_embeddings: int

@@ -19,13 +19,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "flops": ("path", "name", "type", "depth", "macs", "flops"),
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }
-MACHINE_FORMATS = ("json", "csv", "tsv", "markdown")
 CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
+
+
+# decimal prefixes up to exa (a 10^18 count still reads "1.00 E"); bytes use the same: MB = 10^6 bytes
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 
 
 def human(n: float, unit: str = "") -> str:
     """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for scale, prefix in SI_PREFIXES:
         if abs(n) >= scale:
             value = n / scale
             digits = 2 if value < 10 else 1 if value < 100 else 0
@@ -34,10 +37,10 @@ def human(n: float, unit: str = "") -> str:
 
 
 def human_bytes(n: int) -> str:
-    """Bytes in decimal MB/GB, as torchinfo shows them: 46758048 -> '46.76 MB'."""
-    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+    """Bytes in decimal MB/GB (10^6, 10^9), as torchinfo shows them: 46758048 -> '46.76 MB'."""
+    for scale, prefix in SI_PREFIXES:
         if n >= scale:
-            return f"{n / scale:.2f} {unit}"
+            return f"{n / scale:.2f} {prefix}B"
     return f"{n} B"
 
 
@@ -59,7 +62,8 @@ def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
         columns += ("backward_macs",)
         total["backward_macs"] = report_dict["training"]["backward_macs"]
     rows = [[cell(r, c) for c in columns] for r in report_dict["layers"]]
-    rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
+    if len(columns) > 4 and any(c in total for c in columns[4:]):  # shapes have no total to show
+        rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
     return table_text(fmt, columns, rows)
 
 
@@ -74,8 +78,8 @@ def compare_text(fmt: str, data: dict[str, Any]) -> str:
 def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A header and rows as csv, tsv or a markdown pipe table."""
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines = ["| " + " | ".join(map(_md, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(map(_md, r)) + " |" for r in rows]
         return "\n".join(lines) + "\n"
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
@@ -84,14 +88,9 @@ def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -
     return buf.getvalue()
 
 
-def kconv_text(fmt: str, data: dict[str, Any]) -> str:
-    """K_conv as csv/tsv/markdown: a header of inputs x1.., a row per output y1..."""
-    header = ["", *(f"x{j + 1}" for j in range(data["shape"][1]))]
-    rows = [[f"y{i + 1}", *row] for i, row in enumerate(data["rows"])]
-    text = table_text(fmt, header, rows)
-    for c in data.get("checks", []):
-        text += f"# {c['check']}: error {c['error']:.2e}, tolerance {c['tolerance']:.2e}, {'ok' if c['passed'] else 'FAIL'}\n"
-    return text
+def _md(text: str) -> str:
+    """A markdown table cell: a '|' in a name would end the cell, a backslash would escape the next character."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:

@@ -28,9 +28,18 @@ NUMBER_COLUMNS = {
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
+class _Console(Console):
+    """Rich's Console, but a reader that went away (`| head -1`) is not a failure."""
+
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here, the status of a failed check; the entry point exits 0 for it
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console(file: TextIO | None = None) -> Console:
     """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
-    return Console(file=file, highlight=False, soft_wrap=False)
+    return _Console(file=file, highlight=False, soft_wrap=False)
 
 
 def bar(share: float) -> Text:
@@ -71,6 +80,8 @@ def render_table(report: dict[str, Any], command: str, out: Console) -> None:
         # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
         name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
         name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
+        if row.get("copies", 1) > 1:  # a folded repeat tail: one row for many identical copies
+            name.append(f" ×{row['copies']:,}", style="bold")
         cells: list[Any] = [name]
         if command == "shapes":
             cells.append("x".join(map(str, row["input_shape"])))
@@ -106,6 +117,8 @@ def footer(report: dict[str, Any]) -> Table:
                      ("" if value is None else human(value)) + note + counted)
     grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
     grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    if t.get("kv_cache_bytes"):
+        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
     training = report.get("training")
     if training:
         grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
@@ -197,21 +210,3 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
         yield advance
 
-
-def render_kconv(data: dict[str, Any], out: Console) -> None:
-    """K_conv with its rows (outputs) and columns (inputs) labelled; zeros dimmed."""
-    h, w = data["shape"]
-    title = (
-        f"[bold]K_conv[/] {h} x {w}: vec(y) = K_conv · vec(x)   input {data['input'][0]}x{data['input'][1]},"
-        f" kernel {data['kernel'][0]}x{data['kernel'][1]}, output {data['output'][0]}x{data['output'][1]}"
-    )
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("")
-    for j in range(w):
-        table.add_column(f"x{j + 1}", justify="right")
-    for i, row in enumerate(data["rows"]):
-        table.add_row(f"y{i + 1}", *(Text(v, style="dim" if v == "0" else "bold cyan") for v in row))
-    out.print(table)
-    for c in data.get("checks", []):
-        mark = Text("ok  ", style="green") if c["passed"] else Text("FAIL", style="bold red")
-        out.print(mark, f"{c['check']}: error {c['error']:.1e}, tolerance {c['tolerance']:.1e}")

@@ -82,18 +82,13 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
     """Instances (with random parameters of dtype) for an analysed entry and everything below."""
     if entry.copies:  # a repeat group: every copy gets its own parameters
         inst = Instance(entry, path, name, Chain())
-        last = len(entry.children) - 1
-        inst.sequences = [
-            [build(entry.children[min(k, last)], f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k in range(entry.copies)]
-        ]
+        copies = [run.entry for seq in entry.runs() for run in seq for _ in range(run.times)]
+        inst.sequences = [[build(c, f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k, c in enumerate(copies)]]
         return inst
     layer = entry.layer
     inst = Instance(entry, path, name, layer)
-    sequences = layer.sequences()
-    if sequences:
-        children = iter(entry.children)
-        for _, seq in sequences:
-            kids = [next(children) for _ in seq]
+    if entry.sequences:
+        for kids in entry.sequences:
             inst.sequences.append([build(k, _join(path, k.seg), k.name, rng, impl, dtype) for k in kids])
         return inst
     inst.params = {k: np.asarray(v, dtype=dtype) for k, v in layer.init_params(entry.input_shape, rng).items()}

@@ -1,0 +1,529 @@
+"""Self-attention: multiheadattention (nn.MultiheadAttention), attention (Llama-style, grouped-query,
+rotary) and transformerencoderlayer (nn.TransformerEncoderLayer, composed of the catalog's layers).
+
+Sequences are batch first, (N, T, E). Scaled dot-product attention per head, q, k, v of (N, h, T, d):
+    S = q kᵀ / √d,  A = softmax(S + M) over keys (M = -inf above the diagonal when causal),  o = A v.
+MACs: the projections as linear layers, plus q kᵀ and A v, each N·h·T·T·d, counted in full even
+when a causal mask discards half of the products (the kernels compute them).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import ShapeError
+from ..lazy import np
+from .activation import GELU, ReLU
+from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, register
+from .linear import Linear
+from .norm import LayerNorm
+from .peers import ATTN, BIAS, CONV, row
+
+
+def _sequence(layer: Layer, x: Shape) -> None:
+    layer.expect_rank(x, 3, layout="(N, T, E)")
+
+
+# -- the shared core: scaled dot-product attention and its backward -----------------------------
+
+
+class _Attends(Layer):
+    """Scaled dot-product attention over heads; a user's --impl may override attend / attend_backward."""
+
+    causal: bool
+
+    def attend(self, q: Any, k: Any, v: Any) -> tuple[Any, Any]:
+        """o = softmax(q kᵀ/√d + mask) v for (N, h, T, d) arrays; returns (o, cache)."""
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        s = (q @ k.swapaxes(-1, -2)) * scale  # (N, h, T, T): query rows, key columns
+        masked = s
+        if self.causal:  # key j > query i is the future: weight exactly 0
+            future = np.triu(np.ones(s.shape[-2:], dtype=bool), k=1)
+            masked = np.where(future, -np.inf, s)
+        e = np.exp(masked - masked.max(axis=-1, keepdims=True))
+        a = e / e.sum(axis=-1, keepdims=True)
+        return a @ v, (q, k, v, s, a, scale)
+
+    def attend_backward(self, do: Any, cache: Any) -> tuple[Any, Any, Any]:
+        """(dq, dk, dv) from do = dL/do."""
+        q, k, v, _, a, scale = cache
+        dv = a.swapaxes(-1, -2) @ do
+        da = do @ v.swapaxes(-1, -2)
+        # softmax's Jacobian diag(a) - a aᵀ per row: ds = a ⊙ (da - Σ_j da·a); masked entries
+        # have a = 0, so the mask's zeros carry through to ds
+        ds = a * (da - (da * a).sum(axis=-1, keepdims=True))
+        return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
+
+    def cache_shapes(self, x: Shape) -> dict[str, Shape]:
+        # a decoder generating token by token keeps every past key and value
+        if not self.causal:
+            return {}
+        kv, d = self.kv_layout(x)
+        return {"k": (x[0], kv, x[1], d), "v": (x[0], kv, x[1], d)}
+
+    def kv_layout(self, x: Shape) -> tuple[int, int]:
+        """(key/value heads, head_dim) for input x."""
+        raise NotImplementedError
+
+
+def _heads(t: Any, h: int) -> Any:
+    """(N, T, h·d) -> (N, h, T, d)."""
+    n, length, width = t.shape
+    return t.reshape(n, length, h, width // h).transpose(0, 2, 1, 3)
+
+
+def _merge(t: Any) -> Any:
+    """(N, h, T, d) -> (N, T, h·d)."""
+    n, h, length, d = t.shape
+    return t.transpose(0, 2, 1, 3).reshape(n, length, h * d)
+
+
+def _core_macs(n: int, h: int, length: int, d: int) -> int:
+    """q kᵀ and A v: each N·h·T·T·d."""
+    return 2 * n * h * length * length * d
+
+
+# -- multiheadattention ---------------------------------------------------------------------------
+
+
+@register
+class MultiheadAttention(_Attends):
+    type_name = "multiheadattention"
+    summary = "self-attention as nn.MultiheadAttention(E, num_heads, batch_first=True): packed q, k, v projection"
+    args = (
+        Arg("num_heads", Int()),
+        Arg("bias", Bool(), True),
+        Arg("dropout", Float(low=0.0, high=1.0), 0.0, "on the attention weights while training; none in eval"),
+        Arg("causal", Bool(), False, "mask passed at forward time (attn_mask, is_causal=True)"),
+        Arg("embed_dim", Opt(Int()), None, "inferred from the input"),
+    )
+
+    num_heads: int
+    bias: bool
+    dropout: float
+    embed_dim: int | None
+
+    def output_shape(self, x: Shape) -> Shape:
+        _sequence(self, x)
+        self.expect_size("embed_dim", self.embed_dim, x[2])
+        if x[2] % self.num_heads:
+            raise ShapeError(f"num_heads {self.num_heads} does not divide the embedding width {x[2]} of "
+                             f"{fmt_shape(x)}", value=self.num_heads)
+        return x
+
+    def kv_layout(self, x: Shape) -> tuple[int, int]:
+        return self.num_heads, x[2] // self.num_heads
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        e = x[2]
+        shapes: dict[str, Shape] = {"in_proj_weight": (3 * e, e)}
+        if self.bias:
+            shapes["in_proj_bias"] = (3 * e,)
+        shapes["out_proj.weight"] = (e, e)
+        if self.bias:
+            shapes["out_proj.bias"] = (e,)
+        return shapes
+
+    def projection_macs(self, x: Shape) -> int:
+        """The packed q, k, v projection (3E outputs) and the output projection: 4·N·T·E²."""
+        return 4 * x[0] * x[1] * x[2] * x[2]
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        n, length, e = x
+        return self.projection_macs(x) + _core_macs(n, self.num_heads, length, e // self.num_heads)
+
+    def fast_path(self) -> bool:
+        """Whether PyTorch's eval, no-grad fast path (one fused op, invisible to the counters) runs it.
+
+        It needs an even head count and an in-projection bias, and takes no float mask (causal).
+        """
+        return self.bias and self.num_heads % 2 == 0 and not self.causal
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, length, e = x
+        h = self.num_heads
+        proj, core = self.projection_macs(x), _core_macs(n, h, length, e // h)
+        # FlopCounterMode and fvcore see the projections' matmuls unless the fused fast path runs;
+        # neither sees scaled_dot_product_attention's CPU kernel
+        seen = None if self.fast_path() else proj
+        # ptflops' own nn.MultiheadAttention hook, per sample: T·E for scaling q, the projections,
+        # 3·T·E in-projection bias, per head T·T·d (q kᵀ) + T·T (softmax) + T·T·d (A v), and
+        # T·E·(E + 1) for the output projection ("bias always enabled"); times N
+        ptf_bias = n * (3 * length * e * self.bias + length * e)
+        ptf_attn = n * (length * e + h * length * length * (2 * (e // h) + 1))
+        # thop and torchinfo have no rule for it (and its out_proj runs as a function, not a module)
+        return [
+            row(CONV, layercalc=proj, torch=seen, fvcore=seen, ptflops=(proj, 0)),
+            row(ATTN, layercalc=core, ptflops=(ptf_attn, 0)),
+            row(BIAS, ptflops=(ptf_bias, 0)),
+        ]
+
+    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
+        # with autograd recording, the fast path is off: FlopCounterMode sees the projections
+        return self.projection_macs(x) if convention == "torch" and self.fast_path() else 0
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        n, length, e = x
+        # in_proj: ∇W always, ∇x when needed; out_proj: ∇W and ∇(its input) always
+        proj = 3 * n * length * e * e * (2 if input_grad else 1) + 2 * n * length * e * e
+        if convention == "torch":  # scaled_dot_product_attention's backward kernel is invisible to it
+            return proj
+        # dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do: twice the forward's two products
+        return proj + 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        h = self.num_heads
+        qkv = x @ params["in_proj_weight"].T
+        if self.bias:
+            qkv = qkv + params["in_proj_bias"]
+        q, k, v = np.split(qkv, 3, axis=-1)
+        o, core = self.attend(_heads(q, h), _heads(k, h), _heads(v, h))
+        merged = _merge(o)
+        y = merged @ params["out_proj.weight"].T
+        if self.bias:
+            y = y + params["out_proj.bias"]
+        return y, (x, merged, core)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        x, merged, core = cache
+        h = self.num_heads
+        grads: dict[str, Any] = {"out_proj.weight": _flat(dy).T @ _flat(merged)}
+        dq, dk, dv = self.attend_backward(_heads(dy @ params["out_proj.weight"], h), core)
+        dqkv = np.concatenate([_merge(dq), _merge(dk), _merge(dv)], axis=-1)
+        grads["in_proj_weight"] = _flat(dqkv).T @ _flat(x)
+        if self.bias:
+            grads["in_proj_bias"] = _flat(dqkv).sum(axis=0)
+            grads["out_proj.bias"] = _flat(dy).sum(axis=0)
+        return dqkv @ params["in_proj_weight"], grads
+
+
+def _flat(t: Any) -> Any:
+    """(N, T, F) -> (N·T, F)."""
+    return t.reshape(-1, t.shape[-1])
+
+
+# -- attention (Llama-style) ---------------------------------------------------------------------
+
+
+def rope_tables(length: int, d: int, theta: float) -> tuple[Any, Any]:
+    """cos and sin of shape (T, d): position t, frequency theta^(-2i/d) for i < d/2, repeated twice."""
+    inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    angles = np.outer(np.arange(length, dtype=np.float64), inv_freq)
+    emb = np.concatenate([angles, angles], axis=-1)
+    return np.cos(emb), np.sin(emb)
+
+
+def rotate_half(t: Any) -> Any:
+    """[x1, x2] -> [-x2, x1] on the last dim (Hugging Face's convention: halves, not pairs)."""
+    half = t.shape[-1] // 2
+    return np.concatenate([-t[..., half:], t[..., :half]], axis=-1)
+
+
+def rotate_half_transposed(t: Any) -> Any:
+    """The transpose of rotate_half: [y1, y2] -> [y2, -y1]."""
+    half = t.shape[-1] // 2
+    return np.concatenate([t[..., half:], -t[..., :half]], axis=-1)
+
+
+@register
+class Attention(_Attends):
+    type_name = "attention"
+    summary = "decoder self-attention (Llama): q, k, v, o projections, grouped-query, rotary, causal"
+    args = (
+        Arg("num_heads", Int()),
+        Arg("num_kv_heads", Opt(Int()), None, "= num_heads; fewer = grouped-query attention"),
+        Arg("head_dim", Opt(Int()), None, "= E / num_heads"),
+        Arg("bias", Bool(), False, "on q, k, v and o"),
+        Arg("causal", Bool(), True),
+        Arg("rope", Bool(), False, "rotary position embedding of q and k"),
+        Arg("rope_theta", Float(low=1.0), 10000.0),
+    )
+
+    num_heads: int
+    num_kv_heads: int | None
+    head_dim: int | None
+    bias: bool
+    rope: bool
+    rope_theta: float
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads (num_heads unless grouped-query)."""
+        return self.num_kv_heads or self.num_heads
+
+    def dim(self, x: Shape) -> int:
+        """The head dimension d for input x."""
+        return self.head_dim or x[2] // self.num_heads
+
+    def output_shape(self, x: Shape) -> Shape:
+        _sequence(self, x)
+        if self.head_dim is None and x[2] % self.num_heads:
+            raise ShapeError(f"num_heads {self.num_heads} does not divide the embedding width {x[2]} of "
+                             f"{fmt_shape(x)} (or give head_dim)", value=self.num_heads)
+        if self.num_heads % self.kv_heads:
+            raise ShapeError(f"num_kv_heads {self.kv_heads} does not divide num_heads {self.num_heads}",
+                             value=self.kv_heads)
+        if self.rope and self.dim(x) % 2:
+            raise ShapeError(f"rope rotates pairs of dims: head_dim {self.dim(x)} is odd", value=self.dim(x))
+        return x
+
+    def kv_layout(self, x: Shape) -> tuple[int, int]:
+        return self.kv_heads, self.dim(x)
+
+    def _projections(self, x: Shape) -> dict[str, tuple[int, int]]:
+        """(in, out) features of q_proj, k_proj, v_proj, o_proj."""
+        e, hd, kvd = x[2], self.num_heads * self.dim(x), self.kv_heads * self.dim(x)
+        return {"q_proj": (e, hd), "k_proj": (e, kvd), "v_proj": (e, kvd), "o_proj": (hd, e)}
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        shapes: dict[str, Shape] = {}
+        for name, (fan_in, out) in self._projections(x).items():
+            shapes[f"{name}.weight"] = (out, fan_in)
+            if self.bias:
+                shapes[f"{name}.bias"] = (out,)
+        return shapes
+
+    def projection_macs(self, x: Shape) -> int:
+        """E·h·d + 2·E·kv·d + h·d·E per token: the four projections as linear layers."""
+        return x[0] * x[1] * sum(i * o for i, o in self._projections(x).values())
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        # grouped-query attention repeats each k, v head for its query heads: h heads of products
+        return self.projection_macs(x) + _core_macs(x[0], self.num_heads, x[1], self.dim(x))
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, length = x[0], x[1]
+        proj = self.projection_macs(x)
+        outs = sum(o for _, o in self._projections(x).values())
+        weights = sum(i * o for i, o in self._projections(x).values())
+        # four nn.Linear modules, each counted as the tools count linear layers; torchinfo charges
+        # params × batch (the sequence length is lost); nobody sees scaled_dot_product_attention's
+        # CPU kernel, rope's elementwise products or repeat_kv's copies
+        bias = n * length * outs if self.bias else 0
+        return [
+            row(CONV, layercalc=proj, torch=proj, fvcore=proj, thop=proj, ptflops=(proj, 0), torchinfo=n * weights),
+            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x))),
+            row(BIAS, ptflops=(bias, 0), torchinfo=n * outs if self.bias else 0),
+        ]
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        n, length = x[0], x[1]
+        p = self._projections(x)
+        qkv = n * length * sum(i * o for name, (i, o) in p.items() if name != "o_proj")
+        o_proj = n * length * p["o_proj"][0] * p["o_proj"][1]
+        proj = qkv * (2 if input_grad else 1) + 2 * o_proj
+        if convention == "torch":  # scaled_dot_product_attention's backward kernel is invisible to it
+            return proj
+        return proj + 2 * _core_macs(n, self.num_heads, length, self.dim(x))
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        h, kv, d = self.num_heads, self.kv_heads, self.dim(x.shape)
+        proj = {}
+        for name in ("q_proj", "k_proj", "v_proj"):
+            proj[name] = x @ params[f"{name}.weight"].T
+            if self.bias:
+                proj[name] = proj[name] + params[f"{name}.bias"]
+        q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
+        tables = None
+        if self.rope:  # q·cos + rotate_half(q)·sin, position by position
+            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        # repeat_kv: query head i reads key/value head i // (h / kv)
+        group = h // kv
+        o, core = self.attend(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1))
+        merged = _merge(o)
+        y = merged @ params["o_proj.weight"].T
+        if self.bias:
+            y = y + params["o_proj.bias"]
+        return y, (x, merged, core, tables)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        x, merged, core, tables = cache
+        h, kv = self.num_heads, self.kv_heads
+        group = h // kv
+        grads: dict[str, Any] = {"o_proj.weight": _flat(dy).T @ _flat(merged)}
+        if self.bias:
+            grads["o_proj.bias"] = _flat(dy).sum(axis=0)
+        dq, dk, dv = self.attend_backward(_heads(dy @ params["o_proj.weight"], h), core)
+        # repeat_kv's backward: each k, v head collects the gradients of the query heads that read it
+        n, _, length, d = dk.shape
+        dk = dk.reshape(n, kv, group, length, d).sum(axis=2)
+        dv = dv.reshape(n, kv, group, length, d).sum(axis=2)
+        if tables is not None:  # y = t·cos + R t·sin  =>  dt = dy·cos + Rᵀ(dy·sin)
+            cos, sin = tables
+            dq = dq * cos + rotate_half_transposed(dq * sin)
+            dk = dk * cos + rotate_half_transposed(dk * sin)
+        dx = np.zeros_like(x)
+        for name, g in (("q_proj", dq), ("k_proj", dk), ("v_proj", dv)):
+            flat = _merge(g)
+            grads[f"{name}.weight"] = _flat(flat).T @ _flat(x)
+            if self.bias:
+                grads[f"{name}.bias"] = _flat(flat).sum(axis=0)
+            dx += flat @ params[f"{name}.weight"]
+        return dx, grads
+
+
+# -- transformerencoderlayer ------------------------------------------------------------------------
+
+
+@register
+class TransformerEncoderLayer(Layer):
+    """nn.TransformerEncoderLayer(batch_first=True), built from the catalog's own layer objects.
+
+    Post-norm (default):  h = norm1(x + self_attn(x));   y = norm2(h + linear2(act(linear1(h))))
+    Pre-norm (norm_first): h = x + self_attn(norm1(x));   y = h + linear2(act(linear1(norm2(h))))
+    Dropout is the identity in eval and in verify. Parameters carry PyTorch's state-dict names.
+    """
+
+    type_name = "transformerencoderlayer"
+    summary = "nn.TransformerEncoderLayer(batch_first=True): self-attention and a 2-layer MLP, residual + layernorm"
+    args = (
+        Arg("nhead", Int()),
+        Arg("dim_feedforward", Int(), 2048),
+        Arg("dropout", Float(low=0.0, high=1.0), 0.1, "no effect in eval and verify"),
+        Arg("activation", Choice("relu", "gelu"), "relu"),
+        Arg("layer_norm_eps", Float(low=0.0), 1e-5),
+        Arg("norm_first", Bool(), False),
+        Arg("bias", Bool(), True, "on the linear layers, the attention and the layernorms"),
+        Arg("causal", Bool(), False, "mask passed at forward time (src_mask, is_causal=True)"),
+        Arg("d_model", Opt(Int()), None, "inferred from the input"),
+    )
+
+    nhead: int
+    dim_feedforward: int
+    dropout: float
+    activation: str
+    layer_norm_eps: float
+    norm_first: bool
+    bias: bool
+    causal: bool
+    d_model: int | None
+
+    def children(self, x: Shape) -> dict[str, tuple[Layer, Shape]]:
+        """The child layers by PyTorch attribute name, each with its input shape."""
+        hidden = (*x[:-1], self.dim_feedforward)
+        act = GELU() if self.activation == "gelu" else ReLU()
+        return {
+            "self_attn": (MultiheadAttention(num_heads=self.nhead, bias=self.bias, causal=self.causal), x),
+            "linear1": (Linear(out_features=self.dim_feedforward, bias=self.bias), x),
+            "linear2": (Linear(out_features=x[-1], bias=self.bias), hidden),
+            "norm1": (LayerNorm(eps=self.layer_norm_eps, bias=self.bias), x),
+            "norm2": (LayerNorm(eps=self.layer_norm_eps, bias=self.bias), x),
+            "activation": (act, hidden),
+        }
+
+    def output_shape(self, x: Shape) -> Shape:
+        _sequence(self, x)
+        self.expect_size("d_model", self.d_model, x[2])
+        for layer, shape in self.children(x).values():
+            layer.output_shape(shape)  # the attention's head check
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {f"{name}.{p}": s for name, (layer, shape) in self.children(x).items()
+                for p, s in layer.param_shapes(shape).items()}
+
+    def cache_shapes(self, x: Shape) -> dict[str, Shape]:
+        layer, shape = self.children(x)["self_attn"]
+        return {f"self_attn.{k}": s for k, s in layer.cache_shapes(shape).items()}  # type: ignore[attr-defined]
+
+    def _each(self, x: Shape, what: str, *rest: Any) -> int:
+        total = 0
+        for layer, shape in self.children(x).values():
+            total += getattr(layer, what)(shape, layer.output_shape(shape), *rest)
+        return total
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        return self._each(x, "macs")
+
+    def fast_path(self) -> bool:
+        """Whether PyTorch's eval, no-grad fast path (one fused op) runs the whole layer.
+
+        It needs biases and an even head count; unlike nn.MultiheadAttention's, it takes the causal
+        mask. Tools that hook modules (torchinfo, thop, ptflops) switch it off; fvcore's tracing
+        switches off this layer's but not the attention's own fast path.
+        """
+        return self.bias and self.nhead % 2 == 0
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        rows = []
+        for name, (layer, shape) in self.children(x).items():
+            if name == "activation":  # F.relu / F.gelu bound at construction: no tool sees it
+                continue
+            rows += layer.peer_costs(shape, layer.output_shape(shape))
+        if self.fast_path():  # FlopCounterMode sees one fused op it has no formula for
+            rows = [(category, {**values, "torch": None}) for category, values in rows]
+        return rows
+
+    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
+        if convention != "torch" or not self.fast_path():
+            return 0
+        # with autograd recording the fast path is off: the projections and both linear layers show
+        kids = self.children(x)
+        attn, shape = kids["self_attn"]
+        linears = sum(layer.macs(s, layer.output_shape(s)) for name, (layer, s) in kids.items() if name.startswith("linear"))
+        return attn.projection_macs(shape) + linears  # type: ignore[attr-defined]
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        kids = self.children(x)
+        total = 0
+        for name, (layer, shape) in kids.items():
+            # the attention reads x itself (post-norm) or norm1(x), which has parameters (pre-norm);
+            # both linear layers read a tensor that depends on parameters
+            needs = (input_grad or self.norm_first) if name == "self_attn" else True
+            total += layer.backward_macs(shape, layer.output_shape(shape), needs, convention)
+        return total
+
+    def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
+        return {f"{name}.{p}": arr for name, (layer, shape) in self.children(x).items()
+                for p, arr in layer.init_params(shape, rng).items()}
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        kids = self.children(tuple(x.shape))
+        tape: list[Any] = []  # (child name, its cache): each child runs once
+
+        def run(name: str, t: Any) -> Any:
+            out, cache = kids[name][0].forward(t, _own(params, name))
+            tape.append((name, cache))
+            return out
+
+        def mlp(t: Any) -> Any:
+            return run("linear2", run("activation", run("linear1", t)))
+
+        if self.norm_first:
+            h = x + run("self_attn", run("norm1", x))
+            y = h + mlp(run("norm2", h))
+        else:
+            h = run("norm1", x + run("self_attn", x))
+            y = run("norm2", h + mlp(h))
+        return y, (kids, tape)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        kids, tape = cache
+        grads: dict[str, Any] = {}
+        caches = dict(tape)
+
+        def back(name: str, d: Any) -> Any:
+            dx, own = kids[name][0].backward(d, _own(params, name), caches[name])
+            grads.update({f"{name}.{p}": g for p, g in own.items()})
+            return dx
+
+        def mlp_back(d: Any) -> Any:
+            return back("linear1", back("activation", back("linear2", d)))
+
+        if self.norm_first:  # y = h + mlp(norm2(h)); h = x + attn(norm1(x))
+            dh = dy + back("norm2", mlp_back(dy))
+            dx = dh + back("norm1", back("self_attn", dh))
+        else:  # y = norm2(h + mlp(h)); h = norm1(x + attn(x))
+            dz = back("norm2", dy)
+            dr = back("norm1", dz + mlp_back(dz))
+            dx = dr + back("self_attn", dr)
+        return dx, grads
+
+
+def _own(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """A child's parameters, without the child's name prefix."""
+    prefix = name + "."
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+

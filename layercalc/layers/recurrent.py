@@ -1,0 +1,361 @@
+"""Recurrent layers: lstm, gru and rnn, stacked and bidirectional (lstm also with a projection).
+
+Sequences are batch first: (N, T, F) -> (N, T, D·H), D = 2 when bidirectional, H = proj_size or
+hidden_size. The parameters are PyTorch's, by its attribute names, for each layer k and direction
+(the reverse one suffixed '_reverse'): weight_ih_l{k} (G·hidden, F_k), weight_hh_l{k} (G·hidden, H),
+bias_ih_l{k} and bias_hh_l{k} (G·hidden), and with a projection weight_hr_l{k} (proj_size, hidden).
+G is the number of gates stacked in those matrices, in PyTorch's order: lstm 4 (i, f, g, o),
+gru 3 (r, z, n), rnn 1. F_k is layer k's input size: the input's features for the first layer,
+D·H for the layers above it.
+
+The NumPy backward is backpropagation through time: each direction of each layer runs its time
+loop in reverse, carrying dL/dh (and for lstm dL/dc) from step t to step t-1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..errors import SchemaError
+from ..lazy import np
+from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, register
+from .peers import ACT, BIAS, RECURRENT, row
+
+_COMMON = (
+    Arg("hidden_size", Int()),
+    Arg("num_layers", Int(), 1),
+    Arg("bias", Bool(), True),
+    Arg("bidirectional", Bool(), False),
+    Arg("dropout", Float(0.0, 1.0), 0.0, "between stacked layers in training; no cost, identity in verify"),
+    Arg("batch_first", Bool(), True, "sequences are always (N, T, F); false is refused"),
+    Arg("input_size", Opt(Int()), None, "inferred from the input"),
+)
+
+
+def sigmoid(a: Any) -> Any:
+    """1 / (1 + e^-a), written with tanh so that no exp overflows for large |a|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+class _Recurrent(Layer):
+    """What lstm, gru and rnn share: the parameter layout per layer and direction, the cost rules
+    and the time loop. A subclass gives one time step forward (`step`) and backward (`step_back`)."""
+
+    gates: ClassVar[int] = 1  # G: gate blocks stacked in weight_ih / weight_hh
+    # elementwise gate arithmetic per hidden unit and step, as thop and ptflops count it
+    thop_gate_ops: ClassVar[int] = 0
+    ptflops_gate_ops: ClassVar[int] = 0
+
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    bidirectional: bool
+    dropout: float
+    batch_first: bool
+    input_size: int | None
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if not self.batch_first:
+            raise SchemaError("batch_first false is not supported: sequences flow as (N, T, F)", value=False)
+
+    # -- layout --
+    @property
+    def proj(self) -> int:
+        """proj_size (0: no projection; only lstm has one)."""
+        return 0
+
+    @property
+    def directions(self) -> int:
+        """D: 2 when bidirectional."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def out_size(self) -> int:
+        """H: each direction's output size per step (the projection's, if any)."""
+        return self.proj or self.hidden_size
+
+    def layer_inputs(self, x: Shape) -> list[int]:
+        """F_k for each stacked layer: the input's features, then D·H."""
+        return [x[-1]] + [self.directions * self.out_size] * (self.num_layers - 1)
+
+    def cells(self) -> list[tuple[int, str]]:
+        """(layer index k, parameter suffix) of every layer and direction, in PyTorch's order."""
+        suffixes = ("", "_reverse")[: self.directions]
+        return [(k, f"_l{k}{s}") for k in range(self.num_layers) for s in suffixes]
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, 3, layout="(N, T, features)")
+        self.expect_size("input_size", self.input_size, x[-1])
+        return (x[0], x[1], self.directions * self.out_size)
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        rows, hid = self.gates * self.hidden_size, self.hidden_size
+        inputs = self.layer_inputs(x)
+        shapes: dict[str, Shape] = {}
+        for k, suffix in self.cells():
+            shapes[f"weight_ih{suffix}"] = (rows, inputs[k])
+            shapes[f"weight_hh{suffix}"] = (rows, self.out_size)
+            if self.bias:
+                shapes[f"bias_ih{suffix}"] = (rows,)
+                shapes[f"bias_hh{suffix}"] = (rows,)
+            if self.proj:
+                shapes[f"weight_hr{suffix}"] = (self.proj, hid)
+        return shapes
+
+    # -- cost --
+    def step_macs(self, f: int) -> int:
+        """MACs of one step of one direction for one sample, input size f: the gate products
+        W_ih x (G·hidden·f) and W_hh h (G·hidden·H), and the projection W_hr m (hidden·proj)."""
+        return self.gates * self.hidden_size * (f + self.out_size) + self.hidden_size * self.proj
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        # every step of every direction of every layer, for each of the N sequences of length T
+        runs = x[0] * x[1] * self.directions
+        return runs * sum(self.step_macs(f) for f in self.layer_inputs(x))
+
+    def torch_sees(self) -> bool:
+        """False where FlopCounterMode counts nothing: a fused CPU kernel it has no rule for."""
+        return True
+
+    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        n, t, d, hid = x[0], x[1], self.directions, self.hidden_size
+        runs = n * t * d
+        g = self.gates
+        products = sum(self.step_macs(f) for f in self.layer_inputs(x)) * runs
+        bias = 2 * g * hid * self.num_layers * runs if self.bias else 0
+        # thop: hidden_size everywhere, so a projection is ignored (later layers' input = D·hidden);
+        # per gate one add of the two products' sums, plus its own elementwise count
+        thop_inputs = [x[-1]] + [d * hid] * (self.num_layers - 1)
+        thop = sum(g * hid * (f + hid) for f in thop_inputs) * runs
+        thop_act = (g + self.thop_gate_ops) * hid * self.num_layers * runs
+        # ptflops: weight_ih and weight_hh elements (not weight_hr), its gate arithmetic and both biases
+        ptflops = sum(g * hid * (f + self.out_size) for f in self.layer_inputs(x)) * runs
+        pt_act = self.ptflops_gate_ops * hid * self.num_layers * runs
+        # torchinfo: every parameter element times N·T (the output's first two dims); the weights
+        # hold as many elements as one step's products, so its weight part equals layercalc's
+        return [
+            row(RECURRENT, layercalc=products, torch=products if self.torch_sees() else None,
+                thop=thop, ptflops=(ptflops, 0), torchinfo=products),
+            row(BIAS, thop=bias, ptflops=(bias, 0), torchinfo=bias),
+            row(ACT, thop=thop_act, ptflops=(pt_act, 0)),
+        ]
+
+    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+        if convention == "torch" and not self.torch_sees():
+            return 0
+        # the weight gradients cost one forward; the input gradients: through W_ih for every step
+        # (not for the first layer when its input needs none), through W_hh for steps t >= 1 only
+        # (the initial state is a constant zero: no gradient is wanted for it), through W_hr always
+        n, t, d, hid = x[0], x[1], self.directions, self.hidden_size
+        rows = self.gates * hid
+        dx = 0
+        for k, f in enumerate(self.layer_inputs(x)):
+            through_ih = t * rows * f if (k > 0 or input_grad) else 0
+            dx += n * d * (through_ih + (t - 1) * rows * self.out_size + t * hid * self.proj)
+        return self.macs(x, y) + dx
+
+    # -- NumPy forward and backpropagation through time --
+    def initial_state(self, n: int, dtype: Any) -> Any:
+        """The extra recurrent state besides h at t = 0 (lstm: the cell state), or None."""
+        return None
+
+    def step(self, xi: Any, h: Any, state: Any, p: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """One time step: (h_t, state_t, cache) from xi = W_ih x_t + b_ih (N, G·hidden), h_{t-1} (N, H)."""
+        raise NotImplementedError
+
+    def step_back(self, dh: Any, dstate: Any, cache: Any, p: dict[str, Any], grads: dict[str, Any]) -> tuple[Any, Any, Any]:
+        """(dL/dxi, dL/dh_{t-1}, dL/dstate_{t-1}) from dL/dh_t and dL/dstate_t; adds this step's
+        contributions to the weight_hh, bias_hh (and weight_hr) gradients in grads."""
+        raise NotImplementedError
+
+    def hh_grads(self, dhh: Any, h: Any, grads: dict[str, Any]) -> None:
+        """Accumulate dL/dW_hh and dL/db_hh of one step from dL/d(W_hh h + b_hh) (N, G·hidden)."""
+        grads["weight_hh"] += dhh.T @ h
+        if self.bias:
+            grads["bias_hh"] += dhh.sum(axis=0)
+
+    def hh(self, h: Any, p: dict[str, Any]) -> Any:
+        """W_hh h + b_hh for a batch of states (N, H) -> (N, G·hidden)."""
+        out = h @ p["weight_hh"].T
+        return out + p["bias_hh"] if self.bias else out
+
+    def run(self, x: Any, p: dict[str, Any], reverse: bool) -> tuple[Any, Any]:
+        """One direction of one layer over the whole sequence: (N, T, F_k) -> (N, T, H) and a cache."""
+        n, t_len, _ = x.shape
+        w_ih_t = p["weight_ih"].T
+        h = np.zeros((n, self.out_size), dtype=x.dtype)
+        state = self.initial_state(n, x.dtype)
+        ys = np.empty((n, t_len, self.out_size), dtype=x.dtype)
+        steps: list[Any] = [None] * t_len
+        for t in (reversed(range(t_len)) if reverse else range(t_len)):
+            # the input product step by step, not for all N·T rows at once: small products run on
+            # this thread, while one large product is spread over OpenBLAS's threads, which wait for
+            # cores on a busy machine (verify of a 2-layer bidirectional LSTM on 2 loaded cores:
+            # 6.4 s with one product, 2.2 s this way)
+            xi = x[:, t] @ w_ih_t
+            if self.bias:
+                xi += p["bias_ih"]
+            h, state, steps[t] = self.step(xi, h, state, p)
+            ys[:, t] = h
+        return ys, (x, steps, reverse)
+
+    def run_back(self, dys: Any, p: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        """Backpropagation through time for one direction of one layer: (dL/dx, gradients)."""
+        x, steps, reverse = cache
+        n, t_len, f = x.shape
+        grads = {name: np.zeros_like(arr) for name, arr in p.items() if name not in ("weight_ih", "bias_ih")}
+        dxi = np.empty((n, t_len, self.gates * self.hidden_size), dtype=dys.dtype)
+        dh = np.zeros((n, self.out_size), dtype=dys.dtype)
+        dstate = self.initial_state(n, dys.dtype)  # nothing reaches the last step's state from later: zero
+        # the forward order reversed: a step's h feeds its output and the next step
+        for t in (range(t_len) if reverse else reversed(range(t_len))):
+            dxi[:, t], dh, dstate = self.step_back(dys[:, t] + dh, dstate, steps[t], p, grads)
+        flat = dxi.reshape(-1, dxi.shape[-1])
+        grads["weight_ih"] = flat.T @ x.reshape(-1, f)
+        if self.bias:
+            grads["bias_ih"] = flat.sum(axis=0)
+        return dxi @ p["weight_ih"], grads
+
+    def _cell_params(self, params: dict[str, Any], suffix: str) -> dict[str, Any]:
+        """One layer and direction's parameters without their suffix: {'weight_ih': ..., ...}."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        return {name: params[name + suffix] for name in names if name + suffix in params}
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        caches = []
+        h = x
+        for k in range(self.num_layers):
+            outs = []
+            for _, suffix in self.cells()[k * self.directions : (k + 1) * self.directions]:
+                y, cache = self.run(h, self._cell_params(params, suffix), reverse=suffix.endswith("_reverse"))
+                outs.append(y)
+                caches.append(cache)
+            # the directions' outputs side by side, forward first (dropout: identity here)
+            h = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
+        return h, caches
+
+    def backward(self, dy: Any, params: dict[str, Any], caches: Any) -> tuple[Any, dict[str, Any]]:
+        grads: dict[str, Any] = {}
+        width = self.out_size
+        cells = self.cells()
+        for k in reversed(range(self.num_layers)):
+            dx = None
+            for d in range(self.directions):
+                i = k * self.directions + d
+                suffix = cells[i][1]
+                dx_d, g = self.run_back(dy[..., d * width : (d + 1) * width], self._cell_params(params, suffix), caches[i])
+                grads.update({f"{name}{suffix}": v for name, v in g.items()})
+                dx = dx_d if dx is None else dx + dx_d  # both directions read the same input
+            dy = dx
+        return dy, grads
+
+
+@register
+class LSTM(_Recurrent):
+    type_name = "lstm"
+    summary = "long short-term memory over (N, T, F): gates i, f, g, o; c = f·c + i·g, h = o·tanh(c)"
+    args = (*_COMMON[:4], Arg("proj_size", Int(low=0), 0, "0: none; else h = W_hr h, < hidden_size"), *_COMMON[4:])
+    gates = 4
+    thop_gate_ops = 4  # c = f·c + i·g (3) and h = o·tanh(c) (1)
+    ptflops_gate_ops = 10  # 4 gate sums, 3 for c, 3 for h
+
+    proj_size: int
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.proj_size >= self.hidden_size:
+            raise SchemaError(
+                f"proj_size {self.proj_size} must be smaller than hidden_size {self.hidden_size}", value=self.proj_size
+            )
+
+    @property
+    def proj(self) -> int:
+        return self.proj_size
+
+    def torch_sees(self) -> bool:
+        # on CPU in float32 PyTorch runs an LSTM without projection through oneDNN's fused kernel,
+        # which FlopCounterMode has no rule for; with a projection it falls back to matrix products
+        return self.proj_size > 0
+
+    def initial_state(self, n: int, dtype: Any) -> Any:
+        return np.zeros((n, self.hidden_size), dtype=dtype)
+
+    def step(self, xi: Any, h: Any, c: Any, p: dict[str, Any]) -> tuple[Any, Any, Any]:
+        hid = self.hidden_size
+        a = xi + self.hh(h, p)
+        i, f, o = sigmoid(a[:, :hid]), sigmoid(a[:, hid : 2 * hid]), sigmoid(a[:, 3 * hid :])
+        g = np.tanh(a[:, 2 * hid : 3 * hid])
+        c_new = f * c + i * g
+        tc = np.tanh(c_new)
+        m = o * tc
+        h_new = m @ p["weight_hr"].T if self.proj_size else m
+        return h_new, c_new, (h, c, i, f, g, o, tc, m)
+
+    def step_back(self, dh: Any, dc: Any, cache: Any, p: dict[str, Any], grads: dict[str, Any]) -> tuple[Any, Any, Any]:
+        h, c, i, f, g, o, tc, m = cache
+        if self.proj_size:
+            grads["weight_hr"] += dh.T @ m
+            dm = dh @ p["weight_hr"]
+        else:
+            dm = dh
+        do = dm * tc
+        dc = dc + dm * o * (1.0 - tc * tc)  # c_t reaches the loss through h_t and through c_{t+1}
+        di, df, dg = dc * g, dc * c, dc * i
+        dc_prev = dc * f  # the forget gate carries the cell state's gradient back one step
+        da = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=1)
+        self.hh_grads(da, h, grads)
+        return da, da @ p["weight_hh"], dc_prev
+
+
+@register
+class GRU(_Recurrent):
+    type_name = "gru"
+    summary = "gated recurrent unit over (N, T, F): gates r, z, n; h = (1 - z)·n + z·h"
+    args = _COMMON
+    gates = 3
+    thop_gate_ops = 4  # r·(W_hn h + b_hn) (1) and (1 - z)·n + z·h (3)
+    ptflops_gate_ops = 7  # r's product, 3 gate sums, 3 for the new h
+
+    def step(self, xi: Any, h: Any, state: Any, p: dict[str, Any]) -> tuple[Any, Any, Any]:
+        hid = self.hidden_size
+        hh = self.hh(h, p)
+        r = sigmoid(xi[:, :hid] + hh[:, :hid])
+        z = sigmoid(xi[:, hid : 2 * hid] + hh[:, hid : 2 * hid])
+        hn = hh[:, 2 * hid :]  # W_hn h + b_hn: the reset gate scales it, bias included
+        n = np.tanh(xi[:, 2 * hid :] + r * hn)
+        h_new = n + z * (h - n)  # (1 - z)·n + z·h
+        return h_new, None, (h, hn, r, z, n)
+
+    def step_back(self, dh: Any, dstate: Any, cache: Any, p: dict[str, Any], grads: dict[str, Any]) -> tuple[Any, Any, Any]:
+        h, hn, r, z, n = cache
+        dan = dh * (1.0 - z) * (1.0 - n * n)  # through n = tanh(...)
+        dar = dan * hn * r * (1.0 - r)
+        daz = dh * (h - n) * z * (1.0 - z)
+        dxi = np.concatenate([dar, daz, dan], axis=1)
+        dhh = np.concatenate([dar, daz, dan * r], axis=1)  # the n block reaches W_hn h through r
+        self.hh_grads(dhh, h, grads)
+        return dxi, dh * z + dhh @ p["weight_hh"], None
+
+
+@register
+class RNN(_Recurrent):
+    type_name = "rnn"
+    summary = "Elman recurrent layer over (N, T, F): h = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu)"
+    args = (*_COMMON[:4], Arg("nonlinearity", Choice("tanh", "relu"), "tanh"), *_COMMON[4:])
+    gates = 1
+    thop_gate_ops = 0
+    ptflops_gate_ops = 1  # the sum of the two products
+
+    nonlinearity: str
+
+    def step(self, xi: Any, h: Any, state: Any, p: dict[str, Any]) -> tuple[Any, Any, Any]:
+        a = xi + self.hh(h, p)
+        h_new = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
+        return h_new, None, (h, a, h_new)
+
+    def step_back(self, dh: Any, dstate: Any, cache: Any, p: dict[str, Any], grads: dict[str, Any]) -> tuple[Any, Any, Any]:
+        h, a, h_new = cache
+        da = dh * (1.0 - h_new * h_new) if self.nonlinearity == "tanh" else dh * (a > 0)
+        self.hh_grads(da, h, grads)
+        return da, da @ p["weight_hh"], None

@@ -1,0 +1,108 @@
+"""What a person sees around the numbers: units, pipes that close early, rows with content."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from layercalc.render.formats import human, human_bytes
+
+
+@pytest.mark.parametrize(
+    "n, text",
+    [
+        (362_815 * 10**12, "363 P"),  # once printed as '362815 T'
+        (10**18, "1.00 E"),
+        (2_500 * 10**18, "2500 E"),  # past the last prefix the number grows
+        (1_814_073_856, "1.81 G"),
+        (999, "999"),
+    ],
+)
+def test_units_go_up_to_exa(n: int, text: str) -> None:
+    assert human(n) == text
+
+
+def test_bytes_are_decimal_throughout() -> None:
+    # MB = 10^6 bytes, GB = 10^9, as torchinfo prints them
+    assert human_bytes(46_758_048) == "46.76 MB"
+    assert human_bytes(3 * 10**15) == "3.00 PB"
+    assert human_bytes(512) == "512 B"
+
+
+@pytest.mark.parametrize("fmt", ["table", "tsv", "csv", "json", "markdown"])
+def test_a_reader_that_stops_early_is_not_a_failure(tmp_path, fmt: str) -> None:
+    # 4,000 distinct rows: far more than a pipe buffer holds, so the writer meets a closed pipe
+    layers = "".join(f"  - {'relu' if i % 2 else 'tanh'}\n" for i in range(4000))
+    config = tmp_path / "long.yaml"
+    config.write_text(f"input: [8]\nlayers:\n{layers}")
+    cmd = f"{sys.executable} -m layercalc summary {config} -f {fmt} | head -c 10 >/dev/null; echo $" + "{PIPESTATUS[0]}"
+    run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert (run.stdout, run.stderr) == ("0\n", "")
+
+
+def test_machine_formats_have_no_empty_rows(cli) -> None:
+    for command in ("shapes", "params", "flops", "summary"):
+        out = cli(command, "-l", "linear:out_features=2", "--input", "3", "-f", "tsv").out
+        lines = out.splitlines()
+        assert all(line.strip("\t") for line in lines), (command, out)
+    # shapes has nothing to total: header and one row
+    assert len(cli("shapes", "-l", "relu", "--input", "3", "-f", "tsv").out.splitlines()) == 2
+
+
+def _help_options(cli, command: str) -> set[str]:
+    out = cli(command, "--help").out
+    return {word for line in out.splitlines() for word in line.replace("│", " ").split() if word.startswith("--")}
+
+
+@pytest.mark.parametrize(
+    "command, has, lacks",
+    [
+        ("summary", {"--convention", "--training", "--optimizer"}, {"--total", "--macs", "--compare"}),
+        ("params", {"--total"}, {"--macs", "--convention", "--compare", "--training", "--optimizer"}),
+        ("flops", {"--total", "--macs", "--convention", "--compare", "--training", "--optimizer"}, set()),
+        ("shapes", {"--depth"}, {"--total", "--macs", "--convention", "--compare", "--training", "--optimizer"}),
+    ],
+)
+def test_each_command_lists_only_its_own_options(cli, command: str, has: set[str], lacks: set[str]) -> None:
+    listed = _help_options(cli, command)
+    assert has <= listed and not lacks & listed
+    for option in lacks:  # and refuses what it does not list
+        run = cli(command, "-l", "relu", "--input", "3", option)
+        assert run.status == 2 and run.err.startswith(f"error: No such option: {option}"), option
+
+
+@pytest.mark.parametrize(
+    "args, conflict",
+    [
+        (["flops", "--macs"], "--macs goes with --total"),
+        (["params", "--total", "--macs"], "No such option: --macs"),
+        (["summary", "--optimizer", "sgd"], "--optimizer goes with --training"),
+        (["flops", "--compare", "--convention", "thop"], "--compare shows every convention's forward pass; it does not combine with --convention"),
+        (["flops", "--compare", "--training"], "--compare shows every convention's forward pass; it does not combine with --training"),
+        (["flops", "--compare", "--total"], "--compare shows every convention's forward pass; it does not combine with --total"),
+        (["summary", "--training", "--convention", "thop"], "--training counts the backward pass as autograd runs it; thop counts only the forward pass"),
+        (["flops", "--total", "-f", "json"], "--total prints a bare integer; it does not combine with --format"),
+    ],
+)
+def test_conflicting_options_are_refused(cli, args: list[str], conflict: str) -> None:
+    run = cli(*args, "-l", "linear:out_features=2", "--input", "3")
+    assert run.status == 2 and run.out == ""
+    assert run.err.startswith(f"error: {conflict}") and run.err.count("\n") == 1
+
+
+def test_training_under_torch_is_flopcountermode_forward_and_backward(cli) -> None:
+    # linear 3 -> 2 at batch 1: forward 6 MACs; backward dW 6 (no dx for the first layer); FLOPs 2·12
+    assert cli("flops", "-l", "linear:out_features=2,bias=false", "--input", "3", "--training", "--convention", "torch", "--total").out == "24\n"
+
+
+@pytest.mark.parametrize("command", ["summary", "params", "flops", "shapes", "verify", "kconv", "layers"])
+def test_help_reads_cleanly_at_80_columns(command: str) -> None:
+    env = {"COLUMNS": "80", "PATH": "/usr/bin:/bin", "TERM": "dumb"}
+    run = subprocess.run([sys.executable, "-m", "layercalc", command, "--help"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0
+    lines = run.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    # no metavar or option name broken across lines: every <...> closes on its own line
+    assert all(line.count("<") == line.count(">") for line in lines), run.stdout
