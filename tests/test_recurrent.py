@@ -28,7 +28,7 @@ from test_layers import calc
 
 torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("torch_models")
-from test_conventions import TOOLS, ours, tool_total  # noqa: E402
+from test_conventions import TOOLS, matches_each_tool, ours, tool_total  # noqa: E402
 from test_reference_torch import test_forward_and_backward_match_torch as against_torch  # noqa: E402
 from test_torch_crosscheck import compare, recurrent_config  # noqa: E402
 
@@ -192,13 +192,7 @@ def test_each_tool_by_hand_and_by_the_tool(entry: object, expected: dict[str, in
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(recurrent_config())
 def test_random_sequence_models_match_each_tool(config: dict[str, Any]) -> None:
-    try:
-        analyse(config)
-        torch_models.build(config)
-    except Exception:
-        assume(False)
-    for tool in TOOLS:
-        assert ours(config, tool) == tool_total(tool, config), tool
+    matches_each_tool(config)
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -327,15 +327,11 @@ def test_tied_to_is_checked_by_the_api_too() -> None:
 
 # -- conventions: each peer tool on the equivalent torch model -----------------------------------
 
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from layercalc.conventions import Costing, training  # noqa: E402
-from test_conventions import TOOLS, tool_total  # noqa: E402
+from layercalc.conventions import training  # noqa: E402
+from test_conventions import TOOLS, matches_each_tool, ours, tool_total  # noqa: E402
 from test_torch_crosscheck import sequence_config  # noqa: E402
-
-
-def ours(config: dict[str, Any], convention: str) -> int:
-    return Costing(analyse(config), convention).total() or 0  # None: the tool counts nothing here
 
 
 def one_layer(entry: Any, x_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -368,13 +364,7 @@ def test_small_networks_as_each_tool_counts_them(config: dict[str, Any], tool: s
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(sequence_config())
 def test_random_sequence_models_as_each_tool_counts_them(config: dict[str, Any]) -> None:
-    try:
-        analyse(config)
-        torch_models.build(config)
-    except Exception:
-        assume(False)
-    for tool in TOOLS:
-        assert ours(config, tool) == tool_total(tool, config), tool
+    matches_each_tool(config)
 
 
 @pytest.mark.parametrize("config", [SMALL_LM, POOLED], ids=["tied_lm", "pooled"])
