@@ -4,7 +4,7 @@
 
 For each bug: copy the worktree to a temporary folder, apply the one-line change, run the tests
 that should catch it (-x, quietly) and print KILLED (a test failed) or SURVIVED. Run it with a
-Python that has torch and one that has not (e.g. /work/venv-notorch/bin/python): every bug must be
+Python that has torch and one that has not (e.g. a virtual environment with only the test extra): every bug must be
 killed by both. Not part of the pytest run (it runs the suite once per bug).
 """
 
