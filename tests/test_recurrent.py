@@ -26,12 +26,6 @@ from layercalc.errors import SchemaError, ShapeError
 from layercalc.verify import Options, for_dtype, verify
 from test_layers import calc
 
-torch = pytest.importorskip("torch")
-torch_models = pytest.importorskip("torch_models")
-from test_conventions import TOOLS, matches_each_tool, ours, tool_total  # noqa: E402
-from test_reference_torch import test_forward_and_backward_match_torch as against_torch  # noqa: E402
-from test_torch_crosscheck import compare, recurrent_config  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = Path(__file__).resolve().parent / "impls"
 
@@ -75,6 +69,15 @@ def test_hand_computed_numbers(entry: object, x: tuple, y: tuple, params: int, b
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+
+
+# -- everything below compares with PyTorch (the rows and hand counts above need no torch) ----------
+
+torch = pytest.importorskip("torch")
+torch_models = pytest.importorskip("torch_models")
+from test_conventions import TOOLS, matches_each_tool, ours, tool_total  # noqa: E402
+from test_reference_torch import test_forward_and_backward_match_torch as against_torch  # noqa: E402
+from test_torch_crosscheck import compare, recurrent_config  # noqa: E402
 
 
 @pytest.mark.parametrize("entry, x", [(c[0], c[1]) for c in CASES], ids=lambda v: str(v)[:50])
