@@ -133,8 +133,19 @@ class BatchNorm3d(_BatchNorm):
     layout = "(N, C, D, H, W)"
 
 
+class _LastDimNorm(Layer):
+    """Normalisations over the last dimension: the shape passes through; normalized_shape must match it."""
+
+    normalized_shape: int | None
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")
+        self.expect_size("normalized_shape", self.normalized_shape, x[-1])
+        return x
+
+
 @register
-class LayerNorm(Layer):
+class LayerNorm(_LastDimNorm):
     type_name = "layernorm"
     summary = "normalisation over the last dimension of each sample"
     args = (
@@ -147,11 +158,6 @@ class LayerNorm(Layer):
     elementwise_affine: bool
     bias: bool
     normalized_shape: int | None
-
-    def output_shape(self, x: Shape) -> Shape:
-        self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")
-        self.expect_size("normalized_shape", self.normalized_shape, x[-1])
-        return x
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         if not self.elementwise_affine:
@@ -222,7 +228,7 @@ class GroupNorm(_ChannelAffine):
 
 
 @register
-class RMSNorm(Layer):
+class RMSNorm(_LastDimNorm):
     type_name = "rmsnorm"
     summary = "x / sqrt(mean(x²) + eps) over the last dimension, times a learned scale"
     args = (
@@ -234,11 +240,6 @@ class RMSNorm(Layer):
     eps: float | None
     elementwise_affine: bool
     normalized_shape: int | None
-
-    def output_shape(self, x: Shape) -> Shape:
-        self.expect_rank(x, *range(2, 9), layout="(N, ..., features)")
-        self.expect_size("normalized_shape", self.normalized_shape, x[-1])
-        return x
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[-1],)} if self.elementwise_affine else {}
