@@ -106,3 +106,12 @@ def test_help_reads_cleanly_at_80_columns(command: str) -> None:
     assert all(len(line) <= 80 for line in lines)
     # no metavar or option name broken across lines: every <...> closes on its own line
     assert all(line.count("<") == line.count(">") for line in lines), run.stdout
+
+
+def test_shorten_middle_keeps_both_ends_within_the_width() -> None:
+    from layercalc.render.formats import shorten_middle
+
+    assert shorten_middle("layer4.1.body.conv2", 19) == "layer4.1.body.conv2"
+    assert shorten_middle("layer4.1.body.conv2", 11) == "layer…conv2"  # 5 + 1 + 5 characters
+    assert shorten_middle("layer4.1.body.conv2", 12) == "layer4…conv2"
+    assert all(len(shorten_middle("layer4.1.body.conv2", w)) == min(w, 19) for w in range(1, 25))

@@ -44,6 +44,17 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def shorten_middle(text: str, width: int) -> str:
+    """'layer4.1.body.conv2' -> 'layer4.…conv2' when it must fit `width` characters: both ends stay."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = width // 2  # the head (where a path starts) gets the odd character
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
 def cell(row: dict[str, Any], column: str) -> str:
     """A row's value as plain text: shapes as 1x64x56x56, integers exact, not counted = empty."""
     value = row.get(column, "")
