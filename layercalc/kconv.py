@@ -128,9 +128,11 @@ def kconv(geo: Geometry) -> dict[str, Any]:
         index = index.T
     # 1-D counts from 0 (x0, k0), as the term-by-term view; 2-D numbers cells from 1 in reading order
     base = 0 if geo.rank == 1 else 1
+    # one name per tap, looked up per entry: a 1,024 x 1,024 matrix is a million entries
+    names = ["0", *(f"k{t + base}" for t in range(int(index.max(initial=0))))]
     return {
         **geo.describe(), "matrix": "K_convᵀ" if geo.transposed else "K_conv", "index_base": base,
-        "shape": list(index.shape), "rows": [[f"k{j - 1 + base}" if j else "0" for j in row] for row in index.tolist()],
+        "shape": list(index.shape), "rows": [list(map(names.__getitem__, row)) for row in index.tolist()],
     }
 
 
