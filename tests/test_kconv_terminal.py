@@ -216,3 +216,70 @@ def test_prose_terms_and_checks_fit_the_width(cli, monkeypatch: pytest.MonkeyPat
     if "--backward" in args and "3x3" in args:
         assert "∂L/∂x[1,1] = k[0,0]·∂L/∂y[1,1] + k[0,1]·∂L/∂y[1,0] + k[1,0]·∂L/∂y[0,1] + k[1,1]·∂L/∂y[0,0]" in joined
     assert all(f"ok {what}" in joined for what in ("vec(", "∇x = "))
+
+
+# ---------------------------------------------------------------------------------------------
+# the drawing: one frame visible at a time, and a document that grows linearly with the frames
+# ---------------------------------------------------------------------------------------------
+
+
+def visible_at(animate: Any, t: float) -> str:
+    """The value of a discrete SMIL animation at fraction t of its loop: the last value whose keyTime <= t."""
+    values = animate.get("values").split(";")
+    times = [float(v) for v in animate.get("keyTimes").split(";")]
+    assert times[0] == 0 and times == sorted(times) and len(times) == len(values)
+    return [v for v, start in zip(values, times) if start <= t][-1]
+
+
+@pytest.mark.parametrize("n", [2, 3, 9])
+def test_svg_shows_frame_j_alone_during_the_jth_step(cli, tmp_path: Any, n: int) -> None:
+    import xml.etree.ElementTree as ET
+
+    path = tmp_path / "a.svg"
+    # a 1-D input of n + 1 and a kernel of 2: n outputs, one frame each
+    assert cli("kconv", "--input", str(n + 1), "--kernel", "2", "--draw", str(path)).status == 0
+    svg = "{http://www.w3.org/2000/svg}"
+    frames = [g for g in ET.parse(path).getroot().iter(f"{svg}g") if g.get("class") == "frame"]
+    animations = [next(f.iter(f"{svg}animate")) for f in frames]
+    assert len(frames) == n and {a.get("dur") for a in animations} == {f"{0.8 * n:g}s"}
+    for j in range(n):
+        for t in ((j + 0.001) / n, (j + 0.5) / n, (j + 0.999) / n):
+            shown = [i for i, a in enumerate(animations) if visible_at(a, t) == "visible"]
+            assert shown == [j], (t, shown)
+
+
+def test_svg_grows_linearly_with_the_frames(cli, tmp_path: Any) -> None:
+    # 30x30 = 900 frames: each frame's animation names at most three values, not one per frame
+    sizes = {}
+    for n in (10, 30):
+        path = tmp_path / f"{n}.svg"
+        cli("kconv", "--input", f"{n + 2}x{n + 2}", "--kernel", "3x3", "--draw", str(path), "-f", "tsv")
+        sizes[n * n] = path.stat().st_size
+    per_frame_small, per_frame_large = sizes[100] / 100, sizes[900] / 900
+    assert per_frame_large < 1.2 * per_frame_small, sizes
+
+
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="Debian's chromium is not installed")
+def test_svg_plays_in_headless_chromium(cli, tmp_path: Any) -> None:
+    """Chromium, let run for 0.1 s, 1.0 s and 2.0 s, shows output cell 0, 1, then 2 (0.8 s per frame)."""
+    import subprocess
+
+    image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "a.svg"
+    cli("kconv", "--input", "4", "--kernel", "2", "--draw", str(path), "-f", "tsv")
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    grid = next(g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("data-role") == "target")
+    x0, y0, cell = (int(grid.get(k, 0)) for k in ("data-x", "data-y", "data-cell"))
+    for budget, shown in ((100, 0), (1000, 1), (2000, 2)):
+        png = tmp_path / f"{budget}.png"
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
+        subprocess.run(["chromium", *flags, "--window-size=400,200", f"--virtual-time-budget={budget}", f"--screenshot={png}",
+                        path.as_uri()], capture_output=True, timeout=120, check=False)
+        if not png.exists():
+            pytest.skip("chromium wrote no screenshot")
+        picture = image.open(png).convert("RGB")
+        dark = [sum(picture.getpixel((x0 + c * cell + cell // 2 - 8, y0 + cell // 2 - 8))) < 3 * 140 for c in range(3)]
+        assert dark == [c == shown for c in range(3)], (budget, dark)
