@@ -211,7 +211,7 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
     """The matrix against the layer's NumPy forward and backward; with `backward` (or transposed) also the terms and the drawing."""
     import numpy as np
 
-    from .kernels.conv import conv2d_dx_full_correlation, kconv_matrix
+    from .kernels.conv import conv_dx_full_correlation, kconv_matrix
 
     rng = np.random.default_rng(seed)
     in_hw, k_hw, stride, pads, dilation = geo.lifted()
@@ -245,7 +245,7 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
             _result("the drawing (x spread, padded, flipped k) = K_convᵀ · vec(x)", m.T @ x.ravel(), _evaluate_layout(view["layout"], k, x[0, 0], "x")),
         ]
     four = (lambda a: a[:, :, None, :]) if geo.rank == 1 else (lambda a: a)  # the kernels' (N, C, H, W)
-    seed_dx = conv2d_dx_full_correlation(four(dy), four(weight), four(x).shape, stride, pads, dilation, 1)
+    seed_dx = conv_dx_full_correlation(four(dy), four(weight), four(x).shape, stride, pads, dilation, 1)
     results = [
         _result("vec(x ⋆ k) = K_conv · vec(x)", m @ x.ravel(), y),
         _result("∇x = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), dx),
