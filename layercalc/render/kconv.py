@@ -1,7 +1,8 @@
 """kconv's views: K_conv as a table, the gradient term by term, and the lecture's sliding layout.
 
 Plain text lines are built here without Rich (the machine formats and the tests read them);
-`render_kconv` prints them, and the matrix as a Rich table, on a terminal.
+`render_kconv` prints them on a terminal, wrapped to its width, with the matrix in column blocks
+(every entry shown) up to TABLE_LIMIT rows and columns.
 """
 
 from __future__ import annotations
@@ -174,11 +175,6 @@ def matrix_lines(data: dict[str, Any], width: int) -> list[list[Segment]]:
             lines.append(line)
         lines.append([])
     return lines
-
-
-def plain(line: list[Segment]) -> str:
-    """A matrix line without its styles."""
-    return "".join(text for text, _ in line)
 
 
 def too_large_note(data: dict[str, Any]) -> str:
