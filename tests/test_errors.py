@@ -14,7 +14,7 @@ import pytest
 from layercalc import analyse
 from layercalc.errors import ConfigError, DocumentError, SchemaError, ShapeError
 
-CASES = [
+ERRORS = [
     # (config YAML, error class, line, fragment of the message, expected value, as JSON)
     # conv2d kernel 9 on 7x7: its dilated reach 1·(9 − 1) + 1 = 9 per dim exceeds 7 (no padding)
     ("input: [1, 7, 7]\nlayers:\n  - conv2d: {out_channels: 2, kernel_size: 9}\n",
@@ -55,7 +55,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "kind", "line", "fragment", "value", "data"), CASES, ids=[c[3] for c in CASES])
+@pytest.mark.parametrize(("text", "kind", "line", "fragment", "value", "data"), ERRORS, ids=[c[3] for c in ERRORS])
 def test_value_is_what_the_message_calls_wrong(text: str, kind: type, line: int, fragment: str, value: Any, data: Any) -> None:
     with pytest.raises(ConfigError) as info:
         analyse(text)
