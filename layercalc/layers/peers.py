@@ -27,6 +27,9 @@ CostRow = tuple[str, dict[str, Value]]
 
 
 NOT_COUNTED = "not counted"
+# FlopCounterMode counts a backward pass (and layercalc's own rule is checked against it); the
+# other peer tools count forward passes only, so a "training" figure under them would be no tool's
+TRAINING_CONVENTIONS = ("layercalc", "torch")
 PEERS = tuple(c for c in CONVENTIONS if c != "layercalc")  # the tools whose counts layercalc reproduces
 
 
