@@ -10,7 +10,7 @@ from .analysis import analyse as _analyse
 from .config import DTYPE_BYTES, Network, inline_network, parse_shape, suggest
 from .errors import UsageError
 from .config import load as _load
-from .layers import REGISTRY
+from .layers import REGISTRY, Layer
 from .layers.base import Int
 
 Source = str | os.PathLike[str] | dict[str, Any] | Network
@@ -170,23 +170,36 @@ def render(report: Report, format: str = "table", command: str = "summary", widt
     return compare_text(format, data)
 
 
+def example_config(type_name: str) -> dict[str, Any]:
+    """The config of a type's worked example: one layer of it on a small input, batch 1."""
+    cls = _layer_type(type_name)
+    sample, args = cls.example
+    entry: Any = {cls.type_name: args} if args else cls.type_name
+    return {"name": f"{cls.type_name} example", "input": list(sample), "layers": [entry]}
+
+
+def _layer_type(type_name: str) -> type[Layer]:
+    """The class of a type name (any case); UsageError with a near miss otherwise."""
+    cls = REGISTRY.get(str(type_name).lower())
+    if cls is None:
+        raise UsageError(f"unknown layer type {type_name!r}{suggest(type_name, REGISTRY)};"
+                         " 'layercalc layers' lists them")
+    return cls
+
+
 def describe(type_name: str) -> dict[str, Any]:
     """One layer type in detail, from its class: arguments (default, meaning), the shape, params,
     buffers and MAC rules, each peer tool's rule, and a worked example computed by the calculator."""
     from .layers.peers import CONVENTIONS
 
-    cls = REGISTRY.get(str(type_name).lower())
-    if cls is None:
-        raise UsageError(f"unknown layer type {type_name!r}{suggest(type_name, REGISTRY)};"
-                         " 'layercalc layers' lists them")
+    cls = _layer_type(type_name)
     arguments = [
         {"name": a.name, "required": a.required, "default": None if a.required else a.default,
          "help": a.doc, "inert": a.name in cls.inert_args, "shown": a.describe()}
         for a in cls.args
     ]
-    sample, args = cls.example
-    entry: Any = {cls.type_name: args} if args else cls.type_name
-    report = _analyse(load({"name": f"{cls.type_name} example", "input": sample, "layers": [entry]}))
+    args = cls.example[1]
+    report = _analyse(load(example_config(cls.type_name)))
     first = report.entries[0]
     counts = {}
     for convention in CONVENTIONS:

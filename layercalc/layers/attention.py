@@ -418,7 +418,9 @@ class TransformerEncoderLayer(Layer):
         Arg("causal", Bool(), False, "mask passed at forward time (src_mask, is_causal=True)"),
         Arg("d_model", Opt(Int()), None, "inferred from the input"),
     )
-    shape_rule = "unchanged: (N, T, E); nhead divides E; d_model must equal E"
+    shape_rule = ("unchanged: (N, T, E); nhead divides E; d_model must equal E; norm_first puts norm1 and norm2"
+                  " before the attention and the MLP, which changes no forward count (the backward's, as the"
+                  " attention's input then needs a gradient)")
     params_rule = ("self_attn 4E² + 4E (as multiheadattention), linear1 E·dim_feedforward + dim_feedforward, linear2"
                    " dim_feedforward·E + E, norm1 and norm2 2E each; the bias terms only if bias")
     buffers_rule = "none; with causal, the attention's KV cache is reported apart"
@@ -432,7 +434,7 @@ class TransformerEncoderLayer(Layer):
         ptflops="self_attn, linear1, linear2, norm1 and norm2 as ptflops counts multiheadattention, linear and layernorm",
         torchinfo="linear1, linear2, norm1 and norm2 as torchinfo counts linear and layernorm (self_attn not counted)",
     )
-    inert_args = ("dropout", "activation", "layer_norm_eps", "norm_first")
+    inert_args = ("dropout", "activation", "layer_norm_eps")
     example = ([4, 8], {"nhead": 2, "dim_feedforward": 16})
 
     nhead: int
