@@ -73,6 +73,9 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
     from .table import footer
 
     numbers = [c for c in _columns(data, command) if c != "count"]
+    title = f"[bold]{data['name']}[/] by layer type · batch {data['batch']}"
+    if data.get("convention", "layercalc") != "layercalc":
+        title += f" · counted as [bold]{data['convention']}[/]"
     table = _by_type_table(data, numbers, None)
     if "flops" in numbers and _natural_width(table, out) > out.width:
         numbers.remove("flops")
@@ -81,7 +84,10 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
     if excess > 0:
         longest = max(len(r["type"]) for r in data["types"])
         table = _by_type_table(data, numbers, max(8, longest - excess))
+    out.print(Text.from_markup(title))  # above the table, not its title: a narrow table would wrap it
     out.print(table)
+    if any(r.get(key) is None for r in data["types"] for key in numbers):
+        out.print(Text(f"— = not counted: {data['convention']} skips these layers", style="dim"))
     out.print(footer(data))
 
 
@@ -92,10 +98,7 @@ def _natural_width(table: Table, out: Console) -> int:
 
 def _by_type_table(data: dict[str, Any], numbers: list[str], type_width: int | None) -> Table:
     total = _type_total(data)
-    title = f"[bold]{data['name']}[/] by layer type · batch {data['batch']}"
-    if data.get("convention", "layercalc") != "layercalc":
-        title += f" · counted as [bold]{data['convention']}[/]"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Type", no_wrap=True, style="magenta")
     table.add_column("Count", justify="right", no_wrap=True)
     for key in numbers:
