@@ -108,6 +108,8 @@ def report_data(
     if by_type:
         from .bytype import by_type as type_rows
 
+        if depth is not None:
+            raise UsageError("by_type gives one row per layer type; it does not combine with depth")
         depth = 0  # the per-layer rows are replaced by the per-type ones
     costing = None if convention == "layercalc" else Costing(report, convention)
     backward = (lambda row: backward_macs(row, convention)) if training else None

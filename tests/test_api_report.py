@@ -130,6 +130,7 @@ def test_render_text_formats_match_the_command_line(cli, net: str) -> None:
     ({"training": True, "convention": "thop"}, "training"),
     ({"training": True, "optimizer": "adamw"}, "did you mean adam"),
     ({"compare": True, "training": True}, "compare"),
+    ({"by_type": True, "depth": 1}, "by_type"),
 ])
 def test_report_data_refuses_what_the_command_line_refuses(net: str, kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
