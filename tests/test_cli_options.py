@@ -70,8 +70,10 @@ def test_machine_formats_total_row(cli, net, fmt: str, command: str, expected: d
 
 def test_json_totals_and_bytes(cli, net) -> None:
     data = json.loads(cli("summary", net, "--format", "json").out)
-    assert data["total"] == {"params": 67, "buffers": 0, "macs": 112, "flops": 224,
-                             "activation_bytes": 304, "param_bytes": 536}
+    # every param trainable; input 2·4 values · 8 bytes = 64; estimated total 64 + 304 + 536 = 904
+    assert data["total"] == {"params": 67, "trainable_params": 67, "frozen_params": 0, "buffers": 0, "macs": 112,
+                             "flops": 224, "activation_bytes": 304, "param_bytes": 536, "input_bytes": 64,
+                             "estimated_total_bytes": 904}
     assert [r["activation_bytes"] for r in data["layers"]] == [2 * 8 * 8, 2 * 8 * 8, 2 * 3 * 8]
 
 
