@@ -408,6 +408,7 @@ class Report:
             "input": list(net.input),
             "batch": net.batch,
             "dtype": net.dtype,
+            "input_dtype": "int64" if self.tokens else net.dtype,  # token ids are int64, as torch.long
             "layers": list(self.rows(depth, macs, backward)),
             "total": self.total,
         }

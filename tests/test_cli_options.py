@@ -55,7 +55,7 @@ def parse(fmt: str, text: str) -> list[dict[str, str]]:
     "command, expected",
     [
         ("summary", {"params": "67", "macs": "112", "flops": "224"}),
-        ("params", {"params": "67", "buffers": "0"}),
+        ("params", {"params": "67", "trainable_params": "67", "buffers": "0"}),
         ("flops", {"macs": "112", "flops": "224"}),
     ],
 )
@@ -88,7 +88,7 @@ def test_markdown_escapes_pipes_in_names(cli, write) -> None:
     path = write("p.yaml", "input: [4]\nlayers:\n  - linear: {out_features: 2}\n    name: 'a|b'\n")
     text = cli("params", path, "--format", "markdown").out
     row = text.splitlines()[2]
-    assert "a\\|b" in row and row.count(" | ") == 5  # six cells: the pipe in the name is not a separator
+    assert "a\\|b" in row and row.count(" | ") == 6  # seven cells: the pipe in the name is not a separator
 
 
 # -- --training and --optimizer --------------------------------------------------------------------
