@@ -159,6 +159,18 @@ def test_training_trainable_repeat_after_a_frozen_layer_by_hand() -> None:
     assert [r["backward_macs"] for r in rows] == [0, 160, 32, 64, 64]
 
 
+def test_training_frozen_repeat_first_by_hand() -> None:
+    # 3 frozen copies of 4 -> 4 (20 params each), then a trainable head 4 -> 2 (10 params), batch 2:
+    # no copy computes anything backward (every later copy still reads frozen params only); the head
+    # dL/dW 2·4·2 = 16 and no dL/dx
+    config = {"input": [4], "batch": 2, "layers": [
+        {"linear": {"out_features": 4}, "name": "fc", "repeat": 3, "trainable": False},
+        {"linear": {"out_features": 2}, "name": "head"}]}
+    rows = report_data(analyse(config), training=True)["layers"]
+    assert [(r["path"], r["backward_macs"]) for r in rows] == [("fc", 0), ("fc.0", 0), ("fc.1", 0), ("fc.2", 0), ("head", 16)]
+    assert analyse(config).total["frozen_params"] == 60
+
+
 def test_a_fully_frozen_network_has_no_backward() -> None:
     config = {**MIDDLE, "layers": [{**e, "trainable": False} for e in MIDDLE["layers"]]}
     t = training(analyse(config))

@@ -92,6 +92,8 @@ def frozen_configs() -> dict[str, dict[str, Any]]:
         "repeat_after_frozen": {"input": [8], "batch": 2, "layers": [
             {"linear": {"out_features": 8}, "trainable": off},
             {"sequential": {"layers": ["relu", {"linear": {"out_features": 8}}]}, "repeat": 150}]},
+        "repeat_frozen_first": {"input": [8], "batch": 2, "layers": [
+            {"linear": {"out_features": 8}, "repeat": 4, "trainable": off}, {"linear": {"out_features": 2}}]},
         "repeat_frozen_middle": {"input": [8], "batch": 2, "layers": [
             {"linear": {"out_features": 8}}, {"linear": {"out_features": 8}, "repeat": 3, "trainable": off},
             {"linear": {"out_features": 2}}]},
