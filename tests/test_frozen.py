@@ -178,6 +178,21 @@ def test_a_fully_frozen_network_has_no_backward() -> None:
     assert (t["forward_macs"], t["backward_macs"], t["gradient_bytes"], t["optimizer_bytes"]) == (240, 0, 0, 0)
 
 
+def test_readme_finetune_example_by_hand() -> None:
+    # batch 8, 3x32x32. Frozen backbone: conv 3 -> 16 k3 (3·16·9 = 432), bn 2·16 = 32, conv 16 -> 32 k3
+    # stride 2 (16·32·9 = 4608), bn 64: 5136; head 32 -> 10: 330. MACs: conv1 8·16·32·32·27 = 3,538,944,
+    # conv2 8·32·16·16·144 = 9,437,184, head 8·32·10 = 2,560: forward 12,978,688
+    path = Path(__file__).resolve().parent.parent / "examples" / "finetune.yaml"
+    report = analyse(path)
+    assert (report.total["params"], report.total["trainable_params"], report.total["frozen_params"]) == (5466, 330, 5136)
+    # frozen: only the head's dL/dW, 2,560
+    assert training(report)["training_macs"] == 12_978_688 + 2_560
+    # all trainable: conv1 dL/dW 3,538,944 (first layer: no dL/dx), conv2 dL/dW + dL/dx 2·9,437,184,
+    # head 2·2,560: backward 22,418,432
+    unfrozen = analyse(path.read_text().replace("    trainable: false\n", ""))
+    assert training(unfrozen)["training_macs"] == 12_978_688 + 22_418_432 == 35_397_120
+
+
 # -- input bytes and estimated totals ---------------------------------------------------------------
 
 
