@@ -280,7 +280,7 @@ def test_trainable_total_fast_path_gives_the_full_cli_answer(cli, tiny) -> None:
 @pytest.mark.parametrize("args, word", [
     (("params", "{}", "--trainable"), "--trainable goes with --total"),
     (("flops", "{}", "--trainable", "--total"), "--trainable"),
-])
+], ids=["without-total", "on-flops"])
 def test_trainable_option_misuse(cli, tiny, args: tuple[str, ...], word: str) -> None:
     run = cli(*(a.format(tiny) for a in args))
     assert run.status == 2 and run.out == "" and word in run.err and run.err.count("\n") == 1
@@ -300,7 +300,7 @@ def test_trainable_option_misuse(cli, tiny, args: tuple[str, ...], word: str) ->
     ("input: [6]\nlayers:\n  - embedding: {num_embeddings: 11, embedding_dim: 8}\n    name: emb\n    trainable: false\n"
      "  - linear: {out_features: 11, tied_to: emb}\n", 6, "layers[1] (linear 'linear1')",
      "weight tied to 'emb', but embedding 'emb' is frozen and this layer is trainable"),
-])
+], ids=["string", "number", "re-enabled-inside-a-frozen-block", "tied-to-a-frozen-owner"])
 def test_bad_trainable_is_a_one_line_error(cli, write, text: str, line: int, layer: str, message: str) -> None:
     path = write("bad.yaml", text)
     run = cli("params", path)
