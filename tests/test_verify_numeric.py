@@ -158,7 +158,8 @@ class PiecewiseHardswish(REGISTRY["hardswish"]):
         return np.piecewise(x, [x < -3, (x >= -3) & (x <= 3), x > 3], [0, lambda v: v * (v + 3) / 6, lambda v: v]), x
 
     def backward(self, dy, params, x):
-        return dy * np.piecewise(x, [x < -3, (x >= -3) & (x <= 3), x > 3], [0, lambda v: (2 * v + 3) / 6, 1]), {}
+        # at the ends PyTorch gives the outer pieces' slopes: 0 at -3, 1 at 3
+        return dy * np.piecewise(x, [x <= -3, (x > -3) & (x < 3), x >= 3], [0, lambda v: (2 * v + 3) / 6, 1]), {}
 
 
 NET = config(
