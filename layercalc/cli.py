@@ -163,8 +163,8 @@ def _calculating(command: str, doc: str) -> None:
         ] = None,
     ) -> None:
         _check_options(batch, depth)
-        _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value, compare=compare,
-                          training=training, optimizer=optimizer, depth=depth, format=format)
+        _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value,
+                          compare=compare, training=training, optimizer=optimizer, depth=depth, format=format)
         report = _report(config, layer, input, batch)
         if compare:
             _emit_compare(report, format)

@@ -255,7 +255,8 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Name
             raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)
         repeat = Int()(extra["repeat"]) if "repeat" in extra else 1
         trainable = _trainable(extra, item, frozen)
-        inner = frozen if trainable or frozen else f"{cls.type_name} {name!r}"
+        # the block whose trainable: false the children inherit: an enclosing one, or this one
+        inner = frozen or (None if trainable else f"{cls.type_name} {name!r}")
         layer = cls(**parse_args(cls, raw_args, where, line, depth, names, inner))
     except ConfigError as exc:
         raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
@@ -277,6 +278,7 @@ def _trainable(extra: dict[str, Any], item: Any, frozen: str | None) -> bool:
             Location(line=line), value,
         )
     return value
+
 
 def parse_args(
     cls: type[Layer], raw: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None

@@ -1,7 +1,7 @@
 """The `layercalc` entry point: one place that turns every failure into one line and a status.
 
-`layercalc params CONFIG --total [--trainable]` and `layercalc flops CONFIG --total [--macs]` are the calls
-shell pipelines make over and over; answering them does not need the command-line framework,
+`layercalc params CONFIG --total [--trainable]` and `layercalc flops CONFIG --total [--macs]` are
+the calls shell pipelines make over and over; answering them does not need the command-line framework,
 whose import alone costs more than the whole calculation (about 50 ms of a 150 ms budget).
 Those exact forms are answered here; everything else goes to the Typer app in cli.py.
 """
@@ -60,7 +60,8 @@ def guarded(action: Callable[[], int], debug: bool) -> int:
 
 
 def total_query(args: list[str]) -> tuple[str, str] | None:
-    """(config, total key) when args are exactly `params CONFIG --total [--trainable]` or `flops CONFIG --total [--macs]`."""
+    """(config, total key) when args are exactly `params CONFIG --total [--trainable]` or
+    `flops CONFIG --total [--macs]` (flags in any order)."""
     if not args or args[0] not in ("params", "flops"):
         return None
     rest = args[1:]
