@@ -399,14 +399,14 @@ def kconv_command(
 def _show_kconv(data: dict[str, Any], fmt: Format | None) -> None:
     chosen = _format(fmt)
     if chosen == "json":
-        import json
+        from .render.kconv import kconv_json
 
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        sys.stdout.write(kconv_json(data))
     elif chosen == "table":
         from .render import table
         from .render.kconv import render_kconv
 
-        render_kconv(data, table.console())
+        render_kconv(data, table.console(), table.console(sys.stderr))
     else:
         from .render.kconv import kconv_text
 

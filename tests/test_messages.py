@@ -92,3 +92,46 @@ def test_grouped_conv_weight_gradient_counts_once_except_under_torch() -> None:
     assert conv.backward_macs(x, y, False, "layercalc") == 1800
     assert conv.backward_macs(x, y, True, "torch") == 9000
     assert conv.backward_macs(x, y, False, "torch") == 7200
+
+
+@pytest.mark.parametrize(
+    "x, layer, fragment",
+    [
+        # dilation 2 stretches a 3-wide kernel to 2·(3 - 1) + 1 = 5 cells; padding 1 makes 2 + 2·1 = 4
+        ([1, 2, 2], {"maxpool2d": {"kernel_size": 3, "padding": 1, "dilation": 2}}, "kernel_size 5x5 exceeds padded input 4x4"),
+        ([3, 4], {"lstm": {"input_size": 5, "hidden_size": 2}}, "input_size"),
+    ],
+)
+def test_more_shape_error_wording(x: list, layer: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        analyse({"input": x, "layers": [layer]})
+    assert fragment in str(info.value)
+
+
+def test_resampling_accepts_one_scale_per_dim_and_a_one_cell_output() -> None:
+    # a list of one scale for a 1-D input; scale 0.5 on 2 cells leaves floor(2·0.5) = 1 cell, still an output
+    assert analyse({"input": [3, 4], "layers": [{"upsample": {"scale_factor": [2]}}]}).output_shape == (1, 3, 8)
+    assert analyse({"input": [3, 2], "layers": [{"upsample": {"scale_factor": 0.5}}]}).output_shape == (1, 3, 1)
+
+
+def test_state_names_are_pytorchs() -> None:
+    # the names nn.BatchNorm2d(3).state_dict() and nn.LSTM(4, 2, bidirectional=True) use
+    from layercalc.layers import REGISTRY
+
+    assert list(REGISTRY["batchnorm2d"]().buffer_shapes((1, 3, 4, 4))) == ["running_mean", "running_var", "num_batches_tracked"]
+    lstm = REGISTRY["lstm"](input_size=4, hidden_size=2, bidirectional=True)
+    assert sorted(lstm.param_shapes((1, 5, 4))) == sorted(
+        f"{w}_{k}_l0{s}" for w in ("weight", "bias") for k in ("ih", "hh") for s in ("", "_reverse"))
+
+
+def test_norm_without_affine_has_no_parameter_gradients() -> None:
+    import numpy as np
+
+    from layercalc.layers import REGISTRY
+
+    bn = REGISTRY["batchnorm2d"](affine=False)
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2))
+    y, cache = bn.forward(x, {})
+    dx, grads = bn.backward(np.ones_like(y), {}, cache)
+    assert grads == {} and dx.shape == x.shape
+    np.testing.assert_allclose(dx, 0, atol=1e-12)  # a constant upstream gradient vanishes through the mean

@@ -241,7 +241,7 @@ class _ConvTranspose(_ConvBase):
             for n, k, s, p, d, o in zip(x[2:], self.kernel, self.strides, pad, self.dilations, opad)
         )
         if any(n < 1 for n in out):
-            raise ShapeError(f"padding {fmt_size(pad)} leaves no output (size {fmt_shape(out)})", value=out)
+            raise ShapeError(f"padding {fmt_size(pad)} leaves no output (size {fmt_shape(out)})", value=pad)
         return (x[0], self.out_channels, *out)
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:

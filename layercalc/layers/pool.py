@@ -58,7 +58,7 @@ class _Pool(Layer):
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels import pool
 
-        k, s, p, d = self.windows()
+        k, s, p, d = self.window_args()
         if self.averages:
             return pool.avgpool_forward(x, k, s, p, self.ceil_mode, self.count_include_pad)  # type: ignore[attr-defined]
         return pool.maxpool_forward(x, k, s, p, d, self.ceil_mode)  # type: ignore[attr-defined]
@@ -69,7 +69,7 @@ class _Pool(Layer):
         back = pool.avgpool_backward if self.averages else pool.maxpool_backward
         return back(dy, cache), {}
 
-    def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    def window_args(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
         k = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
         s = k if self.stride is None else as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
@@ -79,7 +79,7 @@ class _Pool(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_spatial(x, self.rank)
-        k, s, p, d = self.windows()
+        k, s, p, d = self.window_args()
         for kk, pp in zip(k, p):
             if pp > kk // 2:  # PyTorch's own check, on the undilated kernel
                 raise ShapeError(f"padding {pp} exceeds half the kernel_size {kk}", value=pp)

@@ -67,7 +67,7 @@ class Upsample(Layer):
         super().__init__(**values)
         if (self.size is None) == (self.scale_factor is None):
             which = "both" if self.size is not None else "neither"
-            raise SchemaError(f"set exactly one of size and scale_factor (got {which})", value=self.size)
+            raise SchemaError(f"set exactly one of size and scale_factor (got {which})", value={"size": self.size, "scale_factor": self.scale_factor})
         if self.mode == "nearest" and self.align_corners is not None:
             raise SchemaError(
                 "align_corners can only be set with the interpolating modes: linear, bilinear, bicubic, trilinear",
@@ -94,7 +94,7 @@ class Upsample(Layer):
             # PyTorch: floor(float(L) · scale), in double precision
             out = tuple(math.floor(float(n) * s) for n, s in zip(x[2:], self._per_dim("scale_factor", self.scale_factor, rank)))
             if min(out) < 1:
-                raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=out)
+                raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=self.scale_factor)
         return (*x[:2], *out)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:

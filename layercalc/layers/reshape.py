@@ -54,7 +54,7 @@ class Flatten(Layer):
         start = self.expect_dim(x, self.start_dim, "start_dim")
         end = self.expect_dim(x, self.end_dim, "end_dim")
         if start > end:
-            raise ShapeError(f"start_dim {self.start_dim} comes after end_dim {self.end_dim}", value=self.start_dim)
+            raise ShapeError(f"start_dim {self.start_dim} comes after end_dim {self.end_dim}", value={"start_dim": self.start_dim, "end_dim": self.end_dim})
         return (*x[:start], numel(x[start : end + 1]), *x[end + 1 :])
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
