@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (name, file, old text, new text, tests that should kill it)
 BUGS = [
-    ("verify tolerances x100", "layercalc/verify.py", "rtol: float = 1e-5\n    atol: float = 1e-8",
+    ("verify tolerances x100", "layercalc/verify/report.py", "rtol: float = 1e-5\n    atol: float = 1e-8",
      "rtol: float = 1e-3\n    atol: float = 1e-6", "tests/test_cli_options.py"),
     ("training rows charge the first layer a dL/dx", "layercalc/analysis.py",
      "for run in _chain([(e, 1) for e in self.entries], grad=False)",
