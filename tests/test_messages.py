@@ -135,3 +135,10 @@ def test_norm_without_affine_has_no_parameter_gradients() -> None:
     dx, grads = bn.backward(np.ones_like(y), {}, cache)
     assert grads == {} and dx.shape == x.shape
     np.testing.assert_allclose(dx, 0, atol=1e-12)  # a constant upstream gradient vanishes through the mean
+
+
+def test_a_stack_of_a_trillion_recurrent_layers_is_refused() -> None:
+    # each stacked layer has its own named weights (weight_ih_l{k}, ...): a fuzzer's 10^12 filled the memory
+    with pytest.raises(ConfigError) as info:
+        analyse({"input": [3, 4], "layers": [{"lstm": {"hidden_size": 2, "num_layers": 10**12}}]})
+    assert "num_layers: at most 10,000 stacked layers, got 1,000,000,000,000" in str(info.value)

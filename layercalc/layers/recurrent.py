@@ -37,6 +37,10 @@ def sigmoid(a: Any) -> Any:
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
+# a stack this deep has no use, and its per-layer weight names would fill the memory
+MAX_LAYERS = 10_000
+
+
 class _Recurrent(Layer):
     """What lstm, gru and rnn share: the parameter layout per layer and direction, the cost rules
     and the time loop. A subclass gives one time step forward (`step`) and backward (`step_back`)."""
@@ -91,6 +95,8 @@ class _Recurrent(Layer):
         super().__init__(**values)
         if not self.batch_first:
             raise SchemaError("batch_first false is not supported: sequences flow as (N, T, F)", value=False)
+        if self.num_layers > MAX_LAYERS:  # each layer has its own named weights, listed one by one
+            raise SchemaError(f"num_layers: at most {MAX_LAYERS:,} stacked layers, got {self.num_layers:,}", value=self.num_layers)
 
     # -- layout --
     @property
