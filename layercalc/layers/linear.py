@@ -18,6 +18,8 @@ class Linear(Layer):
         Arg("in_features", Opt(Int()), None, "inferred from the input"),
         Arg("tied_to", Opt(Name()), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
+    feature_dim = -1  # features: 512→1000
+    feature_args = ("in_features", "out_features")
 
     out_features: int
     bias: bool
