@@ -7,24 +7,23 @@ table is actually printed, so machine formats and --total never pay for it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from rich import box
 from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from .columns import DEFAULT, DROP, REGISTRY, Column, share, table_text
 from .formats import human, human_bytes
+from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
-# the column that the share bar measures, per command
-SHARE_OF = {"summary": "macs", "flops": "macs", "params": "params"}
-NUMBER_COLUMNS = {
-    "summary": ("params", "macs", "flops"),
-    "params": ("params", "buffers"),
-    "flops": ("macs", "flops"),
-    "shapes": (),
-}
+SHARE_WIDTH = BAR_WIDTH + 7  # the bar, a space and ' 42.3%'
+DIM, BOLD, MAGENTA, DIM_MAGENTA, CYAN = (Style.parse(s) for s in ("dim", "bold", "magenta", "dim magenta", "cyan"))
+DIM_ITALIC = Style.parse("dim italic")
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
@@ -37,61 +36,155 @@ class _Console(Console):
         raise BrokenPipeError
 
 
-def console(file: TextIO | None = None) -> Console:
-    """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
-    return _Console(file=file, highlight=False, soft_wrap=False)
+def console(file: TextIO | None = None, width: int | None = None) -> Console:
+    """A Console on stdout (or file); Rich itself honours NO_COLOR, COLUMNS and non-terminals."""
+    return _Console(file=file, highlight=False, soft_wrap=False, width=width)
 
 
 def bar(share: float) -> Text:
     """'████▍      42.3%': a small bar so the heavy layers stand out."""
-    eighths = round(max(0.0, min(1.0, share)) * BAR_WIDTH * 8)
-    full, part = divmod(eighths, 8)
-    blocks = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
-    text = Text(blocks.ljust(BAR_WIDTH), style="cyan")
-    text.append(f" {share * 100:5.1f}%", style="dim" if share < 0.05 else "")
+    blocks, percent = _bar_parts(share)
+    text = Text(blocks, style="cyan")
+    text.append(percent, style="dim" if share < 0.05 else "")
     return text
 
 
-def render_table(report: dict[str, Any], command: str, out: Console) -> None:
-    """Print the per-layer table and the totals footer for summary/params/flops/shapes."""
-    total = report["total"]
-    numbers = NUMBER_COLUMNS[command]
-    if command == "summary" and out.width < 110:
-        numbers = ("params", "macs")  # FLOPs are 2 per MAC: the footer says so; the row needs room
-    if report.get("training") and command in ("summary", "flops"):
-        numbers += ("backward_macs",)
-    share_key = SHARE_OF.get(command)
-    title = f"[bold]{report['name']}[/]  input {'x'.join(map(str, report['input']))} · batch {report['batch']} · {report['dtype']}"
-    if report.get("convention", "layercalc") != "layercalc":
-        title += f" · counted as [bold]{report['convention']}[/]"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Layer", overflow="fold", ratio=1)
-    if command == "shapes":
-        table.add_column("Input shape", no_wrap=True)
-    table.add_column("Output shape", no_wrap=True)
-    for key in numbers:
-        table.add_column(TITLES[key], justify="right", no_wrap=True)
-    if share_key:
-        table.add_column(f"% {TITLES[share_key]}", no_wrap=True)
+def _bar_parts(share: float) -> tuple[str, str]:
+    """The bar (BAR_WIDTH characters, in eighths) and ' 42.3%'."""
+    eighths = round(max(0.0, min(1.0, share)) * BAR_WIDTH * 8)
+    full, part = divmod(eighths, 8)
+    blocks = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+    return blocks.ljust(BAR_WIDTH), f" {share * 100:5.1f}%"
+
+
+class Lines:
+    """Pre-laid-out lines of (text, style) pieces: Rich only writes them, so the cost is linear."""
+
+    def __init__(self, lines: list[list[tuple[str, Style | None]]]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Segment]:
+        newline = Segment.line()
+        for line in self.lines:
+            for text, style in line:
+                yield Segment(text, style)
+            yield newline
+
+
+def title_lines(parts: list[str], width: int) -> list[list[tuple[str, Style | None]]]:
+    """The title (network name bold), folded between its ' · ' parts to fit the width."""
+    name = parts[0].split("  ")[0]
+    out = []
+    for i, line in enumerate(fold_parts(parts, width)):
+        if i == 0 and line.startswith(name):
+            out.append([(name, BOLD), (line[len(name):], None)])
+        else:
+            out.append([(line, None)])
+    return out
+
+
+def render_table(
+    report: dict[str, Any], command: str, out: Console, columns: Sequence[str] | None = None,
+) -> None:
+    """Print the per-layer table and the totals footer for summary/params/flops/shapes.
+
+    Without `columns`, the view's default columns, the optional ones dropped (columns.DROP order)
+    when the terminal is too narrow; with `columns`, exactly those, the names shortened to fit.
+    """
+    total = dict(report["total"])
+    training = report.get("training")
+    if training:
+        total["backward_macs"] = training["backward_macs"]
+    explicit = columns is not None
+    names = list(columns if explicit else DEFAULT[command])
+    if training and not explicit and command in ("summary", "flops"):
+        names.append("backward_macs")
+    chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
-    for i, row in enumerate(rows):
+    width = out.width
+
+    # every cell as plain text, and each column's natural width, in one pass
+    cells = [_texts(c, rows, total) for c in chosen]
+    widths = [max([len(c.title)] + [len(t) for t in texts]) for c, texts in zip(chosen, cells)]
+    tails = [_tail(r) for r in rows]
+    natural = max([len("Layer")] + [2 * r["depth"] + len(r["path"]) + len(t) for r, t in zip(rows, tails)])
+    if explicit:
+        # what was asked stays; only when even the shortest names leave no room does the end give way
+        layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
+    else:
+        optional = [i for d in DROP[:4] for i, c in enumerate(chosen) if c.name == d]
+        core = [i for d in DROP[4:] for i, c in enumerate(chosen) if c.name == d]
+        layout = plan(natural, widths, width, optional, core)
+    kept = layout.kept
+    name_w = layout.name_width
+
+    parts = [f"{report['name']}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    if report.get("convention", "layercalc") != "layercalc":
+        parts.append(f"counted as {report['convention']}")
+    lines = title_lines(parts, width)
+    lines.append([])
+    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(name_w), BOLD)]
+    for i in kept:
+        c = chosen[i]
+        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(widths[i]), BOLD))
+    lines.append(header)
+    lines.append([(" " * MARGIN + "─" * (line_width(name_w, [widths[i] for i in kept]) - MARGIN), None)])
+    margin = " " * MARGIN
+    gap = " " * GAP
+    step = 2 if natural <= name_w else 1  # too narrow for every name: one space a level for all rows
+    for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
-        block = i + 1 < len(rows) and rows[i + 1]["depth"] > row["depth"]
-        # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
-        name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
-        name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
-        if row.get("copies", 1) > 1:  # a folded repeat tail: one row for many identical copies
-            name.append(f" ×{row['copies']:,}", style="bold")
-        cells: list[Any] = [name]
-        if command == "shapes":
-            cells.append("x".join(map(str, row["input_shape"])))
-        cells.append("x".join(map(str, row["output_shape"])))
-        cells += [_number(row[k]) for k in numbers]
-        if share_key:
-            cells.append(bar(row[share_key] / total[share_key]) if total[share_key] and row[share_key] else "")
-        table.add_row(*cells, style="dim" if block else None)
-    out.print(table)
+        block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
+        indent, path, tail = fit_name(row["depth"], row["path"], tails[r], name_w, step)
+        line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
+        pad = name_w - len(indent) - len(path) - len(tail)
+        line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
+        for i in kept:
+            c, text = chosen[i], cells[i][r]
+            if c.kind == "share":
+                line.append((gap, None))
+                line += _share_pieces(row, total, c.field, widths[i])
+                continue
+            style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
+            line.append((gap + (text.rjust(widths[i]) if _right(c) else text.ljust(widths[i])), style))
+        lines.append(line)
+    if layout.dropped:
+        hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
+        note = f"hidden to fit {width} columns: {hidden} (see --columns)"
+        lines += [[]] + [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
+    out.print(Lines(lines))
+    out.print()
     out.print(footer(report))
+
+
+def _right(column: Column) -> bool:
+    """Numbers align right; shapes, arguments and flags left."""
+    return column.kind in ("count", "bytes")
+
+
+def _tail(row: dict[str, Any]) -> str:
+    """What follows a row's path: its type, and for a folded repeat tail the number of copies."""
+    copies = row.get("copies", 1)
+    return f" {row['type']}" + (f" ×{copies:,}" if copies > 1 else "")
+
+
+def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) -> list[str]:
+    """Every row's cell of one column as plain text (a share: the bar and its percentage)."""
+    if column.kind == "share":
+        out = []
+        for row in rows:
+            s = share(row, total, column.field)
+            out.append("".join(_bar_parts(s)) if s else "")
+        return out
+    return [table_text(column, row) for row in rows]
+
+
+def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
+    s = share(row, total, field)
+    if not s:
+        return [(" " * width, None)]
+    blocks, percent = _bar_parts(s)
+    return [(blocks, CYAN), (percent.ljust(width - len(blocks)), DIM if s < 0.05 else None)]
 
 
 def _number(n: int | None) -> Text:
