@@ -10,8 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from rich import box
-from rich.console import Console
-from rich.segment import Segment
+from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -57,18 +56,34 @@ def _bar_parts(share: float) -> tuple[str, str]:
     return blocks.ljust(BAR_WIDTH), f" {share * 100:5.1f}%"
 
 
-class Lines:
-    """Pre-laid-out lines of (text, style) pieces: Rich only writes them, so the cost is linear."""
+def write_lines(out: Console, lines: list[list[tuple[str, Style | None]]]) -> None:
+    """Write pre-laid-out lines of (text, style) pieces in one go, coloured as the console allows.
 
-    def __init__(self, lines: list[list[tuple[str, Style | None]]]) -> None:
-        self.lines = lines
+    The layout already fits the width, so nothing is left for Rich to wrap or crop: each piece's
+    style is turned into the terminal's codes once per distinct (text, style) and written, which
+    keeps a 100,000-row table linear and cheap.
+    """
+    system = None if out.no_color or out.color_system is None else COLOR_SYSTEMS.get(out.color_system)
+    lines = [_rstrip(line) for line in lines]
+    if system is None:
+        text = "\n".join("".join(t for t, _ in line) for line in lines)
+    else:
+        def paint(t: str, style: Style | None) -> str:
+            return style.render(t, color_system=system) if style and t.strip() else t
 
-    def __rich_console__(self, console: Console, options: Any) -> Iterator[Segment]:
-        newline = Segment.line()
-        for line in self.lines:
-            for text, style in line:
-                yield Segment(text, style)
-            yield newline
+        text = "\n".join("".join(paint(t, st) for t, st in line) for line in lines)
+    out.file.write(text + "\n")
+    out.file.flush()
+
+
+def _rstrip(line: list[tuple[str, Style | None]]) -> list[tuple[str, Style | None]]:
+    """A line without its trailing blanks (padding of empty cells at the end)."""
+    line = list(line)
+    while line and not line[-1][0].strip():
+        line.pop()
+    if line:
+        line[-1] = (line[-1][0].rstrip(), line[-1][1])
+    return line
 
 
 def title_lines(parts: list[str], width: int) -> list[list[tuple[str, Style | None]]]:
@@ -152,7 +167,7 @@ def render_table(
         hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
         note = f"hidden to fit {width} columns: {hidden} (see --columns)"
         lines += [[]] + [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
-    out.print(Lines(lines))
+    write_lines(out, lines)
     out.print()
     out.print(footer(report))
 
