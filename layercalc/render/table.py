@@ -239,39 +239,93 @@ def footer(report: dict[str, Any]) -> Table:
 
 
 def render_compare(data: dict[str, Any], out: Console) -> None:
-    """flops --compare: MACs per op category under every convention, totals last."""
+    """flops --compare: MACs per op category under every convention, totals last.
+
+    Exact integers always; a terminal too narrow for every convention side by side gets them in
+    blocks of columns, each block repeating the category column (as NumPy prints wide arrays).
+    Only a terminal too narrow for one exact column gets 3-digit units and the exact totals below.
+    """
     conventions = list(data["total"])
-    # exact integers need ~106 columns; a narrower terminal gets 4-digit units and the exact totals below
-    exact = out.width >= 110
-    table = Table(title=f"[bold]{data['name']}[/]  MACs as each tool counts them · batch {data['batch']}",
-                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, padding=(0, 1))
-    table.add_column("Category", no_wrap=True)
+    width = out.width
+    labels = [row["category"] for row in data["rows"]] + ["total"]
+    cat_w = max(len(x) for x in ["Category", *labels])
+    exact = True
+    while True:
+        columns = {c: [_compare_cell(row[c], exact) for row in data["rows"]] + [_compare_cell(data["total"][c], exact)]
+                   for c in conventions}
+        widths = {c: max(len(c), *(len(t) for t in columns[c])) for c in conventions}
+        if not exact or all(line_width(cat_w, [w]) <= width for w in widths.values()):
+            break
+        exact = False
+    blocks: list[list[str]] = [[]]
     for c in conventions:
-        table.add_column(c, justify="right", no_wrap=True)
-    for row in data["rows"]:
-        table.add_row(row["category"], *(_cell(row[c], exact) for c in conventions))
-    table.add_row(Text("total", style="bold"), *(_cell(data["total"][c], exact, bold=True) for c in conventions))
-    out.print(table)
+        if blocks[-1] and line_width(cat_w, [widths[k] for k in blocks[-1] + [c]]) > width:
+            blocks.append([])
+        blocks[-1].append(c)
+    title = [f"{data['name']}  MACs as each tool counts them", f"batch {data['batch']}"]
+    lines = title_lines(title, width)
+    margin, gap = " " * MARGIN, " " * GAP
+    for block in blocks:
+        lines.append([])
+        lines.append([(margin + "Category".ljust(cat_w), BOLD)] + [(gap + c.rjust(widths[c]), BOLD) for c in block])
+        lines.append([(margin + "─" * (line_width(cat_w, [widths[c] for c in block]) - MARGIN), None)])
+        for r, label in enumerate(labels):
+            last = r == len(labels) - 1
+            line: list[tuple[str, Style | None]] = [(margin + label.ljust(cat_w), BOLD if last else None)]
+            for c in block:
+                text = columns[c][r]
+                line.append((gap + text.rjust(widths[c]), DIM if text == "—" else BOLD if last else None))
+            lines.append(line)
+    lines.append([])
     if not exact:
-        out.print("exact totals: " + ", ".join(f"{c} {data['total'][c]:,}" for c in conventions if data["total"][c] is not None))
-    out.print(Text("torch = FlopCounterMode / 2; — = not counted: the tool skips (or warns about) that op", style="dim"))
+        totals = [f"{c} {data['total'][c]:,}," for c in conventions if data["total"][c] is not None]
+        lines += [[(t.rstrip(","), None)] for t in wrap_tokens(["exact totals:", *totals], width)]
+    note = "torch = FlopCounterMode / 2; — = not counted: the tool skips (or warns about) that op"
+    lines += [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
+    write_lines(out, lines)
 
 
-def _cell(n: int | None, exact: bool, bold: bool = False) -> Text:
+def _compare_cell(n: int | None, exact: bool) -> str:
     if n is None:
-        return Text("—", style="dim")
-    return Text(f"{n:,}" if exact else human(n).replace(" ", ""), style="bold" if bold else "")
+        return "—"
+    return f"{n:,}" if exact else human(n).replace(" ", "")
 
 
 def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
-    """The layer catalog: type, arguments with defaults, what it does."""
-    table = Table(title="[bold]layercalc layer types[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Type", style="magenta", no_wrap=True)
-    table.add_column("Arguments")
-    table.add_column("What it does", style="dim")
+    """The layer catalog: type, arguments with defaults, what it does.
+
+    Arguments wrap between arguments and the description between words, never inside one; a
+    terminal too narrow for both beside the type shows the description under the arguments.
+    """
+    width = out.width
+    type_w = max(len(x) for x in ["Type", *(r["type"] for r in rows)])
+    rest = width - line_width(type_w, [0, 0])  # what two more columns share
+    side_by_side = rest >= 40
+    args_w = max(10, rest * 11 // 20) if side_by_side else max(10, width - line_width(type_w, [0]))
+    what_w = rest - args_w if side_by_side else args_w
+    margin, gap = " " * MARGIN, " " * GAP
+    lines = title_lines(["layercalc layer types"], width) + [[]]
+    header = [(margin + "Type".ljust(type_w), BOLD), (gap + "Arguments".ljust(args_w), BOLD)]
+    if side_by_side:
+        header.append((gap + "What it does", BOLD))
+    lines.append(header)
+    lines.append([(margin + "─" * (line_width(type_w, [args_w, what_w] if side_by_side else [args_w]) - MARGIN), None)])
     for row in rows:
-        table.add_row(row["type"], ", ".join(row["arguments"]) or "—", row["summary"])
-    out.print(table)
+        # each argument is one token, its comma attached, so a line never breaks inside one
+        arguments = [a.replace(" ", "") for a in row["arguments"]] or ["—"]
+        args = [(t, None) for t in wrap_tokens([a + "," for a in arguments[:-1]] + arguments[-1:], args_w)]
+        what = [(t, DIM) for t in wrap_tokens(row["summary"].split(), what_w)]
+        if not side_by_side:  # the description goes under the arguments
+            args, what = args + what, []
+        for i in range(max(len(args), len(what))):
+            text, style = args[i] if i < len(args) else ("", None)
+            line: list[tuple[str, Style | None]] = [
+                (margin + (row["type"] if i == 0 else "").ljust(type_w), MAGENTA), (gap + text.ljust(args_w), style),
+            ]
+            if i < len(what):
+                line.append((gap + what[i][0], DIM))
+            lines.append(line)
+    write_lines(out, lines)
 
 
 def render_checks(result: dict[str, Any], out: Console) -> None:
