@@ -126,6 +126,11 @@ def test_the_resnet18_example_at_80_columns() -> None:
     assert lines[2].split() == ["Layer", "Output", "shape", "Params", "MACs"]
     assert "       layer1.0.0.body.0 conv2d           1x64x56x56    36.9 K   116 M" in lines
     assert any(line.startswith("hidden to fit 80 columns: Arguments, FLOPs, % MACs") for line in lines)
+    # at 60 the names get 60 - 1 - (14 + 8 + 7) = 30 of the 41 the longest needs: one space a level
+    # for every row (the dots still show the depth), and only the names still too long shorten
+    lines = _render(render_table, _data("resnet18")["plain"], "summary", width=60)
+    assert "    layer1.0.0.body.0 conv2d    1x64x56x56    36.9 K   116 M" in lines
+    assert "    layer1.…body.1 batchnorm2d  1x64x56x56       128       —" in lines
 
 
 def _options(command: str) -> set[str]:
