@@ -20,7 +20,6 @@ from .formats import human, human_bytes
 from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
-SHARE_WIDTH = BAR_WIDTH + 7  # the bar, a space and ' 42.3%'
 DIM, BOLD, MAGENTA, DIM_MAGENTA, CYAN = (Style.parse(s) for s in ("dim", "bold", "magenta", "dim magenta", "cyan"))
 DIM_ITALIC = Style.parse("dim italic")
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
@@ -40,16 +39,8 @@ def console(file: TextIO | None = None, width: int | None = None) -> Console:
     return _Console(file=file, highlight=False, soft_wrap=False, width=width)
 
 
-def bar(share: float) -> Text:
-    """'████▍      42.3%': a small bar so the heavy layers stand out."""
-    blocks, percent = _bar_parts(share)
-    text = Text(blocks, style="cyan")
-    text.append(percent, style="dim" if share < 0.05 else "")
-    return text
-
-
 def _bar_parts(share: float) -> tuple[str, str]:
-    """The bar (BAR_WIDTH characters, in eighths) and ' 42.3%'."""
+    """'████▍   ' and ' 42.3%': a small bar (BAR_WIDTH characters, in eighths) so the heavy layers stand out."""
     eighths = round(max(0.0, min(1.0, share)) * BAR_WIDTH * 8)
     full, part = divmod(eighths, 8)
     blocks = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
@@ -202,18 +193,13 @@ def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width:
     return [(blocks, CYAN), (percent.ljust(width - len(blocks)), DIM if s < 0.05 else None)]
 
 
-def _number(n: int | None) -> Text:
-    if n is None:
-        return Text("not counted", style="dim italic")
-    return Text(human(n) if n else "—", style="" if n else "dim")
-
-
 def footer(report: dict[str, Any]) -> Table:
     """Totals with exact integers and human units, and memory for the dtype and batch."""
     t = report["total"]
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(justify="right")
+    # labels and exact integers never wrap or shorten; on a narrow terminal the notes wrap instead
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
     grid.add_column(style="dim")
     grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
     grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
