@@ -175,6 +175,8 @@ def test_fit_name_shortens_the_path_in_the_middle() -> None:
     assert fit_name(3, "layer1.0.0.body.1", " batchnorm2d", 30, step=1) == ("   ", "layer1.….body.1", " batchnorm2d")
     # 14 wide: the path keeps 8 ("laye" + "…" + "y.1"), the indent goes, the type gets 14 - 8 - 1 = 5
     assert fit_name(3, "layer1.0.0.body.1", " batchnorm2d", 14, step=1) == ("", "laye…y.1", " ba…2d")
+    # a folded repeat keeps its count: 20 = 8 ("fc.1…999") + 1 + 2 ("l…" of linear) + 9 (" ×999,999")
+    assert fit_name(1, "fc.1-999999", " linear ×999,999", 20) == ("", "fc.1…999", " l… ×999,999")
 
 
 def test_narrow_default_table_says_what_it_hid() -> None:

@@ -79,6 +79,11 @@ def fit_name(depth: int, path: str, tail: str, width: int, step: int = 2) -> tup
         return " " * indent, shorten_middle(path, room), tail
     path = shorten_middle(path, min(keep, width))
     rest = width - len(path)
+    kind, sep, copies = tail.partition(" ×")
+    copies = sep + copies  # a folded repeat's count outlives its type: it is a number
+    if copies and rest >= len(copies):
+        room = rest - len(copies)
+        return "", path, (" " + shorten_middle(kind.lstrip(), room - 1) if room >= 2 else "") + copies
     return "", path, (" " + shorten_middle(tail.lstrip(), rest - 1)) if rest >= 2 else ""
 
 
