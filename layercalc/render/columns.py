@@ -43,15 +43,17 @@ ALIASES = {"input_size": "input_shape", "output_size": "output_shape", "kernel_s
 # the identity of a row, first in every machine format (the table shows them as its Layer column)
 IDENTITY = ("path", "name", "type", "depth")
 
-# each view's columns when none are asked for, and (DROP) which of them go first, in this order,
-# when the terminal is narrower than the table needs; the others stay and the names shorten
+# each view's columns when none are asked for; when the terminal is narrower than the table needs,
+# OPTIONAL ones go first (in this order), then the names shorten, and only when names would fall
+# below 16 characters do the CORE_LAST ones go (in this order)
 DEFAULT = {
     "summary": ("output_shape", "arguments", "params", "macs", "flops", "macs_percent"),
     "params": ("output_shape", "params", "buffers", "params_percent"),
     "flops": ("output_shape", "macs", "flops", "macs_percent"),
     "shapes": ("arguments", "input_shape", "output_shape"),
 }
-DROP = ("macs_percent", "params_percent", "flops", "arguments", "buffers", "output_shape", "input_shape")
+OPTIONAL = ("macs_percent", "params_percent", "flops", "arguments")
+CORE_LAST = ("buffers", "output_shape", "input_shape")
 
 
 def parse_columns(text: str, training: bool) -> tuple[str, ...]:

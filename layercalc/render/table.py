@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from .columns import DEFAULT, DROP, REGISTRY, Column, share, table_text
+from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
 from .formats import human, human_bytes
 from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
@@ -50,9 +50,9 @@ def _bar_parts(share: float) -> tuple[str, str]:
 def write_lines(out: Console, lines: list[list[tuple[str, Style | None]]]) -> None:
     """Write pre-laid-out lines of (text, style) pieces in one go, coloured as the console allows.
 
-    The layout already fits the width, so nothing is left for Rich to wrap or crop: each piece's
-    style is turned into the terminal's codes once per distinct (text, style) and written, which
-    keeps a 100,000-row table linear and cheap.
+    The layout already fits the width, so nothing is left for Rich to measure, wrap or crop: each
+    styled piece becomes the terminal's codes (none under NO_COLOR or into a pipe) and the whole
+    text is one write, which keeps a 100,000-row table linear and cheap.
     """
     system = None if out.no_color or out.color_system is None else COLOR_SYSTEMS.get(out.color_system)
     lines = [_rstrip(line) for line in lines]
@@ -94,8 +94,8 @@ def render_table(
 ) -> None:
     """Print the per-layer table and the totals footer for summary/params/flops/shapes.
 
-    Without `columns`, the view's default columns, the optional ones dropped (columns.DROP order)
-    when the terminal is too narrow; with `columns`, exactly those, the names shortened to fit.
+    Without `columns`, the view's default columns, some dropped (columns.OPTIONAL, CORE_LAST) when
+    the terminal is too narrow; with `columns`, exactly those, the names shortened to fit.
     """
     total = dict(report["total"])
     training = report.get("training")
@@ -118,8 +118,8 @@ def render_table(
         # what was asked stays; only when even the shortest names leave no room does the end give way
         layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
     else:
-        optional = [i for d in DROP[:4] for i, c in enumerate(chosen) if c.name == d]
-        core = [i for d in DROP[4:] for i, c in enumerate(chosen) if c.name == d]
+        optional = [names.index(d) for d in OPTIONAL if d in names]
+        core = [names.index(d) for d in CORE_LAST if d in names]
         layout = plan(natural, widths, width, optional, core)
     kept = layout.kept
     name_w = layout.name_width
