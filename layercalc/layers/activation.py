@@ -1,7 +1,8 @@
 """Elementwise activations and softmax: shape-preserving, no parameters, no MACs.
 
 Each elementwise type gives f(x) and f'(x) (from x and y = f(x)); forward and backward follow.
-Derivatives at the kinks follow PyTorch (relu'(0) = 0, hardswish'(3) from the middle piece, ...).
+Derivatives at the kinks follow PyTorch (relu'(0) = 0, leakyrelu'(0) = slope, hardswish'(-3) = 0 and
+hardswish'(3) = 1: the outer pieces own both ends, ...).
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ class Hardswish(_Elementwise):
         return x * np.clip(x + 3, 0, 6) / 6
 
     def df(self, x: Any, y: Any) -> Any:
-        return np.where(x < -3, 0.0, np.where(x <= 3, x / 3 + 0.5, 1.0)).astype(x.dtype)
+        return np.where(x <= -3, 0.0, np.where(x < 3, x / 3 + 0.5, 1.0)).astype(x.dtype)
 
 
 @register

@@ -206,12 +206,13 @@ def _flat(t: Any) -> Any:
 # -- attention (Llama-style) ---------------------------------------------------------------------
 
 
-def rope_tables(length: int, d: int, theta: float) -> tuple[Any, Any]:
-    """cos and sin of shape (T, d): position t, frequency theta^(-2i/d) for i < d/2, repeated twice."""
+def rope_tables(length: int, d: int, theta: float, dtype: Any = "float64") -> tuple[Any, Any]:
+    """cos and sin of shape (T, d): position t, frequency theta^(-2i/d) for i < d/2, repeated twice;
+    computed in float64 and rounded once to the activations' dtype (float32 tables keep a float32 run float32)."""
     inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
     angles = np.outer(np.arange(length, dtype=np.float64), inv_freq)
     emb = np.concatenate([angles, angles], axis=-1)
-    return np.cos(emb), np.sin(emb)
+    return np.cos(emb).astype(dtype), np.sin(emb).astype(dtype)
 
 
 def rotate_half(t: Any) -> Any:
@@ -327,7 +328,7 @@ class Attention(_Attends):
         q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
         tables = None
         if self.rope:  # q·cos + rotate_half(q)·sin, position by position
-            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta)
+            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta, x.dtype)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         # repeat_kv: query head i reads key/value head i // (h / kv)
         group = h // kv
