@@ -188,3 +188,25 @@ def test_narrow_default_table_says_what_it_hid() -> None:
     assert lines[4].split() == ["linear1", "linear", "8", "6"]
     note = " ".join(lines[lines.index("") + 0:]).split("hidden", 1)[1]
     assert " ".join(note.split()).startswith("to fit 40 columns: Output shape, Arguments, FLOPs, % MACs (see --columns)")
+
+
+def test_trainable_reads_a_rows_flag_and_defaults_to_true() -> None:
+    from layercalc.render.columns import REGISTRY as COLUMNS, machine_cell, table_text
+
+    flag = COLUMNS["trainable"]
+    assert (table_text(flag, {}), machine_cell(flag, {}, {})) == ("yes", "true")  # rows without the field
+    assert (table_text(flag, {"trainable": False}), machine_cell(flag, {"trainable": False}, {})) == ("no", "false")
+
+
+def test_the_command_line_fits_the_terminal_it_is_given() -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "COLUMNS": "60"}
+    run = subprocess.run([sys.executable, "-m", "layercalc", "summary", "configs/resnet18.yaml", "-f", "table"],
+                         capture_output=True, text=True, env=env, cwd=root)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and max(len(line) for line in lines) <= 60
+    assert "    layer1.0.0.body.0 conv2d    1x64x56x56    36.9 K   116 M" in lines
