@@ -41,6 +41,8 @@ def _brief(specs: list[str], shape: str) -> list[str]:
         # 10 features in, hidden 20 both ways: 40 out
         ("lstm:hidden_size=20,num_layers=2,bidirectional=true", "5x10", "10→40 h20 layers=2 bidirectional"),
         ("flatten:start_dim=2", "3x4x5", "start_dim=2"),
+        # grouped-query attention over 16 tokens of 64 features: 4 heads, 2 kv heads, rotary
+        ("attention:num_heads=4,num_kv_heads=2,rope=true", "16x64", "heads=4 kv_heads=2 rope"),
     ],
 )
 def test_arguments_are_the_non_default_ones_compact(spec: str, shape: str, expected: str) -> None:

@@ -220,7 +220,7 @@ class Node(NamedTuple):
 ARG_LABELS: dict[str, str] = {
     "kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "groups": "g",
     "output_padding": "op", "hidden_size": "h", "num_heads": "heads", "nhead": "heads",
-    "num_kv_heads": "kv", "head_dim": "hd", "num_layers": "layers", "dim_feedforward": "ff",
+    "num_kv_heads": "kv_heads", "num_layers": "layers", "dim_feedforward": "ff",
     "num_embeddings": "vocab", "embedding_dim": "dim", "output_size": "out", "scale_factor": "scale",
     "upscale_factor": "r", "num_groups": "groups", "negative_slope": "slope", "proj_size": "proj",
 }
