@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
-from layercalc.kernels.conv import conv2d_backward, conv2d_forward  # noqa: E402
+from layercalc.kernels.conv import conv_backward, conv_forward  # noqa: E402
 
 # ResNet-18 at 224x224, batch 1: (label, C_in, H, C_out, kernel, stride, padding, occurrences)
 SHAPES = [
@@ -130,7 +130,7 @@ def main() -> None:
         x = rng.standard_normal((1, c, h, h))
         w = rng.standard_normal((co, c, k, k))
         pads = ((p, p), (p, p))
-        y, _ = conv2d_forward(x, w, None, (s, s), pads, (1, 1), 1)
+        y, _ = conv_forward(x, w, None, (s, s), pads, (1, 1), 1)
         dy = rng.standard_normal(y.shape)
         rows, cols = c * k * k, y.shape[2] * y.shape[3]
         # the three GEMMs of an im2col conv on ready-made matrices of the same sizes
@@ -149,8 +149,8 @@ def main() -> None:
                 a.T @ g  # ∇cols
 
             def ours() -> None:
-                _, cache = conv2d_forward(x, w, None, (s, s), pads, (1, 1), 1)
-                conv2d_backward(dy, cache)
+                _, cache = conv_forward(x, w, None, (s, s), pads, (1, 1), 1)
+                conv_backward(dy, cache)
 
             # NumPy: GEMM and ours alternate, so a slow spell of the machine hits both alike
             gemm(), ours()

@@ -281,7 +281,7 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
             raise exc.at(line=key_line) from None
     for arg in cls.args:
         if arg.required and arg.name not in values:
-            raise SchemaError(f"missing required argument '{arg.name}'", value=None)
+            raise SchemaError(f"missing required argument '{arg.name}'")
     return values
 
 

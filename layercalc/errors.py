@@ -5,7 +5,7 @@ The core raises these; the command line turns them into one-line messages, once.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Location(NamedTuple):
@@ -29,13 +29,27 @@ class LayercalcError(Exception):
 
 
 class ConfigError(LayercalcError):
-    """A config (or command-line override) that cannot be used; carries its location."""
+    """A config (or command-line override) that cannot be used; carries its location and the value at fault.
+
+    `value` is what the message calls wrong, as the loader or the layer holds it: a key or an
+    argument (a kernel_size as its per-dim tuple), a mapping of the arguments that conflict, the
+    pair of shapes that do not match, or the input shape a layer refuses; None when no value is at
+    fault (a missing key, an unreadable file). The command line prints the message, which states
+    the value in words; `details()` gives it as data, for programs that use the Python API.
+    """
 
     def __init__(self, message: str, loc: Location | None = None, value: object = None) -> None:
         super().__init__(message)
         self.message = message
         self.loc = loc or Location()
         self.value = value
+
+    def details(self) -> dict[str, Any]:
+        """The error as JSON-ready data: file, line, where, layer, message and value (tuples as lists)."""
+        return {
+            "file": self.loc.file, "line": self.loc.line, "where": self.loc.where, "layer": self.loc.layer,
+            "message": self.message, "value": _plain(self.value),
+        }
 
     def at(self, **fields: object) -> "ConfigError":
         """Return the same error with location fields filled in where still empty."""
@@ -48,6 +62,17 @@ class ConfigError(LayercalcError):
 
     def __str__(self) -> str:
         return one_line(f"{self.loc}: {self.message}")
+
+
+def _plain(value: object) -> Any:
+    """A value as JSON data: tuples and lists as lists, mappings with string keys, other objects by repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
 
 
 def one_line(text: str) -> str:

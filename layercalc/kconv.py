@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
-from .kconv_terms import Axis, all_terms, frames, layout
+from .kconv_terms import Axis, all_terms, frames, layout, positions, terms_of
 
 Pair = tuple[int, int]
 Sizes = tuple[int, ...]  # one entry per spatial axis (1 or 2)
@@ -120,17 +120,31 @@ def geometry(input: str, kernel: str, stride: str = "1", padding: str = "0", dil
 
 
 def kconv(geo: Geometry) -> dict[str, Any]:
-    """K_conv (or K_convᵀ when transposed) symbolically: geometry plus {"matrix", "shape", "rows"}."""
-    from .kernels.conv import kconv_index
+    """K_conv (or K_convᵀ when transposed) symbolically: geometry plus {"matrix", "shape", "rows"}.
 
-    index = kconv_index(*geo.lifted())
-    if geo.transposed:
-        index = index.T
+    Built from the per-axis index arithmetic of kconv_terms (u = i·s + t·d − p), in plain Python:
+    the machine formats of a 1,024 x 1,024 matrix need no NumPy; `check` compares it with the
+    kernels' K_conv.
+    """
+    axes = geo.axes
+    outs, ins = positions(axes, adjoint=False), positions(axes, adjoint=True)
     # 1-D counts from 0 (x0, k0), as the term-by-term view; 2-D numbers cells from 1 in reading order
     base = 0 if geo.rank == 1 else 1
+    width = ins[-1][-1] + 1  # row-major flattening of a position: row · width + col
+    kernel_width = axes[-1].kernel
+
+    def flat(at: tuple[int, ...], w: int) -> int:
+        return at[0] * w + at[1] if len(at) == 2 else at[0]
+
+    rows = [["0"] * len(ins) for _ in outs]
+    for row, at in zip(rows, outs):
+        for tap, u in terms_of(axes, at, adjoint=False):
+            row[flat(u, width)] = f"k{flat(tap, kernel_width) + base}"
+    if geo.transposed:
+        rows = [list(column) for column in zip(*rows)]
     return {
         **geo.describe(), "matrix": "K_convᵀ" if geo.transposed else "K_conv", "index_base": base,
-        "shape": list(index.shape), "rows": [[f"k{j - 1 + base}" if j else "0" for j in row] for row in index.tolist()],
+        "shape": [len(rows), len(rows[0])], "rows": rows,
     }
 
 
@@ -195,6 +209,17 @@ def _evaluate_layout(lay: dict[str, Any], k: Any, operand: Any, operand_symbol: 
     return np.array(out)
 
 
+def _printed(geo: Geometry, k: Any) -> Any:
+    """The printed matrix (K_conv, or K_convᵀ when transposed) with the kernel's numbers in place of its tap names."""
+    import numpy as np
+
+    data = kconv(geo)
+    base = data["index_base"]
+    # a name outside the kernel reads as NaN, which no tolerance accepts
+    value = {"0": 0.0, **{f"k{t + base}": float(v) for t, v in enumerate(np.asarray(k).ravel())}}
+    return np.array([[value.get(v, np.nan) for v in row] for row in data["rows"]])
+
+
 def _result(what: str, expected: Any, got: Any) -> dict[str, Any]:
     """A check's record: max abs difference against a float64 rounding tolerance."""
     import numpy as np
@@ -209,7 +234,7 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
     """The matrix against the layer's NumPy forward and backward; with `backward` (or transposed) also the terms and the drawing."""
     import numpy as np
 
-    from .kernels.conv import conv2d_dx_full_correlation, kconv_matrix
+    from .kernels.conv import conv_dx_full_correlation, kconv_matrix
 
     rng = np.random.default_rng(seed)
     in_hw, k_hw, stride, pads, dilation = geo.lifted()
@@ -225,6 +250,7 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
     y, dy, dx = drop(y), drop(dy), drop(dx)
     if geo.transposed:
         results = [
+            _result("the printed K_convᵀ = the kernels' K_convᵀ", m.T, _printed(geo, k)),
             _result("vec(y) = K_convᵀ · vec(x)", m.T @ x.ravel(), y),
             _result("∇x = K_conv · vec(∇y)", m @ dy.ravel(), dx),
         ]
@@ -243,8 +269,9 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
             _result("the drawing (x spread, padded, flipped k) = K_convᵀ · vec(x)", m.T @ x.ravel(), _evaluate_layout(view["layout"], k, x[0, 0], "x")),
         ]
     four = (lambda a: a[:, :, None, :]) if geo.rank == 1 else (lambda a: a)  # the kernels' (N, C, H, W)
-    seed_dx = conv2d_dx_full_correlation(four(dy), four(weight), four(x).shape, stride, pads, dilation, 1)
+    seed_dx = conv_dx_full_correlation(four(dy), four(weight), four(x).shape, stride, pads, dilation, 1)
     results = [
+        _result("the printed K_conv = the kernels' K_conv", m, _printed(geo, k)),
         _result("vec(x ⋆ k) = K_conv · vec(x)", m @ x.ravel(), y),
         _result("∇x = K_convᵀ · vec(∇y)", m.T @ dy.ravel(), dx),
         _result("∇x = full correlation of ∇y with the flipped k", m.T @ dy.ravel(), seed_dx),

@@ -84,3 +84,8 @@ def test_softmax_is_exact_on_rows_far_apart() -> None:
 def test_softmax_dim_out_of_range_names_the_argument() -> None:
     with pytest.raises(ShapeError, match="dim"):
         REGISTRY["softmax"](dim=3).output_shape((2, 5))
+
+
+def test_relu6_clips_at_six() -> None:
+    y, _ = REGISTRY["relu6"]().forward(np.array([-1.0, 3.0, 6.0, 7.5]), {})
+    np.testing.assert_array_equal(y, [0.0, 3.0, 6.0, 6.0])

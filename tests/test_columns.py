@@ -105,6 +105,7 @@ def test_backward_macs_column_with_training(cli) -> None:
         (["--columns", "backward_macs"], "--columns: backward_macs needs --training"),
         (["--columns", "params", "-f", "json"], "--columns chooses the columns of table, csv, tsv and markdown; JSON"),
         (["--columns", "params", "--total"], "--columns chooses a table's columns; it does not combine with --total"),
+        (["--columns", "params", "--by-type"], "--by-type gives one row per layer type; it does not combine with --columns"),
     ],
 )
 def test_bad_columns_are_one_line_errors(cli, args: list[str], message: str) -> None:
@@ -212,3 +213,13 @@ def test_the_command_line_fits_the_terminal_it_is_given() -> None:
     lines = run.stdout.splitlines()
     assert run.returncode == 0 and max(len(line) for line in lines) <= 60
     assert "    layer1.0.0.body.0 conv2d    1x64x56x56    36.9 K   116 M" in lines
+
+
+def test_the_api_takes_columns_as_the_command_line_does() -> None:
+    from layercalc.api import render
+
+    report = analyse_layers(["linear:out_features=2", "linear:out_features=4"], "3")
+    # params 8 and 12 (total 20), MACs 6 and 8 (total 14), as in the tsv above
+    assert render(report, "tsv", columns=["macs", "params"]).splitlines()[1:] == [
+        "linear1\tlinear1\tlinear\t0\t6\t8", "linear2\tlinear2\tlinear\t0\t8\t12", "total\t\t\t\t14\t20"]
+    assert report.table(width=80, columns="params").splitlines()[2].split() == ["Layer", "Params"]

@@ -78,12 +78,12 @@ def run_conv2d(case: dict[str, Any], seed: int = 0) -> None:
     tx, tw = leaf(x), leaf(w)
     tb = leaf(b) if b is not None else None
     ty = F.conv2d(F.pad(tx, (l, r, t, bt)), tw, tb, case["s"], 0, case["d"], case["groups"])
-    y, cache = conv.conv2d_forward(x, w, b, case["s"], case["pads"], case["d"], case["groups"])
+    y, cache = conv.conv_forward(x, w, b, case["s"], case["pads"], case["d"], case["groups"])
     close(y, ty)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    dx = close_grads(conv.conv2d_backward(dy, cache), tx, tw, tb)
-    seed_dx = conv.conv2d_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"])
+    dx = close_grads(conv.conv_backward(dy, cache), tx, tw, tb)
+    seed_dx = conv.conv_dx_full_correlation(dy, w, x.shape, case["s"], case["pads"], case["d"], case["groups"])
     close(seed_dx, tx.grad)
     np.testing.assert_allclose(seed_dx, dx, rtol=1e-10, atol=1e-12)
 
@@ -125,14 +125,14 @@ def test_conv2d_same_padding_as_pytorch(k: tuple[int, int], d: tuple[int, int]) 
     pads = tuple((di * (ki - 1) // 2, di * (ki - 1) - di * (ki - 1) // 2) for ki, di in zip(k, d))
     tx, tw, tb = leaf(x), leaf(w), leaf(b)
     ty = F.conv2d(tx, tw, tb, 1, "same", d)
-    y, cache = conv.conv2d_forward(x, w, b, (1, 1), pads, d, 1)
+    y, cache = conv.conv_forward(x, w, b, (1, 1), pads, d, 1)
     close(y, ty)
     assert y.shape[2:] == x.shape[2:]
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = conv.conv2d_backward(dy, cache)
+    dx, dw, db = conv.conv_backward(dy, cache)
     close(dx, tx.grad), close(dw, tw.grad), close(db, tb.grad)
-    close(conv.conv2d_dx_full_correlation(dy, w, x.shape, (1, 1), pads, d, 1), tx.grad)
+    close(conv.conv_dx_full_correlation(dy, w, x.shape, (1, 1), pads, d, 1), tx.grad)
 
 
 @FAST
@@ -163,13 +163,13 @@ def test_conv1d_as_height_one(n: int, groups: int, cg: int, cog: int, k: int, s:
     b = rng.standard_normal(groups * cog)
     tx, tw, tb = leaf(x), leaf(w), leaf(b)
     ty = F.conv1d(tx, tw, tb, s, "same" if same else p, d, groups)
-    y4, cache = conv.conv2d_forward(x[:, :, None], w[:, :, None], b, (1, s), ((0, 0), pad_lr), (1, d), groups)
+    y4, cache = conv.conv_forward(x[:, :, None], w[:, :, None], b, (1, s), ((0, 0), pad_lr), (1, d), groups)
     close(y4[:, :, 0], ty)
     dy = rng.standard_normal(ty.shape)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = conv.conv2d_backward(dy[:, :, None], cache)
+    dx, dw, db = conv.conv_backward(dy[:, :, None], cache)
     close(dx[:, :, 0], tx.grad), close(dw[:, :, 0], tw.grad), close(db, tb.grad)
-    close(conv.conv2d_dx_full_correlation(dy[:, :, None], w[:, :, None], x[:, :, None].shape, (1, s), ((0, 0), pad_lr), (1, d), groups)[:, :, 0], tx.grad)
+    close(conv.conv_dx_full_correlation(dy[:, :, None], w[:, :, None], x[:, :, None].shape, (1, s), ((0, 0), pad_lr), (1, d), groups)[:, :, 0], tx.grad)
 
 
 def test_conv2d_float32() -> None:
@@ -180,17 +180,17 @@ def test_conv2d_float32() -> None:
     b = rng.standard_normal(6).astype(np.float32)
     tx, tw, tb = leaf(x), leaf(w), leaf(b)
     ty = F.conv2d(tx, tw, tb, 2, 1, 1, 2)
-    y, cache = conv.conv2d_forward(x, w, b, (2, 2), ((1, 1), (1, 1)), (1, 1), 2)
+    y, cache = conv.conv_forward(x, w, b, (2, 2), ((1, 1), (1, 1)), (1, 1), 2)
     close(y, ty, rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     ty.backward(torch.tensor(dy))
-    for got, want in zip(conv.conv2d_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
+    for got, want in zip(conv.conv_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
         close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_conv2d_no_window_is_an_error() -> None:
     with pytest.raises(ValueError, match="exceeds the padded input"):
-        conv.conv2d_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+        conv.conv_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)), None, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,11 +221,11 @@ def run_transpose(case: dict[str, Any], seed: int = 4) -> None:
     tx, tw = leaf(x), leaf(w)
     tb = leaf(b) if b is not None else None
     ty = F.conv_transpose2d(tx, tw, tb, case["s"], case["p"], case["op"], g, case["d"])
-    y, cache = conv.conv_transpose2d_forward(x, w, b, case["s"], case["p"], case["op"], case["d"], g)
+    y, cache = conv.conv_transpose_forward(x, w, b, case["s"], case["p"], case["op"], case["d"], g)
     close(y, ty)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
-    close_grads(conv.conv_transpose2d_backward(dy, cache), tx, tw, tb)
+    close_grads(conv.conv_transpose_backward(dy, cache), tx, tw, tb)
 
 
 @FAST
@@ -300,12 +300,12 @@ def test_kconv_matrix_is_the_conv(case: tuple[Any, ...]) -> None:
     ty = F.conv2d(F.pad(tx, (l, r, t, b)), torch.tensor(kern[None, None]), None, s, 0, d)
     assert m.shape == (ty.shape[2] * ty.shape[3], hw[0] * hw[1])
     np.testing.assert_allclose(m @ x.ravel(), ty.detach().numpy().ravel(), rtol=1e-12, atol=1e-12)
-    y, cache = conv.conv2d_forward(x, kern[None, None], None, s, pads, d, 1)
+    y, cache = conv.conv_forward(x, kern[None, None], None, s, pads, d, 1)
     np.testing.assert_allclose(m @ x.ravel(), y.ravel(), rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
     np.testing.assert_allclose(m.T @ dy.ravel(), tx.grad.numpy().ravel(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(m.T @ dy.ravel(), conv.conv2d_backward(dy, cache)[0].ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.T @ dy.ravel(), conv.conv_backward(dy, cache)[0].ravel(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("groups, cg, cog", [(1, 2, 3), (2, 2, 1), (3, 1, 2)])

@@ -412,3 +412,16 @@ def test_the_reference_implementations_pass_with_impl(cli, write) -> None:
     for impl in ("layercalc.layers.tokens:Embedding", "layercalc.layers.norm:RMSNorm"):
         run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", impl, "-f", "tsv")
         assert run.status == 0, run.out
+
+
+def test_class_token_is_prepended_along_the_sequence() -> None:
+    import numpy as np
+
+    from layercalc.layers import REGISTRY
+
+    token = np.array([[[7.0, 8.0]]])
+    x = np.arange(12.0).reshape(2, 3, 2)
+    y, cache = REGISTRY["clstoken"]().forward(x, {"class_token": token})
+    assert y.shape == (2, 4, 2)
+    np.testing.assert_array_equal(y[:, 0], [[7.0, 8.0], [7.0, 8.0]])
+    np.testing.assert_array_equal(y[:, 1:], x)

@@ -274,12 +274,6 @@ def conv_transpose_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Arra
     return dx, dw, db
 
 
-# the 2-D names the kconv command, the benchmark and older callers use: the same functions
-conv2d_forward, conv2d_backward, conv2d_dx_full_correlation = conv_forward, conv_backward, conv_dx_full_correlation
-conv_transpose2d_forward, conv_transpose2d_backward = conv_transpose_forward, conv_transpose_backward
-pad2d = pad
-
-
 # ---------------------------------------------------------------------------------------------
 # K_conv: the convolution as a matrix (the seed's figure)
 # ---------------------------------------------------------------------------------------------
@@ -326,9 +320,9 @@ def kconv_full(w: Array, x_shape: tuple[int, ...], stride: Sizes, padding: Pads,
     rows, cols = index.shape
     taps = np.concatenate([np.zeros((co, cg, 1), dtype=w.dtype), w.reshape(co, cg, math.prod(kernel))], axis=2)
     blocks = taps[:, :, index]  # (Co, C/G, ∏out, ∏S)
-    k = np.zeros((co, rows, groups, cg, cols), dtype=w.dtype)
+    full = np.zeros((co, rows, groups, cg, cols), dtype=w.dtype)  # zero outside each group's block
     per_group = co // groups
     for g in range(groups):
         o = slice(g * per_group, (g + 1) * per_group)
-        k[o, :, g] = blocks[o].transpose(0, 2, 1, 3)
-    return k.reshape(co * rows, c * cols)
+        full[o, :, g] = blocks[o].transpose(0, 2, 1, 3)
+    return full.reshape(co * rows, c * cols)

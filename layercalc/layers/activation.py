@@ -12,7 +12,7 @@ from typing import Any
 
 from ..lazy import np
 from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, numel, register
-from .peers import ACT, row
+from .peers import ACT, row, rules
 
 _INPLACE = Arg("inplace", Bool(), False, "accepted for PyTorch compatibility; no effect")
 
@@ -25,6 +25,21 @@ class _Elementwise(Layer):
     # patch of the F.* function the module calls (input elements); no other tool counts them
     ptflops_hook: bool = False
     ptflops_patch: bool = False
+
+    shape_rule = "unchanged"
+    params_rule = "none"
+    macs_rule = "0 (elementwise)"
+    peer_rules = rules()
+    example = ([2, 3], {})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the words follow the two flags peer_costs reads, so they cannot drift apart
+        parts = [what for on, what in ((cls.ptflops_hook, "numel(y) in its module hook"),
+                                       (cls.ptflops_patch, f"numel(x) in its F.{cls.type_name} patch")) if on]
+        cls.peer_rules = rules(ptflops=" + ".join(parts)) if parts else rules()
+        # every argument of an activation changes its values only
+        cls.inert_args = tuple(a.name for a in cls.args)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         counted = self.ptflops_hook or self.ptflops_patch
@@ -229,6 +244,11 @@ class Softmax(Layer):
     type_name = "softmax"
     summary = "exp(x) / sum(exp(x)) along dim"
     args = (Arg("dim", Int(low=-64), -1, "counts the batch, as in PyTorch"),)
+    shape_rule = "unchanged; dim (counting the batch) must exist"
+    params_rule = "none"
+    macs_rule = "0 (exponentials and a division, not multiply-accumulates)"
+    peer_rules = rules(thop="numel(x) / F · (3·F − 1), F = the size of dim", ptflops="numel(x) in its F.softmax patch")
+    example = ([2, 5], {})
 
     dim: int
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .peers import BIAS, CONV, row
+from .peers import BIAS, CONV, row, rules
 from .base import Arg, Bool, Int, Layer, Name, Opt, Shape, numel, register
 
 
@@ -20,6 +20,16 @@ class Linear(Layer):
     )
     feature_dim = -1  # features: 512→1000
     feature_args = ("in_features", "out_features")
+    shape_rule = "(N, ..., in_features) -> (N, ..., out_features); in_features is the input's last dim"
+    params_rule = ("weight out_features·in_features, + bias out_features if bias;"
+                   " a tied_to weight is the embedding's and adds none")
+    macs_rule = "numel(y)·in_features = N·(leading dims)·in_features·out_features"
+    peer_rules = rules(
+        torch="as layercalc", fvcore="as layercalc", thop="as layercalc",
+        ptflops="as layercalc, + numel(y) for the bias if bias",
+        torchinfo="N·in_features·out_features (+ N·out_features if bias): params × output.shape[0], middle dims lost",
+    )
+    example = ([4], {"out_features": 3})
 
     out_features: int
     bias: bool

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from ..errors import ShapeError
 from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .geometry import pool_out
-from .peers import POOL, row
+from .peers import POOL, row, rules
 
 
 def lift(a: Any, rank: int) -> Any:
@@ -23,8 +23,29 @@ def drop(a: Any, rank: int) -> Any:
     return a[:, :, 0, :] if rank == 1 else a
 
 
+# the rules in words (`layercalc layers TYPE`), max pools first, then average pools
+_WINDOW = ("(N, C, *S) -> (N, C, *S_out), per spatial dim S_out = floor((S + 2·padding − {reach}) / stride) + 1"
+           " (ceil with ceil_mode, the last window starting inside the input or its left padding);"
+           " stride null = kernel_size; padding <= kernel_size / 2")
+MAX_SHAPE = _WINDOW.format(reach="dilation·(kernel_size − 1) − 1")
+AVG_SHAPE = _WINDOW.format(reach="kernel_size")
+_PTFLOPS_POOL = "2·numel(x): numel(x) in its module hook, numel(x) again in its F.*pool* patch"
+MAX_PEERS = rules(ptflops=_PTFLOPS_POOL)
+AVG_PEERS = rules(thop="numel(y)", ptflops=_PTFLOPS_POOL)
+ADAPTIVE_SHAPE = "(N, C, *S) -> (N, C, *output_size); a null entry of output_size keeps that dim"
+ADAPTIVE_MAX_PEERS = MAX_PEERS
+_THOP_ADAPTIVE = "int((prod(S / output_size) + 1)·numel(y)), in floating point"
+ADAPTIVE_AVG_PEERS = rules(thop=_THOP_ADAPTIVE, ptflops=_PTFLOPS_POOL)  # fvcore handles only the 2-D op
+ADAPTIVE_AVG2D_PEERS = rules(fvcore="numel(x)", thop=_THOP_ADAPTIVE, ptflops=_PTFLOPS_POOL)
+
+
 class _Pool(Layer):
     """Sliding-window pooling over `rank` spatial dims of (N, C, *spatial); no parameters."""
+
+    shape_rule = MAX_SHAPE
+    params_rule = "none"
+    macs_rule = "0 (comparisons, not multiply-accumulates)"
+    peer_rules = MAX_PEERS
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
@@ -37,7 +58,7 @@ class _Pool(Layer):
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels import pool
 
-        k, s, p, d = self.windows()
+        k, s, p, d = self.window_args()
         if self.averages:
             return pool.avgpool_forward(x, k, s, p, self.ceil_mode, self.count_include_pad)  # type: ignore[attr-defined]
         return pool.maxpool_forward(x, k, s, p, d, self.ceil_mode)  # type: ignore[attr-defined]
@@ -48,7 +69,7 @@ class _Pool(Layer):
         back = pool.avgpool_backward if self.averages else pool.maxpool_backward
         return back(dy, cache), {}
 
-    def windows(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    def window_args(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
         k = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
         s = k if self.stride is None else as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
@@ -58,7 +79,7 @@ class _Pool(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_spatial(x, self.rank)
-        k, s, p, d = self.windows()
+        k, s, p, d = self.window_args()
         for kk, pp in zip(k, p):
             if pp > kk // 2:  # PyTorch's own check, on the undilated kernel
                 raise ShapeError(f"padding {pp} exceeds half the kernel_size {kk}", value=pp)
@@ -94,6 +115,7 @@ class MaxPool1d(_Pool):
     summary = "max over sliding windows of (N, C, L)"
     rank = 1
     args = _pool_args(1, avg=False)
+    example = ([2, 8], {"kernel_size": 2})
 
 
 @register
@@ -102,6 +124,7 @@ class MaxPool2d(_Pool):
     summary = "max over sliding windows of (N, C, H, W)"
     rank = 2
     args = _pool_args(2, avg=False)
+    example = ([2, 8, 8], {"kernel_size": 3, "stride": 2, "padding": 1})
 
 
 @register
@@ -111,6 +134,10 @@ class AvgPool1d(_Pool):
     rank = 1
     averages = True
     args = _pool_args(1, avg=True)
+    example = ([2, 8], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 @register
@@ -120,6 +147,10 @@ class AvgPool2d(_Pool):
     rank = 2
     averages = True
     args = _pool_args(2, avg=True)
+    example = ([2, 8, 8], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 @register
@@ -128,6 +159,7 @@ class MaxPool3d(_Pool):
     summary = "max over sliding windows of (N, C, D, H, W)"
     rank = 3
     args = _pool_args(3, avg=False)
+    example = ([2, 4, 4, 4], {"kernel_size": 2})
 
 
 @register
@@ -138,10 +170,19 @@ class AvgPool3d(_Pool):
     averages = True
     unpadded_fit = True
     args = _pool_args(3, avg=True)
+    example = ([2, 4, 4, 4], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 class _AdaptivePool(Layer):
     """Pooling to a fixed output size; window i spans [floor(i·L/out), ceil((i+1)·L/out))."""
+
+    shape_rule = ADAPTIVE_SHAPE
+    params_rule = "none"
+    macs_rule = "0"
+    peer_rules = ADAPTIVE_MAX_PEERS
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False
@@ -188,6 +229,8 @@ class AdaptiveAvgPool1d(_AdaptivePool):
     rank = 1
     averages = True
     args = (Arg("output_size", Ints(rank=1)),)
+    example = ([2, 8], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG_PEERS
 
 
 @register
@@ -197,6 +240,8 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     rank = 2
     averages = True
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+    example = ([2, 7, 7], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG2D_PEERS
 
 
 @register
@@ -206,6 +251,8 @@ class AdaptiveAvgPool3d(_AdaptivePool):
     rank = 3
     averages = True
     args = (Arg("output_size", Ints(rank=3, nullable=True)),)
+    example = ([2, 4, 4, 4], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG_PEERS
 
 
 @register
@@ -214,6 +261,7 @@ class AdaptiveMaxPool1d(_AdaptivePool):
     summary = "max pooling of (N, C, L) to a fixed length"
     rank = 1
     args = (Arg("output_size", Ints(rank=1)),)
+    example = ([2, 8], {"output_size": 2})
 
 
 @register
@@ -222,3 +270,4 @@ class AdaptiveMaxPool2d(_AdaptivePool):
     summary = "max pooling of (N, C, H, W) to a fixed size"
     rank = 2
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+    example = ([2, 7, 7], {"output_size": 2})

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .base import LAYOUTS, Arg, Bool, Choice, Int, Ints, Layer, Opt, Shape, _bad, _show, fmt_shape, numel, register
-from .peers import RESAMPLE, row
+from .peers import RESAMPLE, row, rules
 
 # the spatial rank each mode needs (PyTorch refuses the others); nearest takes any of 1, 2, 3
 MODE_RANKS = {"nearest": (1, 2, 3), "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
@@ -45,6 +45,18 @@ class Upsample(Layer):
         Arg("mode", Choice(*MODE_RANKS), "nearest"),
         Arg("align_corners", Opt(Bool()), None, "only with linear, bilinear, bicubic, trilinear (null = false)"),
     )
+    shape_rule = ("(N, C, *S) -> (N, C, *S_out), S_out = size, or floor(S·scale_factor) per spatial dim; mode"
+                  " linear takes (N, C, L), bilinear and bicubic (N, C, H, W), trilinear (N, C, D, H, W), nearest any")
+    params_rule = "none"
+    macs_rule = "0 (interpolation weights, not multiply-accumulates)"
+    peer_rules = rules(
+        fvcore="numel(y) for 2-D nearest, 4·numel(y) for 2-D bilinear; other modes and ranks not counted",
+        thop="numel(y) × ops per output element by mode: " + ", ".join(f"{m} {n}" for m, n in THOP_PER_OUTPUT.items()),
+        ptflops=("numel(y) / N in its module hook (one sample, divided by N again) + N·C·prod(size) or"
+                 " numel(x)·scale_factor^rank in its F.interpolate patch"),
+    )
+    inert_args = ("align_corners",)
+    example = ([2, 4, 4], {"scale_factor": 2})
 
     size: Any
     scale_factor: Any
@@ -55,7 +67,7 @@ class Upsample(Layer):
         super().__init__(**values)
         if (self.size is None) == (self.scale_factor is None):
             which = "both" if self.size is not None else "neither"
-            raise SchemaError(f"set exactly one of size and scale_factor (got {which})", value=self.size)
+            raise SchemaError(f"set exactly one of size and scale_factor (got {which})", value={"size": self.size, "scale_factor": self.scale_factor})
         if self.mode == "nearest" and self.align_corners is not None:
             raise SchemaError(
                 "align_corners can only be set with the interpolating modes: linear, bilinear, bicubic, trilinear",
@@ -82,7 +94,7 @@ class Upsample(Layer):
             # PyTorch: floor(float(L) · scale), in double precision
             out = tuple(math.floor(float(n) * s) for n, s in zip(x[2:], self._per_dim("scale_factor", self.scale_factor, rank)))
             if min(out) < 1:
-                raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=out)
+                raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=self.scale_factor)
         return (*x[:2], *out)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
@@ -123,6 +135,11 @@ class PixelShuffle(Layer):
     type_name = "pixelshuffle"
     summary = "(N, C·r², H, W) -> (N, C, H·r, W·r): channels rearranged into an r-times finer grid"
     args = (Arg("upscale_factor", Int()),)
+    shape_rule = "(N, C·upscale_factor², H, W) -> (N, C, H·upscale_factor, W·upscale_factor)"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules(thop="0 (a rule that counts nothing)")
+    example = ([8, 3, 3], {"upscale_factor": 2})
 
     upscale_factor: int
 

@@ -1,17 +1,28 @@
 """kconv's views: K_conv as a table, the gradient term by term, and the lecture's sliding layout.
 
 Plain text lines are built here without Rich (the machine formats and the tests read them);
-`render_kconv` prints them, and the matrix as a Rich table, on a terminal.
+`render_kconv` prints them on a terminal, wrapped to its width, with the matrix in column blocks
+(every entry shown) up to TABLE_LIMIT rows and columns.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .formats import table_text
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+# K_conv is printed as a table up to this many rows and columns (the matrix of a 10x10 input,
+# or of 100 positions in 1-D); past that it is pages of column blocks nobody reads, and the
+# machine formats hold every entry instead
+TABLE_LIMIT = 100
+GAP = 3  # characters between two matrix columns
+Segment = tuple[str, str]  # (text, Rich style): a matrix line is a list of them
 
 
 def sizes(values: list[int]) -> str:
@@ -73,13 +84,17 @@ def _sliding(lay: dict[str, Any]) -> list[str]:
     return lines
 
 
-def symbolic_lines(data: dict[str, Any]) -> list[str]:
-    """The term-by-term view and the lecture's layout, as plain text lines."""
+def symbolic_lines(data: dict[str, Any], width: int | None = None) -> list[str]:
+    """The term-by-term view and the lecture's layout, as plain text lines; prose and sums wrapped to `width`.
+
+    A wrapped sum continues under its first term; the laid-out grids are not wrapped.
+    """
     view = data["symbolic"]
     lay = view["layout"]
-    lines = [f"{headline(data)}", f"{SUMS[view['mode']]}:"]
-    lines += [f"  {row['text']}" for row in view["terms"]]
-    lines += ["", _layout_intro(view, data)]
+    lines = [*fill(headline(data), width), *fill(f"{SUMS[view['mode']]}:", width)]
+    for row in view["terms"]:
+        lines += fill(f"  {row['text']}", width, indent=len(row["name"]) + 3)
+    lines += ["", *fill(_layout_intro(view, data), width)]
     kernel_name = "flipped kernel" if lay["flipped"] else "kernel"
     operand_name = "x laid out" if view["mode"] == "transposed" else "∇y laid out"
     grid, kern = _bracket(lay["operand"]), _bracket(lay["kernel"])
@@ -91,8 +106,8 @@ def symbolic_lines(data: dict[str, Any]) -> list[str]:
         lines += [f"  {kernel_name}:"] + [f"    {line}" for line in kern]
         step = "one cell" if lay["flipped"] else "s cells"
         target = lay["windows"][0]["name"].split("[")[0]
-        lines += [f"  {target}[u,v] = the {kernel_name} on the cells from its top-left corner at "
-                  + ("(u, v)" if lay["flipped"] else "(u·s, v·s)") + f", moved {step} per position"]
+        lines += fill(f"  {target}[u,v] = the {kernel_name} on the cells from its top-left corner at "
+                      + ("(u,v)" if lay["flipped"] else "(u·s,v·s)") + f", moved {step} per position", width)
     return lines
 
 
@@ -101,31 +116,117 @@ def check_lines(data: dict[str, Any]) -> list[str]:
     return [f"{'ok  ' if c['passed'] else 'FAIL'} {c['check']}: error {c['error']:.1e}, tolerance {c['tolerance']:.1e}" for c in data.get("checks", [])]
 
 
-def render_kconv(data: dict[str, Any], out: Console) -> None:
-    """The terminal view: K_conv as a table (zeros dimmed) and/or the symbolic view, then the checks."""
-    from rich import box
-    from rich.table import Table
+NBSP = "\u00a0"
+
+
+def fill(text: str, width: int | None, indent: int = 2) -> list[str]:
+    """One prose line as lines of at most `width` characters (continuations indented); as is when width is None.
+
+    A number stays on the line of the word before it ("dilation 1x1", "error 4.4e-16").
+    """
+    if width is None or len(text) <= width:
+        return [text]
+    lead = len(text) - len(text.lstrip(" "))
+    glued = re.sub(r" (?=\d)", NBSP, text.lstrip(" "))  # textwrap breaks only at ASCII whitespace
+    lines = textwrap.wrap(glued, width, initial_indent=" " * lead, subsequent_indent=" " * (lead + indent),
+                          break_long_words=False, break_on_hyphens=False)
+    return [line.replace(NBSP, " ") for line in lines]
+
+
+def title_lines(data: dict[str, Any], width: int | None) -> list[str]:
+    """The matrix title with the geometry beside it when both fit the width, else below it."""
+    title, rest = matrix_title(data), headline(data)
+    if width is None or len(title) + 3 + len(rest) <= width:
+        return [f"{title}   {rest}"]
+    return fill(title, width) + fill(rest, width)
+
+
+def too_large(data: dict[str, Any]) -> bool:
+    """Whether K_conv has more rows or columns than a table can show readably."""
+    return max(data["shape"]) > TABLE_LIMIT
+
+
+def matrix_lines(data: dict[str, Any], width: int) -> list[list[Segment]]:
+    """K_conv as lines of (text, style) segments, every entry shown, in column blocks of at most `width` characters.
+
+    All columns have one width (the widest entry or heading), so every block but the last holds
+    the same number of columns; a matrix wider than the width is cut into blocks of whole columns,
+    each headed "Columns x13 through x24", as MATLAB and R print wide matrices.
+    """
+    base = data["index_base"]
+    rows = data["rows"]
+    heads = [f"x{j + base}" for j in range(data["shape"][1])]
+    labels = [f"y{i + base}" for i in range(data["shape"][0])]
+    cell = max(max(map(len, heads)), max(len(v) for row in rows for v in row))
+    label = max(map(len, labels))
+    per = max(1, (width - 1 - label) // (cell + GAP))
+    lines: list[list[Segment]] = []
+    for start in range(0, len(heads), per):
+        stop = min(len(heads), start + per)
+        if per < len(heads):
+            lines.append([(f"Columns {heads[start]} through {heads[stop - 1]}" if stop - start > 1 else f"Column {heads[start]}", "bold")])
+        lines.append([])
+        lines.append([(" " + " " * label + "".join(" " * GAP + h.rjust(cell) for h in heads[start:stop]), "bold")])
+        lines.append([(" " + "─" * (label + (stop - start) * (cell + GAP)), "")])
+        for name, row in zip(labels, rows):
+            line: list[Segment] = [(" " + name.ljust(label), "")]
+            for v in row[start:stop]:
+                line += [(" " * (GAP + cell - len(v)), ""), (v, "dim" if v == "0" else "bold cyan")]
+            lines.append(line)
+        lines.append([])
+    return lines
+
+
+def too_large_note(data: dict[str, Any]) -> str:
+    """The one line that replaces a matrix too large to read as a table."""
+    h, w = data["shape"]
+    return (f"note: {data['matrix']} {h} x {w} ({h * w:,} entries) is too large to read as a table"
+            f" (at most {TABLE_LIMIT} rows and columns); -f tsv, csv or json give every entry")
+
+
+def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None) -> None:
+    """The terminal view: K_conv in column blocks (zeros dimmed) and/or the symbolic view, then the checks.
+
+    A matrix past TABLE_LIMIT is left out: its title is printed, and a note on `err` points to the
+    machine formats (the run still succeeds).
+    """
     from rich.text import Text
+
+    width = out.width
+
+    def say(line: str, style: str = "") -> None:
+        out.print(Text(line, style=style), highlight=False, soft_wrap=True)
 
     if "rows" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
         # with the terms below, their headline names the geometry once
-        rest = "" if "symbolic" in data else f"  {headline(data)}"
-        out.print(Text(matrix_title(data), style="bold"), rest, highlight=False, soft_wrap=True)
-        base = data["index_base"]
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("")
-        for j in range(data["shape"][1]):
-            table.add_column(f"x{j + base}", justify="right")
-        for i, row in enumerate(data["rows"]):
-            table.add_row(f"y{i + base}", *(Text(v, style="dim" if v == "0" else "bold cyan") for v in row))
-        out.print(table)
+        heading = fill(matrix_title(data), width) if "symbolic" in data else title_lines(data, width)
+        for i, line in enumerate(heading):
+            say(line, "bold" if i == 0 else "")
+        if too_large(data):
+            (err or out).print(too_large_note(data), markup=False, highlight=False, soft_wrap=True)
+        else:
+            for line in matrix_lines(data, width):
+                out.print(Text.assemble(*line), highlight=False, soft_wrap=True)
     if "symbolic" in data:
-        for line in symbolic_lines(data):
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
+        for line in symbolic_lines(data, width):
+            say(line)
         out.print()
-    for c, line in zip(data.get("checks", []), check_lines(data)):
-        mark, text = line[:4], line[5:]
-        out.print(Text(mark, style="green" if c["passed"] else "bold red"), text, markup=False, highlight=False, soft_wrap=True)
+    for c in data.get("checks", []):
+        mark = "ok  " if c["passed"] else "FAIL"
+        first, *rest = fill(check_lines({"checks": [c]})[0], width, indent=5)
+        out.print(Text(mark, style="green" if c["passed"] else "bold red"), Text(first[5:]), highlight=False, soft_wrap=True)
+        for line in rest:
+            say(line)
+
+
+def kconv_json(data: dict[str, Any]) -> str:
+    """The JSON document, each matrix row on one line (indented, a million entries would be a million lines)."""
+    if "rows" not in data:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    marker = "@@rows@@"
+    text = json.dumps({**data, "rows": marker}, indent=2, ensure_ascii=False)
+    rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in data["rows"])
+    return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]", 1) + "\n"
 
 
 def kconv_text(fmt: str, data: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ class EveryTie(REGISTRY["maxpool2d"]):
 
     def backward(self, dy, params, cache):
         x, y = cache
-        (kh, kw), (sh, sw) = self.windows()[:2]
+        (kh, kw), (sh, sw) = self.window_args()[:2]
         dx = np.zeros_like(x)
         for i in range(y.shape[2]):
             for j in range(y.shape[3]):
