@@ -8,6 +8,10 @@ Two things flow along with the shapes (see Flow): whether the value is still the
 integer token ids (only layers whose `input_ids()` is set may read them, and they nothing else),
 and the parameters of every layer seen so far, so that a tied parameter (`shared_params()`) is
 checked against its owner's and counted once, at the owner.
+
+An entry with `trainable: false` (or inside such a block) has frozen parameters: they count in
+`params` but not in `trainable_params`, and a value needs a gradient only downstream of a
+trainable parameter (`Run.grad`), as autograd's requires_grad propagates.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from .layers import Layer, Node, Shape, fmt_shape, numel
 MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after this many copies is refused
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
 LISTED_COPIES = 100  # a repeat of more copies lists its distinct copies, then one row for the rest
+TOKEN_ID_BYTES = 8  # token ids are int64, as torch.long holds them (whatever the config's dtype)
 
 
 class Run(NamedTuple):
     """One child of an entry as it runs: how many times in a row, and whether its first input needs dL/dx.
 
     Only the last distinct copy of a repeat runs more than once; its later runs' input needs a
-    gradient when the first run's did or when the copy itself has parameters.
+    gradient when the first run's did or when the copy itself has trainable parameters.
     """
 
     entry: "Entry"
@@ -37,7 +42,7 @@ class Run(NamedTuple):
     @property
     def later_grad(self) -> bool:
         """Whether the input of the second and later runs needs a gradient."""
-        return self.grad or self.entry.params > 0
+        return self.grad or self.entry.trainable_params > 0
 
 
 class Entry:
@@ -49,13 +54,13 @@ class Entry:
     """
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "cache", "sequences", "copies", "layer", "ids")
+                 "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
         buffers: int = 0, macs: int = 0, tensors: int = 0, children: list["Entry"] | None = None,
         copies: int = 0, layer: Layer | None = None, sequences: list[list["Entry"]] | None = None,
-        ids: int | None = None, cache: int = 0,
+        ids: int | None = None, cache: int = 0, trainable: bool = True, trainable_params: int | None = None,
     ) -> None:
         self.seg = seg  # path segment below the parent: "conv1", "body.0", "branches.1.0"
         self.name, self.type = name, type
@@ -68,6 +73,9 @@ class Entry:
         self.copies = copies  # repeat groups only: how many copies run
         self.layer = layer  # the layer (None for a repeat group), for verify
         self.ids = ids  # the input is integer token ids in [0, ids) (None: real values), for verify
+        self.trainable = trainable  # False: frozen by its own `trainable: false` or an enclosing block's
+        # params that get a gradient: all of them when trainable, none when frozen (a block: its children's sum)
+        self.trainable_params = (params if trainable else 0) if trainable_params is None else trainable_params
 
     @property
     def children(self) -> list["Entry"]:
@@ -86,11 +94,11 @@ class Entry:
 
 
 def _chain(children: list[tuple[Entry, int]], grad: bool) -> list[Run]:
-    """Runs of entries applied one after another: after an entry with parameters, inputs need gradients."""
+    """Runs of entries applied one after another: after an entry with trainable parameters, inputs need gradients."""
     runs = []
     for child, times in children:
         runs.append(Run(child, times, grad))
-        grad = grad or child.params > 0
+        grad = grad or child.trainable_params > 0
     return runs
 
 
@@ -99,19 +107,28 @@ class Flow:
 
     def __init__(self, tokens: bool = False) -> None:
         self.tokens = tokens  # the value flowing in is still the network's integer token ids
-        self.owned: dict[str, tuple[str, dict[str, Shape]]] = {}  # name -> (label, own param shapes)
+        # name -> (label, own param shapes, trainable)
+        self.owned: dict[str, tuple[str, dict[str, Shape], bool]] = {}
 
-    def check_tied(self, pname: str, owner: str, shape: Shape) -> None:
-        """A tied parameter must be an earlier layer's own parameter of the same name and shape."""
+    def check_tied(self, pname: str, owner: str, shape: Shape, trainable: bool = True) -> None:
+        """A tied parameter must be an earlier layer's own parameter of the same name, shape and trainability."""
         if owner not in self.owned:
             raise ShapeError(f"{pname} tied to {owner!r}, but no earlier layer is named {owner!r}", value=owner)
-        label, shapes = self.owned[owner]
+        label, shapes, owner_trainable = self.owned[owner]
         if pname not in shapes:
             raise ShapeError(f"{pname} tied to {owner!r}, but {label} has no {pname} of its own", value=owner)
         if shapes[pname] != shape:
             raise ShapeError(
                 f"{pname} tied to {owner!r}, but {label}'s {pname} is {fmt_shape(shapes[pname])}"
                 f" and this {pname} is {fmt_shape(shape)}",
+                value=owner,
+            )
+        if owner_trainable != trainable:
+            # one tensor has one requires_grad: freezing either user freezes both
+            state = ("trainable", "frozen") if owner_trainable else ("frozen", "trainable")
+            raise ShapeError(
+                f"{pname} tied to {owner!r}, but {label} is {state[0]} and this layer is {state[1]};"
+                " a tied tensor is one parameter: give both layers the same trainable",
                 value=owner,
             )
 
@@ -144,9 +161,9 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     shapes = layer.param_shapes(x)
     shared = layer.shared_params()
     for pname, owner in shared.items():
-        flow.check_tied(pname, owner, shapes[pname])
+        flow.check_tied(pname, owner, shapes[pname], node.trainable)
     own = {k: v for k, v in shapes.items() if k not in shared}  # a tied tensor counts at its owner
-    flow.owned[node.name] = (node.label, own)
+    flow.owned[node.name] = (node.label, own, node.trainable)
     flow.tokens = False
     return Entry(
         seg=seg,
@@ -161,6 +178,7 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         layer=layer,
         ids=ids,
         cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
+        trainable=node.trainable,
     )
 
 
@@ -182,7 +200,7 @@ def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     bounds = [e.ids for e in firsts if e.ids is not None]
     entry = Entry(
         seg=seg, name=node.name, type=layer.type_name, input_shape=x, output_shape=y, sequences=sequences,
-        layer=layer, ids=min(bounds) if tokens and bounds else None,
+        layer=layer, ids=min(bounds) if tokens and bounds else None, trainable=node.trainable,
     )
     _sum_children(entry, extra_tensor=numel(y) if layer.creates_tensor else 0)
     return entry
@@ -192,6 +210,7 @@ def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
     """Fill a block's numbers from its children, each counted as many times as it runs."""
     runs = [run for seq in entry.runs() for run in seq]
     entry.params = sum(r.times * r.entry.params for r in runs)
+    entry.trainable_params = sum(r.times * r.entry.trainable_params for r in runs)
     entry.buffers = sum(r.times * r.entry.buffers for r in runs)
     entry.macs = sum(r.times * r.entry.macs for r in runs)
     entry.tensors = sum(r.times * r.entry.tensors for r in runs) + extra_tensor
@@ -230,6 +249,7 @@ def _repeat(node: Node, x: Shape, seg: str, flow: Flow) -> Entry:
         sequences=[copies],
         copies=node.repeat,
         ids=copies[0].ids,
+        trainable=node.trainable,
     )
     _sum_children(entry)
     return entry
@@ -289,24 +309,42 @@ def _walk(run: Run, path: str, name: str, level: int, depth: int | None) -> Iter
 class Report:
     """The analysed network: rows for every layer at every depth, and exact totals."""
 
-    def __init__(self, network: Network, entries: list[Entry]) -> None:
+    def __init__(self, network: Network, entries: list[Entry], tokens: bool = False) -> None:
         self.network = network
         self.entries = entries
         self.dtype_bytes = network.dtype_bytes
+        self.tokens = tokens  # the input is integer token ids (int64), not values of the dtype
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of the whole batch's input: dtype-sized values, or int64 token ids."""
+        return numel(self.network.input_shape) * (TOKEN_ID_BYTES if self.tokens else self.dtype_bytes)
 
     @property
     def total(self) -> dict[str, int]:
-        """Totals over the whole network (blocks' numbers are not counted twice)."""
+        """Totals over the whole network (blocks' numbers are not counted twice).
+
+        `estimated_total_bytes` = input + activations (every layer's output) + params, as
+        torchinfo's "Estimated Total Size"; buffers and a decoder's KV cache are not in it.
+        """
         params = sum(e.params for e in self.entries)
+        trainable = sum(e.trainable_params for e in self.entries)
         macs = sum(e.macs for e in self.entries)
         cache = sum(e.cache for e in self.entries)
+        activation_bytes = sum(e.tensors for e in self.entries) * self.dtype_bytes
+        param_bytes = params * self.dtype_bytes
+        input_bytes = self.input_bytes
         total = {
             "params": params,
+            "trainable_params": trainable,
+            "frozen_params": params - trainable,
             "buffers": sum(e.buffers for e in self.entries),
             "macs": macs,
             "flops": 2 * macs,
-            "activation_bytes": sum(e.tensors for e in self.entries) * self.dtype_bytes,
-            "param_bytes": params * self.dtype_bytes,
+            "activation_bytes": activation_bytes,
+            "param_bytes": param_bytes,
+            "input_bytes": input_bytes,
+            "estimated_total_bytes": input_bytes + activation_bytes + param_bytes,
         }
         if cache:  # decoders only: the keys and values a generation at this sequence length keeps
             total["kv_cache_bytes"] = cache * self.dtype_bytes
@@ -348,6 +386,8 @@ class Report:
                 "input_shape": list(e.input_shape),
                 "output_shape": list(e.output_shape),
                 "params": e.params * n,
+                "trainable": e.trainable,
+                "trainable_params": e.trainable_params * n,
                 "buffers": e.buffers * n,
                 "macs": count,
                 "flops": None if count is None else 2 * count,
@@ -387,6 +427,7 @@ class Report:
             "input": list(net.input),
             "batch": net.batch,
             "dtype": net.dtype,
+            "input_dtype": "int64" if self.tokens else net.dtype,  # token ids are int64, as torch.long
             "layers": list(self.rows(depth, macs, backward)),
             "total": self.total,
         }
@@ -397,8 +438,8 @@ def analyse(network: Network) -> Report:
     try:
         # a network whose first layer reads token ids takes integer ids as its input
         first = _first_leaf(network.nodes)
-        flow = Flow(tokens=first is not None and first.input_ids() is not None)
-        _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=flow)
+        tokens = first is not None and first.input_ids() is not None
+        _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
-    return Report(network, entries)
+    return Report(network, entries, tokens=tokens)

@@ -64,6 +64,7 @@ ColumnsOpt = Annotated[
         "--columns", metavar="NAMES",
         help="Columns in this order, comma-separated (table, csv, tsv, markdown): input_shape, output_shape,"
         " arguments, params, params_percent, buffers, macs, flops, macs_percent, activation_bytes, trainable,"
+        " trainable_params,"
         " backward_macs (with --training).",
         show_default=False,
     ),
@@ -138,7 +139,7 @@ Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=
 # signature (and so its --help) lists only its own.
 COMMAND_OPTIONS = {
     "summary": ("convention", "training", "optimizer", "by_type"),
-    "params": ("total", "by_type"),
+    "params": ("total", "trainable", "by_type"),
     "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
     "shapes": (),
 }
@@ -158,6 +159,9 @@ def _calculating(command: str, doc: str) -> None:
         total: TotalOpt = False,
         columns: ColumnsOpt = None,
         macs: Annotated[bool, typer.Option("--macs", help="With --total: print MACs, not FLOPs.")] = False,
+        trainable: Annotated[
+            bool, typer.Option("--trainable", help="With --total: print the trainable params only (frozen layers left out).")
+        ] = False,
         convention: Annotated[
             Convention,
             typer.Option("--convention", metavar="TOOL", help=f"Count as this tool does: {', '.join(CONVENTIONS)}."),
@@ -175,8 +179,9 @@ def _calculating(command: str, doc: str) -> None:
         ] = False,
     ) -> None:
         _check_options(batch, depth)
-        _refuse_conflicts(command, total=total, macs=macs, convention=convention.value, compare=compare,
-                          training=training, optimizer=optimizer, depth=depth, format=format, columns=columns)
+        _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value,
+                          compare=compare, training=training, optimizer=optimizer, depth=depth, format=format,
+                          columns=columns)
         _refuse_by_type(by_type, total=total, compare=compare, depth=depth, columns=columns)
         chosen_columns = None
         if columns is not None:
@@ -196,7 +201,7 @@ def _calculating(command: str, doc: str) -> None:
             from .api import report_data
 
             data = report_data(report, 0, **costs)
-            key = "params" if command == "params" else "macs" if macs else "flops"
+            key = ("trainable_params" if trainable else "params") if command == "params" else "macs" if macs else "flops"
             if training and key != "params":  # the forward and backward pass together
                 value = data["training"]["training_macs" if macs else "training_flops"]
             else:
@@ -221,6 +226,8 @@ def _refuse_conflicts(command: str, **given: Any) -> None:
     """Options that would be silently ignored or mixed are refused, naming the conflict."""
     if given["macs"] and not given["total"]:
         raise UsageError("--macs goes with --total (the table and machine formats show MACs and FLOPs)")
+    if given["trainable"] and not given["total"]:
+        raise UsageError("--trainable goes with --total (the table and machine formats show trainable and frozen params)")
     if given["optimizer"] is not None and not given["training"]:
         raise UsageError("--optimizer goes with --training (it sets the optimizer state a training step holds)")
     if given["compare"]:

@@ -18,7 +18,7 @@ from .layers.base import Int
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 MAX_BLOCK_DEPTH = 100  # blocks inside blocks; deeper is refused rather than risking the stack
 TOP_KEYS = ("name", "input", "batch", "dtype", "layers")
-ENTRY_KEYS = ("name", "repeat")
+ENTRY_KEYS = ("name", "repeat", "trainable")
 
 
 class Network(NamedTuple):
@@ -170,9 +170,13 @@ class Names:
 
 
 def parse_entries(
-    items: Any, where: str, line: int | None, depth: int, min_len: int = 1, names: Names | None = None
+    items: Any, where: str, line: int | None, depth: int, min_len: int = 1, names: Names | None = None,
+    frozen: str | None = None,
 ) -> list[Node]:
-    """A list of layer entries -> Nodes (recursing into block arguments); sibling names must differ."""
+    """A list of layer entries -> Nodes (recursing into block arguments); sibling names must differ.
+
+    `frozen` names the enclosing block that has `trainable: false` (None: the entries are trainable).
+    """
     names = names if names is not None else Names()
     if depth > MAX_BLOCK_DEPTH:
         raise SchemaError(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", Location(line=line, where=where))
@@ -185,7 +189,7 @@ def parse_entries(
     siblings: dict[str, int] = {}  # name -> index, as PyTorch's module names are unique among siblings
     for i, item in enumerate(items):
         item_line = lines[i] if lines else line_of(item, line)
-        node = parse_entry(item, f"{where}[{i}]", item_line, depth, names)
+        node = parse_entry(item, f"{where}[{i}]", item_line, depth, names, frozen)
         if node.name in siblings:
             first = siblings[node.name]
             raise SchemaError(
@@ -223,8 +227,8 @@ def lookup_type(name: Any, loc: Location) -> type[Layer]:
     return cls
 
 
-def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Names) -> Node:
-    """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N} -> a Node."""
+def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None) -> Node:
+    """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N, trainable: false} -> a Node."""
     if isinstance(item, str):
         type_key, raw_args, extra = item, None, {}
     elif isinstance(item, dict):
@@ -250,13 +254,35 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Name
         if not isinstance(name, str) or not name or "." in name:
             raise SchemaError(f"name must be a non-empty string without dots, got {name!r}", value=name)
         repeat = Int()(extra["repeat"]) if "repeat" in extra else 1
-        layer = cls(**parse_args(cls, raw_args, where, line, depth, names))
+        trainable = _trainable(extra, item, frozen)
+        # the block whose trainable: false the children inherit: an enclosing one, or this one
+        inner = frozen or (None if trainable else f"{cls.type_name} {name!r}")
+        layer = cls(**parse_args(cls, raw_args, where, line, depth, names, inner))
     except ConfigError as exc:
         raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
-    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra)
+    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra, trainable=trainable)
 
 
-def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: int, names: Names) -> dict[str, Any]:
+def _trainable(extra: dict[str, Any], item: Any, frozen: str | None) -> bool:
+    """An entry's `trainable` (default true) after its enclosing blocks': a frozen block freezes everything inside."""
+    if "trainable" not in extra:
+        return frozen is None
+    value = extra["trainable"]
+    line = getattr(item, "key_lines", {}).get("trainable")
+    if not isinstance(value, bool):
+        raise SchemaError(f"trainable must be true or false, got {type_word(value)}", Location(line=line), value)
+    if value and frozen is not None:
+        # requires_grad is set on a block's parameters all at once; a child cannot opt back in
+        raise SchemaError(
+            f"trainable: true inside {frozen}, which has trainable: false and so freezes everything inside it",
+            Location(line=line), value,
+        )
+    return value
+
+
+def parse_args(
+    cls: type[Layer], raw: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None
+) -> dict[str, Any]:
     """Validate a layer's argument mapping against its schema (nested layer lists parsed too)."""
     if raw is None:
         raw = {}
@@ -272,7 +298,7 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
             hint = suggest(key, schema) or (f" ({cls.type_name} takes no arguments)" if not schema else "")
             raise SchemaError(f"unknown argument {key!r}{hint}", Location(line=key_line), key)
         if arg.nested:
-            values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth, names)
+            values[key] = _parse_nested(arg, value, f"{where}.{key}", key_line, depth, names, frozen)
             continue
         try:
             values[key] = arg.convert(value)
@@ -285,16 +311,18 @@ def parse_args(cls: type[Layer], raw: Any, where: str, line: int | None, depth: 
     return values
 
 
-def _parse_nested(arg: Any, value: Any, where: str, line: int | None, depth: int, names: Names) -> Any:
+def _parse_nested(
+    arg: Any, value: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None
+) -> Any:
     """A block's layer list (depth 1) or list of branch lists (depth 2)."""
     spec = arg.convert
     if spec.depth == 1:
-        return parse_entries(value, where, line, depth + 1, spec.min_len, names)
+        return parse_entries(value, where, line, depth + 1, spec.min_len, names, frozen)
     if not isinstance(value, list) or len(value) < spec.min_len:
         raise SchemaError(f"{where} must be a non-empty list of layer lists", Location(line=line, where=where), value)
     lines = getattr(value, "item_lines", None)
     return [
-        parse_entries(branch, f"{where}[{i}]", lines[i] if lines else line, depth + 1, min_len=0, names=names)
+        parse_entries(branch, f"{where}[{i}]", lines[i] if lines else line, depth + 1, min_len=0, names=names, frozen=frozen)
         for i, branch in enumerate(value)
     ]
 

@@ -4,7 +4,8 @@
   FlopCounterMode count them (from each layer's own `peer_costs`), and the totals;
 - `compare(report)`: one row per op category, one column per convention;
 - `training(report, convention, optimizer)`: backward MACs (no dL/dx before the first layer
-  with parameters, as autograd) and the memory a training step holds.
+  with trainable parameters, as autograd; no dL/dW of frozen layers) and the memory a training
+  step holds (gradients and optimizer state for trainable parameters only).
 """
 
 from __future__ import annotations
@@ -98,35 +99,56 @@ def compare(report: Report) -> dict[str, Any]:
 
 
 def training(report: Report, convention: str = "layercalc", optimizer: str = "adam") -> dict[str, int]:
-    """Backward MACs (dL/dx and dL/dW of conv and linear) and a training step's memory in bytes."""
-    backward = sum(backward_macs(row, convention) for row in report.walk(depth=0))
+    """Backward MACs (dL/dx and dL/dW of conv and linear) and a training step's memory in bytes.
+
+    Frozen parameters get no gradient and no optimizer state; `estimated_total_bytes` adds the
+    input to the step's memory (params, gradients, optimizer state and kept activations).
+    """
+    rows = list(report.walk(depth=0))
+    backward = sum(backward_macs(row, convention) for row in rows)
     # a forward with autograd recording may count more than the inference one (fused fast paths off)
-    forward = (Costing(report, convention).total() or 0) + sum(_forward_extra(e, convention) for e in report.entries)
+    forward = (Costing(report, convention).total() or 0) + sum(
+        _forward_extra(Run(row.entry, row.copies, row.grad), convention) for row in rows
+    )
     total = report.total
     size = report.dtype_bytes
-    params = total["params"]
+    params, trainable = total["params"], total["trainable_params"]
     kept = total["activation_bytes"]  # every layer's output, kept for the backward pass
     states = OPTIMIZER_STATES[optimizer]
+    step = params * size + (1 + states) * trainable * size + kept
     return {
         "forward_macs": forward,
         "backward_macs": backward,
         "training_macs": forward + backward,
         "training_flops": 2 * (forward + backward),
         "param_bytes": params * size,
-        "gradient_bytes": params * size,
-        "optimizer_bytes": states * params * size,
+        "gradient_bytes": trainable * size,
+        "optimizer_bytes": states * trainable * size,
         "activation_bytes": kept,
-        "training_bytes": (2 + states) * params * size + kept,
+        "training_bytes": step,
+        "input_bytes": total["input_bytes"],
+        "estimated_total_bytes": total["input_bytes"] + step,
     }
 
 
-def _forward_extra(entry: Entry, convention: str) -> int:
-    """MACs the convention counts in addition when the forward runs with autograd recording."""
+def _forward_extra(run: Run, convention: str) -> int:
+    """MACs the convention counts in addition when the forward runs with autograd recording.
+
+    Autograd records a layer only when its input needs a gradient or it has trainable
+    parameters; a frozen layer before the first trainable one runs as at inference.
+    """
+    entry = run.entry
     layer = entry.layer
-    total = layer.training_forward_extra(entry.input_shape, entry.output_shape, convention) if layer is not None else 0
-    for seq in entry.runs():
-        total += sum(run.times * _forward_extra(run.entry, convention) for run in seq)
-    return total
+    extra = 0
+    if layer is not None and (run.grad or entry.trainable_params > 0):
+        extra = layer.training_forward_extra(entry.input_shape, entry.output_shape, convention)
+    if run.times > 1 and not run.grad and run.later_grad:  # later copies record while the first may not
+        return _forward_extra(run._replace(times=1), convention) + _forward_extra(
+            Run(entry, run.times - 1, True), convention)
+    total = extra
+    for seq in entry.runs(run.grad):
+        total += sum(_forward_extra(child, convention) for child in seq)
+    return run.times * total
 
 
 def backward_macs(row: Row, convention: str) -> int:
@@ -142,9 +164,15 @@ def _run_backward(run: Run, convention: str) -> int:
 
 
 def _entry_backward(entry: Entry, grad: bool, convention: str) -> int:
-    """Backward MACs of an entry whose input needs a gradient if grad (no dL/dx before the first parameter)."""
+    """Backward MACs of an entry whose input needs a gradient if grad (no dL/dx before the first trainable parameter)."""
     layer = entry.layer
-    total = layer.backward_macs(entry.input_shape, entry.output_shape, grad, convention) if layer is not None else 0
+    total = 0
+    if layer is not None:
+        x, y = entry.input_shape, entry.output_shape
+        if entry.trainable:
+            total = layer.backward_macs(x, y, grad, convention)
+        elif grad:  # frozen, downstream of a trainable parameter: only the gradient flowing through
+            total = layer.backward_macs(x, y, True, convention) - layer.weight_grad_macs(x, y, convention)
     for seq in entry.runs(grad):
         total += sum(_run_backward(run, convention) for run in seq)
     return total

@@ -1,7 +1,7 @@
 """The `layercalc` entry point: one place that turns every failure into one line and a status.
 
-`layercalc params CONFIG --total` and `layercalc flops CONFIG --total [--macs]` are the calls
-shell pipelines make over and over; answering them does not need the command-line framework,
+`layercalc params CONFIG --total [--trainable]` and `layercalc flops CONFIG --total [--macs]` are
+the calls shell pipelines make over and over; answering them does not need the command-line framework,
 whose import alone costs more than the whole calculation (about 50 ms of a 150 ms budget).
 Those exact forms are answered here; everything else goes to the Typer app in cli.py.
 """
@@ -16,7 +16,9 @@ from typing import Callable
 from .errors import LayercalcError, one_line
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
-TOTALS = {("params", False): "params", ("flops", False): "flops", ("flops", True): "macs"}
+# (command, the one extra flag) -> the key of Report.total printed
+TOTALS = {("params", None): "params", ("params", "--trainable"): "trainable_params",
+          ("flops", None): "flops", ("flops", "--macs"): "macs"}
 
 
 def fail(message: str, status: int) -> int:
@@ -58,15 +60,17 @@ def guarded(action: Callable[[], int], debug: bool) -> int:
 
 
 def total_query(args: list[str]) -> tuple[str, str] | None:
-    """(config, total key) when args are exactly `params|flops CONFIG --total [--macs]`."""
+    """(config, total key) when args are exactly `params CONFIG --total [--trainable]` or
+    `flops CONFIG --total [--macs]` (flags in any order)."""
     if not args or args[0] not in ("params", "flops"):
         return None
     rest = args[1:]
     flags = {a for a in rest if a.startswith("-") and a != "-"}
     configs = [a for a in rest if a not in flags]
-    if len(configs) != 1 or len(rest) != len(flags) + 1 or flags not in ({"--total"}, {"--total", "--macs"}):
+    if len(configs) != 1 or len(rest) != len(flags) + 1 or "--total" not in flags or len(flags) > 2:
         return None
-    key = TOTALS.get((args[0], "--macs" in flags))
+    extra = next((f for f in flags if f != "--total"), None)
+    key = TOTALS.get((args[0], extra))
     return (configs[0], key) if key else None
 
 

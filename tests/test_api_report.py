@@ -63,6 +63,7 @@ def test_table_takes_the_report_options(net: str) -> None:
 PRINTING = {
     "total": "report_data(...)['total'][key] (or ['training'] with training)",
     "macs": "report_data(...)['total']['macs']",
+    "trainable": "report_data(...)['total']['trainable_params'] (or analyse(...).total)",
 }
 # the command line's name -> the API's
 RENAMED = {"config": "source", "layer": "layers"}

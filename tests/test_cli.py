@@ -27,6 +27,7 @@ layers:
 JSON_FIELDS = {
     "path", "name", "type", "arguments", "depth", "input_shape", "output_shape",
     "params", "buffers", "macs", "flops", "activation_bytes",
+    "trainable", "trainable_params",  # issue 12: frozen layers
 }
 
 
@@ -58,6 +59,9 @@ def test_json_has_the_spec_fields(cli, mlp) -> None:
         "params": 79510, "buffers": 0, "macs": 79400, "flops": 158800,
         # outputs 784 + 100 + 100 + 10 elements, 4 bytes each
         "activation_bytes": (784 + 100 + 100 + 10) * 4, "param_bytes": 79510 * 4,
+        # nothing frozen; the input 1·28·28 float32 values; input + activations + params
+        "trainable_params": 79510, "frozen_params": 0, "input_bytes": 784 * 4,
+        "estimated_total_bytes": 784 * 4 + (784 + 100 + 100 + 10) * 4 + 79510 * 4,
     }
 
 
@@ -76,8 +80,8 @@ def test_csv_and_tsv_have_one_header_row(cli, mlp, command, fmt, delimiter) -> N
 
 def test_piped_default_is_tsv(cli, mlp) -> None:
     out = cli("params", mlp).out
-    assert out.splitlines()[0] == "path\tname\ttype\tdepth\tparams\tbuffers"
-    assert out.splitlines()[2].split("\t") == ["fc1", "fc1", "linear", "0", "78500", "0"]
+    assert out.splitlines()[0] == "path\tname\ttype\tdepth\tparams\ttrainable_params\tbuffers"
+    assert out.splitlines()[2].split("\t") == ["fc1", "fc1", "linear", "0", "78500", "78500", "0"]
 
 
 def test_markdown(cli, mlp) -> None:

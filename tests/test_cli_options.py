@@ -55,7 +55,7 @@ def parse(fmt: str, text: str) -> list[dict[str, str]]:
     "command, expected",
     [
         ("summary", {"params": "67", "macs": "112", "flops": "224"}),
-        ("params", {"params": "67", "buffers": "0"}),
+        ("params", {"params": "67", "trainable_params": "67", "buffers": "0"}),
         ("flops", {"macs": "112", "flops": "224"}),
     ],
 )
@@ -70,8 +70,10 @@ def test_machine_formats_total_row(cli, net, fmt: str, command: str, expected: d
 
 def test_json_totals_and_bytes(cli, net) -> None:
     data = json.loads(cli("summary", net, "--format", "json").out)
-    assert data["total"] == {"params": 67, "buffers": 0, "macs": 112, "flops": 224,
-                             "activation_bytes": 304, "param_bytes": 536}
+    # every param trainable; input 2·4 values · 8 bytes = 64; estimated total 64 + 304 + 536 = 904
+    assert data["total"] == {"params": 67, "trainable_params": 67, "frozen_params": 0, "buffers": 0, "macs": 112,
+                             "flops": 224, "activation_bytes": 304, "param_bytes": 536, "input_bytes": 64,
+                             "estimated_total_bytes": 904}
     assert [r["activation_bytes"] for r in data["layers"]] == [2 * 8 * 8, 2 * 8 * 8, 2 * 3 * 8]
 
 
@@ -86,7 +88,7 @@ def test_markdown_escapes_pipes_in_names(cli, write) -> None:
     path = write("p.yaml", "input: [4]\nlayers:\n  - linear: {out_features: 2}\n    name: 'a|b'\n")
     text = cli("params", path, "--format", "markdown").out
     row = text.splitlines()[2]
-    assert "a\\|b" in row and row.count(" | ") == 5  # six cells: the pipe in the name is not a separator
+    assert "a\\|b" in row and row.count(" | ") == 6  # seven cells: the pipe in the name is not a separator
 
 
 # -- --training and --optimizer --------------------------------------------------------------------

@@ -109,7 +109,6 @@ def test_token_input_flows_through_a_leading_block() -> None:
 
 
 # -- NumPy forward and backward against torch autograd ----------------------------------------
-
 torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("torch_models")
 TOL = {"rtol": 1e-7, "atol": 1e-9}
@@ -413,15 +412,3 @@ def test_the_reference_implementations_pass_with_impl(cli, write) -> None:
         run = cli("verify", write("lm.yaml", IMPL_NET), "--impl", impl, "-f", "tsv")
         assert run.status == 0, run.out
 
-
-def test_class_token_is_prepended_along_the_sequence() -> None:
-    import numpy as np
-
-    from layercalc.layers import REGISTRY
-
-    token = np.array([[[7.0, 8.0]]])
-    x = np.arange(12.0).reshape(2, 3, 2)
-    y, cache = REGISTRY["clstoken"]().forward(x, {"class_token": token})
-    assert y.shape == (2, 4, 2)
-    np.testing.assert_array_equal(y[:, 0], [[7.0, 8.0], [7.0, 8.0]])
-    np.testing.assert_array_equal(y[:, 1:], x)

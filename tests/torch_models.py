@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+ENTRY_KEYS = ("name", "repeat", "trainable")  # an entry's keys besides its one type key
 INFERRED = {"in_channels", "in_features", "num_features", "normalized_shape", "num_channels", "input_size"}
 
 
@@ -280,7 +281,7 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
     if isinstance(entry, str):
         kind, args, repeat = entry, {}, 1
     else:
-        (kind,) = [k for k in entry if k not in ("name", "repeat")]
+        (kind,) = [k for k in entry if k not in ENTRY_KEYS]
         args, repeat = entry[kind] or {}, entry.get("repeat", 1)
     kind = kind.lower()
     copies = []
@@ -299,6 +300,8 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
             module = _leaf(kind, args, x)
         if isinstance(entry, dict) and "name" in entry:
             NAMED[entry["name"]] = module
+        if isinstance(entry, dict) and entry.get("trainable") is False:
+            module.requires_grad_(False)  # a frozen entry: none of its parameters gets a gradient
         module.eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nn.LSTM with proj_size: "not supported with oneDNN"
@@ -337,7 +340,7 @@ def _first_kind(entries: list[Any]) -> str:
     entry = entries[0]
     if isinstance(entry, str):
         return entry.lower()
-    (kind,) = [k for k in entry if k not in ("name", "repeat")]
+    (kind,) = [k for k in entry if k not in ENTRY_KEYS]
     args = entry[kind] or {}
     nested = args.get("layers") or args.get("body") or next((b for b in args.get("branches", []) if b), None)
     return _first_kind(nested) if nested else kind.lower()

@@ -186,6 +186,9 @@ class MultiheadAttention(_Attends):
         # dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do: twice the forward's two products
         return proj + 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
 
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        return self.projection_macs(x)  # ∇W of in_proj and out_proj: one forward of each
+
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h = self.num_heads
         qkv = x @ params["in_proj_weight"].T
@@ -346,6 +349,9 @@ class Attention(_Attends):
         if convention == "torch":  # scaled_dot_product_attention's backward kernel is invisible to it
             return proj
         return proj + 2 * _core_macs(n, self.num_heads, length, self.dim(x))
+
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        return self.projection_macs(x)  # ∇W of q, k, v and o: one forward of each
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h, kv, d = self.num_heads, self.kv_heads, self.dim(x.shape)
@@ -522,6 +528,10 @@ class TransformerEncoderLayer(Layer):
             needs = (input_grad or self.norm_first) if name == "self_attn" else True
             total += layer.backward_macs(shape, layer.output_shape(shape), needs, convention)
         return total
+
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        return sum(layer.weight_grad_macs(shape, layer.output_shape(shape), convention)
+                   for layer, shape in self.children(x).values())
 
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         return {f"{name}.{p}": arr for name, (layer, shape) in self.children(x).items()

@@ -208,6 +208,7 @@ class Node(NamedTuple):
     repeat: int = 1
     loc: Location = Location()
     named: bool = False  # True when the user gave the name (then it is also the path segment)
+    trainable: bool = True  # False: the entry's parameters are frozen (its own `trainable: false` or a block's)
 
     @property
     def label(self) -> str:
@@ -339,6 +340,10 @@ class Layer:
 
     def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
         """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
+        return 0
+
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        """The part of backward_macs that computes parameter gradients (dL/dW): what freezing the layer saves."""
         return 0
 
     def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:

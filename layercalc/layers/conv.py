@@ -41,8 +41,10 @@ class _ConvBase(Layer):
         # ∇k (x ⋆ ∇y) and ∇x (∇y with the flipped kernel) each cost one forward; FlopCounterMode
         # counts the weight gradient of a grouped conv `groups` times over (a torch quirk)
         fwd = self.macs(x, y)
-        weight = fwd * (self.groups if convention == "torch" else 1)
-        return weight + (fwd if input_grad else 0)
+        return self.weight_grad_macs(x, y, convention) + (fwd if input_grad else 0)
+
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        return self.macs(x, y) * (self.groups if convention == "torch" else 1)
 
     def check_channels(self, x: Shape) -> int:
         """Check rank, in_channels and groups against the input; return its channel count."""

@@ -68,6 +68,9 @@ class Linear(Layer):
         # ∇W = ∇zᵀ x and ∇x = ∇z W each cost as much as the forward product
         return self.macs(x, y) * (2 if input_grad else 1)
 
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        return self.macs(x, y)  # ∇W = ∇zᵀ x: one forward's products
+
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         # z = x Wᵀ + b on the last dim (x may carry leading dims)
         y = x @ params["weight"].T

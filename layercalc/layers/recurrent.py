@@ -190,6 +190,10 @@ class _Recurrent(Layer):
             dx += n * d * (through_ih + (t - 1) * rows * self.out_size + t * hid * self.proj)
         return self.macs(x, y) + dx
 
+    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
+        # every weight's gradient: one product per forward product
+        return 0 if convention == "torch" and not self.torch_sees() else self.macs(x, y)
+
     # -- NumPy forward and backpropagation through time --
     def initial_state(self, n: int, dtype: Any) -> Any:
         """The extra recurrent state besides h at t = 0 (lstm: the cell state), or None."""

@@ -35,6 +35,7 @@ REGISTRY: dict[str, Column] = {c.name: c for c in (
     Column("macs_percent", "% MACs", "share", "macs"),
     Column("activation_bytes", "Activations", "bytes", "activation_bytes"),
     Column("trainable", "Trainable", "flag", "trainable"),
+    Column("trainable_params", "Trainable params", "count", "trainable_params"),
     Column("backward_macs", "Backward MACs", "count", "backward_macs"),
 )}
 # torchinfo's col_names, for people who come from it

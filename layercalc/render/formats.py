@@ -15,7 +15,7 @@ from ..layers.base import fmt_shape
 # the columns each calculating command shows, in order (JSON always carries every field)
 COLUMNS: dict[str, tuple[str, ...]] = {
     "summary": ("path", "name", "type", "depth", "output_shape", "params", "macs", "flops"),
-    "params": ("path", "name", "type", "depth", "params", "buffers"),
+    "params": ("path", "name", "type", "depth", "params", "trainable_params", "buffers"),
     "flops": ("path", "name", "type", "depth", "macs", "flops"),
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }

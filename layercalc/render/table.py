@@ -202,6 +202,9 @@ def footer(report: dict[str, Any]) -> Table:
     grid.add_column(justify="right", no_wrap=True)
     grid.add_column(style="dim")
     grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
+    trainable = t.get("trainable_params", t["params"])
+    grid.add_row("Trainable params", f"{trainable:,}", human(trainable))
+    grid.add_row("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries")
     grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
     convention = report.get("convention", "layercalc")
     counted = "" if convention == "layercalc" else f", as {convention} counts"
@@ -209,18 +212,27 @@ def footer(report: dict[str, Any]) -> Table:
         value = t[key]
         grid.add_row(TITLES[key], "not counted" if value is None else f"{value:,}",
                      ("" if value is None else human(value)) + note + counted)
+    if "input_bytes" in t:
+        ids = report.get("input_dtype", report["dtype"]) != report["dtype"]
+        grid.add_row("Input memory", human_bytes(t["input_bytes"]),
+                     f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values"))
     grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
     grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+    if "estimated_total_bytes" in t:
+        grid.add_row("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference")
     if t.get("kv_cache_bytes"):
         grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
     training = report.get("training")
     if training:
         grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
         grid.add_row("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC")
-        grid.add_row("Gradients", human_bytes(training["gradient_bytes"]), "one per parameter")
+        grid.add_row("Gradients", human_bytes(training["gradient_bytes"]), "one per trainable parameter")
         grid.add_row("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"])
         grid.add_row("Training memory", human_bytes(training["training_bytes"]),
                      "params + gradients + optimizer + kept activations")
+        if "estimated_total_bytes" in training:
+            grid.add_row("Estimated training total", human_bytes(training["estimated_total_bytes"]),
+                         "input + training memory")
     return grid
 
 

@@ -8,6 +8,9 @@ real tool or from PyTorch itself, never from layercalc:
 - layers.npz: float64 forward and backward of every hand-computed layer row under torch autograd.
 The command and the tool versions are written beside the data ("meta"); when torch is installed the
 tests re-check every stored figure against the live tools.
+
+`python tests/reference/record.py --frozen` records only the fine-tuning cases (frozen_configs():
+FlopCounterMode with requires_grad_(False) on the frozen entries) into the existing figures.json.
 """
 
 from __future__ import annotations
@@ -53,6 +56,71 @@ def shipped(name: str, batch: int | None = None) -> dict[str, Any]:
     if batch is None and len(shape) == 4 and shape[1] * shape[2] * shape[3] > 100_000:
         config["input"] = [shape[0], 4, 32, 32]  # a video net on a 4x32x32 clip: the same formulas, cheaper passes
     return config
+
+
+def frozen_configs() -> dict[str, dict[str, Any]]:
+    """Fine-tuning set-ups: `trainable: false` on some entries (a frozen backbone under a trainable head,
+    a frozen middle, a frozen first layer), each family once; recorded under "training" as frozen:NAME."""
+    import copy
+
+    def freeze(entries: list[Any], *indices: int) -> list[Any]:
+        out = copy.deepcopy(entries)
+        for i in indices:
+            out[i] = {out[i]: None} if isinstance(out[i], str) else out[i]
+            out[i]["trainable"] = False
+        return out
+
+    resnet = shipped("resnet18", batch=2)
+    mobile = shipped("mobilenet_v2", batch=2)
+    off = False
+    enc = {"nhead": 2, "dim_feedforward": 6}
+    return {
+        # every entry but the classifier frozen; then only the stem conv (the network's first layer)
+        "resnet18_backbone": {**resnet, "layers": freeze(resnet["layers"], *range(len(resnet["layers"]) - 1))},
+        "resnet18_stem": {**resnet, "layers": freeze(resnet["layers"], 0)},
+        # depthwise (grouped) convs frozen in the middle: FlopCounterMode's grouped dL/dW rule no longer applies
+        "mobilenet_v2_middle": {**mobile, "layers": freeze(mobile["layers"], 5, 6, 7)},
+        "residual_parts": {"input": [3, 8, 8], "batch": 2, "layers": [
+            {"conv2d": {"out_channels": 4, "kernel_size": 3, "padding": 1}, "trainable": off},
+            {"residual": {"body": [{"conv2d": {"out_channels": 4, "kernel_size": 3, "padding": 1}, "trainable": off},
+                                   "relu", {"conv2d": {"out_channels": 4, "kernel_size": 3, "padding": 1}}],
+                          "shortcut": [{"conv2d": {"out_channels": 4, "kernel_size": 1}, "trainable": off}]}}]},
+        "convtranspose_middle": {"input": [3, 8, 8], "batch": 2, "layers": [
+            {"conv2d": {"out_channels": 4, "kernel_size": 3}},
+            {"convtranspose2d": {"out_channels": 4, "kernel_size": 2, "stride": 2}, "trainable": off},
+            {"conv2d": {"out_channels": 2, "kernel_size": 1}}]},
+        "repeat_after_frozen": {"input": [8], "batch": 2, "layers": [
+            {"linear": {"out_features": 8}, "trainable": off},
+            {"sequential": {"layers": ["relu", {"linear": {"out_features": 8}}]}, "repeat": 150}]},
+        "repeat_frozen_first": {"input": [8], "batch": 2, "layers": [
+            {"linear": {"out_features": 8}, "repeat": 4, "trainable": off}, {"linear": {"out_features": 2}}]},
+        "repeat_frozen_middle": {"input": [8], "batch": 2, "layers": [
+            {"linear": {"out_features": 8}}, {"linear": {"out_features": 8}, "repeat": 3, "trainable": off},
+            {"linear": {"out_features": 2}}]},
+        # a frozen encoder layer first runs PyTorch's inference fast path (nothing needs a gradient)
+        "encoder_first": {"input": [4, 8], "batch": 3, "layers": [
+            {"transformerencoderlayer": enc, "trainable": off}, {"linear": {"out_features": 5}}]},
+        "encoder_middle": {"input": [4, 8], "batch": 3, "layers": [
+            {"linear": {"out_features": 8}}, {"transformerencoderlayer": enc, "trainable": off},
+            {"linear": {"out_features": 5}}]},
+        "multiheadattention_middle": {"input": [5, 8], "batch": 2, "layers": [
+            {"linear": {"out_features": 8}}, {"multiheadattention": {"num_heads": 2}, "trainable": off},
+            {"linear": {"out_features": 3}}]},
+        "attention_first": {"input": [6, 16], "batch": 2, "layers": [
+            {"attention": {"num_heads": 4, "num_kv_heads": 2, "rope": True}, "trainable": off}, "rmsnorm",
+            {"attention": {"num_heads": 2, "head_dim": 6}}]},
+        "lstm_first": {"input": [5, 3], "batch": 2, "layers": [
+            {"lstm": {"hidden_size": 4, "proj_size": 2, "num_layers": 2}, "trainable": off},
+            {"linear": {"out_features": 3}}]},
+        "gru_middle": {"input": [5, 3], "batch": 2, "layers": [
+            {"linear": {"out_features": 3}}, {"gru": {"hidden_size": 4, "num_layers": 2, "bidirectional": True},
+                                              "trainable": off}, {"linear": {"out_features": 2}}]},
+        # the output head shares the frozen embedding's weight: frozen too, counted once
+        "tied_embedding": {"input": [6], "batch": 2, "layers": [
+            {"embedding": {"num_embeddings": 11, "embedding_dim": 8}, "name": "emb", "trainable": off},
+            "posembedding", {"transformerencoderlayer": enc},
+            {"linear": {"out_features": 11, "tied_to": "emb"}, "trainable": off}]},
+    }
 
 
 def fits(config: dict[str, Any]) -> bool:
@@ -144,6 +212,7 @@ def record() -> None:
     for name in TRAINING_CONFIGS:
         config = shipped(name, batch=2)
         training[f"config:{name}"] = {"config": config, "training_flops": peer_tools.training_flops(config)}
+    training.update(record_frozen())
     activations: dict[str, Any] = {}
     for name in sorted(configs):
         config = shipped(name, batch=1)
@@ -168,6 +237,27 @@ def record() -> None:
           f" {sum(1 for k in arrays if k.endswith('|x'))} forward/backward cases with {meta['versions']}")
 
 
+def record_frozen() -> dict[str, Any]:
+    """FlopCounterMode's FLOPs of a forward and backward pass of each frozen_configs() model."""
+    import peer_tools
+
+    return {f"frozen:{name}": {"config": config, "training_flops": peer_tools.training_flops(config)}
+            for name, config in frozen_configs().items()}
+
+
+def update_frozen() -> None:
+    """Record the frozen:* training figures alone into the existing figures.json (nothing else changes)."""
+    path = HERE / "figures.json"
+    data = json.loads(path.read_text())
+    data["training"] = {k: v for k, v in data["training"].items() if not k.startswith("frozen:")}
+    data["training"].update(record_frozen())
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"recorded {len(frozen_configs())} frozen training cases with {versions()}")
+
+
 if __name__ == "__main__":
     sys.path[:0] = [str(TESTS), str(ROOT)]
-    record()
+    if sys.argv[1:] == ["--frozen"]:
+        update_frozen()
+    else:
+        record()
