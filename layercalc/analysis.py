@@ -380,6 +380,8 @@ class Report:
                 "path": row.path,
                 "name": row.name,
                 "type": e.type,
+                # the non-default arguments, compact ("3→64 k7 s2 p3 no_bias"); "" for a repeat group
+                "arguments": e.layer.brief(e.input_shape, e.output_shape) if e.layer is not None else "",
                 "depth": row.depth,
                 "input_shape": list(e.input_shape),
                 "output_shape": list(e.output_shape),

@@ -126,10 +126,21 @@ def report_data(
     return data
 
 
-def render(report: Report, format: str = "table", command: str = "summary", width: int = 100, **options: Any) -> str:
+def render(
+    report: Report, format: str = "table", command: str = "summary", width: int = 100,
+    columns: str | list[str] | None = None, **options: Any,
+) -> str:
     """The report as the command line prints it, as text: format table (Rich, `width` columns, no
-    colour), json, csv, tsv or markdown; command summary, params, flops or shapes; options are
-    report_data's (depth, convention, training, optimizer, by_type, compare)."""
+    colour), json, csv, tsv or markdown; command summary, params, flops or shapes; `columns` as
+    --columns takes them ('params,macs' or a list; not with json); options are report_data's
+    (depth, convention, training, optimizer, by_type, compare)."""
+    chosen = None
+    if columns is not None:
+        from .render.columns import parse_columns
+
+        if format == "json":
+            raise UsageError("columns choose the columns of table, csv, tsv and markdown; JSON carries every field")
+        chosen = parse_columns(columns if isinstance(columns, str) else ",".join(columns), bool(options.get("training")))
     data = report_data(report, **options)
     if format == "json":
         import json
@@ -147,7 +158,7 @@ def render(report: Report, format: str = "table", command: str = "summary", widt
         if view == "layers":
             from .render.table import render_table
 
-            render_table(data, command, out)
+            render_table(data, command, out, chosen)
         elif view == "types":
             from .render.types import render_by_type
 
@@ -162,7 +173,7 @@ def render(report: Report, format: str = "table", command: str = "summary", widt
     if view == "layers":
         from .render.formats import render_machine
 
-        return render_machine(format, data, command)
+        return render_machine(format, data, command, chosen)
     if view == "types":
         from .render.types import by_type_text
 

@@ -58,6 +58,17 @@ FormatOpt = Annotated[
 ]
 DepthOpt = Annotated[Optional[int], typer.Option("--depth", metavar="N", help="Fold blocks below this depth into one row.")]
 TotalOpt = Annotated[bool, typer.Option("--total", help="Print only the total, as a bare integer.")]
+ColumnsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns", metavar="NAMES",
+        help="Columns in this order, comma-separated (table, csv, tsv, markdown): input_shape, output_shape,"
+        " arguments, params, params_percent, buffers, macs, flops, macs_percent, activation_bytes, trainable,"
+        " trainable_params,"
+        " backward_macs (with --training).",
+        show_default=False,
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -95,7 +106,10 @@ def _check_options(batch: int | None, depth: int | None) -> None:
         raise UsageError(f"--depth must be >= 0, got {depth}")
 
 
-def _emit(report: Any, command: str, fmt: Format | None, depth: int | None, costs: dict[str, Any]) -> None:
+def _emit(
+    report: Any, command: str, fmt: Format | None, depth: int | None, costs: dict[str, Any],
+    columns: tuple[str, ...] | None = None,
+) -> None:
     """Render a finished report; nothing reaches stdout before the whole result exists."""
     from .api import report_data
 
@@ -104,11 +118,12 @@ def _emit(report: Any, command: str, fmt: Format | None, depth: int | None, cost
     if chosen == "table":
         from .render.table import console, render_table
 
-        render_table(data, command, console())
+        out = console()
+        render_table(data, command, out, columns)
     else:
         from .render.formats import render_machine
 
-        sys.stdout.write(render_machine(chosen, data, command))
+        sys.stdout.write(render_machine(chosen, data, command, columns))
 
 
 def _format(fmt: Format | None) -> str:
@@ -128,7 +143,7 @@ COMMAND_OPTIONS = {
     "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
     "shapes": (),
 }
-COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth")
+COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth", "columns")
 
 
 def _calculating(command: str, doc: str) -> None:
@@ -142,6 +157,7 @@ def _calculating(command: str, doc: str) -> None:
         format: FormatOpt = None,
         depth: DepthOpt = None,
         total: TotalOpt = False,
+        columns: ColumnsOpt = None,
         macs: Annotated[bool, typer.Option("--macs", help="With --total: print MACs, not FLOPs.")] = False,
         trainable: Annotated[
             bool, typer.Option("--trainable", help="With --total: print the trainable params only (frozen layers left out).")
@@ -164,8 +180,14 @@ def _calculating(command: str, doc: str) -> None:
     ) -> None:
         _check_options(batch, depth)
         _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value,
-                          compare=compare, training=training, optimizer=optimizer, depth=depth, format=format)
-        _refuse_by_type(by_type, total=total, compare=compare, depth=depth)
+                          compare=compare, training=training, optimizer=optimizer, depth=depth, format=format,
+                          columns=columns)
+        _refuse_by_type(by_type, total=total, compare=compare, depth=depth, columns=columns)
+        chosen_columns = None
+        if columns is not None:
+            from .render.columns import parse_columns
+
+            chosen_columns = parse_columns(columns, training)
         report = _report(config, layer, input, batch)
         if by_type:
             _emit_by_type(report, command, format, convention.value, training, (optimizer or Optimizer.adam).value)  # type: ignore[attr-defined]
@@ -188,7 +210,7 @@ def _calculating(command: str, doc: str) -> None:
                 raise UsageError(f"{convention.value} counts nothing in this network")
             print(value)
         else:
-            _emit(report, command, format, depth, costs)
+            _emit(report, command, format, depth, costs, chosen_columns)
 
     run.__doc__ = doc
     own = COMMON_OPTIONS + COMMAND_OPTIONS[command]
@@ -210,7 +232,8 @@ def _refuse_conflicts(command: str, **given: Any) -> None:
         raise UsageError("--optimizer goes with --training (it sets the optimizer state a training step holds)")
     if given["compare"]:
         clash = [o for o, on in (("--convention", given["convention"] != "layercalc"), ("--training", given["training"]),
-                                 ("--total", given["total"]), ("--depth", given["depth"] is not None)) if on]
+                                 ("--total", given["total"]), ("--depth", given["depth"] is not None),
+                                 ("--columns", given["columns"] is not None)) if on]
         if clash:
             raise UsageError(f"--compare shows every convention's forward pass; it does not combine with {clash[0]}")
     if given["training"] and given["convention"] not in TRAINING_CONVENTIONS:
@@ -220,13 +243,17 @@ def _refuse_conflicts(command: str, **given: Any) -> None:
         )
     if given["total"] and given["format"] is not None:
         raise UsageError("--total prints a bare integer; it does not combine with --format")
+    if given["columns"] is not None and given["total"]:
+        raise UsageError("--columns chooses a table's columns; it does not combine with --total (a bare integer)")
+    if given["columns"] is not None and given["format"] == Format.json:
+        raise UsageError("--columns chooses the columns of table, csv, tsv and markdown; JSON always carries every field")
 
 
 def _refuse_by_type(by_type: bool, **given: Any) -> None:
     """--by-type replaces the per-layer rows; options about those rows would be silently ignored."""
     if by_type:
         clash = [o for o, on in (("--total", given["total"]), ("--compare", given["compare"]),
-                                 ("--depth", given["depth"] is not None)) if on]
+                                 ("--depth", given["depth"] is not None), ("--columns", given["columns"] is not None)) if on]
         if clash:
             raise UsageError(f"--by-type gives one row per layer type; it does not combine with {clash[0]}")
 

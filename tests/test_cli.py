@@ -25,7 +25,7 @@ layers:
     name: fc2
 """
 JSON_FIELDS = {
-    "path", "name", "type", "depth", "input_shape", "output_shape",
+    "path", "name", "type", "arguments", "depth", "input_shape", "output_shape",
     "params", "buffers", "macs", "flops", "activation_bytes",
     "trainable", "trainable_params",  # issue 12: frozen layers
 }

@@ -216,12 +216,52 @@ class Node(NamedTuple):
         return f"{self.layer.type_name} {self.name!r}"
 
 
+# How the arguments column abbreviates an argument: a label of one or two letters is joined to its
+# value (k3 s2 p1), a longer one with "=" (heads=12); an argument not listed keeps its PyTorch name.
+ARG_LABELS: dict[str, str] = {
+    "kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "groups": "g",
+    "output_padding": "op", "hidden_size": "h", "num_heads": "heads", "nhead": "heads",
+    "num_kv_heads": "kv_heads", "num_layers": "layers", "dim_feedforward": "ff",
+    "num_embeddings": "vocab", "embedding_dim": "dim", "output_size": "out", "scale_factor": "scale",
+    "upscale_factor": "r", "num_groups": "groups", "negative_slope": "slope", "proj_size": "proj",
+}
+
+
+def brief_arg(arg: Arg, value: Any) -> str:
+    """One non-default argument, compact: k3, k3x5, s2, no_bias, ceil_mode, bilinear, eps=0.001."""
+    short = ARG_LABELS.get(arg.name)
+    label = short or arg.name
+    if isinstance(value, bool):  # a switch reads as its name, or no_<name> when turned off
+        return label if value else f"no_{label}"
+    if isinstance(arg.convert, Choice):  # a mode reads as itself
+        return str(value)
+    if isinstance(value, tuple):
+        # sizes per spatial dim read as one number when equal (3x3 -> 3); other lists as 0,2,1
+        sizes = isinstance(arg.convert, Ints)
+        text = str(value[0]) if sizes and len(set(value)) == 1 else ("x" if sizes else ",").join(map(str, value))
+    else:
+        text = _show(value).strip("'")
+    joined = short is not None and len(short) <= 2 and not isinstance(value, str)
+    return label + text if joined else f"{label}={text}"
+
+
+def _same(value: Any, default: Any) -> bool:
+    """A value equals its default, a size tuple (1, 1) included when the default is 1."""
+    if isinstance(value, tuple) and not isinstance(default, tuple):
+        return all(v == default for v in value)
+    return value == default
+
+
 class Layer:
     """Base of every layer type. Subclasses set type_name, args and override the rules they need."""
 
     type_name: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for the catalog
     args: ClassVar[tuple[Arg, ...]] = ()
+    # the dim whose size the layer maps from input to output (channels, features): the arguments
+    # column shows it as 64→128, and then leaves out the arguments that state those sizes
+    feature_dim: ClassVar[int | None] = None
+    feature_args: ClassVar[tuple[str, ...]] = ()
     creates_tensor: ClassVar[bool] = True  # False for pure groupings (their output is a child's)
     kinks: ClassVar[tuple[float, ...]] = ()  # inputs where f is not differentiable; verify avoids them
 
@@ -250,6 +290,21 @@ class Layer:
     def arguments(self) -> dict[str, Any]:
         """The layer's arguments after defaults, by PyTorch name."""
         return {a.name: getattr(self, a.name) for a in self.args if not a.nested}
+
+    def brief(self, x: Shape, y: Shape) -> str:
+        """The non-default arguments, compact, for input x and output y: '3→64 k7 s2 p3 no_bias'."""
+        parts = []
+        if self.feature_dim is not None and len(x) > abs(self.feature_dim) and len(y) > abs(self.feature_dim):
+            parts.append(f"{x[self.feature_dim]}→{y[self.feature_dim]}")
+        for arg in self.args:
+            if arg.nested or arg.name in self.feature_args:
+                continue
+            value = getattr(self, arg.name)
+            # null is "worked out from the input": the shapes already show what it became
+            if value is None or (not arg.required and _same(value, arg.default)):
+                continue
+            parts.append(brief_arg(arg, value))
+        return " ".join(parts)
 
     # -- calculator rules (pure integer arithmetic) --
     def output_shape(self, x: Shape) -> Shape:

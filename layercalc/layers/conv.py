@@ -22,6 +22,8 @@ class _ConvBase(Layer):
     """Shared rules of the convolutions of spatial rank `rank` (input N, C, *spatial)."""
 
     rank: ClassVar[int] = 2
+    feature_dim = 1  # channels: 64→128
+    feature_args = ("in_channels", "out_channels")
 
     in_channels: int | None
     out_channels: int

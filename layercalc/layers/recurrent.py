@@ -49,6 +49,8 @@ class _Recurrent(Layer):
     # elementwise gate arithmetic per hidden unit and step, as thop and ptflops count it
     thop_gate_ops: ClassVar[int] = 0
     ptflops_gate_ops: ClassVar[int] = 0
+    feature_dim = -1  # features in -> hidden (x2 both ways) out: 128→512
+    feature_args = ("input_size",)
     torch_rule: ClassVar[str] = "as layercalc"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

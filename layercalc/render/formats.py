@@ -63,19 +63,25 @@ def cell(row: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value)
 
 
-def render_machine(fmt: str, report_dict: dict[str, Any], command: str) -> str:
-    """The report in a machine format; `report_dict` is api.report_data()."""
+def render_machine(fmt: str, report_dict: dict[str, Any], command: str, columns: Sequence[str] | None = None) -> str:
+    """The report in a machine format; `report_dict` is api.report_data(), `columns` names from
+    render.columns (default: COLUMNS[command], plus backward_macs with --training)."""
     if fmt == "json":
         return json.dumps(report_dict, indent=2) + "\n"
-    columns = COLUMNS[command]
+    from .columns import IDENTITY, REGISTRY, machine_cell
+
     total = dict(report_dict["total"])
     if "training" in report_dict:
-        columns += ("backward_macs",)
         total["backward_macs"] = report_dict["training"]["backward_macs"]
-    rows = [[cell(r, c) for c in columns] for r in report_dict["layers"]]
-    if len(columns) > 4 and any(c in total for c in columns[4:]):  # shapes have no total to show
-        rows.append(["total", "", "", ""] + [cell(total, c) for c in columns[4:]])
-    return table_text(fmt, columns, rows)
+    if columns is None:
+        columns = COLUMNS[command][len(IDENTITY):] + (("backward_macs",) if "training" in report_dict else ())
+    chosen = [REGISTRY[c] for c in columns]
+    rows = [[cell(r, c) for c in IDENTITY] + [machine_cell(c, r, total) for c in chosen] for r in report_dict["layers"]]
+    # the total row carries the counts that have a network total (shapes and shares have none)
+    totals = [cell(total, c.name) if c.kind in ("count", "bytes") and c.name in total else "" for c in chosen]
+    if any(totals):
+        rows.append(["total", "", "", ""] + totals)
+    return table_text(fmt, (*IDENTITY, *columns), rows)
 
 
 def compare_text(fmt: str, data: dict[str, Any]) -> str:

@@ -7,24 +7,21 @@ table is actually printed, so machine formats and --total never pay for it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from rich import box
-from rich.console import Console
+from rich.console import COLOR_SYSTEMS, Console
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
 from .formats import human, human_bytes
+from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
-# the column that the share bar measures, per command
-SHARE_OF = {"summary": "macs", "flops": "macs", "params": "params"}
-NUMBER_COLUMNS = {
-    "summary": ("params", "macs", "flops"),
-    "params": ("params", "buffers"),
-    "flops": ("macs", "flops"),
-    "shapes": (),
-}
+DIM, BOLD, MAGENTA, DIM_MAGENTA, CYAN = (Style.parse(s) for s in ("dim", "bold", "magenta", "dim magenta", "cyan"))
+DIM_ITALIC = Style.parse("dim italic")
 TITLES = {"params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs", "backward_macs": "Backward MACs"}
 
 
@@ -37,75 +34,172 @@ class _Console(Console):
         raise BrokenPipeError
 
 
-def console(file: TextIO | None = None) -> Console:
-    """A Console on stdout (or file); Rich itself honours NO_COLOR and non-terminals."""
-    return _Console(file=file, highlight=False, soft_wrap=False)
+def console(file: TextIO | None = None, width: int | None = None) -> Console:
+    """A Console on stdout (or file); Rich itself honours NO_COLOR, COLUMNS and non-terminals."""
+    return _Console(file=file, highlight=False, soft_wrap=False, width=width)
 
 
-def bar(share: float) -> Text:
-    """'████▍      42.3%': a small bar so the heavy layers stand out."""
+def _bar_parts(share: float) -> tuple[str, str]:
+    """'████▍   ' and ' 42.3%': a small bar (BAR_WIDTH characters, in eighths) so the heavy layers stand out."""
     eighths = round(max(0.0, min(1.0, share)) * BAR_WIDTH * 8)
     full, part = divmod(eighths, 8)
     blocks = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
-    text = Text(blocks.ljust(BAR_WIDTH), style="cyan")
-    text.append(f" {share * 100:5.1f}%", style="dim" if share < 0.05 else "")
-    return text
+    return blocks.ljust(BAR_WIDTH), f" {share * 100:5.1f}%"
 
 
-def render_table(report: dict[str, Any], command: str, out: Console) -> None:
-    """Print the per-layer table and the totals footer for summary/params/flops/shapes."""
-    total = report["total"]
-    numbers = NUMBER_COLUMNS[command]
-    if command == "summary" and out.width < 110:
-        numbers = ("params", "macs")  # FLOPs are 2 per MAC: the footer says so; the row needs room
-    if report.get("training") and command in ("summary", "flops"):
-        numbers += ("backward_macs",)
-    share_key = SHARE_OF.get(command)
-    title = f"[bold]{report['name']}[/]  input {'x'.join(map(str, report['input']))} · batch {report['batch']} · {report['dtype']}"
-    if report.get("convention", "layercalc") != "layercalc":
-        title += f" · counted as [bold]{report['convention']}[/]"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Layer", overflow="fold", ratio=1)
-    if command == "shapes":
-        table.add_column("Input shape", no_wrap=True)
-    table.add_column("Output shape", no_wrap=True)
-    for key in numbers:
-        table.add_column(TITLES[key], justify="right", no_wrap=True)
-    if share_key:
-        table.add_column(f"% {TITLES[share_key]}", no_wrap=True)
+def write_lines(out: Console, lines: list[list[tuple[str, Style | None]]]) -> None:
+    """Write pre-laid-out lines of (text, style) pieces in one go, coloured as the console allows.
+
+    The layout already fits the width, so nothing is left for Rich to measure, wrap or crop: each
+    styled piece becomes the terminal's codes (none under NO_COLOR or into a pipe) and the whole
+    text is one write, which keeps a 100,000-row table linear and cheap.
+    """
+    system = None if out.no_color or out.color_system is None else COLOR_SYSTEMS.get(out.color_system)
+    lines = [_rstrip(line) for line in lines]
+    if system is None:
+        text = "\n".join("".join(t for t, _ in line) for line in lines)
+    else:
+        def paint(t: str, style: Style | None) -> str:
+            return style.render(t, color_system=system) if style and t.strip() else t
+
+        text = "\n".join("".join(paint(t, st) for t, st in line) for line in lines)
+    out.file.write(text + "\n")
+    out.file.flush()
+
+
+def _rstrip(line: list[tuple[str, Style | None]]) -> list[tuple[str, Style | None]]:
+    """A line without its trailing blanks (padding of empty cells at the end)."""
+    line = list(line)
+    while line and not line[-1][0].strip():
+        line.pop()
+    if line:
+        line[-1] = (line[-1][0].rstrip(), line[-1][1])
+    return line
+
+
+def title_lines(parts: list[str], width: int) -> list[list[tuple[str, Style | None]]]:
+    """The title (network name bold), folded between its ' · ' parts to fit the width."""
+    name = parts[0].split("  ")[0]
+    out = []
+    for i, line in enumerate(fold_parts(parts, width)):
+        if i == 0 and line.startswith(name):
+            out.append([(name, BOLD), (line[len(name):], None)])
+        else:
+            out.append([(line, None)])
+    return out
+
+
+def render_table(
+    report: dict[str, Any], command: str, out: Console, columns: Sequence[str] | None = None,
+) -> None:
+    """Print the per-layer table and the totals footer for summary/params/flops/shapes.
+
+    Without `columns`, the view's default columns, some dropped (columns.OPTIONAL, CORE_LAST) when
+    the terminal is too narrow; with `columns`, exactly those, the names shortened to fit.
+    """
+    total = dict(report["total"])
+    training = report.get("training")
+    if training:
+        total["backward_macs"] = training["backward_macs"]
+    explicit = columns is not None
+    names = list(columns if explicit else DEFAULT[command])
+    if training and not explicit and command in ("summary", "flops"):
+        names.append("backward_macs")
+    chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
-    for i, row in enumerate(rows):
+    width = out.width
+
+    # every cell as plain text, and each column's natural width, in one pass
+    cells = [_texts(c, rows, total) for c in chosen]
+    widths = [max([len(c.title)] + [len(t) for t in texts]) for c, texts in zip(chosen, cells)]
+    tails = [_tail(r) for r in rows]
+    natural = max([len("Layer")] + [2 * r["depth"] + len(r["path"]) + len(t) for r, t in zip(rows, tails)])
+    if explicit:
+        # what was asked stays; only when even the shortest names leave no room does the end give way
+        layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
+    else:
+        optional = [names.index(d) for d in OPTIONAL if d in names]
+        core = [names.index(d) for d in CORE_LAST if d in names]
+        layout = plan(natural, widths, width, optional, core)
+    kept = layout.kept
+    name_w = layout.name_width
+
+    parts = [f"{report['name']}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    if report.get("convention", "layercalc") != "layercalc":
+        parts.append(f"counted as {report['convention']}")
+    lines = title_lines(parts, width)
+    lines.append([])
+    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(name_w), BOLD)]
+    for i in kept:
+        c = chosen[i]
+        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(widths[i]), BOLD))
+    lines.append(header)
+    lines.append([(" " * MARGIN + "─" * (line_width(name_w, [widths[i] for i in kept]) - MARGIN), None)])
+    margin = " " * MARGIN
+    gap = " " * GAP
+    step = 2 if natural <= name_w else 1  # too narrow for every name: one space a level for all rows
+    for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
-        block = i + 1 < len(rows) and rows[i + 1]["depth"] > row["depth"]
-        # the path says where a nested layer sits (layer1.0.body.3); top-level paths are names
-        name = Text("  " * row["depth"] + row["path"], style="bold" if block else "")
-        name.append(f" {row['type']}", style="magenta" if not block else "dim magenta")
-        if row.get("copies", 1) > 1:  # a folded repeat tail: one row for many identical copies
-            name.append(f" ×{row['copies']:,}", style="bold")
-        cells: list[Any] = [name]
-        if command == "shapes":
-            cells.append("x".join(map(str, row["input_shape"])))
-        cells.append("x".join(map(str, row["output_shape"])))
-        cells += [_number(row[k]) for k in numbers]
-        if share_key:
-            cells.append(bar(row[share_key] / total[share_key]) if total[share_key] and row[share_key] else "")
-        table.add_row(*cells, style="dim" if block else None)
-    out.print(table)
+        block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
+        indent, path, tail = fit_name(row["depth"], row["path"], tails[r], name_w, step)
+        line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
+        pad = name_w - len(indent) - len(path) - len(tail)
+        line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
+        for i in kept:
+            c, text = chosen[i], cells[i][r]
+            if c.kind == "share":
+                line.append((gap, None))
+                line += _share_pieces(row, total, c.field, widths[i])
+                continue
+            style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
+            line.append((gap + (text.rjust(widths[i]) if _right(c) else text.ljust(widths[i])), style))
+        lines.append(line)
+    if layout.dropped:
+        hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
+        note = f"hidden to fit {width} columns: {hidden} (see --columns)"
+        lines += [[]] + [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
+    write_lines(out, lines)
+    out.print()
     out.print(footer(report))
 
 
-def _number(n: int | None) -> Text:
-    if n is None:
-        return Text("not counted", style="dim italic")
-    return Text(human(n) if n else "—", style="" if n else "dim")
+def _right(column: Column) -> bool:
+    """Numbers align right; shapes, arguments and flags left."""
+    return column.kind in ("count", "bytes")
+
+
+def _tail(row: dict[str, Any]) -> str:
+    """What follows a row's path: its type, and for a folded repeat tail the number of copies."""
+    copies = row.get("copies", 1)
+    return f" {row['type']}" + (f" ×{copies:,}" if copies > 1 else "")
+
+
+def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) -> list[str]:
+    """Every row's cell of one column as plain text (a share: the bar and its percentage)."""
+    if column.kind == "share":
+        out = []
+        for row in rows:
+            s = share(row, total, column.field)
+            out.append("".join(_bar_parts(s)) if s else "")
+        return out
+    return [table_text(column, row) for row in rows]
+
+
+def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
+    s = share(row, total, field)
+    if not s:
+        return [(" " * width, None)]
+    blocks, percent = _bar_parts(s)
+    return [(blocks, CYAN), (percent.ljust(width - len(blocks)), DIM if s < 0.05 else None)]
 
 
 def footer(report: dict[str, Any]) -> Table:
     """Totals with exact integers and human units, and memory for the dtype and batch."""
     t = report["total"]
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(justify="right")
+    # labels and exact integers never wrap or shorten; on a narrow terminal the notes wrap instead
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
     grid.add_column(style="dim")
     grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
     trainable = t.get("trainable_params", t["params"])
@@ -143,39 +237,93 @@ def footer(report: dict[str, Any]) -> Table:
 
 
 def render_compare(data: dict[str, Any], out: Console) -> None:
-    """flops --compare: MACs per op category under every convention, totals last."""
+    """flops --compare: MACs per op category under every convention, totals last.
+
+    Exact integers always; a terminal too narrow for every convention side by side gets them in
+    blocks of columns, each block repeating the category column (as NumPy prints wide arrays).
+    Only a terminal too narrow for one exact column gets 3-digit units and the exact totals below.
+    """
     conventions = list(data["total"])
-    # exact integers need ~106 columns; a narrower terminal gets 4-digit units and the exact totals below
-    exact = out.width >= 110
-    table = Table(title=f"[bold]{data['name']}[/]  MACs as each tool counts them · batch {data['batch']}",
-                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, padding=(0, 1))
-    table.add_column("Category", no_wrap=True)
+    width = out.width
+    labels = [row["category"] for row in data["rows"]] + ["total"]
+    cat_w = max(len(x) for x in ["Category", *labels])
+    exact = True
+    while True:
+        columns = {c: [_compare_cell(row[c], exact) for row in data["rows"]] + [_compare_cell(data["total"][c], exact)]
+                   for c in conventions}
+        widths = {c: max(len(c), *(len(t) for t in columns[c])) for c in conventions}
+        if not exact or all(line_width(cat_w, [w]) <= width for w in widths.values()):
+            break
+        exact = False
+    blocks: list[list[str]] = [[]]
     for c in conventions:
-        table.add_column(c, justify="right", no_wrap=True)
-    for row in data["rows"]:
-        table.add_row(row["category"], *(_cell(row[c], exact) for c in conventions))
-    table.add_row(Text("total", style="bold"), *(_cell(data["total"][c], exact, bold=True) for c in conventions))
-    out.print(table)
+        if blocks[-1] and line_width(cat_w, [widths[k] for k in blocks[-1] + [c]]) > width:
+            blocks.append([])
+        blocks[-1].append(c)
+    title = [f"{data['name']}  MACs as each tool counts them", f"batch {data['batch']}"]
+    lines = title_lines(title, width)
+    margin, gap = " " * MARGIN, " " * GAP
+    for block in blocks:
+        lines.append([])
+        lines.append([(margin + "Category".ljust(cat_w), BOLD)] + [(gap + c.rjust(widths[c]), BOLD) for c in block])
+        lines.append([(margin + "─" * (line_width(cat_w, [widths[c] for c in block]) - MARGIN), None)])
+        for r, label in enumerate(labels):
+            last = r == len(labels) - 1
+            line: list[tuple[str, Style | None]] = [(margin + label.ljust(cat_w), BOLD if last else None)]
+            for c in block:
+                text = columns[c][r]
+                line.append((gap + text.rjust(widths[c]), DIM if text == "—" else BOLD if last else None))
+            lines.append(line)
+    lines.append([])
     if not exact:
-        out.print("exact totals: " + ", ".join(f"{c} {data['total'][c]:,}" for c in conventions if data["total"][c] is not None))
-    out.print(Text("torch = FlopCounterMode / 2; — = not counted: the tool skips (or warns about) that op", style="dim"))
+        totals = [f"{c} {data['total'][c]:,}," for c in conventions if data["total"][c] is not None]
+        lines += [[(t.rstrip(","), None)] for t in wrap_tokens(["exact totals:", *totals], width)]
+    note = "torch = FlopCounterMode / 2; — = not counted: the tool skips (or warns about) that op"
+    lines += [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
+    write_lines(out, lines)
 
 
-def _cell(n: int | None, exact: bool, bold: bool = False) -> Text:
+def _compare_cell(n: int | None, exact: bool) -> str:
     if n is None:
-        return Text("—", style="dim")
-    return Text(f"{n:,}" if exact else human(n).replace(" ", ""), style="bold" if bold else "")
+        return "—"
+    return f"{n:,}" if exact else human(n).replace(" ", "")
 
 
 def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
-    """The layer catalog: type, arguments with defaults, what it does."""
-    table = Table(title="[bold]layercalc layer types[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Type", style="magenta", no_wrap=True)
-    table.add_column("Arguments")
-    table.add_column("What it does", style="dim")
+    """The layer catalog: type, arguments with defaults, what it does.
+
+    Arguments wrap between arguments and the description between words, never inside one; a
+    terminal too narrow for both beside the type shows the description under the arguments.
+    """
+    width = out.width
+    type_w = max(len(x) for x in ["Type", *(r["type"] for r in rows)])
+    rest = width - line_width(type_w, [0, 0])  # what two more columns share
+    side_by_side = rest >= 40
+    args_w = max(10, rest * 11 // 20) if side_by_side else max(10, width - line_width(type_w, [0]))
+    what_w = rest - args_w if side_by_side else args_w
+    margin, gap = " " * MARGIN, " " * GAP
+    lines = title_lines(["layercalc layer types"], width) + [[]]
+    header = [(margin + "Type".ljust(type_w), BOLD), (gap + "Arguments".ljust(args_w), BOLD)]
+    if side_by_side:
+        header.append((gap + "What it does", BOLD))
+    lines.append(header)
+    lines.append([(margin + "─" * (line_width(type_w, [args_w, what_w] if side_by_side else [args_w]) - MARGIN), None)])
     for row in rows:
-        table.add_row(row["type"], ", ".join(row["arguments"]) or "—", row["summary"])
-    out.print(table)
+        # each argument is one token, its comma attached, so a line never breaks inside one
+        arguments = [a.replace(" ", "") for a in row["arguments"]] or ["—"]
+        args = [(t, None) for t in wrap_tokens([a + "," for a in arguments[:-1]] + arguments[-1:], args_w)]
+        what = [(t, DIM) for t in wrap_tokens(row["summary"].split(), what_w)]
+        if not side_by_side:  # the description goes under the arguments
+            args, what = args + what, []
+        for i in range(max(len(args), len(what))):
+            text, style = args[i] if i < len(args) else ("", None)
+            line: list[tuple[str, Style | None]] = [
+                (margin + (row["type"] if i == 0 else "").ljust(type_w), MAGENTA), (gap + text.ljust(args_w), style),
+            ]
+            if i < len(what):
+                line.append((gap + what[i][0], DIM))
+            lines.append(line)
+    write_lines(out, lines)
 
 
 def render_checks(result: dict[str, Any], out: Console) -> None:
