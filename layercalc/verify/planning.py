@@ -46,8 +46,9 @@ def signature(entry: Entry, memo: dict[int, Any]) -> Any:
     if key not in memo:
         kids = tuple(signature(c, memo) for c in entry.children)
         args = repr(sorted(entry.layer.arguments().items())) if entry.layer is not None else ""
-        memo[key] = (entry.type, args, tuple(entry.input_shape), entry.copies, kids)
-    return memo[key]
+        # the entry is kept with its signature: a dropped entry's id is reused by the next one made
+        memo[key] = (entry, (entry.type, args, tuple(entry.input_shape), entry.copies, kids))
+    return memo[key][1]
 
 
 def _join(path: str, seg: str) -> str:
