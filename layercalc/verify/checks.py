@@ -102,7 +102,8 @@ def check(inst: Instance, what: str, method: str, error: float, tol: float, note
                  what, method, float(error), float(tol), passed, note)
 
 
-def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, what: str, inst: Instance) -> Check:
+def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, what: str, inst: Instance,
+                 confirm: bool = True) -> Check:
     """One random direction through the chosen tensors together: analytic <∇L, u> against the numeric derivative.
 
     Each tensor's direction is scaled to it (an input of scale 1 and a weight of scale 0.04 move
@@ -129,17 +130,18 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     # crossings to detect and measure again; float64 keeps the quotient's rounding far below rtol)
     h = opts.eps if inst.is_leaf else opts.eps / 100
     for t, u in zip(chosen, dirs):
-        if t.owner is None and inst.is_leaf and inst.layer.kinks and u.max_abs() > 0:
-            h = min(h, KINK_MARGIN / (4 * u.max_abs()))
+        h = _input_step(t, inst, u.max_abs(), h)
     moves: list[Move] = [(t.numeric, u) for t, u in zip(chosen, dirs)]
 
     def tolerance(numeric: float) -> float:
         return opts.atol + opts.rtol * abs(numeric) + rounding
 
-    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance)
+    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance, confirm=confirm)
     labels = ", ".join(t.label for t in chosen) if len(chosen) <= 4 else f"{len(chosen)} tensors"
     note = f"{sum(t.array.size for t in chosen):,} elements ({labels}), {q.note}"
-    return check(inst, what, "direction", abs(q.value - analytic), tolerance(q.value), note)
+    row = check(inst, what, "direction", abs(q.value - analytic), tolerance(q.value), note)
+    row.passed = row.passed and q.decided
+    return row
 
 
 def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Check:
@@ -148,8 +150,7 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
     numeric = np.empty(size)
     scale = t.scale
     h = opts.eps
-    if t.owner is None and inst.is_leaf and inst.layer.kinks:
-        h = min(h, KINK_MARGIN / (4 * scale))
+    h = _input_step(t, inst, scale, h)
     grad = t.grad.astype(np.float64).reshape(-1)
     worst = 0.0
     for i in range(size):
@@ -181,13 +182,15 @@ class _Unit(Direction):
         arr.reshape(-1)[idx] += c * self.dense[idx]
 
 
-def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None) -> list[Check]:
+def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None,
+                    confirm: bool = True) -> list[Check]:
     """Input and parameter gradients against numeric derivatives.
 
     A layer or block gets `directions` random directions, each through its input and every
     parameter together (their cost does not grow with the number of tensors); when one fails,
     each tensor is checked on its own, to name the gradient that is wrong. Small tensors, and
-    every tensor with --full, are checked element by element.
+    every tensor with --full, are checked element by element. confirm=False: a failure is
+    decided by another check (see _leaf_in_network), so it is neither confirmed nor broken down.
     """
     tensors = probe.tensors
     checks = []
@@ -206,7 +209,9 @@ def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffi
         what = "dL/d(x, params)" if tensors[0].owner is None else "dL/d(params)"
     n = max(1, (directions or opts.directions) if inst.is_leaf else 1)
     for k in range(n):
-        checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst), suffix, k, n))
+        checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst, confirm), suffix, k, n))
+        if not confirm and not checks[-1].passed:
+            return checks
     if all(c.passed for c in checks) or len(tensors) == 1 or not inst.is_leaf:
         return checks
     for t in tensors:  # name the culprit
@@ -277,6 +282,10 @@ def random_input(inst: Instance, shape: tuple[int, ...], rng: Any, dtype: str) -
     bounds = [given] if given is not None else [b for b in (leaf.layer.input_ids() for leaf in inst.entry_leaves()) if b is not None]
     if bounds:
         return rng.integers(0, min(bounds), size=shape), False
+    if inst.is_leaf and inst.layer.selects:  # distinct values, evenly spaced, in random order: no ties
+        n = math.prod(shape)
+        x = (rng.permutation(n).reshape(shape) - (n - 1) / 2) * _spacing(n)  # unit variance
+        return x.astype(dtype), True
     x = rng.standard_normal(shape)
     if inst.is_leaf and inst.layer.kinks:
         nudge(x, tuple(inst.layer.kinks), KINK_MARGIN)
@@ -286,6 +295,23 @@ def random_input(inst: Instance, shape: tuple[int, ...], rng: Any, dtype: str) -
     return x, True
 
 
+def _spacing(n: int) -> float:
+    """The gap between the n distinct inputs a selecting layer gets (spread over ±√3: unit variance)."""
+    return 2 * math.sqrt(3.0) / max(n, 1)
+
+
+def _input_step(t: "Tensor", inst: Instance, u_max: float, h: float) -> float:
+    """The step along the input's direction that keeps it on its side of every kink (at least
+    KINK_MARGIN away) and, for a selecting layer, keeps every pair of inputs in their order."""
+    if t.owner is not None or not inst.is_leaf or u_max <= 0:
+        return h
+    if inst.layer.kinks:
+        h = min(h, KINK_MARGIN / (4 * u_max))
+    if inst.layer.selects:  # two inputs a spacing apart, each moving by h·|u|, cannot swap
+        h = min(h, _spacing(t.array.size) / (4 * u_max))
+    return h
+
+
 def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") -> list[Check]:
     """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's rows)."""
     x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
@@ -293,13 +319,14 @@ def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") ->
     return _checks(probe, opts, rng, suffix)
 
 
-def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions: int | None = None) -> list[Check]:
+def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions: int | None = None,
+            confirm: bool = True) -> list[Check]:
     inst = probe.inst
     checks = structure_checks(inst, probe.y, suffix)
     if not checks[0].passed:
         return checks  # numbers on a wrong shape would only repeat the failure
     probe.y = None
-    checks += gradient_checks(probe, inst, opts, rng, suffix, directions)
+    checks += gradient_checks(probe, inst, opts, rng, suffix, directions, confirm)
     if inst.is_leaf:
         for what, err, tol in inst.layer.identities(probe.x, inst.params, rng):
             checks.append(check(inst, what + suffix, "identity", err, tol))
@@ -376,8 +403,8 @@ def _leaf_in_network(probe: Probe, opts: Options, rng: Any, directions: int | No
     directions (one when a batch-2 copy adds opts.directions more, on a fresh input). Those inputs may sit on a
     tie or a kink nobody declared (a max pool over a ReLU's zeros), where a numeric derivative
     means nothing: a numeric failure there is checked again on a fresh random input, away from
-    the layer's kinks, and that check decides."""
-    rows = _checks(probe, opts, rng, directions=directions)
+    the layer's kinks, and that check decides (so a disagreement here is not confirmed first)."""
+    rows = _checks(probe, opts, rng, directions=directions, confirm=False)
     if all(c.passed for c in rows if c.method.startswith(("direction", "elementwise"))):
         return rows
     first = next(c for c in rows if not c.passed and c.method.startswith(("direction", "elementwise")))
