@@ -2,7 +2,7 @@
 numeric derivatives, the layer type's identities and, with --impl, the catalog's reference.
 
 Tolerances: |numeric - analytic| <= atol + rtol·|numeric| + the analytic side's own rounding,
-estimated as C·eps(dtype)·sqrt(layers)·sqrt(Σ (∇L_i·u_i)²) (independent rounding errors of each
+estimated as C·ε·sqrt(layers)·sqrt(Σ (∇L_i·u_i)²) (ε the dtype's machine epsilon; independent rounding errors of each
 gradient element, growing with the number of layers they pass through). The numeric side is
 float64 and accurate to far better than rtol (see differences.py), so a float32 run is held to
 float32's own rounding, not to a blanket tolerance.
@@ -20,7 +20,7 @@ from .report import Check, Options
 
 ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
 ELEMENTWISE_WORK = 4_000_000  # ...when (elements x output size) stays below this
-ROUNDING = 32  # C above: a gradient element's rounding error, in units of eps(dtype)
+ROUNDING = 32  # C above: a gradient element's rounding error, in units of the dtype's machine epsilon
 KINK_MARGIN = 1e-3  # inputs are kept at least this far from a layer's kinks
 
 
@@ -87,8 +87,12 @@ class Probe:
 
     def rounding(self, squares: float) -> float:
         """The analytic side's rounding allowance for a directional product of that root sum of squares."""
-        eps = float(np.finfo(self.y_dtype).eps) if self.y_dtype.kind == "f" else 2.0**-52
-        return ROUNDING * eps * math.sqrt(self.leaves) * squares
+        return ROUNDING * machine_epsilon(self.y_dtype) * math.sqrt(self.leaves) * squares
+
+
+def machine_epsilon(dtype: Any) -> float:
+    """The spacing of the dtype's numbers at 1 (float64's for an integer dtype)."""
+    return float(np.finfo(dtype).eps) if np.dtype(dtype).kind == "f" else 2.0**-52
 
 
 def _shape(a: Any) -> str:
@@ -125,10 +129,10 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
         squares += (sq * w) ** 2
     squares = math.sqrt(squares)
     rounding = probe.rounding(squares)
-    # the step: opts.eps relative to each tensor's scale, never reaching a kink of the layer's own
+    # the step: opts.step relative to each tensor's scale, never reaching a kink of the layer's own
     # input; a block's inputs to inner kinks cannot be nudged, so it starts 100 times finer (fewer
     # crossings to detect and measure again; float64 keeps the quotient's rounding far below rtol)
-    h = opts.eps if inst.is_leaf else opts.eps / 100
+    h = opts.step if inst.is_leaf else opts.step / 100
     for t, u in zip(chosen, dirs):
         h = _input_step(t, inst, u.max_abs(), h)
     moves: list[Move] = [(t.numeric, u) for t, u in zip(chosen, dirs)]
@@ -149,8 +153,7 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
     size = t.array.size
     numeric = np.empty(size)
     scale = t.scale
-    h = opts.eps
-    h = _input_step(t, inst, scale, h)
+    h = _input_step(t, inst, scale, opts.step)
     grad = t.grad.astype(np.float64).reshape(-1)
     worst = 0.0
     for i in range(size):
@@ -208,8 +211,8 @@ def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffi
     if not inst.is_leaf and len(tensors) > 1:
         what = "dL/d(x, params)" if tensors[0].owner is None else "dL/d(params)"
     n = max(1, (directions or opts.directions) if inst.is_leaf else 1)
-    for k in range(n):
-        checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst, confirm), suffix, k, n))
+    for i in range(n):
+        checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst, confirm), suffix, i, n))
         if not confirm and not checks[-1].passed:
             return checks
     if all(c.passed for c in checks) or len(tensors) == 1 or not inst.is_leaf:
@@ -218,14 +221,14 @@ def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffi
         if t.array.size <= ELEMENTWISE_MAX and t.array.size * out <= ELEMENTWISE_WORK:
             checks.append(_relabel(_elementwise(probe, t, opts, inst), suffix))
         else:
-            for k in range(n):
-                checks.append(_relabel(_directional(probe, [t], opts, rng, f"dL/d{t.label}", inst), suffix, k, n))
+            for i in range(n):
+                checks.append(_relabel(_directional(probe, [t], opts, rng, f"dL/d{t.label}", inst), suffix, i, n))
     return checks
 
 
-def _relabel(c: Check, suffix: str, k: int = 0, n: int = 1) -> Check:
+def _relabel(c: Check, suffix: str, i: int = 0, n: int = 1) -> Check:
     if n > 1:
-        c.method = f"direction {k + 1}/{n}"
+        c.method = f"direction {i + 1}/{n}"
     c.check += suffix
     return c
 
@@ -249,8 +252,7 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
     checks = []
     ref = inst.reference
     tied = np.round(x * 2) / 2 if x.dtype.kind == "f" else x  # a coarse grid: ties in every pooling window, exact zeros
-    eps = float(np.finfo(x.dtype).eps) if x.dtype.kind == "f" else 2.0**-52
-    rel = max(opts.rtol, ROUNDING * eps)
+    rel = max(opts.rtol, ROUNDING * machine_epsilon(x.dtype))
     for label, inp in (("smooth", x), ("ties", tied)):
         y_user, cache_user = inst.layer.forward(inp, inst.params)
         y_ref, cache_ref = ref.forward(inp, inst.params)
@@ -264,7 +266,7 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
         dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
         if dx_ref is not None:  # None: an input of token ids, which has no gradient
             pairs.append(("dL/dx", dx_user, dx_ref))
-        pairs += [(f"dL/d{k}", grads_user.get(k), v) for k, v in grads_ref.items()]
+        pairs += [(f"dL/d{pname}", grads_user.get(pname), v) for pname, v in grads_ref.items()]
         for what, mine, theirs in pairs:
             if mine is None or np.shape(mine) != np.shape(theirs):
                 checks.append(check(inst, f"{what} = reference{suffix}", method, math.inf, 0.0, "shape differs"))
@@ -345,12 +347,11 @@ def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options
     prods = [(p.astype(np.float64) * v).reshape(-1) for p, v in zip(parts, dirs)]
     analytic = sum(float(w.sum()) for w in prods)
     squares = math.sqrt(sum(dot(w, w) for w in prods))
-    h = opts.eps
+    h = opts.step
     plus = inst.layer.merge([o + h * v for o, v in zip(outs64, dirs)])
     minus = inst.layer.merge([o - h * v for o, v in zip(outs64, dirs)])
     numeric = dot(dy64.reshape(-1), (plus - minus).reshape(-1)) / (2 * h)
-    eps = float(np.finfo(dy.dtype).eps) if dy.dtype.kind == "f" else 2.0**-52
-    tol = opts.atol + opts.rtol * abs(numeric) + ROUNDING * eps * squares
+    tol = opts.atol + opts.rtol * abs(numeric) + ROUNDING * machine_epsilon(dy.dtype) * squares
     return check(inst, "split = merge's gradient", "direction", abs(numeric - analytic), tol,
                  f"on its {len(outs)} sequence outputs, central difference, step {h:.0e}")
 

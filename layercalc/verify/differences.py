@@ -111,9 +111,9 @@ def scale_of(arr: Any) -> float:
 
 def nudge(x: Any, kinks: tuple[float, ...], margin: float) -> Any:
     """x with every element within margin of a kink moved to margin away from it (same side)."""
-    for k in kinks:
-        near = np.abs(x - k) < margin
-        x[near] = np.where(x[near] >= k, k + margin, k - margin)
+    for kink in kinks:
+        near = np.abs(x - kink) < margin
+        x[near] = np.where(x[near] >= kink, kink + margin, kink - margin)
     return x
 
 
@@ -151,7 +151,7 @@ class KinkWatch:
             self.crossed = True
         travel = np.abs(xp - x.astype(np.float32)) / 2  # how far an element moves over a step of h
         mid = (xp + x.astype(np.float32)) / 2
-        gap = np.min(np.stack([np.abs(mid - k) for k in kinks]), axis=0)
+        gap = np.min(np.stack([np.abs(mid - kink) for kink in kinks]), axis=0)
         moving = travel > 0
         if np.any(moving):
             self.safe = min(self.safe, float(np.min(gap[moving] / travel[moving])))

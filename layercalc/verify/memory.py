@@ -48,9 +48,11 @@ def budget(given: int | None) -> int:
     return given if given is not None else min(available_memory() // 2, DEFAULT_CAP)
 
 
-def gib(n: int) -> str:
-    """Bytes as '1.5 GiB' or '300 MiB'."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+def mb(n: int) -> str:
+    """Bytes in the product's one unit system, decimal (1 MB = 10^6 bytes): '2.15 GB', '300 MB'."""
+    from ..render.formats import human_bytes
+
+    return human_bytes(n)
 
 
 def release_memory() -> None:

@@ -1,0 +1,94 @@
+"""Checks above the memory budget at their own size, made to fit without changing what is checked.
+
+- First the same layer or block (same type, same arguments, same parameter shapes) on a shorter
+  input: the dimensions after the batch that no parameter depends on (a sequence's length, an
+  image's height and width) are halved until the check fits. A layer computes the same function
+  of each position at any length, so this is still a check of that layer with those arguments.
+- A layer whose parameters alone exceed the budget (a 128,256-word embedding, the output head of
+  a language model) cannot be held in float64 at all: it is checked as a smaller copy of its type,
+  its largest integer argument (the vocabulary, the output features) halved until it fits, the
+  others unchanged. The row says which argument changed and from what: it is a real check of
+  that layer type's code, not of that exact size.
+A block whose parameters alone exceed the budget has no smaller copy (its arguments are layers):
+it is skipped, and each layer and block inside it is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..analysis import Entry, Flow, analyse_node
+from ..errors import ConfigError
+from ..layers import numel
+from ..layers.base import Node
+
+Fits = Callable[[Entry], bool]
+
+
+def reanalysed(entry: Entry, x: tuple[int, ...], layer: Any = None) -> Entry | None:
+    """The entry analysed again for input x (and, when given, another layer of its type); None
+    when the layer refuses that input or the entry cannot be analysed on its own."""
+    if entry.copies:  # a repeat group: its copies' node, repeated
+        first = entry.children[0]
+        node = Node(layer=first.layer, name=first.name, repeat=entry.copies)
+    elif entry.layer is None:
+        return None
+    else:
+        node = Node(layer=layer or entry.layer, name=entry.name)
+    try:
+        return analyse_node(node, x, entry.seg, Flow(tokens=entry.ids is not None))
+    except (ConfigError, ValueError, TypeError):
+        return None
+
+
+def shorter_input(entry: Entry, fits: Fits, batch: int | None = None) -> Entry | None:
+    """The entry on the largest input (halving, longest dimension first) that fits, with the same
+    parameter count; None if no such input fits. batch, when given, replaces the input's batch."""
+    shape = list(entry.input_shape)
+    if batch is not None:
+        shape[0] = batch
+    current = reanalysed(entry, tuple(shape)) if batch is not None else entry
+    if current is None or current.params != entry.params:
+        return None
+    while not fits(current):
+        for d in sorted(range(1, len(shape)), key=lambda d: -shape[d]):
+            if shape[d] <= 1:
+                continue
+            trial = [*shape[:d], shape[d] // 2, *shape[d + 1:]]
+            smaller = reanalysed(entry, tuple(trial))
+            if smaller is not None and smaller.params == entry.params:
+                shape, current = trial, smaller
+                break
+        else:
+            return None
+    return current
+
+
+def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
+    """A leaf's copy with its largest integer argument halved until the check fits (on a shorter
+    input if need be), and what changed ('out_features 8016 (of 128256)'); None for a block or
+    when no such copy fits."""
+    layer = entry.layer
+    if layer is None or entry.children or entry.copies:
+        return None
+    args = layer.arguments()
+    ints = [a for a, v in args.items() if isinstance(v, int) and not isinstance(v, bool) and v > 1]
+    if not ints:
+        return None
+    name = max(ints, key=lambda a: args[a])
+    value = args[name]
+    while value > 1:
+        value //= 2
+        copy = type(layer)(**{**args, name: value})
+        smaller = reanalysed(entry, tuple(entry.input_shape), copy)
+        if smaller is None or smaller.params >= entry.params:
+            return None
+        smaller = smaller if fits(smaller) else shorter_input(smaller, fits)
+        if smaller is not None:
+            return smaller, f"{name} {value} (of {args[name]})"
+    return None
+
+
+def shape_text(entry: Entry) -> str:
+    """The entry's input shape as 1x64x4096."""
+    return "x".join(map(str, entry.input_shape)) if numel(entry.input_shape) else "()"
