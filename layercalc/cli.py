@@ -244,17 +244,20 @@ _calculating("shapes", "Input and output shape of every layer.")
 
 
 def parse_bytes(text: str) -> int:
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes (binary multiples)."""
-    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
-    unit = raw[-1:] if raw[-1:] in units and raw[-1:] else ""
+    """'2G', '2GB', '512M', '1000000' -> bytes in decimal units, as everywhere in layercalc (1 MB =
+    10^6 bytes, 1 GB = 10^9); '2GiB', '512MiB' in binary units when the i says so."""
+    raw = text.strip().lower()
+    base = 1024 if raw.endswith("ib") else 1000
+    raw = raw.removesuffix("ib").removesuffix("b")
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+    unit = raw[-1:] if raw[-1:] in powers and raw[-1:] else ""
     try:
         value = float(raw[: len(raw) - len(unit)])
     except ValueError:
-        raise UsageError(f"--max-memory: expected a size like 2G or 512M, got {text!r}") from None
+        raise UsageError(f"--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got {text!r}") from None
     if value <= 0:
         raise UsageError(f"--max-memory must be positive, got {text!r}")
-    return int(value * units[unit])
+    return int(value * base ** powers[unit])
 
 
 @app.command("verify")
@@ -273,7 +276,7 @@ def verify_command(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer (name or path); repeatable.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Check every element of every tensor (slow on large layers).")] = False,
     impl: Annotated[Optional[str], typer.Option("--impl", help="Your own layer implementation: FILE.py or module:Class.")] = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 4G (default: half of what is free).")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
     from .verify import for_dtype, verify

@@ -173,7 +173,7 @@ def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None
 
 
 def test_network_check_over_budget_is_skipped_and_said(cli, write) -> None:
-    # eight 256 -> 256 linears: each layer's check holds well under 2 MiB, the whole network's over 4 MiB
+    # eight 256 -> 256 linears: each layer's check holds well under 2 MB, the whole network's over 4 MB
     layers = "".join("  - linear: {out_features: 256}\n" for _ in range(8))
     config = write("deep.yaml", f"input: [256]\nlayers:\n{layers}")
     run = cli("verify", config, "--max-memory", "4M", "-f", "tsv")

@@ -288,6 +288,12 @@ class Layer:
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
 
+    def work_elements(self, x: Shape) -> int:
+        """Elements of the arrays the NumPy forward keeps for backward and the backward's largest
+        temporaries, beyond the input and output (attention's T×T matrices per head, a recurrent
+        layer's gates at every step): verify's memory estimate adds them. 0 by default."""
+        return 0
+
     # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""

@@ -21,10 +21,23 @@ DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at 
 BYTES_PER_ACTIVATION = 8 * 5
 
 
+BYTES_PER_WORK = 8  # per element of a layer's own intermediates (Layer.work_elements), float64
+
+
+def work_elements(entry: Entry) -> int:
+    """Elements of every layer's own intermediates in this subtree (attention's T×T matrices, a
+    recurrent layer's gates at every step), each layer counted as often as it runs."""
+    if not entry.children:
+        return entry.layer.work_elements(tuple(entry.input_shape)) if entry.layer is not None else 0
+    return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
+
+
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
-    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated."""
+    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
+    its parameters, its activations and its layers' own intermediates."""
     activations = numel(entry.input_shape) + entry.tensors
-    return int(entry.params * BYTES_PER_PARAM + activations * batch_scale * BYTES_PER_ACTIVATION)
+    per_sample = activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
+    return int(entry.params * BYTES_PER_PARAM + per_sample * batch_scale)
 
 
 def available_memory() -> int:
