@@ -26,11 +26,11 @@ from ..lazy import np
 from .checks import check_instance, check_network
 from .execution import Chain, Instance, UserCodeError, backward, build, forward
 from .memory import release_memory
-from .planning import Task, network_entry, plan_tasks
+from .planning import Task, network_entry, plan_tasks, selection
 from .report import Check, Options, Result, Skipped, for_dtype
 
 __all__ = ["Options", "Check", "Result", "Skipped", "for_dtype", "verify", "plan", "build_network", "Instance",
-           "forward", "backward", "UserCodeError"]
+           "forward", "backward", "UserCodeError", "selection"]
 
 
 def build_network(report: Report, opts: Options, rng: Any = None) -> Instance:
@@ -64,43 +64,47 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
+    i = 0
     with np.errstate(over="ignore", under="ignore"):
-        for i, task in enumerate(tasks):
-            if progress:
-                progress(task.label, i, len(tasks))
-            rng = np.random.default_rng([opts.seed, i])
-            if task.batch2 and kept is not None and kept.path == task.path:
-                inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
-            else:
-                inst = _instance(task, report, opts, rng)
-            kept = None
-            done: set[str] = set()
-            try:
-                if task.is_network or task.inner:
-                    copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
-                    rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
-                    if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
-                        rows = _composition_in_float64(inst, task, opts, rng, rows)
-                    for block, checks in rows:
-                        _report(result, task.inner.get(block.path, task), checks)
-                        done.add(block.path)
+        try:
+            for i, task in enumerate(tasks):
+                if progress:
+                    progress(task.label, i, len(tasks))
+                rng = np.random.default_rng([opts.seed, i])
+                if task.batch2 and kept is not None and kept.path == task.path:
+                    inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
                 else:
-                    _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
-            except UserCodeError as exc:
-                _raised(result, task, exc, raised, inst)
-                if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
-                    by_path = {i.path: i for i in inst.walk()}
-                    for path, sub in task.inner.items():
-                        if path in done or path in raised:
-                            continue
-                        try:
-                            _report(result, sub, check_instance(by_path[path], opts, rng))
-                        except UserCodeError as inner:
-                            _raised(result, sub, inner, raised, by_path[path])
-            if not task.is_network and not task.batch2 and inst.is_leaf:
-                kept = inst
-            del inst
-            release_memory()  # freed arrays back to the system: a check's peak is its own
+                    inst = _instance(task, report, opts, rng)
+                kept = None
+                done: set[str] = set()
+                try:
+                    if task.is_network or task.inner:
+                        copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+                        rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
+                        if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
+                            rows = _composition_in_float64(inst, task, opts, rng, rows)
+                        for block, checks in rows:
+                            _report(result, task.inner.get(block.path, task), checks)
+                            done.add(block.path)
+                    else:
+                        _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
+                except UserCodeError as exc:
+                    _raised(result, task, exc, raised, inst)
+                    if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
+                        by_path = {i.path: i for i in inst.walk()}
+                        for path, sub in task.inner.items():
+                            if path in done or path in raised:
+                                continue
+                            try:
+                                _report(result, sub, check_instance(by_path[path], opts, rng))
+                            except UserCodeError as inner:
+                                _raised(result, sub, inner, raised, by_path[path])
+                if not task.is_network and not task.batch2 and inst.is_leaf:
+                    kept = inst
+                del inst
+                release_memory()  # freed arrays back to the system: a check's peak is its own
+        except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
+            result.interrupted, result.planned = len(tasks) - i, len(tasks)
     return result
 
 

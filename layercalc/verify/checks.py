@@ -151,23 +151,63 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
 def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Check:
     """Every element of one tensor: analytic against Richardson-extrapolated differences."""
     size = t.array.size
-    numeric = np.empty(size)
-    scale = t.scale
-    h = _input_step(t, inst, scale, opts.step)
     grad = t.grad.astype(np.float64).reshape(-1)
-    worst = 0.0
-    for i in range(size):
-        u = _Unit(t.array.shape, i, scale)
-        # u moves element i by `scale`: the quotient is scale·∂L/∂t_i
-        q = derivative(probe.evaluate, probe.g64, [(t.numeric, u)], h, float(grad[i]) * scale,
-                       lambda v: (opts.atol + opts.rtol * abs(v / scale)) * scale)
-        numeric[i] = q.value / scale
-        worst = max(worst, 0.0 if math.isnan(q.error) else q.error)
+    numeric, worst = _numeric_at(probe, t, opts, inst, range(size))
     diff = float(np.max(np.abs(numeric - grad))) if size else 0.0
     top = float(np.max(np.abs(numeric))) if size else 0.0
     tol = opts.atol + opts.rtol * top + probe.rounding(top * math.sqrt(size))
     note = f"{size} elements" + (f", largest numeric error estimate {worst:.1e}" if worst else "")
-    return check(inst, f"dL/d{t.label}", "elementwise", diff, tol, note)
+    row = check(inst, f"dL/d{t.label}", "elementwise", diff, tol, note)
+    if not row.passed and size:
+        i = int(np.argmax(np.abs(numeric - grad)))
+        _where(row, t, i, float(numeric[i]), float(grad[i]), f"of all {size}")
+    return row
+
+
+def _numeric_at(probe: Probe, t: Tensor, opts: Options, inst: Instance, indices: Any) -> tuple[Any, float]:
+    """(∂L/∂t_i at each flat index i, from Richardson-extrapolated differences; the largest error estimate)."""
+    scale = t.scale
+    h = _input_step(t, inst, scale, opts.step)
+    grad = t.grad.reshape(-1)
+    out = []
+    worst = 0.0
+    for i in indices:
+        u = _Unit(t.array.shape, i, scale)
+        # u moves element i by `scale`: the quotient is scale·∂L/∂t_i
+        q = derivative(probe.evaluate, probe.g64, [(t.numeric, u)], h, float(grad[i]) * scale,
+                       lambda v: (opts.atol + opts.rtol * abs(v / scale)) * scale)
+        out.append(q.value / scale)
+        worst = max(worst, 0.0 if math.isnan(q.error) else q.error)
+    return np.asarray(out, dtype=np.float64), worst
+
+
+LOCATE_ALL = 256  # a failed tensor up to this size is probed element by element to find where it is wrong
+LOCATE_PROBES = 12  # else this many elements with the largest analytic values, and as many at random
+
+
+def _locate(probe: Probe, t: Tensor, opts: Options, inst: Instance, rng: Any, row: Check) -> None:
+    """A failed directional check of one tensor: the element where numeric and analytic differ
+    most, among every element of a small tensor, else among the elements with the largest
+    analytic values and as many drawn at random (each costs a numeric derivative)."""
+    size = t.array.size
+    grad = t.grad.astype(np.float64).reshape(-1)
+    if size <= LOCATE_ALL:
+        picked, among = np.arange(size), f"of all {size}"
+    else:
+        top = np.argpartition(-np.abs(grad), LOCATE_PROBES)[:LOCATE_PROBES]
+        picked = np.unique(np.concatenate([top, rng.choice(size, LOCATE_PROBES, replace=False)]))
+        among = f"of {picked.size} probed: the {LOCATE_PROBES} largest analytic values and {LOCATE_PROBES} at random"
+    numeric, _ = _numeric_at(probe, t, opts, inst, picked)
+    k = int(np.argmax(np.abs(numeric - grad[picked])))
+    _where(row, t, int(picked[k]), float(numeric[k]), float(grad[picked[k]]), among)
+
+
+def _where(row: Check, t: Tensor, flat: int, numeric: float, analytic: float, among: str) -> None:
+    """Record on a failed row where the gradients differ most (an index into the tensor)."""
+    row.index = [int(i) for i in np.unravel_index(flat, t.array.shape)]
+    row.numeric, row.analytic = numeric, analytic
+    row.note += (f"; largest difference ({among}) at {t.label}[{', '.join(map(str, row.index))}]: "
+                 f"numeric {numeric:.6g}, analytic {analytic:.6g}")
 
 
 class _Unit(Direction):
@@ -215,14 +255,20 @@ def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffi
         checks.append(_relabel(_directional(probe, tensors, opts, rng, what, inst, confirm), suffix, i, n))
         if not confirm and not checks[-1].passed:
             return checks
-    if all(c.passed for c in checks) or len(tensors) == 1 or not inst.is_leaf:
+    if all(c.passed for c in checks) or not inst.is_leaf:
+        return checks
+    if len(tensors) == 1:
+        _locate(probe, tensors[0], opts, inst, rng, next(c for c in checks if not c.passed))
         return checks
     for t in tensors:  # name the culprit
         if t.array.size <= ELEMENTWISE_MAX and t.array.size * out <= ELEMENTWISE_WORK:
             checks.append(_relabel(_elementwise(probe, t, opts, inst), suffix))
         else:
-            for i in range(n):
-                checks.append(_relabel(_directional(probe, [t], opts, rng, f"dL/d{t.label}", inst), suffix, i, n))
+            rows = [_relabel(_directional(probe, [t], opts, rng, f"dL/d{t.label}", inst), suffix, i, n) for i in range(n)]
+            failed = [c for c in rows if not c.passed]
+            if failed:
+                _locate(probe, t, opts, inst, rng, failed[0])
+            checks += rows
     return checks
 
 

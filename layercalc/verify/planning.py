@@ -5,10 +5,11 @@ copies of every layer when the input's batch is 1.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterator
 
 from ..analysis import Entry, Report
-from ..errors import ConfigError, MemoryBudgetError
+from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
 from .memory import budget, check_memory, mb
 from .reduce import shape_text, shorter_input, smaller_copy
@@ -129,6 +130,31 @@ def batch2_entry(e: Entry) -> Entry:
     count = sum(numel(s) for name, s in params.items() if name not in layer.shared_params())
     return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
                  tensors=numel(y), layer=layer, ids=e.ids)
+
+
+def selection(report: Report, opts: Options) -> tuple[int, int]:
+    """(how many layers and blocks --only selects, how many there are); all without --only. Raises UsageError for an
+    --only that names nothing (with the closest names and paths) and for an --impl of a type the
+    network does not use."""
+    names: set[str] = set()
+    types: set[str] = set()
+    count = total = 0
+    for entry, path, name, _ in places(report.entries, ""):
+        names.update((name, path))
+        types.add(entry.type)
+        count += _selected(path, name, opts.only)
+        total += 1
+    impl = getattr(opts.impl, "type_name", None)
+    if impl is not None and impl not in types:
+        raise UsageError(f"--impl: the network has no {impl} layer, so nothing would run your {opts.impl.__name__} "
+                         f"(its layer types: {', '.join(sorted(types))})")
+    for o in opts.only:
+        if o in names or any(n.startswith(o + ".") for n in names):
+            continue
+        close = difflib.get_close_matches(o, sorted(names), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else "`layercalc summary CONFIG` lists every name and path"
+        raise UsageError(f"--only {o}: no layer or block has that name or path; {hint}")
+    return count, total
 
 
 def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:

@@ -43,6 +43,11 @@ class Check:
     tolerance: float
     passed: bool
     note: str = ""
+    # a failed numeric check of one tensor: where the gradients differ most (index into the tensor,
+    # batch first), the numeric and the analytic value there; None otherwise
+    index: list[int] | None = None
+    numeric: float | None = None
+    analytic: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -74,6 +79,8 @@ class Result:
     reduced: int = 0  # rows (run or reported) of checks made to fit the memory budget (a shorter input, a smaller copy)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list, repr=False)  # what a user's implementation raised, for --debug
+    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted (Ctrl-C)
+    planned: int = 0  # how many were planned, when interrupted
 
     @property
     def passed(self) -> bool:
@@ -86,11 +93,13 @@ class Result:
         run = len(self.checks) - self.deduplicated
         reduced = f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget)" if self.reduced else ""
         return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
-                f"{len(self.skipped)} skipped, {failed} failed{reduced}")
+                f"{len(self.skipped)} skipped, {failed} failed{reduced}"
+                + (f"; interrupted (Ctrl-C): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
+                   if self.interrupted else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         failed = sum(not c.passed for c in self.checks)
         return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
-                "deduplicated": self.deduplicated, "reduced": self.reduced, "skipped": [s.to_dict() for s in self.skipped],
+                "deduplicated": self.deduplicated, "reduced": self.reduced, "interrupted": self.interrupted, "skipped": [s.to_dict() for s in self.skipped],
                 "summary": self.summary(), "results": [c.to_dict() for c in self.checks]}
