@@ -41,16 +41,16 @@ def reanalysed(entry: Entry, x: tuple[int, ...], layer: Any = None) -> Entry | N
         return None
 
 
-def shorter_input(entry: Entry, fits: Fits, batch: int | None = None) -> Entry | None:
+REDUCED_MACS = 2 * 10**9  # a check made smaller for memory is also made small enough to run in seconds
+
+
+def shorter_input(entry: Entry, fits: Fits, macs: int = REDUCED_MACS) -> Entry | None:
     """The entry on the largest input (halving, longest dimension first) that fits, with the same
-    parameter count; None if no such input fits. batch, when given, replaces the input's batch."""
+    parameter count, and whose forward takes at most `macs` where the input can be cut that far;
+    None if no such input fits."""
     shape = list(entry.input_shape)
-    if batch is not None:
-        shape[0] = batch
-    current = reanalysed(entry, tuple(shape)) if batch is not None else entry
-    if current is None or current.params != entry.params:
-        return None
-    while not fits(current):
+    current = entry
+    while not (fits(current) and current.macs <= macs):
         for d in sorted(range(1, len(shape)), key=lambda d: -shape[d]):
             if shape[d] <= 1:
                 continue
@@ -60,7 +60,7 @@ def shorter_input(entry: Entry, fits: Fits, batch: int | None = None) -> Entry |
                 shape, current = trial, smaller
                 break
         else:
-            return None
+            return current if fits(current) else None
     return current
 
 
@@ -83,7 +83,7 @@ def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
         smaller = reanalysed(entry, tuple(entry.input_shape), copy)
         if smaller is None or smaller.params >= entry.params:
             return None
-        smaller = smaller if fits(smaller) else shorter_input(smaller, fits)
+        smaller = shorter_input(smaller, fits)
         if smaller is not None:
             return smaller, f"{name} {value} (of {args[name]})"
     return None
