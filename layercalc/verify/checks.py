@@ -14,7 +14,7 @@ import math
 from typing import Any, Callable, Iterator
 
 from ..lazy import np
-from .differences import Direction, Move, derivative, dot, nudge, scale_of
+from .differences import Direction, KinkSides, Move, Start, derivative, dot, nudge, scale_of
 from .execution import Instance, backward, forward, output
 from .report import Check, Options
 
@@ -47,8 +47,12 @@ class Probe:
     """L(t) = <g, f(x; θ)> for one instance: analytic gradients in the dtype under test, and a
     float64 twin of every array for the numeric side."""
 
-    def __init__(self, inst: Instance, x: Any, y: Any, g: Any, dx: Any, grads: dict[Instance, dict[str, Any]], real_input: bool) -> None:
+    def __init__(self, inst: Instance, x: Any, y: Any, g: Any, dx: Any, grads: dict[Instance, dict[str, Any]], real_input: bool,
+                 sides: KinkSides | None = None) -> None:
         self.inst, self.x, self.y, self.g = inst, x, y, g
+        # in float64 the output under test is the numeric side's own f(t): a first forward
+        # difference needs one forward, not two (the kinks' sides recorded by the same forward)
+        self.start: Start | None = (y, sides) if sides is not None and y.dtype == np.float64 else None
         self.y_shape, self.y_dtype = y.shape, y.dtype
         self.leaves = max(1, len(inst.leaves()))
         self.x64 = x if x.dtype == np.float64 or x.dtype.kind not in "fc" else x.astype(np.float64)
@@ -69,11 +73,12 @@ class Probe:
     def run(cls, inst: Instance, x: Any, rng: Any, real_input: bool) -> "Probe":
         """Forward and backward of inst at x with a random upstream gradient (a sum loss checks
         nothing for normalisations, whose outputs sum to a constant)."""
-        y, cache = forward(inst, x)
+        sides = KinkSides()
+        y, cache = forward(inst, x, watch=sides)
         g = rng.standard_normal(y.shape).astype(y.dtype)
         grads: dict[Instance, dict[str, Any]] = {}
         dx = backward(inst, g, cache, grads)
-        return cls(inst, x, y, g, dx, grads, real_input)
+        return cls(inst, x, y, g, dx, grads, real_input, sides)
 
     def evaluate(self, watch: Any) -> Any:
         """f at the float64 arrays as they stand (moved or not)."""
@@ -140,7 +145,7 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     def tolerance(numeric: float) -> float:
         return opts.atol + opts.rtol * abs(numeric) + rounding
 
-    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance, confirm=confirm)
+    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance, confirm=confirm, start=probe.start)
     labels = ", ".join(t.label for t in chosen) if len(chosen) <= 4 else f"{len(chosen)} tensors"
     note = f"{sum(t.array.size for t in chosen):,} elements ({labels}), {q.note}"
     row = check(inst, what, "direction", abs(q.value - analytic), tolerance(q.value), note)
@@ -416,12 +421,13 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     """
     x, real = random_input(root, tuple(root.entry.input_shape), rng, opts.dtype)
     tape: dict[Any, Any] = {leaf: None for leaf in root.leaves() if blocks(leaf)}
-    y, cache = forward(root, x, tape=tape)
+    sides = KinkSides()
+    y, cache = forward(root, x, watch=sides, tape=tape)
     g = rng.standard_normal(y.shape).astype(y.dtype)
     grads: dict[Instance, dict[str, Any]] = {}
     dx = backward(root, g, cache, grads, tape)
     del cache
-    network = _checks(Probe(root, x, y, g, dx, grads, real), opts, rng)
+    network = _checks(Probe(root, x, y, g, dx, grads, real, sides), opts, rng)
     whole = not all(c.passed for c in network)
     for inst in root.walk():
         if inst is root or tape.get(inst) is None or not blocks(inst):
@@ -430,11 +436,11 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
         b_real = getattr(inst.entry, "ids", None) is None and not any(
             leaf.layer.input_ids() is not None for leaf in inst.entry_leaves())
         if inst.is_leaf:
-            yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng, leaf_directions)
+            yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real, sides), opts, rng, leaf_directions)
             continue
         outs = tape.pop(("outs", inst))
         if whole:
-            yield inst, _checks(Probe(inst, xb, yb, dyb, dxb, grads, b_real), opts, rng)
+            yield inst, _checks(Probe(inst, xb, yb, dyb, dxb, grads, b_real, sides), opts, rng)
         else:
             rows = structure_checks(inst, yb)
             if rows[0].passed:
