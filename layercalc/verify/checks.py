@@ -139,7 +139,7 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     # crossings to detect and measure again; float64 keeps the quotient's rounding far below rtol)
     h = opts.step if inst.is_leaf else opts.step / 100
     for t, u in zip(chosen, dirs):
-        h = _input_step(t, inst, u.max_abs(), h)
+        h = _input_step(t, inst, u.max_abs, h)
     moves: list[Move] = [(t.numeric, u) for t, u in zip(chosen, dirs)]
 
     def tolerance(numeric: float) -> float:
@@ -172,7 +172,7 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
 def _numeric_at(probe: Probe, t: Tensor, opts: Options, inst: Instance, indices: Any) -> tuple[Any, float]:
     """(∂L/∂t_i at each flat index i, from Richardson-extrapolated differences; the largest error estimate)."""
     scale = t.scale
-    h = _input_step(t, inst, scale, opts.step)
+    h = _input_step(t, inst, lambda: scale, opts.step)
     grad = t.grad.reshape(-1)
     out = []
     worst = 0.0
@@ -353,10 +353,14 @@ def _spacing(n: int) -> float:
     return 2 * math.sqrt(3.0) / max(n, 1)
 
 
-def _input_step(t: "Tensor", inst: Instance, u_max: float, h: float) -> float:
-    """The step along the input's direction that keeps it on its side of every kink (at least
-    KINK_MARGIN away) and, for a selecting layer, keeps every pair of inputs in their order."""
-    if t.owner is not None or not inst.is_leaf or u_max <= 0:
+def _input_step(t: "Tensor", inst: Instance, u_max: Callable[[], float], h: float) -> float:
+    """The step along the input's direction (u_max() its largest element) that keeps it on its
+    side of every kink (at least KINK_MARGIN away) and, for a selecting layer, keeps every pair
+    of inputs in their order."""
+    if t.owner is not None or not inst.is_leaf or not (inst.layer.kinks or inst.layer.selects):
+        return h
+    u_max = u_max()
+    if u_max <= 0:
         return h
     if inst.layer.kinks:
         h = min(h, KINK_MARGIN / (4 * u_max))

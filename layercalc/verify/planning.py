@@ -102,7 +102,7 @@ def network_entry(report: Report) -> Entry:
     return entry
 
 
-BATCH2_SIZE = 8  # the batch-2 copy's other dimensions are cut to this where the layer allows it
+BATCH2_SIZE = 4  # the batch-2 copy's other dimensions are cut to this where the layer allows it
 
 
 def batch2_entry(e: Entry) -> Entry:
