@@ -89,3 +89,13 @@ def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
     attn = next(t for t in tasks if t.path == "layers.0.0.body.self_attn" and not t.batch2)
     assert attn.entry.layer.arguments() == report.entries[1].children[0].children[0].children[1].layer.arguments()
     assert attn.reduced.startswith("checked at input 1x") and attn.entry.input_shape[2] == 4096
+
+
+def test_a_check_taking_minutes_runs_on_a_shorter_input_with_the_same_weights() -> None:
+    """gpt2's tied output head: 1024 x 768 x 50,257 = 3.95e10 MACs a forward at its own input. It is
+    checked on fewer tokens with the very same (tied) 50,257 x 768 weight, and says why."""
+    report = analyse(ROOT / "configs" / "gpt2.yaml")
+    tasks, _ = plan_tasks(report, Options())
+    head = next(t for t in tasks if t.path == "lm_head" and not t.batch2)
+    assert head.reduced.startswith("checked at input 1x32x768: at its own input 1x1024x768 its forward alone takes 3.95e+10")
+    assert head.entry.layer.param_shapes(head.entry.input_shape) == {"weight": (50257, 768)}

@@ -185,6 +185,9 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
             _roots(e.children, p, limit, out)
 
 
+MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
+
+
 def _fitted(entry: Entry, need: int, limit: int, scale: float) -> tuple[Entry, str] | str:
     """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped."""
     def fits(e: Entry) -> bool:
@@ -266,6 +269,12 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                 return
             task.entry, task.reduced = fitted
             task.need = check_memory(task.entry, scale)
+        elif not root and entry.macs > MAX_MACS:  # fits, but would take minutes: a shorter input
+            shorter = shorter_input(entry, lambda e: check_memory(e, scale) <= limit)
+            if shorter is not None and shorter is not entry:
+                task.entry, task.need = shorter, check_memory(shorter, scale)
+                task.reduced = (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
+                                f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
         seen[key] = task
         if root is not None:
             root.inner[path] = task

@@ -35,10 +35,25 @@ def reanalysed(entry: Entry, x: tuple[int, ...], layer: Any = None) -> Entry | N
         return None
     else:
         node = Node(layer=layer or entry.layer, name=entry.name)
+    flow = Flow(tokens=entry.ids is not None)
     try:
-        return analyse_node(node, x, entry.seg, Flow(tokens=entry.ids is not None))
-    except (ConfigError, ValueError, TypeError):
+        if not entry.children and node.layer.shared_params():  # a tied weight: its owner as the analysis saw it
+            shapes = node.layer.param_shapes(x)
+            for pname, owner in node.layer.shared_params().items():
+                flow.owned.setdefault(owner, (repr(owner), {}))[1][pname] = shapes[pname]
+        return analyse_node(node, x, entry.seg, flow)
+    except (ConfigError, ValueError, TypeError, KeyError):
         return None
+
+
+def param_shapes(entry: Entry) -> tuple[Any, ...]:
+    """Every parameter shape in the subtree, tied ones included, in order: what makes two inputs
+    run the same layers."""
+    if not entry.children:
+        if entry.layer is None:
+            return ()
+        return tuple(sorted(entry.layer.param_shapes(tuple(entry.input_shape)).items()))
+    return tuple(param_shapes(c) for c in entry.children)
 
 
 REDUCED_MACS = 2 * 10**9  # a check made smaller for memory is also made small enough to run in seconds
@@ -50,13 +65,14 @@ def shorter_input(entry: Entry, fits: Fits, macs: int = REDUCED_MACS) -> Entry |
     None if no such input fits."""
     shape = list(entry.input_shape)
     current = entry
+    same = param_shapes(entry)
     while not (fits(current) and current.macs <= macs):
         for d in sorted(range(1, len(shape)), key=lambda d: -shape[d]):
             if shape[d] <= 1:
                 continue
             trial = [*shape[:d], shape[d] // 2, *shape[d + 1:]]
             smaller = reanalysed(entry, tuple(trial))
-            if smaller is not None and smaller.params == entry.params:
+            if smaller is not None and param_shapes(smaller) == same:
                 shape, current = trial, smaller
                 break
         else:
