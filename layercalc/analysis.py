@@ -357,6 +357,23 @@ class Report:
                 out["backward_macs"] = backward(row)
             yield out
 
+    def __repr__(self) -> str:
+        """<Report resnet18: input 3x224x224, batch 1, 11,689,512 params, 1,814,073,344 MACs>"""
+        net, total = self.network, self.total
+        return (f"<Report {net.name}: input {fmt_shape(net.input)}, batch {net.batch},"
+                f" {total['params']:,} params, {total['macs']:,} MACs>")
+
+    def table(self, width: int = 100, command: str = "summary", **options: Any) -> str:
+        """The table `layercalc summary` prints (or params/flops/shapes), as plain text `width`
+        columns wide; options are api.report_data's (depth, convention, training, by_type, ...)."""
+        from .api import render
+
+        return render(self, "table", command, width, **options)
+
+    def __str__(self) -> str:
+        """The summary table, so print(report) shows what the command line shows."""
+        return self.table()
+
     def to_dict(
         self, depth: int | None = None, macs: Callable[[Row], int | None] | None = None,
         backward: Callable[[Row], int] | None = None,

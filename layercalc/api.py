@@ -7,29 +7,54 @@ from typing import Any
 
 from .analysis import Report
 from .analysis import analyse as _analyse
-from .config import Network, inline_network, parse_shape
+from .config import DTYPE_BYTES, Network, inline_network, parse_shape, suggest
+from .errors import UsageError
 from .config import load as _load
-from .layers import REGISTRY
+from .layers import REGISTRY, Layer
 from .layers.base import Int
 
 Source = str | os.PathLike[str] | dict[str, Any] | Network
 
 
-def load(source: Source, *, batch: int | None = None, input: Any = None) -> Network:
-    """A validated Network from a path ('-' = stdin), YAML/JSON text, a dict, or a Network."""
-    if not isinstance(source, Network):
-        return _load(source, batch=batch, input=input)
-    net = source
-    if batch is not None:
-        net = net._replace(batch=Int()(batch))
-    if input is not None:
-        net = net._replace(input=parse_shape(input, "input"))
+def load(
+    source: Source | None = None, *, batch: int | None = None, input: Any = None, dtype: str | None = None,
+    layers: list[str] | None = None,
+) -> Network:
+    """A validated Network from a path ('-' = stdin), YAML/JSON text, a dict, or a Network; or, with
+    `layers`, from command-line layer specs ('conv2d:out_channels=8,kernel_size=3', needs `input`).
+
+    batch, input and dtype override the config's (the command line's --batch and --input).
+    """
+    if layers is not None:
+        if source is not None:
+            raise UsageError("give a config or layers specs, not both")
+        net = inline_network(list(layers), input, batch)
+    elif source is None:
+        raise UsageError("missing a config (a path, YAML/JSON text, a dict or a Network) or layers specs")
+    elif not isinstance(source, Network):
+        net = _load(source, batch=batch, input=input)
+    else:
+        net = source
+        if batch is not None:
+            net = net._replace(batch=Int()(batch))
+        if input is not None:
+            net = net._replace(input=parse_shape(input, "input"))
+    if dtype is not None:
+        if dtype not in DTYPE_BYTES:
+            raise UsageError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+        net = net._replace(dtype=dtype)
     return net
 
 
-def analyse(source: Source, *, batch: int | None = None, input: Any = None) -> Report:
-    """Per-layer rows and exact totals (Report.rows(), .total, .to_dict()) for a config."""
-    return _analyse(load(source, batch=batch, input=input))
+def analyse(
+    source: Source | None = None, *, batch: int | None = None, input: Any = None, dtype: str | None = None,
+    layers: list[str] | None = None,
+) -> Report:
+    """Per-layer rows and exact totals (Report.rows(), .total, .to_dict()) for a config.
+
+    Keywords as load(): analyse("net.yaml", batch=8), analyse(layers=["linear:out_features=3"], input=[4]).
+    """
+    return _analyse(load(source, batch=batch, input=input, dtype=dtype, layers=layers))
 
 
 def analyse_layers(specs: list[str], input: Any, batch: int | None = None) -> Report:
@@ -45,21 +70,47 @@ def catalog() -> list[dict[str, Any]]:
     ]
 
 
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
 def report_data(
     report: Report,
     depth: int | None = None,
     convention: str = "layercalc",
     training: bool = False,
     optimizer: str = "adam",
+    *,
+    by_type: bool = False,
+    compare: bool = False,
 ) -> dict[str, Any]:
     """The JSON object of summary/params/flops/shapes: rows and totals under a convention.
 
     Under a peer's convention, `macs` is what that tool counts (null where it counts nothing)
     and `flops` twice that; with training, rows gain `backward_macs` and a `training` total.
+    by_type: `types` (one row per layer type, see bytype.py) replaces `layers`; compare: the
+    object of `flops --compare` (every convention by op category) instead.
     """
     from .conventions import Costing, backward_macs
     from .conventions import training as training_cost
+    from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 
+    if convention not in CONVENTIONS:
+        raise UsageError(f"unknown convention {convention!r}{suggest(convention, CONVENTIONS)}")
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {optimizer!r}{suggest(optimizer, OPTIMIZERS)}")
+    if training and convention not in TRAINING_CONVENTIONS:
+        raise UsageError(f"training counts the backward pass, which {convention} does not count;"
+                         f" use {' or '.join(TRAINING_CONVENTIONS)}")
+    if compare:
+        if by_type or training or convention != "layercalc" or depth is not None:
+            raise UsageError("compare shows every convention's forward pass by op category; it takes no other option")
+        return compare_data(report)
+    if by_type:
+        from .bytype import by_type as type_rows
+
+        if depth is not None:
+            raise UsageError("by_type gives one row per layer type; it does not combine with depth")
+        depth = 0  # the per-layer rows are replaced by the per-type ones
     costing = None if convention == "layercalc" else Costing(report, convention)
     backward = (lambda row: backward_macs(row, convention)) if training else None
     data = report.to_dict(depth, macs=costing.macs if costing else None, backward=backward)
@@ -69,7 +120,112 @@ def report_data(
         data["total"]["macs"], data["total"]["flops"] = macs, None if macs is None else 2 * macs
     if training:
         data["training"] = {"optimizer": optimizer, **training_cost(report, convention, optimizer)}
+    if by_type:
+        del data["layers"]
+        data["types"] = type_rows(report, convention, training)
     return data
+
+
+def render(report: Report, format: str = "table", command: str = "summary", width: int = 100, **options: Any) -> str:
+    """The report as the command line prints it, as text: format table (Rich, `width` columns, no
+    colour), json, csv, tsv or markdown; command summary, params, flops or shapes; options are
+    report_data's (depth, convention, training, optimizer, by_type, compare)."""
+    data = report_data(report, **options)
+    if format == "json":
+        import json
+
+        return json.dumps(data, indent=2) + "\n"
+    view = "compare" if options.get("compare") else "types" if options.get("by_type") else "layers"
+    if format == "table":
+        import io
+
+        from .render.table import console
+
+        buf = io.StringIO()
+        out = console(buf)
+        out.width = width
+        if view == "layers":
+            from .render.table import render_table
+
+            render_table(data, command, out)
+        elif view == "types":
+            from .render.types import render_by_type
+
+            render_by_type(data, command, out)
+        else:
+            from .render.table import render_compare
+
+            render_compare(data, out)
+        return buf.getvalue()
+    if format not in ("csv", "tsv", "markdown"):
+        raise UsageError(f"unknown format {format!r}{suggest(format, ('table', 'json', 'csv', 'tsv', 'markdown'))}")
+    if view == "layers":
+        from .render.formats import render_machine
+
+        return render_machine(format, data, command)
+    if view == "types":
+        from .render.types import by_type_text
+
+        return by_type_text(format, data, command)
+    from .render.formats import compare_text
+
+    return compare_text(format, data)
+
+
+def example_config(type_name: str) -> dict[str, Any]:
+    """The config of a type's worked example: one layer of it on a small input, batch 1."""
+    cls = _layer_type(type_name)
+    sample, args = cls.example
+    entry: Any = {cls.type_name: args} if args else cls.type_name
+    return {"name": f"{cls.type_name} example", "input": list(sample), "layers": [entry]}
+
+
+def _layer_type(type_name: str) -> type[Layer]:
+    """The class of a type name (any case); UsageError with a near miss otherwise."""
+    cls = REGISTRY.get(str(type_name).lower())
+    if cls is None:
+        raise UsageError(f"unknown layer type {type_name!r}{suggest(type_name, REGISTRY)};"
+                         " 'layercalc layers' lists them")
+    return cls
+
+
+def describe(type_name: str) -> dict[str, Any]:
+    """One layer type in detail, from its class: arguments (default, meaning), the shape, params,
+    buffers and MAC rules, each peer tool's rule, and a worked example computed by the calculator."""
+    from .layers.peers import CONVENTIONS
+
+    cls = _layer_type(type_name)
+    arguments = [
+        {"name": a.name, "required": a.required, "default": None if a.required else a.default,
+         "help": a.doc, "inert": a.name in cls.inert_args, "shown": a.describe()}
+        for a in cls.args
+    ]
+    args = cls.example[1]
+    report = _analyse(load(example_config(cls.type_name)))
+    first = report.entries[0]
+    counts = {}
+    for convention in CONVENTIONS:
+        counts[convention] = report_data(report, 0, convention)["total"]["macs"]
+    return {
+        "type": cls.type_name,
+        "summary": cls.summary,
+        "block": cls.is_block(),
+        "arguments": arguments,
+        "rules": {"shape": cls.shape_rule, "params": cls.params_rule, "buffers": cls.buffers_rule,
+                  "macs": cls.macs_rule, "flops": "2·MACs"},
+        "conventions": {"layercalc": cls.macs_rule, **cls.peer_rules},
+        "inert": list(cls.inert_args),
+        "example": {
+            "arguments": args,
+            "input_shape": list(first.input_shape),
+            "output_shape": list(first.output_shape),
+            "params": first.params,
+            "buffers": first.buffers,
+            "macs": first.macs,
+            "flops": 2 * first.macs,
+            "conventions": counts,
+        },
+    }
 
 
 def compare_data(report: Report) -> dict[str, Any]:

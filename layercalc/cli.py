@@ -16,7 +16,7 @@ import typer
 from . import __version__
 from .errors import UsageError
 from .launch import EXIT_CHECK_FAILED, EXIT_OK
-from .layers.peers import CONVENTIONS
+from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -123,15 +123,12 @@ Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=
 # Which of the calculating commands takes each option beyond the common ones; a command's
 # signature (and so its --help) lists only its own.
 COMMAND_OPTIONS = {
-    "summary": ("convention", "training", "optimizer"),
-    "params": ("total",),
-    "flops": ("total", "macs", "convention", "compare", "training", "optimizer"),
+    "summary": ("convention", "training", "optimizer", "by_type"),
+    "params": ("total", "by_type"),
+    "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
     "shapes": (),
 }
 COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth")
-# FlopCounterMode counts a backward pass (and layercalc's own rule is checked against it); the
-# other peer tools count forward passes only, so a "training" figure under them would be no tool's
-TRAINING_CONVENTIONS = ("layercalc", "torch")
 
 
 def _calculating(command: str, doc: str) -> None:
@@ -158,11 +155,18 @@ def _calculating(command: str, doc: str) -> None:
             Optional[Optimizer],
             typer.Option("--optimizer", metavar="NAME", help="With --training: sgd, momentum or adam (default).", show_default=False),
         ] = None,
+        by_type: Annotated[
+            bool, typer.Option("--by-type", help="One row per layer type: count, params, MACs (layers only, not blocks).")
+        ] = False,
     ) -> None:
         _check_options(batch, depth)
         _refuse_conflicts(command, total=total, macs=macs, convention=convention.value, compare=compare,
                           training=training, optimizer=optimizer, depth=depth, format=format)
+        _refuse_by_type(by_type, total=total, compare=compare, depth=depth)
         report = _report(config, layer, input, batch)
+        if by_type:
+            _emit_by_type(report, command, format, convention.value, training, (optimizer or Optimizer.adam).value)  # type: ignore[attr-defined]
+            return
         if compare:
             _emit_compare(report, format)
             return
@@ -211,6 +215,35 @@ def _refuse_conflicts(command: str, **given: Any) -> None:
         )
     if given["total"] and given["format"] is not None:
         raise UsageError("--total prints a bare integer; it does not combine with --format")
+
+
+def _refuse_by_type(by_type: bool, **given: Any) -> None:
+    """--by-type replaces the per-layer rows; options about those rows would be silently ignored."""
+    if by_type:
+        clash = [o for o, on in (("--total", given["total"]), ("--compare", given["compare"]),
+                                 ("--depth", given["depth"] is not None)) if on]
+        if clash:
+            raise UsageError(f"--by-type gives one row per layer type; it does not combine with {clash[0]}")
+
+
+def _emit_by_type(report: Any, command: str, fmt: Format | None, convention: str, training: bool, optimizer: str) -> None:
+    from .api import report_data
+
+    data = report_data(report, convention=convention, training=training, optimizer=optimizer, by_type=True)
+    chosen = _format(fmt)
+    if chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+    elif chosen == "table":
+        from .render.table import console
+        from .render.types import render_by_type
+
+        render_by_type(data, command, console())
+    else:
+        from .render.types import by_type_text
+
+        sys.stdout.write(by_type_text(chosen, data, command))
 
 
 def _emit_compare(report: Any, fmt: Format | None) -> None:
@@ -393,11 +426,36 @@ def _show_kconv(data: dict[str, Any], fmt: Format | None) -> None:
 
 
 @app.command("layers")
-def layers_command(format: FormatOpt = None) -> None:
-    """The catalog: every layer type with its arguments and defaults."""
-    from .api import catalog
+def layers_command(
+    type: Annotated[
+        Optional[str],
+        typer.Argument(metavar="TYPE", help="One type in detail: arguments, rules, each tool's count, an example.", show_default=False),
+    ] = None,
+    format: FormatOpt = None,
+) -> None:
+    """The catalog: every layer type with its arguments and defaults; or one TYPE in detail."""
+    if type is None:
+        from .api import catalog
 
-    _show(catalog(), format, "catalog")
+        _show(catalog(), format, "catalog")
+        return
+    from .api import describe
+
+    data = describe(type)
+    chosen = _format(format)
+    if chosen == "json":
+        import json
+
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif chosen == "table":
+        from .render.table import console
+        from .render.types import render_type
+
+        render_type(data, console())
+    else:
+        from .render.types import type_text
+
+        sys.stdout.write(type_text(chosen, data))
 
 
 def run_app(args: list[str]) -> int:

@@ -303,3 +303,24 @@ def test_compare_has_an_attention_row(cli, write) -> None:
     # h·T·T·(2d + 1) = 2·16·9 = 288, ×N / N
     assert rows["attention"]["layercalc"] == str(512)
     assert rows["attention"]["ptflops"] == str(32 + 288)
+
+
+def test_llama_attention_backward_projections_by_hand() -> None:
+    # x 1x4x8, 2 query heads of dim 4, 1 kv head: q 8->8, k 8->4, v 8->4, o 8->8, no bias.
+    # q, k, v forward: 4 positions · (64 + 32 + 32) = 512 MACs; o: 4 · 64 = 256.
+    # Backward under torch (attention core invisible): ∇W of q, k, v (512), their ∇x only when a layer
+    # below needs it (512 more), and o's ∇W and ∇input always (2 · 256)
+    from layercalc.layers import REGISTRY
+
+    attn = REGISTRY["attention"](num_heads=2, num_kv_heads=1)
+    x = (1, 4, 8)
+    assert attn.backward_macs(x, x, True, "torch") == 512 * 2 + 2 * 256
+    assert attn.backward_macs(x, x, False, "torch") == 512 + 2 * 256
+
+
+def test_encoder_layer_norms_use_its_eps() -> None:
+    from layercalc.layers import REGISTRY
+
+    layer = REGISTRY["transformerencoderlayer"](d_model=8, nhead=2, dim_feedforward=16, layer_norm_eps=0.25)
+    kids = layer.children((1, 3, 8))
+    assert [kids[n][0].eps for n in ("norm1", "norm2")] == [0.25, 0.25]

@@ -62,7 +62,7 @@ def test_json_has_the_spec_fields(cli, mlp) -> None:
 
 
 @pytest.mark.parametrize("command", ["summary", "params", "flops", "shapes"])
-@pytest.mark.parametrize("fmt, delimiter", [("csv", ","), ("tsv", "\t")])
+@pytest.mark.parametrize("fmt, delimiter", [("csv", ","), ("tsv", "\t")], ids=["csv", "tsv"])
 def test_csv_and_tsv_have_one_header_row(cli, mlp, command, fmt, delimiter) -> None:
     rows = list(csv.reader(io.StringIO(cli(command, mlp, "--format", fmt).out), delimiter=delimiter))
     assert rows[0][:3] == ["path", "name", "type"]

@@ -72,7 +72,7 @@ def test_the_same_name_in_different_blocks_is_fine(cli, write) -> None:
     assert cli("params", write("n.yaml", text), "--total").out == "0\n"
 
 
-@pytest.mark.parametrize("text, line", [("input: [4]\nlayers:\n\t- relu\n", 3), ("input: [4]\nlayers:\n  - linear:\n\t\tout_features: 3\n", 4)])
+@pytest.mark.parametrize("text, line", [("input: [4]\nlayers:\n\t- relu\n", 3), ("input: [4]\nlayers:\n  - linear:\n\t\tout_features: 3\n", 4)], ids=["list-item", "mapping"])
 def test_tab_indentation_is_named(cli, write, text: str, line: int) -> None:
     path = write("tabs.yaml", text)
     run = cli("params", path)

@@ -141,6 +141,7 @@ def test_more_than_one_document(write) -> None:
         (b"input: [3]\nname: caf\xe9\n", "net.yaml:2: not UTF-8 text (byte 0xe9)"),
         (b"- relu\n", "net.yaml:1: a config is a mapping with 'input' and 'layers'"),
     ],
+    ids=["empty", "binary", "not-utf8", "not-a-mapping"],
 )
 def test_unusable_files(write, content: bytes, message: str) -> None:
     assert error_of(write, content) == message

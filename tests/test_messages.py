@@ -55,3 +55,40 @@ def test_explicit_input_sizes_and_boundaries() -> None:
     # concat of (N, C) outputs: 4 + 3 channels
     report = analyse({"input": [4], "batch": 2, "layers": [{"concat": {"branches": [[], [{"linear": {"out_features": 3}}]]}}]})
     assert report.output_shape == (2, 7)
+
+
+@pytest.mark.parametrize(
+    "layer, fragment",
+    [
+        ({"conv2d": {"out_channels": 2, "kernel_size": 0}}, "kernel_size: expected an integer >= 1 or a pair [h, w], got 0"),
+        ({"conv1d": {"out_channels": 2, "kernel_size": 0}}, "kernel_size: expected an integer >= 1, got 0"),
+        ({"conv2d": {"out_channels": 2, "kernel_size": 1, "padding": -1}}, "padding: expected an integer >= 0"),
+        ({"conv2d": {"out_channels": 2, "kernel_size": {"a": 1}}}, "got a mapping"),
+        ({"linear": {"out_features": 2, "tied_to": 3}}, "tied_to: expected a layer name"),
+    ],
+)
+def test_argument_error_wording(layer: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        analyse({"input": [2, 4, 4] if "conv2d" in layer else [2, 4], "layers": [layer]})
+    assert fragment in str(info.value)
+
+
+def test_inclusive_bounds_and_padding_words_are_accepted() -> None:
+    # dropout's p lies in [0, 1], both ends allowed as in PyTorch; padding also takes the word "same"
+    assert analyse({"input": [4], "layers": [{"dropout": {"p": 1.0}}]}).total["params"] == 0
+    assert analyse({"input": [2, 4, 4], "layers": [{"conv2d": {"out_channels": 2, "kernel_size": 3, "padding": "same"}}]}).output_shape == (1, 2, 4, 4)
+
+
+def test_grouped_conv_weight_gradient_counts_once_except_under_torch() -> None:
+    # conv2d 4 -> 8, k3, groups 4, padding 1 on 1x4x5x5: forward (4/4)·3·3·8·5·5 = 1,800 MACs.
+    # The weight gradient costs one forward (1,800); FlopCounterMode charges it `groups` times (7,200);
+    # the input gradient one more forward (1,800) when a layer below needs it
+    from layercalc.layers import REGISTRY
+
+    conv = REGISTRY["conv2d"](out_channels=8, kernel_size=3, padding=1, groups=4)
+    x, y = (1, 4, 5, 5), (1, 8, 5, 5)
+    assert conv.macs(x, y) == 1800
+    assert conv.backward_macs(x, y, True, "layercalc") == 3600
+    assert conv.backward_macs(x, y, False, "layercalc") == 1800
+    assert conv.backward_macs(x, y, True, "torch") == 9000
+    assert conv.backward_macs(x, y, False, "torch") == 7200

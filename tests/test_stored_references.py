@@ -160,3 +160,27 @@ def test_stored_forward_backward_is_live_torch(key: str) -> None:
     ref = peer_tools.layer_reference(config, seed=int(ARRAYS[f"{key}|seed"]))
     for name in ("x", "dy", "y", "dx"):
         np.testing.assert_array_equal(ref[name], ARRAYS[f"{key}|{name}"])
+
+
+@pytest.mark.parametrize("key", STORED_LAYERS, ids=lambda k: k[:60])
+def test_float32_arrays_stay_float32(key: str) -> None:
+    """A float32 run must compute in float32: a float64 constant or cast in a forward or backward would
+    silently upcast every gradient behind it (verify --dtype float32 then checks float64 arithmetic)."""
+    entry, x_shape = json.loads(key)
+    config = {"input": x_shape[1:], "batch": x_shape[0], "layers": [entry]}
+    root, _ = plan(analyse(config), Options(seed=0))
+    ours_params = root.all_params()
+    for j, (owner, name, arr) in enumerate(ours_params):
+        owner.params[name] = ARRAYS[f"{key}|param{j}"].astype(arr.dtype if arr.dtype.kind == "i" else np.float32)
+    x = ARRAYS[f"{key}|x"]
+    x = x if x.dtype.kind == "i" else x.astype(np.float32)  # token ids stay integers
+    y, cache = forward(root, x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, ARRAYS[f"{key}|y"], rtol=2e-3, atol=2e-4)
+    grads: dict = {}
+    dx = backward(root, ARRAYS[f"{key}|dy"].astype(np.float32), cache, grads)
+    if x.dtype.kind != "i":
+        assert dx.dtype == np.float32
+        np.testing.assert_allclose(dx, ARRAYS[f"{key}|dx"], rtol=2e-3, atol=2e-4)
+    for j, (owner, name, _) in enumerate(ours_params):
+        assert grads[owner][name].dtype == np.float32, name

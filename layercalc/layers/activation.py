@@ -1,7 +1,8 @@
 """Elementwise activations and softmax: shape-preserving, no parameters, no MACs.
 
 Each elementwise type gives f(x) and f'(x) (from x and y = f(x)); forward and backward follow.
-Derivatives at the kinks follow PyTorch (relu'(0) = 0, hardswish'(3) from the middle piece, ...).
+Derivatives at the kinks follow PyTorch (relu'(0) = 0, leakyrelu'(0) = slope, hardswish'(-3) = 0 and
+hardswish'(3) = 1: the outer pieces own both ends, ...).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from ..lazy import np
 from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, numel, register
-from .peers import ACT, row
+from .peers import ACT, row, rules
 
 _INPLACE = Arg("inplace", Bool(), False, "accepted for PyTorch compatibility; no effect")
 
@@ -24,6 +25,21 @@ class _Elementwise(Layer):
     # patch of the F.* function the module calls (input elements); no other tool counts them
     ptflops_hook: bool = False
     ptflops_patch: bool = False
+
+    shape_rule = "unchanged"
+    params_rule = "none"
+    macs_rule = "0 (elementwise)"
+    peer_rules = rules()
+    example = ([2, 3], {})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the words follow the two flags peer_costs reads, so they cannot drift apart
+        parts = [what for on, what in ((cls.ptflops_hook, "numel(y) in its module hook"),
+                                       (cls.ptflops_patch, f"numel(x) in its F.{cls.type_name} patch")) if on]
+        cls.peer_rules = rules(ptflops=" + ".join(parts)) if parts else rules()
+        # every argument of an activation changes its values only
+        cls.inert_args = tuple(a.name for a in cls.args)
 
     def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         counted = self.ptflops_hook or self.ptflops_patch
@@ -191,7 +207,7 @@ class Hardswish(_Elementwise):
         return x * np.clip(x + 3, 0, 6) / 6
 
     def df(self, x: Any, y: Any) -> Any:
-        return np.where(x < -3, 0.0, np.where(x <= 3, x / 3 + 0.5, 1.0)).astype(x.dtype)
+        return np.where(x <= -3, 0.0, np.where(x < 3, x / 3 + 0.5, 1.0)).astype(x.dtype)
 
 
 @register
@@ -228,6 +244,11 @@ class Softmax(Layer):
     type_name = "softmax"
     summary = "exp(x) / sum(exp(x)) along dim"
     args = (Arg("dim", Int(low=-64), -1, "counts the batch, as in PyTorch"),)
+    shape_rule = "unchanged; dim (counting the batch) must exist"
+    params_rule = "none"
+    macs_rule = "0 (exponentials and a division, not multiply-accumulates)"
+    peer_rules = rules(thop="numel(x) / F · (3·F − 1), F = the size of dim", ptflops="numel(x) in its F.softmax patch")
+    example = ([2, 5], {})
 
     dim: int
 

@@ -18,7 +18,7 @@ from .activation import GELU, ReLU
 from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
 from .linear import Linear
 from .norm import LayerNorm
-from .peers import ATTN, BIAS, CONV, row
+from .peers import ATTN, BIAS, CONV, row, rules
 
 
 def _sequence(layer: Layer, x: Shape) -> None:
@@ -107,6 +107,20 @@ class MultiheadAttention(_Attends):
         Arg("causal", Bool(), False, "mask passed at forward time (attn_mask, is_causal=True)"),
         Arg("embed_dim", Opt(Int()), None, "inferred from the input"),
     )
+    shape_rule = "unchanged: (N, T, E); num_heads divides E; embed_dim must equal E"
+    params_rule = "in_proj_weight 3E·E, out_proj.weight E·E, + in_proj_bias 3E and out_proj.bias E if bias: 4E² + 4E"
+    buffers_rule = "none; with causal, a decoder's KV cache 2·N·num_heads·T·d is reported apart"
+    macs_rule = ("4·N·T·E² (the q, k, v and output projections) + 2·N·num_heads·T·T·d (q·kᵀ and A·v), d = E / num_heads;"
+                 " causal masks half of the products but the count is the full one")
+    peer_rules = rules(
+        torch=("4·N·T·E² (the projections), not counted when the fused eval fast path runs (bias, an even num_heads,"
+               " not causal); the attention products never (a CPU kernel it has no rule for)"),
+        fvcore="as torch",
+        ptflops=("its own hook: 4·N·T·E² + N·(T·E + num_heads·T·T·(2d + 1)) (scaling, q·kᵀ, softmax, A·v)"
+                 " + N·(3·T·E if bias + T·E) for the biases"),
+    )
+    inert_args = ("dropout",)
+    example = ([4, 8], {"num_heads": 2})
 
     num_heads: int
     bias: bool
@@ -215,12 +229,13 @@ def _flat(t: Any) -> Any:
 # -- attention (Llama-style) ---------------------------------------------------------------------
 
 
-def rope_tables(length: int, d: int, theta: float) -> tuple[Any, Any]:
-    """cos and sin of shape (T, d): position t, frequency theta^(-2i/d) for i < d/2, repeated twice."""
+def rope_tables(length: int, d: int, theta: float, dtype: Any = "float64") -> tuple[Any, Any]:
+    """cos and sin of shape (T, d): position t, frequency theta^(-2i/d) for i < d/2, repeated twice;
+    computed in float64 and rounded once to the activations' dtype (float32 tables keep a float32 run float32)."""
     inv_freq = 1.0 / theta ** (np.arange(0, d, 2, dtype=np.float64) / d)
     angles = np.outer(np.arange(length, dtype=np.float64), inv_freq)
     emb = np.concatenate([angles, angles], axis=-1)
-    return np.cos(emb), np.sin(emb)
+    return np.cos(emb).astype(dtype), np.sin(emb).astype(dtype)
 
 
 def rotate_half(t: Any) -> Any:
@@ -248,6 +263,21 @@ class Attention(_Attends):
         Arg("rope", Bool(), False, "rotary position embedding of q and k"),
         Arg("rope_theta", Float(low=1.0), 10000.0),
     )
+    shape_rule = ("unchanged: (N, T, E); d = head_dim, or E / num_heads (num_heads divides E); kv = num_kv_heads"
+                  " (null = num_heads) divides num_heads; d even with rope")
+    params_rule = ("q_proj.weight E·h·d, k_proj.weight and v_proj.weight E·kv·d each, o_proj.weight h·d·E, + biases h·d,"
+                   " kv·d, kv·d and E if bias; h = num_heads")
+    buffers_rule = "none (rope's inverse frequencies are not state here); with causal, a KV cache 2·N·kv·T·d is reported apart"
+    macs_rule = ("N·T·(E·h·d + 2·E·kv·d + h·d·E) (the four projections) + 2·N·h·T·T·d (q·kᵀ and A·v: grouped-query"
+                 " heads repeat k and v); causal masks half of the products but the count is the full one")
+    peer_rules = rules(
+        torch="the projections N·T·(E·h·d + 2·E·kv·d + h·d·E); the attention products, rope and repeat_kv not counted",
+        fvcore="as torch", thop="as torch",
+        ptflops="as torch, + N·T·(h·d + 2·kv·d + E) for the biases if bias",
+        torchinfo="N·(E·h·d + 2·E·kv·d + h·d·E) (params × output.shape[0]: T is lost), + N·(h·d + 2·kv·d + E) if bias",
+    )
+    inert_args = ("rope_theta",)
+    example = ([4, 8], {"num_heads": 2})
 
     num_heads: int
     num_kv_heads: int | None
@@ -336,7 +366,7 @@ class Attention(_Attends):
         q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
         tables = None
         if self.rope:  # q·cos + rotate_half(q)·sin, position by position
-            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta)
+            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta, x.dtype)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         # repeat_kv: query head i reads key/value head i // (h / kv)
         group = h // kv
@@ -398,6 +428,24 @@ class TransformerEncoderLayer(Layer):
         Arg("causal", Bool(), False, "mask passed at forward time (src_mask, is_causal=True)"),
         Arg("d_model", Opt(Int()), None, "inferred from the input"),
     )
+    shape_rule = ("unchanged: (N, T, E); nhead divides E; d_model must equal E; norm_first puts norm1 and norm2"
+                  " before the attention and the MLP, which changes no forward count (the backward's, as the"
+                  " attention's input then needs a gradient)")
+    params_rule = ("self_attn 4E² + 4E (as multiheadattention), linear1 E·dim_feedforward + dim_feedforward, linear2"
+                   " dim_feedforward·E + E, norm1 and norm2 2E each; the bias terms only if bias")
+    buffers_rule = "none; with causal, the attention's KV cache is reported apart"
+    macs_rule = ("4·N·T·E² + 2·N·nhead·T·T·(E / nhead) (self_attn, causal or not) + 2·N·T·E·dim_feedforward"
+                 " (linear1 and linear2)")
+    peer_rules = rules(
+        torch=("self_attn, linear1 and linear2 as torch counts multiheadattention and linear; nothing when the fused"
+               " eval fast path runs (bias and an even nhead)"),
+        fvcore="self_attn, linear1, linear2, norm1 and norm2 as fvcore counts multiheadattention, linear and layernorm",
+        thop="linear1, linear2, norm1 and norm2 as thop counts linear and layernorm (self_attn not counted)",
+        ptflops="self_attn, linear1, linear2, norm1 and norm2 as ptflops counts multiheadattention, linear and layernorm",
+        torchinfo="linear1, linear2, norm1 and norm2 as torchinfo counts linear and layernorm (self_attn not counted)",
+    )
+    inert_args = ("dropout", "activation", "layer_norm_eps")
+    example = ([4, 8], {"nhead": 2, "dim_feedforward": 16})
 
     nhead: int
     dim_feedforward: int

@@ -227,6 +227,19 @@ class Layer:
     # tie, so verify draws the inputs of its own check distinct, a margin apart, and steps within it
     selects: ClassVar[bool] = False
 
+    # The rules in words, as `layercalc layers TYPE` shows them; each sits next to the code it
+    # describes, so the help and the arithmetic are read (and changed) together. Notation: N the
+    # batch, x and y the input and output shapes, numel(s) the elements of a shape s.
+    shape_rule: ClassVar[str] = ""  # output shape from input shape and arguments
+    params_rule: ClassVar[str] = ""  # trainable parameters, by PyTorch attribute name
+    buffers_rule: ClassVar[str] = "none"  # non-trainable state
+    macs_rule: ClassVar[str] = ""  # multiply-accumulates of one forward pass of the batch
+    peer_rules: ClassVar[dict[str, str]] = {}  # peer convention -> how that tool counts this type
+    # arguments that change the values computed but no shape, parameter or count
+    inert_args: ClassVar[tuple[str, ...]] = ()
+    # a small worked example: one sample's input shape (batch excluded) and the arguments
+    example: ClassVar[tuple[list[int], dict[str, Any]]] = ([], {})
+
     def __init__(self, **values: Any) -> None:
         for arg in self.args:
             setattr(self, arg.name, values.get(arg.name, arg.default))

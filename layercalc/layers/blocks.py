@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from ..lazy import np
-from .peers import ADD, CONCAT, PRODUCT, row
+from .peers import ADD, CONCAT, PRODUCT, row, rules
 from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
 
 
@@ -22,6 +22,12 @@ class Residual(Layer):
         Arg("body", LayerList()),
         Arg("shortcut", LayerList(min_len=0), [], "[] = identity"),
     )
+    shape_rule = "body(x) and shortcut(x) (shortcut [] = x) must have equal shapes: that shape"
+    params_rule = "the sum of its children's"
+    buffers_rule = "the sum of its children's"
+    macs_rule = "the sum of body's and shortcut's (the add itself: 0)"
+    peer_rules = rules("the sum of body's and shortcut's counts; the add itself not counted")
+    example = ([4], {"body": [{"linear": {"out_features": 4}}, "relu"]})
 
     body: list[Node]
     shortcut: list[Node]
@@ -53,6 +59,12 @@ class Concat(Layer):
     type_name = "concat"
     summary = "branch outputs joined on the channel dim (dim 1); [] is an identity branch"
     args = (Arg("branches", LayerList(depth=2)),)
+    shape_rule = "every branch's output (a branch [] = x), equal but for dim 1, joined on dim 1: the sizes add"
+    params_rule = "the sum of its children's"
+    buffers_rule = "the sum of its children's"
+    macs_rule = "the sum of the branches' (the copy itself: 0)"
+    peer_rules = rules("the sum of the branches' counts; the concatenation not counted")
+    example = ([2, 4, 4], {"branches": [[{"conv2d": {"out_channels": 2, "kernel_size": 1}}], []]})
 
     branches: list[list[Node]]
 
@@ -86,6 +98,12 @@ class Multiply(Layer):
     type_name = "multiply"
     summary = "elementwise product of the branch outputs (gated MLPs: SwiGLU, GLU); shapes must match"
     args = (Arg("branches", LayerList(depth=2)),)
+    shape_rule = "every branch's output, all of one shape: that shape"
+    params_rule = "the sum of its children's"
+    buffers_rule = "the sum of its children's"
+    macs_rule = "the sum of the branches' (the elementwise product itself: 0)"
+    peer_rules = rules("the sum of the branches' counts; the product not counted")
+    example = ([4], {"branches": [[{"linear": {"out_features": 6}}, "silu"], [{"linear": {"out_features": 6}}]]})
 
     branches: list[list[Node]]
 
@@ -130,6 +148,12 @@ class Sequential(Layer):
     type_name = "sequential"
     summary = "a named group of layers, shown as a level of hierarchy"
     args = (Arg("layers", LayerList()),)
+    shape_rule = "its layers applied in order: the last one's output"
+    params_rule = "the sum of its children's"
+    buffers_rule = "the sum of its children's"
+    macs_rule = "the sum of its layers'"
+    peer_rules = rules("the sum of its layers' counts")
+    example = ([4], {"layers": [{"linear": {"out_features": 3}}, "relu"]})
     creates_tensor = False  # its output is its last child's
 
     layers: list[Node]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
-from .peers import BIAS, CONV, row
+from .peers import BIAS, CONV, row, rules
 from .geometry import conv_out, conv_transpose_out, same_padding
 
 
@@ -74,6 +74,18 @@ def _conv_args(rank: int, transposed: bool) -> tuple[Arg, ...]:
 
 class _Conv(_ConvBase):
     """y = x ⋆ k + b: cross-correlation over rank spatial dims."""
+
+    shape_rule = ("(N, C_in, *S) -> (N, out_channels, *S_out), per spatial dim S_out = floor((S + 2·padding"
+                  " − dilation·(kernel_size − 1) − 1) / stride) + 1; padding 'same' keeps S (stride 1 only),"
+                  " 'valid' is 0; groups divides C_in and out_channels; in_channels must equal C_in")
+    params_rule = "weight out_channels·(C_in/groups)·prod(kernel_size), + bias out_channels if bias"
+    macs_rule = "numel(y)·(C_in/groups)·prod(kernel_size) = N·out_channels·prod(S_out)·(C_in/groups)·prod(kernel_size)"
+    peer_rules = rules(
+        torch="as layercalc", thop="as layercalc",
+        fvcore="as layercalc; not counted with padding 'same' or 'valid' (an aten op it has no handle for)",
+        ptflops="as layercalc, + numel(y) for the bias if bias",
+        torchinfo="as layercalc, + numel(y) if bias",
+    )
 
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
@@ -178,6 +190,7 @@ class Conv1d(_Conv):
     summary = "1-D convolution over (N, C, L)"
     rank = 1
     args = _conv_args(1, transposed=False)
+    example = ([2, 8], {"out_channels": 4, "kernel_size": 3})
 
 
 @register
@@ -186,6 +199,7 @@ class Conv2d(_Conv):
     summary = "2-D convolution over (N, C, H, W)"
     rank = 2
     args = _conv_args(2, transposed=False)
+    example = ([3, 8, 8], {"out_channels": 4, "kernel_size": 3, "padding": 1})
 
 
 @register
@@ -194,10 +208,24 @@ class Conv3d(_Conv):
     summary = "3-D convolution over (N, C, D, H, W)"
     rank = 3
     args = _conv_args(3, transposed=False)
+    example = ([2, 4, 6, 6], {"out_channels": 4, "kernel_size": 3})
 
 
 class _ConvTranspose(_ConvBase):
     """The adjoint of a conv of the same kernel, stride, padding and dilation: (N, C_in, *S) -> (N, C_out, *out)."""
+
+    shape_rule = ("(N, C_in, *S) -> (N, out_channels, *S_out), per spatial dim S_out = (S − 1)·stride − 2·padding"
+                  " + dilation·(kernel_size − 1) + output_padding + 1; output_padding < stride or dilation;"
+                  " groups divides C_in and out_channels; in_channels must equal C_in")
+    params_rule = "weight C_in·(out_channels/groups)·prod(kernel_size), + bias out_channels if bias"
+    macs_rule = ("numel(x)·(out_channels/groups)·prod(kernel_size): every input element scatters a"
+                 " (out_channels/groups)·prod(kernel_size) patch")
+    peer_rules = rules(
+        torch="as layercalc", fvcore="as layercalc",
+        thop="numel(y)·(C_in/groups)·prod(kernel_size): the output size, so a strided transpose is overcounted",
+        ptflops="as layercalc, + numel(y) for the bias if bias",
+        torchinfo="C_in·(out_channels/groups)·prod(kernel_size)·N·prod(S_out), + numel(y) if bias",
+    )
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_channels(x)
@@ -282,6 +310,7 @@ class ConvTranspose1d(_ConvTranspose):
     summary = "1-D transposed convolution over (N, C, L) (the gradient of conv1d w.r.t. its input)"
     rank = 1
     args = _conv_args(1, transposed=True)
+    example = ([4, 5], {"out_channels": 2, "kernel_size": 3, "stride": 2})
 
 
 @register
@@ -290,3 +319,4 @@ class ConvTranspose2d(_ConvTranspose):
     summary = "2-D transposed convolution (the gradient of conv2d w.r.t. its input)"
     rank = 2
     args = _conv_args(2, transposed=True)
+    example = ([4, 4, 4], {"out_channels": 2, "kernel_size": 2, "stride": 2})

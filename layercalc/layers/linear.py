@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .peers import BIAS, CONV, row
+from .peers import BIAS, CONV, row, rules
 from .base import Arg, Bool, Int, Layer, Name, Opt, Shape, numel, register
 
 
@@ -18,6 +18,16 @@ class Linear(Layer):
         Arg("in_features", Opt(Int()), None, "inferred from the input"),
         Arg("tied_to", Opt(Name()), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
+    shape_rule = "(N, ..., in_features) -> (N, ..., out_features); in_features is the input's last dim"
+    params_rule = ("weight out_features·in_features, + bias out_features if bias;"
+                   " a tied_to weight is the embedding's and adds none")
+    macs_rule = "numel(y)·in_features = N·(leading dims)·in_features·out_features"
+    peer_rules = rules(
+        torch="as layercalc", fvcore="as layercalc", thop="as layercalc",
+        ptflops="as layercalc, + numel(y) for the bias if bias",
+        torchinfo="N·in_features·out_features (+ N·out_features if bias): params × output.shape[0], middle dims lost",
+    )
+    example = ([4], {"out_features": 3})
 
     out_features: int
     bias: bool

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from ..lazy import np
-from .peers import NORM, row
+from .peers import NORM, row, rules
 from .base import Arg, Bool, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
 
 
@@ -79,6 +79,18 @@ class _BatchNorm(_ChannelAffine):
         Arg("track_running_stats", Bool(), True),
         Arg("num_features", Opt(Int()), None, "inferred from the input"),
     )
+    shape_rule = "unchanged: (N, C, ...); num_features must equal C"
+    params_rule = "weight C and bias C if affine: 2·C"
+    buffers_rule = "running_mean C, running_var C and num_batches_tracked 1 if track_running_stats: 2·C + 1"
+    macs_rule = "0 (a normalisation; the peer tools count its elementwise ops, see below)"
+    peer_rules = rules(
+        fvcore=("numel(x), 2·numel(x) if affine (running statistics); without track_running_stats the batch"
+                " statistics cost as a full norm: 4·numel(x), 5·numel(x) if affine"),
+        thop="2·numel(x), 4·numel(x) if affine",
+        ptflops="numel(x), 2·numel(x) if affine",
+        torchinfo="N·2·C if affine (params × output.shape[0]), else not counted",
+    )
+    inert_args = ("eps", "momentum")
 
     affine: bool
     track_running_stats: bool
@@ -115,6 +127,7 @@ class BatchNorm1d(_BatchNorm):
     summary = "batch normalisation of (N, C) or (N, C, L)"
     ranks = (2, 3)
     layout = "(N, C) or (N, C, L)"
+    example = ([4, 6], {})
 
 
 @register
@@ -123,6 +136,7 @@ class BatchNorm2d(_BatchNorm):
     summary = "batch normalisation of (N, C, H, W)"
     ranks = (4,)
     layout = "(N, C, H, W)"
+    example = ([4, 5, 5], {})
 
 
 @register
@@ -131,6 +145,7 @@ class BatchNorm3d(_BatchNorm):
     summary = "batch normalisation of (N, C, D, H, W)"
     ranks = (5,)
     layout = "(N, C, D, H, W)"
+    example = ([4, 3, 3, 3], {})
 
 
 class _LastDimNorm(Layer):
@@ -154,6 +169,17 @@ class LayerNorm(_LastDimNorm):
         Arg("bias", Bool(), True),
         Arg("normalized_shape", Opt(Int()), None, "inferred: the last dimension"),
     )
+    shape_rule = "unchanged: (N, ..., E); normalized_shape must equal E, the last dim"
+    params_rule = "weight E, + bias E if bias, when elementwise_affine (else none)"
+    macs_rule = "0 (a normalisation; the peer tools count its elementwise ops, see below)"
+    peer_rules = rules(
+        fvcore="5·numel(x), 4·numel(x) without elementwise_affine",
+        thop="4·numel(x), 2·numel(x) without elementwise_affine",
+        ptflops="numel(x) (it looks for `.affine`, which layernorm lacks)",
+        torchinfo="N·params (params × output.shape[0]); not counted without elementwise_affine",
+    )
+    inert_args = ("eps",)
+    example = ([5, 8], {})
 
     elementwise_affine: bool
     bias: bool
@@ -200,6 +226,16 @@ class GroupNorm(_ChannelAffine):
         Arg("affine", Bool(), True),
         Arg("num_channels", Opt(Int()), None, "inferred from the input"),
     )
+    shape_rule = "unchanged: (N, C, ...); num_groups divides C; num_channels must equal C"
+    params_rule = "weight C and bias C if affine: 2·C"
+    macs_rule = "0 (a normalisation; the peer tools count its elementwise ops, see below)"
+    peer_rules = rules(
+        fvcore="5·numel(x), 4·numel(x) without affine",
+        ptflops="2·numel(x), numel(x) without affine",
+        torchinfo="N·2·C if affine (params × output.shape[0]), else not counted",
+    )
+    inert_args = ("eps",)
+    example = ([6, 4, 4], {"num_groups": 2})
 
     num_groups: int
     affine: bool
@@ -236,6 +272,12 @@ class RMSNorm(_LastDimNorm):
         Arg("elementwise_affine", Bool(), True),
         Arg("normalized_shape", Opt(Int()), None, "inferred: the last dimension"),
     )
+    shape_rule = "unchanged: (N, ..., E); normalized_shape must equal E, the last dim"
+    params_rule = "weight E if elementwise_affine (else none)"
+    macs_rule = "0 (a normalisation)"
+    peer_rules = rules(torchinfo="N·E if elementwise_affine (params × output.shape[0]), else not counted")
+    inert_args = ("eps",)
+    example = ([5, 8], {})
 
     eps: float | None
     elementwise_affine: bool

@@ -26,6 +26,20 @@ Value = Any  # int | tuple[int, int] | None
 CostRow = tuple[str, dict[str, Value]]
 
 
+NOT_COUNTED = "not counted"
+# FlopCounterMode counts a backward pass (and layercalc's own rule is checked against it); the
+# other peer tools count forward passes only, so a "training" figure under them would be no tool's
+TRAINING_CONVENTIONS = ("layercalc", "torch")
+PEERS = tuple(c for c in CONVENTIONS if c != "layercalc")  # the tools whose counts layercalc reproduces
+
+
+def rules(others: str = NOT_COUNTED, **tools: str) -> dict[str, str]:
+    """How each peer tool counts a layer type, in words: the named tools' rules, `others` for the rest."""
+    unknown = set(tools) - set(PEERS)
+    assert not unknown, unknown
+    return {c: tools.get(c, others) for c in PEERS}
+
+
 def row(category: str, **values: Value) -> CostRow:
     """One category's cost under each convention; conventions not named do not count it."""
     unknown = set(values) - set(CONVENTIONS)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from ..errors import ShapeError
 from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
 from .geometry import pool_out
-from .peers import POOL, row
+from .peers import POOL, row, rules
 
 
 def lift(a: Any, rank: int) -> Any:
@@ -23,8 +23,29 @@ def drop(a: Any, rank: int) -> Any:
     return a[:, :, 0, :] if rank == 1 else a
 
 
+# the rules in words (`layercalc layers TYPE`), max pools first, then average pools
+_WINDOW = ("(N, C, *S) -> (N, C, *S_out), per spatial dim S_out = floor((S + 2·padding − {reach}) / stride) + 1"
+           " (ceil with ceil_mode, the last window starting inside the input or its left padding);"
+           " stride null = kernel_size; padding <= kernel_size / 2")
+MAX_SHAPE = _WINDOW.format(reach="dilation·(kernel_size − 1) − 1")
+AVG_SHAPE = _WINDOW.format(reach="kernel_size")
+_PTFLOPS_POOL = "2·numel(x): numel(x) in its module hook, numel(x) again in its F.*pool* patch"
+MAX_PEERS = rules(ptflops=_PTFLOPS_POOL)
+AVG_PEERS = rules(thop="numel(y)", ptflops=_PTFLOPS_POOL)
+ADAPTIVE_SHAPE = "(N, C, *S) -> (N, C, *output_size); a null entry of output_size keeps that dim"
+ADAPTIVE_MAX_PEERS = MAX_PEERS
+_THOP_ADAPTIVE = "int((prod(S / output_size) + 1)·numel(y)), in floating point"
+ADAPTIVE_AVG_PEERS = rules(thop=_THOP_ADAPTIVE, ptflops=_PTFLOPS_POOL)  # fvcore handles only the 2-D op
+ADAPTIVE_AVG2D_PEERS = rules(fvcore="numel(x)", thop=_THOP_ADAPTIVE, ptflops=_PTFLOPS_POOL)
+
+
 class _Pool(Layer):
     """Sliding-window pooling over `rank` spatial dims of (N, C, *spatial); no parameters."""
+
+    shape_rule = MAX_SHAPE
+    params_rule = "none"
+    macs_rule = "0 (comparisons, not multiply-accumulates)"
+    peer_rules = MAX_PEERS
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
@@ -95,6 +116,7 @@ class MaxPool1d(_Pool):
     summary = "max over sliding windows of (N, C, L)"
     rank = 1
     args = _pool_args(1, avg=False)
+    example = ([2, 8], {"kernel_size": 2})
 
 
 @register
@@ -104,6 +126,7 @@ class MaxPool2d(_Pool):
     summary = "max over sliding windows of (N, C, H, W)"
     rank = 2
     args = _pool_args(2, avg=False)
+    example = ([2, 8, 8], {"kernel_size": 3, "stride": 2, "padding": 1})
 
 
 @register
@@ -113,6 +136,10 @@ class AvgPool1d(_Pool):
     rank = 1
     averages = True
     args = _pool_args(1, avg=True)
+    example = ([2, 8], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 @register
@@ -122,6 +149,10 @@ class AvgPool2d(_Pool):
     rank = 2
     averages = True
     args = _pool_args(2, avg=True)
+    example = ([2, 8, 8], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 @register
@@ -131,6 +162,7 @@ class MaxPool3d(_Pool):
     summary = "max over sliding windows of (N, C, D, H, W)"
     rank = 3
     args = _pool_args(3, avg=False)
+    example = ([2, 4, 4, 4], {"kernel_size": 2})
 
 
 @register
@@ -141,10 +173,19 @@ class AvgPool3d(_Pool):
     averages = True
     unpadded_fit = True
     args = _pool_args(3, avg=True)
+    example = ([2, 4, 4, 4], {"kernel_size": 2})
+    shape_rule = AVG_SHAPE
+    peer_rules = AVG_PEERS
+    inert_args = ("count_include_pad",)
 
 
 class _AdaptivePool(Layer):
     """Pooling to a fixed output size; window i spans [floor(i·L/out), ceil((i+1)·L/out))."""
+
+    shape_rule = ADAPTIVE_SHAPE
+    params_rule = "none"
+    macs_rule = "0"
+    peer_rules = ADAPTIVE_MAX_PEERS
 
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False
@@ -191,6 +232,8 @@ class AdaptiveAvgPool1d(_AdaptivePool):
     rank = 1
     averages = True
     args = (Arg("output_size", Ints(rank=1)),)
+    example = ([2, 8], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG_PEERS
 
 
 @register
@@ -200,6 +243,8 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     rank = 2
     averages = True
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+    example = ([2, 7, 7], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG2D_PEERS
 
 
 @register
@@ -209,6 +254,8 @@ class AdaptiveAvgPool3d(_AdaptivePool):
     rank = 3
     averages = True
     args = (Arg("output_size", Ints(rank=3, nullable=True)),)
+    example = ([2, 4, 4, 4], {"output_size": 1})
+    peer_rules = ADAPTIVE_AVG_PEERS
 
 
 @register
@@ -218,6 +265,7 @@ class AdaptiveMaxPool1d(_AdaptivePool):
     summary = "max pooling of (N, C, L) to a fixed length"
     rank = 1
     args = (Arg("output_size", Ints(rank=1)),)
+    example = ([2, 8], {"output_size": 2})
 
 
 @register
@@ -227,3 +275,4 @@ class AdaptiveMaxPool2d(_AdaptivePool):
     summary = "max pooling of (N, C, H, W) to a fixed size"
     rank = 2
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)
+    example = ([2, 7, 7], {"output_size": 2})

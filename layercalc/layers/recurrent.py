@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ..errors import SchemaError
 from ..lazy import np
 from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, register
-from .peers import ACT, BIAS, RECURRENT, row
+from .peers import ACT, BIAS, RECURRENT, row, rules
 
 _COMMON = (
     Arg("hidden_size", Int()),
@@ -45,6 +45,39 @@ class _Recurrent(Layer):
     # elementwise gate arithmetic per hidden unit and step, as thop and ptflops count it
     thop_gate_ops: ClassVar[int] = 0
     ptflops_gate_ops: ClassVar[int] = 0
+    torch_rule: ClassVar[str] = "as layercalc"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the words are made from the same class constants the cost rules use
+        g, proj = cls.gates, any(a.name == "proj_size" for a in cls.args)
+        cls.shape_rule = (
+            "(N, T, F) -> (N, T, D·H): D = 2 if bidirectional else 1, H = "
+            + ("proj_size if set, else hidden_size" if proj else "hidden_size")
+            + "; input_size must equal F; batch_first must be true"
+        )
+        cls.params_rule = (
+            f"for each of the num_layers layers k and D directions: weight_ih G·hidden_size·F_k, weight_hh"
+            f" G·hidden_size·H, + bias_ih and bias_hh G·hidden_size each if bias"
+            + (", + weight_hr proj_size·hidden_size if proj_size" if proj else "")
+            + f"; F_0 = F, F_k = D·H above; G = {g} gates"
+        )
+        cls.macs_rule = (
+            f"N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" + N·T·D·num_layers·hidden_size·proj_size" if proj else "")
+            + f", G = {g}: the gate products W_ih x and W_hh h at every step"
+            + (" and the projection W_hr h" if proj else "")
+        )
+        per_step = "N·T·D·num_layers·hidden_size"
+        cls.peer_rules = rules(
+            torch=cls.torch_rule,
+            thop=(f"N·T·D·Σ_k G·hidden_size·(F'_k + hidden_size), F'_k = D·hidden_size above"
+                  + (" (proj_size ignored)" if proj else "")
+                  + f", + {2 * g}·{per_step} if bias, + {g + cls.thop_gate_ops}·{per_step} gate ops"),
+            ptflops=(f"N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" (not weight_hr)" if proj else "")
+                     + f", + {2 * g}·{per_step} if bias, + {cls.ptflops_gate_ops}·{per_step} gate ops"),
+            torchinfo=f"as layercalc (every weight element × N·T), + {2 * g}·{per_step} if bias",
+        )
+        cls.inert_args = tuple(a for a in ("dropout", "nonlinearity") if any(b.name == a for b in cls.args))
 
     hidden_size: int
     num_layers: int
@@ -265,6 +298,8 @@ class LSTM(_Recurrent):
     type_name = "lstm"
     summary = "long short-term memory over (N, T, F): gates i, f, g, o; c = f·c + i·g, h = o·tanh(c)"
     args = (*_COMMON[:4], Arg("proj_size", Int(low=0), 0, "0: none; else h = W_hr h, < hidden_size"), *_COMMON[4:])
+    torch_rule = "as layercalc with proj_size; not counted without it (oneDNN's fused CPU kernel, which FlopCounterMode has no rule for)"
+    example = ([5, 3], {"hidden_size": 4})
     gates = 4
     thop_gate_ops = 4  # c = f·c + i·g (3) and h = o·tanh(c) (1)
     ptflops_gate_ops = 10  # 4 gate sums, 3 for c, 3 for h
@@ -322,6 +357,7 @@ class GRU(_Recurrent):
     type_name = "gru"
     summary = "gated recurrent unit over (N, T, F): gates r, z, n; h = (1 - z)·n + z·h"
     args = _COMMON
+    example = ([5, 3], {"hidden_size": 4})
     gates = 3
     thop_gate_ops = 4  # r·(W_hn h + b_hn) (1) and (1 - z)·n + z·h (3)
     ptflops_gate_ops = 7  # r's product, 3 gate sums, 3 for the new h
@@ -352,6 +388,7 @@ class RNN(_Recurrent):
     type_name = "rnn"
     summary = "Elman recurrent layer over (N, T, F): h = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu)"
     args = (*_COMMON[:4], Arg("nonlinearity", Choice("tanh", "relu"), "tanh"), *_COMMON[4:])
+    example = ([5, 3], {"hidden_size": 4})
     gates = 1
     thop_gate_ops = 0
     ptflops_gate_ops = 1  # the sum of the two products

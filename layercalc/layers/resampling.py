@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .base import LAYOUTS, Arg, Bool, Choice, Int, Ints, Layer, Opt, Shape, _bad, _show, fmt_shape, numel, register
-from .peers import RESAMPLE, row
+from .peers import RESAMPLE, row, rules
 
 # the spatial rank each mode needs (PyTorch refuses the others); nearest takes any of 1, 2, 3
 MODE_RANKS = {"nearest": (1, 2, 3), "linear": (1,), "bilinear": (2,), "bicubic": (2,), "trilinear": (3,)}
@@ -45,6 +45,18 @@ class Upsample(Layer):
         Arg("mode", Choice(*MODE_RANKS), "nearest"),
         Arg("align_corners", Opt(Bool()), None, "only with linear, bilinear, bicubic, trilinear (null = false)"),
     )
+    shape_rule = ("(N, C, *S) -> (N, C, *S_out), S_out = size, or floor(S·scale_factor) per spatial dim; mode"
+                  " linear takes (N, C, L), bilinear and bicubic (N, C, H, W), trilinear (N, C, D, H, W), nearest any")
+    params_rule = "none"
+    macs_rule = "0 (interpolation weights, not multiply-accumulates)"
+    peer_rules = rules(
+        fvcore="numel(y) for 2-D nearest, 4·numel(y) for 2-D bilinear; other modes and ranks not counted",
+        thop="numel(y) × ops per output element by mode: " + ", ".join(f"{m} {n}" for m, n in THOP_PER_OUTPUT.items()),
+        ptflops=("numel(y) / N in its module hook (one sample, divided by N again) + N·C·prod(size) or"
+                 " numel(x)·scale_factor^rank in its F.interpolate patch"),
+    )
+    inert_args = ("align_corners",)
+    example = ([2, 4, 4], {"scale_factor": 2})
 
     size: Any
     scale_factor: Any
@@ -123,6 +135,11 @@ class PixelShuffle(Layer):
     type_name = "pixelshuffle"
     summary = "(N, C·r², H, W) -> (N, C, H·r, W·r): channels rearranged into an r-times finer grid"
     args = (Arg("upscale_factor", Int()),)
+    shape_rule = "(N, C·upscale_factor², H, W) -> (N, C, H·upscale_factor, W·upscale_factor)"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules(thop="0 (a rule that counts nothing)")
+    example = ([8, 3, 3], {"upscale_factor": 2})
 
     upscale_factor: int
 

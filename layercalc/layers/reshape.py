@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .activation import Identity
+from .peers import rules
 from .base import Arg, Bool, Float, Index, Int, IntList, Layer, Shape, fmt_shape, numel, register
 
 
@@ -16,18 +17,23 @@ class _Dropout(Identity):
     """Zeroes elements with probability p while training; the identity in eval and in verify."""
 
     args = (Arg("p", Float(low=0.0, high=1.0), 0.5), Arg("inplace", Bool(), False))
+    shape_rule = "unchanged"
+    params_rule = "none"
+    macs_rule = "0 (the identity at inference)"
 
 
 @register
 class Dropout(_Dropout):
     type_name = "dropout"
     summary = "random zeroing of elements (identity at inference)"
+    example = ([2, 3], {})
 
 
 @register
 class Dropout2d(_Dropout):
     type_name = "dropout2d"
     summary = "random zeroing of whole channels (identity at inference)"
+    example = ([2, 3, 3], {})
 
 
 @register
@@ -35,6 +41,11 @@ class Flatten(Layer):
     type_name = "flatten"
     summary = "merge dims start_dim..end_dim (dims count the batch)"
     args = (Arg("start_dim", Int(low=-64), 1), Arg("end_dim", Int(low=-64), -1))
+    shape_rule = "dims start_dim..end_dim (counting the batch) merge into one of their product"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+    example = ([2, 3, 3], {})
 
     start_dim: int
     end_dim: int
@@ -70,6 +81,11 @@ class Transpose(Layer):
     type_name = "transpose"
     summary = "swaps two dims (not the batch): x.transpose(dim0, dim1)"
     args = (Arg("dim0", DIM), Arg("dim1", DIM))
+    shape_rule = "dims dim0 and dim1 (counting the batch; neither may be 0) swap"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+    example = ([2, 5], {"dim0": 1, "dim1": 2})
 
     dim0: int
     dim1: int
@@ -97,6 +113,11 @@ class Permute(Layer):
     type_name = "permute"
     summary = "reorders every dim: x.permute(dims); the batch stays first"
     args = (Arg("dims", IntList(low=-64, what="a list of dims like [0, 2, 1]")),)
+    shape_rule = "dims reordered: output dim i is input dim dims[i] (counting the batch; dims[0] = 0)"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+    example = ([2, 5], {"dims": [0, 2, 1]})
 
     dims: tuple[int, ...]
 
@@ -130,6 +151,11 @@ class Reshape(Layer):
     type_name = "reshape"
     summary = "one sample's new shape (batch excluded); one entry may be -1"
     args = (Arg("shape", IntList(low=1, extra=(-1,), what="a list of sizes >= 1, one of them may be -1")),)
+    shape_rule = "(N, *x) -> (N, *shape), the same number of values; a -1 entry of shape takes what is left"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+    example = ([2, 6], {"shape": [3, -1]})
 
     shape: tuple[int, ...]
 
@@ -166,6 +192,11 @@ class Select(Layer):
     type_name = "select"
     summary = "x.select(dim, index): one position of a dim, which disappears (not the batch)"
     args = (Arg("dim", DIM), Arg("index", Index(), doc="negative counts back, as PyTorch"))
+    shape_rule = "dim (counting the batch, not 0) disappears: x.select(dim, index); index within its size"
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+    example = ([5, 4], {"dim": 1, "index": 0})
 
     dim: int
     index: int
@@ -199,6 +230,11 @@ class Mean(Layer):
     type_name = "mean"
     summary = "x.mean(dim, keepdim): the average over one dim (not the batch), e.g. token pooling"
     args = (Arg("dim", DIM), Arg("keepdim", Bool(), False))
+    shape_rule = "dim (counting the batch, not 0) disappears, or stays as size 1 with keepdim"
+    params_rule = "none"
+    macs_rule = "0 (a sum and a division, not multiply-accumulates)"
+    peer_rules = rules()
+    example = ([5, 4], {"dim": 1})
 
     dim: int
     keepdim: bool

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .base import Arg, Index, Int, Layer, Opt, Shape, fmt_shape, register
-from .peers import EMBED, row
+from .peers import EMBED, row, rules
 
 
 @register
@@ -23,6 +23,12 @@ class Embedding(Layer):
         Arg("embedding_dim", Int()),
         Arg("padding_idx", Opt(Index()), None, "this id's row gets no gradient; negative counts back"),
     )
+    shape_rule = "(N, *) integer ids in [0, num_embeddings) -> (N, *, embedding_dim); the network's first layer"
+    params_rule = "weight num_embeddings·embedding_dim"
+    macs_rule = "0 (a lookup)"
+    peer_rules = rules(torchinfo="N·num_embeddings·embedding_dim (params × output.shape[0])")
+    inert_args = ("padding_idx",)
+    example = ([6], {"num_embeddings": 10, "embedding_dim": 4})
 
     num_embeddings: int
     embedding_dim: int
@@ -88,6 +94,11 @@ class PosEmbedding(_Sequence):
     type_name = "posembedding"
     summary = "adds a learned table's first T rows to (N, T, E)"
     args = (Arg("num_positions", Opt(Int()), None, "null = the sequence length T"),)
+    shape_rule = "unchanged: (N, T, E); T <= num_positions"
+    params_rule = "pos_embedding num_positions·E (num_positions null = T)"
+    macs_rule = "0 (an addition)"
+    peer_rules = rules()
+    example = ([5, 4], {})
 
     num_positions: int | None
 
@@ -117,6 +128,11 @@ class PosEmbedding(_Sequence):
 class ClsToken(_Sequence):
     type_name = "clstoken"
     summary = "prepends one learned token: (N, T, E) -> (N, T+1, E)"
+    shape_rule = "(N, T, E) -> (N, T + 1, E)"
+    params_rule = "class_token E"
+    macs_rule = "0 (a concatenation)"
+    peer_rules = rules()
+    example = ([5, 4], {})
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_sequence(x)

@@ -1,0 +1,188 @@
+"""Views by layer type: `--by-type` (one row per type) and `layercalc layers TYPE` (one type in
+detail), as a Rich table that fits 80 columns and as csv/tsv/markdown (JSON is the data itself)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from .formats import cell, human, shorten_middle, table_text
+
+# the number columns of --by-type per command (JSON always carries every field)
+BY_TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "summary": ("count", "params", "macs", "flops"),
+    "params": ("count", "params", "buffers"),
+    "flops": ("count", "macs", "flops"),
+}
+TITLES = {"count": "Count", "params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs",
+          "backward_macs": "Backward", "training_macs": "Training"}
+SHARES = ("params", "macs")  # the table shows each type's share of these totals
+TOOLS = {"torch": "FlopCounterMode / 2", "fvcore": "FlopCountAnalysis", "thop": "thop.profile",
+         "ptflops": "get_model_complexity_info", "torchinfo": "summary's Mult-Adds"}
+
+
+def _columns(data: dict[str, Any], command: str) -> tuple[str, ...]:
+    columns = BY_TYPE_COLUMNS[command]
+    if "training" in data and "macs" in columns:
+        columns += ("backward_macs",)
+    return columns
+
+
+def _type_total(data: dict[str, Any]) -> dict[str, Any]:
+    """The totals row: the report's totals (the rows sum to them) and the number of layers."""
+    total = dict(data["total"], count=sum(r["count"] for r in data["types"]))
+    if "training" in data:
+        total["backward_macs"] = data["training"]["backward_macs"]
+        total["training_macs"] = data["training"]["training_macs"]
+    return total
+
+
+def by_type_text(fmt: str, data: dict[str, Any], command: str) -> str:
+    """--by-type as csv/tsv/markdown: type, count and the command's numbers; a total row last."""
+    columns = _columns(data, command)
+    rows = [[r["type"], *(cell(r, c) for c in columns)] for r in data["types"]]
+    total = _type_total(data)
+    rows.append(["total", *(cell(total, c) for c in columns)])
+    return table_text(fmt, ("type", *columns), rows)
+
+
+def _share(part: int | None, whole: int | None) -> Text:
+    if not part or not whole:
+        return Text("")
+    share = part / whole
+    return Text(f"{share * 100:.1f}%", style="dim" if share < 0.05 else "")
+
+
+def _number(n: int | None) -> Text:
+    if n is None:
+        return Text("—", style="dim")
+    return Text(human(n) if n else "0", style="" if n else "dim")
+
+
+def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
+    """--by-type as a table: one row per layer type with its share of params and MACs; footer below.
+
+    It fits the console: FLOPs (2 per MAC, as the footer says) go first, then long type names
+    are shortened in the middle."""
+    from .table import footer
+
+    numbers = [c for c in _columns(data, command) if c != "count"]
+    title = f"[bold]{data['name']}[/] by layer type · batch {data['batch']}"
+    if data.get("convention", "layercalc") != "layercalc":
+        title += f" · counted as [bold]{data['convention']}[/]"
+    table = _by_type_table(data, numbers, None)
+    if "flops" in numbers and _natural_width(table, out) > out.width:
+        numbers.remove("flops")
+        table = _by_type_table(data, numbers, None)
+    excess = _natural_width(table, out) - out.width
+    if excess > 0:
+        longest = max(len(r["type"]) for r in data["types"])
+        table = _by_type_table(data, numbers, max(8, longest - excess))
+    out.print(Text.from_markup(title))  # above the table, not its title: a narrow table would wrap it
+    out.print(table)
+    if any(r.get(key) is None for r in data["types"] for key in numbers):
+        out.print(Text(f"— = not counted: {data['convention']} skips these layers", style="dim"))
+    out.print(footer(data))
+
+
+def _natural_width(table: Table, out: Console) -> int:
+    """The width the table takes when nothing limits it."""
+    return Measurement.get(out, out.options.update(max_width=10_000), table).maximum
+
+
+def _by_type_table(data: dict[str, Any], numbers: list[str], type_width: int | None) -> Table:
+    total = _type_total(data)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Type", no_wrap=True, style="magenta")
+    table.add_column("Count", justify="right", no_wrap=True)
+    for key in numbers:
+        table.add_column(TITLES[key], justify="right", no_wrap=True)
+        if key in SHARES:
+            table.add_column("%", justify="right", no_wrap=True)
+    rows = [(row, None) for row in data["types"]] + [(dict(total, type="total"), "bold")]
+    for i, (row, style) in enumerate(rows):
+        name = row["type"] if type_width is None else shorten_middle(row["type"], type_width)
+        cells: list[Any] = [name, f"{row['count']:,}"]
+        for key in numbers:
+            cells.append(_number(row.get(key)))
+            if key in SHARES:
+                cells.append(_share(row.get(key), total.get(key)))
+        table.add_row(*cells, style=style, end_section=i == len(rows) - 2)
+    return table
+
+
+def _default(arg: dict[str, Any]) -> str:
+    if arg["required"]:
+        return "required"
+    value = arg["default"]
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def type_text(fmt: str, data: dict[str, Any]) -> str:
+    """`layers TYPE` as csv/tsv/markdown: one row per fact (section, key, value, note)."""
+    rows = [["type", data["type"], data["summary"], "block" if data["block"] else "layer"]]
+    for a in data["arguments"]:
+        note = a["help"] + ("; " if a["help"] and a["inert"] else "") + ("changes no shape or count" if a["inert"] else "")
+        rows.append(["argument", a["name"], _default(a), note])
+    rows += [["rule", key, text, ""] for key, text in data["rules"].items()]
+    rows += [["convention", tool, text, TOOLS.get(tool, "")] for tool, text in data["conventions"].items()]
+    ex = data["example"]
+    rows.append(["example", "arguments", json.dumps(ex["arguments"]), ""])
+    for key in ("input_shape", "output_shape", "params", "buffers", "macs", "flops"):
+        rows.append(["example", key, cell(ex, key), ""])
+    rows += [["example", f"macs as {tool}", cell(ex["conventions"], tool), "not counted" if n is None else ""]
+             for tool, n in ex["conventions"].items()]
+    return table_text(fmt, ("section", "key", "value", "note"), rows)
+
+
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def render_type(data: dict[str, Any], out: Console) -> None:
+    """`layers TYPE`: arguments, the rules, each tool's rule, and a worked example."""
+    out.print(Text.assemble((data["type"], "bold magenta"), " — ", data["summary"]))
+    args = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    args.add_column("Name", no_wrap=True)
+    args.add_column("Default", no_wrap=True)
+    args.add_column("Meaning", overflow="fold", style="dim")
+    for a in data["arguments"]:
+        note = a["help"] + ("; " if a["help"] and a["inert"] else "") + ("changes no shape or count" if a["inert"] else "")
+        args.add_row(a["name"], shorten_middle(_default(a), 16), note)
+    if data["arguments"]:
+        out.print(Text("Arguments (PyTorch names and defaults)", style="bold"))
+        out.print(args)
+    else:
+        out.print(Text("No arguments.", style="dim"))
+    rules = _grid()
+    for key, label in (("shape", "Shape"), ("params", "Params"), ("buffers", "Buffers"), ("macs", "MACs"),
+                       ("flops", "FLOPs")):
+        rules.add_row(label, data["rules"][key])
+    out.print(Text("Rules (N batch, x input, y output, numel = elements)", style="bold"))
+    out.print(rules)
+    tools = _grid()
+    for tool, text in data["conventions"].items():
+        tools.add_row(tool, text)
+    out.print(Text("\nAs each tool counts it (MACs; torch = FlopCounterMode / 2)", style="bold"))
+    out.print(tools)
+    ex = data["example"]
+    shown = json.dumps(ex["arguments"]) if ex["arguments"] else "defaults"
+    out.print(Text(f"\nExample: {data['type']} {shown} on input {'x'.join(map(str, ex['input_shape']))}",
+                   style="bold"))
+    example = _grid()
+    example.add_row("Output", "x".join(map(str, ex["output_shape"])))
+    example.add_row("Params", f"{ex['params']:,}" + (f" (buffers {ex['buffers']:,})" if ex["buffers"] else ""))
+    example.add_row("MACs", f"{ex['macs']:,} (FLOPs {ex['flops']:,})")
+    counted = ", ".join(f"{tool} {'—' if n is None else f'{n:,}'}" for tool, n in ex["conventions"].items()
+                        if tool != "layercalc")
+    example.add_row("As counted", counted)
+    out.print(example)
