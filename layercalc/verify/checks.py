@@ -145,7 +145,10 @@ def _directional(probe: Probe, chosen: list[Tensor], opts: Options, rng: Any, wh
     def tolerance(numeric: float) -> float:
         return opts.atol + opts.rtol * abs(numeric) + rounding
 
-    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance, confirm=confirm, start=probe.start)
+    # a forward difference first, at 1e-7 of each tensor's scale: its truncation (about the step
+    # times the curvature) and its rounding (about 1e-16 / step) both stay near 1e-7 of the value
+    q = derivative(probe.evaluate, probe.g64, moves, h, analytic, tolerance, confirm=confirm, start=probe.start,
+                   start_step=opts.step / 100)
     labels = ", ".join(t.label for t in chosen) if len(chosen) <= 4 else f"{len(chosen)} tensors"
     note = f"{sum(t.array.size for t in chosen):,} elements ({labels}), {q.note}"
     row = check(inst, what, "direction", abs(q.value - analytic), tolerance(q.value), note)

@@ -244,7 +244,7 @@ class Quotient:
 
 def derivative(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: float, analytic: float,
                tolerance: Callable[[float], float], tries: int = 4, confirm: bool = True,
-               start: Start | None = None) -> Quotient:
+               start: Start | None = None, start_step: float | None = None) -> Quotient:
     """The numeric derivative along moves that decides the check against analytic.
 
     A central difference that agrees with the analytic value within tolerance decides at once: a
@@ -257,12 +257,12 @@ def derivative(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: flo
     that disagrees comes back undecided, without the forwards that would confirm it.
 
     start (the output at the unmoved arrays, in float64) allows a first try that costs one
-    forward: a forward difference at h/100, whose O(h) truncation is then about 10^-7 of the
-    derivative, far inside any tolerance. Agreement decides; a disagreement or a kink crossed
-    goes on to the central differences above.
+    forward: a forward difference at start_step (at most h), small enough that its O(h)
+    truncation is far inside any tolerance, large enough that rounding is too. Agreement
+    decides; a disagreement or a kink crossed goes on to the central differences above.
     """
     if start is not None:
-        small = h / 100
+        small = min(h, start_step if start_step is not None else h / 100)
         d0, crossed = forward_difference(evaluate, g, moves, small, start)
         if not crossed and abs(d0 - analytic) <= tolerance(d0):
             return Quotient(d0, math.nan, small, 1, f"forward difference, step {small:.0e}")
