@@ -91,7 +91,7 @@ class Result:
         """One line: checks run, reported from deduplicated places, skipped, failed."""
         failed = sum(not c.passed for c in self.checks)
         run = len(self.checks) - self.deduplicated
-        reduced = f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget)" if self.reduced else ""
+        reduced = (f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget or a minute: see their notes)" if self.reduced else "")
         return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
                 f"{len(self.skipped)} skipped, {failed} failed{reduced}"
                 + (f"; interrupted (Ctrl-C): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
