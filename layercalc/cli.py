@@ -309,17 +309,20 @@ _calculating("shapes", "Input and output shape of every layer.")
 
 
 def parse_bytes(text: str) -> int:
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes (binary multiples)."""
-    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
-    unit = raw[-1:] if raw[-1:] in units and raw[-1:] else ""
+    """'2G', '2GB', '512M', '1000000' -> bytes in decimal units, as everywhere in layercalc (1 MB =
+    10^6 bytes, 1 GB = 10^9); '2GiB', '512MiB' in binary units when the i says so."""
+    raw = text.strip().lower()
+    base = 1024 if raw.endswith("ib") else 1000
+    raw = raw.removesuffix("ib").removesuffix("b")
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+    unit = raw[-1:] if raw[-1:] in powers and raw[-1:] else ""
     try:
         value = float(raw[: len(raw) - len(unit)])
     except ValueError:
-        raise UsageError(f"--max-memory: expected a size like 2G or 512M, got {text!r}") from None
+        raise UsageError(f"--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got {text!r}") from None
     if value <= 0:
         raise UsageError(f"--max-memory must be positive, got {text!r}")
-    return int(value * units[unit])
+    return int(value * base ** powers[unit])
 
 
 @app.command("verify")
@@ -335,13 +338,16 @@ def verify_command(
     dtype: Annotated[
         Precision, typer.Option("--dtype", help="float64 (default) or float32: the dtype the layers run in; numeric gradients are float64.")
     ] = Precision.float64,  # type: ignore[attr-defined]
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer (name or path); repeatable.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Check only this layer or block (name or path, e.g. layer1.0.body.conv1) and what is inside it; repeatable.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Check every element of every tensor (slow on large layers).")] = False,
     impl: Annotated[Optional[str], typer.Option("--impl", help="Your own layer implementation: FILE.py or module:Class.")] = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget, e.g. 4G (default: half of what is free).")] = None,
+    every: Annotated[bool, typer.Option("--all", help="The table lists every check (default: the failed ones and the summary).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="With the table format: every check, as --all.")] = False,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .verify import for_dtype, verify
+    from .launch import EXIT_INTERRUPTED
+    from .verify import for_dtype, selection, verify
 
     _check_options(batch, None)
     report = _report(config, layer, input, batch)
@@ -350,6 +356,9 @@ def verify_command(
         max_memory=parse_bytes(max_memory) if max_memory else None,
         impl=_load_impl(impl) if impl else None,
     )
+    selected, total = selection(report, opts)  # an --only naming nothing, an --impl of an unused type: exit 2
+    if opts.only:
+        print(f"verify: --only selects {selected} of the {total} layers and blocks", file=sys.stderr)
     if sys.stderr.isatty():
         from .render.table import progress_bar
 
@@ -358,7 +367,13 @@ def verify_command(
     else:
         result = verify(report, opts)
     chosen = _format(format)
-    _show(result.to_dict(), format, "checks")
+    if chosen == "table":  # for people: the failures and the summary, every check with --all or -v
+        from .render.checks import render_checks
+        from .render.table import console
+
+        render_checks(result.to_dict(), console(), every=every or verbose)
+    else:
+        _show(result.to_dict(), format, "checks")
     for exc in result.errors:  # a user's implementation raised: the one line, and their traceback with --debug
         print(f"error: {exc}", file=sys.stderr)
         if DEBUG[0]:
@@ -369,6 +384,8 @@ def verify_command(
         for s in result.skipped:
             print(f"skipped: {s.path} {s.check}: {s.reason}", file=sys.stderr)
         print(result.summary(), file=sys.stderr)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 

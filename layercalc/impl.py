@@ -2,8 +2,9 @@
 
 The interface (see the README): a class with `type_name` naming a catalog type and the methods
 `forward(self, x, params) -> (y, cache)` and `backward(self, dy, params, cache) -> (dx, grads)`.
-The easy way is to subclass the catalog's class (`REGISTRY["conv2d"]`), which brings the
-arguments and their normalised forms (self.kernel, self.strides, self.pads, ...).
+A plain class will do: verify gives it the catalog class's arguments and their normalised forms
+(self.kernel, self.strides, self.pads, ...) as if it subclassed `REGISTRY["conv2d"]`; its own
+forward and backward (and any other method it defines) come first.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _checked(cls: Any, spec: str) -> type:
     for method in ("forward", "backward"):
         if not callable(getattr(cls, method, None)):
             raise UsageError(f"--impl {spec}: {cls.__name__} has no {method}() method")
-    if REGISTRY[type_name].is_block():
+    catalog = REGISTRY[type_name]
+    if catalog.is_block():
         raise UsageError(f"--impl {spec}: blocks ({type_name}) are built from their children; implement a leaf type")
+    if not issubclass(cls, catalog):
+        # a plain class: the catalog's class supplies everything but its forward and backward
+        # (the arguments and their normalised forms, the shape rules, the kinks verify avoids)
+        cls = type(cls.__name__, (cls, catalog), {"__module__": cls.__module__, "__doc__": cls.__doc__})
     return cls

@@ -228,7 +228,7 @@ def test_verify_json_fields_and_counts(cli) -> None:
     status, data = _verify(cli)
     assert status == 0 and data["passed"] is True and data["failed"] == 0
     assert data["checks"] == len(data["results"])
-    keys = {"path", "name", "type", "check", "method", "error", "tolerance", "passed", "note"}
+    keys = {"path", "name", "type", "check", "method", "error", "tolerance", "passed", "note", "index", "numeric", "analytic"}
     assert all(set(r) == keys for r in data["results"])
     # a leaf and the network: output shape, params, dL/dx, dL/dweight, dL/dbias each
     assert {(r["path"], r["check"]) for r in data["results"]} >= {

@@ -42,8 +42,12 @@ def test_huge_repeat_and_sizes_are_exact() -> None:
 
 
 def test_verify_refuses_what_would_not_fit(cli, write) -> None:
-    path = write("big.yaml", "input: [1000000]\nlayers:\n  - linear: {out_features: 1000000}\n    repeat: 1000000000\n")
-    run = cli("verify", path)
+    # a 10^12-parameter linear: checked as a smaller copy of itself, said on its rows
+    path = write("big.yaml", "input: [1000000]\nlayers:\n  - linear: {out_features: 1000000}\n    repeat: 3\n")
+    run = cli("verify", path, "-f", "tsv")
+    assert run.status == 0 and "checked as a smaller copy, out_features " in run.out and "on a reduced input or copy" in run.err
+    # nothing fits a 1 KB budget, not even a copy: refused in one line
+    run = cli("verify", path, "--max-memory", "1K")
     assert run.status == 2 and run.out == ""
     assert run.err.startswith("error: verify would need about ") and "--batch" in run.err and "--input" in run.err
 

@@ -126,7 +126,9 @@ def test_float32_runs_in_float32_and_passes() -> None:
     assert verify(analyse((ROOT / "configs" / "lenet5.yaml").read_text()), for_dtype("float32")).passed
 
 
-def test_sigint_exits_130_without_traceback(tmp_path) -> None:
+def _interrupt(args: list[str], after: bytes) -> tuple[int, str, bytes]:
+    """Run layercalc with stderr on a terminal (so verify draws its progress bar), send SIGINT once
+    `after` shows on it; (exit status, stdout, what the terminal showed)."""
     import os
     import pty
     import select
@@ -135,16 +137,14 @@ def test_sigint_exits_130_without_traceback(tmp_path) -> None:
     import sys
     import time
 
-    # stderr on a terminal, so verify draws its progress bar; interrupt once the first progress line shows
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "layercalc", "verify", str(ROOT / "configs" / "resnet18.yaml")],
-                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=subprocess.PIPE, stderr=slave, text=True)
     os.close(slave)
-    seen, deadline = b"", time.monotonic() + 60
-    while b"verify" not in seen and time.monotonic() < deadline:
+    seen, deadline = b"", time.monotonic() + 120
+    while after not in seen and time.monotonic() < deadline:
         if select.select([master], [], [], 0.5)[0]:
             seen += os.read(master, 4096)
-    assert b"verify" in seen, "no progress line within 60 s"
+    assert after in seen, f"{after!r} not on the terminal within 120 s"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     while select.select([master], [], [], 0.2)[0]:
@@ -156,7 +156,23 @@ def test_sigint_exits_130_without_traceback(tmp_path) -> None:
             break
         seen += chunk
     os.close(master)
-    assert proc.returncode == 130 and out == "" and b"Traceback" not in seen
+    return proc.returncode, out, seen
+
+
+def test_sigint_exits_130_without_traceback(tmp_path) -> None:
+    status, out, seen = _interrupt(["verify", str(ROOT / "configs" / "resnet18.yaml"), "-f", "tsv"], b"verify")
+    assert status == 130 and b"Traceback" not in seen
+
+
+def test_sigint_prints_the_checks_done_so_far(tmp_path) -> None:
+    """Interrupted once the batch-2 copies run (the network's pass is done): its rows are printed,
+    the summary says the run was interrupted and how much did not run, exit 130."""
+    status, out, seen = _interrupt(["verify", str(ROOT / "configs" / "resnet18.yaml"), "-f", "tsv"], b"@ batch 2")
+    assert status == 130 and b"Traceback" not in seen
+    done = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+    assert any(r["path"] == "(network)" and r["check"] == "dL/d(x, params)" for r in done)
+    assert all(r["passed"] == "True" for r in done)
+    assert b"interrupted (Ctrl-C): " in seen and b" layers, blocks and copies not checked" in seen
 
 
 def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None:
@@ -173,7 +189,7 @@ def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None
 
 
 def test_network_check_over_budget_is_skipped_and_said(cli, write) -> None:
-    # eight 256 -> 256 linears: each layer's check holds well under 2 MiB, the whole network's over 4 MiB
+    # eight 256 -> 256 linears: each layer's check holds well under 2 MB, the whole network's over 4 MB
     layers = "".join("  - linear: {out_features: 256}\n" for _ in range(8))
     config = write("deep.yaml", f"input: [256]\nlayers:\n{layers}")
     run = cli("verify", config, "--max-memory", "4M", "-f", "tsv")

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ShapeError
 from ..lazy import np
 from .activation import GELU, ReLU
-from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
 from .linear import Linear
 from .norm import LayerNorm
 from .peers import ATTN, BIAS, CONV, row, rules
@@ -65,6 +65,15 @@ class _Attends(Layer):
     def kv_layout(self, x: Shape) -> tuple[int, int]:
         """(key/value heads, head_dim) for input x."""
         raise NotImplementedError
+
+    def work_elements(self, x: Shape) -> int:
+        # per head, the T×T scores and their softmax kept for backward and, at the backward's peak,
+        # three more of that size (dA, dS and a product); about ten (N, T, h·d) projections
+        # (q, k, v, the repeated keys and values, their gradients)
+        n, length = x[0], x[1]
+        h = self.num_heads  # type: ignore[attr-defined]
+        d = self.kv_layout(x)[1]
+        return 5 * n * h * length * length + 10 * n * length * h * d
 
 
 def _heads(t: Any, h: int) -> Any:
@@ -477,6 +486,10 @@ class TransformerEncoderLayer(Layer):
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {f"{name}.{p}": s for name, (layer, shape) in self.children(x).items()
                 for p, s in layer.param_shapes(shape).items()}
+
+    def work_elements(self, x: Shape) -> int:
+        # each child's own work, and every child's output kept for the backward
+        return sum(layer.work_elements(shape) + numel(layer.output_shape(shape)) for layer, shape in self.children(x).values())
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         layer, shape = self.children(x)["self_attn"]

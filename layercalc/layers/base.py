@@ -264,6 +264,9 @@ class Layer:
     feature_args: ClassVar[tuple[str, ...]] = ()
     creates_tensor: ClassVar[bool] = True  # False for pure groupings (their output is a child's)
     kinks: ClassVar[tuple[float, ...]] = ()  # inputs where f is not differentiable; verify avoids them
+    # True when the output picks among the inputs (a max): f is not differentiable where two inputs
+    # tie, so verify draws the inputs of its own check distinct, a margin apart, and steps within it
+    selects: ClassVar[bool] = False
 
     # The rules in words, as `layercalc layers TYPE` shows them; each sits next to the code it
     # describes, so the help and the arithmetic are read (and changed) together. Notation: N the
@@ -358,13 +361,21 @@ class Layer:
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
 
+    def work_elements(self, x: Shape) -> int:
+        """Elements of the arrays the NumPy forward keeps for backward and the backward's largest
+        temporaries, beyond the input and output (attention's T×T matrices per head, a recurrent
+        layer's gates at every step): verify's memory estimate adds them. 0 by default."""
+        return 0
+
     # -- NumPy reference, for verify: arrays are float64 (or float32), batch first --
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         """Random parameters of the shapes param_shapes(x): fan-in scaled weights, small biases."""
         params = {}
         for name, shape in self.param_shapes(x).items():
-            if len(shape) >= 2:  # a weight matrix or kernel: keep activations O(1)
-                params[name] = rng.standard_normal(shape) / math.sqrt(numel(shape[1:]))
+            if len(shape) >= 2:  # a weight matrix or kernel: keep activations O(1) (unit variance per
+                # input, uniform as PyTorch's default init, and drawn several times faster than normals)
+                bound = math.sqrt(3.0 / numel(shape[1:]))
+                params[name] = rng.uniform(-bound, bound, shape)
             elif name == "weight":  # a normalisation scale: around 1
                 params[name] = 1.0 + 0.1 * rng.standard_normal(shape)
             else:

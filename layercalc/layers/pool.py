@@ -112,6 +112,7 @@ def _pool_args(rank: int, avg: bool) -> tuple[Arg, ...]:
 @register
 class MaxPool1d(_Pool):
     type_name = "maxpool1d"
+    selects = True
     summary = "max over sliding windows of (N, C, L)"
     rank = 1
     args = _pool_args(1, avg=False)
@@ -121,6 +122,7 @@ class MaxPool1d(_Pool):
 @register
 class MaxPool2d(_Pool):
     type_name = "maxpool2d"
+    selects = True
     summary = "max over sliding windows of (N, C, H, W)"
     rank = 2
     args = _pool_args(2, avg=False)
@@ -156,6 +158,7 @@ class AvgPool2d(_Pool):
 @register
 class MaxPool3d(_Pool):
     type_name = "maxpool3d"
+    selects = True
     summary = "max over sliding windows of (N, C, D, H, W)"
     rank = 3
     args = _pool_args(3, avg=False)
@@ -258,6 +261,7 @@ class AdaptiveAvgPool3d(_AdaptivePool):
 @register
 class AdaptiveMaxPool1d(_AdaptivePool):
     type_name = "adaptivemaxpool1d"
+    selects = True
     summary = "max pooling of (N, C, L) to a fixed length"
     rank = 1
     args = (Arg("output_size", Ints(rank=1)),)
@@ -267,6 +271,7 @@ class AdaptiveMaxPool1d(_AdaptivePool):
 @register
 class AdaptiveMaxPool2d(_AdaptivePool):
     type_name = "adaptivemaxpool2d"
+    selects = True
     summary = "max pooling of (N, C, H, W) to a fixed size"
     rank = 2
     args = (Arg("output_size", Ints(rank=2, nullable=True)),)

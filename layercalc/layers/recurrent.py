@@ -116,6 +116,15 @@ class _Recurrent(Layer):
         """H: each direction's output size per step (the projection's, if any)."""
         return self.proj or self.hidden_size
 
+    def work_elements(self, x: Shape) -> int:
+        # every step of every layer and direction keeps its gate activations and states for the
+        # backward (lstm: h, c, i, f, g, o, tanh c and one more, 2·G arrays of (N, hidden) for
+        # G gates), and the backward adds the input product's gradient (N, T, G·hidden) and the
+        # per-step outputs (N, T, H) of each layer
+        n, steps = x[0], x[1]
+        per_cell = n * steps * (2 * self.gates * self.hidden_size + self.gates * self.hidden_size + 2 * self.out_size)
+        return per_cell * self.num_layers * self.directions
+
     def layer_inputs(self, x: Shape) -> list[int]:
         """F_k for each stacked layer: the input's features, then D·H."""
         return [x[-1]] + [self.directions * self.out_size] * (self.num_layers - 1)

@@ -326,34 +326,6 @@ def render_catalog(rows: list[dict[str, Any]], out: Console) -> None:
     write_lines(out, lines)
 
 
-def render_checks(result: dict[str, Any], out: Console) -> None:
-    """verify's checks: one row each with its error against its tolerance; notes of failures below."""
-    table = Table(title=f"[bold]verify {result['name']}[/]", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("", no_wrap=True, min_width=4)
-    table.add_column("Layer", overflow="fold", min_width=12, ratio=2)
-    table.add_column("Check", overflow="fold", min_width=12, ratio=3)
-    table.add_column("Method", style="dim", overflow="fold", min_width=9, ratio=1)
-    table.add_column("Error", justify="right", no_wrap=True, min_width=7)
-    table.add_column("Tolerance", justify="right", no_wrap=True, min_width=7)
-    failures = []
-    for c in result["results"]:
-        mark = Text("ok", style="green") if c["passed"] else Text("FAIL", style="bold red")
-        exact = c["method"] == "exact"
-        error = "" if exact and c["passed"] else f"{c['error']:.1e}"
-        table.add_row(mark, c["path"], c["check"], c["method"], error, "" if exact else f"{c['tolerance']:.1e}")
-        if not c["passed"]:
-            failures.append(c)
-    out.print(table)
-    for c in failures:
-        out.print(Text(f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance "
-                       f"{c['tolerance']:.3g}" + (f"; {c['note']}" if c["note"] else ""), style="red"))
-    for s in result.get("skipped", []):
-        out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"))
-    failed = result["failed"]
-    summary = result.get("summary", f"{result['checks']} checks, {failed} failed")
-    out.print(Text(summary, style="bold red" if failed else "bold green"))
-
-
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar on stderr naming the layer being checked; yields advance(name, i, n)."""

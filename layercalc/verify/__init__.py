@@ -26,11 +26,11 @@ from ..lazy import np
 from .checks import check_instance, check_network
 from .execution import Chain, Instance, UserCodeError, backward, build, forward
 from .memory import release_memory
-from .planning import Task, network_entry, plan_tasks
+from .planning import Task, network_entry, plan_tasks, selection
 from .report import Check, Options, Result, Skipped, for_dtype
 
 __all__ = ["Options", "Check", "Result", "Skipped", "for_dtype", "verify", "plan", "build_network", "Instance",
-           "forward", "backward", "UserCodeError"]
+           "forward", "backward", "UserCodeError", "selection"]
 
 
 def build_network(report: Report, opts: Options, rng: Any = None) -> Instance:
@@ -53,54 +53,81 @@ def _instance(task: Task, report: Report, opts: Options, rng: Any) -> Instance:
     return build(task.entry, task.path, task.name, rng, opts.impl, opts.dtype)
 
 
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _blas_threads() -> None:
+    """One BLAS thread when every core is already busy (1-minute load average at least the number
+    of cores): threads that wait for a core cost more than they give (resnet18's verify on 2
+    loaded cores: 5.5 s with one thread, 9.5 s with two). Only before NumPy is loaded, and never
+    over the user's own setting."""
+    import os
+    import sys
+
+    if "numpy" in sys.modules or any(v in os.environ for v in BLAS_THREADS):
+        return
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:
+        return
+    if busy:
+        for v in BLAS_THREADS:
+            os.environ[v] = "1"
+
+
 def verify(report: Report, opts: Options | None = None, progress: Callable[[str, int, int], None] | None = None) -> Result:
     """Check every selected layer, block and the network; progress(label, i, n) before each.
 
     A user's implementation that raises fails the check of the layer where it raised (the
     exception is kept in result.errors for a traceback); the blocks around it are skipped.
     """
+    _blas_threads()
     opts = opts or Options()
     tasks, skipped = plan_tasks(report, opts)
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
+    i = 0
     with np.errstate(over="ignore", under="ignore"):
-        for i, task in enumerate(tasks):
-            if progress:
-                progress(task.label, i, len(tasks))
-            rng = np.random.default_rng([opts.seed, i])
-            if task.batch2 and kept is not None and kept.path == task.path:
-                inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
-            else:
-                inst = _instance(task, report, opts, rng)
-            kept = None
-            done: set[str] = set()
-            try:
-                if task.is_network or task.inner:
-                    copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
-                    rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
-                    if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
-                        rows = _composition_in_float64(inst, task, opts, rng, rows)
-                    for block, checks in rows:
-                        _report(result, task.inner.get(block.path, task), checks)
-                        done.add(block.path)
+        try:
+            for i, task in enumerate(tasks):
+                if progress:
+                    progress(task.label, i, len(tasks))
+                rng = np.random.default_rng([opts.seed, i])
+                if task.batch2 and kept is not None and kept.path == task.path:
+                    inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
                 else:
-                    _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
-            except UserCodeError as exc:
-                _raised(result, task, exc, raised, inst)
-                if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
-                    by_path = {i.path: i for i in inst.walk()}
-                    for path, sub in task.inner.items():
-                        if path in done or path in raised:
-                            continue
-                        try:
-                            _report(result, sub, check_instance(by_path[path], opts, rng))
-                        except UserCodeError as inner:
-                            _raised(result, sub, inner, raised, by_path[path])
-            if not task.is_network and not task.batch2 and inst.is_leaf:
-                kept = inst
-            del inst
-            release_memory()  # freed arrays back to the system: a check's peak is its own
+                    inst = _instance(task, report, opts, rng)
+                kept = None
+                done: set[str] = set()
+                try:
+                    if task.is_network or task.inner:
+                        copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+                        rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
+                        if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
+                            rows = _composition_in_float64(inst, task, opts, rng, rows)
+                        for block, checks in rows:
+                            _report(result, task.inner.get(block.path, task), checks)
+                            done.add(block.path)
+                    else:
+                        _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
+                except UserCodeError as exc:
+                    _raised(result, task, exc, raised, inst)
+                    if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
+                        by_path = {i.path: i for i in inst.walk()}
+                        for path, sub in task.inner.items():
+                            if path in done or path in raised:
+                                continue
+                            try:
+                                _report(result, sub, check_instance(by_path[path], opts, rng))
+                            except UserCodeError as inner:
+                                _raised(result, sub, inner, raised, by_path[path])
+                if not task.is_network and not task.batch2 and inst.is_leaf:
+                    kept = inst
+                del inst
+                release_memory()  # freed arrays back to the system: a check's peak is its own
+        except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
+            result.interrupted, result.planned = len(tasks) - i, len(tasks)
     return result
 
 
@@ -117,7 +144,7 @@ def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any,
     checked again on a fresh input away from their kinks); the composition, which has no float32
     of its own, is judged in float64 on the same parameters."""
     for leaf in root.leaves():
-        leaf.params = {k: v.astype(np.float64) for k, v in leaf.params.items()}
+        leaf.params = {pname: arr.astype(np.float64) for pname, arr in leaf.params.items()}
     again = dict((b.path, cs) for b, cs in check_network(root, replace(opts, dtype="float64"), rng,
                                                           lambda b: b.path in task.inner and not b.is_leaf))
     out = []
@@ -139,6 +166,11 @@ def _twin(inst: Instance, task: Task) -> Instance:
 
 def _report(result: Result, task: Task, checks: list[Check]) -> None:
     """A check's rows, and the same rows for every identical place."""
+    if getattr(task, "reduced", ""):  # made to fit the memory budget: said on every row
+        for c in checks:
+            c.check += " (reduced)"
+            c.note = task.reduced + (f"; {c.note}" if c.note else "")
+        result.reduced += len(checks) * (1 + len(task.places))
     result.checks += checks
     for path, name in task.places:
         for c in checks:

@@ -89,9 +89,9 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
     inst = Instance(entry, path, name, layer)
     if entry.sequences:
         for kids in entry.sequences:
-            inst.sequences.append([build(k, _join(path, k.seg), k.name, rng, impl, dtype) for k in kids])
+            inst.sequences.append([build(kid, _join(path, kid.seg), kid.name, rng, impl, dtype) for kid in kids])
         return inst
-    inst.params = {k: np.asarray(v, dtype=dtype) for k, v in layer.init_params(entry.input_shape, rng).items()}
+    inst.params = {pname: np.asarray(arr, dtype=dtype) for pname, arr in layer.init_params(entry.input_shape, rng).items()}
     if impl is not None and layer.type_name == impl.type_name:
         user = impl.__new__(impl)
         user.__dict__.update(layer.__dict__)  # the same arguments, the user's methods
@@ -169,11 +169,11 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
     outs, caches = cache
     dx = None
     for seq, seq_caches, d in zip(inst.sequences, caches, inst.layer.split(dy, outs)):
-        for k in range(len(seq) - 1, -1, -1):
+        for i in range(len(seq) - 1, -1, -1):
             d_out = d
-            d = backward(seq[k], d, seq_caches[k], grads, tape)
-            if tape is not None and seq[k] in tape:
-                tape[seq[k]][2:] = [d_out, d]
-            seq_caches[k] = None  # free each cache once used: the backward's memory shrinks as it goes
+            d = backward(seq[i], d, seq_caches[i], grads, tape)
+            if tape is not None and seq[i] in tape:
+                tape[seq[i]][2:] = [d_out, d]
+            seq_caches[i] = None  # free each cache once used: the backward's memory shrinks as it goes
         dx = d if dx is None else dx + d
     return dx

@@ -11,20 +11,47 @@ import os
 
 from ..analysis import Entry
 from ..layers import numel
+from .differences import DENSE_MAX
 
 # bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
-# array, its gradient and the float64 twin the numeric side runs on); moves happen in place, and a
-# large tensor's direction is kept as bits. Per activation element: the forward caches (about
-# three arrays of the output's size: input, output, one intermediate), upstream and input gradients
-BYTES_PER_PARAM = 18  # 16, and the temporaries of a matrix product: vgg16's classifier measured 17.8
+# array, its gradient and the float64 twin the numeric side runs on), 2 for the temporaries of a
+# matrix product (vgg16's classifier measured 17.8), and the random direction of a tensor: float64
+# up to DENSE_MAX elements, bits above. Per activation element: the forward caches (about three
+# arrays of the output's size: input, output, one intermediate), upstream and input gradients
+BYTES_PER_PARAM = 18
+BYTES_PER_DENSE_DIRECTION = 8  # a tensor of at most DENSE_MAX elements: its direction as float64
 DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at most this
 BYTES_PER_ACTIVATION = 8 * 5
 
 
+BYTES_PER_WORK = 8  # per element of a layer's own intermediates (Layer.work_elements), float64
+
+
+def work_elements(entry: Entry) -> int:
+    """Elements of every layer's own intermediates in this subtree (attention's T×T matrices, a
+    recurrent layer's gates at every step), each layer counted as often as it runs."""
+    if not entry.children:
+        return entry.layer.work_elements(tuple(entry.input_shape)) if entry.layer is not None else 0
+    return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
+
+
+def dense_params(entry: Entry) -> int:
+    """Parameters in tensors small enough for a float64 direction (each layer as often as it runs)."""
+    if not entry.children:
+        if entry.layer is None or not entry.params:
+            return 0
+        shapes = entry.layer.param_shapes(tuple(entry.input_shape))
+        return sum(numel(s) for s in shapes.values() if numel(s) <= DENSE_MAX)
+    return sum(run.times * dense_params(run.entry) for seq in entry.runs() for run in seq)
+
+
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
-    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated."""
+    """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
+    its parameters (and their directions), its activations and its layers' own intermediates."""
     activations = numel(entry.input_shape) + entry.tensors
-    return int(entry.params * BYTES_PER_PARAM + activations * batch_scale * BYTES_PER_ACTIVATION)
+    per_sample = activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
+    params = entry.params * BYTES_PER_PARAM + dense_params(entry) * BYTES_PER_DENSE_DIRECTION
+    return int(params + per_sample * batch_scale)
 
 
 def available_memory() -> int:
@@ -48,9 +75,11 @@ def budget(given: int | None) -> int:
     return given if given is not None else min(available_memory() // 2, DEFAULT_CAP)
 
 
-def gib(n: int) -> str:
-    """Bytes as '1.5 GiB' or '300 MiB'."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+def mb(n: int) -> str:
+    """Bytes in the product's one unit system, decimal (1 MB = 10^6 bytes): '2.15 GB', '300 MB'."""
+    from ..render.formats import human_bytes
+
+    return human_bytes(n)
 
 
 def release_memory() -> None:

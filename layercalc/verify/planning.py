@@ -5,12 +5,14 @@ copies of every layer when the input's batch is 1.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterator
 
 from ..analysis import Entry, Report
-from ..errors import ConfigError, MemoryBudgetError
+from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
-from .memory import budget, check_memory, gib
+from .memory import budget, check_memory, mb
+from .reduce import shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
 MAX_PLACES = 10_000  # copies of a repeat enumerated one by one; beyond, they are counted
@@ -21,13 +23,14 @@ class Task:
     """One check to run: an entry at a path (or a batch-2 copy of a leaf), and the other places
     with the same type, arguments and input shape, which report its outcome."""
 
-    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "extra_places", "inner")
+    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "extra_places", "inner", "reduced")
 
     def __init__(self, entry: Entry, path: str, name: str, batch2: bool, need: int) -> None:
         self.entry, self.path, self.name, self.batch2, self.need = entry, path, name, batch2, need
         self.places: list[tuple[str, str]] = []
         self.extra_places = 0  # identical copies of a huge repeat, counted but not listed
         self.inner: dict[str, Task] = {}  # the network's: blocks checked from its forward and backward, by path
+        self.reduced = ""  # how the check was made to fit the memory budget (a shorter input, a smaller copy)
 
     @property
     def is_network(self) -> bool:
@@ -46,8 +49,9 @@ def signature(entry: Entry, memo: dict[int, Any]) -> Any:
     if key not in memo:
         kids = tuple(signature(c, memo) for c in entry.children)
         args = repr(sorted(entry.layer.arguments().items())) if entry.layer is not None else ""
-        memo[key] = (entry.type, args, tuple(entry.input_shape), entry.copies, kids)
-    return memo[key]
+        # the entry is kept with its signature: a dropped entry's id is reused by the next one made
+        memo[key] = (entry, (entry.type, args, tuple(entry.input_shape), entry.copies, kids))
+    return memo[key][1]
 
 
 def _join(path: str, seg: str) -> str:
@@ -60,12 +64,23 @@ def places(entries: list[Entry], path: str) -> Iterator[tuple[Entry, str, str, i
         yield from _place(e, _join(path, e.seg), e.name)
 
 
+def copies(e: Entry, limit: int) -> Iterator[tuple[int, Entry]]:
+    """(index, entry) of a repeat group's first `limit` copies, as the group runs them (Entry.runs():
+    the last distinct copy stands for every later one)."""
+    k = 0
+    for seq in e.runs():
+        for run in seq:
+            for _ in range(run.times):
+                if k >= limit:
+                    return
+                yield k, run.entry
+                k += 1
+
+
 def _place(e: Entry, path: str, name: str) -> Iterator[tuple[Entry, str, str, int]]:
     if e.copies:
-        last = len(e.children) - 1
-        listed = min(e.copies, max(MAX_PLACES, last + 1))
-        for k in range(listed):
-            child = e.children[min(k, last)]
+        listed = min(e.copies, max(MAX_PLACES, len(e.children)))
+        for k, child in copies(e, listed):
             extra = e.copies - listed if k == listed - 1 else 0
             for sub in _place(child, f"{path}.{k}", f"{name}.{k}"):
                 yield sub if sub[0] is not child else (sub[0], sub[1], sub[2], extra)
@@ -87,7 +102,7 @@ def network_entry(report: Report) -> Entry:
     return entry
 
 
-BATCH2_SIZE = 8  # the batch-2 copy's other dimensions are cut to this where the layer allows it
+BATCH2_SIZE = 4  # the batch-2 copy's other dimensions are cut to this where the layer allows it
 
 
 def batch2_entry(e: Entry) -> Entry:
@@ -117,6 +132,31 @@ def batch2_entry(e: Entry) -> Entry:
                  tensors=numel(y), layer=layer, ids=e.ids)
 
 
+def selection(report: Report, opts: Options) -> tuple[int, int]:
+    """(how many layers and blocks --only selects, how many there are); all without --only. Raises UsageError for an
+    --only that names nothing (with the closest names and paths) and for an --impl of a type the
+    network does not use."""
+    names: set[str] = set()
+    types: set[str] = set()
+    count = total = 0
+    for entry, path, name, _ in places(report.entries, ""):
+        names.update((name, path))
+        types.add(entry.type)
+        count += _selected(path, name, opts.only)
+        total += 1
+    impl = getattr(opts.impl, "type_name", None)
+    if impl is not None and impl not in types:
+        raise UsageError(f"--impl: the network has no {impl} layer, so nothing would run your {opts.impl.__name__} "
+                         f"(its layer types: {', '.join(sorted(types))})")
+    for o in opts.only:
+        if o in names or any(n.startswith(o + ".") for n in names):
+            continue
+        close = difflib.get_close_matches(o, sorted(names), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else "`layercalc summary CONFIG` lists every name and path"
+        raise UsageError(f"--only {o}: no layer or block has that name or path; {hint}")
+    return count, total
+
+
 def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:
     return not only or any(name == o or path == o or path.startswith(o + ".") for o in only)
 
@@ -134,9 +174,7 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
         if not e.children:
             continue
         if e.copies:  # a repeat group: each copy
-            last = len(e.children) - 1
-            for k in range(min(e.copies, MAX_PLACES)):
-                child = e.children[min(k, last)]
+            for k, child in copies(e, MAX_PLACES):
                 if child.children and pass_need(child) <= limit:
                     out[f"{p}.{k}"] = child
                 elif child.children:
@@ -147,6 +185,27 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
             _roots(e.children, p, limit, out)
 
 
+MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
+
+
+def _fitted(entry: Entry, need: int, limit: int, scale: float) -> tuple[Entry, str] | str:
+    """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped."""
+    def fits(e: Entry) -> bool:
+        return check_memory(e, scale) <= limit
+
+    own = f"at its own input {shape_text(entry)} it needs about {mb(need)}, above the memory budget of {mb(limit)}"
+    shorter = shorter_input(entry, fits)
+    if shorter is not None:
+        return shorter, f"checked at input {shape_text(shorter)}: {own}"
+    copy = smaller_copy(entry, fits)
+    if copy is not None:
+        return copy[0], f"checked as a smaller copy, {copy[1]}, at input {shape_text(copy[0])}: {own}"
+    if entry.children:
+        return (f"its parameters alone need about {mb(check_memory(entry, 0.0))}, above the memory budget of "
+                f"{mb(limit)}; each layer and block inside it is checked on its own")
+    return f"needs about {mb(need)}, above the memory budget of {mb(limit)}"
+
+
 def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
     """The checks to run, in order (passes over the network or its largest blocks that fit, with
     the layers and blocks inside them; then layers on their own; then every layer at batch 2),
@@ -154,6 +213,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     limit = budget(opts.max_memory)
     memo: dict[int, Any] = {}
     seen: dict[Any, Task] = {}
+    dropped: dict[Any, list[Any]] = {}  # signature -> [its Skipped, identical places not checked either]
     tasks: list[Task] = []
     skipped: list[Skipped] = []
     smallest = None
@@ -166,7 +226,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
         hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
                 else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
         skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
-                               f"needs about {gib(network.need)}, above the memory budget of {gib(limit)}; {hint}"))
+                               f"needs about {mb(network.need)}, above the memory budget of {mb(limit)}; {hint}"))
         network = None
         found: dict[str, Entry] = {}
         _roots(report.entries, "", limit, found)
@@ -182,6 +242,9 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
         nonlocal smallest
         key = (signature(entry, memo), batch2)
+        if opts.dedup and key in dropped:  # identical to a check skipped above: counted with it
+            dropped[key][1] += 1 + extra
+            return
         if opts.dedup and key in seen:
             seen[key].places.append((path, name))
             seen[key].extra_places += extra
@@ -193,14 +256,25 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
             tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
             return
         root = None if batch2 else root_of(path)
-        need = 0 if root else check_memory(entry, 2.0 if batch2 else 1.0)
+        scale = 2.0 if batch2 else 1.0
+        need = 0 if root else check_memory(entry, scale)
         task = Task(entry, path, name, batch2, need)
         task.extra_places = extra
         if need > limit:
-            smallest = need if smallest is None else min(smallest, need)
-            skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
-                                   f"needs about {gib(need)}, above the memory budget of {gib(limit)}"))
-            return
+            fitted = _fitted(entry, need, limit, scale)
+            if isinstance(fitted, str):
+                smallest = need if smallest is None else min(smallest, need)
+                skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""), fitted))
+                dropped[key] = [skipped[-1], extra]
+                return
+            task.entry, task.reduced = fitted
+            task.need = check_memory(task.entry, scale)
+        elif not root and entry.macs > MAX_MACS:  # fits, but would take minutes: a shorter input
+            shorter = shorter_input(entry, lambda e: check_memory(e, scale) <= limit)
+            if shorter is not None and shorter is not entry:
+                task.entry, task.need = shorter, check_memory(shorter, scale)
+                task.reduced = (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
+                                f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
         seen[key] = task
         if root is not None:
             root.inner[path] = task
@@ -218,11 +292,14 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                 skipped.append(Skipped(path, name, entry.type, "every check @ batch 2", f"the layer refuses batch 2: {exc.message}"))
                 continue
             add(twin, path, name, True, extra)
+    for skip, more in dropped.values():
+        if more:
+            skip.reason += f" (as at {more:,} identical places)"
     if network is not None:
         tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
     if not tasks and smallest is not None:
         raise MemoryBudgetError(
-            f"verify would need about {gib(smallest)} but the budget is {gib(limit)}; "
+            f"verify would need about {mb(smallest)} but the budget is {mb(limit)}; "
             "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
             "or raise the budget with --max-memory"
         )

@@ -13,7 +13,7 @@ class Options:
     seed: int = 0
     rtol: float = 1e-5
     atol: float = 1e-8
-    eps: float = 1e-5  # central-difference step, relative to each tensor's scale (float64 numerics)
+    step: float = 1e-5  # central-difference step, relative to each tensor's scale (float64 numerics)
     dtype: str = "float64"  # of the implementation under test; numeric gradients are always float64
     full: bool = False  # every element of every tensor, whatever its size
     only: tuple[str, ...] = ()  # layer names or paths to check (their subtrees too)
@@ -43,6 +43,11 @@ class Check:
     tolerance: float
     passed: bool
     note: str = ""
+    # a failed numeric check of one tensor: where the gradients differ most (index into the tensor,
+    # batch first), the numeric and the analytic value there; None otherwise
+    index: list[int] | None = None
+    numeric: float | None = None
+    analytic: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -71,8 +76,11 @@ class Result:
     name: str
     checks: list[Check] = field(default_factory=list)
     deduplicated: int = 0  # rows reported for a place whose identical twin was checked
+    reduced: int = 0  # rows (run or reported) of checks made to fit the memory budget (a shorter input, a smaller copy)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list, repr=False)  # what a user's implementation raised, for --debug
+    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted (Ctrl-C)
+    planned: int = 0  # how many were planned, when interrupted
 
     @property
     def passed(self) -> bool:
@@ -83,12 +91,15 @@ class Result:
         """One line: checks run, reported from deduplicated places, skipped, failed."""
         failed = sum(not c.passed for c in self.checks)
         run = len(self.checks) - self.deduplicated
+        reduced = (f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget or a minute: see their notes)" if self.reduced else "")
         return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
-                f"{len(self.skipped)} skipped, {failed} failed")
+                f"{len(self.skipped)} skipped, {failed} failed{reduced}"
+                + (f"; interrupted (Ctrl-C): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
+                   if self.interrupted else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         failed = sum(not c.passed for c in self.checks)
         return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
-                "deduplicated": self.deduplicated, "skipped": [s.to_dict() for s in self.skipped],
+                "deduplicated": self.deduplicated, "reduced": self.reduced, "interrupted": self.interrupted, "skipped": [s.to_dict() for s in self.skipped],
                 "summary": self.summary(), "results": [c.to_dict() for c in self.checks]}
