@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from wall import wall_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +33,8 @@ CASES = [
 
 def run_once(args: list[str], out: Path) -> float:
     """Wall seconds of one whole process, stdout written to a file."""
-    env = {**os.environ, "COLUMNS": "80"}
     with open(out, "w") as sink:
-        start = time.perf_counter()
-        proc = subprocess.run(args, stdout=sink, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}: {proc.stderr.decode()}")
-    return wall
+        return wall_seconds(args, {**os.environ, "COLUMNS": "80"}, sink)
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from wall import wall_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,16 +41,6 @@ def big_config(n: int, folder: Path) -> Path:
     return path
 
 
-def run_once(args: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one whole process, stdout discarded."""
-    start = time.perf_counter()
-    proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(args)}: {proc.stderr.decode()}")
-    return wall
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000)
@@ -63,10 +53,10 @@ def main() -> None:
         base = [sys.executable, "-m", "layercalc", "summary", str(config), "-f"]
         times: dict[str, list[float]] = {"table": [], "tsv": []}
         for fmt in times:  # warm-up: the file cache and Python's bytecode
-            run_once(base + [fmt], env)
+            wall_seconds(base + [fmt], env)
         for _ in range(opts.runs):
             for fmt in times:
-                times[fmt].append(run_once(base + [fmt], env))
+                times[fmt].append(wall_seconds(base + [fmt], env))
     table, tsv = (statistics.median(times[f]) for f in ("table", "tsv"))
     print(f"layercalc summary big.yaml ({opts.entries:,} entries), {opts.runs} alternating runs, COLUMNS={opts.width}")
     for fmt in times:
