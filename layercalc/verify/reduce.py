@@ -40,7 +40,7 @@ def reanalysed(entry: Entry, x: tuple[int, ...], layer: Any = None) -> Entry | N
         if not entry.children and node.layer.shared_params():  # a tied weight: its owner as the analysis saw it
             shapes = node.layer.param_shapes(x)
             for pname, owner in node.layer.shared_params().items():
-                flow.owned.setdefault(owner, (repr(owner), {}))[1][pname] = shapes[pname]
+                flow.owned.setdefault(owner, (repr(owner), {}, node.trainable))[1][pname] = shapes[pname]
         return analyse_node(node, x, entry.seg, flow)
     except (ConfigError, ValueError, TypeError, KeyError):
         return None
