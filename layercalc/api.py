@@ -132,21 +132,23 @@ def render(
 ) -> str:
     """The report as the command line prints it, as text: format table (Rich, `width` columns, no
     colour), json, csv, tsv or markdown; command summary, params, flops or shapes; `columns` as
-    --columns takes them ('params,macs' or a list; not with json); options are report_data's
+    --columns takes them ('params,macs' or a list); options are report_data's
     (depth, convention, training, optimizer, by_type, compare)."""
     chosen = None
     if columns is not None:
         from .render.columns import parse_columns
 
-        if format == "json":
-            raise UsageError("columns choose the columns of table, csv, tsv and markdown; JSON carries every field")
         chosen = parse_columns(columns if isinstance(columns, str) else ",".join(columns), bool(options.get("training")))
     data = report_data(report, **options)
+    view = "compare" if options.get("compare") else "types" if options.get("by_type") else "layers"
     if format == "json":
         import json
 
+        if view == "layers":
+            from .render.formats import render_machine
+
+            return render_machine("json", data, command, chosen)
         return json.dumps(data, indent=2) + "\n"
-    view = "compare" if options.get("compare") else "types" if options.get("by_type") else "layers"
     if format == "table":
         import io
 

@@ -245,8 +245,6 @@ def _refuse_conflicts(command: str, **given: Any) -> None:
         raise UsageError("--total prints a bare integer; it does not combine with --format")
     if given["columns"] is not None and given["total"]:
         raise UsageError("--columns chooses a table's columns; it does not combine with --total (a bare integer)")
-    if given["columns"] is not None and given["format"] == Format.json:
-        raise UsageError("--columns chooses the columns of table, csv, tsv and markdown; JSON always carries every field")
 
 
 def _refuse_by_type(by_type: bool, **given: Any) -> None:

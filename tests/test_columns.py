@@ -103,7 +103,6 @@ def test_backward_macs_column_with_training(cli) -> None:
         (["--columns", "params,flop"], "--columns: unknown column 'flop' (did you mean 'flops'?)"),
         (["--columns", "params,params"], "--columns: 'params' is named twice"),
         (["--columns", "backward_macs"], "--columns: backward_macs needs --training"),
-        (["--columns", "params", "-f", "json"], "--columns chooses the columns of table, csv, tsv and markdown; JSON"),
         (["--columns", "params", "--total"], "--columns chooses a table's columns; it does not combine with --total"),
         (["--columns", "params", "--by-type"], "--by-type gives one row per layer type; it does not combine with --columns"),
     ],
@@ -223,3 +222,15 @@ def test_the_api_takes_columns_as_the_command_line_does() -> None:
     assert render(report, "tsv", columns=["macs", "params"]).splitlines()[1:] == [
         "linear1\tlinear1\tlinear\t0\t6\t8", "linear2\tlinear2\tlinear\t0\t8\t12", "total\t\t\t\t14\t20"]
     assert report.table(width=80, columns="params").splitlines()[2].split() == ["Layer", "Params"]
+
+
+def test_json_rows_keep_their_place_and_the_columns_asked_for(cli) -> None:
+    # linear 3 -> 2: 3·2 + 2 = 8 params; linear 2 -> 4: 2·4 + 4 = 12; 8 and 12 of 20 are 40 % and 60 %
+    import json
+
+    run = cli("params", *TWO, "--columns", "params_percent,params", "-f", "json")
+    assert run.status == 0, run.err
+    data = json.loads(run.out)
+    assert [list(r) for r in data["layers"]] == [["path", "name", "type", "depth", "params_percent", "params"]] * 2
+    assert [(r["params"], r["params_percent"]) for r in data["layers"]] == [(8, 40.0), (12, 60.0)]
+    assert data["total"]["params"] == 20 and "buffers" in data["total"]  # the total keeps every field

@@ -75,6 +75,16 @@ def parse_columns(text: str, training: bool) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def json_value(column: Column, row: dict[str, Any], total: dict[str, Any]) -> Any:
+    """A row's value for JSON: the row's own field; a share as a percentage of the network total."""
+    if column.kind == "share":
+        whole, part = total.get(column.field), row.get(column.field)
+        return round(100 * part / whole, 4) if whole and part is not None else None
+    if column.kind == "flag":
+        return bool(row.get(column.field, True))
+    return row.get(column.field)
+
+
 def machine_cell(column: Column, row: dict[str, Any], total: dict[str, Any]) -> str:
     """A row's value for csv/tsv/markdown: exact integers, shapes 1x64x56x56, shares in % to 2 places."""
     if column.kind == "share":

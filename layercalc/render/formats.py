@@ -66,9 +66,16 @@ def cell(row: dict[str, Any], column: str) -> str:
 def render_machine(fmt: str, report_dict: dict[str, Any], command: str, columns: Sequence[str] | None = None) -> str:
     """The report in a machine format; `report_dict` is api.report_data(), `columns` names from
     render.columns (default: COLUMNS[command], plus backward_macs with --training)."""
+    from .columns import IDENTITY, REGISTRY, json_value, machine_cell
+
     if fmt == "json":
+        if columns is not None:  # each row: where it is, then the fields asked for, in that order
+            chosen = [REGISTRY[c] for c in columns]
+            total = report_dict["total"]
+            layers = [{**{k: r[k] for k in IDENTITY}, **{c.name: json_value(c, r, total) for c in chosen}}
+                      for r in report_dict["layers"]]
+            report_dict = {**report_dict, "layers": layers}
         return json.dumps(report_dict, indent=2) + "\n"
-    from .columns import IDENTITY, REGISTRY, machine_cell
 
     total = dict(report_dict["total"])
     if "training" in report_dict:
