@@ -374,8 +374,10 @@ class Layer:
         for name, shape in self.param_shapes(x).items():
             if len(shape) >= 2:  # a weight matrix or kernel: keep activations O(1) (unit variance per
                 # input, uniform as PyTorch's default init, and drawn several times faster than normals)
-                bound = math.sqrt(3.0 / numel(shape[1:]))
-                params[name] = rng.uniform(-bound, bound, shape)
+                weight = rng.random(shape)  # uniform on ±bound, made in place (no temporary the size of the weight)
+                weight -= 0.5
+                weight *= 2 * math.sqrt(3.0 / numel(shape[1:]))
+                params[name] = weight
             elif name == "weight":  # a normalisation scale: around 1
                 params[name] = 1.0 + 0.1 * rng.standard_normal(shape)
             else:

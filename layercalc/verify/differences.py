@@ -22,7 +22,6 @@ from typing import Any, Callable
 from ..lazy import np
 
 CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
-GAUSS_MAX = 1 << 17  # tensors up to this size get a Gaussian direction; larger ones uniform or random signs
 DENSE_MAX = 1 << 22  # directions up to this size are kept as float64 (uniform); larger ones as random-sign bits
 SAVE_MAX = 1 << 16  # tensors up to this size are saved and restored exactly after a move; larger ones are
 # moved back (to within an ulp or two: a change of 1e-16 relative, far below any tolerance), which
@@ -31,7 +30,7 @@ ACCURACY = 0.1  # a confirmed disagreement: the numeric error estimate is below 
 
 
 class Direction:
-    """A random direction for one tensor: Gaussian, or random signs kept as bits for huge tensors,
+    """A random direction for one tensor: uniform, or random signs kept as bits for huge tensors,
     times a scale. Moves and dot products go slice by slice, so a 100-million-element weight costs
     its bits (12 MB), not another copy of itself."""
 
@@ -40,12 +39,10 @@ class Direction:
         self.scale = scale
         self.dense: Any = None
         self.bits: Any = None
-        if self.size <= GAUSS_MAX:
-            self.dense = rng.standard_normal(self.size) * scale
-            return
         if self.size <= DENSE_MAX:
-            # uniform on ±√3·scale (the same root mean square): as good a random direction, drawn
-            # several times faster than Gaussians and made in place
+            # uniform on ±√3·scale (root mean square: scale): any zero-mean continuous direction
+            # exposes a wrong gradient, and uniforms are drawn several times faster than Gaussians,
+            # in place
             self.dense = rng.random(self.size)
             self.dense -= 0.5
             self.dense *= 2 * math.sqrt(3.0) * scale
