@@ -374,7 +374,8 @@ class Layer:
         for name, shape in self.param_shapes(x).items():
             if len(shape) >= 2:  # a weight matrix or kernel: keep activations O(1) (unit variance per
                 # input, uniform as PyTorch's default init, and drawn several times faster than normals)
-                weight = rng.random(shape)  # uniform on ±bound, made in place (no temporary the size of the weight)
+                # uniform on ±bound: float32 draws (twice as fast), widened, then shifted in place
+                weight = rng.random(shape, dtype="float32").astype("float64")
                 weight -= 0.5
                 weight *= 2 * math.sqrt(3.0 / numel(shape[1:]))
                 params[name] = weight

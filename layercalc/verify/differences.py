@@ -41,9 +41,9 @@ class Direction:
         self.bits: Any = None
         if self.size <= DENSE_MAX:
             # uniform on ±√3·scale (root mean square: scale): any zero-mean continuous direction
-            # exposes a wrong gradient, and uniforms are drawn several times faster than Gaussians,
-            # in place
-            self.dense = rng.random(self.size)
+            # exposes a wrong gradient; drawn as float32 (24 random bits are plenty for a direction,
+            # and twice as fast as float64 draws), then widened and shifted in place
+            self.dense = rng.random(self.size, dtype=np.float32).astype(np.float64)
             self.dense -= 0.5
             self.dense *= 2 * math.sqrt(3.0) * scale
             return
