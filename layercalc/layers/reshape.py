@@ -36,15 +36,20 @@ class Dropout2d(_Dropout):
     example = ([2, 3, 3], {})
 
 
+class _Moves(Layer):
+    """A layer that only rearranges values: no parameters, nothing any tool counts."""
+
+    params_rule = "none"
+    macs_rule = "0 (values are moved, not multiplied)"
+    peer_rules = rules()
+
+
 @register
-class Flatten(Layer):
+class Flatten(_Moves):
     type_name = "flatten"
     summary = "merge dims start_dim..end_dim (dims count the batch)"
     args = (Arg("start_dim", Int(low=-64), 1), Arg("end_dim", Int(low=-64), -1))
     shape_rule = "dims start_dim..end_dim (counting the batch) merge into one of their product"
-    params_rule = "none"
-    macs_rule = "0 (values are moved, not multiplied)"
-    peer_rules = rules()
     example = ([2, 3, 3], {})
 
     start_dim: int
@@ -77,14 +82,11 @@ def _not_batch(layer: Layer, x: Shape, dim: int, arg: str) -> int:
 
 
 @register
-class Transpose(Layer):
+class Transpose(_Moves):
     type_name = "transpose"
     summary = "swaps two dims (not the batch): x.transpose(dim0, dim1)"
     args = (Arg("dim0", DIM), Arg("dim1", DIM))
     shape_rule = "dims dim0 and dim1 (counting the batch; neither may be 0) swap"
-    params_rule = "none"
-    macs_rule = "0 (values are moved, not multiplied)"
-    peer_rules = rules()
     example = ([2, 5], {"dim0": 1, "dim1": 2})
 
     dim0: int
@@ -109,14 +111,11 @@ class Transpose(Layer):
 
 
 @register
-class Permute(Layer):
+class Permute(_Moves):
     type_name = "permute"
     summary = "reorders every dim: x.permute(dims); the batch stays first"
     args = (Arg("dims", IntList(low=-64, what="a list of dims like [0, 2, 1]")),)
     shape_rule = "dims reordered: output dim i is input dim dims[i] (counting the batch; dims[0] = 0)"
-    params_rule = "none"
-    macs_rule = "0 (values are moved, not multiplied)"
-    peer_rules = rules()
     example = ([2, 5], {"dims": [0, 2, 1]})
 
     dims: tuple[int, ...]
@@ -147,14 +146,11 @@ class Permute(Layer):
 
 
 @register
-class Reshape(Layer):
+class Reshape(_Moves):
     type_name = "reshape"
     summary = "one sample's new shape (batch excluded); one entry may be -1"
     args = (Arg("shape", IntList(low=1, extra=(-1,), what="a list of sizes >= 1, one of them may be -1")),)
     shape_rule = "(N, *x) -> (N, *shape), the same number of values; a -1 entry of shape takes what is left"
-    params_rule = "none"
-    macs_rule = "0 (values are moved, not multiplied)"
-    peer_rules = rules()
     example = ([2, 6], {"shape": [3, -1]})
 
     shape: tuple[int, ...]
@@ -188,14 +184,11 @@ class Reshape(Layer):
 
 
 @register
-class Select(Layer):
+class Select(_Moves):
     type_name = "select"
     summary = "x.select(dim, index): one position of a dim, which disappears (not the batch)"
     args = (Arg("dim", DIM), Arg("index", Index(), doc="negative counts back, as PyTorch"))
     shape_rule = "dim (counting the batch, not 0) disappears: x.select(dim, index); index within its size"
-    params_rule = "none"
-    macs_rule = "0 (values are moved, not multiplied)"
-    peer_rules = rules()
     example = ([5, 4], {"dim": 1, "index": 0})
 
     dim: int
