@@ -72,9 +72,8 @@ def test_memory_estimate_counts_attention_score_matrices() -> None:
 
 
 def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
-    """Only checks spanning blocks whose parameters alone exceed the budget are skipped (the
-    network end to end, the 32-layer repeat, a decoder layer and its MLP); every layer runs, at
-    a shorter input or as a smaller copy where its own size does not fit, and says so."""
+    """Only the network end to end is skipped; every layer and block runs, at a shorter input or
+    as a smaller copy where its own size does not fit, and says so."""
     from layercalc.verify.memory import DEFAULT_CAP
 
     report = analyse(ROOT / "configs" / "llama3_8b.yaml")
@@ -83,8 +82,15 @@ def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
     covered = {p for t in tasks if not t.batch2 for p in [t.path, *(q for q, _ in t.places), *t.inner]}
     assert leaves <= covered
     assert all(t.need <= DEFAULT_CAP for t in tasks)
-    assert {s.path for s in skipped} == {"(network)", "layers", "layers.0", "layers.0.1", "layers.0.1.body.mlp"}
-    assert all(s.type != "network" or s.check == "end to end" for s in skipped)
+    assert [(s.path, s.check) for s in skipped] == [("(network)", "end to end")]
+    blocks = {t.path: t for t in tasks if t.entry.children}
+    assert {"layers", "layers.0", "layers.0.1", "layers.0.1.body.mlp"} <= set(blocks)
+    # the 32 decoder layers: two copies, the MLP's hidden width (14,336) halved in both of its
+    # projections; the attention and the 4,096-wide residual stream unchanged
+    repeat = blocks["layers"]
+    assert repeat.reduced.startswith("checked as a smaller copy, 2 copies (of 32); out_features ")
+    assert "(of 14336) in gate_proj, up_proj" in repeat.reduced
+    assert repeat.entry.copies == 2 and repeat.entry.output_shape[-1] == 4096
     lm_head = next(t for t in tasks if t.path == "lm_head" and not t.batch2)
     assert lm_head.reduced.startswith("checked as a smaller copy, out_features ") and "(of 128256)" in lm_head.reduced
     attn = next(t for t in tasks if t.path == "layers.0.0.body.self_attn" and not t.batch2)
@@ -102,3 +108,58 @@ def test_a_check_taking_minutes_runs_on_a_shorter_input_with_the_same_weights() 
     head = next(t for t in tasks if t.path == "lm_head" and not t.batch2)
     assert head.reduced.startswith("checked at input 1x32x768: at its own input 1x1024x768 its forward alone takes 3.95e+10")
     assert head.entry.layer.param_shapes(head.entry.input_shape) == {"weight": (50257, 768)}
+
+
+BLOCKS = """input: [4, 64]
+layers:
+  - residual:
+      body:
+        - linear: {out_features: 1024}
+          name: up
+        - relu
+        - linear: {out_features: 64}
+          name: down
+    repeat: 6
+    name: blocks
+"""
+
+
+def _leaf_args(entry) -> dict[str, dict]:
+    """{leaf name: arguments} of every leaf under an entry."""
+    if not entry.children:
+        return {entry.name: entry.layer.arguments()}
+    return {k: v for c in entry.children for k, v in _leaf_args(c).items()}
+
+
+def test_a_block_above_the_budget_is_checked_as_a_smaller_copy_of_its_structure() -> None:
+    """Each residual (64 -> 1024 -> 64, 132,160 params) is over a 3 MB budget: its copy halves the
+    hidden width in `up` only (halving `down` would break the add). The 6-copy repeat runs 2
+    copies, each halved further. The network alone is skipped."""
+    report = analyse(BLOCKS)
+    tasks, skipped = plan_tasks(report, Options(max_memory=3_000_000, batch2=False))
+    by_path = {t.path: t for t in tasks}
+    assert [s.path for s in skipped] == ["(network)"]
+    block = by_path["blocks.0"]
+    assert block.reduced.startswith("checked as a smaller copy, out_features 512 (of 1024) in up: ")
+    assert _leaf_args(block.entry)["up"]["out_features"] == 512
+    assert _leaf_args(block.entry)["down"]["out_features"] == 64
+    assert block.entry.params == 64 * 512 + 512 + 512 * 64 + 64
+    repeat = by_path["blocks"]
+    assert repeat.reduced.startswith("checked as a smaller copy, 2 copies (of 6); out_features ")
+    assert repeat.entry.copies == 2 and repeat.entry.type == "repeat"
+    assert all(t.need <= 3_000_000 for t in tasks)
+
+
+def test_a_reduced_block_check_catches_a_wrong_merge_gradient(monkeypatch) -> None:
+    """A residual that passes no gradient through its shortcut: no layer's own check can see it,
+    only the block's, which runs here as a smaller copy. Correct, the same run passes."""
+    from layercalc.layers.blocks import Residual
+    from layercalc.verify import verify
+
+    options = Options(max_memory=3_000_000, batch2=False)
+    assert verify(analyse(BLOCKS), options).passed
+    monkeypatch.setattr(Residual, "split", lambda self, dy, outs: [dy, 0 * dy])
+    result = verify(analyse(BLOCKS), options)
+    failed = {c.path for c in result.checks if not c.passed}
+    assert {"blocks.0", "blocks"} <= failed, failed
+    assert not any(c.path.endswith(("up", "down")) for c in result.checks if not c.passed)

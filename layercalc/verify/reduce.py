@@ -9,18 +9,23 @@
   its largest integer argument (the vocabulary, the output features) halved until it fits, the
   others unchanged. The row says which argument changed and from what: it is a real check of
   that layer type's code, not of that exact size.
-A block whose parameters alone exceed the budget has no smaller copy (its arguments are layers):
-it is skipped, and each layer and block inside it is checked.
+- A block whose parameters alone exceed the budget (a decoder layer, its MLP, 32 of them) is checked
+  as a smaller copy of the same structure: a repeat of more than two copies runs two (each feeds
+  the next, which is what a repeat adds), then the largest integer argument of its layers (an
+  MLP's hidden width, in every layer that has it) is halved until the copy fits. A halving the
+  block's shapes refuse (a width a residual adds back) is passed over for the next argument.
+  When no copy fits, the block is skipped and each layer and block inside it is checked.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import copy as _copy
+from typing import Any, Callable, Iterator
 
 from ..analysis import Entry, Flow, analyse_node
 from ..errors import ConfigError
 from ..layers import numel
-from ..layers.base import Node
+from ..layers.base import Layer, Node
 
 Fits = Callable[[Entry], bool]
 
@@ -103,6 +108,87 @@ def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
         if smaller is not None:
             return smaller, f"{name} {value} (of {args[name]})"
     return None
+
+
+def _leaves(layer: Layer, name: str) -> Iterator[tuple[Layer, str]]:
+    """(leaf layer, its name) of every leaf in a layer's tree, the layer itself when a leaf."""
+    if not layer.sequences():
+        yield layer, name
+        return
+    for _, nodes in layer.sequences():
+        for node in nodes:
+            yield from _leaves(node.layer, node.name)
+
+
+def _int_args(layer: Layer) -> dict[str, int]:
+    args = layer.arguments()
+    return {a: v for a, v in args.items() if isinstance(v, int) and not isinstance(v, bool) and v > 1}
+
+
+def _with_arg(layer: Layer, name: str, old: int, new: int) -> Layer:
+    """The layer's tree with every leaf's argument `name` that equals old set to new (the others shared)."""
+    if not layer.sequences():
+        args = layer.arguments()
+        return type(layer)(**{**args, name: new}) if _int_args(layer).get(name) == old else layer
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, Node):
+            return value._replace(layer=_with_arg(value.layer, name, old, new))
+        return [swap(v) for v in value]
+
+    block = _copy.copy(layer)
+    for arg in layer.args:
+        if arg.nested:
+            setattr(block, arg.name, swap(getattr(layer, arg.name)))
+    return block
+
+
+BLOCK_COPIES = 2  # a repeat's smaller copy: two copies, so one still feeds the next
+
+
+def smaller_block(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
+    """A block's copy (a repeat of BLOCK_COPIES, its layers' largest integer arguments halved) that
+    fits, on a shorter input if need be, and what changed ('2 copies (of 32); out_features 896
+    (of 14336) in gate_proj, up_proj'); None for a leaf or when no such copy fits."""
+    if not entry.children:
+        return None
+    first = entry.children[0]
+    layer, repeat = (first.layer, min(entry.copies, BLOCK_COPIES)) if entry.copies else (entry.layer, 0)
+    if layer is None:
+        return None
+    x = tuple(entry.input_shape)
+
+    def analysed(candidate: Layer) -> Entry | None:
+        node = Node(layer=candidate, name=entry.name, repeat=max(repeat, 1))
+        try:
+            return analyse_node(node, x, entry.seg, Flow(tokens=entry.ids is not None))
+        except (ConfigError, ValueError, TypeError, KeyError):
+            return None
+
+    current = analysed(layer)
+    if current is None:
+        return None
+    changes = [f"{repeat} copies (of {entry.copies})"] if repeat and repeat < entry.copies else []
+    halved: dict[tuple[str, int], tuple[int, list[str]]] = {}  # (argument, value now) -> (value at first, layers)
+    while True:
+        smaller = shorter_input(current, fits)
+        if smaller is not None:
+            changes += [f"{a} {v} (of {halved[a, v][0]}) in {', '.join(halved[a, v][1])}" for a, v in halved]
+            return smaller, "; ".join(changes)
+        counts: dict[tuple[str, int], list[str]] = {}
+        for leaf, name in _leaves(layer, ""):
+            for a, v in _int_args(leaf).items():
+                counts.setdefault((a, v), []).append(name)
+        for (a, v), names in sorted(counts.items(), key=lambda kv: -kv[0][1]):
+            trial_layer = _with_arg(layer, a, v, v // 2)
+            trial = analysed(trial_layer)
+            if trial is not None and trial.params < current.params:
+                first_value, _ = halved.pop((a, v), (v, names))
+                halved[a, v // 2] = (first_value, sorted(set(names), key=names.index))
+                layer, current = trial_layer, trial
+                break
+        else:
+            return None
 
 
 def shape_text(entry: Entry) -> str:
