@@ -199,3 +199,31 @@ def test_float32_lenet5_catches_what_it_used_to_pass(type_name: str, which: str,
     failed = [c for c in result.checks if not c.passed and c.method.startswith(NUMERIC)]
     assert failed and {c.type for c in failed if c.path != "(network)"} == {type_name}
     assert any(c.path == "(network)" for c in failed)  # the end-to-end check too
+
+
+def test_directions_are_read_only_views_of_one_noise_pool() -> None:
+    """A run draws its noise once: directions are views of it at distinct offsets, never written
+    (a rescale changes the scale kept beside them), and what they add and dot is u = scale · view."""
+    import numpy as np
+
+    from layercalc.verify.differences import DENSE_MAX, Direction, Noise, generator
+
+    noise = Noise(np.random.default_rng(1))
+    rng = generator([0, 0], noise)
+    a, b = Direction((64, 64), 0.5, rng), Direction((64, 64), 0.5, rng)
+    assert not a.dense.flags.writeable and np.shares_memory(a.dense, noise.pool)
+    assert not np.array_equal(a.dense, b.dense)
+    pool = noise.pool.copy()  # uniform on ±√3: mean 0, variance 1
+    assert abs(pool.mean()) < 0.02 and abs(pool.var() - 1) < 0.02 and np.abs(pool).max() <= 3**0.5
+    a.rescale(3.0)
+    assert np.array_equal(noise.pool, pool)
+    u = a.values()
+    np.testing.assert_allclose(u, 1.5 * a.dense)
+    g = np.random.default_rng(2).standard_normal((64, 64))
+    total, root = a.dot(g)
+    assert total == pytest.approx(float((g.ravel() * u).sum())) and root == pytest.approx(float(np.linalg.norm(g.ravel() * u)))
+    x = np.zeros((64, 64))
+    a.add_to(x, 2.0)
+    np.testing.assert_allclose(x.ravel(), 2.0 * u)
+    big = rng.unit(DENSE_MAX + 1)  # above DENSE_MAX: a fresh array, and the pool stays bounded
+    assert big.flags.writeable and noise.pool.size <= 2 * DENSE_MAX

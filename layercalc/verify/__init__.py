@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ..analysis import Report
 from ..lazy import np
 from .checks import check_instance, check_network
+from .differences import Noise, generator
 from .execution import Chain, Instance, UserCodeError, backward, build, forward
 from .memory import release_memory
 from .planning import Task, network_entry, plan_tasks, selection
@@ -31,6 +32,10 @@ from .report import Check, Options, Result, Skipped, for_dtype
 
 __all__ = ["Options", "Check", "Result", "Skipped", "for_dtype", "verify", "plan", "build_network", "Instance",
            "forward", "backward", "UserCodeError", "selection"]
+
+
+TRIM_MIN = 1 << 26  # after a check estimated above this (64 MiB), the freed heap goes back to the system
+NOISE_STREAM = 0x6E6F697365  # the noise pool's seed beside the run's: its own stream, apart from every check's
 
 
 def build_network(report: Report, opts: Options, rng: Any = None) -> Instance:
@@ -87,13 +92,14 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
+    noise = Noise(np.random.default_rng([opts.seed, NOISE_STREAM]))  # every check's directions: views of it
     i = 0
     with np.errstate(over="ignore", under="ignore"):
         try:
             for i, task in enumerate(tasks):
                 if progress:
                     progress(task.label, i, len(tasks))
-                rng = np.random.default_rng([opts.seed, i])
+                rng = generator([opts.seed, i], noise)
                 if task.batch2 and kept is not None and kept.path == task.path:
                     inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
                 else:
@@ -125,7 +131,8 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 if not task.is_network and not task.batch2 and inst.is_leaf:
                     kept = inst
                 del inst
-                release_memory()  # freed arrays back to the system: a check's peak is its own
+                if task.need >= TRIM_MIN:
+                    release_memory()  # freed arrays back to the system: a check's peak is its own
         except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
             result.interrupted, result.planned = len(tasks) - i, len(tasks)
     return result

@@ -224,13 +224,13 @@ class _Unit(Direction):
     def __init__(self, shape: tuple[int, ...], index: int, scale: float) -> None:
         self.size = math.prod(shape)
         self.scale = scale
+        self.index = index
         self.dense = np.zeros(self.size)
-        self.dense[index] = scale
+        self.dense[index] = 1.0
         self.bits = None
 
     def add_to(self, arr: Any, c: float) -> None:
-        idx = int(np.flatnonzero(self.dense)[0]) if self.size else 0
-        arr.reshape(-1)[idx] += c * self.dense[idx]
+        arr.reshape(-1)[self.index] += c * self.scale
 
 
 def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None,
@@ -400,7 +400,7 @@ def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options
     random direction of every sequence output, on the outputs its children really produced."""
     outs64 = [o.astype(np.float64) for o in outs]
     dy64 = dy.astype(np.float64)
-    dirs = [Direction(o.shape, scale_of(o), rng).part(0, o.size).reshape(o.shape) for o in outs64]
+    dirs = [Direction(o.shape, scale_of(o), rng).values().reshape(o.shape) for o in outs64]
     parts = inst.layer.split(dy, outs)
     prods = [(p.astype(np.float64) * v).reshape(-1) for p, v in zip(parts, dirs)]
     analytic = sum(float(w.sum()) for w in prods)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from ..layers.base import fresh_uniform, unit_uniform
 from ..lazy import np
 
 CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
@@ -29,10 +30,66 @@ SAVE_MAX = 1 << 16  # tensors up to this size are saved and restored exactly aft
 ACCURACY = 0.1  # a confirmed disagreement: the numeric error estimate is below this fraction of the tolerance
 
 
+NOISE_MIN = 1 << 16  # the smallest noise pool drawn
+
+
+class Noise:
+    """Unit-RMS uniform numbers (on ±√3) drawn once for a whole verify run and handed out as
+    read-only views at random offsets: the directions (never written: a direction's scale is kept
+    apart) and the weights (each a scaled copy). A run draws about twice its largest tensor
+    instead of every direction and weight anew (resnet18: 38 MB once, not about 600 MB). Views at two random
+    offsets of i.i.d. numbers are as independent as two fresh draws for what a check asks of
+    them: a fixed wrong gradient e shows as <e, u> ≠ 0 with the same spread."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+        self.pool: Any = np.empty(0)
+
+    def take(self, n: int, rng: Any) -> Any:
+        """n numbers (a view: never write to it), at an offset drawn from the caller's rng; above
+        DENSE_MAX, a fresh array (the pool stays within twice DENSE_MAX: 64 MB)."""
+        if n > DENSE_MAX:
+            return fresh_uniform(rng, n)
+        if self.pool.size < 2 * n:  # grown by drawing only the new part (the draws are the cost)
+            old = self.pool.size
+            pool = np.empty(min(max(2 * n, 2 * old, NOISE_MIN), 2 * DENSE_MAX))
+            pool[:old] = self.pool
+            pool[old:] = fresh_uniform(self.rng, pool.size - old)
+            pool.flags.writeable = False
+            self.pool = pool
+        lo = int(rng.integers(0, self.pool.size - n + 1))
+        return self.pool[lo:lo + n]
+
+
+def generator(seed: Any, noise: Noise) -> Any:
+    """A NumPy Generator for seed whose `unit(n)` hands out views of the run's noise."""
+    return _draws_class()(np.random.PCG64(seed), noise)
+
+
+_DRAWS: list[type] = []
+
+
+def _draws_class() -> type:
+    if not _DRAWS:  # defined on first use: NumPy is imported only when a check runs
+        class Draws(np.random.Generator):  # type: ignore[misc, name-defined]
+            """A Generator that also hands out views of a run's noise pool."""
+
+            def __init__(self, bit_generator: Any, noise: Noise) -> None:
+                super().__init__(bit_generator)
+                self.noise = noise
+
+            def unit(self, n: int) -> Any:
+                """n unit-RMS uniform numbers, read-only."""
+                return self.noise.take(n, self)
+
+        _DRAWS.append(Draws)
+    return _DRAWS[0]
+
+
 class Direction:
-    """A random direction for one tensor: uniform, or random signs kept as bits for huge tensors,
-    times a scale. Moves and dot products go slice by slice, so a 100-million-element weight costs
-    its bits (12 MB), not another copy of itself."""
+    """A random direction for one tensor: unit-RMS uniform numbers, or random signs kept as bits
+    for huge tensors, times a scale kept apart. Moves and dot products go slice by slice, so a
+    100-million-element weight costs its bits (12 MB), not another copy of itself."""
 
     def __init__(self, shape: tuple[int, ...], scale: float, rng: Any) -> None:
         self.size = math.prod(shape)
@@ -40,12 +97,8 @@ class Direction:
         self.dense: Any = None
         self.bits: Any = None
         if self.size <= DENSE_MAX:
-            # uniform on ±√3·scale (root mean square: scale): any zero-mean continuous direction
-            # exposes a wrong gradient; drawn as float32 (24 random bits are plenty for a direction,
-            # and twice as fast as float64 draws), then widened and shifted in place
-            self.dense = rng.random(self.size, dtype=np.float32).astype(np.float64)
-            self.dense -= 0.5
-            self.dense *= 2 * math.sqrt(3.0) * scale
+            # any zero-mean continuous direction exposes a wrong gradient
+            self.dense = unit_uniform(rng, self.size)
             return
         # random signs kept as bits: 1 bit an element instead of 64
         self.bits = np.frombuffer(rng.bytes((self.size + 7) // 8), dtype=np.uint8)
@@ -53,15 +106,19 @@ class Direction:
     def rescale(self, factor: float) -> None:
         """Multiply the direction by factor."""
         self.scale *= factor
-        if self.dense is not None:
-            self.dense *= factor
 
     def part(self, lo: int, hi: int) -> Any:
-        """u[lo:hi] as float64."""
+        """u[lo:hi] / scale as float64 (a view for a dense direction: never write to it)."""
         if self.dense is not None:
             return self.dense[lo:hi]
         signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
-        return (signs * 2.0 - 1.0) * self.scale
+        signs *= 2.0
+        signs -= 1.0
+        return signs
+
+    def values(self) -> Any:
+        """u as a new float64 array."""
+        return self.part(0, self.size) * self.scale
 
     def spans(self) -> Any:
         return ((lo, min(lo + CHUNK, self.size)) for lo in range(0, self.size, CHUNK))
@@ -69,6 +126,7 @@ class Direction:
     def add_to(self, arr: Any, c: float) -> None:
         """arr += c·u, in place (arr contiguous, float64)."""
         flat = arr.reshape(-1)
+        c *= self.scale
         for lo, hi in self.spans():
             part = self.part(lo, hi)
             flat[lo:hi] += c * part if self.dense is not None else np.multiply(part, c, out=part)
@@ -82,13 +140,13 @@ class Direction:
             prod = (part if part.dtype == np.float64 else part.astype(np.float64)) * self.part(lo, hi)
             total += float(prod.sum())
             squares += dot(prod, prod)
-        return total, math.sqrt(squares)
+        return total * self.scale, math.sqrt(squares) * abs(self.scale)
 
     def max_abs(self) -> float:
         """max |u_i|."""
         if self.dense is not None:
-            return float(np.max(np.abs(self.dense))) if self.size else 0.0
-        return self.scale
+            return float(np.max(np.abs(self.dense))) * abs(self.scale) if self.size else 0.0
+        return abs(self.scale)
 
 
 def dot(a: Any, b: Any) -> float:

@@ -15,11 +15,13 @@ from .differences import DENSE_MAX
 
 # bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
 # array, its gradient and the float64 twin the numeric side runs on), 2 for the temporaries of a
-# matrix product (vgg16's classifier measured 17.8), and the random direction of a tensor: float64
-# up to DENSE_MAX elements, bits above. Per activation element: the forward caches (about three
-# arrays of the output's size: input, output, one intermediate), upstream and input gradients
+# matrix product (vgg16's classifier measured 17.8); a tensor above DENSE_MAX elements adds its
+# direction's bits. The directions of smaller tensors are views of the run's noise pool: twice the
+# largest such tensor, float64 (at most 64 MiB a run). Per activation element: the forward caches
+# (about three arrays of the output's size: input, output, one intermediate), upstream and input
+# gradients
 BYTES_PER_PARAM = 18
-BYTES_PER_DENSE_DIRECTION = 8  # a tensor of at most DENSE_MAX elements: its direction as float64
+BYTES_OF_NOISE = 2 * 8  # per element of the largest tensor of at most DENSE_MAX elements
 DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at most this
 BYTES_PER_ACTIVATION = 8 * 5
 
@@ -35,22 +37,23 @@ def work_elements(entry: Entry) -> int:
     return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
 
 
-def dense_params(entry: Entry) -> int:
-    """Parameters in tensors small enough for a float64 direction (each layer as often as it runs)."""
+def largest_dense(entry: Entry) -> int:
+    """Elements of the largest parameter tensor of at most DENSE_MAX elements in the subtree."""
     if not entry.children:
         if entry.layer is None or not entry.params:
             return 0
         shapes = entry.layer.param_shapes(tuple(entry.input_shape))
-        return sum(numel(s) for s in shapes.values() if numel(s) <= DENSE_MAX)
-    return sum(run.times * dense_params(run.entry) for seq in entry.runs() for run in seq)
+        return max((n for n in map(numel, shapes.values()) if n <= DENSE_MAX), default=0)
+    return max((largest_dense(run.entry) for seq in entry.runs() for run in seq), default=0)
 
 
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
     """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
-    its parameters (and their directions), its activations and its layers' own intermediates."""
+    its parameters (and the noise pool their directions are views of), its activations and its
+    layers' own intermediates."""
     activations = numel(entry.input_shape) + entry.tensors
     per_sample = activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
-    params = entry.params * BYTES_PER_PARAM + dense_params(entry) * BYTES_PER_DENSE_DIRECTION
+    params = entry.params * BYTES_PER_PARAM + largest_dense(entry) * BYTES_OF_NOISE
     return int(params + per_sample * batch_scale)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -50,8 +50,8 @@ class Check:
     analytic: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return asdict(self)
+        """Plain data for JSON (the fields are plain already: no deep copy, unlike asdict)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -65,8 +65,8 @@ class Skipped:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return asdict(self)
+        """Plain data for JSON (the fields are plain already: no deep copy, unlike asdict)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
