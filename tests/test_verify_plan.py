@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from layercalc import analyse
 from layercalc.verify import Options
 from layercalc.verify.memory import DEFAULT_CAP
@@ -163,3 +165,36 @@ def test_a_reduced_block_check_catches_a_wrong_merge_gradient(monkeypatch) -> No
     failed = {c.path for c in result.checks if not c.passed}
     assert {"blocks.0", "blocks"} <= failed, failed
     assert not any(c.path.endswith(("up", "down")) for c in result.checks if not c.passed)
+
+
+CONV3D = """input: [16, 24, 24, 24]
+layers:
+  - conv3d: {out_channels: 16, kernel_size: 3, padding: 1}
+    name: stem
+  - residual:
+      body:
+        - conv3d: {out_channels: 16, kernel_size: 3, padding: 1}
+        - relu
+        - conv3d: {out_channels: 16, kernel_size: 3, padding: 1}
+    name: block
+"""
+
+
+@pytest.mark.parametrize("budget", [60_000_000, 120_000_000])
+def test_a_3d_conv_run_stays_within_its_memory_budget(budget: int) -> None:
+    """A 3x3x3 conv keeps columns 27 times its input for its backward, and its backward makes
+    their gradient: the plan must count them, or the pass over the block (its convs' columns held
+    while each conv is checked again inside it) runs far above the budget the plan promised."""
+    import tracemalloc
+
+    from layercalc.verify import verify
+
+    report = analyse(CONV3D)
+    tracemalloc.start()
+    try:
+        result = verify(report, Options(max_memory=budget))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.passed and len(result.checks) > 10
+    assert peak <= budget, (peak, budget)

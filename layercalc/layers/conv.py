@@ -138,6 +138,11 @@ class _Conv(_ConvBase):
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
         ]
 
+    def work_elements(self, x: Shape) -> int:
+        # the im2col columns (C·∏k rows, N·∏out columns: 27 times the input for a 3x3x3 kernel)
+        # kept for backward, and the backward's column gradient of the same size
+        return 2 * x[1] * numel(self.kernel) * numel(self.output_shape(x)[2:]) * x[0]
+
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels.conv import conv_forward
 
@@ -269,6 +274,11 @@ class _ConvTranspose(_ConvBase):
             row(CONV, layercalc=macs, torch=macs, fvcore=macs, thop=thop, ptflops=(macs, 0), torchinfo=torchinfo),
             row(BIAS, ptflops=(bias, 0), torchinfo=bias),
         ]
+
+    def work_elements(self, x: Shape) -> int:
+        # the columns every input position scatters (C_out·∏k rows, N·∏S columns), made in the
+        # forward and again, from dL/dy, in the backward; neither is kept
+        return numel(self.kernel) * self.out_channels * numel(x[2:]) * x[0]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels.conv import conv_transpose_forward

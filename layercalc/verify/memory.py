@@ -47,14 +47,26 @@ def largest_dense(entry: Entry) -> int:
     return max((largest_dense(run.entry) for seq in entry.runs() for run in seq), default=0)
 
 
+def activation_memory(entry: Entry) -> int:
+    """Bytes of a check's arrays that scale with the batch: activations and the layers' own intermediates."""
+    activations = numel(entry.input_shape) + entry.tensors
+    return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
+
+
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
     """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
     its parameters (and the noise pool their directions are views of), its activations and its
     layers' own intermediates."""
-    activations = numel(entry.input_shape) + entry.tensors
-    per_sample = activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
     params = entry.params * BYTES_PER_PARAM + largest_dense(entry) * BYTES_OF_NOISE
-    return int(params + per_sample * batch_scale)
+    return int(params + activation_memory(entry) * batch_scale)
+
+
+def largest_leaf_activations(entry: Entry) -> int:
+    """activation_memory of the subtree's largest leaf: what checking one layer again inside a pass
+    over the subtree adds (its forward on a moved input, beside the caches the pass holds)."""
+    if not entry.children:
+        return activation_memory(entry)
+    return max((largest_leaf_activations(c) for c in entry.children), default=0)
 
 
 def available_memory() -> int:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from ..analysis import Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
-from .memory import budget, check_memory, mb
+from .memory import budget, check_memory, largest_leaf_activations, mb
 from .reduce import shape_text, shorter_input, smaller_block, smaller_copy
 from .report import Options, Skipped
 
@@ -163,8 +163,9 @@ def _selected(path: str, name: str, only: tuple[str, ...]) -> bool:
 
 def pass_need(entry: Entry) -> int:
     """Bytes of a check run as one pass over a subtree (the network, or a block): the subtree's
-    own need, plus each checked layer's and block's dL/dy and dL/dx kept until its turn."""
-    return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors)
+    own need, plus each checked layer's and block's dL/dy and dL/dx kept until its turn, plus the
+    largest layer checked again inside it (its forward's arrays while the pass holds its own)."""
+    return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors) + largest_leaf_activations(entry)
 
 
 def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -> None:
