@@ -41,9 +41,12 @@ class Noise:
     offsets of i.i.d. numbers are as independent as two fresh draws for what a check asks of
     them: a fixed wrong gradient e shows as <e, u> ≠ 0 with the same spread."""
 
-    def __init__(self, rng: Any) -> None:
+    def __init__(self, rng: Any, expected: int = 0) -> None:
+        """A pool for tensors of up to `expected` elements, grown if a larger one asks."""
         self.rng = rng
         self.pool: Any = np.empty(0)
+        if expected:
+            self.take(min(expected, DENSE_MAX), rng)
 
     def take(self, n: int, rng: Any) -> Any:
         """n numbers (a view: never write to it), at an offset drawn from the caller's rng; above

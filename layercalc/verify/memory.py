@@ -53,6 +53,13 @@ def activation_memory(entry: Entry) -> int:
     return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
 
 
+def largest_tensor(entry: Entry) -> int:
+    """Elements of the largest input or parameter tensor of at most DENSE_MAX elements in the
+    subtree: what the noise pool must hold for its directions and weights."""
+    inputs = numel(entry.input_shape)
+    return max(largest_dense(entry), inputs if inputs <= DENSE_MAX else 0)
+
+
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
     """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
     its parameters (and the noise pool their directions are views of), its activations and its
