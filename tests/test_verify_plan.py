@@ -198,3 +198,27 @@ def test_a_3d_conv_run_stays_within_its_memory_budget(budget: int) -> None:
         tracemalloc.stop()
     assert result.passed and len(result.checks) > 10
     assert peak <= budget, (peak, budget)
+
+
+def test_a_block_with_explicit_widths_halves_them_together() -> None:
+    """`up` gives out_features 1024 and `down` in_features 1024: halving either alone breaks the
+    block, both together keep it whole; the note names each."""
+    text = BLOCKS.replace("{out_features: 1024}", "{in_features: 64, out_features: 1024}").replace(
+        "{out_features: 64}", "{in_features: 1024, out_features: 64}")
+    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=3_000_000, batch2=False))
+    assert [s.path for s in skipped] == ["(network)"]
+    block = next(t for t in tasks if t.path == "blocks.0")
+    assert "out_features 512 (of 1024) in up; in_features 512 (of 1024) in down" in block.reduced
+    assert _leaf_args(block.entry)["down"]["in_features"] == 512
+
+
+def test_a_copy_the_layer_refuses_is_passed_over_not_raised() -> None:
+    """Halving the vocabulary would put padding_idx 19,999 outside it, which the embedding refuses:
+    that halving is passed over (the block is reduced another way), and verify still runs."""
+    text = ("input: [1]\nlayers:\n  - sequential:\n      layers:\n"
+            "        - embedding: {num_embeddings: 20000, embedding_dim: 32, padding_idx: 19999}\n"
+            "        - linear: {out_features: 20000}\n          name: head\n    name: lm\n")
+    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=30_000_000, batch2=False))
+    lm = next(t for t in tasks if t.path == "lm")
+    assert lm.reduced.startswith("checked as a smaller copy, out_features 10000 (of 20000) in head")
+    assert [s.path for s in skipped] == ["(network)"]

@@ -12,7 +12,7 @@ from ..analysis import Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
 from .memory import budget, check_memory, largest_leaf_activations, mb
-from .reduce import shape_text, shorter_input, smaller_block, smaller_copy
+from .reduce import shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
 MAX_PLACES = 10_000  # copies of a repeat enumerated one by one; beyond, they are counted
@@ -198,7 +198,7 @@ def _fitted(entry: Entry, need: int, limit: int, scale: float) -> tuple[Entry, s
     shorter = shorter_input(entry, fits)
     if shorter is not None:
         return shorter, f"checked at input {shape_text(shorter)}: {own}"
-    copy = smaller_copy(entry, fits) or smaller_block(entry, fits)
+    copy = smaller_copy(entry, fits)
     if copy is not None:
         at = "" if copy[0].input_shape == entry.input_shape else f", at input {shape_text(copy[0])}"
         return copy[0], f"checked as a smaller copy, {copy[1]}{at}: {own}"

@@ -11,9 +11,9 @@
   that layer type's code, not of that exact size.
 - A block whose parameters alone exceed the budget (a decoder layer, its MLP, 32 of them) is checked
   as a smaller copy of the same structure: a repeat of more than two copies runs two (each feeds
-  the next, which is what a repeat adds), then the largest integer argument of its layers (an
-  MLP's hidden width, in every layer that has it) is halved until the copy fits. A halving the
-  block's shapes refuse (a width a residual adds back) is passed over for the next argument.
+  the next, which is what a repeat adds), then the largest integer argument value among its
+  layers (an MLP's hidden width, in every layer that has it) is halved until the copy fits. A
+  halving the block's shapes refuse (a width a residual adds back) is passed over for the next.
   When no copy fits, the block is skipped and each layer and block inside it is checked.
 """
 
@@ -85,31 +85,6 @@ def shorter_input(entry: Entry, fits: Fits, macs: int = REDUCED_MACS) -> Entry |
     return current
 
 
-def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
-    """A leaf's copy with its largest integer argument halved until the check fits (on a shorter
-    input if need be), and what changed ('out_features 8016 (of 128256)'); None for a block or
-    when no such copy fits."""
-    layer = entry.layer
-    if layer is None or entry.children or entry.copies:
-        return None
-    args = layer.arguments()
-    ints = [a for a, v in args.items() if isinstance(v, int) and not isinstance(v, bool) and v > 1]
-    if not ints:
-        return None
-    name = max(ints, key=lambda a: args[a])
-    value = args[name]
-    while value > 1:
-        value //= 2
-        copy = type(layer)(**{**args, name: value})
-        smaller = reanalysed(entry, tuple(entry.input_shape), copy)
-        if smaller is None or smaller.params >= entry.params:
-            return None
-        smaller = shorter_input(smaller, fits)
-        if smaller is not None:
-            return smaller, f"{name} {value} (of {args[name]})"
-    return None
-
-
 def _leaves(layer: Layer, name: str) -> Iterator[tuple[Layer, str]]:
     """(leaf layer, its name) of every leaf in a layer's tree, the layer itself when a leaf."""
     if not layer.sequences():
@@ -125,15 +100,17 @@ def _int_args(layer: Layer) -> dict[str, int]:
     return {a: v for a, v in args.items() if isinstance(v, int) and not isinstance(v, bool) and v > 1}
 
 
-def _with_arg(layer: Layer, name: str, old: int, new: int) -> Layer:
-    """The layer's tree with every leaf's argument `name` that equals old set to new (the others shared)."""
+def _halved(layer: Layer, old: int, names: frozenset[str] | None) -> Layer:
+    """The layer's tree with every leaf's integer argument equal to old, of the given names (None:
+    any name), halved; the leaves it leaves alone are shared. Raises ConfigError where a layer
+    refuses the new value (an embedding's padding_idx outside a halved vocabulary)."""
     if not layer.sequences():
-        args = layer.arguments()
-        return type(layer)(**{**args, name: new}) if _int_args(layer).get(name) == old else layer
+        hit = {a: v // 2 for a, v in _int_args(layer).items() if v == old and (names is None or a in names)}
+        return type(layer)(**{**layer.arguments(), **hit}) if hit else layer
 
     def swap(value: Any) -> Any:
         if isinstance(value, Node):
-            return value._replace(layer=_with_arg(value.layer, name, old, new))
+            return value._replace(layer=_halved(value.layer, old, names))
         return [swap(v) for v in value]
 
     block = _copy.copy(layer)
@@ -143,50 +120,71 @@ def _with_arg(layer: Layer, name: str, old: int, new: int) -> Layer:
     return block
 
 
+def _changes(before: Layer, after: Layer, name: str, leaf: bool) -> list[str]:
+    """What a copy changed, by argument: 'out_features 896 (of 14336) in gate_proj, up_proj' (a
+    leaf's own copy without the 'in')."""
+    changed: dict[tuple[str, int, int], list[str]] = {}
+    for (old, leaf_name), (new, _) in zip(_leaves(before, name), _leaves(after, name)):
+        now = _int_args(new)
+        for a, v in _int_args(old).items():
+            if now.get(a, v) != v:
+                changed.setdefault((a, now[a], v), []).append(leaf_name)
+    return [f"{a} {new} (of {old})" + ("" if leaf else f" in {', '.join(names)}")
+            for (a, new, old), names in changed.items()]
+
+
 BLOCK_COPIES = 2  # a repeat's smaller copy: two copies, so one still feeds the next
 
 
-def smaller_block(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
-    """A block's copy (a repeat of BLOCK_COPIES, its layers' largest integer arguments halved) that
-    fits, on a shorter input if need be, and what changed ('2 copies (of 32); out_features 896
-    (of 14336) in gate_proj, up_proj'); None for a leaf or when no such copy fits."""
-    if not entry.children:
-        return None
-    first = entry.children[0]
-    layer, repeat = (first.layer, min(entry.copies, BLOCK_COPIES)) if entry.copies else (entry.layer, 0)
+def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
+    """A copy of the entry's layer or block that fits, on a shorter input if need be, and what
+    changed ('2 copies (of 32); out_features 896 (of 14336) in gate_proj, up_proj'); None when no
+    copy fits. A repeat runs BLOCK_COPIES copies; then, round by round, the largest integer
+    argument value among its layers is halved: in every argument that has that value, or else in
+    the arguments of one name (a linear's explicit in_features goes down with the out_features
+    before it), whichever the shapes accept and leaves fewer parameters."""
+    layer = entry.children[0].layer if entry.copies else entry.layer
     if layer is None:
         return None
-    x = tuple(entry.input_shape)
+    repeat = min(entry.copies, BLOCK_COPIES) if entry.copies else 1
+    x, name = tuple(entry.input_shape), entry.children[0].name if entry.copies else entry.name
 
     def analysed(candidate: Layer) -> Entry | None:
-        node = Node(layer=candidate, name=entry.name, repeat=max(repeat, 1))
+        if not entry.children:
+            return reanalysed(entry, x, candidate)
+        node = Node(layer=candidate, name=entry.name, repeat=repeat)
         try:
             return analyse_node(node, x, entry.seg, Flow(tokens=entry.ids is not None))
         except (ConfigError, ValueError, TypeError, KeyError):
             return None
 
-    current = analysed(layer)
+    original, current = layer, analysed(layer)
     if current is None:
         return None
-    changes = [f"{repeat} copies (of {entry.copies})"] if repeat and repeat < entry.copies else []
-    halved: dict[tuple[str, int], tuple[int, list[str]]] = {}  # (argument, value now) -> (value at first, layers)
+    copies = [f"{repeat} copies (of {entry.copies})"] if entry.copies > repeat else []
     while True:
-        smaller = shorter_input(current, fits)
-        if smaller is not None:
-            changes += [f"{a} {v} (of {halved[a, v][0]}) in {', '.join(halved[a, v][1])}" for a, v in halved]
-            return smaller, "; ".join(changes)
-        counts: dict[tuple[str, int], list[str]] = {}
-        for leaf, name in _leaves(layer, ""):
+        if copies or layer is not original:  # something changed: does it fit now?
+            smaller = shorter_input(current, fits)
+            if smaller is not None:
+                return smaller, "; ".join(copies + _changes(original, layer, name, not entry.children))
+        values: dict[int, set[str]] = {}
+        for leaf, _ in _leaves(layer, name):
             for a, v in _int_args(leaf).items():
-                counts.setdefault((a, v), []).append(name)
-        for (a, v), names in sorted(counts.items(), key=lambda kv: -kv[0][1]):
-            trial_layer = _with_arg(layer, a, v, v // 2)
-            trial = analysed(trial_layer)
-            if trial is not None and trial.params < current.params:
-                first_value, _ = halved.pop((a, v), (v, names))
-                halved[a, v // 2] = (first_value, sorted(set(names), key=names.index))
-                layer, current = trial_layer, trial
-                break
+                values.setdefault(v, set()).add(a)
+        for v in sorted(values, reverse=True):
+            names = sorted(values[v])
+            for group in [None, *(frozenset([n]) for n in names)] if len(names) > 1 else [None]:
+                try:
+                    trial_layer = _halved(layer, v, group)
+                except ConfigError:
+                    continue
+                trial = analysed(trial_layer)
+                if trial is not None and trial.params < current.params:
+                    layer, current = trial_layer, trial
+                    break
+            else:
+                continue
+            break
         else:
             return None
 
