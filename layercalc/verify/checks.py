@@ -225,12 +225,17 @@ class _Unit(Direction):
         self.size = math.prod(shape)
         self.scale = scale
         self.index = index
-        self.dense = np.zeros(self.size)
-        self.dense[index] = 1.0
-        self.bits = None
+        self.dense = self.signs = self.bits = None
 
     def add_to(self, arr: Any, c: float) -> None:
         arr.reshape(-1)[self.index] += c * self.scale
+
+    def dot(self, g: Any) -> tuple[float, float]:
+        v = float(g.reshape(-1)[self.index]) * self.scale
+        return v, abs(v)
+
+    def max_abs(self) -> float:
+        return abs(self.scale)
 
 
 def gradient_checks(probe: Probe, inst: Instance, opts: Options, rng: Any, suffix: str, directions: int | None = None,

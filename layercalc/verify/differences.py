@@ -37,9 +37,9 @@ class Noise:
     """Unit-RMS uniform numbers (on ±√3) drawn once for a whole verify run and handed out as
     read-only views at random offsets: the directions (never written: a direction's scale is kept
     apart) and the weights (each a scaled copy). A run draws about twice its largest tensor
-    instead of every direction and weight anew (resnet18: 38 MB once, not about 600 MB). Views at two random
-    offsets of i.i.d. numbers are as independent as two fresh draws for what a check asks of
-    them: a fixed wrong gradient e shows as <e, u> ≠ 0 with the same spread."""
+    instead of every direction and weight anew (resnet18: 38 MB once, not about 600 MB). Views
+    may overlap: a direction's own random block signs (see Direction) keep two of them
+    uncorrelated."""
 
     def __init__(self, rng: Any, expected: int = 0) -> None:
         """A pool for tensors of up to `expected` elements, grown if a larger one asks."""
@@ -89,19 +89,28 @@ def _draws_class() -> type:
     return _DRAWS[0]
 
 
+SIGN_BLOCK = 64  # a pooled direction flips the sign of each run of this many elements at random
+
+
 class Direction:
-    """A random direction for one tensor: unit-RMS uniform numbers, or random signs kept as bits
-    for huge tensors, times a scale kept apart. Moves and dot products go slice by slice, so a
-    100-million-element weight costs its bits (12 MB), not another copy of itself."""
+    """A random direction for one tensor, times a scale kept apart: a view of the run's noise pool
+    with a random sign on each block of SIGN_BLOCK elements, or, for huge tensors, random signs
+    kept as bits. The block signs are the direction's own, so two directions are uncorrelated
+    whatever the error they are to expose, even where their views of the pool overlap (a constant
+    error e gives <e, u₁> and <e, u₂> of independent signs). Moves and dot products go slice by
+    slice, so a 100-million-element weight costs its bits (12 MB), not another copy of itself."""
 
     def __init__(self, shape: tuple[int, ...], scale: float, rng: Any) -> None:
         self.size = math.prod(shape)
         self.scale = scale
         self.dense: Any = None
+        self.signs: Any = None
         self.bits: Any = None
         if self.size <= DENSE_MAX:
             # any zero-mean continuous direction exposes a wrong gradient
             self.dense = unit_uniform(rng, self.size)
+            blocks = -(-self.size // SIGN_BLOCK)
+            self.signs = np.where(rng.random(blocks) < 0.5, -1.0, 1.0)
             return
         # random signs kept as bits: 1 bit an element instead of 64
         self.bits = np.frombuffer(rng.bytes((self.size + 7) // 8), dtype=np.uint8)
@@ -110,18 +119,24 @@ class Direction:
         """Multiply the direction by factor."""
         self.scale *= factor
 
-    def part(self, lo: int, hi: int) -> Any:
-        """u[lo:hi] / scale as float64 (a view for a dense direction: never write to it)."""
-        if self.dense is not None:
-            return self.dense[lo:hi]
-        signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
-        signs *= 2.0
-        signs -= 1.0
-        return signs
+    def part(self, lo: int, hi: int, c: float = 1.0) -> Any:
+        """c·u[lo:hi] / scale as a new float64 array (lo a multiple of SIGN_BLOCK)."""
+        if self.dense is None:
+            signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
+            signs *= 2.0 * c
+            signs -= c
+            return signs
+        out = np.empty(hi - lo)
+        whole, first = (hi - lo) // SIGN_BLOCK, lo // SIGN_BLOCK
+        np.multiply(self.dense[lo:lo + whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK),
+                    (c * self.signs[first:first + whole])[:, None], out=out[:whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK))
+        if hi - lo > whole * SIGN_BLOCK:  # the last, partial block
+            out[whole * SIGN_BLOCK:] = self.dense[lo + whole * SIGN_BLOCK:hi] * (c * self.signs[first + whole])
+        return out
 
     def values(self) -> Any:
         """u as a new float64 array."""
-        return self.part(0, self.size) * self.scale
+        return self.part(0, self.size, self.scale)
 
     def spans(self) -> Any:
         return ((lo, min(lo + CHUNK, self.size)) for lo in range(0, self.size, CHUNK))
@@ -129,10 +144,8 @@ class Direction:
     def add_to(self, arr: Any, c: float) -> None:
         """arr += c·u, in place (arr contiguous, float64)."""
         flat = arr.reshape(-1)
-        c *= self.scale
         for lo, hi in self.spans():
-            part = self.part(lo, hi)
-            flat[lo:hi] += c * part if self.dense is not None else np.multiply(part, c, out=part)
+            flat[lo:hi] += self.part(lo, hi, c * self.scale)
 
     def dot(self, g: Any) -> tuple[float, float]:
         """(<g, u>, sqrt(Σ (g·u)²)) in float64, whatever g's dtype."""
@@ -140,8 +153,17 @@ class Direction:
         total = squares = 0.0
         for lo, hi in self.spans():
             part = flat[lo:hi]
-            prod = (part if part.dtype == np.float64 else part.astype(np.float64)) * self.part(lo, hi)
-            total += float(prod.sum())
+            part = part if part.dtype == np.float64 else part.astype(np.float64)
+            if self.dense is None:
+                prod = part * self.part(lo, hi)
+                total += float(prod.sum())
+            else:  # the block signs applied to the blocks' sums
+                prod = part * self.dense[lo:hi]
+                whole, first = (hi - lo) // SIGN_BLOCK, lo // SIGN_BLOCK
+                sums = prod[:whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK).sum(axis=1)
+                total += dot(sums, self.signs[first:first + whole])
+                if hi - lo > whole * SIGN_BLOCK:
+                    total += float(prod[whole * SIGN_BLOCK:].sum()) * self.signs[first + whole]
             squares += dot(prod, prod)
         return total * self.scale, math.sqrt(squares) * abs(self.scale)
 
