@@ -104,9 +104,9 @@ def test_a_check_taking_minutes_runs_on_a_shorter_input_with_the_same_weights() 
     """gpt2's tied output head: 1024 x 768 x 50,257 = 3.95e10 MACs a forward at its own input. It is
     checked on fewer tokens with the very same (tied) 50,257 x 768 weight, and says why."""
     report = analyse(ROOT / "configs" / "gpt2.yaml")
-    # the default budget is half the memory free now, at most DEFAULT_CAP: fixed here, so the plan
-    # does not depend on what else the machine holds
-    tasks, _ = plan_tasks(report, Options(max_memory=DEFAULT_CAP))
+    # a budget the head fits at its own input (with the run's 67 MB noise pool beside it), fixed
+    # so the plan does not depend on what else the machine holds: the MACs alone shorten it
+    tasks, _ = plan_tasks(report, Options(max_memory=4 * 10**9))
     head = next(t for t in tasks if t.path == "lm_head" and not t.batch2)
     assert head.reduced.startswith("checked at input 1x32x768: at its own input 1x1024x768 its forward alone takes 3.95e+10")
     assert head.entry.layer.param_shapes(head.entry.input_shape) == {"weight": (50257, 768)}
@@ -134,11 +134,12 @@ def _leaf_args(entry) -> dict[str, dict]:
 
 
 def test_a_block_above_the_budget_is_checked_as_a_smaller_copy_of_its_structure() -> None:
-    """Each residual (64 -> 1024 -> 64, 132,160 params) is over a 3 MB budget: its copy halves the
+    """Each residual (64 -> 1024 -> 64, 132,160 params) is over a 4 MB budget (1 MB of it the
+    run's noise pool, twice the 65,536-element `up` weight): its copy halves the
     hidden width in `up` only (halving `down` would break the add). The 6-copy repeat runs 2
     copies, each halved further. The network alone is skipped."""
     report = analyse(BLOCKS)
-    tasks, skipped = plan_tasks(report, Options(max_memory=3_000_000, batch2=False))
+    tasks, skipped = plan_tasks(report, Options(max_memory=4_000_000, batch2=False))
     by_path = {t.path: t for t in tasks}
     assert [s.path for s in skipped] == ["(network)"]
     block = by_path["blocks.0"]
@@ -149,7 +150,7 @@ def test_a_block_above_the_budget_is_checked_as_a_smaller_copy_of_its_structure(
     repeat = by_path["blocks"]
     assert repeat.reduced.startswith("checked as a smaller copy, 2 copies (of 6); out_features ")
     assert repeat.entry.copies == 2 and repeat.entry.type == "repeat"
-    assert all(t.need <= 3_000_000 for t in tasks)
+    assert all(t.need <= 3_000_000 for t in tasks)  # the budget less the pool
 
 
 def test_a_reduced_block_check_catches_a_wrong_merge_gradient(monkeypatch) -> None:
@@ -158,7 +159,7 @@ def test_a_reduced_block_check_catches_a_wrong_merge_gradient(monkeypatch) -> No
     from layercalc.layers.blocks import Residual
     from layercalc.verify import verify
 
-    options = Options(max_memory=3_000_000, batch2=False)
+    options = Options(max_memory=4_000_000, batch2=False)
     assert verify(analyse(BLOCKS), options).passed
     monkeypatch.setattr(Residual, "split", lambda self, dy, outs: [dy, 0 * dy])
     result = verify(analyse(BLOCKS), options)
@@ -205,7 +206,7 @@ def test_a_block_with_explicit_widths_halves_them_together() -> None:
     block, both together keep it whole; the note names each."""
     text = BLOCKS.replace("{out_features: 1024}", "{in_features: 64, out_features: 1024}").replace(
         "{out_features: 64}", "{in_features: 1024, out_features: 64}")
-    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=3_000_000, batch2=False))
+    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=4_000_000, batch2=False))
     assert [s.path for s in skipped] == ["(network)"]
     block = next(t for t in tasks if t.path == "blocks.0")
     assert "out_features 512 (of 1024) in up; in_features 512 (of 1024) in down" in block.reduced
@@ -214,11 +215,39 @@ def test_a_block_with_explicit_widths_halves_them_together() -> None:
 
 def test_a_copy_the_layer_refuses_is_passed_over_not_raised() -> None:
     """Halving the vocabulary would put padding_idx 19,999 outside it, which the embedding refuses:
-    that halving is passed over (the block is reduced another way), and verify still runs."""
+    that halving is passed over (the block is reduced another way), and verify still runs. The
+    budget is 40 MB, 10 MB of it the run's noise pool (twice the 640,000-element weights)."""
     text = ("input: [1]\nlayers:\n  - sequential:\n      layers:\n"
             "        - embedding: {num_embeddings: 20000, embedding_dim: 32, padding_idx: 19999}\n"
             "        - linear: {out_features: 20000}\n          name: head\n    name: lm\n")
-    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=30_000_000, batch2=False))
+    tasks, skipped = plan_tasks(analyse(text), Options(max_memory=40_000_000, batch2=False))
     lm = next(t for t in tasks if t.path == "lm")
     assert lm.reduced.startswith("checked as a smaller copy, out_features 10000 (of 20000) in head")
     assert [s.path for s in skipped] == ["(network)"]
+
+
+@pytest.mark.parametrize("text", [CONV3D, BLOCKS, (ROOT / "configs" / "lenet5.yaml").read_text(),
+                                  (ROOT / "configs" / "gru_classifier.yaml").read_text()])
+def test_the_noise_pool_is_drawn_once_and_counted_in_the_plan(text: str, monkeypatch) -> None:
+    """The pool every direction and weight is a view of is drawn at its final size before the
+    first check (it never grows mid-run), and the plan leaves room for it beside every check."""
+    from layercalc.verify import differences, verify
+    from layercalc.verify.memory import BYTES_PER_NOISE, noise_elements
+    from layercalc.verify.planning import network_entry
+
+    made: list = []
+    init = differences.Noise.__init__
+
+    def recording(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        made.append((self, self.pool.size))
+
+    monkeypatch.setattr(differences.Noise, "__init__", recording)
+    report = analyse(text)
+    assert verify(report, Options()).passed
+    (noise, size), = made
+    assert noise.pool.size == size == noise_elements(network_entry(report))
+    budget = BYTES_PER_NOISE * size + 1_000_000  # 1 MB beside the pool: the larger checks are cut to fit
+    tasks, _ = plan_tasks(report, Options(max_memory=budget))
+    assert any(t.reduced for t in tasks)
+    assert all(t.need + BYTES_PER_NOISE * size <= budget for t in tasks)

@@ -26,7 +26,7 @@ from ..lazy import np
 from .checks import check_instance, check_network
 from .differences import Noise, generator
 from .execution import Chain, Instance, UserCodeError, backward, build, forward
-from .memory import largest_tensor, release_memory
+from .memory import noise_elements, release_memory
 from .planning import Task, network_entry, plan_tasks, selection
 from .report import Check, Options, Result, Skipped, for_dtype
 
@@ -92,9 +92,8 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
-    # every check's directions and weights are views of it, drawn at once for the largest tensor
-    noise = Noise(np.random.default_rng([opts.seed, NOISE_STREAM]),
-                  max((largest_tensor(t.entry) for t in tasks), default=0))
+    # every check's directions and weights are views of it, drawn at once for the network's largest tensor
+    noise = Noise(np.random.default_rng([opts.seed, NOISE_STREAM]), noise_elements(network_entry(report)) // 2)
     i = 0
     with np.errstate(over="ignore", under="ignore"):
         try:

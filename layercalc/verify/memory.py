@@ -16,12 +16,12 @@ from .differences import DENSE_MAX
 # bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
 # array, its gradient and the float64 twin the numeric side runs on), 2 for the temporaries of a
 # matrix product (vgg16's classifier measured 17.8); a tensor above DENSE_MAX elements adds its
-# direction's bits. The directions of smaller tensors are views of the run's noise pool: twice the
-# largest such tensor, float64 (at most 64 MiB a run). Per activation element: the forward caches
+# direction's bits. The directions of smaller tensors are views of the run's noise pool, which the
+# plan counts once for the whole run (noise_elements). Per activation element: the forward caches
 # (about three arrays of the output's size: input, output, one intermediate), upstream and input
 # gradients
 BYTES_PER_PARAM = 18
-BYTES_OF_NOISE = 2 * 8  # per element of the largest tensor of at most DENSE_MAX elements
+BYTES_PER_NOISE = 8  # per element of the noise pool (float64)
 DEFAULT_CAP = 2 * 2**30  # the default budget: half of the memory available, at most this
 BYTES_PER_ACTIVATION = 8 * 5
 
@@ -37,14 +37,21 @@ def work_elements(entry: Entry) -> int:
     return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
 
 
-def largest_dense(entry: Entry) -> int:
-    """Elements of the largest parameter tensor of at most DENSE_MAX elements in the subtree."""
-    if not entry.children:
-        if entry.layer is None or not entry.params:
-            return 0
-        shapes = entry.layer.param_shapes(tuple(entry.input_shape))
-        return max((n for n in map(numel, shapes.values()) if n <= DENSE_MAX), default=0)
-    return max((largest_dense(run.entry) for seq in entry.runs() for run in seq), default=0)
+def largest_tensor(entry: Entry) -> int:
+    """Elements of the subtree's largest parameter, input or output tensor."""
+    sizes = [numel(entry.input_shape), numel(entry.output_shape)]
+    if not entry.children and entry.layer is not None:
+        sizes += map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values())
+    sizes += (largest_tensor(run.entry) for seq in entry.runs() for run in seq)
+    return max(sizes)
+
+
+def noise_elements(network: Entry) -> int:
+    """Elements of the noise pool a run over this network holds: twice its largest tensor (a
+    batch-1 activation counted twice over, for the batch-2 copies), at most twice DENSE_MAX."""
+    batch1 = bool(network.input_shape) and network.input_shape[0] == 1
+    params_and_activations = largest_tensor(network) * (2 if batch1 else 1)
+    return 2 * min(DENSE_MAX, params_and_activations)
 
 
 def activation_memory(entry: Entry) -> int:
@@ -53,19 +60,10 @@ def activation_memory(entry: Entry) -> int:
     return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
 
 
-def largest_tensor(entry: Entry) -> int:
-    """Elements of the largest input or parameter tensor of at most DENSE_MAX elements in the
-    subtree: what the noise pool must hold for its directions and weights."""
-    inputs = numel(entry.input_shape)
-    return max(largest_dense(entry), inputs if inputs <= DENSE_MAX else 0)
-
-
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
     """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
-    its parameters (and the noise pool their directions are views of), its activations and its
-    layers' own intermediates."""
-    params = entry.params * BYTES_PER_PARAM + largest_dense(entry) * BYTES_OF_NOISE
-    return int(params + activation_memory(entry) * batch_scale)
+    its parameters, its activations and its layers' own intermediates (the run's noise pool apart)."""
+    return int(entry.params * BYTES_PER_PARAM + activation_memory(entry) * batch_scale)
 
 
 def largest_leaf_activations(entry: Entry) -> int:

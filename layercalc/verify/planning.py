@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from ..analysis import Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
-from .memory import budget, check_memory, largest_leaf_activations, mb
+from .memory import BYTES_PER_NOISE, budget, check_memory, largest_leaf_activations, mb, noise_elements
 from .reduce import shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
@@ -189,12 +189,14 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
 MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
 
 
-def _fitted(entry: Entry, need: int, limit: int, scale: float) -> tuple[Entry, str] | str:
-    """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped."""
+def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tuple[Entry, str] | str:
+    """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped. limit is
+    what the budget leaves beside the run's noise pool (pool bytes): the notes add the pool back."""
     def fits(e: Entry) -> bool:
         return check_memory(e, scale) <= limit
 
-    own = f"at its own input {shape_text(entry)} it needs about {mb(need)}, above the memory budget of {mb(limit)}"
+    budget_text = f"above the memory budget of {mb(limit + pool)}"
+    own = f"at its own input {shape_text(entry)} it needs about {mb(need + pool)}, {budget_text}"
     shorter = shorter_input(entry, fits)
     if shorter is not None:
         return shorter, f"checked at input {shape_text(shorter)}: {own}"
@@ -203,16 +205,19 @@ def _fitted(entry: Entry, need: int, limit: int, scale: float) -> tuple[Entry, s
         at = "" if copy[0].input_shape == entry.input_shape else f", at input {shape_text(copy[0])}"
         return copy[0], f"checked as a smaller copy, {copy[1]}{at}: {own}"
     if entry.children:
-        return (f"its parameters alone need about {mb(check_memory(entry, 0.0))}, above the memory budget of "
-                f"{mb(limit)}; each layer and block inside it is checked on its own")
-    return f"needs about {mb(need)}, above the memory budget of {mb(limit)}"
+        return (f"its parameters alone need about {mb(check_memory(entry, 0.0) + pool)}, {budget_text}; "
+                "each layer and block inside it is checked on its own")
+    return f"needs about {mb(need + pool)}, {budget_text}"
 
 
 def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
     """The checks to run, in order (passes over the network or its largest blocks that fit, with
     the layers and blocks inside them; then layers on their own; then every layer at batch 2),
     and those skipped, with why."""
-    limit = budget(opts.max_memory)
+    whole = network_entry(report)
+    total = budget(opts.max_memory)
+    pool = BYTES_PER_NOISE * noise_elements(whole)  # held through the whole run: every check fits beside it
+    limit = total - pool
     memo: dict[int, Any] = {}
     seen: dict[Any, Task] = {}
     dropped: dict[Any, list[Any]] = {}  # signature -> [its Skipped, identical places not checked either]
@@ -220,7 +225,6 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     skipped: list[Skipped] = []
     smallest = None
     batch1 = report.network.input_shape[0] == 1
-    whole = network_entry(report)
     network = None if opts.only else Task(whole, "", report.network.name, False, pass_need(whole))
     roots: dict[str, Task] = {}
     if network is not None and network.need > limit:
@@ -228,7 +232,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
         hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
                 else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
         skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
-                               f"needs about {mb(network.need)}, above the memory budget of {mb(limit)}; {hint}"))
+                               f"needs about {mb(network.need + pool)}, above the memory budget of {mb(total)}; {hint}"))
         network = None
         found: dict[str, Entry] = {}
         _roots(report.entries, "", limit, found)
@@ -263,7 +267,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
         task = Task(entry, path, name, batch2, need)
         task.extra_places = extra
         if need > limit:
-            fitted = _fitted(entry, need, limit, scale)
+            fitted = _fitted(entry, need, limit, scale, pool)
             if isinstance(fitted, str):
                 smallest = need if smallest is None else min(smallest, need)
                 skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""), fitted))
@@ -301,7 +305,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
         tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
     if not tasks and smallest is not None:
         raise MemoryBudgetError(
-            f"verify would need about {mb(smallest)} but the budget is {mb(limit)}; "
+            f"verify would need about {mb(smallest + pool)} but the budget is {mb(total)}; "
             "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
             "or raise the budget with --max-memory"
         )
