@@ -149,8 +149,9 @@ def test_the_checks_table_fits_every_width_without_wrapping(width: int) -> None:
 
 def test_a_reduced_check_still_catches_a_wrong_gradient(cli, write) -> None:
     """A 2,000 x 2,000 linear over 64 positions needs about 146 MB (4·10^6 parameters at 18 bytes,
-    the noise pool of twice the weight at 8, 0.26·10^6 activations at 40), above a 140 MB budget:
-    it is checked on a shorter input (same arguments), and a sign-flipped dx still fails there."""
+    0.26·10^6 activations at 40, and the run's noise pool of twice the weight at 8), above a
+    140 MB budget: it is checked on a shorter input (same arguments), and a sign-flipped dx
+    still fails there."""
     config = write("big.yaml", "input: [64, 2000]\nlayers:\n  - linear: {out_features: 2000}\n    name: fc1\n")
     good = cli("verify", config, "--max-memory", "140M", "-f", "tsv")
     assert good.status == 0, good.err

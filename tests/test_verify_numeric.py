@@ -201,26 +201,30 @@ def test_float32_lenet5_catches_what_it_used_to_pass(type_name: str, which: str,
     assert any(c.path == "(network)" for c in failed)  # the end-to-end check too
 
 
-def test_directions_are_read_only_views_of_one_noise_pool() -> None:
-    """A run draws its noise once: directions are views of it at distinct offsets, never written
-    (a rescale changes the scale kept beside them), and what they add and dot is u = scale · view."""
+def test_directions_are_made_from_one_read_only_noise_pool() -> None:
+    """A run draws its noise once: a direction is the product of two views of it (mean 0,
+    variance 1), the pool is never written (a rescale changes the scale kept beside the
+    direction), and what a direction adds and dots is u = scale · values."""
     import numpy as np
 
     from layercalc.verify.differences import DENSE_MAX, Direction, Noise, generator
 
-    noise = Noise(np.random.default_rng(1))
+    noise = Noise(np.random.default_rng(1), 64 * 64)
     rng = generator([0, 0], noise)
-    a, b = Direction((64, 64), 0.5, rng), Direction((64, 64), 0.5, rng)
-    assert not a.dense.flags.writeable and np.shares_memory(a.dense, noise.pool)
-    assert not np.array_equal(a.dense, b.dense)
     pool = noise.pool.copy()  # uniform on ±√3: mean 0, variance 1
+    assert not noise.pool.flags.writeable
     assert abs(pool.mean()) < 0.02 and abs(pool.var() - 1) < 0.02 and np.abs(pool).max() <= 3**0.5
+    a, b = Direction((64, 64), 0.5, rng), Direction((64, 64), 0.5, rng)
+    assert all(np.shares_memory(v, noise.pool) for v in (*a.views, *b.views))
+    u = a.values()
+    assert not np.array_equal(u, b.values())
+    assert abs(u.mean()) < 0.05 and abs(u.var() - 0.25) < 0.04  # 0.5 · (mean 0, variance 1)
+    np.testing.assert_allclose(u, 0.5 * a.views[0] * a.views[1])
     a.rescale(3.0)
     assert np.array_equal(noise.pool, pool)
-    u = a.values()  # the view times the scale, with a random sign on each block of 64
-    np.testing.assert_allclose(np.abs(u), 1.5 * np.abs(a.dense))
-    signs = np.sign(u / a.dense).reshape(-1, 64)
-    assert (signs == signs[:, :1]).all() and set(signs[:, 0]) == {-1.0, 1.0}
+    u = a.values()
+    np.testing.assert_allclose(u, 1.5 * a.views[0] * a.views[1])
+    assert a.max_abs() == pytest.approx(float(np.abs(u).max()))
     g = np.random.default_rng(2).standard_normal((64, 64))
     total, root = a.dot(g)
     assert total == pytest.approx(float((g.ravel() * u).sum())) and root == pytest.approx(float(np.linalg.norm(g.ravel() * u)))
@@ -229,13 +233,23 @@ def test_directions_are_read_only_views_of_one_noise_pool() -> None:
     np.testing.assert_allclose(x.ravel(), 2.0 * u)
     big = rng.unit(DENSE_MAX + 1)  # above DENSE_MAX: a fresh array, and the pool stays bounded
     assert big.flags.writeable and noise.pool.size <= 2 * DENSE_MAX
+    assert np.array_equal(noise.pool, pool)
+    # 600,000 elements: formed in three spans of the reused buffer
+    d = Direction((600, 1000), 0.7, generator([0, 1], Noise(np.random.default_rng(4), 600_000)))
+    v = d.values()
+    h = np.random.default_rng(5).standard_normal((600, 1000))
+    assert d.dot(h)[0] == pytest.approx(float((h.ravel() * v).sum()))
+    y = np.ones((600, 1000))
+    d.add_to(y, -1.0)
+    np.testing.assert_allclose(y.ravel(), 1.0 - v)
+    assert d.max_abs() == pytest.approx(float(np.abs(v).max()))
 
 
 def test_directions_sharing_the_pool_are_uncorrelated() -> None:
-    """Two directions of 40,000 elements from an 80,000-number pool overlap by two thirds on
-    average; with their own block signs, a constant error (the worst case for overlapping views)
-    gives <e, u1> and <e, u2> with no correlation over 300 runs (300 pools). Without the signs
-    the correlation is the overlap, about 0.67."""
+    """Views of 40,000 numbers from an 80,000-number pool overlap by two thirds on average. As
+    products of two views, two directions give a constant error (the worst case for overlapping
+    views) <e, u1> and <e, u2> with no correlation over 300 runs (300 pools); as single views,
+    the correlation is the overlap, about 0.6."""
     import numpy as np
 
     from layercalc.verify.differences import Direction, Noise, generator

@@ -225,7 +225,7 @@ class _Unit(Direction):
         self.size = math.prod(shape)
         self.scale = scale
         self.index = index
-        self.dense = self.signs = self.bits = None
+        self.views = self.bits = None
 
     def add_to(self, arr: Any, c: float) -> None:
         arr.reshape(-1)[self.index] += c * self.scale

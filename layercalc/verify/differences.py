@@ -35,11 +35,11 @@ NOISE_MIN = 1 << 16  # the smallest noise pool drawn
 
 class Noise:
     """Unit-RMS uniform numbers (on ±√3) drawn once for a whole verify run and handed out as
-    read-only views at random offsets: the directions (never written: a direction's scale is kept
-    apart) and the weights (each a scaled copy). A run draws about twice its largest tensor
+    read-only views at random offsets: the directions (each the product of two views) and the
+    weights (each a scaled copy). A run draws about twice its largest tensor
     instead of every direction and weight anew (resnet18: 38 MB once, not about 600 MB). Views
-    may overlap: a direction's own random block signs (see Direction) keep two of them
-    uncorrelated."""
+    may overlap: taking a direction as the product of two of them (see Direction) keeps two
+    directions uncorrelated."""
 
     def __init__(self, rng: Any, expected: int = 0) -> None:
         """A pool for tensors of up to `expected` elements, grown if a larger one asks."""
@@ -89,28 +89,35 @@ def _draws_class() -> type:
     return _DRAWS[0]
 
 
-SIGN_BLOCK = 64  # a pooled direction flips the sign of each run of this many elements at random
+SPAN = 1 << 18  # elements a pooled direction is formed at a time, in one reused buffer (2 MB: in cache)
+_SCRATCH: list[Any] = []
+
+
+def _scratch(n: int) -> Any:
+    """A reused float64 buffer of n <= SPAN elements (verify runs one check at a time)."""
+    if not _SCRATCH:
+        _SCRATCH.append(np.empty(SPAN))
+    return _SCRATCH[0][:n]
 
 
 class Direction:
-    """A random direction for one tensor, times a scale kept apart: a view of the run's noise pool
-    with a random sign on each block of SIGN_BLOCK elements, or, for huge tensors, random signs
-    kept as bits. The block signs are the direction's own, so two directions are uncorrelated
-    whatever the error they are to expose, even where their views of the pool overlap (a constant
-    error e gives <e, u₁> and <e, u₂> of independent signs). Moves and dot products go slice by
-    slice, so a 100-million-element weight costs its bits (12 MB), not another copy of itself."""
+    """A random direction for one tensor, times a scale kept apart: the elementwise product of two
+    views of the run's noise pool at independent offsets, formed a span at a time and never
+    stored, or, for huge tensors, random signs kept as bits. A product of two independent
+    unit-variance uniforms has zero mean and unit variance, and two directions are uncorrelated
+    whatever the error they are to expose, even where their views overlap: a number of the pool
+    meets a different partner in each (a constant error e gives <e, u₁> and <e, u₂> with no
+    correlation; single views would give them the overlap's). A direction costs no memory of its
+    own, and a 100-million-element weight's costs its bits (12 MB)."""
 
     def __init__(self, shape: tuple[int, ...], scale: float, rng: Any) -> None:
         self.size = math.prod(shape)
         self.scale = scale
-        self.dense: Any = None
-        self.signs: Any = None
+        self.views: Any = None
         self.bits: Any = None
         if self.size <= DENSE_MAX:
             # any zero-mean continuous direction exposes a wrong gradient
-            self.dense = unit_uniform(rng, self.size)
-            blocks = -(-self.size // SIGN_BLOCK)
-            self.signs = np.where(rng.random(blocks) < 0.5, -1.0, 1.0)
+            self.views = (unit_uniform(rng, self.size), unit_uniform(rng, self.size))
             return
         # random signs kept as bits: 1 bit an element instead of 64
         self.bits = np.frombuffer(rng.bytes((self.size + 7) // 8), dtype=np.uint8)
@@ -119,59 +126,54 @@ class Direction:
         """Multiply the direction by factor."""
         self.scale *= factor
 
-    def part(self, lo: int, hi: int, c: float = 1.0) -> Any:
-        """c·u[lo:hi] / scale as a new float64 array (lo a multiple of SIGN_BLOCK)."""
-        if self.dense is None:
-            signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
-            signs *= 2.0 * c
-            signs -= c
-            return signs
-        out = np.empty(hi - lo)
-        whole, first = (hi - lo) // SIGN_BLOCK, lo // SIGN_BLOCK
-        np.multiply(self.dense[lo:lo + whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK),
-                    (c * self.signs[first:first + whole])[:, None], out=out[:whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK))
-        if hi - lo > whole * SIGN_BLOCK:  # the last, partial block
-            out[whole * SIGN_BLOCK:] = self.dense[lo + whole * SIGN_BLOCK:hi] * (c * self.signs[first + whole])
-        return out
+    def part(self, lo: int, hi: int, out: Any = None) -> Any:
+        """u[lo:hi] / scale as float64, into out when given (else a new array)."""
+        if self.views is not None:
+            first, second = self.views
+            return np.multiply(first[lo:hi], second[lo:hi], out=out)
+        signs = np.unpackbits(self.bits[lo // 8: (hi + 7) // 8])[: hi - lo].astype(np.float64)
+        signs *= 2.0
+        signs -= 1.0
+        return signs
 
     def values(self) -> Any:
         """u as a new float64 array."""
-        return self.part(0, self.size, self.scale)
+        return self.part(0, self.size) * self.scale
 
     def spans(self) -> Any:
-        return ((lo, min(lo + CHUNK, self.size)) for lo in range(0, self.size, CHUNK))
+        step = SPAN if self.views is not None else CHUNK
+        return ((lo, min(lo + step, self.size)) for lo in range(0, self.size, step))
+
+    def _formed(self, lo: int, hi: int) -> Any:
+        """u[lo:hi] / scale, in the reused buffer for a pooled direction (valid until the next call)."""
+        return self.part(lo, hi, _scratch(hi - lo) if self.views is not None else None)
 
     def add_to(self, arr: Any, c: float) -> None:
         """arr += c·u, in place (arr contiguous, float64)."""
         flat = arr.reshape(-1)
+        c *= self.scale
         for lo, hi in self.spans():
-            flat[lo:hi] += self.part(lo, hi, c * self.scale)
+            part = self._formed(lo, hi)
+            part *= c
+            flat[lo:hi] += part
 
     def dot(self, g: Any) -> tuple[float, float]:
         """(<g, u>, sqrt(Σ (g·u)²)) in float64, whatever g's dtype."""
         flat = g.reshape(-1)
         total = squares = 0.0
         for lo, hi in self.spans():
-            part = flat[lo:hi]
-            part = part if part.dtype == np.float64 else part.astype(np.float64)
-            if self.dense is None:
-                prod = part * self.part(lo, hi)
-                total += float(prod.sum())
-            else:  # the block signs applied to the blocks' sums
-                prod = part * self.dense[lo:hi]
-                whole, first = (hi - lo) // SIGN_BLOCK, lo // SIGN_BLOCK
-                sums = prod[:whole * SIGN_BLOCK].reshape(whole, SIGN_BLOCK).sum(axis=1)
-                total += dot(sums, self.signs[first:first + whole])
-                if hi - lo > whole * SIGN_BLOCK:
-                    total += float(prod[whole * SIGN_BLOCK:].sum()) * self.signs[first + whole]
+            prod = self._formed(lo, hi)
+            prod *= flat[lo:hi]
+            total += float(prod.sum())
             squares += dot(prod, prod)
         return total * self.scale, math.sqrt(squares) * abs(self.scale)
 
     def max_abs(self) -> float:
         """max |u_i|."""
-        if self.dense is not None:
-            return float(np.max(np.abs(self.dense))) * abs(self.scale) if self.size else 0.0
-        return abs(self.scale)
+        if self.views is None:
+            return abs(self.scale)
+        most = max((float(np.max(np.abs(self._formed(lo, hi)))) for lo, hi in self.spans()), default=0.0)
+        return most * abs(self.scale)
 
 
 def dot(a: Any, b: Any) -> float:

@@ -16,8 +16,8 @@ from .differences import DENSE_MAX
 # bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
 # array, its gradient and the float64 twin the numeric side runs on), 2 for the temporaries of a
 # matrix product (vgg16's classifier measured 17.8); a tensor above DENSE_MAX elements adds its
-# direction's bits. The directions of smaller tensors are views of the run's noise pool, which the
-# plan counts once for the whole run (noise_elements). Per activation element: the forward caches
+# direction's bits; a smaller tensor's direction is formed from the run's noise pool as it is used
+# (the plan counts the pool once for the whole run: noise_elements). Per activation element: the forward caches
 # (about three arrays of the output's size: input, output, one intermediate), upstream and input
 # gradients
 BYTES_PER_PARAM = 18
@@ -37,21 +37,25 @@ def work_elements(entry: Entry) -> int:
     return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
 
 
-def largest_tensor(entry: Entry) -> int:
-    """Elements of the subtree's largest parameter, input or output tensor."""
-    sizes = [numel(entry.input_shape), numel(entry.output_shape)]
+def largest_tensors(entry: Entry) -> tuple[int, int]:
+    """Elements of the subtree's largest parameter tensor and of its largest input or output."""
+    params = 0
     if not entry.children and entry.layer is not None:
-        sizes += map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values())
-    sizes += (largest_tensor(run.entry) for seq in entry.runs() for run in seq)
-    return max(sizes)
+        params = max(map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values()), default=0)
+    activations = max(numel(entry.input_shape), numel(entry.output_shape))
+    for kid in (run.entry for seq in entry.runs() for run in seq):
+        p, a = largest_tensors(kid)
+        params, activations = max(params, p), max(activations, a)
+    return params, activations
 
 
 def noise_elements(network: Entry) -> int:
     """Elements of the noise pool a run over this network holds: twice its largest tensor (a
     batch-1 activation counted twice over, for the batch-2 copies), at most twice DENSE_MAX."""
-    batch1 = bool(network.input_shape) and network.input_shape[0] == 1
-    params_and_activations = largest_tensor(network) * (2 if batch1 else 1)
-    return 2 * min(DENSE_MAX, params_and_activations)
+    params, activations = largest_tensors(network)
+    if network.input_shape and network.input_shape[0] == 1:
+        activations *= 2
+    return 2 * min(DENSE_MAX, max(params, activations))
 
 
 def activation_memory(entry: Entry) -> int:
