@@ -32,20 +32,23 @@ def test_every_layer_of_a_batch_1_config_is_checked_at_batch_2() -> None:
 
 
 def _measured_peak(text: str, path: str) -> tuple[int, int]:
-    """(estimated bytes, measured peak bytes of NumPy arrays) of one layer's own check."""
+    """(estimated bytes, measured peak bytes of NumPy arrays) of one layer's own check, run as
+    verify runs it: its directions and weights made from a noise pool (in the estimate too)."""
     import tracemalloc
 
     import numpy as np
 
     from layercalc.verify.checks import check_instance
+    from layercalc.verify.differences import DENSE_MAX, Noise, generator
     from layercalc.verify.execution import build
-    from layercalc.verify.memory import check_memory
+    from layercalc.verify.memory import BYTES_PER_NOISE, check_memory, largest_tensors
 
     report = analyse(text)
     entry = next(e for e, p, _, _ in places(report.entries, "") if p == path)
+    pooled = min(DENSE_MAX, max(largest_tensors(entry)))  # as a run whose largest tensor is this check's
     tracemalloc.start()
     try:
-        rng = np.random.default_rng(0)
+        rng = generator([0, 0], Noise(np.random.default_rng(1), pooled))
         inst = build(entry, path, entry.name, rng)
         tracemalloc.reset_peak()
         rows = check_instance(inst, Options(), rng)
@@ -53,7 +56,7 @@ def _measured_peak(text: str, path: str) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     assert all(r.passed for r in rows)
-    return check_memory(entry), peak
+    return check_memory(entry) + BYTES_PER_NOISE * 2 * pooled, peak
 
 
 def test_memory_estimate_counts_a_recurrent_layers_gate_caches() -> None:
@@ -70,6 +73,16 @@ def test_memory_estimate_counts_attention_score_matrices() -> None:
     text = "input: [256, 64]\nlayers:\n  - attention: {num_heads: 8}\n"
     estimate, peak = _measured_peak(text, "attention1")
     assert peak > 2 * 8 * 256 * 256 * 8
+    assert peak <= estimate <= 3 * peak, (estimate, peak)
+
+
+def test_memory_estimate_counts_a_tied_weight_its_check_holds() -> None:
+    """A head tied to the embedding adds no parameter to the count, but its check holds the
+    8,000 x 64 weight, its gradient and the matrix product's temporaries like any other."""
+    text = ("input: [16]\nlayers:\n  - embedding: {num_embeddings: 8000, embedding_dim: 64}\n    name: wte\n"
+            "  - linear: {out_features: 8000, bias: false, tied_to: wte}\n    name: head\n")
+    estimate, peak = _measured_peak(text, "head")
+    assert peak > 2 * 8000 * 64 * 8  # the weight and its gradient are really there
     assert peak <= estimate <= 3 * peak, (estimate, peak)
 
 

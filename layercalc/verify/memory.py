@@ -64,10 +64,20 @@ def activation_memory(entry: Entry) -> int:
     return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
 
 
+def held_params(entry: Entry) -> int:
+    """Parameters a check of this entry holds as arrays: tied ones too (a check gives a tied
+    weight its own array; the count of parameters has it once, at its owner)."""
+    if not entry.children:
+        if entry.layer is None:
+            return 0
+        return sum(map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values()))
+    return sum(run.times * held_params(run.entry) for seq in entry.runs() for run in seq)
+
+
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
     """Bytes one check of this entry (a layer, a block or the network) holds at its peak, estimated:
     its parameters, its activations and its layers' own intermediates (the run's noise pool apart)."""
-    return int(entry.params * BYTES_PER_PARAM + activation_memory(entry) * batch_scale)
+    return int(held_params(entry) * BYTES_PER_PARAM + activation_memory(entry) * batch_scale)
 
 
 def largest_leaf_activations(entry: Entry) -> int:
