@@ -162,3 +162,13 @@ def test_a_reduced_check_still_catches_a_wrong_gradient(cli, write) -> None:
     bad = cli("verify", config, "--max-memory", "140M", "--impl", str(IMPLS / "wrong_sign.py"), "-f", "tsv")
     assert bad.status == 1
     assert any(r["path"] == "fc1" and r["check"] == "dL/dx (reduced)" and r["passed"] == "False" for r in rows(bad.out))
+
+
+def test_a_budget_below_the_noise_pool_says_to_raise_it(cli) -> None:
+    """At 32x32, resnet18's every check fits 10 MB, but the noise its directions are made from
+    (twice its 2.4-million-element layer4 weights) does not: a smaller input would not help, and
+    the one line says to raise the budget, by how much."""
+    run = cli("verify", str(ROOT / "configs" / "resnet18.yaml"), "--input", "3x32x32", "--max-memory", "10M")
+    assert run.status == 2 and run.out == "" and len(run.err.splitlines()) == 1
+    assert "of it the noise its random directions are made from" in run.err
+    assert "raise it with --max-memory (at least " in run.err and "--input" not in run.err

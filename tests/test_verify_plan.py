@@ -39,7 +39,7 @@ def _measured_peak(text: str, path: str) -> tuple[int, int]:
     import numpy as np
 
     from layercalc.verify.checks import check_instance
-    from layercalc.verify.differences import DENSE_MAX, Noise, generator
+    from layercalc.verify.differences import DENSE_MAX, SPAN, Noise, generator
     from layercalc.verify.execution import build
     from layercalc.verify.memory import BYTES_PER_NOISE, check_memory, largest_tensors
 
@@ -56,7 +56,7 @@ def _measured_peak(text: str, path: str) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     assert all(r.passed for r in rows)
-    return check_memory(entry) + BYTES_PER_NOISE * 2 * pooled, peak
+    return check_memory(entry) + BYTES_PER_NOISE * (2 * pooled + min(SPAN, pooled)), peak
 
 
 def test_memory_estimate_counts_a_recurrent_layers_gate_caches() -> None:
@@ -245,7 +245,7 @@ def test_the_noise_pool_is_drawn_once_and_counted_in_the_plan(text: str, monkeyp
     """The pool every direction and weight is a view of is drawn at its final size before the
     first check (it never grows mid-run), and the plan leaves room for it beside every check."""
     from layercalc.verify import differences, verify
-    from layercalc.verify.memory import BYTES_PER_NOISE, noise_elements
+    from layercalc.verify.memory import noise_bytes, noise_elements
     from layercalc.verify.planning import network_entry
 
     made: list = []
@@ -260,7 +260,27 @@ def test_the_noise_pool_is_drawn_once_and_counted_in_the_plan(text: str, monkeyp
     assert verify(report, Options()).passed
     (noise, size), = made
     assert noise.pool.size == size == noise_elements(network_entry(report))
-    budget = BYTES_PER_NOISE * size + 1_000_000  # 1 MB beside the pool: the larger checks are cut to fit
+    pool = noise_bytes(network_entry(report))  # the pool and the buffer directions are formed in
+    budget = pool + 1_000_000  # 1 MB beside them: the larger checks are cut to fit
     tasks, _ = plan_tasks(report, Options(max_memory=budget))
     assert any(t.reduced for t in tasks)
-    assert all(t.need + BYTES_PER_NOISE * size <= budget for t in tasks)
+    assert all(t.need + pool <= budget for t in tasks)
+
+
+def test_a_copy_halved_to_one_says_so() -> None:
+    """A 4,096 -> 2 linear over a 465 KB budget (197 KB of it the noise pool and its buffer) runs as a copy with
+    one output, and its note says so (an argument of 1 is still a change)."""
+    text = "input: [4096]\nlayers:\n  - linear: {out_features: 2}\n    name: fc\n"
+    tasks, _ = plan_tasks(analyse(text), Options(max_memory=465_000, batch2=False))
+    fc = next(t for t in tasks if t.path == "fc")
+    assert fc.reduced.startswith("checked as a smaller copy, out_features 1 (of 2): "), fc.reduced
+
+
+def test_a_tied_head_too_large_runs_as_a_smaller_copy() -> None:
+    """gpt2's head adds no parameter (tied to wte) but its check holds the 50,257 x 768 weight:
+    under a 500 MB budget it runs as a copy with fewer outputs, not skipped."""
+    report = analyse(ROOT / "configs" / "gpt2.yaml")
+    tasks, skipped = plan_tasks(report, Options(max_memory=500_000_000))
+    head = next(t for t in tasks if t.path == "lm_head" and not t.batch2)
+    assert head.reduced.startswith("checked as a smaller copy, out_features ") and "(of 50257)" in head.reduced
+    assert "lm_head" not in {s.path for s in skipped}

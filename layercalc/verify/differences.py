@@ -23,7 +23,7 @@ from ..layers.base import fresh_uniform, unit_uniform
 from ..lazy import np
 
 CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
-DENSE_MAX = 1 << 22  # directions up to this size are kept as float64 (uniform); larger ones as random-sign bits
+DENSE_MAX = 1 << 22  # directions up to this size are made from the noise pool; larger ones are random-sign bits
 SAVE_MAX = 1 << 16  # tensors up to this size are saved and restored exactly after a move; larger ones are
 # moved back (to within an ulp or two: a change of 1e-16 relative, far below any tolerance), which
 # spares a copy of every large weight at each quotient
@@ -42,11 +42,19 @@ class Noise:
     directions uncorrelated."""
 
     def __init__(self, rng: Any, expected: int = 0) -> None:
-        """A pool for tensors of up to `expected` elements, grown if a larger one asks."""
+        """A pool for tensors of up to `expected` elements (verify sizes it for the whole run; a
+        larger request, from a caller that did not, grows it)."""
         self.rng = rng
         self.pool: Any = np.empty(0)
+        self.scratch: Any = None
         if expected:
             self.take(min(expected, DENSE_MAX), rng)
+
+    def buffer(self, n: int) -> Any:
+        """The run's reused float64 buffer, at least min(n, SPAN) elements, where directions are formed."""
+        if self.scratch is None or self.scratch.size < min(n, SPAN):
+            self.scratch = np.empty(min(max(n, self.pool.size // 2), SPAN))
+        return self.scratch
 
     def take(self, n: int, rng: Any) -> Any:
         """n numbers (a view: never write to it), at an offset drawn from the caller's rng; above
@@ -90,16 +98,6 @@ def _draws_class() -> type:
 
 
 SPAN = 1 << 18  # elements a pooled direction is formed at a time, in one reused buffer (2 MB: in cache)
-_SCRATCH: list[Any] = []
-
-
-def _scratch(n: int) -> Any:
-    """A reused float64 buffer of n <= SPAN elements (verify runs one check at a time)."""
-    if not _SCRATCH:
-        _SCRATCH.append(np.empty(SPAN))
-    return _SCRATCH[0][:n]
-
-
 class Direction:
     """A random direction for one tensor, times a scale kept apart: the elementwise product of two
     views of the run's noise pool at independent offsets, formed a span at a time and never
@@ -118,6 +116,10 @@ class Direction:
         if self.size <= DENSE_MAX:
             # any zero-mean continuous direction exposes a wrong gradient
             self.views = (unit_uniform(rng, self.size), unit_uniform(rng, self.size))
+            # formed in the run's buffer: one run's checks go one at a time (another run, in another
+            # thread, has its own); without a run's noise, a buffer of its own
+            noise = getattr(rng, "noise", None)
+            self.buffer = noise.buffer(self.size) if noise is not None else np.empty(min(self.size, SPAN))
             return
         # random signs kept as bits: 1 bit an element instead of 64
         self.bits = np.frombuffer(rng.bytes((self.size + 7) // 8), dtype=np.uint8)
@@ -146,7 +148,7 @@ class Direction:
 
     def _formed(self, lo: int, hi: int) -> Any:
         """u[lo:hi] / scale, in the reused buffer for a pooled direction (valid until the next call)."""
-        return self.part(lo, hi, _scratch(hi - lo) if self.views is not None else None)
+        return self.part(lo, hi, self.buffer[:hi - lo] if self.views is not None else None)
 
     def add_to(self, arr: Any, c: float) -> None:
         """arr += c·u, in place (arr contiguous, float64)."""

@@ -11,7 +11,7 @@ import os
 
 from ..analysis import Entry
 from ..layers import numel
-from .differences import DENSE_MAX
+from .differences import DENSE_MAX, SPAN
 
 # bytes per parameter held at a check's peak: the float64 array and its gradient (float32 runs: the
 # array, its gradient and the float64 twin the numeric side runs on), 2 for the temporaries of a
@@ -56,6 +56,13 @@ def noise_elements(network: Entry) -> int:
     if network.input_shape and network.input_shape[0] == 1:
         activations *= 2
     return 2 * min(DENSE_MAX, max(params, activations))
+
+
+def noise_bytes(network: Entry) -> int:
+    """Bytes a run over this network holds for its noise: the pool, and the buffer where
+    directions are formed (a span of SPAN elements at most)."""
+    n = noise_elements(network)
+    return BYTES_PER_NOISE * (n + min(SPAN, n // 2))
 
 
 def activation_memory(entry: Entry) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from ..analysis import Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
-from .memory import BYTES_PER_NOISE, budget, check_memory, largest_leaf_activations, mb, noise_elements
+from .memory import budget, check_memory, largest_leaf_activations, mb, noise_bytes
 from .reduce import shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
@@ -216,7 +216,7 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     and those skipped, with why."""
     whole = network_entry(report)
     total = budget(opts.max_memory)
-    pool = BYTES_PER_NOISE * noise_elements(whole)  # held through the whole run: every check fits beside it
+    pool = noise_bytes(whole)  # held through the whole run: every check fits beside it
     limit = total - pool
     memo: dict[int, Any] = {}
     seen: dict[Any, Task] = {}
@@ -304,6 +304,12 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     if network is not None:
         tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
     if not tasks and smallest is not None:
+        if smallest <= total:  # the smallest check fits alone: the pool (sized by the largest weight) is what does not
+            raise MemoryBudgetError(
+                f"verify would need about {mb(smallest + pool)}, {mb(pool)} of it the noise its random directions "
+                f"are made from (twice the network's largest tensor), but the budget is {mb(total)}; "
+                f"raise it with --max-memory (at least {mb(smallest + pool)})"
+            )
         raise MemoryBudgetError(
             f"verify would need about {mb(smallest + pool)} but the budget is {mb(total)}; "
             "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "

@@ -26,6 +26,7 @@ from ..analysis import Entry, Flow, analyse_node
 from ..errors import ConfigError
 from ..layers import numel
 from ..layers.base import Layer, Node
+from .memory import held_params
 
 Fits = Callable[[Entry], bool]
 
@@ -125,7 +126,7 @@ def _changes(before: Layer, after: Layer, name: str, leaf: bool) -> list[str]:
     leaf's own copy without the 'in')."""
     changed: dict[tuple[str, int, int], list[str]] = {}
     for (old, leaf_name), (new, _) in zip(_leaves(before, name), _leaves(after, name)):
-        now = _int_args(new)
+        now = new.arguments()  # every value, 1 included (halved to 1, an argument leaves _int_args)
         for a, v in _int_args(old).items():
             if now.get(a, v) != v:
                 changed.setdefault((a, now[a], v), []).append(leaf_name)
@@ -179,7 +180,8 @@ def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
                 except ConfigError:
                     continue
                 trial = analysed(trial_layer)
-                if trial is not None and trial.params < current.params:
+                # fewer arrays held (a tied head's weight counts here, not in its params)
+                if trial is not None and held_params(trial) < held_params(current):
                     layer, current = trial_layer, trial
                     break
             else:
