@@ -92,6 +92,10 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
+    # the layers of a pass over the network or a block whose batch-2 copy follows: their parameter
+    # arrays are lent to it instead of drawn again (held no longer than that copy's check)
+    wanted = {t.path for t in tasks if t.batch2 and not t.reduced}
+    lent: dict[str, Instance] = {}
     # every check's directions and weights are views of it, drawn at once for the network's largest tensor
     noise = Noise(np.random.default_rng([opts.seed, NOISE_STREAM]), noise_elements(network_entry(report)) // 2)
     i = 0
@@ -103,6 +107,8 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 rng = generator([opts.seed, i], noise)
                 if task.batch2 and kept is not None and kept.path == task.path:
                     inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
+                elif task.batch2 and task.path in lent:
+                    inst = _twin(lent.pop(task.path), task)
                 else:
                     inst = _instance(task, report, opts, rng)
                 kept = None
@@ -131,6 +137,8 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                                 _raised(result, sub, inner, raised, by_path[path])
                 if not task.is_network and not task.batch2 and inst.is_leaf:
                     kept = inst
+                elif task.is_network or task.inner:
+                    lent.update((leaf.path, leaf) for leaf in inst.leaves() if leaf.path in wanted)
                 del inst
                 if task.need >= TRIM_MIN:
                     release_memory()  # freed arrays back to the system: a check's peak is its own
