@@ -92,8 +92,9 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     result = Result(report.network.name, skipped=list(skipped))
     raised: set[str] = set()
     kept: Instance | None = None  # the last layer checked on its own, whose batch-2 copy may follow
-    # the layers of a pass over the network or a block whose batch-2 copy follows: their parameter
-    # arrays are lent to it instead of drawn again (held no longer than that copy's check)
+    # the layers of the pass over the network whose batch-2 copy follows: their parameter arrays
+    # are lent to it instead of drawn again. Only the network's: every check after it is a small
+    # batch-2 copy, so what is lent adds to no large check's peak
     wanted = {t.path for t in tasks if t.batch2 and not t.reduced}
     lent: dict[str, Instance] = {}
     # every check's directions and weights are views of it, drawn at once for the network's largest tensor
@@ -137,7 +138,7 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                                 _raised(result, sub, inner, raised, by_path[path])
                 if not task.is_network and not task.batch2 and inst.is_leaf:
                     kept = inst
-                elif task.is_network or task.inner:
+                elif task.is_network:
                     lent.update((leaf.path, leaf) for leaf in inst.leaves() if leaf.path in wanted)
                 del inst
                 if task.need >= TRIM_MIN:
