@@ -287,6 +287,12 @@ def _show(data: Any, fmt: Format | None, view: str) -> None:
     (render.formats.VIEW_text); the renderers are imported only when used."""
     chosen = _format(fmt)
     if chosen == "json":
+        from .render import formats
+
+        shaped = getattr(formats, f"{view}_json", None)  # a view with many rows writes one a line
+        if shaped is not None:
+            sys.stdout.write(shaped(data))
+            return
         import json
 
         print(json.dumps(data, indent=2))

@@ -122,6 +122,23 @@ def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:
     return table_text(fmt, ("type", "arguments", "summary"), ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows))
 
 
+def json_rows(data: dict[str, Any], key: str) -> str:
+    """The JSON document indented, except each item of data[key] on one line of its own: a
+    million matrix entries or verify's thousands of checks stay as many lines, and the
+    standard library's C encoder writes them (its indenting encoder is pure Python)."""
+    if key not in data:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    marker = f"@@{key}@@"
+    text = json.dumps({**data, key: marker}, indent=2, ensure_ascii=False)
+    rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in data[key])
+    return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]" if rows else "[]", 1) + "\n"
+
+
+def checks_json(result: dict[str, Any]) -> str:
+    """verify's result as JSON, one check a line."""
+    return json_rows(result, "results")
+
+
 def checks_text(fmt: str, result: dict[str, Any]) -> str:
     """verify's checks as csv/tsv/markdown, one row each."""
     return table_text(fmt, CHECK_COLUMNS, ([str(c[k]) for k in CHECK_COLUMNS] for c in result["results"]))

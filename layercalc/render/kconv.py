@@ -12,7 +12,7 @@ import re
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from .formats import table_text
+from .formats import json_rows, table_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -221,12 +221,7 @@ def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None)
 
 def kconv_json(data: dict[str, Any]) -> str:
     """The JSON document, each matrix row on one line (indented, a million entries would be a million lines)."""
-    if "rows" not in data:
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    marker = "@@rows@@"
-    text = json.dumps({**data, "rows": marker}, indent=2, ensure_ascii=False)
-    rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in data["rows"])
-    return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]", 1) + "\n"
+    return json_rows(data, "rows")
 
 
 def kconv_text(fmt: str, data: dict[str, Any]) -> str:
