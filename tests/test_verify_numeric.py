@@ -260,3 +260,23 @@ def test_directions_sharing_the_pool_are_uncorrelated() -> None:
         rng = generator([seed, 1], Noise(np.random.default_rng([seed, 2]), 40_000))
         pairs.append([Direction((40_000,), 1.0, rng).dot(e)[0] for _ in range(2)])
     assert abs(np.corrcoef(np.array(pairs).T)[0, 1]) < 0.2
+
+
+@pytest.mark.parametrize("size", [1_000, 100_000])  # kept as a copy, and too large to keep one (SAVE_MAX)
+def test_a_quotient_leaves_its_arrays_where_they_were(size: int) -> None:
+    """Moves are undone after each quotient: from a saved copy exactly, else by moving back (to
+    within an ulp); a quotient that left a weight moved would shift every later check."""
+    import numpy as np
+
+    from layercalc.verify.differences import SAVE_MAX, Direction, KinkSides, central, forward_difference
+
+    rng = np.random.default_rng(0)
+    arr = rng.standard_normal(size)
+    before = arr.copy()
+    u = Direction((size,), 1.0, rng)
+    g = rng.standard_normal(size)
+    quotient, _ = central(lambda watch: np.sin(arr), g, [(arr, u)], 1e-3)
+    np.testing.assert_allclose(arr, before, rtol=0, atol=1e-15 if size <= SAVE_MAX else 1e-12)
+    assert quotient == pytest.approx(float((g * np.cos(before) * u.values()).sum()), rel=1e-5)
+    forward_difference(lambda watch: np.sin(arr), g, [(arr, u)], 1e-3, (np.sin(before), KinkSides()))
+    np.testing.assert_allclose(arr, before, rtol=0, atol=1e-15 if size <= SAVE_MAX else 1e-12)

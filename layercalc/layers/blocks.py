@@ -14,8 +14,15 @@ from .peers import ADD, CONCAT, PRODUCT, row, rules
 from .base import Arg, Layer, LayerList, Node, Shape, fmt_shape, register
 
 
+class _Block(Layer):
+    """A layer made of child layers: its parameters and buffers are theirs."""
+
+    params_rule = "the sum of its children's"
+    buffers_rule = "the sum of its children's"
+
+
 @register
-class Residual(Layer):
+class Residual(_Block):
     type_name = "residual"
     summary = "out = body(x) + shortcut(x); shapes must match exactly"
     args = (
@@ -23,8 +30,6 @@ class Residual(Layer):
         Arg("shortcut", LayerList(min_len=0), [], "[] = identity"),
     )
     shape_rule = "body(x) and shortcut(x) (shortcut [] = x) must have equal shapes: that shape"
-    params_rule = "the sum of its children's"
-    buffers_rule = "the sum of its children's"
     macs_rule = "the sum of body's and shortcut's (the add itself: 0)"
     peer_rules = rules("the sum of body's and shortcut's counts; the add itself not counted")
     example = ([4], {"body": [{"linear": {"out_features": 4}}, "relu"]})
@@ -55,13 +60,11 @@ class Residual(Layer):
 
 
 @register
-class Concat(Layer):
+class Concat(_Block):
     type_name = "concat"
     summary = "branch outputs joined on the channel dim (dim 1); [] is an identity branch"
     args = (Arg("branches", LayerList(depth=2)),)
     shape_rule = "every branch's output (a branch [] = x), equal but for dim 1, joined on dim 1: the sizes add"
-    params_rule = "the sum of its children's"
-    buffers_rule = "the sum of its children's"
     macs_rule = "the sum of the branches' (the copy itself: 0)"
     peer_rules = rules("the sum of the branches' counts; the concatenation not counted")
     example = ([2, 4, 4], {"branches": [[{"conv2d": {"out_channels": 2, "kernel_size": 1}}], []]})
@@ -94,13 +97,11 @@ class Concat(Layer):
 
 
 @register
-class Multiply(Layer):
+class Multiply(_Block):
     type_name = "multiply"
     summary = "elementwise product of the branch outputs (gated MLPs: SwiGLU, GLU); shapes must match"
     args = (Arg("branches", LayerList(depth=2)),)
     shape_rule = "every branch's output, all of one shape: that shape"
-    params_rule = "the sum of its children's"
-    buffers_rule = "the sum of its children's"
     macs_rule = "the sum of the branches' (the elementwise product itself: 0)"
     peer_rules = rules("the sum of the branches' counts; the product not counted")
     example = ([4], {"branches": [[{"linear": {"out_features": 6}}, "silu"], [{"linear": {"out_features": 6}}]]})
@@ -144,13 +145,11 @@ class Multiply(Layer):
 
 
 @register
-class Sequential(Layer):
+class Sequential(_Block):
     type_name = "sequential"
     summary = "a named group of layers, shown as a level of hierarchy"
     args = (Arg("layers", LayerList()),)
     shape_rule = "its layers applied in order: the last one's output"
-    params_rule = "the sum of its children's"
-    buffers_rule = "the sum of its children's"
     macs_rule = "the sum of its layers'"
     peer_rules = rules("the sum of its layers' counts")
     example = ([4], {"layers": [{"linear": {"out_features": 3}}, "relu"]})

@@ -268,22 +268,38 @@ Start = tuple[Any, KinkSides]  # the float64 output at the unmoved arrays, and i
 Move = tuple[Any, Direction]  # (float64 array moved in place, its direction)
 
 
-def forward_difference(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: float, start: Start) -> tuple[float, bool]:
-    """((L(t + h·u) - L(t)) / h for the moves together, whether any kinked input crossed a kink):
-    one forward, the unmoved output being known already."""
-    y0, base = start
-    saved = [arr.copy() if arr.size <= SAVE_MAX else None for arr, _ in moves]
-    for arr, u in moves:
-        u.add_to(arr, h)
-    base.recording, base.crossed = False, False
-    y = evaluate(base)
-    if any(np.may_share_memory(y, arr) for arr, _ in moves):
-        y = y.copy()
+def _saved(moves: list[Move]) -> list[Any]:
+    """A copy of each array small enough to keep (SAVE_MAX), to restore it exactly after its moves."""
+    return [arr.copy() if arr.size <= SAVE_MAX else None for arr, _ in moves]
+
+
+def _restore(moves: list[Move], saved: list[Any], at: float) -> None:
+    """Each moved array back where it was: its copy, or (too large to keep one) moved back from
+    `at`·u, to within an ulp."""
     for (arr, u), copy in zip(moves, saved):
         if copy is not None:
             arr[...] = copy
         else:
-            u.add_to(arr, -h)
+            u.add_to(arr, -at)
+
+
+def _output(evaluate: Callable[[Any], Any], watch: Any, moves: list[Move]) -> Any:
+    """f at the arrays as they stand, copied when it is a view of a moved array (a reshape), so
+    that the next move does not change it."""
+    y = evaluate(watch)
+    return y.copy() if any(np.may_share_memory(y, arr) for arr, _ in moves) else y
+
+
+def forward_difference(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: float, start: Start) -> tuple[float, bool]:
+    """((L(t + h·u) - L(t)) / h for the moves together, whether any kinked input crossed a kink):
+    one forward, the unmoved output being known already."""
+    y0, base = start
+    saved = _saved(moves)
+    for arr, u in moves:
+        u.add_to(arr, h)
+    base.recording, base.crossed = False, False
+    y = _output(evaluate, base, moves)
+    _restore(moves, saved, h)
     diff = y - y0
     del y
     return dot(g.reshape(-1), diff.reshape(-1)) / h, base.crossed
@@ -295,24 +311,16 @@ def central(evaluate: Callable[[Callable[[Any, Any], None] | None], Any], g: Any
     evaluate(watch) runs the forward at the current arrays. The difference of the two outputs is
     taken before summing against g, so the large common part of the two losses cancels exactly.
     """
-    saved = [arr.copy() if arr.size <= SAVE_MAX else None for arr, _ in moves]
+    saved = _saved(moves)
     watch = KinkWatch()
     for arr, u in moves:
         u.add_to(arr, h)
-    y_plus = evaluate(watch)
-    if any(np.may_share_memory(y_plus, arr) for arr, _ in moves):
-        y_plus = y_plus.copy()  # a view of a moved array (a reshape): keep its values before the next move
+    y_plus = _output(evaluate, watch, moves)
     watch.recording = False
     for arr, u in moves:
         u.add_to(arr, -2 * h)
-    y_minus = evaluate(watch)
-    if any(np.may_share_memory(y_minus, arr) for arr, _ in moves):
-        y_minus = y_minus.copy()
-    for (arr, u), copy in zip(moves, saved):
-        if copy is not None:
-            arr[...] = copy
-        else:
-            u.add_to(arr, h)  # restored to within an ulp: the array is too large to keep a copy
+    y_minus = _output(evaluate, watch, moves)
+    _restore(moves, saved, -h)
     diff = y_plus - y_minus
     del y_plus, y_minus
     return dot(g.reshape(-1), diff.reshape(-1)) / (2 * h), watch

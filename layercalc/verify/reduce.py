@@ -168,27 +168,31 @@ def smaller_copy(entry: Entry, fits: Fits) -> tuple[Entry, str] | None:
             smaller = shorter_input(current, fits)
             if smaller is not None:
                 return smaller, "; ".join(copies + _changes(original, layer, name, not entry.children))
-        values: dict[int, set[str]] = {}
-        for leaf, _ in _leaves(layer, name):
-            for a, v in _int_args(leaf).items():
-                values.setdefault(v, set()).add(a)
-        for v in sorted(values, reverse=True):
-            names = sorted(values[v])
-            for group in [None, *(frozenset([n]) for n in names)] if len(names) > 1 else [None]:
-                try:
-                    trial_layer = _halved(layer, v, group)
-                except ConfigError:
-                    continue
-                trial = analysed(trial_layer)
-                # fewer arrays held (a tied head's weight counts here, not in its params)
-                if trial is not None and held_params(trial) < held_params(current):
-                    layer, current = trial_layer, trial
-                    break
-            else:
-                continue
-            break
+        for trial_layer in _halvings(layer, name):
+            trial = analysed(trial_layer)
+            # fewer arrays held (a tied head's weight counts here, not in its params)
+            if trial is not None and held_params(trial) < held_params(current):
+                layer, current = trial_layer, trial
+                break
         else:
             return None
+
+
+def _halvings(layer: Layer, name: str) -> Iterator[Layer]:
+    """The layer's tree with one integer value halved, largest value first: in every argument
+    with that value, then (when several names have it) in each name alone; a halving the layer
+    refuses is left out."""
+    values: dict[int, set[str]] = {}
+    for leaf, _ in _leaves(layer, name):
+        for a, v in _int_args(leaf).items():
+            values.setdefault(v, set()).add(a)
+    for v in sorted(values, reverse=True):
+        names = sorted(values[v])
+        for group in [None, *(frozenset([n]) for n in names)] if len(names) > 1 else [None]:
+            try:
+                yield _halved(layer, v, group)
+            except ConfigError:
+                continue
 
 
 def shape_text(entry: Entry) -> str:
