@@ -9,6 +9,8 @@ verdict does not come from verify's own output.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ from layercalc.layers import REGISTRY
 from layercalc.verify import Options, verify
 
 NUMERIC = ("direction", "elementwise")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def numeric_failures(result, path: str) -> list:
@@ -280,3 +283,22 @@ def test_a_quotient_leaves_its_arrays_where_they_were(size: int) -> None:
     assert quotient == pytest.approx(float((g * np.cos(before) * u.values()).sum()), rel=1e-5)
     forward_difference(lambda watch: np.sin(arr), g, [(arr, u)], 1e-3, (np.sin(before), KinkSides()))
     np.testing.assert_allclose(arr, before, rtol=0, atol=1e-15 if size <= SAVE_MAX else 1e-12)
+
+
+def test_a_float32_block_is_judged_in_float64_and_a_wrong_one_still_fails(monkeypatch) -> None:
+    """densenet121's first dense block (6 layers of batchnorm, ReLU and conv, concatenated) checked
+    whole in float32: some ReLU input within float32 rounding of its kink falls on the other side
+    of it than in the float64 numbers, and the directional check fails by a whole term. The block
+    is judged again in float64, where it passes (its layers keep their float32 checks); a concat
+    that drops a branch's gradient fails there too."""
+    from layercalc.layers.blocks import Concat
+
+    report = analyse(ROOT / "configs" / "densenet121.yaml")
+    options = Options(dtype="float32", only=("denseblock1",))
+    result = verify(report, options)
+    assert result.passed
+    block = [c for c in result.checks if c.path == "denseblock1" and c.method.startswith("direction")]
+    assert block and all("in float64 (the float32 check failed" in c.note for c in block)
+    monkeypatch.setattr(Concat, "split", lambda self, dy, outs: [dy[:, :o.shape[1]] * 0 for o in outs])
+    broken = verify(analyse(ROOT / "configs" / "densenet121.yaml"), options)
+    assert any(not c.passed and c.path == "denseblock1" and c.method.startswith("direction") for c in broken.checks)

@@ -124,7 +124,13 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                             _report(result, task.inner.get(block.path, task), checks)
                             done.add(block.path)
                     else:
-                        _report(result, task, check_instance(inst, opts, rng, " @ batch 2" if task.batch2 else ""))
+                        suffix = " @ batch 2" if task.batch2 else ""
+                        rows = check_instance(inst, opts, rng, suffix)
+                        if opts.dtype != "float64" and not inst.is_leaf and any(_numeric_failure(c) for c in rows):
+                            rows = check_instance(_in_float64(inst), replace(opts, dtype="float64"), rng, suffix)
+                            for c in rows:
+                                c.note += IN_FLOAT64
+                        _report(result, task, rows)
                 except UserCodeError as exc:
                     _raised(result, task, exc, raised, inst)
                     if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
@@ -152,24 +158,34 @@ def _numeric_failure(c: Check) -> bool:
     return not c.passed and c.method.startswith(("direction", "elementwise"))
 
 
+IN_FLOAT64 = "; in float64 (the float32 check failed: a ReLU input within rounding of its kink?)"
+
+
+def _in_float64(inst: Instance) -> Instance:
+    """The instance with every layer's parameters as float64 (the same values), for a composition
+    judged in float64."""
+    for leaf in inst.leaves():
+        leaf.params = {pname: arr.astype(np.float64) for pname, arr in leaf.params.items()}
+    return inst
+
+
 def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any, rows: list[Any]) -> list[Any]:
-    """A block or network check that failed in float32, measured again in float64.
+    """A pass over a network or block whose blocks failed in float32, measured again in float64
+    (a block checked on its own is, likewise, by the verify loop).
 
     In float32, an input of a ReLU within rounding of its kink can fall on the other side than in
     the float64 function the numbers come from, and the two gradients then differ by a whole term:
     in a deep network some always do. The layers keep their float32 checks (a failure there is
     checked again on a fresh input away from their kinks); the composition, which has no float32
     of its own, is judged in float64 on the same parameters."""
-    for leaf in root.leaves():
-        leaf.params = {pname: arr.astype(np.float64) for pname, arr in leaf.params.items()}
-    again = dict((b.path, cs) for b, cs in check_network(root, replace(opts, dtype="float64"), rng,
+    again = dict((b.path, cs) for b, cs in check_network(_in_float64(root), replace(opts, dtype="float64"), rng,
                                                           lambda b: b.path in task.inner and not b.is_leaf))
     out = []
     for block, checks in rows:
         if not block.is_leaf and any(_numeric_failure(c) for c in checks) and block.path in again:
             checks = again[block.path]
             for c in checks:
-                c.note += "; in float64 (the float32 pass failed: a ReLU input within rounding of its kink?)"
+                c.note += IN_FLOAT64
         out.append((block, checks))
     return out
 
