@@ -138,7 +138,10 @@ def _interrupt(args: list[str], after: bytes) -> tuple[int, str, bytes]:
     import time
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=subprocess.PIPE, stderr=slave, text=True)
+    # a shell's background job starts with SIGINT ignored, and a child inherits that: restore the
+    # default so Python installs its own handler, as it does for a user's terminal
+    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=subprocess.PIPE, stderr=slave, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     seen, deadline = b"", time.monotonic() + 120
     while after not in seen and time.monotonic() < deadline:
