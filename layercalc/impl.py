@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import UsageError
 from .layers import REGISTRY
+from .verify.execution import raised
 
 
 def load_impl(spec: str) -> type:
@@ -25,6 +26,10 @@ def load_impl(spec: str) -> type:
     target, _, attr = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     try:
         if target.endswith(".py") or os.path.exists(target):
+            if os.path.isdir(target):
+                raise UsageError(f"--impl {spec}: is a directory, not a Python file")
+            if os.path.exists(target) and not os.path.isfile(target):  # /dev/null, a pipe
+                raise UsageError(f"--impl {spec}: not a regular file, so not a Python file")
             if not os.path.isfile(target):
                 raise UsageError(f"--impl {spec}: no such file")
             name = f"layercalc_impl_{abs(hash(os.path.abspath(target)))}"
@@ -40,10 +45,12 @@ def load_impl(spec: str) -> type:
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
-    except UsageError:
+    except (UsageError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # the user's code failed to import: say so in one line
-        raise UsageError(f"--impl {spec}: importing it failed: {type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # the user's code failed to import, or ended the process: one line, exit 2
+        # (sys.exit while importing leaves no layer to check: the file cannot be used, like a syntax error)
+        raise UsageError(f"--impl {spec}: importing it {'called' if isinstance(exc, SystemExit) else 'failed:'} "
+                         f"{raised(exc)}") from None
     return _pick(module, attr, spec)
 
 
@@ -76,5 +83,13 @@ def _checked(cls: Any, spec: str) -> type:
     if not issubclass(cls, catalog):
         # a plain class: the catalog's class supplies everything but its forward and backward
         # (the arguments and their normalised forms, the shape rules, the kinks verify avoids)
-        cls = type(cls.__name__, (cls, catalog), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        cls = type(cls.__name__, (cls, _Built, catalog), {"__module__": cls.__module__, "__doc__": cls.__doc__})
     return cls
+
+
+class _Built:
+    """Where a plain class's super().__init__() lands (as nn.Module's would): nothing left to do,
+    the object holds the catalog layer's attributes already (the catalog's __init__ would reset them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from ..lazy import np
 from .differences import Direction, KinkSides, Move, Start, derivative, dot, nudge, scale_of
-from .execution import Instance, backward, forward, output
+from .execution import Instance, UserCodeError, backward, call, forward, output
 from .report import Check, Options
 
 ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
@@ -313,7 +313,7 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
     tied = np.round(x * 2) / 2 if x.dtype.kind == "f" else x  # a coarse grid: ties in every pooling window, exact zeros
     rel = max(opts.rtol, ROUNDING * machine_epsilon(x.dtype))
     for label, inp in (("smooth", x), ("ties", tied)):
-        y_user, cache_user = inst.layer.forward(inp, inst.params)
+        y_user, cache_user = call(inst, "forward", inp, inst.params)
         y_ref, cache_ref = ref.forward(inp, inst.params)
         method = f"reference, {label}"
         if np.shape(y_user) != np.shape(y_ref):
@@ -321,7 +321,7 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
             continue
         g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape).astype(y_ref.dtype)
         pairs = [("forward", y_user, y_ref)]
-        dx_user, grads_user = inst.layer.backward(g, inst.params, cache_user)
+        dx_user, grads_user = call(inst, "backward", g, inst.params, cache_user)
         dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
         if dx_ref is not None:  # None: an input of token ids, which has no gradient
             pairs.append(("dL/dx", dx_user, dx_ref))
@@ -393,11 +393,24 @@ def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions:
     probe.y = None
     checks += gradient_checks(probe, inst, opts, rng, suffix, directions, confirm)
     if inst.is_leaf:
-        for what, err, tol in inst.layer.identities(probe.x, inst.params, rng):
+        for what, err, tol in _identities(inst, probe.x, rng):
             checks.append(check(inst, what + suffix, "identity", err, tol))
         if inst.reference is not None:
             checks += reference_checks(inst, probe.x, probe, rng, opts, suffix)
     return checks
+
+
+def _identities(inst: Instance, x: Any, rng: Any) -> list[tuple[str, float, float]]:
+    """The layer type's identities; a user's code failing inside them (they run its forward and
+    backward on a small copy of the layer) is UserCodeError, as anywhere else."""
+    if inst.reference is None:
+        return inst.layer.identities(x, inst.params, rng)
+    try:
+        return inst.layer.identities(x, inst.params, rng)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise UserCodeError(inst, "forward or backward (on the identities' small copy)", exc) from exc
 
 
 def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options) -> Check:
