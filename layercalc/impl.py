@@ -4,7 +4,8 @@ The interface (see the README): a class with `type_name` naming a catalog type a
 `forward(self, x, params) -> (y, cache)` and `backward(self, dy, params, cache) -> (dx, grads)`.
 A plain class will do: verify gives it the catalog class's arguments and their normalised forms
 (self.kernel, self.strides, self.pads, ...) as if it subclassed `REGISTRY["conv2d"]`; its own
-forward and backward (and any other method it defines) come first.
+forward and backward (and any other method it defines) come first. Its own __init__, if any,
+then runs with the layer's arguments as keywords, as PyTorch builds a module (execution.build).
 """
 
 from __future__ import annotations

@@ -82,3 +82,65 @@ def test_impl_says_what_a_path_that_is_not_a_python_file_is(cli, write, tmp_path
     assert (null.status, null.out, null.err) == (2, "", "error: --impl /dev/null: not a regular file, so not a Python file\n")
     missing = cli("verify", config, "--impl", str(tmp_path / "nothere.py"))
     assert missing.status == 2 and missing.err.endswith(": no such file\n")
+
+
+# -- a layer's gradient as PyTorch defines it, and failures that stand -------------------------------
+
+# 6 ids of 8: at seeds 6, 12, 26 and 27 the draws held no padding id, and a padding-training
+# embedding passed every check before the ids of every check were made to hold it
+LM = ("input: [6]\nbatch: 1\nlayers:\n"
+      "  - embedding: {num_embeddings: 8, embedding_dim: 4, padding_idx: 1}\n    name: wte\n"
+      "  - rmsnorm:\n    name: norm\n  - linear: {out_features: 3}\n")
+
+
+def _verify(config: str, impl: str, seed: int):
+    from layercalc import analyse
+    from layercalc.impl import load_impl
+    from layercalc.verify import Options, verify
+
+    return verify(analyse(config), Options(seed=seed, impl=load_impl(str(IMPLS / impl))))
+
+
+def test_an_embedding_written_as_nn_embedding_passes_at_every_seed(write) -> None:
+    # its lookup reads the padding row, whose gradient is zero by definition (torch autograd gives
+    # the same): the numeric checks leave that row out, and say so
+    config = write("lm.yaml", LM)
+    for seed in range(30):
+        result = _verify(config, "embedding_as_torch.py", seed)
+        assert result.passed, (seed, [c for c in result.checks if not c.passed])
+        rows = [c for c in result.checks if c.path == "wte"]
+        assert any(c.check == "dL/dweight row 1 = 0" and c.method == "exact" for c in rows)
+        assert any("left out: weight row 1 (padding_idx, never trained)" in c.note
+                   for c in rows if c.method.startswith(("direction", "elementwise")))
+
+
+def test_an_embedding_that_trains_its_padding_row_fails_its_own_row_at_every_seed(write) -> None:
+    # every input of ids holds the padding id (seeds 1 and 3 drew none before), and a failure of
+    # the layer in the network is never replaced by a fresh input's pass
+    config = write("lm.yaml", LM)
+    for seed in range(30):
+        result = _verify(config, "embedding_trains_padding.py", seed)
+        failed = {c.check for c in result.checks if c.path == "wte" and not c.passed}
+        assert failed and "dL/dweight row 1 = 0" in failed, (seed, failed)
+
+
+def test_the_ids_of_every_check_hold_the_padding_id_and_a_repeat() -> None:
+    from layercalc.lazy import np
+    from layercalc.verify.checks import exercising
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ids = exercising(rng.integers(0, 100, size=(2, 3)), [7], 100, rng)
+        flat = list(ids.reshape(-1))
+        assert 7 in flat and any(flat.count(v) > 1 for v in flat if v != 7)
+
+
+def test_a_failure_at_the_networks_input_stands_when_a_fresh_input_passes(write) -> None:
+    # the tanh's input in the network holds a ReLU's exact zeros, where its backward is wrong; a
+    # fresh random input has none. The layer's numeric row fails, and says the fresh input passed
+    config = write("zero.yaml", "input: [6]\nbatch: 3\nlayers:\n  - linear: {out_features: 8}\n  - relu\n"
+                                "  - tanh:\n    name: act\n  - linear: {out_features: 4}\n")
+    result = _verify(config, "tanh_wrong_at_zero.py", 0)
+    numeric = [c for c in result.checks if c.path == "act" and c.method.startswith(("direction", "elementwise"))]
+    assert any(not c.passed and "passes on a fresh random input: the failure depends on the input" in c.note
+               for c in numeric), numeric
