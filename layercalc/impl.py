@@ -4,7 +4,8 @@ The interface (see the README): a class with `type_name` naming a catalog type a
 `forward(self, x, params) -> (y, cache)` and `backward(self, dy, params, cache) -> (dx, grads)`.
 A plain class will do: verify gives it the catalog class's arguments and their normalised forms
 (self.kernel, self.strides, self.pads, ...) as if it subclassed `REGISTRY["conv2d"]`; its own
-forward and backward (and any other method it defines) come first.
+forward and backward (and any other method it defines) come first. Its own __init__, if any,
+then runs with the layer's arguments as keywords, as PyTorch builds a module (execution.build).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .layers import REGISTRY
+from .verify.execution import raised
 
 
 def load_impl(spec: str) -> type:
@@ -25,6 +27,10 @@ def load_impl(spec: str) -> type:
     target, _, attr = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     try:
         if target.endswith(".py") or os.path.exists(target):
+            if os.path.isdir(target):
+                raise UsageError(f"--impl {spec}: is a directory, not a Python file")
+            if os.path.exists(target) and not os.path.isfile(target):  # /dev/null, a pipe
+                raise UsageError(f"--impl {spec}: not a regular file, so not a Python file")
             if not os.path.isfile(target):
                 raise UsageError(f"--impl {spec}: no such file")
             name = f"layercalc_impl_{abs(hash(os.path.abspath(target)))}"
@@ -40,10 +46,12 @@ def load_impl(spec: str) -> type:
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(target)
-    except UsageError:
+    except (UsageError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # the user's code failed to import: say so in one line
-        raise UsageError(f"--impl {spec}: importing it failed: {type(exc).__name__}: {exc}") from None
+    except BaseException as exc:  # the user's code failed to import, or ended the process: one line, exit 2
+        # (sys.exit while importing leaves no layer to check: the file cannot be used, like a syntax error)
+        raise UsageError(f"--impl {spec}: importing it {'called' if isinstance(exc, SystemExit) else 'failed:'} "
+                         f"{raised(exc)}") from None
     return _pick(module, attr, spec)
 
 
@@ -76,5 +84,13 @@ def _checked(cls: Any, spec: str) -> type:
     if not issubclass(cls, catalog):
         # a plain class: the catalog's class supplies everything but its forward and backward
         # (the arguments and their normalised forms, the shape rules, the kinks verify avoids)
-        cls = type(cls.__name__, (cls, catalog), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+        cls = type(cls.__name__, (cls, _Built, catalog), {"__module__": cls.__module__, "__doc__": cls.__doc__})
     return cls
+
+
+class _Built:
+    """Where a plain class's super().__init__() lands (as nn.Module's would): nothing left to do,
+    the object holds the catalog layer's attributes already (the catalog's __init__ would reset them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass

@@ -31,10 +31,11 @@ def test_embedding_lookup_and_scatter_add_by_hand() -> None:
     dx, grads = emb.backward(dy, {"weight": table}, cache)
     assert dx is None  # token ids are integers: no input gradient
     np.testing.assert_array_equal(grads["weight"], [[0, 0], [6, 8], [0, 0], [3, 4]])
-    # padding_idx -3 is row 1 (of 4): its lookups read zeros and its row gets no gradient
+    # padding_idx -3 is row 1 (of 4): its lookups read the row, as F.embedding does (torch gives
+    # [[10, 11], [30, 31], [10, 11]]), and the row gets no gradient
     padded = REGISTRY["embedding"](num_embeddings=4, embedding_dim=2, padding_idx=-3)
     y, cache = padded.forward(ids, {"weight": table})
-    np.testing.assert_array_equal(y, [[[0, 0], [30, 31], [0, 0]]])
+    np.testing.assert_array_equal(y, [[[10, 11], [30, 31], [10, 11]]])
     _, grads = padded.backward(dy, {"weight": table}, cache)
     np.testing.assert_array_equal(grads["weight"], [[0, 0], [0, 0], [0, 0], [3, 4]])
 

@@ -224,4 +224,4 @@ def test_impl_that_raises_inside_a_network_leaves_the_other_layers_checked(cli, 
     rows = list(csv.DictReader(io.StringIO(run.out), delimiter="\t"))
     assert [(r["path"], r["method"]) for r in rows if r["passed"] != "True"] == [("fc", "raised")]
     assert {"conv2d1", "relu1", "flatten1"} <= {r["path"] for r in rows if r["method"].startswith("direction")}
-    assert "skipped: (network) end to end: contains fc, whose implementation raised" in run.err
+    assert "skipped: (network) end to end: contains fc, whose implementation failed" in run.err

@@ -330,6 +330,17 @@ class Layer:
         """None for real-valued input; else the layer reads integer token ids in [0, bound) and this is the bound."""
         return None
 
+    def frozen_rows(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Rows (along the first axis) of parameters whose gradient is zero by the layer's
+        definition, whatever the loss (never trained): {param name: (rows, why)}. verify leaves them
+        out of the numeric comparison and checks that their analytic gradient is exactly zero."""
+        return {}
+
+    def needed_ids(self) -> tuple[int, ...]:
+        """Token ids (below input_ids()) that a random input of ids must contain for a check to
+        exercise them (a padding id); () for most layers."""
+        return ()
+
     def shared_params(self) -> dict[str, str]:
         """Parameters that are another layer's tensor (tied weights): {param name: owner layer's name}.
 

@@ -45,6 +45,13 @@ class Embedding(Layer):
     def input_ids(self) -> int | None:
         return self.num_embeddings
 
+    def frozen_rows(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        # nn.Embedding's padding_idx: that row is read by the lookup like any other, but "never updated"
+        return {} if self.pad_row is None else {"weight": ((self.pad_row,), "padding_idx, never trained")}
+
+    def needed_ids(self) -> tuple[int, ...]:
+        return () if self.pad_row is None else (self.pad_row,)
+
     def output_shape(self, x: Shape) -> Shape:
         return (*x, self.embedding_dim)
 
@@ -64,12 +71,9 @@ class Embedding(Layer):
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         ids = np.asarray(x).astype(np.int64)
-        y = params["weight"][ids]
-        if self.pad_row is not None:
-            # the padding row is zero at construction and never trained: its lookups are a constant
-            # zero vector, not a function of the table (so its gradient is zero, as PyTorch defines it)
-            y[ids == self.pad_row] = 0.0
-        return y, ids
+        # F.embedding: the padding row is read like any other (zero at construction); padding_idx
+        # changes only its gradient (see backward)
+        return params["weight"][ids], ids
 
     def backward(self, dy: Any, params: dict[str, Any], ids: Any) -> tuple[Any, dict[str, Any]]:
         # each output row came from one table row: scatter-add dy back (an id used twice gets
@@ -77,7 +81,7 @@ class Embedding(Layer):
         dw = np.zeros_like(params["weight"])
         np.add.at(dw, ids.reshape(-1), dy.reshape(-1, dy.shape[-1]))
         if self.pad_row is not None:
-            dw[self.pad_row] = 0.0  # the padding row is never trained
+            dw[self.pad_row] = 0.0  # the padding row is never trained: zero by definition, as PyTorch's
         return None, {"weight": dw}
 
 

@@ -217,17 +217,17 @@ def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], in
     where = exc.inst.path
     what = "end to end" if task.is_network else "every check"
     if where in raised:  # already reported where it raised: the blocks around it cannot be checked
-        reason = "its implementation raised (reported above)" if where == task.path else f"contains {where}, whose implementation raised"
+        reason = "its implementation failed (reported above)" if where == task.path else f"contains {where}, whose implementation failed"
         result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix, reason))
         return
     if exc.inst is not inst:
         result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what + suffix,
-                                      f"contains {where}, whose implementation raised"))
+                                      f"contains {where}, whose implementation failed"))
     raised.add(where)
     result.errors.append(exc)
     during = "" if exc.inst is inst else f" (while checking {task.label})"
-    row = Check(where, exc.inst.name, exc.inst.layer.type_name, f"{exc.method}(){suffix}", "raised",
-                float("inf"), 0.0, False, f"{type(exc.exc).__name__}: {exc.exc}{during}")
+    row = Check(where, exc.inst.name, exc.inst.layer.type_name, f"{exc.method}(){suffix}", "returned" if exc.verb == "returned" else "raised",
+                float("inf"), 0.0, False, f"{exc.detail}{during}")
     _report(result, task if exc.inst is inst else _Place(), [row])
 
 

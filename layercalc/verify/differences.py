@@ -332,6 +332,7 @@ class Quotient:
     def __init__(self, value: float, error: float, step: float, tries: int, note: str, decided: bool = True) -> None:
         self.value, self.error, self.step, self.tries, self.note = value, error, step, tries, note
         self.decided = decided  # False: a first quotient that disagreed (or crossed a kink), not confirmed
+        self.conclusive = True  # False: the steps tried did not converge (or all crossed a kink)
 
 
 def derivative(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: float, analytic: float,
@@ -384,4 +385,5 @@ def derivative(evaluate: Callable[[Any], Any], g: Any, moves: list[Move], h: flo
         best = Quotient(d1, math.inf, h, tries, f"central difference, step {h:.0e}, a kink within every step tried")
     else:
         best.note += f", above {ACCURACY:g} of the tolerance: the numbers are not conclusive"
+    best.conclusive = False
     return best

@@ -7,9 +7,11 @@ UserCodeError naming the layer, so that verify reports a failed check instead of
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterator
 
 from ..analysis import Entry
+from ..errors import one_line
 from ..lazy import np
 
 Watch = Callable[["Instance", Any], None]  # sees every leaf's input during a forward
@@ -17,11 +19,32 @@ GradSink = Callable[["Instance", dict[str, Any]], None]  # receives each leaf's 
 
 
 class UserCodeError(Exception):
-    """A user's layer implementation raised: which instance, in which method, and the exception."""
+    """A user's layer implementation failed: which instance, in which method, and what went wrong
+    (the exception it raised, or `problem`: what was wrong with what it returned)."""
 
-    def __init__(self, inst: "Instance", method: str, exc: BaseException) -> None:
-        super().__init__(f"{inst.path} ({inst.layer.type_name}): {method}() raised {type(exc).__name__}: {exc}")
+    def __init__(self, inst: "Instance", method: str, exc: BaseException, problem: str = "") -> None:
         self.inst, self.method, self.exc = inst, method, exc
+        self.detail = one_line(problem or raised(exc))
+        if method == "__init__":
+            self.detail += (" (verify calls __init__ with the layer's arguments as keywords, as PyTorch builds "
+                            "a module: see the README, 'Checking your own layer')")
+        self.verb = "returned" if problem else "raised" if not isinstance(exc, SystemExit) else "called"
+        super().__init__(f"{inst.path} ({inst.layer.type_name}): {method}() {self.verb} {self.detail}")
+
+
+def raised(exc: BaseException) -> str:
+    """What an exception says, as `Type: text` (sys.exit's as `sys.exit(code)`), on one line."""
+    if isinstance(exc, SystemExit):  # not a failure of its own making: the code asked to end the process
+        return f"sys.exit({'' if exc.code is None else repr(exc.code)})"
+    try:
+        text = str(exc)
+    except Exception:  # a user's exception whose __str__ itself fails
+        text = "(its message could not be printed)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class BadReturn(Exception):
+    """What a user's forward or backward returned cannot be what the interface asks for."""
 
 
 class Chain:
@@ -43,11 +66,12 @@ class Chain:
 class Instance:
     """A layer or block with its own parameter arrays, mirroring one analysis Entry."""
 
-    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences")
+    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences", "broken")
 
     def __init__(self, entry: Entry, path: str, name: str, layer: Any) -> None:
         self.entry, self.path, self.name, self.layer = entry, path, name, layer
         self.reference: Any = None  # the catalog layer, when `layer` is a user's implementation
+        self.broken: BaseException | None = None  # what the user's __init__ raised: every call fails with it
         self.params: dict[str, Any] = {}
         self.sequences: list[list[Instance]] = []
 
@@ -93,25 +117,106 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
         return inst
     inst.params = {pname: np.asarray(arr, dtype=dtype) for pname, arr in layer.init_params(entry.input_shape, rng).items()}
     if impl is not None and layer.type_name == impl.type_name:
-        user = impl.__new__(impl)
-        user.__dict__.update(layer.__dict__)  # the same arguments, the user's methods
-        inst.layer, inst.reference = user, layer
+        inst.layer, inst.reference = impl.__new__(impl), layer
+        inst.broken = _built(inst.layer, layer)
     return inst
+
+
+def _built(user: Any, layer: Any) -> BaseException | None:
+    """Give a user's object the catalog layer's attributes (its arguments and their normalised
+    forms), then run the user's own __init__, if the class defines one, with the layer's arguments
+    as keywords (those its signature names, unless it takes **kwargs), as PyTorch builds a module;
+    what it raises (None when nothing)."""
+    user.__dict__.update(layer.__dict__)
+    init = type(user).__init__
+    if getattr(init, "__module__", "").startswith("layercalc."):  # the catalog's own (or no) __init__
+        return None
+    given = layer.arguments()
+    try:
+        named = inspect.signature(init).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in named):  # the arguments it names, as nn.Linear(in_features, ...)
+            given = {p.name: given[p.name] for p in named if p.name in given}
+        init(user, **given)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def _join(path: str, seg: str) -> str:
     return f"{path}.{seg}" if path else seg
 
 
-def _call(inst: Instance, method: str, *args: Any) -> Any:
-    """A leaf's forward or backward; a user's implementation that raises becomes UserCodeError."""
+def call(inst: Instance, method: str, *args: Any) -> Any:
+    """A leaf's forward or backward. A user's implementation that raises anything but Ctrl-C
+    (sys.exit and GeneratorExit included: a check must never end the process or pass by leaving),
+    or returns what the interface cannot take, becomes UserCodeError: a failed check of that layer."""
     fn = getattr(inst.layer, method)
     if inst.reference is None:
         return fn(*args)
+    if inst.broken is not None:
+        raise UserCodeError(inst, "__init__", inst.broken)
     try:
-        return fn(*args)
-    except Exception as exc:  # the user's code, not ours: report it as their layer's failure
+        out = fn(*args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the user's code, not ours: report it as their layer's failure
         raise UserCodeError(inst, method, exc) from exc
+    problem = (_bad_forward if method == "forward" else _bad_backward)(inst, out, args)
+    if problem:
+        raise UserCodeError(inst, method, BadReturn(problem), problem)
+    if method == "forward":
+        # y becomes the next layer's input, which the numeric checks move in place: verify's own
+        # copy, so that it never writes into the user's arrays (a read-only view, their cache)
+        return np.array(out[0], order="C"), out[1]
+    return out
+
+
+def _kind(v: Any) -> str:
+    """A value's kind in words: 'None', 'a list of 3 items', 'an array of shape 3x4'."""
+    if v is None:
+        return "None"
+    if isinstance(v, np.ndarray):
+        return f"an array of shape {'x'.join(map(str, v.shape)) or '()'}"
+    if isinstance(v, (list, tuple, dict)):
+        return f"a {type(v).__name__} of {len(v)} items"
+    return f"a {type(v).__name__}"
+
+
+def _bad_forward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
+    """What is wrong with forward's return value ('' when nothing): it must be (y, cache), y an
+    array of the calculated output shape (a wrong y would break the next layer, not this one)."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        return f"{_kind(out)}, expected (y, cache)"
+    y = out[0]
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "fc":
+        return f"y as {_kind(y)}{'' if not isinstance(y, np.ndarray) else f' of dtype {y.dtype}'}, expected a float array"
+    want = tuple(inst.entry.output_shape)
+    if y.shape != want:
+        return f"y of shape {'x'.join(map(str, y.shape))}, expected {'x'.join(map(str, want))} (the calculated output shape)"
+    return ""
+
+
+def _bad_backward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
+    """What is wrong with backward's return value ('' when nothing): (dx, grads), dx an array of
+    the input's shape (None for token ids, which have no gradient) and grads a dict with one array
+    per parameter, of its shape."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        return f"{_kind(out)}, expected (dx, grads)"
+    dx, grads = out
+    shape = tuple(inst.entry.input_shape)
+    if dx is None and inst.layer.input_ids() is None:
+        return f"dx as None, expected an array of shape {'x'.join(map(str, shape))}"
+    if dx is not None and (not isinstance(dx, np.ndarray) or dx.shape != shape):
+        return f"dx as {_kind(dx)}, expected an array of shape {'x'.join(map(str, shape))} (the input's)"
+    if not isinstance(grads, dict):
+        return f"grads as {_kind(grads)}, expected a dict of parameter gradients"
+    for pname, arr in inst.params.items():
+        g = grads.get(pname)
+        if not isinstance(g, np.ndarray) or g.shape != arr.shape:
+            return f"grads[{pname!r}] as {_kind(g)}, expected an array of shape {'x'.join(map(str, arr.shape))}"
+    return ""
 
 
 Tape = dict  # block (and leaf given as a key beforehand) -> [x, y, dy, dx]; ("outs", block) -> its sequences' outputs
@@ -123,7 +228,7 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
     if inst.is_leaf:
         if watch is not None:
             watch(inst, x)
-        return _call(inst, "forward", x, inst.params)
+        return call(inst, "forward", x, inst.params)
     outs, caches = [], []
     for seq in inst.sequences:
         h, seq_caches = x, []
@@ -146,7 +251,7 @@ def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
     if inst.is_leaf:
         if watch is not None:
             watch(inst, x)
-        return _call(inst, "forward", x, inst.params)[0]
+        return call(inst, "forward", x, inst.params)[0]
     outs = []
     for seq in inst.sequences:
         h = x
@@ -160,7 +265,7 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
     """dL/dx of an instance; parameter gradients go to grads[instance] (or to grads(instance, g));
     the tape, when given, gets every inner block's dL/dy and dL/dx."""
     if inst.is_leaf:
-        dx, g = _call(inst, "backward", dy, inst.params, cache)
+        dx, g = call(inst, "backward", dy, inst.params, cache)
         if callable(grads):
             grads(inst, g)
         else:

@@ -48,10 +48,13 @@ class Check:
     index: list[int] | None = None
     numeric: float | None = None
     analytic: float | None = None
+    # False for a numeric check whose quotients did not converge: its failure says the numbers
+    # could not decide, not that the gradient is wrong (verify's own use; not in the output)
+    conclusive: bool = field(default=True, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (the fields are plain already: no deep copy, unlike asdict)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "conclusive"}
 
 
 @dataclass
