@@ -106,42 +106,23 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 if progress:
                     progress(task.label, i, len(tasks))
                 rng = generator([opts.seed, i], noise)
-                if task.batch2 and kept is not None and kept.path == task.path:
-                    inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
-                elif task.batch2 and task.path in lent:
-                    inst = _twin(lent.pop(task.path), task)
-                else:
-                    inst = _instance(task, report, opts, rng)
-                kept = None
-                done: set[str] = set()
+                short = ""
                 try:
-                    if task.is_network or task.inner:
-                        copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
-                        rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
-                        if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
-                            rows = _composition_in_float64(inst, task, opts, rng, rows)
-                        for block, checks in rows:
-                            _report(result, task.inner.get(block.path, task), checks)
-                            done.add(block.path)
+                    if task.batch2 and kept is not None and kept.path == task.path:
+                        inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
+                    elif task.batch2 and task.path in lent:
+                        inst = _twin(lent.pop(task.path), task)
                     else:
-                        suffix = " @ batch 2" if task.batch2 else ""
-                        rows = check_instance(inst, opts, rng, suffix)
-                        if opts.dtype != "float64" and not inst.is_leaf and any(_numeric_failure(c) for c in rows):
-                            rows = check_instance(_in_float64(inst), replace(opts, dtype="float64"), rng, suffix)
-                            for c in rows:
-                                c.note += IN_FLOAT64
-                        _report(result, task, rows)
-                except UserCodeError as exc:
-                    _raised(result, task, exc, raised, inst)
-                    if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
-                        by_path = {i.path: i for i in inst.walk()}
-                        for path, sub in task.inner.items():
-                            if path in done or path in raised:
-                                continue
-                            try:
-                                _report(result, sub, check_instance(by_path[path], opts, rng))
-                            except UserCodeError as inner:
-                                _raised(result, sub, inner, raised, by_path[path])
+                        inst = _instance(task, report, opts, rng)
+                    kept = None
+                    _run(result, task, inst, report, opts, rng, raised)
+                except MemoryError as exc:  # the system gives less than the budget: this check is skipped, the rest run
+                    inst = kept = None
+                    short = str(exc) or "MemoryError"
+                if short:  # out of the except block: its traceback, and the arrays its frames hold, are gone
+                    release_memory()
+                    _unallocated(result, task, short, report, opts, rng, raised)
+                    continue
                 if not task.is_network and not task.batch2 and inst.is_leaf:
                     kept = inst
                 elif task.is_network:
@@ -152,6 +133,61 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
         except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
             result.interrupted, result.planned = len(tasks) - i, len(tasks)
     return result
+
+
+def _run(result: Result, task: Task, inst: Instance, report: Report, opts: Options, rng: Any, raised: set[str]) -> None:
+    """One task's checks, reported: a pass over the network or a block (with the layers and blocks
+    inside it), or one layer or block on its own."""
+    done: set[str] = set()
+    try:
+        if task.is_network or task.inner:
+            copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+            rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
+            if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
+                rows = _composition_in_float64(inst, task, opts, rng, rows)
+            for block, checks in rows:
+                _report(result, task.inner.get(block.path, task), checks)
+                done.add(block.path)
+        else:
+            suffix = " @ batch 2" if task.batch2 else ""
+            rows = check_instance(inst, opts, rng, suffix)
+            if opts.dtype != "float64" and not inst.is_leaf and any(_numeric_failure(c) for c in rows):
+                rows = check_instance(_in_float64(inst), replace(opts, dtype="float64"), rng, suffix)
+                for c in rows:
+                    c.note += IN_FLOAT64
+            _report(result, task, rows)
+    except UserCodeError as exc:
+        _raised(result, task, exc, raised, inst)
+        if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
+            by_path = {i.path: i for i in inst.walk()}
+            for path, sub in task.inner.items():
+                if path in done or path in raised:
+                    continue
+                try:
+                    _report(result, sub, check_instance(by_path[path], opts, rng))
+                except UserCodeError as inner:
+                    _raised(result, sub, inner, raised, by_path[path])
+
+
+def _unallocated(result: Result, task: Task, error: str, report: Report, opts: Options, rng: Any,
+                 raised: set[str]) -> None:
+    """A check the system could not allocate (a budget above what it gives): skipped and said; the
+    layers and blocks a pass was to check are each checked on their own, as far as memory allows."""
+    what = ("end to end" if task.is_network else "every check") + (" @ batch 2" if task.batch2 else "")
+    reason = f"out of memory: {error} (the memory budget is above what the system gives: --max-memory lowers it)"
+    result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what, reason))
+    reported = {c.path for c in result.checks} if task.inner else set()
+    for path, sub in task.inner.items():
+        if path in reported or path in raised:
+            continue
+        short = ""
+        try:
+            _run(result, sub, _instance(sub, report, opts, rng), report, opts, rng, raised)
+        except MemoryError as exc:
+            short = str(exc) or "MemoryError"
+        if short:
+            release_memory()
+            _unallocated(result, sub, short, report, opts, rng, raised)
 
 
 def _numeric_failure(c: Check) -> bool:

@@ -1,0 +1,68 @@
+"""verify at the limits: a check the system cannot allocate, a signal mid-run, huge repeats,
+layers whose forward is many Python steps, reductions that must keep a layer valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layercalc import analyse
+from layercalc.verify import Options, verify
+
+ROOT = Path(__file__).resolve().parent.parent
+
+THREE = "input: [6]\nlayers:\n  - linear: {out_features: 5}\n    name: a\n  - tanh\n  - linear: {out_features: 4}\n    name: b\n"
+
+
+def test_a_check_that_cannot_allocate_is_skipped_and_the_rest_still_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError in one layer's check skips that check (said, with the error) and keeps every result."""
+    import layercalc.verify as v
+
+    real = v.check_instance
+
+    def short_of_memory(inst: Any, *args: Any, **kwargs: Any) -> Any:
+        if inst.path == "b" and args[-1:] == (" @ batch 2",):
+            raise MemoryError("Unable to allocate 96.0 MiB for an array")
+        return real(inst, *args, **kwargs)
+
+    monkeypatch.setattr(v, "check_instance", short_of_memory)
+    result = verify(analyse(THREE))
+    skipped = [(s.path, s.check) for s in result.skipped]
+    assert skipped == [("b", "every check @ batch 2")]
+    assert "out of memory: Unable to allocate 96.0 MiB for an array" in result.skipped[0].reason
+    # everything else ran: the network, a, tanh1 and b in the pass; a and tanh1 at batch 2
+    assert {(c.path, c.check.endswith("@ batch 2")) for c in result.checks} == {
+        ("(network)", False), ("a", False), ("tanh1", False), ("b", False), ("a", True), ("tanh1", True)}
+    assert result.passed
+
+
+def test_a_pass_that_cannot_allocate_checks_its_layers_on_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import layercalc.verify as v
+
+    def short_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("Unable to allocate 22.3 GiB for an array")
+        yield  # a generator, as check_network is
+
+    monkeypatch.setattr(v, "check_network", short_of_memory)
+    result = verify(analyse(THREE))
+    assert [(s.path, s.check) for s in result.skipped] == [("(network)", "end to end")]
+    # each layer the pass was to check, checked on its own instead, and every batch-2 copy
+    assert {(c.path, c.check.endswith("@ batch 2")) for c in result.checks} == {
+        (p, b) for p in ("a", "tanh1", "b") for b in (False, True)}
+    assert all(c.passed for c in result.checks)
+
+
+def test_out_of_memory_on_the_command_line_is_a_skip_not_an_internal_error(cli, write, monkeypatch) -> None:
+    import layercalc.verify as v
+
+    def short_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError()
+        yield
+
+    monkeypatch.setattr(v, "check_network", short_of_memory)
+    run = cli("verify", write("three.yaml", THREE), "--max-memory", "100T", "-f", "tsv")
+    assert run.status == 0, run.err
+    assert "skipped: (network) end to end: out of memory: MemoryError (the memory budget is above" in run.err
+    assert "internal error" not in run.err and "1 skipped, 0 failed" in run.err
