@@ -363,7 +363,7 @@ def verify_command(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .launch import EXIT_INTERRUPTED
+    from .launch import EXIT_INTERRUPTED, EXIT_TERMINATED
     from .verify import for_dtype, selection, verify
 
     _check_options(batch, None)
@@ -403,7 +403,7 @@ def verify_command(
             print(f"skipped: {s.path} {s.check}: {s.reason}", file=sys.stderr)
         print(result.summary(), file=sys.stderr)
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 

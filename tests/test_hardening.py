@@ -130,3 +130,20 @@ def test_verify_option_values_at_their_edges_are_accepted(cli, write) -> None:
     for args in (["--rtol", "0"], ["--atol", "0"], ["--seed", str(2**32)], ["--seed", str(2**70)], ["--max-memory", "1e30"]):
         run = cli("verify", path, *args, "-f", "tsv")
         assert run.status == 0 and "error" not in run.err, (args, run.err)
+
+
+def test_sigterm_exits_143_quietly(cli, write, monkeypatch) -> None:
+    import signal
+
+    path = write("n.yaml", "input: [3]\nlayers: [relu]\n")
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here, as from `kill` or a job scheduler
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("layercalc.api.analyse", terminated)
+    run = cli("summary", path)
+    assert (run.status, run.out) == (143, "")
+    assert "Traceback" not in run.err and run.err.count("\n") <= 1  # as quiet as Ctrl-C
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

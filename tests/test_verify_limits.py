@@ -66,3 +66,70 @@ def test_out_of_memory_on_the_command_line_is_a_skip_not_an_internal_error(cli, 
     assert run.status == 0, run.err
     assert "skipped: (network) end to end: out of memory: MemoryError (the memory budget is above" in run.err
     assert "internal error" not in run.err and "1 skipped, 0 failed" in run.err
+
+
+def _signalled(args: list[str], sig: int, after: bytes) -> tuple[int, bytes]:
+    """Run layercalc with stdout and stderr on a terminal (a table and a progress bar), send `sig`
+    once `after` shows; (exit status, everything the terminal showed)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=slave, stderr=slave, cwd=ROOT)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + 120
+    while after not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 4096)
+    assert after in seen, f"{after!r} not on the terminal within 120 s"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.returncode, seen
+
+
+HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"  # the terminal's cursor, hidden by the progress bar, shown again
+
+
+def test_sigterm_stops_verify_as_ctrl_c_does() -> None:
+    """SIGTERM on a terminal: the checks done so far, the summary saying so, the cursor back, exit 143."""
+    import signal
+
+    status, seen = _signalled(["verify", "configs/resnet18.yaml"], signal.SIGTERM, b"@ batch 2")
+    assert status == 143 and b"Traceback" not in seen
+    assert HIDE in seen and seen.rindex(SHOW) > seen.rindex(HIDE)
+    assert b"verify resnet18" in seen and b"interrupted (SIGTERM): " in seen.replace(b"\r\n", b"")
+
+
+def test_an_interrupted_run_has_not_passed(cli, write, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import layercalc.verify as v
+
+    real = v.check_instance
+
+    def interrupted(inst: Any, *args: Any, **kwargs: Any) -> Any:
+        if args[-1:] == (" @ batch 2",):
+            raise KeyboardInterrupt
+        return real(inst, *args, **kwargs)
+
+    monkeypatch.setattr(v, "check_instance", interrupted)
+    result = verify(analyse(THREE))
+    assert result.interrupted and result.checks and all(c.passed for c in result.checks)
+    assert not result.passed and result.to_dict()["passed"] is False
+    run = cli("verify", write("three.yaml", THREE), "-f", "json")
+    data = json.loads(run.out)
+    assert run.status == 130 and data["passed"] is False and data["interrupted"] == 3
+    assert "interrupted (Ctrl-C): 3 of 4 layers, blocks and copies not checked" in data["summary"]

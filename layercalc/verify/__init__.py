@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from ..analysis import Report
+from ..errors import Terminated
 from ..lazy import np
 from .checks import check_instance, check_network
 from .differences import Noise, generator
@@ -130,8 +131,9 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 del inst
                 if task.need >= TRIM_MIN:
                     release_memory()  # freed arrays back to the system: a check's peak is its own
-        except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep the checks done, say how many did not run
             result.interrupted, result.planned = len(tasks) - i, len(tasks)
+            result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     return result
 
 

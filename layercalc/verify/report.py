@@ -79,13 +79,14 @@ class Result:
     reduced: int = 0  # rows (run or reported) of checks made to fit the memory budget (a shorter input, a smaller copy)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list, repr=False)  # what a user's implementation raised, for --debug
-    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted (Ctrl-C)
+    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted
     planned: int = 0  # how many were planned, when interrupted
+    stopped_by: str = ""  # what interrupted it: "Ctrl-C" or "SIGTERM"
 
     @property
     def passed(self) -> bool:
-        """True when every check that ran passed."""
-        return all(c.passed for c in self.checks)
+        """True when the run finished and every check passed (an interrupted run has not passed)."""
+        return not self.interrupted and all(c.passed for c in self.checks)
 
     def summary(self) -> str:
         """One line: checks run, reported from deduplicated places, skipped, failed."""
@@ -94,7 +95,7 @@ class Result:
         reduced = (f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget or a minute: see their notes)" if self.reduced else "")
         return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
                 f"{len(self.skipped)} skipped, {failed} failed{reduced}"
-                + (f"; interrupted (Ctrl-C): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
+                + (f"; interrupted ({self.stopped_by or 'Ctrl-C'}): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
                    if self.interrupted else ""))
 
     def to_dict(self) -> dict[str, Any]:
