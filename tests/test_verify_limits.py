@@ -133,3 +133,23 @@ def test_an_interrupted_run_has_not_passed(cli, write, monkeypatch: pytest.Monke
     data = json.loads(run.out)
     assert run.status == 130 and data["passed"] is False and data["interrupted"] == 3
     assert "interrupted (Ctrl-C): 3 of 4 layers, blocks and copies not checked" in data["summary"]
+
+
+@pytest.mark.parametrize("budget", [72_000_000, 74_500_000])
+def test_a_batch_2_copy_made_smaller_runs_its_own_layer(budget: int) -> None:
+    """A conv on a huge input: the layer checked at a shorter input (kernel 3 kept), its batch-2 copy
+    as a smaller copy (kernel 1 at 2x4, or half the output channels); that copy runs its own layer
+    and parameters, not the other's (kernel 3 on a 2x4 input was an internal error)."""
+    from layercalc.verify.planning import plan_tasks
+
+    report = analyse("input: [1000, 1000000, 1000000]\nlayers:\n  - conv2d: {out_channels: 4, kernel_size: 3}\n")
+    tasks, _ = plan_tasks(report, Options(max_memory=budget))
+    one, two = tasks
+    assert one.entry.layer.kernel_size == 3 and one.reduced.startswith("checked at input 1x1000x3x")
+    assert two.batch2 and two.reduced.startswith("checked as a smaller copy, out_channels 2 (of 4)")
+    result = verify(report, Options(max_memory=budget))
+    assert result.passed and not result.skipped[1:]
+    params = [c for c in result.checks if c.check == "params @ batch 2 (reduced)"]
+    # the copy's own parameter arrays: 2 output channels, kernel 1 or 3, over 1000 input channels, and 2 biases
+    k = two.entry.layer.kernel_size
+    assert [c.note.split("; ")[-1] for c in params] == [f"arrays {2 * 1000 * k * k + 2:,}, calculated {2 * 1000 * k * k + 2:,}"]

@@ -109,9 +109,9 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 rng = generator([opts.seed, i], noise)
                 short = ""
                 try:
-                    if task.batch2 and kept is not None and kept.path == task.path:
+                    if task.batch2 and _same_layer(kept, task):
                         inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
-                    elif task.batch2 and task.path in lent:
+                    elif task.batch2 and _same_layer(lent.get(task.path), task):
                         inst = _twin(lent.pop(task.path), task)
                     else:
                         inst = _instance(task, report, opts, rng)
@@ -226,6 +226,12 @@ def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any,
                 c.note += IN_FLOAT64
         out.append((block, checks))
     return out
+
+
+def _same_layer(inst: Instance | None, task: Task) -> bool:
+    """True when the task checks the instance's own layer at another batch: not a smaller copy made
+    for one of the two (its parameter shapes differ, and its arguments may not suit the other's input)."""
+    return inst is not None and inst.path == task.path and inst.entry.layer is task.entry.layer
 
 
 def _twin(inst: Instance, task: Task) -> Instance:
