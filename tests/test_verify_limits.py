@@ -153,3 +153,49 @@ def test_a_batch_2_copy_made_smaller_runs_its_own_layer(budget: int) -> None:
     # the copy's own parameter arrays: 2 output channels, kernel 1 or 3, over 1000 input channels, and 2 biases
     k = two.entry.layer.kernel_size
     assert [c.note.split("; ")[-1] for c in params] == [f"arrays {2 * 1000 * k * k + 2:,}, calculated {2 * 1000 * k * k + 2:,}"]
+
+
+def test_a_huge_repeat_is_reported_folded_as_the_calculator_shows_it(cli, write, monkeypatch: pytest.MonkeyPatch) -> None:
+    """repeat: 10^9: one row per check for the identical rest, '.1-999999999' ×999,999,999 (the
+    calculator's folded row), not 10,000 rows each and the rest lost."""
+    import csv
+    import io
+    import json
+
+    text = "input: [4]\nlayers:\n  - linear: {out_features: 4}\n    repeat: 1000000000\n"
+    rows = {r["path"]: r.get("copies", 1) for r in analyse(text).rows()}
+    assert rows == {"linear1": 1, "linear1.0": 1, "linear1.1-999999999": 999_999_999}  # the calculator's rows
+    path = write("huge.yaml", text)
+    run = cli("verify", path, "-f", "json")
+    assert run.status == 0, run.err
+    assert len(run.out) < 20_000  # was 12.8 MB: 10,000 copies listed one by one
+    data = json.loads(run.out)
+    folded = [r for r in data["results"] if r["path"] == "linear1.1-999999999"]
+    # each check of the layer and of its batch-2 copy once, standing for the 999,999,999 copies
+    checks = [r["check"] for r in data["results"] if r["path"] == "linear1.0"]
+    assert [r["check"] for r in folded] == checks and len(checks) >= 6
+    assert all(r["copies"] == 999_999_999 and r["note"].startswith("same as linear1.0 (×999,999,999)") for r in folded)
+    assert {r["path"] for r in data["results"]} == set(rows) | {"linear1"}
+    assert data["folded"] == len(folded) * 999_999_998  # the rows the copies beyond those listed would have had
+    tsv = list(csv.DictReader(io.StringIO(cli("verify", path, "-f", "tsv").out), delimiter="\t"))
+    assert len(tsv) == len(data["results"]) < 40
+    monkeypatch.setenv("COLUMNS", "120")  # room for the whole path and its count
+    table = cli("verify", path, "-f", "table", "--all").out
+    assert table.count("linear1.1-999999999 ×999,999,999") == len(folded)
+
+
+def test_folded_places_follow_the_calculators_rows_inside_blocks() -> None:
+    """A block repeated 150 times: its distinct copies listed, the identical rest one place ×N, and
+    the layers inside that place too; verify reports every row the calculator lists."""
+    text = ("input: [3]\nlayers:\n  - residual: {body: [{linear: {out_features: 3}}, tanh]}\n    repeat: 150\n")
+    rows = {r["path"]: r.get("copies", 1) for r in analyse(text).rows()}
+    result = verify(analyse(text), Options(batch2=False))
+    assert result.passed
+    reported: dict[str, set[int]] = {}
+    for c in result.checks:
+        reported.setdefault(c.path, set()).add(c.copies)
+    for p, n in rows.items():
+        assert reported[p] == {n}, p
+    tail = next(p for p, n in rows.items() if n > 1)  # 'residual1.1-149': 149 copies
+    assert rows[tail] == 149 and reported[f"{tail}.body.0"] == {149}
+    assert len(result.checks) < 60

@@ -242,17 +242,24 @@ def _twin(inst: Instance, task: Task) -> Instance:
 
 
 def _report(result: Result, task: Task, checks: list[Check]) -> None:
-    """A check's rows, and the same rows for every identical place."""
+    """A check's rows, and the same rows for every identical place (one row for a place that stands
+    for many identical copies of a repeat, with their number)."""
     if getattr(task, "reduced", ""):  # made to fit the memory budget: said on every row
         for c in checks:
             c.check += " (reduced)"
             c.note = task.reduced + (f"; {c.note}" if c.note else "")
         result.reduced += len(checks) * (1 + len(task.places))
-    result.checks += checks
-    for path, name in task.places:
+    if task.copies > 1:
         for c in checks:
-            result.checks.append(replace(c, path=path, name=name, note=f"same as {c.path}" + (f"; {c.note}" if c.note else "")))
+            c.copies = task.copies
+        result.folded += len(checks) * (task.copies - 1)
+    result.checks += checks
+    for path, name, copies in task.places:
+        same = f"same as {checks[0].path}" + (f" (×{copies:,})" if copies > 1 else "") if checks else ""
+        for c in checks:
+            result.checks.append(replace(c, path=path, name=name, copies=copies, note=same + (f"; {c.note}" if c.note else "")))
         result.deduplicated += len(checks)
+        result.folded += len(checks) * (copies - 1)
 
 
 def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], inst: Instance) -> None:
@@ -276,4 +283,5 @@ def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], in
 
 
 class _Place:
-    places: list[tuple[str, str]] = []
+    places: list[tuple[str, str, int]] = []
+    copies = 1
