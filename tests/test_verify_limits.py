@@ -199,3 +199,43 @@ def test_folded_places_follow_the_calculators_rows_inside_blocks() -> None:
     tail = next(p for p, n in rows.items() if n > 1)  # 'residual1.1-149': 149 copies
     assert rows[tail] == 149 and reported[f"{tail}.body.0"] == {149}
     assert len(result.checks) < 60
+
+
+def _lstm(num_layers: int) -> str:
+    return f"input: [4, 3]\nlayers:\n  - lstm: {{hidden_size: 3, num_layers: {num_layers}}}\n"
+
+
+def test_a_layer_of_many_python_steps_is_checked_as_a_quicker_copy() -> None:
+    """A 10,000-layer LSTM on 4 steps: tiny in MACs, but every forward is 40,000 Python steps and its
+    968 small tensors would each be checked element by element (about 2·960,012 forwards). It is
+    taken out of the network's pass and checked as a copy with fewer layers on the same 4 steps."""
+    from layercalc.verify.planning import MAX_STEPS, check_steps, plan_tasks
+
+    report = analyse(_lstm(10_000))
+    tasks, skipped = plan_tasks(report, Options())
+    assert not skipped and [t.label for t in tasks] == ["(network)", "lstm1", "lstm1 @ batch 2"]
+    assert tasks[0].inner == {}  # the pass over the network no longer checks the layer inside it
+    for t in tasks[1:]:
+        # elementwise: 2·(4·3 + 96·n) forwards of 4·n steps each; n = 19 runs 2·1,836·76 = 279,072
+        # steps, above 10^5; n = 9 runs 2·876·36 = 63,072 (halving 10,000: ..., 39, 19, 9)
+        assert t.entry.layer.num_layers == 9 and t.entry.input_shape[1] == 4
+        assert t.reduced.startswith("checked as a smaller copy, num_layers 9 (of 10000): at its own size its check runs about ")
+        assert check_steps(t.entry, Options()) <= MAX_STEPS < check_steps(report.entries[0], Options())
+    # ten layers (2·(12 + 960)·40 = 77,760 steps) are checked whole, inside the pass
+    tasks, _ = plan_tasks(analyse(_lstm(10)), Options())
+    assert "lstm1" in tasks[0].inner and not any(t.reduced for t in tasks)
+
+
+def test_shipped_recurrent_configs_are_checked_whole() -> None:
+    from layercalc.verify.planning import plan_tasks
+
+    for name in ("lstm_tagger", "gru_classifier", "lstm_lm"):
+        tasks, _ = plan_tasks(analyse(ROOT / "configs" / f"{name}.yaml"), Options())
+        assert not any("Python steps" in t.reduced for t in tasks), name
+
+
+def test_a_10000_layer_lstm_verifies() -> None:
+    result = verify(analyse(_lstm(10_000)))
+    assert result.passed and not result.skipped
+    assert {c.path for c in result.checks} == {"(network)", "lstm1"}
+    assert all("num_layers 9 (of 10000)" in c.note for c in result.checks if c.path == "lstm1")

@@ -11,8 +11,9 @@ from typing import Any, Iterator
 from ..analysis import LISTED_COPIES, Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
+from .checks import ELEMENTWISE_MAX, ELEMENTWISE_WORK
 from .memory import budget, check_memory, largest_leaf_activations, mb, noise_bytes
-from .reduce import shape_text, shorter_input, smaller_copy
+from .reduce import Fits, shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
 NETWORK = "(network)"
@@ -189,6 +190,31 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
 
 
 MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
+# Python steps a check may run in all (its numeric forwards times each forward's Layer.python_steps):
+# array work does not show them (a 10-layer LSTM on 4 steps, checked element by element: 77,000
+# steps, most of its run)
+MAX_STEPS = 10**5
+FORWARDS_PER_DIRECTION = 4  # numeric forwards of a direction, about: a difference and its confirmation
+
+
+def python_steps(entry: Entry) -> int:
+    """Python steps one forward of the subtree takes: every layer's Layer.python_steps, as often as it runs."""
+    if not entry.children:
+        return entry.layer.python_steps(tuple(entry.input_shape)) if entry.layer is not None else 0
+    return sum(run.times * python_steps(run.entry) for seq in entry.runs() for run in seq)
+
+
+def check_steps(entry: Entry, opts: Options) -> int:
+    """Python steps a check of the entry on its own runs, about: its numeric forwards (two per
+    element of its input and parameters where gradient_checks checks them element by element, else
+    FORWARDS_PER_DIRECTION per direction) times the steps of one forward."""
+    forwards = FORWARDS_PER_DIRECTION * opts.directions
+    if not entry.children and entry.layer is not None:
+        sizes = [numel(entry.input_shape), *map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values())]
+        out = numel(entry.output_shape)
+        if opts.full or all(n <= ELEMENTWISE_MAX and n * out <= ELEMENTWISE_WORK for n in sizes):
+            forwards = 2 * sum(sizes)
+    return forwards * python_steps(entry)
 
 
 def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tuple[Entry, str] | str:
@@ -210,6 +236,27 @@ def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tup
         return (f"its parameters alone need about {mb(check_memory(entry, 0.0) + pool)}, {budget_text}; "
                 "each layer and block inside it is checked on its own")
     return f"needs about {mb(need + pool)}, {budget_text}"
+
+
+def _quicker(entry: Entry, opts: Options, fits_memory: Fits) -> tuple[Entry, str] | None:
+    """(the entry made to run at most MAX_STEPS Python steps, how) or None: a smaller copy on the
+    same input first (a recurrent layer keeps its time steps, which its recurrence needs), else the
+    same layer on a shorter input, else a smaller copy on one."""
+    def fits(e: Entry) -> bool:
+        return check_steps(e, opts) <= MAX_STEPS and fits_memory(e)
+
+    own = (f"at its own size its check runs about {check_steps(entry, opts):.1e} Python steps (numeric forwards "
+           f"× each forward's steps), above {MAX_STEPS:.0e}")
+    same = smaller_copy(entry, lambda e: tuple(e.input_shape) == tuple(entry.input_shape) and fits(e))
+    if same is not None:
+        return same[0], f"checked as a smaller copy, {same[1]}: {own}"
+    shorter = shorter_input(entry, fits)
+    if shorter is not None:
+        return shorter, f"checked at input {shape_text(shorter)}: {own}"
+    copy = smaller_copy(entry, fits)
+    if copy is not None:
+        return copy[0], f"checked as a smaller copy, {copy[1]}, at input {shape_text(copy[0])}: {own}"
+    return None
 
 
 def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
@@ -263,6 +310,8 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
             tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
             return
         root = None if batch2 else root_of(path)
+        if root is not None and not entry.children and check_steps(entry, opts) > MAX_STEPS:
+            root = None  # its checks inside the pass would take as long: checked on its own, made quicker
         scale = 2.0 if batch2 else 1.0
         need = 0 if root else check_memory(entry, scale)
         task = Task(entry, path, name, batch2, need)
@@ -282,6 +331,18 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                 task.entry, task.need = shorter, check_memory(shorter, scale)
                 task.reduced = (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
                                 f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
+        if not root and check_steps(task.entry, opts) > MAX_STEPS:  # fits, but would take minutes of Python steps
+            quicker = _quicker(task.entry, opts, lambda e: check_memory(e, scale) <= limit)
+            if quicker is None:
+                skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
+                                       f"its check would run about {check_steps(task.entry, opts):.1e} Python steps "
+                                       f"(numeric forwards × each forward's steps), above {MAX_STEPS:.0e}, "
+                                       "and no shorter input or smaller copy runs fewer"))
+                dropped[key] = [skipped[-1], times - 1]
+                return
+            task.entry, note = quicker
+            task.need = check_memory(task.entry, scale)
+            task.reduced = "; ".join(filter(None, [task.reduced, note]))
         seen[key] = task
         if root is not None:
             root.inner[path] = task
