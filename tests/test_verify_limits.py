@@ -239,3 +239,24 @@ def test_a_10000_layer_lstm_verifies() -> None:
     assert result.passed and not result.skipped
     assert {c.path for c in result.checks} == {"(network)", "lstm1"}
     assert all("num_layers 9 (of 10000)" in c.note for c in result.checks if c.path == "lstm1")
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_verify_table_fits_the_terminal(cli, write, monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    """At a 60- or 80-column terminal (COLUMNS, as tests/test_terminal_widths.py's --help test sets
+    it) no line of verify's table is wider: every check of lenet5, failures with their notes, a
+    folded repeat's rows (path ×N) and the long summary."""
+    from rich.cells import cell_len
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    huge = write("huge.yaml", "input: [4]\nlayers:\n  - linear: {out_features: 4}\n    repeat: 1000000000\n")
+    runs = [
+        cli("verify", str(ROOT / "configs" / "lenet5.yaml"), "-f", "table", "--all"),
+        cli("verify", str(ROOT / "configs" / "lenet5.yaml"), "-f", "table", "--impl", str(ROOT / "tests" / "impls" / "linear_dx_slightly_off.py")),
+        cli("verify", huge, "-f", "table", "--all"),
+    ]
+    assert [r.status for r in runs] == [0, 1, 0]
+    for run in runs:
+        lines = run.out.splitlines()
+        assert len(lines) > 3 and not [line for line in lines if cell_len(line) > width]
+    assert "FAIL" in runs[1].out and " ×999,999,999" in runs[2].out
