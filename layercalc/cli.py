@@ -6,6 +6,7 @@ Errors from the core are turned into one line on stderr here, and only here.
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import typing
 from enum import Enum
@@ -323,10 +324,22 @@ def parse_bytes(text: str) -> int:
     try:
         value = float(raw[: len(raw) - len(unit)])
     except ValueError:
-        raise UsageError(f"--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got {text!r}") from None
-    if value <= 0:
-        raise UsageError(f"--max-memory must be positive, got {text!r}")
+        value = math.nan
+    if not math.isfinite(value * base ** powers[unit]):  # inf, nan, 1e400: no size at all
+        raise UsageError(f"--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got {text!r}")
+    if int(value * base ** powers[unit]) < 1:
+        raise UsageError(f"--max-memory must be at least 1 byte, got {text!r}")
     return int(value * base ** powers[unit])
+
+
+def _check_verify_options(seed: int, rtol: float | None, atol: float | None) -> None:
+    """A seed NumPy accepts and tolerances a check can be held to: refused by name otherwise (a
+    negative or nan tolerance fails every check, an infinite one passes every check)."""
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    for option, value in (("--rtol", rtol), ("--atol", atol)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{option} must be a finite number >= 0, got {value:g}")
 
 
 @app.command("verify")
@@ -350,10 +363,11 @@ def verify_command(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .launch import EXIT_INTERRUPTED
+    from .launch import EXIT_INTERRUPTED, EXIT_TERMINATED
     from .verify import for_dtype, selection, verify
 
     _check_options(batch, None)
+    _check_verify_options(seed, rtol, atol)
     report = _report(config, layer, input, batch)
     opts = for_dtype(
         dtype.value, seed=seed, rtol=rtol, atol=atol, full=full, only=tuple(only or ()),
@@ -389,7 +403,7 @@ def verify_command(
             print(f"skipped: {s.path} {s.check}: {s.reason}", file=sys.stderr)
         print(result.summary(), file=sys.stderr)
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 

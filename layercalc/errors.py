@@ -100,3 +100,8 @@ class UsageError(LayercalcError):
 
 class MemoryBudgetError(LayercalcError):
     """verify would need more memory than the budget allows."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program runs so it stops as Ctrl-C stops it: the work done so
+    far kept and said, the terminal restored, exit status 143 (128 + 15)."""

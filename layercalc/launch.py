@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 from typing import Callable
 
-from .errors import LayercalcError, one_line
+from .errors import LayercalcError, Terminated, one_line
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 70, 130, 143
 # (command, the one extra flag) -> the key of Report.total printed
 TOTALS = {("params", None): "params", ("params", "--trainable"): "trainable_params",
           ("flops", None): "flops", ("flops", "--macs"): "macs"}
@@ -33,11 +34,14 @@ def guarded(action: Callable[[], int], debug: bool) -> int:
     # would only re-scan them (a third of the time on a 100,000-entry config).
     collecting = gc.isenabled()
     gc.disable()
+    sigterm = Sigterm()
     try:
         status = action()
         sys.stdout.flush()
     except LayercalcError as exc:
         status = fail(str(exc), EXIT_USAGE)
+    except Terminated:
+        status = fail("terminated", EXIT_TERMINATED)
     except KeyboardInterrupt:
         status = fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
@@ -56,7 +60,32 @@ def guarded(action: Callable[[], int], debug: bool) -> int:
     finally:
         if collecting:  # for callers that run main() in-process, such as the tests
             gc.enable()
+        sigterm.restore()
+    if sigterm.came and status == EXIT_INTERRUPTED:  # Typer turns every KeyboardInterrupt into 130
+        status = EXIT_TERMINATED
     return status
+
+
+class Sigterm:
+    """While installed, SIGTERM raises Terminated where the program runs, so it stops as Ctrl-C
+    stops it (verify keeps and prints the checks done, a progress bar gives the terminal its cursor
+    back); `came` says whether it did."""
+
+    def __init__(self) -> None:
+        self.came = False
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        except ValueError:  # not the main thread, where Python sets no handler
+            self.previous = self
+
+    def _raise(self, signum: int, frame: object) -> None:
+        self.came = True
+        raise Terminated
+
+    def restore(self) -> None:
+        """Put back the handler there was before."""
+        if self.previous is not self:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.previous is None else self.previous)
 
 
 def total_query(args: list[str]) -> tuple[str, str] | None:

@@ -104,3 +104,46 @@ def test_oversized_document_is_rejected(monkeypatch, write) -> None:
     path = write("big.yaml", "input: [3]\nlayers:\n" + "  - relu\n" * 200)
     with pytest.raises(ConfigError, match="larger than"):
         analyse(path)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--max-memory", "inf", "--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got 'inf'"),
+    ("--max-memory", "nan", "--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got 'nan'"),
+    ("--max-memory", "1e400", "--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got '1e400'"),
+    ("--max-memory", "1e300T", "--max-memory: expected a size like 2G (2·10^9 bytes) or 512M, got '1e300T'"),
+    ("--max-memory", "0.5", "--max-memory must be at least 1 byte, got '0.5'"),  # no budget at all once in bytes
+    ("--seed", "-1", "--seed must be >= 0, got -1"),
+    ("--rtol", "-1", "--rtol must be a finite number >= 0, got -1"),
+    ("--rtol", "nan", "--rtol must be a finite number >= 0, got nan"),
+    ("--atol", "-1e-8", "--atol must be a finite number >= 0, got -1e-08"),
+    ("--atol", "inf", "--atol must be a finite number >= 0, got inf"),  # every check would pass
+])
+def test_verify_bad_option_value_is_one_line_naming_it(cli, write, option: str, value: str, message: str) -> None:
+    path = write("n.yaml", "input: [3]\nlayers: [relu]\n")
+    run = cli("verify", path, option, value, "-f", "tsv")
+    assert (run.status, run.out, run.err) == (2, "", f"error: {message}\n")
+
+
+def test_verify_option_values_at_their_edges_are_accepted(cli, write) -> None:
+    # a zero tolerance is a strict but real request; NumPy seeds any non-negative integer, 2**32 and beyond
+    path = write("n.yaml", "input: [3]\nlayers: [relu]\n")
+    for args in (["--rtol", "0"], ["--atol", "0"], ["--seed", str(2**32)], ["--seed", str(2**70)], ["--max-memory", "1e30"]):
+        run = cli("verify", path, *args, "-f", "tsv")
+        assert run.status == 0 and "error" not in run.err, (args, run.err)
+
+
+def test_sigterm_exits_143_quietly(cli, write, monkeypatch) -> None:
+    import signal
+
+    path = write("n.yaml", "input: [3]\nlayers: [relu]\n")
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here, as from `kill` or a job scheduler
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("layercalc.api.analyse", terminated)
+    run = cli("summary", path)
+    assert (run.status, run.out) == (143, "")
+    assert "Traceback" not in run.err and run.err.count("\n") <= 1  # as quiet as Ctrl-C
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

@@ -23,7 +23,7 @@ def test_every_layer_of_a_batch_1_config_is_checked_at_batch_2() -> None:
     covered: dict[str, object] = {}
     for t in tasks:
         if t.batch2:
-            for p in [t.path, *(p for p, _ in t.places)]:
+            for p in [t.path, *(p for p, _, _ in t.places)]:
                 covered[p] = t
     assert set(covered) == leaves and not skipped
     for p, t in covered.items():  # a twin stands for a place only when it is the same layer
@@ -94,7 +94,7 @@ def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
     report = analyse(ROOT / "configs" / "llama3_8b.yaml")
     tasks, skipped = plan_tasks(report, Options(max_memory=DEFAULT_CAP))
     leaves = {p for e, p, _, _ in places(report.entries, "") if not e.children}
-    covered = {p for t in tasks if not t.batch2 for p in [t.path, *(q for q, _ in t.places), *t.inner]}
+    covered = {p for t in tasks if not t.batch2 for p in [t.path, *(q for q, _, _ in t.places), *t.inner]}
     assert leaves <= covered
     assert all(t.need <= DEFAULT_CAP for t in tasks)
     assert [(s.path, s.check) for s in skipped] == [("(network)", "end to end")]

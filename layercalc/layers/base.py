@@ -372,6 +372,12 @@ class Layer:
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
 
+    def python_steps(self, x: Shape) -> int:
+        """Steps of Python the NumPy forward takes on input x, each a few small array operations (a
+        recurrent layer's time steps, for each stacked layer and direction): verify's estimate of
+        a check's time counts them, as array work does not show them. 1 by default."""
+        return 1
+
     def work_elements(self, x: Shape) -> int:
         """Elements of the arrays the NumPy forward keeps for backward and the backward's largest
         temporaries, beyond the input and output (attention's T×T matrices per head, a recurrent

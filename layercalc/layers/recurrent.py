@@ -116,6 +116,10 @@ class _Recurrent(Layer):
         """H: each direction's output size per step (the projection's, if any)."""
         return self.proj or self.hidden_size
 
+    def python_steps(self, x: Shape) -> int:
+        # the time loop of every stacked layer and direction (run, and run_back in the backward)
+        return x[1] * self.num_layers * self.directions
+
     def work_elements(self, x: Shape) -> int:
         # every step of every layer and direction keeps its gate activations and states for the
         # backward (lstm: h, c, i, f, g, o, tanh c and one more, 2·G arrays of (N, hidden) for
@@ -279,9 +283,10 @@ class _Recurrent(Layer):
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         caches = []
         h = x
+        cells = self.cells()  # once: listing them for each layer made a forward quadratic in num_layers
         for k in range(self.num_layers):
             outs = []
-            for _, suffix in self.cells()[k * self.directions : (k + 1) * self.directions]:
+            for _, suffix in cells[k * self.directions : (k + 1) * self.directions]:
                 y, cache = self.run(h, self._cell_params(params, suffix), reverse=suffix.endswith("_reverse"))
                 outs.append(y)
                 caches.append(cache)

@@ -28,7 +28,7 @@ def _overhead(columns: int) -> int:
 
 def _widths(rows: list[dict[str, Any]], width: int) -> tuple[bool, int, int, int]:
     """(show Method?, path width, check width, method width) for a table no wider than width."""
-    path = max([len("Layer"), *(len(c["path"]) for c in rows)])
+    path = max([len("Layer"), *(len(_layer(c)) for c in rows)])
     check = max([len("Check"), *(len(c["check"]) for c in rows)])
     method = max([len("Method"), *(len(c["method"]) for c in rows)])
     fixed = MARK + ERROR + TOLERANCE
@@ -39,6 +39,9 @@ def _widths(rows: list[dict[str, Any]], width: int) -> tuple[bool, int, int, int
         return False, path, check, 0
     # both shortened in proportion to their lengths, the path to no less than MIN_PATH
     p = min(path, max(MIN_PATH, room * path // (path + check)))
+    tail = max((len(_layer(c)) - len(c["path"]) for c in rows), default=0)
+    if tail:  # room for a folded row's count of copies, whole, beside four characters of its path
+        p = min(path, max(p, min(tail + 4, room - MIN_PATH)))
     c = max(1, min(check, room - p))
     return False, max(1, p), max(1, c), 0
 
@@ -53,7 +56,7 @@ def render_checks(result: dict[str, Any], out: Console, every: bool = False) -> 
         _table(shown, out)
     for c in result["results"]:
         if not c["passed"]:
-            line = f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance {c['tolerance']:.3g}"
+            line = f"FAIL {_layer(c)} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance {c['tolerance']:.3g}"
             out.print(Text(line + (f"; {c['note']}" if c["note"] else ""), style="red"), overflow="fold")
     for s in result.get("skipped", []):
         out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"), overflow="fold")
@@ -76,12 +79,28 @@ def _table(rows: list[dict[str, Any]], out: Console) -> None:
         mark = Text("ok", style="green") if c["passed"] else Text("FAIL", style="bold red")
         exact = c["method"] == "exact"
         error = "" if exact and c["passed"] else _number(c["error"])
-        cells = [mark, shorten_middle(c["path"], path_w), shorten_middle(c["check"], check_w)]
+        cells = [mark, _layer_cell(c, path_w), shorten_middle(c["check"], check_w)]
         if method:
             cells.append(c["method"])
         cells += [error, "" if exact else _number(c["tolerance"])]
         table.add_row(*cells)
     out.print(table)
+
+
+def _layer(c: dict[str, Any]) -> str:
+    """A row's path, and for a row that stands for identical repeat copies their number, as the
+    calculator's table shows a folded repeat: 'blocks.1-999 ×999'."""
+    copies = c.get("copies", 1)
+    return c["path"] + (f" ×{copies:,}" if copies > 1 else "")
+
+
+def _layer_cell(c: dict[str, Any], width: int) -> str:
+    """_layer(c) in at most width characters: the path shortened in the middle, the count of copies
+    kept whole (a number cut short would misstate it) while the path keeps both its ends."""
+    tail = _layer(c)[len(c["path"]):]
+    if tail and width - len(tail) >= 4:
+        return shorten_middle(c["path"], width - len(tail)) + tail
+    return shorten_middle(_layer(c), width)
 
 
 def _number(x: float) -> str:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from ..analysis import Report
+from ..errors import Terminated
 from ..lazy import np
 from .checks import check_instance, check_network
 from .differences import Noise, generator
@@ -106,42 +107,23 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 if progress:
                     progress(task.label, i, len(tasks))
                 rng = generator([opts.seed, i], noise)
-                if task.batch2 and kept is not None and kept.path == task.path:
-                    inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
-                elif task.batch2 and task.path in lent:
-                    inst = _twin(lent.pop(task.path), task)
-                else:
-                    inst = _instance(task, report, opts, rng)
-                kept = None
-                done: set[str] = set()
+                short = ""
                 try:
-                    if task.is_network or task.inner:
-                        copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
-                        rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
-                        if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
-                            rows = _composition_in_float64(inst, task, opts, rng, rows)
-                        for block, checks in rows:
-                            _report(result, task.inner.get(block.path, task), checks)
-                            done.add(block.path)
+                    if task.batch2 and _same_layer(kept, task):
+                        inst = _twin(kept, task)  # the same layer's parameters: drawn once, not twice
+                    elif task.batch2 and _same_layer(lent.get(task.path), task):
+                        inst = _twin(lent.pop(task.path), task)
                     else:
-                        suffix = " @ batch 2" if task.batch2 else ""
-                        rows = check_instance(inst, opts, rng, suffix)
-                        if opts.dtype != "float64" and not inst.is_leaf and any(_numeric_failure(c) for c in rows):
-                            rows = check_instance(_in_float64(inst), replace(opts, dtype="float64"), rng, suffix)
-                            for c in rows:
-                                c.note += IN_FLOAT64
-                        _report(result, task, rows)
-                except UserCodeError as exc:
-                    _raised(result, task, exc, raised, inst)
-                    if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
-                        by_path = {i.path: i for i in inst.walk()}
-                        for path, sub in task.inner.items():
-                            if path in done or path in raised:
-                                continue
-                            try:
-                                _report(result, sub, check_instance(by_path[path], opts, rng))
-                            except UserCodeError as inner:
-                                _raised(result, sub, inner, raised, by_path[path])
+                        inst = _instance(task, report, opts, rng)
+                    kept = None
+                    _run(result, task, inst, report, opts, rng, raised)
+                except MemoryError as exc:  # the system gives less than the budget: this check is skipped, the rest run
+                    inst = kept = None
+                    short = str(exc) or "MemoryError"
+                if short:  # out of the except block: its traceback, and the arrays its frames hold, are gone
+                    release_memory()
+                    _unallocated(result, task, short, report, opts, rng, raised)
+                    continue
                 if not task.is_network and not task.batch2 and inst.is_leaf:
                     kept = inst
                 elif task.is_network:
@@ -149,9 +131,65 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
                 del inst
                 if task.need >= TRIM_MIN:
                     release_memory()  # freed arrays back to the system: a check's peak is its own
-        except KeyboardInterrupt:  # Ctrl-C: keep the checks done, say how many did not run
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep the checks done, say how many did not run
             result.interrupted, result.planned = len(tasks) - i, len(tasks)
+            result.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     return result
+
+
+def _run(result: Result, task: Task, inst: Instance, report: Report, opts: Options, rng: Any, raised: set[str]) -> None:
+    """One task's checks, reported: a pass over the network or a block (with the layers and blocks
+    inside it), or one layer or block on its own."""
+    done: set[str] = set()
+    try:
+        if task.is_network or task.inner:
+            copies = opts.batch2 and report.network.input_shape[0] == 1  # then one direction at full size
+            rows = list(check_network(inst, opts, rng, lambda b: b.path in task.inner, 1 if copies else None))
+            if opts.dtype != "float64" and any(_numeric_failure(c) for b, cs in rows if not b.is_leaf for c in cs):
+                rows = _composition_in_float64(inst, task, opts, rng, rows)
+            for block, checks in rows:
+                _report(result, task.inner.get(block.path, task), checks)
+                done.add(block.path)
+        else:
+            suffix = " @ batch 2" if task.batch2 else ""
+            rows = check_instance(inst, opts, rng, suffix)
+            if opts.dtype != "float64" and not inst.is_leaf and any(_numeric_failure(c) for c in rows):
+                rows = check_instance(_in_float64(inst), replace(opts, dtype="float64"), rng, suffix)
+                for c in rows:
+                    c.note += IN_FLOAT64
+            _report(result, task, rows)
+    except UserCodeError as exc:
+        _raised(result, task, exc, raised, inst)
+        if task.is_network or task.inner:  # the layers and blocks it was to check: each on its own
+            by_path = {i.path: i for i in inst.walk()}
+            for path, sub in task.inner.items():
+                if path in done or path in raised:
+                    continue
+                try:
+                    _report(result, sub, check_instance(by_path[path], opts, rng))
+                except UserCodeError as inner:
+                    _raised(result, sub, inner, raised, by_path[path])
+
+
+def _unallocated(result: Result, task: Task, error: str, report: Report, opts: Options, rng: Any,
+                 raised: set[str]) -> None:
+    """A check the system could not allocate (a budget above what it gives): skipped and said; the
+    layers and blocks a pass was to check are each checked on their own, as far as memory allows."""
+    what = ("end to end" if task.is_network else "every check") + (" @ batch 2" if task.batch2 else "")
+    reason = f"out of memory: {error} (the memory budget is above what the system gives: --max-memory lowers it)"
+    result.skipped.append(Skipped(task.path or "(network)", task.name, task.entry.type, what, reason))
+    reported = {c.path for c in result.checks} if task.inner else set()
+    for path, sub in task.inner.items():
+        if path in reported or path in raised:
+            continue
+        short = ""
+        try:
+            _run(result, sub, _instance(sub, report, opts, rng), report, opts, rng, raised)
+        except MemoryError as exc:
+            short = str(exc) or "MemoryError"
+        if short:
+            release_memory()
+            _unallocated(result, sub, short, report, opts, rng, raised)
 
 
 def _numeric_failure(c: Check) -> bool:
@@ -190,6 +228,12 @@ def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any,
     return out
 
 
+def _same_layer(inst: Instance | None, task: Task) -> bool:
+    """True when the task checks the instance's own layer at another batch: not a smaller copy made
+    for one of the two (its parameter shapes differ, and its arguments may not suit the other's input)."""
+    return inst is not None and inst.path == task.path and inst.entry.layer is task.entry.layer
+
+
 def _twin(inst: Instance, task: Task) -> Instance:
     """A layer's batch-2 copy sharing its parameter arrays (same shapes: the planner kept them)."""
     twin = Instance(task.entry, task.path, task.name, inst.layer)
@@ -198,17 +242,24 @@ def _twin(inst: Instance, task: Task) -> Instance:
 
 
 def _report(result: Result, task: Task, checks: list[Check]) -> None:
-    """A check's rows, and the same rows for every identical place."""
+    """A check's rows, and the same rows for every identical place (one row for a place that stands
+    for many identical copies of a repeat, with their number)."""
     if getattr(task, "reduced", ""):  # made to fit the memory budget: said on every row
         for c in checks:
             c.check += " (reduced)"
             c.note = task.reduced + (f"; {c.note}" if c.note else "")
         result.reduced += len(checks) * (1 + len(task.places))
-    result.checks += checks
-    for path, name in task.places:
+    if task.copies > 1:
         for c in checks:
-            result.checks.append(replace(c, path=path, name=name, note=f"same as {c.path}" + (f"; {c.note}" if c.note else "")))
+            c.copies = task.copies
+        result.folded += len(checks) * (task.copies - 1)
+    result.checks += checks
+    for path, name, copies in task.places:
+        same = f"same as {checks[0].path}" + (f" (×{copies:,})" if copies > 1 else "") if checks else ""
+        for c in checks:
+            result.checks.append(replace(c, path=path, name=name, copies=copies, note=same + (f"; {c.note}" if c.note else "")))
         result.deduplicated += len(checks)
+        result.folded += len(checks) * (copies - 1)
 
 
 def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], inst: Instance) -> None:
@@ -232,4 +283,5 @@ def _raised(result: Result, task: Task, exc: UserCodeError, raised: set[str], in
 
 
 class _Place:
-    places: list[tuple[str, str]] = []
+    places: list[tuple[str, str, int]] = []
+    copies = 1

@@ -8,27 +8,29 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterator
 
-from ..analysis import Entry, Report
+from ..analysis import LISTED_COPIES, Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
+from .checks import ELEMENTWISE_MAX, ELEMENTWISE_WORK
 from .memory import budget, check_memory, largest_leaf_activations, mb, noise_bytes
-from .reduce import shape_text, shorter_input, smaller_copy
+from .reduce import Fits, shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
 
-MAX_PLACES = 10_000  # copies of a repeat enumerated one by one; beyond, they are counted
 NETWORK = "(network)"
 
 
 class Task:
     """One check to run: an entry at a path (or a batch-2 copy of a leaf), and the other places
-    with the same type, arguments and input shape, which report its outcome."""
+    with the same type, arguments and input shape, which report its outcome; a place may stand
+    for many identical copies of a repeat (its path a range, 'blocks.1-999', as the calculator's
+    folded row)."""
 
-    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "extra_places", "inner", "reduced")
+    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "copies", "inner", "reduced")
 
     def __init__(self, entry: Entry, path: str, name: str, batch2: bool, need: int) -> None:
         self.entry, self.path, self.name, self.batch2, self.need = entry, path, name, batch2, need
-        self.places: list[tuple[str, str]] = []
-        self.extra_places = 0  # identical copies of a huge repeat, counted but not listed
+        self.places: list[tuple[str, str, int]] = []  # (path, name, identical copies it stands for)
+        self.copies = 1  # identical copies its own place stands for
         self.inner: dict[str, Task] = {}  # the network's: blocks checked from its forward and backward, by path
         self.reduced = ""  # how the check was made to fit the memory budget (a shorter input, a smaller copy)
 
@@ -59,37 +61,38 @@ def _join(path: str, seg: str) -> str:
 
 
 def places(entries: list[Entry], path: str) -> Iterator[tuple[Entry, str, str, int]]:
-    """(entry, path, name, identical copies not listed) of every leaf and block, children first."""
+    """(entry, path, name, identical copies it stands for) of every leaf and block, children first,
+    as the calculator lists them: a repeat of more than LISTED_COPIES copies lists its distinct
+    copies, then one place for the identical rest ('blocks.2-999', 998 copies)."""
     for e in entries:
-        yield from _place(e, _join(path, e.seg), e.name)
+        yield from _place(e, _join(path, e.seg), e.name, 1)
 
 
-def copies(e: Entry, limit: int) -> Iterator[tuple[int, Entry]]:
-    """(index, entry) of a repeat group's first `limit` copies, as the group runs them (Entry.runs():
-    the last distinct copy stands for every later one)."""
+def copies(e: Entry) -> Iterator[tuple[str, Entry, int]]:
+    """(path segment, entry, identical copies) of a repeat group's places, as the calculator's rows
+    list them (Report.walk): each copy of a short repeat; of a long one, each distinct copy, then
+    the rest of the last one as one place ('2-999')."""
     k = 0
     for seq in e.runs():
         for run in seq:
-            for _ in range(run.times):
-                if k >= limit:
-                    return
-                yield k, run.entry
-                k += 1
+            listed = run.times if e.copies <= LISTED_COPIES else 1
+            for j in range(listed):
+                yield str(k + j), run.entry, 1
+            k += listed
+            rest = run.times - listed
+            if rest:
+                yield (f"{k}-{k + rest - 1}" if rest > 1 else str(k)), run.entry, rest
+                k += rest
 
 
-def _place(e: Entry, path: str, name: str) -> Iterator[tuple[Entry, str, str, int]]:
+def _place(e: Entry, path: str, name: str, times: int) -> Iterator[tuple[Entry, str, str, int]]:
     if e.copies:
-        listed = min(e.copies, max(MAX_PLACES, len(e.children)))
-        for k, child in copies(e, listed):
-            extra = e.copies - listed if k == listed - 1 else 0
-            for sub in _place(child, f"{path}.{k}", f"{name}.{k}"):
-                yield sub if sub[0] is not child else (sub[0], sub[1], sub[2], extra)
-        yield e, path, name, 0
-        return
-    if e.children:
+        for seg, child, n in copies(e):
+            yield from _place(child, f"{path}.{seg}", f"{name}.{seg}", times * n)
+    else:
         for c in e.children:
-            yield from _place(c, _join(path, c.seg), c.name)
-    yield e, path, name, 0
+            yield from _place(c, _join(path, c.seg), c.name, times)
+    yield e, path, name, times
 
 
 def network_entry(report: Report) -> Entry:
@@ -174,12 +177,12 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
         p = _join(path, e.seg)
         if not e.children:
             continue
-        if e.copies:  # a repeat group: each copy
-            for k, child in copies(e, MAX_PLACES):
+        if e.copies:  # a repeat group: each copy (the identical rest of a long one as one place)
+            for seg, child, _ in copies(e):
                 if child.children and pass_need(child) <= limit:
-                    out[f"{p}.{k}"] = child
+                    out[f"{p}.{seg}"] = child
                 elif child.children:
-                    _roots(child.children, f"{p}.{k}", limit, out)
+                    _roots(child.children, f"{p}.{seg}", limit, out)
         elif pass_need(e) <= limit:
             out[p] = e
         else:
@@ -187,6 +190,31 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
 
 
 MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
+# Python steps a check may run in all (its numeric forwards times each forward's Layer.python_steps):
+# array work does not show them (a 10-layer LSTM on 4 steps, checked element by element: 77,000
+# steps, most of its run)
+MAX_STEPS = 10**5
+FORWARDS_PER_DIRECTION = 4  # numeric forwards of a direction, about: a difference and its confirmation
+
+
+def python_steps(entry: Entry) -> int:
+    """Python steps one forward of the subtree takes: every layer's Layer.python_steps, as often as it runs."""
+    if not entry.children:
+        return entry.layer.python_steps(tuple(entry.input_shape)) if entry.layer is not None else 0
+    return sum(run.times * python_steps(run.entry) for seq in entry.runs() for run in seq)
+
+
+def check_steps(entry: Entry, opts: Options) -> int:
+    """Python steps a check of the entry on its own runs, about: its numeric forwards (two per
+    element of its input and parameters where gradient_checks checks them element by element, else
+    FORWARDS_PER_DIRECTION per direction) times the steps of one forward."""
+    forwards = FORWARDS_PER_DIRECTION * opts.directions
+    if not entry.children and entry.layer is not None:
+        sizes = [numel(entry.input_shape), *map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values())]
+        out = numel(entry.output_shape)
+        if opts.full or all(n <= ELEMENTWISE_MAX and n * out <= ELEMENTWISE_WORK for n in sizes):
+            forwards = 2 * sum(sizes)
+    return forwards * python_steps(entry)
 
 
 def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tuple[Entry, str] | str:
@@ -208,6 +236,27 @@ def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tup
         return (f"its parameters alone need about {mb(check_memory(entry, 0.0) + pool)}, {budget_text}; "
                 "each layer and block inside it is checked on its own")
     return f"needs about {mb(need + pool)}, {budget_text}"
+
+
+def _quicker(entry: Entry, opts: Options, fits_memory: Fits) -> tuple[Entry, str] | None:
+    """(the entry made to run at most MAX_STEPS Python steps, how) or None: a smaller copy on the
+    same input first (a recurrent layer keeps its time steps, which its recurrence needs), else the
+    same layer on a shorter input, else a smaller copy on one."""
+    def fits(e: Entry) -> bool:
+        return check_steps(e, opts) <= MAX_STEPS and fits_memory(e)
+
+    own = (f"at its own size its check runs about {check_steps(entry, opts):.1e} Python steps (numeric forwards "
+           f"× each forward's steps), above {MAX_STEPS:.0e}")
+    same = smaller_copy(entry, lambda e: tuple(e.input_shape) == tuple(entry.input_shape) and fits(e))
+    if same is not None:
+        return same[0], f"checked as a smaller copy, {same[1]}: {own}"
+    shorter = shorter_input(entry, fits)
+    if shorter is not None:
+        return shorter, f"checked at input {shape_text(shorter)}: {own}"
+    copy = smaller_copy(entry, fits)
+    if copy is not None:
+        return copy[0], f"checked as a smaller copy, {copy[1]}, at input {shape_text(copy[0])}: {own}"
+    return None
 
 
 def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
@@ -245,33 +294,34 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
             return roots[""]
         return next((t for p, t in roots.items() if path.startswith(p + ".")), None)
 
-    def add(entry: Entry, path: str, name: str, batch2: bool, extra: int) -> None:
+    def add(entry: Entry, path: str, name: str, batch2: bool, times: int) -> None:
         nonlocal smallest
         key = (signature(entry, memo), batch2)
         if opts.dedup and key in dropped:  # identical to a check skipped above: counted with it
-            dropped[key][1] += 1 + extra
+            dropped[key][1] += times
             return
         if opts.dedup and key in seen:
-            seen[key].places.append((path, name))
-            seen[key].extra_places += extra
+            seen[key].places.append((path, name, times))
             return
         if not batch2 and path in roots:  # a block checked as one pass, its insides with it
             task = roots[path]
-            task.name, task.extra_places = name, extra
+            task.name, task.copies = name, times
             seen[key] = task
             tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
             return
         root = None if batch2 else root_of(path)
+        if root is not None and not entry.children and check_steps(entry, opts) > MAX_STEPS:
+            root = None  # its checks inside the pass would take as long: checked on its own, made quicker
         scale = 2.0 if batch2 else 1.0
         need = 0 if root else check_memory(entry, scale)
         task = Task(entry, path, name, batch2, need)
-        task.extra_places = extra
+        task.copies = times
         if need > limit:
             fitted = _fitted(entry, need, limit, scale, pool)
             if isinstance(fitted, str):
                 smallest = need if smallest is None else min(smallest, need)
                 skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""), fitted))
-                dropped[key] = [skipped[-1], extra]
+                dropped[key] = [skipped[-1], times - 1]
                 return
             task.entry, task.reduced = fitted
             task.need = check_memory(task.entry, scale)
@@ -281,23 +331,35 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
                 task.entry, task.need = shorter, check_memory(shorter, scale)
                 task.reduced = (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
                                 f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
+        if not root and check_steps(task.entry, opts) > MAX_STEPS:  # fits, but would take minutes of Python steps
+            quicker = _quicker(task.entry, opts, lambda e: check_memory(e, scale) <= limit)
+            if quicker is None:
+                skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
+                                       f"its check would run about {check_steps(task.entry, opts):.1e} Python steps "
+                                       f"(numeric forwards × each forward's steps), above {MAX_STEPS:.0e}, "
+                                       "and no shorter input or smaller copy runs fewer"))
+                dropped[key] = [skipped[-1], times - 1]
+                return
+            task.entry, note = quicker
+            task.need = check_memory(task.entry, scale)
+            task.reduced = "; ".join(filter(None, [task.reduced, note]))
         seen[key] = task
         if root is not None:
             root.inner[path] = task
         else:
             tasks.append(task)
 
-    for entry, path, name, extra in places(report.entries, ""):
+    for entry, path, name, times in places(report.entries, ""):
         if not _selected(path, name, opts.only):
             continue
-        add(entry, path, name, False, extra)
+        add(entry, path, name, False, times)
         if batch1 and opts.batch2 and entry.layer is not None and not entry.children:
             try:
                 twin = batch2_entry(entry)
             except ConfigError as exc:
                 skipped.append(Skipped(path, name, entry.type, "every check @ batch 2", f"the layer refuses batch 2: {exc.message}"))
                 continue
-            add(twin, path, name, True, extra)
+            add(twin, path, name, True, times)
     for skip, more in dropped.values():
         if more:
             skip.reason += f" (as at {more:,} identical places)"

@@ -48,13 +48,18 @@ class Check:
     index: list[int] | None = None
     numeric: float | None = None
     analytic: float | None = None
+    copies: int = 1  # identical copies of a repeat this row stands for (its path a range: blocks.1-999)
     # False for a numeric check whose quotients did not converge: its failure says the numbers
     # could not decide, not that the gradient is wrong (verify's own use; not in the output)
     conclusive: bool = field(default=True, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON (the fields are plain already: no deep copy, unlike asdict)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "conclusive"}
+        """Plain data for JSON (the fields are plain already: no deep copy, unlike asdict); `copies`
+        only on a row that stands for several, as in the calculator's rows."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "conclusive"}
+        if self.copies == 1:
+            del out["copies"]
+        return out
 
 
 @dataclass
@@ -79,30 +84,33 @@ class Result:
     name: str
     checks: list[Check] = field(default_factory=list)
     deduplicated: int = 0  # rows reported for a place whose identical twin was checked
+    folded: int = 0  # rows more that identical repeat copies would have: each folded row stands for several
     reduced: int = 0  # rows (run or reported) of checks made to fit the memory budget (a shorter input, a smaller copy)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list, repr=False)  # what a user's implementation raised, for --debug
-    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted (Ctrl-C)
+    interrupted: int = 0  # layers, blocks and copies planned but not checked: the run was interrupted
     planned: int = 0  # how many were planned, when interrupted
+    stopped_by: str = ""  # what interrupted it: "Ctrl-C" or "SIGTERM"
 
     @property
     def passed(self) -> bool:
-        """True when every check that ran passed."""
-        return all(c.passed for c in self.checks)
+        """True when the run finished and every check passed (an interrupted run has not passed)."""
+        return not self.interrupted and all(c.passed for c in self.checks)
 
     def summary(self) -> str:
         """One line: checks run, reported from deduplicated places, skipped, failed."""
         failed = sum(not c.passed for c in self.checks)
         run = len(self.checks) - self.deduplicated
         reduced = (f" ({self.reduced} of all rows on a reduced input or copy, to fit the memory budget or a minute: see their notes)" if self.reduced else "")
-        return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated), "
+        folded = f"; {self.folded:,} more for identical repeat copies, folded into rows ×N" if self.folded else ""
+        return (f"{run} checks run, {self.deduplicated} more reported for identical layers (deduplicated{folded}), "
                 f"{len(self.skipped)} skipped, {failed} failed{reduced}"
-                + (f"; interrupted (Ctrl-C): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
+                + (f"; interrupted ({self.stopped_by or 'Ctrl-C'}): {self.interrupted} of {self.planned} layers, blocks and copies not checked"
                    if self.interrupted else ""))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         failed = sum(not c.passed for c in self.checks)
         return {"name": self.name, "passed": self.passed, "checks": len(self.checks), "failed": failed,
-                "deduplicated": self.deduplicated, "reduced": self.reduced, "interrupted": self.interrupted, "skipped": [s.to_dict() for s in self.skipped],
+                "deduplicated": self.deduplicated, "folded": self.folded, "reduced": self.reduced, "interrupted": self.interrupted, "skipped": [s.to_dict() for s in self.skipped],
                 "summary": self.summary(), "results": [c.to_dict() for c in self.checks]}
