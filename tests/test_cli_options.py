@@ -287,3 +287,41 @@ def test_compare_lists_categories_counted_by_no_tool(cli, write) -> None:
     cats = {r["category"]: r for r in data["rows"]}
     assert {"concat", "residual adds"} <= set(cats)
     assert all(cats["concat"][c] is None for c in data["total"])
+
+
+@pytest.mark.parametrize("command", ["summary", "params", "flops", "macs", "shapes"])
+def test_help_names_only_options_the_command_takes(cli, monkeypatch, command: str) -> None:
+    """Every --option a command's help mentions (its own list and inside help texts: 'backward_macs
+    (with --training)') is one the command accepts; params listed --training, which it refuses."""
+    import re
+
+    import typer
+
+    from layercalc.cli import app
+
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping inside an option's name
+    run = cli(command, "--help")
+    assert run.status == 0, run.err
+    accepted = {opt for param in typer.main.get_command(app).commands[command].params for opt in param.opts}
+    accepted.add("--help")  # the context's own
+    mentioned = set(re.findall(r"--[a-z][a-z-]*[a-z]", run.out))
+    assert mentioned and mentioned <= accepted, sorted(mentioned - accepted)
+
+
+def test_macs_is_the_macs_view_of_flops(cli, net: str) -> None:
+    """`macs` exists (it was 'No such command'): MACs per layer, and --total prints MACs (NET: 64 + 0 + 48 = 112)."""
+    assert cli("macs", net, "--total").out == "112\n"  # the fast path of launch.py
+    assert cli("macs", net, "--total", "--batch", "2").out == "112\n"  # the same through the Typer app
+    run = cli("macs", net, "-f", "tsv")
+    assert run.out.splitlines() == ["path\tname\ttype\tdepth\tmacs", "fc1\tfc1\tlinear\t0\t64",
+                                    "relu1\trelu1\trelu\t0\t0", "fc2\tfc2\tlinear\t0\t48", "total\t\t\t\t112"]
+    # training: forward 112; backward fc1 dW 64 (its input is the network's: no dx), fc2 dW 48 + dx 48
+    assert cli("macs", net, "--total", "--training").out == f"{112 + 64 + 96}\n"
+    assert cli("macs", net, "--by-type", "-f", "tsv").out.splitlines() == [
+        "type\tcount\tmacs", "linear\t2\t112", "relu\t1\t0", "total\t3\t112"]
+
+
+def test_a_mistyped_command_gets_a_suggestion(cli) -> None:
+    run = cli("mac", "x.yaml")
+    assert run.status == 2 and run.out == ""
+    assert run.err == "error: No such command 'mac'. Did you mean 'macs'?\n"

@@ -17,6 +17,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "summary": ("path", "name", "type", "depth", "output_shape", "params", "macs", "flops"),
     "params": ("path", "name", "type", "depth", "params", "trainable_params", "buffers"),
     "flops": ("path", "name", "type", "depth", "macs", "flops"),
+    "macs": ("path", "name", "type", "depth", "macs"),
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }
 CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")

@@ -103,7 +103,7 @@ def render_table(
         total["backward_macs"] = training["backward_macs"]
     explicit = columns is not None
     names = list(columns if explicit else DEFAULT[command])
-    if training and not explicit and command in ("summary", "flops"):
+    if training and not explicit and command in ("summary", "flops", "macs"):
         names.append("backward_macs")
     chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
