@@ -66,3 +66,17 @@ def by_type(report: Report, convention: str = "layercalc", training: bool = Fals
             row["training_macs"] = (macs or 0) + t.extra + t.backward
         rows.append(row)
     return rows
+
+
+def cache_by_type(report: Report) -> list[dict[str, Any]]:
+    """Where a decoder's KV cache comes from: the layers that keep one (the causal attention ones),
+    by type in order of first appearance, each with how many run and their share of the cache in
+    elements; empty for a network without one."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in report.walk(depth=0):
+        for entry, n, _ in layer_runs(Run(row.entry, row.copies, row.grad)):
+            if entry.cache and not entry.sequences:  # a layer's own cache (a block's is its children's)
+                t = found.setdefault(entry.type, {"type": entry.type, "count": 0, "elements": 0})
+                t["count"] += n
+                t["elements"] += entry.cache * n
+    return list(found.values())

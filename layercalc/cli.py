@@ -215,8 +215,6 @@ def _calculating(command: str, doc: str) -> None:
                 value = data["training"]["training_macs" if macs else "training_flops"]
             else:
                 value = data["total"][key]
-            if value is None:
-                raise UsageError(f"{convention.value} counts nothing in this network")
             print(value)
         else:
             _emit(report, command, format, depth, costs, chosen_columns)

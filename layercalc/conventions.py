@@ -70,10 +70,16 @@ class Costing:
         """A row's MACs (its entry with everything below, times its copies); None when the tool counts none of it."""
         return tally([repeated(v, row.copies) for v in self._values(row.entry)], self.convention, self.batch)
 
-    def total(self) -> int | None:
-        """The network's MACs under this convention (None: the tool counts nothing here)."""
+    def total(self) -> int:
+        """The network's MACs under this convention; 0 when the tool counts none of its layers, as
+        the tool itself prints (FlopCounterMode's total of an uncounted network is 0)."""
         values = [v for e in self.report.entries for v in self._values(e)]
-        return tally(values, self.convention, self.batch)
+        total = tally(values, self.convention, self.batch)
+        return 0 if total is None else total
+
+    def counts_nothing(self) -> bool:
+        """True when the tool counts none of the network's layers (its total is then 0)."""
+        return not any(self._values(e) for e in self.report.entries)
 
 
 def _fold(values: list[Any]) -> Any:
@@ -107,7 +113,7 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = "ad
     rows = list(report.walk(depth=0))
     backward = sum(backward_macs(row, convention) for row in rows)
     # a forward with autograd recording may count more than the inference one (fused fast paths off)
-    forward = (Costing(report, convention).total() or 0) + sum(
+    forward = Costing(report, convention).total() + sum(
         _forward_extra(Run(row.entry, row.copies, row.grad), convention) for row in rows
     )
     total = report.total
