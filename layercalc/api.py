@@ -122,7 +122,7 @@ def report_data(
             data["uncounted"] = True
     if training:
         data["training"] = {"optimizer": optimizer, **training_cost(report, convention, optimizer)}
-    if "kv_cache_bytes" in data["total"]:  # say which layers keep it: attention is causal by default, others not
+    if "kv_cache_bytes" in data["total"]:  # say which layers keep it: types differ in whether causal is the default
         from .bytype import cache_by_type
 
         data["kv_cache_layers"] = [
@@ -225,8 +225,9 @@ def describe(type_name: str) -> dict[str, Any]:
     report = _analyse(load(example_config(cls.type_name)))
     first = report.entries[0]
     counts = {}
-    for convention in CONVENTIONS:
-        counts[convention] = report_data(report, 0, convention)["total"]["macs"]
+    for convention in CONVENTIONS:  # None: the tool does not count this type (its network total is 0)
+        data = report_data(report, 0, convention)
+        counts[convention] = None if data.get("uncounted") else data["total"]["macs"]
     return {
         "type": cls.type_name,
         "summary": cls.summary,

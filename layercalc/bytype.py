@@ -69,7 +69,7 @@ def by_type(report: Report, convention: str = "layercalc", training: bool = Fals
 
 
 def cache_by_type(report: Report) -> list[dict[str, Any]]:
-    """Where a decoder's KV cache comes from: the layers that keep one (the causal attention ones),
+    """Where a decoder's KV cache comes from: the layers that keep one (the causal ones),
     by type in order of first appearance, each with how many run and their share of the cache in
     elements; empty for a network without one."""
     found: dict[str, dict[str, Any]] = {}
