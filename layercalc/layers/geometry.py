@@ -18,7 +18,7 @@ def per_dim(value: Any, rank: int, name: str = "", error: type[ConfigError] = Sc
     if not isinstance(value, (tuple, list)):
         return (value,) * rank
     if len(value) != rank:
-        shown = "[" + ", ".join("null" if v is None else str(v) for v in value) + "]"
+        shown = "[" + ", ".join("null" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
         entries = f"{len(value)} {'entry' if len(value) == 1 else 'entries'} for {rank} spatial dims"
         head = f"{name}: " if name else ""
         raise error(f"{head}expected one value or {DIM_WORDS.get(rank, f'{rank} values')}, got {shown} ({entries})", value=tuple(value))
