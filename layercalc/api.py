@@ -117,9 +117,17 @@ def report_data(
     data["convention"] = convention
     if costing is not None:
         macs = costing.total()
-        data["total"]["macs"], data["total"]["flops"] = macs, None if macs is None else 2 * macs
+        data["total"]["macs"], data["total"]["flops"] = macs, 2 * macs
+        if costing.counts_nothing():  # the total is 0, as the tool prints; the footer says why
+            data["uncounted"] = True
     if training:
         data["training"] = {"optimizer": optimizer, **training_cost(report, convention, optimizer)}
+    if "kv_cache_bytes" in data["total"]:  # say which layers keep it: types differ in whether causal is the default
+        from .bytype import cache_by_type
+
+        data["kv_cache_layers"] = [
+            {"type": t["type"], "count": t["count"], "bytes": t["elements"] * report.dtype_bytes} for t in cache_by_type(report)
+        ]
     if by_type:
         del data["layers"]
         data["types"] = type_rows(report, convention, training)
@@ -217,8 +225,9 @@ def describe(type_name: str) -> dict[str, Any]:
     report = _analyse(load(example_config(cls.type_name)))
     first = report.entries[0]
     counts = {}
-    for convention in CONVENTIONS:
-        counts[convention] = report_data(report, 0, convention)["total"]["macs"]
+    for convention in CONVENTIONS:  # None: the tool does not count this type (its network total is 0)
+        data = report_data(report, 0, convention)
+        counts[convention] = None if data.get("uncounted") else data["total"]["macs"]
     return {
         "type": cls.type_name,
         "summary": cls.summary,

@@ -4,14 +4,16 @@ Only layers count (the leaves of the tree), each as many times as it runs, so no
 twice: a block's numbers are its children's. A block type gets a row of its own only where the
 block itself adds a count (its own peer cost or backward MACs), which no block type does today.
 Under a peer convention each type's MACs are that tool's over the type's layers; with training,
-the backward MACs of each layer follow autograd (no dL/dx before the first layer with parameters).
+each layer's backward MACs are the totals' own (`conventions.own_backward` over
+`conventions.layer_runs`): this module only groups them, it has no gradient rule of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .analysis import Entry, Report
+from .analysis import Report, Run
+from .conventions import forward_extra, layer_runs, own_backward, repeated
 from .layers.peers import tally
 
 
@@ -24,52 +26,32 @@ class _Type:
         self.values: list[Any] = []  # a peer convention's values (int, ptflops pair or None)
 
 
-def _times(value: Any, n: int) -> Any:
-    """A peer value (int, ptflops pair or None) for n identical runs."""
-    if value is None or n == 1:
-        return value
-    return (value[0] * n, value[1] * n) if isinstance(value, tuple) else value * n
-
-
 def by_type(report: Report, convention: str = "layercalc", training: bool = False) -> list[dict[str, Any]]:
     """One row per layer type in order of first appearance: count, params, buffers, MACs, FLOPs
     (under `convention`; None = that tool counts none of them), and with training backward and
-    training MACs. The rows sum to the report's totals."""
+    training MACs. The rows are the runs the totals fold over (`conventions.layer_runs`), grouped
+    by type, so they sum to the report's totals."""
     types: dict[str, _Type] = {}
-
-    def add(entry: Entry, grad: bool, n: int, leaf: bool) -> None:
-        layer = entry.layer
-        x, y = entry.input_shape, entry.output_shape
-        own = [v[convention] for _, v in layer.peer_costs(x, y)] if layer is not None else []
-        backward = layer.backward_macs(x, y, grad, convention) if layer is not None and training else 0
-        extra = layer.training_forward_extra(x, y, convention) if layer is not None and training else 0
-        counted = [v for v in own if v is not None]
-        if not leaf and not counted and not backward and not extra:
-            return  # a block that adds nothing of its own: its children carry its numbers
-        t = types.setdefault(entry.type, _Type())
-        t.count += n
-        if leaf:
-            t.params += entry.params * n
-            t.buffers += entry.buffers * n
-            t.macs += entry.macs * n
-        t.values += [_times(v, n) for v in own]
-        t.backward += backward * n
-        t.extra += extra * n
-
-    def visit(entry: Entry, grad: bool, n: int) -> None:
-        leaf = not entry.sequences
-        if entry.layer is not None:
-            add(entry, grad, n, leaf)
-        for seq in entry.runs(grad):
-            for run in seq:
-                visit(run.entry, run.grad, n)
-                if run.times > 1:  # the later runs of a repeat's last copy: their input may need dL/dx
-                    visit(run.entry, run.later_grad, n * (run.times - 1))
-
-    grad = False
-    for entry in report.entries:  # top-level entries run once each, in order
-        visit(entry, grad, 1)
-        grad = grad or entry.params > 0
+    for row in report.walk(depth=0):  # the top-level entries, as the totals take them
+        for entry, n, grad in layer_runs(Run(row.entry, row.copies, row.grad)):
+            if entry.layer is None:
+                continue  # a repeat group: its copies carry its numbers
+            leaf = not entry.sequences
+            x, y = entry.input_shape, entry.output_shape
+            own = [v[convention] for _, v in entry.layer.peer_costs(x, y)]
+            backward = own_backward(entry, grad, convention) if training else 0
+            extra = forward_extra(entry, grad, convention) if training else 0
+            if not leaf and not any(v is not None for v in own) and not backward and not extra:
+                continue  # a block that adds nothing of its own: its children carry its numbers
+            t = types.setdefault(entry.type, _Type())
+            t.count += n
+            if leaf:
+                t.params += entry.params * n
+                t.buffers += entry.buffers * n
+                t.macs += entry.macs * n
+            t.values += [repeated(v, n) for v in own]
+            t.backward += backward * n
+            t.extra += extra * n
 
     batch = report.network.batch
     rows = []
@@ -84,3 +66,17 @@ def by_type(report: Report, convention: str = "layercalc", training: bool = Fals
             row["training_macs"] = (macs or 0) + t.extra + t.backward
         rows.append(row)
     return rows
+
+
+def cache_by_type(report: Report) -> list[dict[str, Any]]:
+    """Where a decoder's KV cache comes from: the layers that keep one (the causal ones),
+    by type in order of first appearance, each with how many run and their share of the cache in
+    elements; empty for a network without one."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in report.walk(depth=0):
+        for entry, n, _ in layer_runs(Run(row.entry, row.copies, row.grad)):
+            if entry.cache and not entry.sequences:  # a layer's own cache (a block's is its children's)
+                t = found.setdefault(entry.type, {"type": entry.type, "count": 0, "elements": 0})
+                t["count"] += n
+                t["elements"] += entry.cache * n
+    return list(found.values())

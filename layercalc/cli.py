@@ -18,6 +18,7 @@ from . import __version__
 from .errors import UsageError
 from .launch import EXIT_CHECK_FAILED, EXIT_OK
 from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
+from .render.columns import IDENTITY, REGISTRY
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -59,17 +60,22 @@ FormatOpt = Annotated[
 ]
 DepthOpt = Annotated[Optional[int], typer.Option("--depth", metavar="N", help="Fold blocks below this depth into one row.")]
 TotalOpt = Annotated[bool, typer.Option("--total", help="Print only the total, as a bare integer.")]
-ColumnsOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--columns", metavar="NAMES",
-        help="Columns in this order, comma-separated (table, csv, tsv, markdown): input_shape, output_shape,"
-        " arguments, params, params_percent, buffers, macs, flops, macs_percent, activation_bytes, trainable,"
-        " trainable_params,"
-        " backward_macs (with --training).",
-        show_default=False,
-    ),
-]
+def _columns_option(training: bool) -> Any:
+    """--columns, its help naming the columns a command takes (backward_macs only with --training)."""
+    names = [n for n in REGISTRY if n != "backward_macs"]
+    listed = ", ".join(names) + (", backward_macs (with --training)" if training else "")
+    return Annotated[
+        Optional[list[str]],  # a list only to see a repeated --columns and refuse it (it would keep the last)
+        typer.Option(
+            "--columns", metavar="NAMES",
+            help=f"Columns in this order, comma-separated (table, csv, tsv, markdown): {listed}."
+            f" {', '.join(IDENTITY)} always come first.",
+            show_default=False,
+        ),
+    ]
+
+
+ColumnsOpt = _columns_option(training=True)
 
 
 def _version(value: bool) -> None:
@@ -142,6 +148,7 @@ COMMAND_OPTIONS = {
     "summary": ("convention", "training", "optimizer", "by_type"),
     "params": ("total", "trainable", "by_type"),
     "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
+    "macs": ("total", "convention", "compare", "training", "optimizer", "by_type"),  # flops' MACs view
     "shapes": (),
 }
 COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth", "columns")
@@ -180,6 +187,7 @@ def _calculating(command: str, doc: str) -> None:
         ] = False,
     ) -> None:
         _check_options(batch, depth)
+        columns = _one_columns(columns)
         _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value,
                           compare=compare, training=training, optimizer=optimizer, depth=depth, format=format,
                           columns=columns)
@@ -202,13 +210,12 @@ def _calculating(command: str, doc: str) -> None:
             from .api import report_data
 
             data = report_data(report, 0, **costs)
+            macs = macs or command == "macs"
             key = ("trainable_params" if trainable else "params") if command == "params" else "macs" if macs else "flops"
             if training and key != "params":  # the forward and backward pass together
                 value = data["training"]["training_macs" if macs else "training_flops"]
             else:
                 value = data["total"][key]
-            if value is None:
-                raise UsageError(f"{convention.value} counts nothing in this network")
             print(value)
         else:
             _emit(report, command, format, depth, costs, chosen_columns)
@@ -216,11 +223,21 @@ def _calculating(command: str, doc: str) -> None:
     run.__doc__ = doc
     own = COMMON_OPTIONS + COMMAND_OPTIONS[command]
     hints = typing.get_type_hints(run, include_extras=True)  # the Annotated options, evaluated
+    hints["columns"] = _columns_option("training" in COMMAND_OPTIONS[command])
     signature = inspect.signature(run)
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name in own]
     )
     app.command(command)(run)
+
+
+def _one_columns(given: list[str] | None) -> str | None:
+    """The one --columns list; given twice it is refused, as a config refuses a duplicate key."""
+    if not given:
+        return None
+    if len(given) > 1:
+        raise UsageError(f"--columns is given {len(given)} times; give one comma-separated list, e.g. --columns {','.join(given)}")
+    return given[0]
 
 
 def _refuse_conflicts(command: str, **given: Any) -> None:
@@ -310,6 +327,7 @@ def _show(data: Any, fmt: Format | None, view: str) -> None:
 _calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
 _calculating("params", "Parameters and buffers per layer, and in total.")
 _calculating("flops", "MACs and FLOPs per layer, and in total.")
+_calculating("macs", "MACs per layer, and in total (the figure most papers quote; FLOPs = 2 MACs); --total prints MACs.")
 _calculating("shapes", "Input and output shape of every layer.")
 
 

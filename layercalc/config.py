@@ -349,6 +349,10 @@ def inline_network(specs: list[str], input: Any, batch: int | None = None, name:
                     spec,
                 )
             target = entry if key in ENTRY_KEYS else args
+            if key in target:  # as a config file refuses a duplicate key, not keeping the last silently
+                raise SchemaError(
+                    f"duplicate key {key!r} in {spec!r}", Location(file="--layer", line=i, where=f"layers[{i - 1}]"), key,
+                )
             target[key] = _inline_value(raw, resolve_plain)
             target.key_lines[key] = i
         entry[head.strip()] = args or None

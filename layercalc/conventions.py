@@ -18,7 +18,7 @@ from .layers.peers import CATEGORIES, CONVENTIONS, tally
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per parameter
 
 
-def _times(value: Any, n: int) -> Any:
+def repeated(value: Any, n: int) -> Any:
     """A peer value (int, ptflops pair or None) for n identical runs."""
     if value is None or n == 1:
         return value
@@ -35,7 +35,7 @@ def leaf_values(report: Report) -> Iterator[tuple[str, str, Any]]:
     def visit(entry: Entry, n: int) -> Iterator[tuple[str, str, Any]]:
         for category, values in _own(entry):
             for convention, value in values.items():
-                yield category, convention, _times(value, n)
+                yield category, convention, repeated(value, n)
         for seq in entry.runs():
             for run in seq:
                 yield from visit(run.entry, n * run.times)
@@ -60,7 +60,7 @@ class Costing:
             values = [v[self.convention] for _, v in _own(entry)]
             for seq in entry.runs():
                 for run in seq:
-                    values += [_times(v, run.times) for v in self._values(run.entry)]
+                    values += [repeated(v, run.times) for v in self._values(run.entry)]
             # keep the list short: fold counted values, remember whether anything counted
             counted = [v for v in values if v is not None]
             self._memo[key] = [_fold(counted)] if counted else []
@@ -68,12 +68,18 @@ class Costing:
 
     def macs(self, row: Row) -> int | None:
         """A row's MACs (its entry with everything below, times its copies); None when the tool counts none of it."""
-        return tally([_times(v, row.copies) for v in self._values(row.entry)], self.convention, self.batch)
+        return tally([repeated(v, row.copies) for v in self._values(row.entry)], self.convention, self.batch)
 
-    def total(self) -> int | None:
-        """The network's MACs under this convention (None: the tool counts nothing here)."""
+    def total(self) -> int:
+        """The network's MACs under this convention; 0 when the tool counts none of its layers, as
+        the tool itself prints (FlopCounterMode's total of an uncounted network is 0)."""
         values = [v for e in self.report.entries for v in self._values(e)]
-        return tally(values, self.convention, self.batch)
+        total = tally(values, self.convention, self.batch)
+        return 0 if total is None else total
+
+    def counts_nothing(self) -> bool:
+        """True when the tool counts none of the network's layers (its total is then 0)."""
+        return not any(self._values(e) for e in self.report.entries)
 
 
 def _fold(values: list[Any]) -> Any:
@@ -107,7 +113,7 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = "ad
     rows = list(report.walk(depth=0))
     backward = sum(backward_macs(row, convention) for row in rows)
     # a forward with autograd recording may count more than the inference one (fused fast paths off)
-    forward = (Costing(report, convention).total() or 0) + sum(
+    forward = Costing(report, convention).total() + sum(
         _forward_extra(Run(row.entry, row.copies, row.grad), convention) for row in rows
     )
     total = report.total
@@ -131,48 +137,62 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = "ad
     }
 
 
-def _forward_extra(run: Run, convention: str) -> int:
-    """MACs the convention counts in addition when the forward runs with autograd recording.
+def layer_runs(run: Run, n: int = 1) -> Iterator[tuple[Entry, int, bool]]:
+    """(entry, times, grad) for the run's entry and every entry below it: how many times it runs in
+    all (`n` runs of `run` given) and whether its input then needs dL/dx.
+
+    The one gradient rule every training count folds over: a repeat's first run takes `run.grad`,
+    its later runs `run.later_grad` (a repeat that is the first trainable entry: its first copy's
+    input needs no gradient, the later copies' do); children follow `Entry.runs`.
+    """
+    if run.times == 1 or run.grad == run.later_grad:
+        yield from _entry_runs(run.entry, run.grad, n * run.times)
+        return
+    yield from _entry_runs(run.entry, run.grad, n)
+    yield from _entry_runs(run.entry, run.later_grad, n * (run.times - 1))
+
+
+def _entry_runs(entry: Entry, grad: bool, n: int) -> Iterator[tuple[Entry, int, bool]]:
+    yield entry, n, grad
+    for seq in entry.runs(grad):
+        for child in seq:
+            yield from layer_runs(child, n)
+
+
+def forward_extra(entry: Entry, grad: bool, convention: str) -> int:
+    """MACs the convention counts in addition when the entry's own layer runs with autograd recording.
 
     Autograd records a layer only when its input needs a gradient or it has trainable
     parameters; a frozen layer before the first trainable one runs as at inference.
     """
-    entry = run.entry
     layer = entry.layer
-    extra = 0
-    if layer is not None and (run.grad or entry.trainable_params > 0):
-        extra = layer.training_forward_extra(entry.input_shape, entry.output_shape, convention)
-    if run.times > 1 and not run.grad and run.later_grad:  # later copies record while the first may not
-        return _forward_extra(run._replace(times=1), convention) + _forward_extra(
-            Run(entry, run.times - 1, True), convention)
-    total = extra
-    for seq in entry.runs(run.grad):
-        total += sum(_forward_extra(child, convention) for child in seq)
-    return run.times * total
+    if layer is None or not (grad or entry.trainable_params > 0):
+        return 0
+    return layer.training_forward_extra(entry.input_shape, entry.output_shape, convention)
+
+
+def own_backward(entry: Entry, grad: bool, convention: str) -> int:
+    """Backward MACs of the entry's own layer (not its children's), its input needing dL/dx if grad.
+
+    No dL/dx before the first trainable parameter; a frozen layer computes no dL/dW, only the
+    gradient flowing through it to earlier trainable ones.
+    """
+    layer = entry.layer
+    if layer is None:
+        return 0
+    x, y = entry.input_shape, entry.output_shape
+    if entry.trainable:
+        return layer.backward_macs(x, y, grad, convention)
+    if grad:  # frozen, downstream of a trainable parameter: only the gradient flowing through
+        return layer.backward_macs(x, y, True, convention) - layer.weight_grad_macs(x, y, convention)
+    return 0
+
+
+def _forward_extra(run: Run, convention: str) -> int:
+    return sum(n * forward_extra(entry, grad, convention) for entry, n, grad in layer_runs(run))
 
 
 def backward_macs(row: Row, convention: str) -> int:
     """Backward MACs of a row: its entry with everything below, over every copy it stands for."""
-    return _run_backward(Run(row.entry, row.copies, row.grad), convention)
-
-
-def _run_backward(run: Run, convention: str) -> int:
-    first = _entry_backward(run.entry, run.grad, convention)
-    if run.times == 1:
-        return first
-    return first + (run.times - 1) * _entry_backward(run.entry, run.later_grad, convention)
-
-
-def _entry_backward(entry: Entry, grad: bool, convention: str) -> int:
-    """Backward MACs of an entry whose input needs a gradient if grad (no dL/dx before the first trainable parameter)."""
-    layer = entry.layer
-    total = 0
-    if layer is not None:
-        x, y = entry.input_shape, entry.output_shape
-        if entry.trainable:
-            total = layer.backward_macs(x, y, grad, convention)
-        elif grad:  # frozen, downstream of a trainable parameter: only the gradient flowing through
-            total = layer.backward_macs(x, y, True, convention) - layer.weight_grad_macs(x, y, convention)
-    for seq in entry.runs(grad):
-        total += sum(_run_backward(run, convention) for run in seq)
-    return total
+    run = Run(row.entry, row.copies, row.grad)
+    return sum(n * own_backward(entry, grad, convention) for entry, n, grad in layer_runs(run))

@@ -1,6 +1,6 @@
 """The `layercalc` entry point: one place that turns every failure into one line and a status.
 
-`layercalc params CONFIG --total [--trainable]` and `layercalc flops CONFIG --total [--macs]` are
+`layercalc params CONFIG --total [--trainable]`, `layercalc flops CONFIG --total [--macs]` (or `macs`) are
 the calls shell pipelines make over and over; answering them does not need the command-line framework,
 whose import alone costs more than the whole calculation (about 50 ms of a 150 ms budget).
 Those exact forms are answered here; everything else goes to the Typer app in cli.py.
@@ -19,7 +19,7 @@ from .errors import LayercalcError, Terminated, one_line
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 70, 130, 143
 # (command, the one extra flag) -> the key of Report.total printed
 TOTALS = {("params", None): "params", ("params", "--trainable"): "trainable_params",
-          ("flops", None): "flops", ("flops", "--macs"): "macs"}
+          ("flops", None): "flops", ("flops", "--macs"): "macs", ("macs", None): "macs"}
 
 
 def fail(message: str, status: int) -> int:
@@ -90,8 +90,8 @@ class Sigterm:
 
 def total_query(args: list[str]) -> tuple[str, str] | None:
     """(config, total key) when args are exactly `params CONFIG --total [--trainable]` or
-    `flops CONFIG --total [--macs]` (flags in any order)."""
-    if not args or args[0] not in ("params", "flops"):
+    `flops CONFIG --total [--macs]` or `macs CONFIG --total` (flags in any order)."""
+    if not args or args[0] not in ("params", "flops", "macs"):
         return None
     rest = args[1:]
     flags = {a for a in rest if a.startswith("-") and a != "-"}

@@ -15,7 +15,8 @@ from layercalc.layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 from test_cli_options import parse
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + [ROOT / "examples" / "conv_net.yaml"]
+# every shipped config and example, frozen layers (examples/finetune.yaml) included
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
 
 # batch 2, input 4:
 #   fc1    linear 4 -> 8    params 4·8 + 8 = 40    MACs 2·4·8 = 64

@@ -98,3 +98,16 @@ def test_wide_text_without_a_mark_is_named(cli, write) -> None:
 def test_bare_layercalc_prints_the_help_and_succeeds(cli) -> None:
     run = cli()
     assert run.status == 0 and "Usage: layercalc" in run.out and run.err == ""
+
+
+@pytest.mark.parametrize("spec, key", [
+    ("linear:out_features=4,out_features=5", "out_features"),
+    ("conv2d:out_channels=2,kernel_size=3,kernel_size=[3,5]", "kernel_size"),
+    ("linear:out_features=4,name=a,name=b", "name"),
+])
+def test_a_duplicated_layer_argument_is_refused(cli, spec: str, key: str) -> None:
+    """-l kept the last of a repeated key silently (a 3 -> 5 linear for out_features=4,out_features=5);
+    a config file refuses a duplicate key, and so does the command line."""
+    run = cli("summary", "-l", "relu", "-l", spec, "--input", "3x4x4")
+    assert run.status == 2 and run.out == ""
+    assert run.err == f"error: --layer:2: layers[1]: duplicate key {key!r} in {spec!r}\n"

@@ -287,3 +287,86 @@ def test_compare_lists_categories_counted_by_no_tool(cli, write) -> None:
     cats = {r["category"]: r for r in data["rows"]}
     assert {"concat", "residual adds"} <= set(cats)
     assert all(cats["concat"][c] is None for c in data["total"])
+
+
+@pytest.mark.parametrize("command", ["summary", "params", "flops", "macs", "shapes"])
+def test_help_names_only_options_the_command_takes(cli, monkeypatch, command: str) -> None:
+    """Every --option a command's help mentions (its own list and inside help texts: 'backward_macs
+    (with --training)') is one the command accepts; params listed --training, which it refuses."""
+    import re
+
+    import typer
+
+    from layercalc.cli import app
+
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping inside an option's name
+    run = cli(command, "--help")
+    assert run.status == 0, run.err
+    accepted = {opt for param in typer.main.get_command(app).commands[command].params for opt in param.opts}
+    accepted.add("--help")  # the context's own
+    mentioned = set(re.findall(r"--[a-z][a-z-]*[a-z]", run.out))
+    assert mentioned and mentioned <= accepted, sorted(mentioned - accepted)
+
+
+def test_macs_is_the_macs_view_of_flops(cli, net: str) -> None:
+    """`macs` exists (it was 'No such command'): MACs per layer, and --total prints MACs (NET: 64 + 0 + 48 = 112)."""
+    assert cli("macs", net, "--total").out == "112\n"  # the fast path of launch.py
+    assert cli("macs", net, "--total", "--batch", "2").out == "112\n"  # the same through the Typer app
+    run = cli("macs", net, "-f", "tsv")
+    assert run.out.splitlines() == ["path\tname\ttype\tdepth\tmacs", "fc1\tfc1\tlinear\t0\t64",
+                                    "relu1\trelu1\trelu\t0\t0", "fc2\tfc2\tlinear\t0\t48", "total\t\t\t\t112"]
+    # training: forward 112; backward fc1 dW 64 (its input is the network's: no dx), fc2 dW 48 + dx 48
+    assert cli("macs", net, "--total", "--training").out == f"{112 + 64 + 96}\n"
+    assert cli("macs", net, "--by-type", "-f", "tsv").out.splitlines() == [
+        "type\tcount\tmacs", "linear\t2\t112", "relu\t1\t0", "total\t3\t112"]
+
+
+def test_a_mistyped_command_gets_a_suggestion(cli) -> None:
+    run = cli("mac", "x.yaml")
+    assert run.status == 2 and run.out == ""
+    assert run.err == "error: No such command 'mac'. Did you mean 'macs'?\n"
+
+
+# relu then a 2x2 max-pool: FlopCounterMode has no rule for either, so it counts nothing and prints 0
+UNCOUNTED = ["-l", "relu", "-l", "maxpool2d:kernel_size=2", "--input", "2x4x4", "--convention", "torch"]
+
+
+def test_a_convention_that_counts_nothing_reports_0(cli, monkeypatch) -> None:
+    """--total exited 2, tsv/csv dropped the total row and JSON said null: the total is 0, as the
+    tool prints, while the rows stay 'not counted' (empty); the table's footer says why."""
+    assert cli("flops", *UNCOUNTED, "--total").out == "0\n"
+    assert cli("flops", *UNCOUNTED, "--total", "--macs").out == "0\n"
+    assert cli("macs", *UNCOUNTED, "--total", "--training").out == "0\n"
+    for fmt, sep in (("tsv", "\t"), ("csv", ",")):
+        lines = cli("flops", *UNCOUNTED, "-f", fmt).out.splitlines()
+        assert lines[1:] == [sep.join(r) for r in (["relu1", "relu1", "relu", "0", "", ""],
+                                                   ["maxpool2d1", "maxpool2d1", "maxpool2d", "0", "", ""],
+                                                   ["total", "", "", "", "0", "0"])]
+        assert cli("flops", *UNCOUNTED, "--by-type", "-f", fmt).out.splitlines()[-1] == sep.join(["total", "2", "0", "0"])
+    data = json.loads(cli("flops", *UNCOUNTED, "-f", "json").out)
+    assert (data["total"]["macs"], data["total"]["flops"], data["uncounted"]) == (0, 0, True)
+    assert [r["macs"] for r in data["layers"]] == [None, None]
+    monkeypatch.setenv("COLUMNS", "120")
+    table = cli("flops", *UNCOUNTED, "-f", "table").out
+    assert "as torch prints: it counts none of these layers" in table
+    # a network torch does count has no such note, and no `uncounted` key
+    counted = cli("flops", "-l", "linear:out_features=2", "--input", "3", "--convention", "torch", "-f", "json").out
+    assert "uncounted" not in json.loads(counted) and json.loads(counted)["total"]["macs"] == 6
+
+
+def test_the_kv_cache_names_the_causal_layers_that_keep_it(cli, monkeypatch) -> None:
+    """attention is causal by default (as HF's decoders), multiheadattention not (as PyTorch): the
+    footer and JSON say which layers keep the KV cache, so an encoder written with attention shows why.
+    By hand on T=4, E=8, 2 heads of d=4, batch 1, float32: attention 2·N·kv_heads·T·d = 2·1·2·4·4 = 64
+    elements, three copies 192 (768 B); a causal multiheadattention 2·N·T·E = 64 (256 B); a plain one none."""
+    specs = ["-l", "attention:num_heads=2,repeat=3", "-l", "multiheadattention:num_heads=2,causal=true",
+             "-l", "multiheadattention:num_heads=2", "--input", "4x8"]
+    data = json.loads(cli("summary", *specs, "-f", "json").out)
+    assert data["total"]["kv_cache_bytes"] == 768 + 256
+    assert data["kv_cache_layers"] == [{"type": "attention", "count": 3, "bytes": 768},
+                                       {"type": "multiheadattention", "count": 1, "bytes": 256}]
+    monkeypatch.setenv("COLUMNS", "200")
+    table = cli("summary", *specs, "-f", "table").out
+    assert "kept by the causal layers: 3 attention, 1 multiheadattention (causal: false for an encoder)" in table
+    encoder = json.loads(cli("summary", "-l", "multiheadattention:num_heads=2", "--input", "4x8", "-f", "json").out)
+    assert "kv_cache_bytes" not in encoder["total"] and "kv_cache_layers" not in encoder

@@ -102,6 +102,9 @@ def test_backward_macs_column_with_training(cli) -> None:
         (["--columns", "parms"], "--columns: unknown column 'parms' (did you mean 'params'?); choose from input_shape,"),
         (["--columns", "params,flop"], "--columns: unknown column 'flop' (did you mean 'flops'?)"),
         (["--columns", "params,params"], "--columns: 'params' is named twice"),
+        (["--columns", "path,params,path"], "--columns: 'path' is named twice"),
+        # a repeated --columns kept the last list silently: refused, as a config refuses a duplicate key
+        (["--columns", "params", "--columns", "buffers"], "--columns is given 2 times; give one comma-separated list"),
         (["--columns", "backward_macs"], "--columns: backward_macs needs --training"),
         (["--columns", "params", "--total"], "--columns chooses a table's columns; it does not combine with --total"),
         (["--columns", "params", "--by-type"], "--by-type gives one row per layer type; it does not combine with --columns"),
@@ -111,6 +114,21 @@ def test_bad_columns_are_one_line_errors(cli, args: list[str], message: str) -> 
     run = cli("params", *TWO, *args)
     assert run.status == 2 and run.out == ""
     assert run.err.startswith(f"error: {message}") and run.err.count("\n") == 1, run.err
+
+
+@pytest.mark.parametrize("columns", ["path,params,macs", "params,name,macs", "params,macs,depth", "type,params,path,macs,name,depth"])
+@pytest.mark.parametrize("fmt", ["tsv", "csv"])
+def test_identity_columns_are_accepted_anywhere(cli, columns: str, fmt: str) -> None:
+    """path, name, type and depth lead every row already: naming them anywhere is no error (it exited 2)."""
+    run = cli("summary", *TWO, "--columns", columns, "-f", fmt)
+    sep = "\t" if fmt == "tsv" else ","
+    assert run.status == 0, run.err
+    assert run.out.splitlines() == [sep.join(line) for line in (
+        ["path", "name", "type", "depth", "params", "macs"],
+        ["linear1", "linear1", "linear", "0", "8", "6"],
+        ["linear2", "linear2", "linear", "0", "12", "8"],
+        ["total", "", "", "", "20", "14"],
+    )]
 
 
 def test_compare_takes_no_columns(cli) -> None:

@@ -30,7 +30,7 @@ TOOLS = ["torch", "fvcore", "thop", "ptflops", "torchinfo"]
 
 
 def ours(config: dict[str, Any], convention: str) -> int:
-    return Costing(analyse(config), convention).total() or 0  # None: the tool counts nothing here
+    return Costing(analyse(config), convention).total()  # 0 when the tool counts nothing here
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

@@ -87,3 +87,21 @@ def test_torch_oracle_builds_it(kind: str) -> None:
         except (KeyError, AttributeError, TypeError, NotImplementedError) as exc:
             pytest.fail(f"tests/torch_models.py has no torch equivalent for {kind!r} ({type(exc).__name__}: {exc});"
                         " add one (built from torch.nn, never from layercalc's formulas)")
+
+
+def test_the_readme_catalog_sentence_names_every_type() -> None:
+    """The README's list of families under "The config format" names every registered type
+    ("conv1d/2d/3d" stands for three); it listed only the CNN types."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index("explains one type; its families:")
+    block = text[start:text.index("\n\n", start)]
+    named: set[str] = set()
+    for word in re.findall(r"\b[a-z][a-z0-9/]*[a-z0-9]\b", block):
+        head, *more = word.split("/")
+        named.add(head)
+        stem = re.match(r"(.*?)\d+d$", head)
+        if stem and more:
+            named.update(stem.group(1) + m for m in more)
+    assert set(REGISTRY) <= named, sorted(set(REGISTRY) - named)

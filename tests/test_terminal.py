@@ -18,6 +18,18 @@ from layercalc.render.formats import human, human_bytes
         (2_500 * 10**18, "2500 E"),  # past the last prefix the number grows
         (1_814_073_856, "1.81 G"),
         (999, "999"),
+        # a carry at a digit or unit boundary keeps three significant digits (9,999 read '10.00 K',
+        # 999,999 '1000 K')
+        (9_994, "9.99 K"),
+        (9_995, "10.0 K"),
+        (9_999, "10.0 K"),
+        (99_949, "99.9 K"),
+        (99_950, "100 K"),
+        (999_499, "999 K"),
+        (999_500, "1.00 M"),
+        (999_999_999, "1.00 G"),
+        (10_000, "10.0 K"),
+        (1_000, "1.00 K"),
     ],
 )
 def test_units_go_up_to_exa(n: int, text: str) -> None:

@@ -7,6 +7,7 @@ arithmetic is written out."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,33 @@ BAD = [
     ("adaptiveavgpool3d: {output_size: 1}", "[3, 8, 8]", "adaptiveavgpool3d 'adaptiveavgpool3d1'): expects input (N, C, D, H, W), got 1x3x8x8"),
     ("convtranspose1d: {out_channels: 2, kernel_size: 3}", "[3, 8, 8]", "convtranspose1d 'convtranspose1d1'): expects input (N, C, L), got 1x3x8x8"),
     ("conv3d: {out_channels: 4, kernel_size: [3, 3, 3, 3]}", "[3, 4, 8, 8]",
-     "conv3d 'conv3d1'): kernel_size: expected an integer >= 1 or a triple [d, h, w], got [3, 3, 3, 3]"),
+     "conv3d 'conv3d1'): kernel_size: expected one value or a triple [d, h, w], got [3, 3, 3, 3] (4 entries for 3 spatial dims)"),
+    # a list of the wrong length is refused, as PyTorch does, for every N-d argument (it was cycled:
+    # a pair on conv3d gave a weight with six spatial dims, 2,918 params instead of 110)
+    ("conv3d: {out_channels: 2, kernel_size: [3, 3]}", "[2, 4, 4, 4]",
+     "conv3d 'conv3d1'): kernel_size: expected one value or a triple [d, h, w], got [3, 3] (2 entries for 3 spatial dims)"),
+    ("conv3d: {out_channels: 2, kernel_size: 3, stride: [1, 2]}", "[2, 4, 4, 4]",
+     "conv3d 'conv3d1'): stride: expected one value or a triple [d, h, w], got [1, 2] (2 entries for 3 spatial dims)"),
+    ("conv3d: {out_channels: 2, kernel_size: 3, padding: [1, 1]}", "[2, 4, 4, 4]",
+     "conv3d 'conv3d1'): padding: expected one value or a triple [d, h, w], got [1, 1] (2 entries for 3 spatial dims)"),
+    ("conv3d: {out_channels: 2, kernel_size: 3, dilation: [1]}", "[2, 4, 4, 4]",
+     "conv3d 'conv3d1'): dilation: expected one value or a triple [d, h, w], got [1] (1 entry for 3 spatial dims)"),
+    ("conv2d: {out_channels: 2, kernel_size: [3, 3, 3]}", "[2, 4, 4]",
+     "conv2d 'conv2d1'): kernel_size: expected one value or a pair [h, w], got [3, 3, 3] (3 entries for 2 spatial dims)"),
+    ("convtranspose2d: {out_channels: 2, kernel_size: 3, stride: 2, output_padding: [1, 1, 1]}", "[2, 4, 4]",
+     "convtranspose2d 'convtranspose2d1'): output_padding: expected one value or a pair [h, w], got [1, 1, 1] (3 entries for 2 spatial dims)"),
+    ("maxpool3d: {kernel_size: [2, 2]}", "[2, 4, 4, 4]",
+     "maxpool3d 'maxpool3d1'): kernel_size: expected one value or a triple [d, h, w], got [2, 2] (2 entries for 3 spatial dims)"),
+    ("avgpool3d: {kernel_size: 2, stride: [2, 1]}", "[2, 4, 4, 4]",
+     "avgpool3d 'avgpool3d1'): stride: expected one value or a triple [d, h, w], got [2, 1] (2 entries for 3 spatial dims)"),
+    ("maxpool2d: {kernel_size: 2, padding: [1]}", "[2, 4, 4]",
+     "maxpool2d 'maxpool2d1'): padding: expected one value or a pair [h, w], got [1] (1 entry for 2 spatial dims)"),
+    ("adaptiveavgpool3d: {output_size: [2, null]}", "[2, 4, 4, 4]",
+     "adaptiveavgpool3d 'adaptiveavgpool3d1'): output_size: expected one value or a triple [d, h, w], got [2, null] (2 entries for 3 spatial dims)"),
+    ("adaptivemaxpool1d: {output_size: [2, 2]}", "[2, 4]",
+     "adaptivemaxpool1d 'adaptivemaxpool1d1'): output_size: expected one value or a list [l], got [2, 2] (2 entries for 1 spatial dims)"),
+    ("upsample: {size: [4, 4]}", "[2, 4, 4, 4]",
+     "upsample 'upsample1'): size: expected one value or a triple [d, h, w], got [4, 4] (2 entries for 3 spatial dims)"),
     ("conv3d: {out_channels: 4, kernel_size: [5, 3, 3]}", "[3, 4, 8, 8]", "conv3d 'conv3d1'): kernel_size 5x3x3 exceeds padded input 4x8x8"),
     ("conv3d: {out_channels: 4, kernel_size: 3, groups: 2}", "[3, 4, 8, 8]", "conv3d 'conv3d1'): groups 2 does not divide in_channels 3"),
     ("maxpool3d: {kernel_size: 2, padding: [0, 2, 0]}", "[3, 4, 8, 8]", "maxpool3d 'maxpool3d1'): padding 2 exceeds half the kernel_size 2"),
@@ -160,7 +187,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("layer, shape, message", BAD, ids=[b[0][:30] for b in BAD])
+@pytest.mark.parametrize("layer, shape, message", BAD, ids=[b[0][:60] for b in BAD])
 def test_bad_input_is_one_line_exit_2(cli, write, layer: str, shape: str, message: str) -> None:
     path = write("bad.yaml", f"input: {shape}\nlayers:\n  - {layer}\n")
     run = cli("shapes", path)
@@ -188,3 +215,19 @@ def test_thop_matches_modules_by_exact_class() -> None:
     sub = thop.profile(torch.nn.Sequential(MyConv3d(2, 4, 3, bias=False)), inputs=(x,), verbose=False)[0]
     # output 4 x 1 x 2 x 3 elements, each 2·27 MACs
     assert (int(stock), int(sub)) == (4 * 1 * 2 * 3 * 2 * 27, 0)
+
+
+def test_a_size_list_of_the_wrong_length_on_the_command_line_is_refused(cli) -> None:
+    """-l conv3d:kernel_size=3x5 is a pair for a 3-D kernel: refused, not cycled to 3x5x3x5x3x5."""
+    run = cli("summary", "-l", "conv3d:out_channels=2,kernel_size=3x5", "--input", "2x4x4x4")
+    assert run.status == 2 and run.out == ""
+    assert run.err == ("error: --layer:1: layers[0] (conv3d 'conv3d1'): kernel_size: expected one value or a triple"
+                       " [d, h, w], got [3, 5] (2 entries for 3 spatial dims)\n")
+
+
+def test_a_cubic_kernel_counts_by_hand(cli) -> None:
+    """conv3d 2->2, k3 on 4x4x4: weight 2·2·27 + bias 2 = 110 params; output 2x2x2, 2·8·(2·27) = 864 MACs."""
+    run = cli("summary", "-l", "conv3d:out_channels=2,kernel_size=[3,3,3]", "--input", "2x4x4x4", "-f", "json")
+    assert run.status == 0, run.err
+    total = json.loads(run.out)["total"]
+    assert (total["params"], total["macs"]) == (110, 864)

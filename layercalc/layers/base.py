@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 from ..errors import Location, SchemaError, ShapeError
+from .geometry import DIM_WORDS, per_dim
 
 Shape = tuple[int, ...]  # always with the batch dimension first
 
@@ -129,9 +130,10 @@ class Choice:
 
 
 class Ints:
-    """An int or a list of 1..rank ints (>= low); null elements allowed when nullable."""
+    """An int or a list of ints (>= low), one per spatial dim: exactly `rank` of them (geometry's
+    `per_dim` rule), or 1 to 3 when rank is None (the input decides); null elements when nullable."""
 
-    def __init__(self, low: int = 1, rank: int = 2, nullable: bool = False, words: tuple[str, ...] = ()) -> None:
+    def __init__(self, low: int = 1, rank: int | None = 2, nullable: bool = False, words: tuple[str, ...] = ()) -> None:
         self.low, self.rank, self.nullable, self.words = low, rank, nullable, words
 
     def _one(self, v: Any) -> int | None:
@@ -145,14 +147,15 @@ class Ints:
         if isinstance(v, str) and v in self.words:
             return v
         try:
-            if isinstance(v, list) and 1 <= len(v) <= self.rank:
-                return tuple(self._one(e) for e in v)
-            return self._one(v)
+            value = tuple(self._one(e) for e in v) if isinstance(v, list) and v else self._one(v)
         except SchemaError:
-            what = f"an integer >= {self.low}" + {2: " or a pair [h, w]", 3: " or a triple [d, h, w]"}.get(self.rank, "")
+            what = f"an integer >= {self.low}" + ("" if self.rank == 1 else " or " + DIM_WORDS.get(self.rank, "a list of one per spatial dim"))
             if self.words:
                 what += " or " + " or ".join(repr(w) for w in self.words)
             raise _bad(f"expected {what}", v) from None
+        if isinstance(value, tuple):  # a list of the wrong length: the one rule of every N-d argument
+            per_dim(value, self.rank or min(len(value), 3))
+        return value
 
 
 class Index:
@@ -488,10 +491,3 @@ def numel(shape: Sequence[int]) -> int:
 def fmt_shape(shape: Sequence[int | None]) -> str:
     """(1, 64, 56, 56) -> '1x64x56x56'."""
     return "x".join(str(s) for s in shape)
-
-
-def as_tuple(value: Any, rank: int) -> tuple:
-    """Expand an int (or a 1-tuple) to a rank-tuple; the converters already checked the length."""
-    if isinstance(value, tuple):
-        return value if len(value) == rank else value * rank
-    return (value,) * rank

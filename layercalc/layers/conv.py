@@ -8,9 +8,9 @@ import copy
 from typing import Any, ClassVar
 
 from ..errors import ShapeError
-from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
+from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, fmt_shape, numel, register
 from .peers import BIAS, CONV, row, rules
-from .geometry import conv_out, conv_transpose_out, same_padding
+from .geometry import conv_out, conv_transpose_out, per_dim, same_padding
 
 
 def fmt_size(values: tuple[int, ...]) -> str:
@@ -33,9 +33,9 @@ class _ConvBase(Layer):
     def __init__(self, **values: object) -> None:
         super().__init__(**values)
         # normalised once: shape rules run for every copy of every entry
-        self.kernel: tuple[int, ...] = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
-        self.strides: tuple[int, ...] = as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
-        self.dilations: tuple[int, ...] = as_tuple(self.dilation, self.rank)  # type: ignore[attr-defined]
+        self.kernel: tuple[int, ...] = per_dim(self.kernel_size, self.rank)  # type: ignore[attr-defined]
+        self.strides: tuple[int, ...] = per_dim(self.stride, self.rank)  # type: ignore[attr-defined]
+        self.dilations: tuple[int, ...] = per_dim(self.dilation, self.rank)  # type: ignore[attr-defined]
 
     def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
         # ∇k (x ⋆ ∇y) and ∇x (∇y with the flipped kernel) each cost one forward; FlopCounterMode
@@ -101,7 +101,7 @@ class _Conv(_ConvBase):
             return [(0, 0)] * self.rank
         if self.padding == "same":  # type: ignore[attr-defined]
             return [same_padding(k, d) for k, d in zip(self.kernel, self.dilations)]
-        return [(p, p) for p in as_tuple(self.padding, self.rank)]  # type: ignore[attr-defined]
+        return [(p, p) for p in per_dim(self.padding, self.rank)]  # type: ignore[attr-defined]
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_channels(x)
@@ -238,8 +238,8 @@ class _ConvTranspose(_ConvBase):
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_channels(x)
-        opad = as_tuple(self.output_padding, self.rank)  # type: ignore[attr-defined]
-        pad = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
+        opad = per_dim(self.output_padding, self.rank)  # type: ignore[attr-defined]
+        pad = per_dim(self.padding, self.rank)  # type: ignore[attr-defined]
         for o, s, d in zip(opad, self.strides, self.dilations):
             if o >= s and o >= d:
                 raise ShapeError(f"output_padding {o} must be smaller than stride or dilation", value=o)
@@ -283,7 +283,7 @@ class _ConvTranspose(_ConvBase):
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels.conv import conv_transpose_forward
 
-        pad, opad = as_tuple(self.padding, self.rank), as_tuple(self.output_padding, self.rank)  # type: ignore[attr-defined]
+        pad, opad = per_dim(self.padding, self.rank), per_dim(self.output_padding, self.rank)  # type: ignore[attr-defined]
         return conv_transpose_forward(x, params["weight"], params.get("bias"), self.strides, pad, opad, self.dilations, self.groups)
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
@@ -308,7 +308,7 @@ class _ConvTranspose(_ConvBase):
         y, cache = small.forward(xs, ps)
         dy = rng.standard_normal(y.shape)
         dx, _ = small.backward(dy, ps, cache)
-        pad = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
+        pad = per_dim(self.padding, self.rank)  # type: ignore[attr-defined]
         # the conv whose adjoint this is maps y's shape back to x's: same kernel, stride, padding
         k = kconv_full(ps["weight"], y.shape, self.strides, tuple((p, p) for p in pad), self.dilations, small.groups)
         return [

@@ -1,7 +1,28 @@
 """PyTorch's sliding-window size formulas, in exact integer arithmetic, one spatial dim at a time:
-the shape rules and the NumPy kernels of every rank use these same functions."""
+the shape rules and the NumPy kernels of every rank use these same functions; and the one rule
+by which every N-d argument (kernel_size, stride, padding, output_size, ...) is read per dim."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError, SchemaError
+
+DIM_WORDS = {1: "a list [l]", 2: "a pair [h, w]", 3: "a triple [d, h, w]"}  # one value per spatial dim, by rank
+
+
+def per_dim(value: Any, rank: int, name: str = "", error: type[ConfigError] = SchemaError) -> tuple[Any, ...]:
+    """An argument of an N-d layer, one value per spatial dim: an int (or float, or null) stands for
+    every dim; a list or tuple must have exactly `rank` entries, as PyTorch refuses any other length
+    (a conv's weight would get the wrong number of dims). Raises `error` naming `name` otherwise."""
+    if not isinstance(value, (tuple, list)):
+        return (value,) * rank
+    if len(value) != rank:
+        shown = "[" + ", ".join("null" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
+        entries = f"{len(value)} {'entry' if len(value) == 1 else 'entries'} for {rank} spatial dims"
+        head = f"{name}: " if name else ""
+        raise error(f"{head}expected one value or {DIM_WORDS.get(rank, f'{rank} values')}, got {shown} ({entries})", value=tuple(value))
+    return tuple(value)
 
 
 def conv_out(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import ShapeError
-from .base import Arg, Bool, Ints, Layer, Opt, Shape, as_tuple, fmt_shape, numel, register
-from .geometry import pool_out
+from .base import Arg, Bool, Ints, Layer, Opt, Shape, fmt_shape, numel, register
+from .geometry import per_dim, pool_out
 from .peers import POOL, row, rules
 
 
@@ -71,10 +71,10 @@ class _Pool(Layer):
 
     def window_args(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel, stride, padding, dilation) per spatial dim; stride defaults to the kernel."""
-        k = as_tuple(self.kernel_size, self.rank)  # type: ignore[attr-defined]
-        s = k if self.stride is None else as_tuple(self.stride, self.rank)  # type: ignore[attr-defined]
-        p = as_tuple(self.padding, self.rank)  # type: ignore[attr-defined]
-        d = as_tuple(getattr(self, "dilation", 1), self.rank)
+        k = per_dim(self.kernel_size, self.rank)  # type: ignore[attr-defined]
+        s = k if self.stride is None else per_dim(self.stride, self.rank)  # type: ignore[attr-defined]
+        p = per_dim(self.padding, self.rank)  # type: ignore[attr-defined]
+        d = per_dim(getattr(self, "dilation", 1), self.rank)
         return k, s, p, d
 
     def output_shape(self, x: Shape) -> Shape:
@@ -204,7 +204,7 @@ class _AdaptivePool(Layer):
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels import pool
 
-        size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
+        size = per_dim(self.output_size, self.rank)  # type: ignore[attr-defined]
         out = tuple(n if o is None else o for n, o in zip(x.shape[2:], size))
         if self.averages:
             return pool.adaptive_avgpool_forward(x, out)
@@ -220,7 +220,7 @@ class _AdaptivePool(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         self.expect_spatial(x, self.rank)
-        size = as_tuple(self.output_size, self.rank)  # type: ignore[attr-defined]
+        size = per_dim(self.output_size, self.rank)  # type: ignore[attr-defined]
         # null keeps that dimension's input size, as in PyTorch
         return (*x[:2], *(n if o is None else o for n, o in zip(x[2:], size)))
 

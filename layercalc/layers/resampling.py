@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from .base import LAYOUTS, Arg, Bool, Choice, Int, Ints, Layer, Opt, Shape, _bad, _show, fmt_shape, numel, register
+from .geometry import per_dim
 from .peers import RESAMPLE, row, rules
 
 # the spatial rank each mode needs (PyTorch refuses the others); nearest takes any of 1, 2, 3
@@ -40,7 +41,7 @@ class Upsample(Layer):
     type_name = "upsample"
     summary = "interpolation of (N, C, L), (N, C, H, W) or (N, C, D, H, W) to a size or by a scale factor"
     args = (
-        Arg("size", Opt(Ints(rank=3)), None, "output size: an int or one per spatial dim"),
+        Arg("size", Opt(Ints(rank=None)), None, "output size: an int or one per spatial dim"),
         Arg("scale_factor", Opt(Scales()), None, "output size = floor(input size · scale_factor)"),
         Arg("mode", Choice(*MODE_RANKS), "nearest"),
         Arg("align_corners", Opt(Bool()), None, "only with linear, bilinear, bicubic, trilinear (null = false)"),
@@ -74,14 +75,6 @@ class Upsample(Layer):
                 value=self.align_corners,
             )
 
-    def _per_dim(self, name: str, value: Any, rank: int) -> tuple[Any, ...]:
-        """An int/float or a tuple of one per spatial dim, as a rank-tuple; ShapeError on a length mismatch."""
-        if not isinstance(value, tuple):
-            return (value,) * rank
-        if len(value) != rank:
-            raise ShapeError(f"{name} {_show(list(value))} has {len(value)} entries for {rank} spatial dims", value=value)
-        return value
-
     def output_shape(self, x: Shape) -> Shape:
         rank = len(x) - 2
         ranks = MODE_RANKS[self.mode]
@@ -89,10 +82,10 @@ class Upsample(Layer):
             want = " or ".join(LAYOUTS[r] for r in ranks)
             raise ShapeError(f"mode {self.mode!r} expects input {want}, got {fmt_shape(x)}", value=x)
         if self.size is not None:
-            out = self._per_dim("size", self.size, rank)
+            out = per_dim(self.size, rank, "size", ShapeError)
         else:
             # PyTorch: floor(float(L) · scale), in double precision
-            out = tuple(math.floor(float(n) * s) for n, s in zip(x[2:], self._per_dim("scale_factor", self.scale_factor, rank)))
+            out = tuple(math.floor(float(n) * s) for n, s in zip(x[2:], per_dim(self.scale_factor, rank, "scale_factor", ShapeError)))
             if min(out) < 1:
                 raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=self.scale_factor)
         return (*x[:2], *out)
@@ -115,7 +108,7 @@ class Upsample(Layer):
         return [row(RESAMPLE, fvcore=fvcore, thop=THOP_PER_OUTPUT[self.mode] * out, ptflops=(out // x[0], functional))]
 
     def _scales(self, rank: int) -> tuple[float | None, ...]:
-        return self._per_dim("scale_factor", self.scale_factor, rank) if self.scale_factor is not None else (None,) * rank
+        return per_dim(self.scale_factor, rank, "scale_factor", ShapeError) if self.scale_factor is not None else (None,) * rank
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         from ..kernels.resample import interpolate_forward

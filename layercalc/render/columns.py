@@ -51,6 +51,7 @@ DEFAULT = {
     "summary": ("output_shape", "arguments", "params", "macs", "flops", "macs_percent"),
     "params": ("output_shape", "params", "buffers", "params_percent"),
     "flops": ("output_shape", "macs", "flops", "macs_percent"),
+    "macs": ("output_shape", "macs", "macs_percent"),
     "shapes": ("arguments", "input_shape", "output_shape"),
 }
 OPTIONAL = ("macs_percent", "params_percent", "flops", "arguments")
@@ -58,20 +59,27 @@ CORE_LAST = ("buffers", "output_shape", "input_shape")
 
 
 def parse_columns(text: str, training: bool) -> tuple[str, ...]:
-    """'params,macs' -> ('params', 'macs'); an unknown or repeated name is a UsageError."""
+    """'params,macs' -> ('params', 'macs'); an unknown or repeated name is a UsageError.
+
+    The identity columns (path, name, type, depth) are accepted anywhere in the list and left out
+    of the result: every format shows them first already (the table as its Layer column).
+    """
     chosen: list[str] = []
+    named: set[str] = set()
     for raw in text.split(","):
         word = raw.strip().lower().replace("-", "_").replace(" ", "_")
         name = ALIASES.get(word, word)
-        if name not in REGISTRY:
-            close = difflib.get_close_matches(word, [*REGISTRY, *ALIASES], n=1)
+        if name not in REGISTRY and name not in IDENTITY:
+            close = difflib.get_close_matches(word, [*REGISTRY, *ALIASES, *IDENTITY], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UsageError(f"--columns: unknown column '{raw.strip()}'{hint}; choose from {', '.join(REGISTRY)}")
-        if name in chosen:
+        if name in named:
             raise UsageError(f"--columns: '{name}' is named twice")
         if name == "backward_macs" and not training:
             raise UsageError("--columns: backward_macs needs --training")
-        chosen.append(name)
+        named.add(name)
+        if name not in IDENTITY:
+            chosen.append(name)
     return tuple(chosen)
 
 

@@ -17,6 +17,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "summary": ("path", "name", "type", "depth", "output_shape", "params", "macs", "flops"),
     "params": ("path", "name", "type", "depth", "params", "trainable_params", "buffers"),
     "flops": ("path", "name", "type", "depth", "macs", "flops"),
+    "macs": ("path", "name", "type", "depth", "macs"),
     "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
 }
 CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
@@ -28,9 +29,12 @@ SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1
 
 def human(n: float, unit: str = "") -> str:
     """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes."""
+    # rounded to 3 digits before the prefix and decimals are chosen, so that a carry moves on to
+    # them: 9,999 reads '10.0 K' (not '10.00 K'), 999,999 '1.00 M' (not '1000 K')
+    rounded = float(f"{n:.3g}") if abs(n) >= SI_PREFIXES[-1][0] else n
     for scale, prefix in SI_PREFIXES:
-        if abs(n) >= scale:
-            value = n / scale
+        if abs(rounded) >= scale:
+            value = rounded / scale
             digits = 2 if value < 10 else 1 if value < 100 else 0
             return f"{value:.{digits}f} {prefix}{unit}"
     return f"{n:g} {unit}".rstrip() if isinstance(n, float) else f"{n} {unit}".rstrip()

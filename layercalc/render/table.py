@@ -103,7 +103,7 @@ def render_table(
         total["backward_macs"] = training["backward_macs"]
     explicit = columns is not None
     names = list(columns if explicit else DEFAULT[command])
-    if training and not explicit and command in ("summary", "flops"):
+    if training and not explicit and command in ("summary", "flops", "macs"):
         names.append("backward_macs")
     chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
@@ -208,6 +208,8 @@ def footer(report: dict[str, Any]) -> Table:
     grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
     convention = report.get("convention", "layercalc")
     counted = "" if convention == "layercalc" else f", as {convention} counts"
+    if report.get("uncounted"):  # 0 is what the tool prints; say it is not a measured zero
+        counted = f", as {convention} prints: it counts none of these layers"
     for key, note in (("macs", ""), ("flops", " (2 per MAC)")):
         value = t[key]
         grid.add_row(TITLES[key], "not counted" if value is None else f"{value:,}",
@@ -221,7 +223,10 @@ def footer(report: dict[str, Any]) -> Table:
     if "estimated_total_bytes" in t:
         grid.add_row("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference")
     if t.get("kv_cache_bytes"):
-        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
+        # where it comes from: the layers that keep one (the causal ones; some types are causal by default)
+        sources = ", ".join(f"{s['count']:,} {s['type']}" for s in report.get("kv_cache_layers", []))
+        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position"
+                     + (f", kept by the causal layers: {sources} (causal: false for an encoder)" if sources else ""))
     training = report.get("training")
     if training:
         grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))

@@ -19,6 +19,7 @@ BY_TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
     "summary": ("count", "params", "macs", "flops"),
     "params": ("count", "params", "buffers"),
     "flops": ("count", "macs", "flops"),
+    "macs": ("count", "macs"),
 }
 TITLES = {"count": "Count", "params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs",
           "backward_macs": "Backward", "training_macs": "Training"}

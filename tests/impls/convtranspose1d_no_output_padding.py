@@ -2,12 +2,12 @@
 tail, i.e. with the last output_padding entries of ∇y dropped (they do reach x when padding > 0)."""
 
 from layercalc.layers import REGISTRY
-from layercalc.layers.base import as_tuple
+from layercalc.layers.geometry import per_dim
 
 
 class NoOutputPadding(REGISTRY["convtranspose1d"]):
     def backward(self, dy, params, cache):
-        (op,) = as_tuple(self.output_padding, 1)
+        (op,) = per_dim(self.output_padding, 1)
         if op:
             dy = dy.copy()
             dy[..., -op:] = 0.0
