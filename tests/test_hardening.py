@@ -1,9 +1,15 @@
-"""Hostile input: deep nesting, huge numbers, bad files, internal bugs, interrupts."""
+"""Hostile input: deep nesting, huge numbers, bad files, internal bugs, interrupts; and a hostile
+outside world (closed or full stdout, a reader that leaves, narrow encodings), each run as a real
+process under a 4 GB address-space cap and a time limit, where no case may exit 70 or print a traceback."""
 
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +110,112 @@ def test_oversized_document_is_rejected(monkeypatch, write) -> None:
     path = write("big.yaml", "input: [3]\nlayers:\n" + "  - relu\n" * 200)
     with pytest.raises(ConfigError, match="larger than"):
         analyse(path)
+
+
+# -- the outside world: a real `python -m layercalc` process, capped -----------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MEMORY_CAP = 4 * 2**30  # bytes of address space a case may map: refusing beats swapping a laptop
+TIME_CAP = 60  # seconds a case may take (a loaded 2-core machine; the cases take about one)
+MLP = "name: mlp\ninput: [1, 28, 28]\nlayers:\n  - flatten\n  - linear: {out_features: 10}\n    name: fc1\n  - relu\n"
+# every command with the arguments it needs: each writes to stdout
+COMMANDS = [
+    ["summary", "{mlp}", "-f", "table"], ["params", "{mlp}"], ["params", "{mlp}", "--total"],
+    ["flops", "{mlp}", "--compare", "-f", "table"], ["shapes", "{mlp}", "-f", "json"],
+    ["summary", "{mlp}", "--by-type", "-f", "table"], ["verify", "{mlp}", "-f", "table"],
+    ["kconv", "-f", "table"], ["kconv", "--backward", "--check"], ["layers"], ["layers", "conv2d", "-f", "table"],
+    ["--help"], ["--version"],
+]
+
+
+def _capped(close_stdout: bool = False):
+    """preexec_fn of a case: the address-space cap (inherited by a shell's children), and `>&-`."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+        if close_stdout:
+            os.close(1)
+
+    return limit
+
+
+def layercalc(*args: str, stdout: object = subprocess.PIPE, env: dict[str, str] | None = None,
+              close_stdout: bool = False, stdin: object = subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """Run `python -m layercalc ARGS` from this checkout, capped; stdout and stderr as bytes."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "layercalc", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          stdin=stdin, env=environ, timeout=TIME_CAP, preexec_fn=_capped(close_stdout))
+
+
+def shell(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a bash line (where `layercalc` means this checkout's), capped; text out."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    line = command.replace("layercalc ", f"{sys.executable} -m layercalc ")
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=environ, timeout=TIME_CAP,
+                          preexec_fn=_capped())
+
+
+def no_internal_error(run: subprocess.CompletedProcess) -> None:
+    """What no outside world may cause: exit 70 or a traceback."""
+    err = run.stderr if isinstance(run.stderr, str) else run.stderr.decode("utf-8", "replace")
+    assert run.returncode != 70 and "Traceback" not in err and "internal error" not in err, (run.returncode, err)
+
+
+def _args(command: list[str], mlp: str) -> list[str]:
+    return [a.replace("{mlp}", mlp) for a in command]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_full_or_closed_stdout_is_one_line_and_exit_74(write, command: list[str]) -> None:
+    args = _args(command, write("mlp.yaml", MLP))
+    with open("/dev/full", "w") as full:
+        run = layercalc(*args, stdout=full)
+    no_internal_error(run)
+    assert (run.returncode, run.stderr) == (74, b"error: cannot write to stdout: no space left on device\n")
+    run = layercalc(*args, close_stdout=True)
+    no_internal_error(run)
+    assert (run.returncode, run.stderr) == (74, b"error: cannot write to stdout: it is closed\n")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_reader_that_reads_nothing_is_not_a_failure(write, command: list[str]) -> None:
+    # `| true` closes the pipe before the first write: 0, as other tools that stop quietly do
+    args = " ".join(_args(command, write("mlp.yaml", MLP)))
+    run = shell(f"layercalc {args} | true; echo $" + "{PIPESTATUS[0]}")
+    assert (run.stdout, run.stderr) == ("0\n", "")
+
+
+def test_closed_stderr_and_stdin(write) -> None:
+    path = write("mlp.yaml", MLP)
+    # messages to a closed stderr are lost, never written to stdout instead
+    run = shell(f"layercalc params missing.yaml 2>&-")
+    assert (run.returncode, run.stdout) == (2, "")
+    run = shell(f"layercalc verify {path} -f tsv 2>&-")
+    assert run.returncode == 0 and run.stdout.startswith("path\t")
+    # a closed stdin is an empty one
+    run = shell("layercalc params - <&-")
+    assert (run.returncode, run.stdout, run.stderr) == (2, "", "error: stdin: empty config\n")
+
+
+NARROW = {
+    "ascii": {"PYTHONIOENCODING": "ascii"},
+    "posix-locale": {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"},
+    "latin-1": {"PYTHONIOENCODING": "latin-1"},
+}
+ODD_NAMES = "name: réseau·网络\ninput: [4]\nlayers:\n  - linear: {out_features: 2}\n    name: café\n  - relu\n"
+
+
+@pytest.mark.parametrize("encoding", NARROW)
+@pytest.mark.parametrize("command", COMMANDS + [["kconv", "--transposed", "--stride", "2"], ["summary", "{odd}", "-f", "table"],
+                                                ["summary", "{odd}", "-f", "tsv"], ["summary", "{odd}", "--by-type", "-f", "table"]],
+                         ids=" ".join)
+def test_a_narrow_encoding_gets_ascii_stand_ins(write, encoding: str, command: list[str]) -> None:
+    args = [a.replace("{odd}", write("odd.yaml", ODD_NAMES)) for a in _args(command, write("mlp.yaml", MLP))]
+    run = layercalc(*args, env=NARROW[encoding])
+    no_internal_error(run)
+    assert run.returncode == 0 and run.stderr == b""
+    text = run.stdout.decode("latin-1" if encoding == "latin-1" else "ascii")  # fails on a byte it cannot hold
+    assert "─" not in text and "×" not in text
+    if "odd.yaml" in " ".join(args):  # a name's own characters the encoding lacks: backslash escapes
+        cafe = "caf\\xe9" if encoding != "latin-1" else "café"  # the layer's name (not in --by-type)
+        assert "\\u7f51" in text or cafe in text, text  # the network's (not in tsv)
