@@ -16,6 +16,7 @@ import pytest
 from layercalc import analyse
 from layercalc.config import MAX_BLOCK_DEPTH
 from layercalc.errors import ConfigError
+from layercalc.render.formats import human, human_bytes
 
 
 def nested(kind: str, depth: int) -> str:
@@ -219,3 +220,39 @@ def test_a_narrow_encoding_gets_ascii_stand_ins(write, encoding: str, command: l
     if "odd.yaml" in " ".join(args):  # a name's own characters the encoding lacks: backslash escapes
         cafe = "caf\\xe9" if encoding != "latin-1" else "café"  # the layer's name (not in --by-type)
         assert "\\u7f51" in text or cafe in text, text  # the network's (not in tsv)
+
+
+# sizes near 10^300: a linear 10^160 -> 10^160 has 10^320 weights, past the largest float (1.8e308)
+HUGE = f"name: huge\ninput: [1{'0' * 160}]\nlayers:\n  - linear: {{out_features: 1{'0' * 160}}}\n    name: fc\n"
+
+
+@pytest.mark.parametrize("view", [[], ["--compare"], ["--training"], ["--by-type"]], ids=" ".join)
+@pytest.mark.parametrize("command", ["summary", "params", "flops", "shapes"])
+def test_huge_sizes_in_every_view_are_exact(cli, write, monkeypatch, command: str, view: list[str]) -> None:
+    if (view and command == "shapes") or (view in (["--compare"], ["--training"]) and command == "params") \
+            or (view == ["--compare"] and command == "summary"):
+        pytest.skip("not an option of this command")
+    path = write("huge.yaml", HUGE)
+    weights = 10**320  # in_features · out_features; with the bias 10^320 + 10^160 params
+    expected = f"{weights:,}" if command == "flops" else f"{weights + 10**160:,}"
+    run = cli(command, path, *view, "-f", "table")  # 80 columns: the footer's integers fold, never shorten
+    assert run.status == 0 and run.err == "", run.err
+    assert not any(line.rstrip().endswith("…") for line in run.out.splitlines()[2:]), run.out
+    monkeypatch.setenv("COLUMNS", "2000")
+    run = cli(command, path, *view, "-f", "table")
+    assert run.status == 0 and (command == "shapes" or expected in run.out), run.out
+    if view == ["--compare"]:
+        return
+    for fmt in ("json", "tsv"):  # exact integers, never floats
+        out = cli(command, path, *view, "-f", fmt).out
+        assert "e+" not in out and "inf" not in out.lower()
+        assert command == "shapes" or expected.replace(",", "") in out
+
+
+def test_human_units_of_huge_counts_are_exact() -> None:
+    assert human(10**320) == "1.00e320"
+    assert human(15 * 10**21 - 1) == "1.50e22"  # 10,000 E and past: the exponent, not 15000 E
+    assert human(9_999 * 10**18) == "9999 E"
+    assert human_bytes(4 * 10**320) == "4.00e320 B"
+    assert human_bytes(-0 + 10**18) == "1.00 EB"
+

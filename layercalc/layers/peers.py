@@ -55,5 +55,5 @@ def tally(values: list[Value], convention: str, batch: int) -> int | None:
     if convention == "ptflops":  # the hook part is averaged over the batch, the rest is not
         hook = sum(v[0] for v in counted)
         functional = sum(v[1] for v in counted)
-        return int(hook / batch + functional)
+        return hook // batch + functional  # exact: a float quotient overflows past 10^308
     return sum(counted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from ..layers.base import fmt_shape
@@ -23,24 +24,42 @@ CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance"
 
 
 # decimal prefixes up to exa (a 10^18 count still reads "1.00 E"); bytes use the same: MB = 10^6 bytes
-SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+SI_PREFIXES = ((18, "E"), (15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "K"))
+PAST_PREFIXES = 10**22  # from 10,000 E on, a count is written as 1.00e22: its digits would be a column
+
+
+def _scaled(n: int | float, power: int, digits: int | None) -> str:
+    """n / 10^power with `digits` decimals (None: 3 significant digits), worked in Decimal so that
+    an integer of any size is rounded exactly and never converted to a float (10^400 overflows one)."""
+    value = Decimal(n).scaleb(-power)
+    if digits is None:
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
+    return f"{value:.{digits}f}"
+
+
+def _scientific(n: int | float) -> str:
+    """1.00e22: three significant digits and the power of ten."""
+    mantissa, _, exponent = f"{Decimal(n):.2e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def human(n: float, unit: str = "") -> str:
-    """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes."""
-    for scale, prefix in SI_PREFIXES:
-        if abs(n) >= scale:
-            value = n / scale
-            digits = 2 if value < 10 else 1 if value < 100 else 0
-            return f"{value:.{digits}f} {prefix}{unit}"
+    """11689512 -> '11.7 M', 1814073856 -> '1.81 G': three significant digits, SI prefixes; 1.00e22 past 9,999 E."""
+    if abs(n) >= PAST_PREFIXES:
+        return f"{_scientific(n)} {unit}".rstrip()
+    for power, prefix in SI_PREFIXES:
+        if abs(n) >= 10**power:
+            return f"{_scaled(n, power, None)} {prefix}{unit}"
     return f"{n:g} {unit}".rstrip() if isinstance(n, float) else f"{n} {unit}".rstrip()
 
 
 def human_bytes(n: int) -> str:
     """Bytes in decimal MB/GB (10^6, 10^9), as torchinfo shows them: 46758048 -> '46.76 MB'."""
-    for scale, prefix in SI_PREFIXES:
-        if n >= scale:
-            return f"{n / scale:.2f} {prefix}B"
+    if n >= PAST_PREFIXES:
+        return f"{_scientific(n)} B"
+    for power, prefix in SI_PREFIXES:
+        if n >= 10**power:
+            return f"{_scaled(n, power, 2)} {prefix}B"
     return f"{n} B"
 
 

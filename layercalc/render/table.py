@@ -196,43 +196,48 @@ def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width:
 def footer(report: dict[str, Any]) -> Table:
     """Totals with exact integers and human units, and memory for the dtype and batch."""
     t = report["total"]
-    grid = Table.grid(padding=(0, 2))
-    # labels and exact integers never wrap or shorten; on a narrow terminal the notes wrap instead
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(justify="right", no_wrap=True)
-    grid.add_column(style="dim")
-    grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
+    rows: list[tuple[str, str, str]] = []
+    add = rows.append
+    add(("Total params", f"{t['params']:,}", human(t["params"])))
     trainable = t.get("trainable_params", t["params"])
-    grid.add_row("Trainable params", f"{trainable:,}", human(trainable))
-    grid.add_row("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries")
-    grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
+    add(("Trainable params", f"{trainable:,}", human(trainable)))
+    add(("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries"))
+    add(("Buffers", f"{t['buffers']:,}", "non-trainable"))
     convention = report.get("convention", "layercalc")
     counted = "" if convention == "layercalc" else f", as {convention} counts"
     for key, note in (("macs", ""), ("flops", " (2 per MAC)")):
         value = t[key]
-        grid.add_row(TITLES[key], "not counted" if value is None else f"{value:,}",
-                     ("" if value is None else human(value)) + note + counted)
+        add((TITLES[key], "not counted" if value is None else f"{value:,}",
+             ("" if value is None else human(value)) + note + counted))
     if "input_bytes" in t:
         ids = report.get("input_dtype", report["dtype"]) != report["dtype"]
-        grid.add_row("Input memory", human_bytes(t["input_bytes"]),
-                     f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values"))
-    grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
-    grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+        add(("Input memory", human_bytes(t["input_bytes"]),
+             f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values")))
+    add(("Param memory", human_bytes(t["param_bytes"]), report["dtype"]))
+    add(("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs"))
     if "estimated_total_bytes" in t:
-        grid.add_row("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference")
+        add(("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference"))
     if t.get("kv_cache_bytes"):
-        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position")
+        add(("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position"))
     training = report.get("training")
     if training:
-        grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
-        grid.add_row("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC")
-        grid.add_row("Gradients", human_bytes(training["gradient_bytes"]), "one per trainable parameter")
-        grid.add_row("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"])
-        grid.add_row("Training memory", human_bytes(training["training_bytes"]),
-                     "params + gradients + optimizer + kept activations")
+        add(("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"])))
+        add(("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC"))
+        add(("Gradients", human_bytes(training["gradient_bytes"]), "one per trainable parameter"))
+        add(("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"]))
+        add(("Training memory", human_bytes(training["training_bytes"]),
+             "params + gradients + optimizer + kept activations"))
         if "estimated_total_bytes" in training:
-            grid.add_row("Estimated training total", human_bytes(training["estimated_total_bytes"]),
-                         "input + training memory")
+            add(("Estimated training total", human_bytes(training["estimated_total_bytes"]),
+                 "input + training memory"))
+    grid = Table.grid(padding=(0, 2))
+    # labels never wrap or shorten, and exact integers never shorten: on a narrow terminal the
+    # notes wrap, and an integer wider than the room left (10^300 params) folds onto more lines
+    grid.add_column(style="bold", no_wrap=True, min_width=max(len(label) for label, _, _ in rows))
+    grid.add_column(justify="right", overflow="fold")
+    grid.add_column(style="dim")
+    for row in rows:
+        grid.add_row(*row)
     return grid
 
 
