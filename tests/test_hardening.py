@@ -256,3 +256,63 @@ def test_human_units_of_huge_counts_are_exact() -> None:
     assert human_bytes(4 * 10**320) == "4.00e320 B"
     assert human_bytes(-0 + 10**18) == "1.00 EB"
 
+
+# -- kconv: bounded by what a reader can use ------------------------------------------------------
+
+LIMIT = "kconv shows at most 1,048,576 (the 1,024 x 1,024 K_conv of a 32x32 input)"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    # 98 x 98 outputs by 100 x 100 inputs: 9,604 x 10,000 (once 780 MB to print a note)
+    (["--input", "100x100", "--kernel", "3x3", "-f", "table"], f"K_conv would be 9,604 x 10,000 (96,040,000 entries); {LIMIT}"),
+    (["--input", "20000", "--kernel", "3", "-f", "tsv"], "K_conv would be 19,998 x 20,000 (399,960,000 entries)"),  # 3 GB
+    (["--input", "100000", "--kernel", "3"], "K_conv would be 99,998 x 100,000"),  # MemoryError
+    (["--input", "2000x2000", "-f", "json"], "K_conv would be 3,996,001 x 4,000,000"),
+    (["--input", "99999999999999999999"], "--kernel must be an integer >= 1 for a 1-D input, got '2x2'"),
+    (["--input", "99999999999999999999", "--kernel", "3"], "K_conv would be 99,999,999,999,999,999,997 x 99,999,999,999,999,999,999"),
+    (["--input", "3", "--kernel", "1", "--stride", "100000000000", "--transposed"],
+     "K_convᵀ would be 200,000,000,001 x 3"),  # a transposed conv's 2·10^11 outputs
+    # 1 input, padding 5·10^8 each side, a 2-tap kernel dilated 10^9: one output, but a 10^9-cell grid
+    (["--input", "1", "--kernel", "2", "--dilation", "1000000000", "--padding", "500000000", "--backward"],
+     f"the padded, dilated grid 2000000001 has 2,000,000,001 cells; {LIMIT}"),
+    # 1 input, padding 1,500, a 2,000-tap kernel: 1,002 positions x 2,000 taps to walk
+    (["--input", "1", "--kernel", "2000", "--padding", "1500", "--backward"],
+     f"the kernel's 2,000 taps at 1,002 positions are 2,004,000 window steps; {LIMIT}"),
+    # --draw of a 5,000-cell input (once 32 s, then MemoryError): its K_conv is past the limit already
+    (["--input", "5000", "--kernel", "3", "--draw", "-", "--frames"], "K_conv would be 4,998 x 5,000"),
+    # 998 frames, each redrawing the 1,000 inputs, 998 outputs, 3 taps and the output cell
+    (["--input", "1000", "--kernel", "3", "--draw", "-", "--frames"], "--draw: a --frames strip of this convolution has"
+     " 1,997,996 cells; kconv draws at most 131,072 (about 13 MB of SVG): try a smaller --input, or no --frames"),
+    # animated: the padded input (1 + 2·100)^2 = 40,401 cells and the 2x2 outputs once, then each of
+    # the 4 frames' 200x200 = 40,000 taps and its output cell: 40,401 + 4 + 4 · 40,001
+    (["--input", "1x1", "--kernel", "200x200", "--padding", "100", "--draw", "-"],
+     "--draw: an animation of this convolution has 200,409 cells; kconv draws at most 131,072"),
+])
+def test_kconv_refuses_past_its_limits_in_one_line(args: list[str], message: str) -> None:
+    run = layercalc("kconv", *args)
+    no_internal_error(run)
+    err = run.stderr.decode()
+    assert (run.returncode, run.stdout) == (2, b"") and err.count("\n") == 1, err
+    assert err.startswith(f"error: {message}"), err
+
+
+@pytest.mark.parametrize("args", [
+    ["--input", "32x32", "--kernel", "3x3", "--padding", "1", "-f", "tsv"],  # 1,024 x 1,024: the largest K_conv
+    ["--input", "1x1", "--kernel", "1", "--padding", "511", "-f", "table"],  # 1,046,529 x 1: the note only
+    ["--input", "1024", "--kernel", "3", "--backward", "-f", "json"],
+    ["--input", "1", "--kernel", "1000", "--padding", "500", "--backward", "--check"],  # 2 positions, 1,000 taps
+    ["--input", "30x30", "--kernel", "3x3", "--draw", "-"],  # 784 frames animated
+    ["--input", "9x9", "--kernel", "3x3", "--draw", "-", "--frames"],  # a strip of 49
+])
+def test_kconv_within_its_limits_runs_under_the_cap(args: list[str]) -> None:
+    run = layercalc("kconv", *args)
+    no_internal_error(run)
+    assert run.returncode == 0 and run.stdout
+
+
+def test_a_kconv_table_too_large_to_show_is_not_built() -> None:
+    from layercalc import kconv as kc
+
+    data = kc.kconv(kc.geometry("1x1", "1", padding="511"), rows_up_to=100)
+    assert data["shape"] == [1023 * 1023, 1] and "rows" not in data
+    assert len(kc.kconv(kc.geometry("3x3", "2x2"), rows_up_to=100)["rows"]) == 4
