@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .formats import shorten_middle
+from .formats import shorten_middle, shown as plain, width
 
 MARK, ERROR, TOLERANCE = 4, 7, 9  # widths: "FAIL", "2.0e-11", "Tolerance"
 MIN_PATH = 8  # below this a shortened path stops being readable
@@ -28,7 +28,7 @@ def _overhead(columns: int) -> int:
 
 def _widths(rows: list[dict[str, Any]], width: int) -> tuple[bool, int, int, int]:
     """(show Method?, path width, check width, method width) for a table no wider than width."""
-    path = max([len("Layer"), *(len(c["path"]) for c in rows)])
+    path = max([len("Layer"), *(width(plain(c["path"])) for c in rows)])
     check = max([len("Check"), *(len(c["check"]) for c in rows)])
     method = max([len("Method"), *(len(c["method"]) for c in rows)])
     fixed = MARK + ERROR + TOLERANCE
@@ -47,16 +47,16 @@ def render_checks(result: dict[str, Any], out: Console, every: bool = False) -> 
     """verify's checks: every row (every=True) or the failed ones only, each with its error
     against its tolerance; the failures' notes below, the skipped checks, the summary line."""
     shown = [c for c in result["results"] if every or not c["passed"]]
-    title = Text(f"verify {result['name']}", style="bold")
+    title = Text(f"verify {plain(result['name'])}", style="bold")
     out.print(title, overflow="fold")
     if shown:
         _table(shown, out)
     for c in result["results"]:
         if not c["passed"]:
-            line = f"FAIL {c['path']} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance {c['tolerance']:.3g}"
+            line = f"FAIL {plain(c['path'])} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance {c['tolerance']:.3g}"
             out.print(Text(line + (f"; {c['note']}" if c["note"] else ""), style="red"), overflow="fold")
     for s in result.get("skipped", []):
-        out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"), overflow="fold")
+        out.print(Text(f"SKIPPED {plain(s['path'])} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"), overflow="fold")
     failed = result["failed"]
     summary = result.get("summary", f"{result['checks']} checks, {failed} failed")
     out.print(Text(summary, style="bold red" if failed else "bold green"), overflow="fold")
@@ -76,7 +76,7 @@ def _table(rows: list[dict[str, Any]], out: Console) -> None:
         mark = Text("ok", style="green") if c["passed"] else Text("FAIL", style="bold red")
         exact = c["method"] == "exact"
         error = "" if exact and c["passed"] else _number(c["error"])
-        cells = [mark, shorten_middle(c["path"], path_w), shorten_middle(c["check"], check_w)]
+        cells = [mark, shorten_middle(plain(c["path"]), path_w), shorten_middle(c["check"], check_w)]
         if method:
             cells.append(c["method"])
         cells += [error, "" if exact else _number(c["tolerance"])]

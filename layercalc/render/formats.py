@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
+from ..errors import one_line
 from ..layers.base import fmt_shape
 
 # the columns each calculating command shows, in order (JSON always carries every field)
@@ -63,15 +65,53 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def shorten_middle(text: str, width: int) -> str:
-    """'layer4.1.body.conv2' -> 'layer4.…conv2' when it must fit `width` characters: both ends stay."""
-    if len(text) <= width:
+def shown(text: str) -> str:
+    """A name as a terminal or a row of text may hold it: control and format characters (ESC, OSC,
+    BEL, NUL, CR, newline, tab, C1, bidi overrides) escaped as the error messages escape them."""
+    return text if text.isprintable() else one_line(text)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
+def width(text: str) -> int:
+    """Terminal columns of text: East Asian wide and fullwidth characters take two, combining marks none."""
+    return len(text) if text.isascii() else sum(map(_char_width, text))
+
+
+def ljust(text: str, columns: int) -> str:
+    """text padded on the right to `columns` terminal columns."""
+    return text + " " * (columns - width(text))
+
+
+def rjust(text: str, columns: int) -> str:
+    """text padded on the left to `columns` terminal columns."""
+    return " " * (columns - width(text)) + text
+
+
+def _take(chars: Any, columns: int) -> str:
+    """The longest run of chars (in order) that fits `columns` terminal columns."""
+    out, used = [], 0
+    for ch in chars:
+        used += _char_width(ch)
+        if used > columns:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+def shorten_middle(text: str, columns: int) -> str:
+    """'layer4.1.body.conv2' -> 'layer4.…conv2' when it must fit `columns` terminal columns: both ends stay."""
+    if width(text) <= columns:
         return text
-    if width <= 1:
-        return "…"[:width]
-    head = width // 2  # the head (where a path starts) gets the odd character
-    tail = width - 1 - head
-    return text[:head] + "…" + (text[-tail:] if tail else "")
+    if columns <= 1:
+        return "…"[:columns]
+    head = columns // 2  # the head (where a path starts) gets the odd column
+    tail = columns - 1 - head
+    return _take(text, head) + "…" + (_take(reversed(text), tail)[::-1] if tail else "")
 
 
 def cell(row: dict[str, Any], column: str) -> str:
@@ -120,6 +160,9 @@ def compare_text(fmt: str, data: dict[str, Any]) -> str:
 
 def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A header and rows as csv, tsv or a markdown pipe table."""
+    # a name's newline or tab would end a row or a cell, its ESC or bidi override act on the
+    # terminal that shows the rows: escaped, one row a line whatever the names hold
+    rows = ([shown(c) for c in r] for r in rows)
     if fmt == "markdown":
         lines = ["| " + " | ".join(map(_md, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(map(_md, r)) + " |" for r in rows]
@@ -133,7 +176,7 @@ def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -
 
 def _md(text: str) -> str:
     """A markdown table cell: a '|' in a name would end the cell, a backslash would escape the next character."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:

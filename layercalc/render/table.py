@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from rich import box
 from rich.console import COLOR_SYSTEMS, Console
+from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
-from .formats import human, human_bytes
+from .formats import human, human_bytes, ljust, rjust, shown, width as cells
 from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
@@ -109,11 +110,12 @@ def render_table(
     rows = report["layers"]
     width = out.width
 
-    # every cell as plain text, and each column's natural width, in one pass
-    cells = [_texts(c, rows, total) for c in chosen]
-    widths = [max([len(c.title)] + [len(t) for t in texts]) for c, texts in zip(chosen, cells)]
+    # every cell as plain text (names escaped), and each column's width in terminal columns, in one pass
+    texts_of = [_texts(c, rows, total) for c in chosen]
+    widths = [max([len(c.title)] + [cells(t) for t in texts]) for c, texts in zip(chosen, texts_of)]
+    paths = [shown(r["path"]) for r in rows]
     tails = [_tail(r) for r in rows]
-    natural = max([len("Layer")] + [2 * r["depth"] + len(r["path"]) + len(t) for r, t in zip(rows, tails)])
+    natural = max([len("Layer")] + [2 * r["depth"] + cells(p) + cells(t) for r, p, t in zip(rows, paths, tails)])
     if explicit:
         # what was asked stays; only when even the shortest names leave no room does the end give way
         layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
@@ -124,7 +126,7 @@ def render_table(
     kept = layout.kept
     name_w = layout.name_width
 
-    parts = [f"{report['name']}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
     if report.get("convention", "layercalc") != "layercalc":
         parts.append(f"counted as {report['convention']}")
     lines = title_lines(parts, width)
@@ -141,18 +143,18 @@ def render_table(
     for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
         block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
-        indent, path, tail = fit_name(row["depth"], row["path"], tails[r], name_w, step)
+        indent, path, tail = fit_name(row["depth"], paths[r], tails[r], name_w, step)
         line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
-        pad = name_w - len(indent) - len(path) - len(tail)
+        pad = name_w - len(indent) - cells(path) - cells(tail)
         line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
         for i in kept:
-            c, text = chosen[i], cells[i][r]
+            c, text = chosen[i], texts_of[i][r]
             if c.kind == "share":
                 line.append((gap, None))
                 line += _share_pieces(row, total, c.field, widths[i])
                 continue
             style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
-            line.append((gap + (text.rjust(widths[i]) if _right(c) else text.ljust(widths[i])), style))
+            line.append((gap + (rjust(text, widths[i]) if _right(c) else ljust(text, widths[i])), style))
         lines.append(line)
     if layout.dropped:
         hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
@@ -182,7 +184,7 @@ def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) ->
             s = share(row, total, column.field)
             out.append("".join(_bar_parts(s)) if s else "")
         return out
-    return [table_text(column, row) for row in rows]
+    return [shown(table_text(column, row)) for row in rows]
 
 
 def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
@@ -265,7 +267,7 @@ def render_compare(data: dict[str, Any], out: Console) -> None:
         if blocks[-1] and line_width(cat_w, [widths[k] for k in blocks[-1] + [c]]) > width:
             blocks.append([])
         blocks[-1].append(c)
-    title = [f"{data['name']}  MACs as each tool counts them", f"batch {data['batch']}"]
+    title = [f"{shown(data['name'])}  MACs as each tool counts them", f"batch {data['batch']}"]
     lines = title_lines(title, width)
     margin, gap = " " * MARGIN, " " * GAP
     for block in blocks:
@@ -343,7 +345,8 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         task = bar.add_task("", total=None)
 
         def advance(name: str, i: int, n: int) -> None:
-            bar.update(task, description=name, completed=i, total=n)
+            # the description is markup: a layer named "[red]" or holding ESC is shown as written
+            bar.update(task, description=escape(shown(name)), completed=i, total=n)
 
         yield advance
 
