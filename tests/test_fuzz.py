@@ -109,3 +109,24 @@ def test_mutated_shipped_configs(data: st.DataObject) -> None:
         except (KeyError, IndexError, TypeError):
             continue
     outcome(yaml.safe_dump(doc, sort_keys=False))
+
+
+# -- JSON is parsed as JSON: whatever json.dumps writes reads back as json.loads reads it ---------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+json_values = st.recursive(
+    json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(json_values, max_size=4), st.dictionaries(st.text(max_size=8), json_values, max_size=4)),
+       st.booleans(), st.sampled_from([None, 1, "\t"]))
+def test_json_reads_back_as_the_json_module_reads_it(doc: object, ascii_only: bool, indent: object) -> None:
+    # ensure_ascii writes an emoji as the surrogate pair "\ud83d\ude00", which YAML refuses
+    from layercalc.document import parse_document
+
+    text = json.dumps(doc, ensure_ascii=ascii_only, indent=indent)  # type: ignore[arg-type]
+    assert parse_document(text, "net.json") == json.loads(text)

@@ -4,6 +4,7 @@ process under a 4 GB address-space cap and a time limit, where no case may exit 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -316,3 +317,34 @@ def test_a_kconv_table_too_large_to_show_is_not_built() -> None:
     data = kc.kconv(kc.geometry("1x1", "1", padding="511"), rows_up_to=100)
     assert data["shape"] == [1023 * 1023, 1] and "rows" not in data
     assert len(kc.kconv(kc.geometry("3x3", "2x2"), rows_up_to=100)["rows"]) == 4
+
+
+# -- config files: JSON read as JSON, a tie to a block named as one -------------------------------
+
+
+def test_json_with_a_surrogate_pair_is_read_as_json(cli, write) -> None:
+    # valid JSON (RFC 8259 §7): U+1F600 written as its UTF-16 pair; YAML refused it as invalid YAML
+    path = write("net.json", '{"name": "\\ud83d\\ude00 net", "input": [3],\n "layers": ["relu"]}\n')
+    run = cli("summary", path, "-f", "json")
+    assert run.status == 0 and json.loads(run.out)["name"] == "\U0001F600 net"
+    # half a pair is no character: one line naming it, with its line
+    path = write("half.json", '{"input": [3],\n "name": "\\ud800",\n "layers": ["relu"]}\n')
+    assert cli("summary", path).err == (f"error: {path}:2: invalid JSON: \\ud800 is half of a UTF-16 surrogate"
+                                        " pair, not a character\n")
+    # JSON syntax errors say JSON, with the line
+    path = write("bad.json", '{"input": [3],\n "layers": [relu]}\n')
+    assert cli("summary", path).err == f"error: {path}:2: invalid JSON: expected a value, found 'r'\n"
+    # YAML's flow style, which is not JSON, stays YAML
+    path = write("flow.yaml", "{input: [3], layers: [relu]}\n")
+    assert cli("params", path, "--total").out == "0\n"
+
+
+def test_tied_to_a_block_says_it_is_a_block(cli, write) -> None:
+    text = ("input: [8]\nlayers:\n  - sequential:\n      layers:\n        - linear: {out_features: 8}\n"
+            "          name: inner\n    name: enc\n  - linear: {out_features: 8, tied_to: enc}\n")
+    run = cli("summary", write("tie.yaml", text))
+    assert run.status == 2 and run.out == ""
+    assert run.err.endswith("layers[1] (linear 'linear1'): weight tied to 'enc', but sequential 'enc' is a block,"
+                            " not a layer: tie to the layer inside it that owns the weight\n"), run.err
+    # tied to the layer inside it: inner's 8·8 weight and 8 biases, and the tying layer's own 8 biases
+    assert cli("params", write("ok.yaml", text.replace("tied_to: enc", "tied_to: inner")), "--total").out == "80\n"
