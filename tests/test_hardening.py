@@ -348,3 +348,13 @@ def test_tied_to_a_block_says_it_is_a_block(cli, write) -> None:
                             " not a layer: tie to the layer inside it that owns the weight\n"), run.err
     # tied to the layer inside it: inner's 8·8 weight and 8 biases, and the tying layer's own 8 biases
     assert cli("params", write("ok.yaml", text.replace("tied_to: enc", "tied_to: inner")), "--total").out == "80\n"
+
+
+@pytest.mark.parametrize("columns", ["0", "1", "3", "-5", "abc", "100000"])
+def test_any_terminal_width_is_drawn_without_an_internal_error(cli, write, monkeypatch, columns: str) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    path = write("mlp.yaml", MLP)
+    for command in (["summary", path], ["summary", path, "--by-type"], ["flops", path, "--compare"], ["kconv"],
+                    ["kconv", "--backward", "--check"], ["kconv", "--transposed"], ["layers"], ["layers", "conv2d"]):
+        run = cli(*command, "-f", "table")
+        assert run.status == 0 and run.out, (columns, command, run.err)

@@ -37,7 +37,10 @@ class _Console(Console):
 
 def console(file: TextIO | None = None, width: int | None = None) -> Console:
     """A Console on stdout (or file); Rich itself honours NO_COLOR, COLUMNS and non-terminals."""
-    return _Console(file=file, highlight=False, soft_wrap=False, width=width)
+    out = _Console(file=file, highlight=False, soft_wrap=False, width=width)
+    if out.width < 1:  # COLUMNS=0 is no width known: Rich's own default, not a view of nothing
+        out.width = 80
+    return out
 
 
 def _bar_parts(share: float) -> tuple[str, str]:
