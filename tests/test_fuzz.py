@@ -130,3 +130,36 @@ def test_json_reads_back_as_the_json_module_reads_it(doc: object, ascii_only: bo
 
     text = json.dumps(doc, ensure_ascii=ascii_only, indent=indent)  # type: ignore[arg-type]
     assert parse_document(text, "net.json") == json.loads(text)
+
+
+# -- kconv: any sizes give its views or one UsageError, within the limits ------------------------
+
+sizes = st.one_of(st.integers(-2, 12).map(str), st.integers(0, 2000).map(str), st.integers(0, 10**30).map(str),
+                  st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda hw: f"{hw[0]}x{hw[1]}"),
+                  st.text(max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"input": sizes, "kernel": sizes, "stride": sizes, "padding": sizes, "dilation": sizes,
+                              "output_padding": sizes}), st.booleans(), st.booleans())
+def test_kconv_gives_its_views_or_a_usage_error(args: dict[str, str], transposed: bool, animated: bool) -> None:
+    from layercalc import kconv as kc
+    from layercalc.errors import UsageError
+    from layercalc.render.kconv import kconv_text, symbolic_lines
+
+    try:
+        geo = kc.geometry(transposed=transposed, **args)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        return
+    rows, cols = kc.shape(geo)
+    assert rows * cols <= kc.MAX_ENTRIES
+    data = kc.kconv(geo, rows_up_to=100)
+    assert ("rows" in data) == (max(rows, cols) <= 100)
+    data["symbolic"] = kc.symbolic(geo, backward=not transposed)
+    symbolic_lines(data, 80)
+    kconv_text("tsv", data)
+    try:
+        kc.drawing(geo, animated)
+    except UsageError as exc:
+        assert "--draw" in str(exc)
