@@ -9,7 +9,6 @@ Those exact forms are answered here; everything else goes to the Typer app in cl
 from __future__ import annotations
 
 import codecs
-import errno
 import gc
 import os
 import sys
@@ -41,8 +40,8 @@ class ReaderGone(Exception):
 
 
 class Output:
-    """stdout as layercalc writes it: a failed write is an OutputError (a closed pipe ReaderGone), and characters the
-    encoding cannot show are written as ASCII stand-ins or escapes instead of failing."""
+    """stdout as layercalc writes it: a failed write is an OutputError (a closed pipe ReaderGone),
+    and characters the encoding cannot show are written as ASCII stand-ins or escapes, not refused."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -98,6 +97,8 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # no fd (an in-process caller's capture): nothing to flush
         pass
+
+
 # (command, the one extra flag) -> the key of Report.total printed
 TOTALS = {("params", None): "params", ("params", "--trainable"): "trainable_params",
           ("flops", None): "flops", ("flops", "--macs"): "macs"}
@@ -112,14 +113,14 @@ def fail(message: str, status: int) -> int:
 
 def guarded(action: Callable[[], int], debug: bool) -> int:
     """Run a command; map every failure to one stderr line and an exit status, never a traceback."""
-    # A short-lived process that builds large acyclic trees: the cyclic garbage collector
-    # would only re-scan them (a third of the time on a 100,000-entry config).
     if sys.stdout is None:  # started with stdout closed (`>&-`): every command prints its result there
         return fail("cannot write to stdout: it is closed", EXIT_OUTPUT)
     if sys.stderr is None:  # `2>&-`: messages go nowhere, and never to stdout
         sys.stderr = open(os.devnull, "w")
     if sys.stdin is None:  # `<&-`: a config read from '-' is empty
         sys.stdin = open(os.devnull)
+    # A short-lived process that builds large acyclic trees: the cyclic garbage collector
+    # would only re-scan them (a third of the time on a 100,000-entry config).
     collecting = gc.isenabled()
     gc.disable()
     stdout = sys.stdout
