@@ -124,7 +124,7 @@ MLP = "name: mlp\ninput: [1, 28, 28]\nlayers:\n  - flatten\n  - linear: {out_fea
 COMMANDS = [
     ["summary", "{mlp}", "-f", "table"], ["params", "{mlp}"], ["params", "{mlp}", "--total"],
     ["flops", "{mlp}", "--compare", "-f", "table"], ["shapes", "{mlp}", "-f", "json"],
-    ["summary", "{mlp}", "--by-type", "-f", "table"], ["verify", "{mlp}", "-f", "table"],
+    ["summary", "{mlp}", "--by-type", "-f", "table"], ["verify", "{mlp}", "-f", "table", "--all"],
     ["kconv", "-f", "table"], ["kconv", "--backward", "--check"], ["layers"], ["layers", "conv2d", "-f", "table"],
     ["--help"], ["--version"],
 ]

@@ -182,3 +182,9 @@ def test_wide_characters_take_two_columns(cli, write, monkeypatch) -> None:
         ends = {cell_len(line.rstrip()) for line in rows}
         assert len(ends) == 1, (columns, rows)
         assert max(cell_len(line) for line in lines) <= int(columns)
+
+
+def test_verify_shows_names_escaped(cli, write) -> None:
+    run = cli("verify", _hostile_config(write), "-f", "table", "--all")
+    assert run.status == 0 and _raw_controls(run.out) == set(), run.err
+    assert "\\x1b]0;retitled\\x07" in run.out and run.out.startswith("verify net\\x1b]0;title\\x07")

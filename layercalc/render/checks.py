@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .formats import shorten_middle, shown as plain, width
+from .formats import shorten_middle, shown as plain, width as cells
 
 MARK, ERROR, TOLERANCE = 4, 7, 9  # widths: "FAIL", "2.0e-11", "Tolerance"
 MIN_PATH = 8  # below this a shortened path stops being readable
@@ -28,7 +28,7 @@ def _overhead(columns: int) -> int:
 
 def _widths(rows: list[dict[str, Any]], width: int) -> tuple[bool, int, int, int]:
     """(show Method?, path width, check width, method width) for a table no wider than width."""
-    path = max([len("Layer"), *(width(plain(c["path"])) for c in rows)])
+    path = max([len("Layer"), *(cells(plain(c["path"])) for c in rows)])
     check = max([len("Check"), *(len(c["check"]) for c in rows)])
     method = max([len("Method"), *(len(c["method"]) for c in rows)])
     fixed = MARK + ERROR + TOLERANCE
