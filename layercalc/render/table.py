@@ -165,7 +165,7 @@ def render_table(
         lines += [[]] + [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
     write_lines(out, lines)
     out.print()
-    out.print(footer(report))
+    out.print(footer(report, out.width))
 
 
 def _right(column: Column) -> bool:
@@ -198,8 +198,8 @@ def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width:
     return [(blocks, CYAN), (percent.ljust(width - len(blocks)), DIM if s < 0.05 else None)]
 
 
-def footer(report: dict[str, Any]) -> Table:
-    """Totals with exact integers and human units, and memory for the dtype and batch."""
+def footer(report: dict[str, Any], width: int | None = None) -> Table:
+    """Totals with exact integers and human units, and memory for the dtype and batch, for a console `width` wide."""
     t = report["total"]
     rows: list[tuple[str, str, str]] = []
     add = rows.append
@@ -237,9 +237,12 @@ def footer(report: dict[str, Any]) -> Table:
                  "input + training memory"))
     grid = Table.grid(padding=(0, 2))
     # labels never wrap or shorten, and exact integers never shorten: on a narrow terminal the
-    # notes wrap, and an integer wider than the room left (10^300 params) folds onto more lines
-    grid.add_column(style="bold", no_wrap=True, min_width=max(len(label) for label, _, _ in rows))
-    grid.add_column(justify="right", overflow="fold")
+    # notes wrap; only an integer wider than the terminal leaves beside its label (10^300 params)
+    # folds onto more lines
+    label = max(len(label) for label, _, _ in rows)
+    fits = width is None or label + 2 + max(len(value) for _, value, _ in rows) <= width
+    grid.add_column(style="bold", no_wrap=True, min_width=label)
+    grid.add_column(justify="right", no_wrap=fits, overflow="fold")
     grid.add_column(style="dim")
     for row in rows:
         grid.add_row(*row)

@@ -89,7 +89,7 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
     out.print(table)
     if any(r.get(key) is None for r in data["types"] for key in numbers):
         out.print(Text(f"— = not counted: {data['convention']} skips these layers", style="dim"))
-    out.print(footer(data))
+    out.print(footer(data, out.width))
 
 
 def _natural_width(table: Table, out: Console) -> int:
