@@ -109,10 +109,14 @@ class Flow:
         self.tokens = tokens  # the value flowing in is still the network's integer token ids
         # name -> (label, own param shapes, trainable)
         self.owned: dict[str, tuple[str, dict[str, Shape], bool]] = {}
+        self.blocks: dict[str, str] = {}  # name -> label of each block entered so far
 
     def check_tied(self, pname: str, owner: str, shape: Shape, trainable: bool = True) -> None:
         """A tied parameter must be an earlier layer's own parameter of the same name, shape and trainability."""
         if owner not in self.owned:
+            if owner in self.blocks:  # a block holds its layers' tensors, none of its own
+                raise ShapeError(f"{pname} tied to {owner!r}, but {self.blocks[owner]} is a block, not a layer:"
+                                 f" tie to the layer inside it that owns the {pname}", value=owner)
             raise ShapeError(f"{pname} tied to {owner!r}, but no earlier layer is named {owner!r}", value=owner)
         label, shapes, owner_trainable = self.owned[owner]
         if pname not in shapes:
@@ -184,6 +188,7 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
 
 def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     layer = node.layer
+    flow.blocks[node.name] = node.label
     sequences: list[list[Entry]] = []
     outs: list[Shape] = []
     tokens, still_tokens, firsts = flow.tokens, [], []

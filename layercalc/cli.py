@@ -458,7 +458,7 @@ def kconv_command(
     if draw is not None:
         from .render.svg import svg
 
-        text = svg(kc.drawing(geo), animated=not frames)
+        text = svg(kc.drawing(geo, animated=not frames), animated=not frames)
         if draw == "-":
             sys.stdout.write(text)
             return EXIT_OK
@@ -467,7 +467,10 @@ def kconv_command(
                 out.write(text)
         except OSError as exc:
             raise UsageError(f"--draw: cannot write {draw}: {exc.strerror}") from None
-    data = kc.kconv(geo)
+    from .render.kconv import TABLE_LIMIT
+
+    # a table too large to show is not built: its view is the title and a note
+    data = kc.kconv(geo, rows_up_to=TABLE_LIMIT if _format(format) == "table" else None)
     if backward or transposed:
         data["symbolic"] = kc.symbolic(geo, backward)
     if check:

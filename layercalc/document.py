@@ -12,12 +12,14 @@ with an explicit stack, not by PyYAML's recursive composer, so that:
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import functools
+import json
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -162,7 +164,18 @@ def decode(data: bytes, name: str) -> str:
 
 
 def parse_document(text: str, name: str = "<config>") -> Any:
-    """Parse one YAML/JSON document into Map/Seq/scalars; raises DocumentError with a line."""
+    """Parse one YAML/JSON document into Map/Seq/scalars; raises DocumentError with a line.
+
+    A .json file is parsed as JSON (RFC 8259), and so is any other text that is valid JSON:
+    YAML refuses some valid JSON (an emoji as the surrogate pair "\\ud83d\\ude00"). Other
+    text, such as YAML's own flow style `{input: [3], layers: [relu]}`, is YAML.
+    """
+    if name.lower().endswith(".json") or text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
+        try:
+            return _build(_json_events(text))
+        except DocumentError as exc:
+            if name.lower().endswith(".json"):
+                raise exc.at(file=name) from None
     try:
         return _build(yaml.parse(text, Loader=_Loader))
     except DocumentError as exc:
@@ -187,6 +200,103 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         raise DocumentError(f"invalid YAML: {' '.join(str(exc).split())}", Location(file=name)) from None
     except RecursionError:  # pragma: no cover - the loop below keeps its own stack
         raise DocumentError("nested too deeply", Location(file=name)) from None
+
+
+class _Mark:
+    """Where a JSON value starts, as a YAML event's start_mark carries it (0-based line)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_JSON_WORD = re.compile(r"true|false|null")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_events(text: str) -> Iterator[Any]:
+    """A JSON document as the YAML events _build folds: strings as quoted scalars (always str),
+    numbers and true/false/null as plain ones (resolved as YAML 1.2's core schema reads them,
+    which agrees with JSON). Iterative, so nesting depth costs no Python stack."""
+    text = text.removeprefix("\ufeff")
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def mark(pos: int) -> _Mark:
+        return _Mark(bisect.bisect_left(newlines, pos))
+
+    def fail(message: str, pos: int) -> DocumentError:
+        return DocumentError(f"invalid JSON: {message}", Location(line=mark(pos).line + 1))
+
+    def string(pos: int) -> tuple[str, int]:
+        try:
+            value, end = json.decoder.scanstring(text, pos + 1, True)
+        except json.JSONDecodeError as exc:
+            raise fail(exc.msg.lower(), exc.pos) from None
+        lone = _SURROGATE.search(value)
+        if lone:  # a pair has been joined into one character; half of one is no character at all
+            raise fail(f"\\u{ord(lone.group()):04x} is half of a UTF-16 surrogate pair, not a character", pos)
+        return value, end
+
+    def space(pos: int) -> int:
+        return _JSON_SPACE.match(text, pos).end()  # type: ignore[union-attr]
+
+    yield yaml.StreamStartEvent()
+    yield yaml.DocumentStartEvent(start_mark=mark(0))
+    closers: list[str] = []  # "}" or "]" of each open container
+    pos, expect = space(0), "value"
+    while True:
+        ch = text[pos : pos + 1]
+        if expect == "key":
+            if ch != '"':
+                raise fail(f"expected a key in double quotes, found {_found(ch)}", pos)
+            key, pos = string(pos)
+            yield yaml.ScalarEvent(None, None, (False, True), key, start_mark=mark(pos), style='"')
+            pos = space(pos)
+            if text[pos : pos + 1] != ":":
+                raise fail(f"expected ':' after the key {key!r}", pos)
+            pos, expect = space(pos + 1), "value"
+        elif expect == "value":
+            if ch in ("{", "["):
+                start = yaml.MappingStartEvent if ch == "{" else yaml.SequenceStartEvent
+                yield start(None, None, True, start_mark=mark(pos), flow_style=True)
+                closers.append("}" if ch == "{" else "]")
+                pos = space(pos + 1)
+                expect = "key" if ch == "{" and text[pos : pos + 1] != "}" else "value" if ch == "[" and text[pos : pos + 1] != "]" else "close"
+                continue
+            if ch == '"':
+                value, end = string(pos)
+                yield yaml.ScalarEvent(None, None, (False, True), value, start_mark=mark(pos), style='"')
+            else:
+                token = _JSON_NUMBER.match(text, pos) or _JSON_WORD.match(text, pos)
+                if token is None:
+                    raise fail(f"expected a value, found {_found(ch)}", pos)
+                yield yaml.ScalarEvent(None, None, (True, False), token.group(), start_mark=mark(pos))
+                end = token.end()
+            pos, expect = space(end), "next"
+        elif expect == "close":  # an empty container's closing bracket
+            yield (yaml.MappingEndEvent if closers.pop() == "}" else yaml.SequenceEndEvent)()
+            pos, expect = space(pos + 1), "next"
+        else:  # after a value: a comma, the container's end, or the end of the text
+            if not closers:
+                if pos < len(text):
+                    raise fail(f"extra data after the document: {text[pos : pos + 10]!r}", pos)
+                break
+            if ch == ",":
+                pos = space(pos + 1)
+                expect = "key" if closers[-1] == "}" else "value"
+            elif ch == closers[-1]:
+                expect = "close"
+            else:
+                raise fail(f"expected ',' or {closers[-1]!r}, found {_found(ch)}", pos)
+    yield yaml.DocumentEndEvent()
+    yield yaml.StreamEndEvent()
+
+
+def _found(ch: str) -> str:
+    return repr(ch) if ch else "the end"
 
 
 def _tab_at(text: str, index: int) -> bool:

@@ -20,6 +20,17 @@ from .kconv_terms import Axis, all_terms, frames, layout, positions, terms_of
 Pair = tuple[int, int]
 Sizes = tuple[int, ...]  # one entry per spatial axis (1 or 2)
 
+# What a reader can use, and so what kconv builds: K_conv of at most 2^20 entries (the 1,024 x
+# 1,024 K_conv of a 32x32 input with padding 1, whose every entry the machine formats write in
+# well under a second; a matrix of 10^8 entries took 780 MB only to say it was too large); the
+# padded grid the views lay out, and the window's steps (positions x kernel taps) the terms and
+# frames walk, are held to the same count. Past a limit kconv refuses in one line naming it.
+MAX_ENTRIES = 2**20
+# --draw: rectangles in the SVG (grid cells, and each frame's footprint and output cells; a
+# --frames strip redraws the grids in every frame). 2^17 is about 13 MB of SVG, 130 times the
+# README's 900-frame animation; more is no picture a browser or a printer shows usably.
+MAX_DRAWN_CELLS = 2**17
+
 
 def parse_sizes(text: str, what: str, low: int, rank: int | None = None) -> Sizes:
     """'3' -> (3,), '3x5' -> (3, 5); each at least `low`; rank 1 takes one number, rank 2 one or two."""
@@ -110,26 +121,78 @@ def geometry(input: str, kernel: str, stride: str = "1", padding: str = "0", dil
         if any(r > n for r, n in zip(reach, padded)):
             what = "kernel" if reach == geo.kernel else "dilated kernel"
             raise UsageError(f"{what} {fmt(reach)} exceeds padded input {fmt(padded)}")
-        return geo
+        return _within_limits(geo)
     for o, s in zip(geo.output_padding, geo.stride):
         if o >= s:
             raise UsageError(f"--output-padding {o} must be smaller than the stride {s}")
     if any(n < 1 for n in geo.output):
         raise UsageError(f"padding {fmt(geo.padding)} leaves no output (size {fmt(geo.output)})")
+    return _within_limits(geo)
+
+
+def _prod(values: Any) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def shape(geo: Geometry) -> Pair:
+    """(rows, columns) of the printed matrix: K_conv's (outputs, inputs), or K_convᵀ's."""
+    outs, ins = _prod(a.out for a in geo.axes), _prod(a.size for a in geo.axes)
+    return (ins, outs) if geo.transposed else (outs, ins)
+
+
+def _within_limits(geo: Geometry) -> Geometry:
+    """The geometry, or a UsageError naming the limit (MAX_ENTRIES) that its views would pass.
+
+    Counted in integers from the sizes alone, before anything is built: an --input of 10^20 is
+    refused as quickly as one of 10^3.
+    """
+    h, w = shape(geo)
+    limit = f"kconv shows at most {MAX_ENTRIES:,} (the 1,024 x 1,024 K_conv of a 32x32 input)"
+    if h * w > MAX_ENTRIES:
+        matrix = "K_convᵀ" if geo.transposed else "K_conv"
+        raise UsageError(f"{matrix} would be {h:,} x {w:,} ({h * w:,} entries); {limit}; a smaller --input shows the same pattern")
+    grid = [a.size + 2 * a.pad + a.dilation * (a.kernel - 1) for a in geo.axes]
+    if _prod(grid) > MAX_ENTRIES:
+        raise UsageError(f"the padded, dilated grid {fmt(tuple(grid))} has {_prod(grid):,} cells; {limit}")
+    steps = _prod(a.out for a in geo.axes) * _prod(geo.kernel)
+    if steps > MAX_ENTRIES:
+        raise UsageError(f"the kernel's {_prod(geo.kernel):,} taps at {_prod(a.out for a in geo.axes):,} positions are"
+                         f" {steps:,} window steps; {limit}")
     return geo
 
 
-def kconv(geo: Geometry) -> dict[str, Any]:
+def drawn_cells(geo: Geometry, animated: bool) -> int:
+    """Rectangles --draw would write: both grids once (animated) or in every frame (a strip),
+    and each frame's kernel footprint and output cell(s)."""
+    axes = geo.axes if geo.rank == 2 else (Axis(1, 1),) + geo.axes
+    frames = _prod(a.out for a in axes)
+    padded = _prod(a.size + 2 * a.pad for a in axes)
+    grids = padded + frames if not geo.transposed else frames + _prod((a.out - 1) * a.stride + a.reach for a in axes) + padded
+    per_frame = _prod(a.kernel for a in axes) + 1
+    return grids + frames * per_frame if animated else frames * (grids + per_frame)
+
+
+def kconv(geo: Geometry, rows_up_to: int | None = None) -> dict[str, Any]:
     """K_conv (or K_convᵀ when transposed) symbolically: geometry plus {"matrix", "shape", "rows"}.
+
+    With `rows_up_to`, a matrix with more rows or columns than that has no "rows" (a view that
+    shows only its size builds nothing).
 
     Built from the per-axis index arithmetic of kconv_terms (u = i·s + t·d − p), in plain Python:
     the machine formats of a 1,024 x 1,024 matrix need no NumPy; `check` compares it with the
     kernels' K_conv.
     """
     axes = geo.axes
-    outs, ins = positions(axes, adjoint=False), positions(axes, adjoint=True)
     # 1-D counts from 0 (x0, k0), as the term-by-term view; 2-D numbers cells from 1 in reading order
-    base = 0 if geo.rank == 1 else 1
+    head = {**geo.describe(), "matrix": "K_convᵀ" if geo.transposed else "K_conv", "index_base": 0 if geo.rank == 1 else 1,
+            "shape": list(shape(geo))}
+    if rows_up_to is not None and max(head["shape"]) > rows_up_to:
+        return head
+    outs, ins = positions(axes, adjoint=False), positions(axes, adjoint=True)
+    base = head["index_base"]
     width = ins[-1][-1] + 1  # row-major flattening of a position: row · width + col
     kernel_width = axes[-1].kernel
 
@@ -142,10 +205,7 @@ def kconv(geo: Geometry) -> dict[str, Any]:
             row[flat(u, width)] = f"k{flat(tap, kernel_width) + base}"
     if geo.transposed:
         rows = [list(column) for column in zip(*rows)]
-    return {
-        **geo.describe(), "matrix": "K_convᵀ" if geo.transposed else "K_conv", "index_base": base,
-        "shape": [len(rows), len(rows[0])], "rows": rows,
-    }
+    return {**head, "rows": rows}
 
 
 def symbolic(geo: Geometry, backward: bool) -> dict[str, Any]:
@@ -154,8 +214,13 @@ def symbolic(geo: Geometry, backward: bool) -> dict[str, Any]:
     return {"mode": mode, "terms": all_terms(geo.axes, mode), "layout": layout(geo.axes, mode)}
 
 
-def drawing(geo: Geometry) -> dict[str, Any]:
-    """Grids and frames of the sliding window (see kconv_terms.frames)."""
+def drawing(geo: Geometry, animated: bool = True) -> dict[str, Any]:
+    """Grids and frames of the sliding window (see kconv_terms.frames); past MAX_DRAWN_CELLS a UsageError."""
+    cells = drawn_cells(geo, animated)
+    if cells > MAX_DRAWN_CELLS:
+        what = "an animation" if animated else "a --frames strip"
+        raise UsageError(f"--draw: {what} of this convolution has {cells:,} cells; kconv draws at most {MAX_DRAWN_CELLS:,}"
+                         " (about 13 MB of SVG): try a smaller --input" + ("" if animated else ", or no --frames"))
     return {**geo.describe(), **frames(geo.axes, geo.transposed, geo.output_padding or None)}
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from layercalc import analyse
@@ -109,3 +109,65 @@ def test_mutated_shipped_configs(data: st.DataObject) -> None:
         except (KeyError, IndexError, TypeError):
             continue
     outcome(yaml.safe_dump(doc, sort_keys=False))
+
+
+# -- JSON is parsed as JSON: whatever json.dumps writes reads back as json.loads reads it ---------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+json_values = st.recursive(
+    json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(json_values, max_size=4), st.dictionaries(st.text(max_size=8), json_values, max_size=4)),
+       st.booleans(), st.sampled_from([None, 1, "\t"]))
+def test_json_reads_back_as_the_json_module_reads_it(doc: object, ascii_only: bool, indent: object) -> None:
+    # ensure_ascii writes an emoji as the surrogate pair "\ud83d\ude00", which YAML refuses
+    from layercalc.document import parse_document
+
+    text = json.dumps(doc, ensure_ascii=ascii_only, indent=indent)  # type: ignore[arg-type]
+    assert parse_document(text, "net.json") == json.loads(text)
+
+
+# -- kconv: any sizes give its views or one UsageError, within the limits ------------------------
+
+sizes = st.one_of(st.integers(-2, 12).map(str), st.integers(0, 2000).map(str), st.integers(0, 10**30).map(str),
+                  st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda hw: f"{hw[0]}x{hw[1]}"),
+                  st.text(max_size=6))
+
+
+small = st.integers(1, 4).map(str)
+# sizes that make a convolution most of the time, and now and then one past every limit
+inputs = st.one_of(st.integers(1, 12).map(str), st.tuples(st.integers(1, 8), st.integers(1, 8)).map(lambda hw: f"{hw[0]}x{hw[1]}"),
+                   st.integers(1, 10**30).map(str), sizes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"input": inputs, "kernel": small, "stride": small, "padding": st.integers(0, 3).map(str),
+                              "dilation": small}), st.sampled_from(["0", "1"]), st.booleans(), st.booleans())
+def test_kconv_gives_its_views_or_a_usage_error(args: dict[str, str], output_padding: str, transposed: bool,
+                                                animated: bool) -> None:
+    from layercalc import kconv as kc
+    from layercalc.errors import UsageError
+    from layercalc.render.kconv import kconv_text, symbolic_lines
+
+    try:
+        geo = kc.geometry(transposed=transposed, output_padding=output_padding if transposed else "0", **args)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        return
+    event("a convolution")
+    rows, cols = kc.shape(geo)
+    assert rows * cols <= kc.MAX_ENTRIES
+    data = kc.kconv(geo, rows_up_to=100)
+    assert ("rows" in data) == (max(rows, cols) <= 100)
+    data["symbolic"] = kc.symbolic(geo, backward=not transposed)
+    symbolic_lines(data, 80)
+    kconv_text("tsv", data)
+    try:
+        kc.drawing(geo, animated)
+    except UsageError as exc:
+        assert "--draw" in str(exc)

@@ -127,3 +127,76 @@ def test_shorten_middle_keeps_both_ends_within_the_width() -> None:
     assert shorten_middle("layer4.1.body.conv2", 11) == "layer…conv2"  # 5 + 1 + 5 characters
     assert shorten_middle("layer4.1.body.conv2", 12) == "layer4…conv2"
     assert all(len(shorten_middle("layer4.1.body.conv2", w)) == min(w, 19) for w in range(1, 25))
+
+
+# -- names that reach a terminal ------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    "\x1b[31mred\x1b[0m", "\x1b]0;retitled\x07", "two\nlines", "tab\there", "nul\x00", "cr\rback", "csi\x9b2J",
+    "bidi\u202eevil", "bell\x07", "[bold]markup[/]",
+]
+
+
+def _hostile_config(write) -> str:
+    import json
+
+    doc = {"name": "net\x1b]0;title\x07", "input": [4],
+           "layers": [{"linear": {"out_features": 4}, "name": n} for n in HOSTILE_NAMES]}
+    return write("hostile.json", json.dumps(doc))
+
+
+def _raw_controls(text: str) -> set[str]:
+    """Characters a terminal acts on, other than the newlines that end rows and the tabs of tsv."""
+    return {ch for line in text.split("\n") for ch in line.replace("\t", "") if not ch.isprintable()}
+
+
+@pytest.mark.parametrize("fmt", ["table", "tsv", "csv", "markdown"])
+@pytest.mark.parametrize("view", [[], ["--by-type"], ["--training"]], ids=" ".join)
+def test_names_are_escaped_in_every_text_format(cli, write, fmt: str, view: list[str]) -> None:
+    run = cli("summary", _hostile_config(write), *view, "-f", fmt)
+    assert run.status == 0 and _raw_controls(run.out) == set(), _raw_controls(run.out)
+    if view == ["--by-type"]:
+        return
+    # escaped as the error messages escape them: ESC as \x1b, the newline as \n, the bidi override as \u202e
+    for escaped in ("\\x1b[31mred\\x1b[0m", "\\x1b]0;retitled\\x07", "two\\nlines", "tab\\there", "bidi\\u202eevil"):
+        # markdown doubles the backslash, so that the page shows \x1b
+        assert (escaped.replace("\\", "\\\\") if fmt == "markdown" else escaped) in run.out
+    if fmt == "tsv":  # one row a line, as many fields in each: `cut` and `wc -l` still work
+        lines = run.out.splitlines()
+        assert len(lines) == 1 + len(HOSTILE_NAMES) + 1  # header, a row a layer, the total
+        assert len({line.count("\t") for line in lines}) == 1
+
+
+def test_markup_in_a_name_is_shown_as_written(cli, write) -> None:
+    path = write("m.yaml", "name: '[red]net[/red]'\ninput: [4]\nlayers:\n  - relu\n")
+    for view in ([], ["--by-type"]):
+        assert cli("summary", path, *view, "-f", "table").out.startswith("[red]net[/red]"), view
+
+
+def test_a_file_stem_used_as_the_name_is_escaped(cli, write) -> None:
+    path = write("evil\x1b]0;x\x07.yaml", "input: [4]\nlayers:\n  - relu\n")
+    out = cli("summary", path, "-f", "table").out
+    assert out.startswith("evil\\x1b]0;x\\x07  input 4") and _raw_controls(out) == set()
+
+
+def test_wide_characters_take_two_columns(cli, write, monkeypatch) -> None:
+    from rich.cells import cell_len  # Rich's own measure of terminal columns, independent of layercalc's
+
+    names = ["网络层", "conv_短", "ａｂｃ", "plain"]  # CJK and fullwidth letters: two columns each
+    layers = "".join(f"  - linear: {{out_features: 4}}\n    name: {n}\n" for n in names)
+    path = write("wide.yaml", f"input: [4]\nlayers:\n{layers}")
+    for columns in ("80", "30"):
+        monkeypatch.setenv("COLUMNS", columns)
+        lines = cli("summary", path, "-f", "table").out.splitlines()
+        rows = [line for line in lines if " linear " in line]
+        assert len(rows) == len(names)
+        # every row's numbers end in the same terminal column, and no line passes the width
+        ends = {cell_len(line.rstrip()) for line in rows}
+        assert len(ends) == 1, (columns, rows)
+        assert max(cell_len(line) for line in lines) <= int(columns)
+
+
+def test_verify_shows_names_escaped(cli, write) -> None:
+    run = cli("verify", _hostile_config(write), "-f", "table", "--all")
+    assert run.status == 0 and _raw_controls(run.out) == set(), run.err
+    assert "\\x1b]0;retitled\\x07" in run.out and run.out.startswith("verify net\\x1b]0;title\\x07")

@@ -10,6 +10,8 @@ The 'torch' convention is FlopCounterMode's count divided by two (it reports FLO
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from typing import Any
 
 CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
@@ -55,5 +57,8 @@ def tally(values: list[Value], convention: str, batch: int) -> int | None:
     if convention == "ptflops":  # the hook part is averaged over the batch, the rest is not
         hook = sum(v[0] for v in counted)
         functional = sum(v[1] for v in counted)
-        return int(hook / batch + functional)
+        try:  # ptflops sums in floats and truncates: its stored totals follow that rounding
+            return int(hook / batch + functional)
+        except OverflowError:  # past 10^308 no float holds the count: the same sum, exact
+            return int(Fraction(hook) / batch + Fraction(functional))
     return sum(counted)

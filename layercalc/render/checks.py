@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .formats import shorten_middle
+from .formats import shorten_middle, shown as plain, width as cells
 
 MARK, ERROR, TOLERANCE = 4, 7, 9  # widths: "FAIL", "2.0e-11", "Tolerance"
 MIN_PATH = 8  # below this a shortened path stops being readable
@@ -28,7 +28,7 @@ def _overhead(columns: int) -> int:
 
 def _widths(rows: list[dict[str, Any]], width: int) -> tuple[bool, int, int, int]:
     """(show Method?, path width, check width, method width) for a table no wider than width."""
-    path = max([len("Layer"), *(len(_layer(c)) for c in rows)])
+    path = max([len("Layer"), *(cells(_layer(c)) for c in rows)])
     check = max([len("Check"), *(len(c["check"]) for c in rows)])
     method = max([len("Method"), *(len(c["method"]) for c in rows)])
     fixed = MARK + ERROR + TOLERANCE
@@ -50,7 +50,7 @@ def render_checks(result: dict[str, Any], out: Console, every: bool = False) -> 
     """verify's checks: every row (every=True) or the failed ones only, each with its error
     against its tolerance; the failures' notes below, the skipped checks, the summary line."""
     shown = [c for c in result["results"] if every or not c["passed"]]
-    title = Text(f"verify {result['name']}", style="bold")
+    title = Text(f"verify {plain(result['name'])}", style="bold")
     out.print(title, overflow="fold")
     if shown:
         _table(shown, out)
@@ -59,7 +59,7 @@ def render_checks(result: dict[str, Any], out: Console, every: bool = False) -> 
             line = f"FAIL {_layer(c)} ({c['type']}) {c['check']}: error {c['error']:.3g} > tolerance {c['tolerance']:.3g}"
             out.print(Text(line + (f"; {c['note']}" if c["note"] else ""), style="red"), overflow="fold")
     for s in result.get("skipped", []):
-        out.print(Text(f"SKIPPED {s['path']} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"), overflow="fold")
+        out.print(Text(f"SKIPPED {plain(s['path'])} ({s['type']}) {s['check']}: {s['reason']}", style="yellow"), overflow="fold")
     failed = result["failed"]
     summary = result.get("summary", f"{result['checks']} checks, {failed} failed")
     out.print(Text(summary, style="bold red" if failed else "bold green"), overflow="fold")
@@ -91,15 +91,16 @@ def _layer(c: dict[str, Any]) -> str:
     """A row's path, and for a row that stands for identical repeat copies their number, as the
     calculator's table shows a folded repeat: 'blocks.1-999 ×999'."""
     copies = c.get("copies", 1)
-    return c["path"] + (f" ×{copies:,}" if copies > 1 else "")
+    return plain(c["path"]) + (f" ×{copies:,}" if copies > 1 else "")
 
 
 def _layer_cell(c: dict[str, Any], width: int) -> str:
     """_layer(c) in at most width characters: the path shortened in the middle, the count of copies
     kept whole (a number cut short would misstate it) while the path keeps both its ends."""
-    tail = _layer(c)[len(c["path"]):]
+    path = plain(c["path"])
+    tail = _layer(c)[len(path):]
     if tail and width - len(tail) >= 4:
-        return shorten_middle(c["path"], width - len(tail)) + tail
+        return shorten_middle(path, width - len(tail)) + tail
     return shorten_middle(_layer(c), width)
 
 

@@ -197,7 +197,7 @@ def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None)
     def say(line: str, style: str = "") -> None:
         out.print(Text(line, style=style), highlight=False, soft_wrap=True)
 
-    if "rows" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
+    if "shape" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
         # with the terms below, their headline names the geometry once
         heading = fill(matrix_title(data), width) if "symbolic" in data else title_lines(data, width)
         for i, line in enumerate(heading):

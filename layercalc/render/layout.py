@@ -1,6 +1,7 @@
 """Fitting a table to the terminal: which columns stay, how wide each is, how long names shorten.
 
 Plain text arithmetic, no Rich: column widths come from the content in one pass over the rows,
+measured in terminal columns (a CJK character takes two),
 so a table of 100,000 rows costs what its text costs, and no cell ever wraps.
 Rules: columns are separated by GAP spaces after a one-space margin; when the table is wider than
 the terminal, the optional columns go first (in a fixed order), then the names shorten in the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from .formats import shorten_middle
+from .formats import shorten_middle, width as cells
 
 MARGIN = 1  # spaces before the first column
 GAP = 2  # spaces between columns
@@ -69,20 +70,20 @@ def fit_name(depth: int, path: str, tail: str, width: int, step: int = 2) -> tup
     where it sits and what it is), down to PATH_MIN; then the indent goes; then the tail shortens.
     """
     indent = step * depth
-    if indent + len(path) + len(tail) <= width:
+    if indent + cells(path) + cells(tail) <= width:
         return " " * indent, path, tail
-    keep = min(len(path), PATH_MIN)
-    if width - indent - len(tail) < keep:
-        indent = max(0, width - len(tail) - keep)
-    room = width - indent - len(tail)
+    keep = min(cells(path), PATH_MIN)
+    if width - indent - cells(tail) < keep:
+        indent = max(0, width - cells(tail) - keep)
+    room = width - indent - cells(tail)
     if room >= keep:
         return " " * indent, shorten_middle(path, room), tail
     path = shorten_middle(path, min(keep, width))
-    rest = width - len(path)
+    rest = width - cells(path)
     kind, sep, copies = tail.partition(" ×")
     copies = sep + copies  # a folded repeat's count outlives its type: it is a number
-    if copies and rest >= len(copies):
-        room = rest - len(copies)
+    if copies and rest >= cells(copies):
+        room = rest - cells(copies)
         return "", path, (" " + shorten_middle(kind.lstrip(), room - 1) if room >= 2 else "") + copies
     return "", path, (" " + shorten_middle(tail.lstrip(), rest - 1)) if rest >= 2 else ""
 
@@ -94,7 +95,7 @@ def wrap_tokens(tokens: Sequence[str], width: int, sep: str = " ") -> list[str]:
     current = ""
     for token in tokens:
         token = shorten_middle(token, width)
-        if current and len(current) + len(sep) + len(token) <= width:
+        if current and cells(current) + len(sep) + cells(token) <= width:
             current += sep + token
         else:
             if current:

@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterator, Sequence, TextIO
 
 from rich import box
 from rich.console import COLOR_SYSTEMS, Console
+from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
-from .formats import human, human_bytes
+from .formats import human, human_bytes, ljust, rjust, shown, width as cells
 from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
@@ -36,7 +37,10 @@ class _Console(Console):
 
 def console(file: TextIO | None = None, width: int | None = None) -> Console:
     """A Console on stdout (or file); Rich itself honours NO_COLOR, COLUMNS and non-terminals."""
-    return _Console(file=file, highlight=False, soft_wrap=False, width=width)
+    out = _Console(file=file, highlight=False, soft_wrap=False, width=width)
+    if out.width < 1:  # COLUMNS=0 is no width known: Rich's own default, not a view of nothing
+        out.width = 80
+    return out
 
 
 def _bar_parts(share: float) -> tuple[str, str]:
@@ -109,11 +113,12 @@ def render_table(
     rows = report["layers"]
     width = out.width
 
-    # every cell as plain text, and each column's natural width, in one pass
-    cells = [_texts(c, rows, total) for c in chosen]
-    widths = [max([len(c.title)] + [len(t) for t in texts]) for c, texts in zip(chosen, cells)]
+    # every cell as plain text (names escaped), and each column's width in terminal columns, in one pass
+    texts_of = [_texts(c, rows, total) for c in chosen]
+    widths = [max([len(c.title)] + [cells(t) for t in texts]) for c, texts in zip(chosen, texts_of)]
+    paths = [shown(r["path"]) for r in rows]
     tails = [_tail(r) for r in rows]
-    natural = max([len("Layer")] + [2 * r["depth"] + len(r["path"]) + len(t) for r, t in zip(rows, tails)])
+    natural = max([len("Layer")] + [2 * r["depth"] + cells(p) + cells(t) for r, p, t in zip(rows, paths, tails)])
     if explicit:
         # what was asked stays; only when even the shortest names leave no room does the end give way
         layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
@@ -124,7 +129,7 @@ def render_table(
     kept = layout.kept
     name_w = layout.name_width
 
-    parts = [f"{report['name']}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
     if report.get("convention", "layercalc") != "layercalc":
         parts.append(f"counted as {report['convention']}")
     lines = title_lines(parts, width)
@@ -141,18 +146,18 @@ def render_table(
     for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
         block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
-        indent, path, tail = fit_name(row["depth"], row["path"], tails[r], name_w, step)
+        indent, path, tail = fit_name(row["depth"], paths[r], tails[r], name_w, step)
         line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
-        pad = name_w - len(indent) - len(path) - len(tail)
+        pad = name_w - len(indent) - cells(path) - cells(tail)
         line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
         for i in kept:
-            c, text = chosen[i], cells[i][r]
+            c, text = chosen[i], texts_of[i][r]
             if c.kind == "share":
                 line.append((gap, None))
                 line += _share_pieces(row, total, c.field, widths[i])
                 continue
             style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
-            line.append((gap + (text.rjust(widths[i]) if _right(c) else text.ljust(widths[i])), style))
+            line.append((gap + (rjust(text, widths[i]) if _right(c) else ljust(text, widths[i])), style))
         lines.append(line)
     if layout.dropped:
         hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
@@ -160,7 +165,7 @@ def render_table(
         lines += [[]] + [[(t, DIM)] for t in wrap_tokens(note.split(" "), width)]
     write_lines(out, lines)
     out.print()
-    out.print(footer(report))
+    out.print(footer(report, out.width))
 
 
 def _right(column: Column) -> bool:
@@ -182,7 +187,7 @@ def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) ->
             s = share(row, total, column.field)
             out.append("".join(_bar_parts(s)) if s else "")
         return out
-    return [table_text(column, row) for row in rows]
+    return [shown(table_text(column, row)) for row in rows]
 
 
 def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
@@ -193,51 +198,59 @@ def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width:
     return [(blocks, CYAN), (percent.ljust(width - len(blocks)), DIM if s < 0.05 else None)]
 
 
-def footer(report: dict[str, Any]) -> Table:
-    """Totals with exact integers and human units, and memory for the dtype and batch."""
+def footer(report: dict[str, Any], width: int | None = None) -> Table:
+    """Totals with exact integers and human units, and memory for the dtype and batch, for a console `width` wide."""
     t = report["total"]
-    grid = Table.grid(padding=(0, 2))
-    # labels and exact integers never wrap or shorten; on a narrow terminal the notes wrap instead
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(justify="right", no_wrap=True)
-    grid.add_column(style="dim")
-    grid.add_row("Total params", f"{t['params']:,}", human(t["params"]))
+    rows: list[tuple[str, str, str]] = []
+    add = rows.append
+    add(("Total params", f"{t['params']:,}", human(t["params"])))
     trainable = t.get("trainable_params", t["params"])
-    grid.add_row("Trainable params", f"{trainable:,}", human(trainable))
-    grid.add_row("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries")
-    grid.add_row("Buffers", f"{t['buffers']:,}", "non-trainable")
+    add(("Trainable params", f"{trainable:,}", human(trainable)))
+    add(("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries"))
+    add(("Buffers", f"{t['buffers']:,}", "non-trainable"))
     convention = report.get("convention", "layercalc")
     counted = "" if convention == "layercalc" else f", as {convention} counts"
     if report.get("uncounted"):  # 0 is what the tool prints; say it is not a measured zero
         counted = f", as {convention} prints: it counts none of these layers"
     for key, note in (("macs", ""), ("flops", " (2 per MAC)")):
         value = t[key]
-        grid.add_row(TITLES[key], "not counted" if value is None else f"{value:,}",
-                     ("" if value is None else human(value)) + note + counted)
+        add((TITLES[key], "not counted" if value is None else f"{value:,}",
+             ("" if value is None else human(value)) + note + counted))
     if "input_bytes" in t:
         ids = report.get("input_dtype", report["dtype"]) != report["dtype"]
-        grid.add_row("Input memory", human_bytes(t["input_bytes"]),
-                     f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values"))
-    grid.add_row("Param memory", human_bytes(t["param_bytes"]), report["dtype"])
-    grid.add_row("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs")
+        add(("Input memory", human_bytes(t["input_bytes"]),
+             f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values")))
+    add(("Param memory", human_bytes(t["param_bytes"]), report["dtype"]))
+    add(("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs"))
     if "estimated_total_bytes" in t:
-        grid.add_row("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference")
+        add(("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference"))
     if t.get("kv_cache_bytes"):
         # where it comes from: the layers that keep one (the causal ones; some types are causal by default)
         sources = ", ".join(f"{s['count']:,} {s['type']}" for s in report.get("kv_cache_layers", []))
-        grid.add_row("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position"
-                     + (f", kept by the causal layers: {sources} (causal: false for an encoder)" if sources else ""))
+        add(("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position"
+             + (f", kept by the causal layers: {sources} (causal: false for an encoder)" if sources else "")))
     training = report.get("training")
     if training:
-        grid.add_row("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"]))
-        grid.add_row("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC")
-        grid.add_row("Gradients", human_bytes(training["gradient_bytes"]), "one per trainable parameter")
-        grid.add_row("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"])
-        grid.add_row("Training memory", human_bytes(training["training_bytes"]),
-                     "params + gradients + optimizer + kept activations")
+        add(("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"])))
+        add(("Training FLOPs", f"{training['training_flops']:,}", "forward + backward, 2 per MAC"))
+        add(("Gradients", human_bytes(training["gradient_bytes"]), "one per trainable parameter"))
+        add(("Optimizer state", human_bytes(training["optimizer_bytes"]), training["optimizer"]))
+        add(("Training memory", human_bytes(training["training_bytes"]),
+             "params + gradients + optimizer + kept activations"))
         if "estimated_total_bytes" in training:
-            grid.add_row("Estimated training total", human_bytes(training["estimated_total_bytes"]),
-                         "input + training memory")
+            add(("Estimated training total", human_bytes(training["estimated_total_bytes"]),
+                 "input + training memory"))
+    grid = Table.grid(padding=(0, 2))
+    # labels never wrap or shorten, and exact integers never shorten: on a narrow terminal the
+    # notes wrap; only an integer wider than the terminal leaves beside its label (10^300 params)
+    # folds onto more lines
+    label = max(len(label) for label, _, _ in rows)
+    fits = width is None or label + 2 + max(len(value) for _, value, _ in rows) <= width
+    grid.add_column(style="bold", no_wrap=True, min_width=label)
+    grid.add_column(justify="right", no_wrap=fits, overflow="fold")
+    grid.add_column(style="dim")
+    for row in rows:
+        grid.add_row(*row)
     return grid
 
 
@@ -265,7 +278,7 @@ def render_compare(data: dict[str, Any], out: Console) -> None:
         if blocks[-1] and line_width(cat_w, [widths[k] for k in blocks[-1] + [c]]) > width:
             blocks.append([])
         blocks[-1].append(c)
-    title = [f"{data['name']}  MACs as each tool counts them", f"batch {data['batch']}"]
+    title = [f"{shown(data['name'])}  MACs as each tool counts them", f"batch {data['batch']}"]
     lines = title_lines(title, width)
     margin, gap = " " * MARGIN, " " * GAP
     for block in blocks:
@@ -343,7 +356,8 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         task = bar.add_task("", total=None)
 
         def advance(name: str, i: int, n: int) -> None:
-            bar.update(task, description=name, completed=i, total=n)
+            # the description is markup: a layer named "[red]" or holding ESC is shown as written
+            bar.update(task, description=escape(shown(name)), completed=i, total=n)
 
         yield advance
 

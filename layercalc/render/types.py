@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .formats import cell, human, shorten_middle, table_text
+from .formats import cell, human, shorten_middle, shown, table_text
 
 # the number columns of --by-type per command (JSON always carries every field)
 BY_TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -74,9 +74,10 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
     from .table import footer
 
     numbers = [c for c in _columns(data, command) if c != "count"]
-    title = f"[bold]{data['name']}[/] by layer type · batch {data['batch']}"
+    # assembled, not markup: a network named "[red]" or "\x1b]0;x\x07" is shown as written
+    title = Text.assemble((shown(data["name"]), "bold"), f" by layer type · batch {data['batch']}")
     if data.get("convention", "layercalc") != "layercalc":
-        title += f" · counted as [bold]{data['convention']}[/]"
+        title.append_text(Text.assemble(" · counted as ", (data["convention"], "bold")))
     table = _by_type_table(data, numbers, None)
     if "flops" in numbers and _natural_width(table, out) > out.width:
         numbers.remove("flops")
@@ -85,11 +86,11 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
     if excess > 0:
         longest = max(len(r["type"]) for r in data["types"])
         table = _by_type_table(data, numbers, max(8, longest - excess))
-    out.print(Text.from_markup(title))  # above the table, not its title: a narrow table would wrap it
+    out.print(title)  # above the table, not its title: a narrow table would wrap it
     out.print(table)
     if any(r.get(key) is None for r in data["types"] for key in numbers):
         out.print(Text(f"— = not counted: {data['convention']} skips these layers", style="dim"))
-    out.print(footer(data))
+    out.print(footer(data, out.width))
 
 
 def _natural_width(table: Table, out: Console) -> int:
