@@ -296,7 +296,9 @@ def test_huge_sizes_in_every_view_are_exact(cli, write, monkeypatch, command: st
 def test_human_units_of_huge_counts_are_exact() -> None:
     assert human(10**320) == "1.00e320"
     assert human(15 * 10**21 - 1) == "1.50e22"  # 10,000 E and past: the exponent, not 15000 E
-    assert human(9_999 * 10**18) == "9999 E"
+    assert human(999 * 10**18) == "999 E"
+    # three significant digits: 9,999 E rounds to 10,000 E, which is past the prefixes (as 9,999 reads 10.0 K)
+    assert human(9_999 * 10**18) == "1.00e22"
     assert human_bytes(4 * 10**320) == "4.00e320 B"
     assert human_bytes(-0 + 10**18) == "1.00 EB"
 

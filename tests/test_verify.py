@@ -127,39 +127,12 @@ def test_float32_runs_in_float32_and_passes() -> None:
 
 
 def _interrupt(args: list[str], after: bytes) -> tuple[int, str, bytes]:
-    """Run layercalc with stderr on a terminal (so verify draws its progress bar), send SIGINT once
-    `after` shows on it; (exit status, stdout, what the terminal showed)."""
-    import os
-    import pty
-    import select
+    """Ctrl-C once `after` shows on the terminal (stdout piped): (exit status, stdout, the terminal)."""
     import signal
-    import subprocess
-    import sys
-    import time
 
-    master, slave = pty.openpty()
-    # a shell's background job starts with SIGINT ignored, and a child inherits that: restore the
-    # default so Python installs its own handler, as it does for a user's terminal
-    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=subprocess.PIPE, stderr=slave, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    os.close(slave)
-    seen, deadline = b"", time.monotonic() + 120
-    while after not in seen and time.monotonic() < deadline:
-        if select.select([master], [], [], 0.5)[0]:
-            seen += os.read(master, 4096)
-    assert after in seen, f"{after!r} not on the terminal within 120 s"
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    while select.select([master], [], [], 0.2)[0]:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.returncode, out, seen
+    from terminal_process import signalled
+
+    return signalled(args, signal.SIGINT, after, stdout_on_terminal=False)
 
 
 def test_sigint_exits_130_without_traceback(tmp_path) -> None:

@@ -71,33 +71,10 @@ def test_out_of_memory_on_the_command_line_is_a_skip_not_an_internal_error(cli, 
 def _signalled(args: list[str], sig: int, after: bytes) -> tuple[int, bytes]:
     """Run layercalc with stdout and stderr on a terminal (a table and a progress bar), send `sig`
     once `after` shows; (exit status, everything the terminal showed)."""
-    import os
-    import pty
-    import select
-    import subprocess
-    import sys
-    import time
+    from terminal_process import signalled
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "layercalc", *args], stdout=slave, stderr=slave, cwd=ROOT)
-    os.close(slave)
-    seen, deadline = b"", time.monotonic() + 120
-    while after not in seen and time.monotonic() < deadline:
-        if select.select([master], [], [], 0.5)[0]:
-            seen += os.read(master, 4096)
-    assert after in seen, f"{after!r} not on the terminal within 120 s"
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    while select.select([master], [], [], 0.2)[0]:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.returncode, seen
+    status, _, seen = signalled(args, sig, after, stdout_on_terminal=True)
+    return status, seen
 
 
 HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"  # the terminal's cursor, hidden by the progress bar, shown again
