@@ -10,7 +10,7 @@ import math
 import sys
 import typing
 from enum import Enum
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 

@@ -7,7 +7,6 @@ Plain text lines are built here without Rich (the machine formats and the tests 
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from typing import TYPE_CHECKING, Any

@@ -9,12 +9,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
-from rich import box
 from rich.console import COLOR_SYSTEMS, Console
 from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
-from rich.text import Text
 
 from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
 from .formats import human, human_bytes, ljust, rjust, shown, width as cells
