@@ -221,78 +221,100 @@ def _json_events(text: str) -> Iterator[Any]:
     """A JSON document as the YAML events _build folds: strings as quoted scalars (always str),
     numbers and true/false/null as plain ones (resolved as YAML 1.2's core schema reads them,
     which agrees with JSON). Iterative, so nesting depth costs no Python stack."""
-    text = text.removeprefix("\ufeff")
-    newlines = [m.start() for m in re.finditer("\n", text)]
-
-    def mark(pos: int) -> _Mark:
-        return _Mark(bisect.bisect_left(newlines, pos))
-
-    def fail(message: str, pos: int) -> DocumentError:
-        return DocumentError(f"invalid JSON: {message}", Location(line=mark(pos).line + 1))
-
-    def string(pos: int) -> tuple[str, int]:
-        try:
-            value, end = json.decoder.scanstring(text, pos + 1, True)
-        except json.JSONDecodeError as exc:
-            raise fail(exc.msg.lower(), exc.pos) from None
-        lone = _SURROGATE.search(value)
-        if lone:  # a pair has been joined into one character; half of one is no character at all
-            raise fail(f"\\u{ord(lone.group()):04x} is half of a UTF-16 surrogate pair, not a character", pos)
-        return value, end
-
-    def space(pos: int) -> int:
-        return _JSON_SPACE.match(text, pos).end()  # type: ignore[union-attr]
-
+    scanner = _JsonScanner(text.removeprefix("\ufeff"))
     yield yaml.StreamStartEvent()
-    yield yaml.DocumentStartEvent(start_mark=mark(0))
-    closers: list[str] = []  # "}" or "]" of each open container
-    pos, expect = space(0), "value"
-    while True:
-        ch = text[pos : pos + 1]
-        if expect == "key":
-            if ch != '"':
-                raise fail(f"expected a key in double quotes, found {_found(ch)}", pos)
-            key, pos = string(pos)
-            yield yaml.ScalarEvent(None, None, (False, True), key, start_mark=mark(pos), style='"')
-            pos = space(pos)
-            if text[pos : pos + 1] != ":":
-                raise fail(f"expected ':' after the key {key!r}", pos)
-            pos, expect = space(pos + 1), "value"
-        elif expect == "value":
-            if ch in ("{", "["):
-                start = yaml.MappingStartEvent if ch == "{" else yaml.SequenceStartEvent
-                yield start(None, None, True, start_mark=mark(pos), flow_style=True)
-                closers.append("}" if ch == "{" else "]")
-                pos = space(pos + 1)
-                expect = "key" if ch == "{" and text[pos : pos + 1] != "}" else "value" if ch == "[" and text[pos : pos + 1] != "]" else "close"
-                continue
-            if ch == '"':
-                value, end = string(pos)
-                yield yaml.ScalarEvent(None, None, (False, True), value, start_mark=mark(pos), style='"')
-            else:
-                token = _JSON_NUMBER.match(text, pos) or _JSON_WORD.match(text, pos)
-                if token is None:
-                    raise fail(f"expected a value, found {_found(ch)}", pos)
-                yield yaml.ScalarEvent(None, None, (True, False), token.group(), start_mark=mark(pos))
-                end = token.end()
-            pos, expect = space(end), "next"
-        elif expect == "close":  # an empty container's closing bracket
-            yield (yaml.MappingEndEvent if closers.pop() == "}" else yaml.SequenceEndEvent)()
-            pos, expect = space(pos + 1), "next"
-        else:  # after a value: a comma, the container's end, or the end of the text
-            if not closers:
-                if pos < len(text):
-                    raise fail(f"extra data after the document: {text[pos : pos + 10]!r}", pos)
-                break
-            if ch == ",":
-                pos = space(pos + 1)
-                expect = "key" if closers[-1] == "}" else "value"
-            elif ch == closers[-1]:
-                expect = "close"
-            else:
-                raise fail(f"expected ',' or {closers[-1]!r}, found {_found(ch)}", pos)
+    yield yaml.DocumentStartEvent(start_mark=scanner.mark(0))
+    step = {"key": scanner.key, "value": scanner.value, "close": scanner.close, "next": scanner.next}
+    while scanner.expect != "end":
+        yield from step[scanner.expect]()
     yield yaml.DocumentEndEvent()
     yield yaml.StreamEndEvent()
+
+
+class _JsonScanner:
+    """A JSON text read token by token; `expect` names what may come next (key, value, close, next, end)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.closers: list[str] = []  # "}" or "]" of each open container
+        self.pos, self.expect = self.space(0), "value"
+
+    def mark(self, pos: int) -> _Mark:
+        return _Mark(bisect.bisect_left(self.newlines, pos))
+
+    def fail(self, message: str, pos: int) -> DocumentError:
+        return DocumentError(f"invalid JSON: {message}", Location(line=self.mark(pos).line + 1))
+
+    def space(self, pos: int) -> int:
+        return _JSON_SPACE.match(self.text, pos).end()  # type: ignore[union-attr]
+
+    def char(self) -> str:
+        return self.text[self.pos : self.pos + 1]
+
+    def string(self, pos: int) -> tuple[str, int]:
+        try:
+            value, end = json.decoder.scanstring(self.text, pos + 1, True)
+        except json.JSONDecodeError as exc:
+            raise self.fail(exc.msg.lower(), exc.pos) from None
+        lone = _SURROGATE.search(value)
+        if lone:  # a pair has been joined into one character; half of one is no character at all
+            raise self.fail(f"\\u{ord(lone.group()):04x} is half of a UTF-16 surrogate pair, not a character", pos)
+        return value, end
+
+    def key(self) -> Iterator[Any]:
+        if self.char() != '"':
+            raise self.fail(f"expected a key in double quotes, found {_found(self.char())}", self.pos)
+        key, pos = self.string(self.pos)
+        yield yaml.ScalarEvent(None, None, (False, True), key, start_mark=self.mark(pos), style='"')
+        pos = self.space(pos)
+        if self.text[pos : pos + 1] != ":":
+            raise self.fail(f"expected ':' after the key {key!r}", pos)
+        self.pos, self.expect = self.space(pos + 1), "value"
+
+    def value(self) -> Iterator[Any]:
+        ch, pos = self.char(), self.pos
+        if ch in ("{", "["):
+            start = yaml.MappingStartEvent if ch == "{" else yaml.SequenceStartEvent
+            yield start(None, None, True, start_mark=self.mark(pos), flow_style=True)
+            self.closers.append("}" if ch == "{" else "]")
+            self.pos = self.space(pos + 1)
+            if self.char() == self.closers[-1]:
+                self.expect = "close"
+            else:
+                self.expect = "key" if ch == "{" else "value"
+            return
+        if ch == '"':
+            value, end = self.string(pos)
+            yield yaml.ScalarEvent(None, None, (False, True), value, start_mark=self.mark(pos), style='"')
+        else:
+            token = _JSON_NUMBER.match(self.text, pos) or _JSON_WORD.match(self.text, pos)
+            if token is None:
+                raise self.fail(f"expected a value, found {_found(ch)}", pos)
+            yield yaml.ScalarEvent(None, None, (True, False), token.group(), start_mark=self.mark(pos))
+            end = token.end()
+        self.pos, self.expect = self.space(end), "next"
+
+    def close(self) -> Iterator[Any]:
+        """A container's closing bracket."""
+        yield (yaml.MappingEndEvent if self.closers.pop() == "}" else yaml.SequenceEndEvent)()
+        self.pos, self.expect = self.space(self.pos + 1), "next"
+
+    def next(self) -> Iterator[Any]:
+        """After a value: a comma, the container's end, or the end of the text."""
+        ch = self.char()
+        if not self.closers:
+            if self.pos < len(self.text):
+                raise self.fail(f"extra data after the document: {self.text[self.pos : self.pos + 10]!r}", self.pos)
+            self.expect = "end"
+        elif ch == ",":
+            self.pos = self.space(self.pos + 1)
+            self.expect = "key" if self.closers[-1] == "}" else "value"
+        elif ch == self.closers[-1]:
+            self.expect = "close"
+        else:
+            raise self.fail(f"expected ',' or {self.closers[-1]!r}, found {_found(ch)}", self.pos)
+        return iter(())
 
 
 def _found(ch: str) -> str:
@@ -324,24 +346,42 @@ _NO_KEY = object()
 
 def _build(events: Any) -> Any:
     """Fold a YAML event stream into located values, with an explicit stack."""
-    stack: list[_Frame] = []
-    anchors: dict[str, tuple[Any, int]] = {}
-    root: Any = None
-    have_root = False
-    documents = 0
-    total = 0
+    builder = _Builder()
+    handlers = {
+        yaml.ScalarEvent: builder.scalar, yaml.MappingStartEvent: builder.start,
+        yaml.SequenceStartEvent: builder.start, yaml.MappingEndEvent: builder.end,
+        yaml.SequenceEndEvent: builder.end, yaml.AliasEvent: builder.alias,
+        yaml.DocumentStartEvent: builder.document,
+    }
+    for event in events:
+        handler = handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+    if not builder.have_root or builder.root is None:
+        raise DocumentError("empty config")
+    return builder.root
 
-    def add(value: Any, line: int, size: int) -> None:
-        nonlocal root, have_root, total
-        total += size
-        if total > MAX_NODES:
-            raise DocumentError(
-                f"expands to more than {MAX_NODES:,} values (an alias bomb?)", Location(line=line)
-            )
-        if not stack:
-            root, have_root = value, True
+
+class _Builder:
+    """The state of _build: open containers, anchors, the root, and how many values so far."""
+
+    def __init__(self) -> None:
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.root: Any = None
+        self.have_root = False
+        self.documents = 0
+        self.total = 0  # values after alias expansion, bounded by MAX_NODES
+
+    def add(self, value: Any, line: int, size: int) -> None:
+        """Put a finished value (of `size` values in all) into the open container, or make it the root."""
+        self.total += size
+        if self.total > MAX_NODES:
+            raise DocumentError(f"expands to more than {MAX_NODES:,} values (an alias bomb?)", Location(line=line))
+        if not self.stack:
+            self.root, self.have_root = value, True
             return
-        top = stack[-1]
+        top = self.stack[-1]
         top.size += size
         container = top.value
         if isinstance(container, Seq):
@@ -359,42 +399,41 @@ def _build(events: Any) -> Any:
             container.key_lines[top.key] = top.key_line
             top.key = _NO_KEY
 
-    for event in events:
-        kind = type(event)
-        if kind is yaml.ScalarEvent:
+    def scalar(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        if event.tag is None or event.tag == "!":
+            value = event.value if event.style or event.tag else resolve_plain(event.value)
+        else:
+            value = _tagged(event.tag, event.value, line)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (value, 1)
+        self.add(value, line, 1)
+
+    def start(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        is_map = type(event) is yaml.MappingStartEvent
+        if event.tag is not None and event.tag not in (_CORE + ("map" if is_map else "seq"), "!"):
+            raise DocumentError(f"tag {_short_tag(event.tag)} is not allowed (configs are plain data)", Location(line=line))
+        if len(self.stack) >= MAX_NESTING:
+            raise DocumentError(f"nested more than {MAX_NESTING:,} levels deep", Location(line=line))
+        self.stack.append(_Frame(Map(line) if is_map else Seq(line), event.anchor))
+
+    def end(self, event: Any) -> None:
+        frame = self.stack.pop()
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.value, frame.size)
+        self.total -= frame.size - 1  # its children were counted as they came; count it whole once
+        self.add(frame.value, frame.value.line, frame.size)
+
+    def alias(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        if event.anchor not in self.anchors:
+            raise DocumentError(f"unknown alias *{event.anchor}", Location(line=line))
+        value, size = self.anchors[event.anchor]
+        self.add(value, line, size)
+
+    def document(self, event: Any) -> None:
+        self.documents += 1
+        if self.documents > 1:
             line = event.start_mark.line + 1
-            if event.tag is None or event.tag == "!":
-                value = event.value if event.style or event.tag else resolve_plain(event.value)
-            else:
-                value = _tagged(event.tag, event.value, line)
-            if event.anchor is not None:
-                anchors[event.anchor] = (value, 1)
-            add(value, line, 1)
-        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
-            line = event.start_mark.line + 1
-            is_map = kind is yaml.MappingStartEvent
-            if event.tag is not None and event.tag not in (_CORE + ("map" if is_map else "seq"), "!"):
-                raise DocumentError(f"tag {_short_tag(event.tag)} is not allowed (configs are plain data)", Location(line=line))
-            if len(stack) >= MAX_NESTING:
-                raise DocumentError(f"nested more than {MAX_NESTING:,} levels deep", Location(line=line))
-            stack.append(_Frame(Map(line) if is_map else Seq(line), event.anchor))
-        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            frame = stack.pop()
-            if frame.anchor is not None:
-                anchors[frame.anchor] = (frame.value, frame.size)
-            total -= frame.size - 1  # its children were counted as they came; count it whole once
-            add(frame.value, frame.value.line, frame.size)
-        elif kind is yaml.AliasEvent:
-            line = event.start_mark.line + 1
-            if event.anchor not in anchors:
-                raise DocumentError(f"unknown alias *{event.anchor}", Location(line=line))
-            value, size = anchors[event.anchor]
-            add(value, line, size)
-        elif kind is yaml.DocumentStartEvent:
-            documents += 1
-            if documents > 1:
-                line = event.start_mark.line + 1
-                raise DocumentError("more than one document; a config is one document", Location(line=line))
-    if not have_root or root is None:
-        raise DocumentError("empty config")
-    return root
+            raise DocumentError("more than one document; a config is one document", Location(line=line))
