@@ -12,10 +12,13 @@ input (same kernel, stride, padding, dilation). The term-by-term views are in kc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .kconv_terms import Axis, all_terms, frames, layout, positions, terms_of
+from .layers.base import Layer
+from .layers.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 
 Pair = tuple[int, int]
 Sizes = tuple[int, ...]  # one entry per spatial axis (1 or 2)
@@ -30,6 +33,13 @@ MAX_ENTRIES = 2**20
 # --frames strip redraws the grids in every frame). 2^17 is about 13 MB of SVG, 130 times the
 # README's 900-frame animation; more is no picture a browser or a printer shows usably.
 MAX_DRAWN_CELLS = 2**17
+
+# kconv's convolution is the config's layer of that type, so both read sizes and refuse alike
+_LAYERS: dict[tuple[bool, int], type[Layer]] = {
+    (False, 1): Conv1d, (False, 2): Conv2d, (True, 1): ConvTranspose1d, (True, 2): ConvTranspose2d,
+}
+# the layer's argument names in its refusals, as kconv's options read
+_OPTION_WORDS = {"kernel_size": "kernel", "output_padding": "--output-padding"}
 
 
 def parse_sizes(text: str, what: str, low: int, rank: int | None = None) -> Sizes:
@@ -68,20 +78,31 @@ class Geometry:
         """1 or 2 spatial axes."""
         return len(self.input)
 
-    @property
-    def axes(self) -> tuple[Axis, ...]:
-        """The conv's axes; for a transposed conv, the conv that maps its output back to its input."""
-        op = self.output_padding or (0,) * self.rank
-        sizes = (
-            [(n - 1) * s - 2 * p + d * (k - 1) + 1 + o for n, k, s, p, d, o in zip(self.input, self.kernel, self.stride, self.padding, self.dilation, op)]
-            if self.transposed else list(self.input)
+    @cached_property
+    def layer(self) -> Layer:
+        """The single-channel, bias-free conv (or transposed conv) layer of this geometry."""
+        extra = {"output_padding": self.output_padding or (0,) * self.rank} if self.transposed else {}
+        return _LAYERS[self.transposed, self.rank](
+            out_channels=1, kernel_size=self.kernel, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, groups=1, bias=False, in_channels=None, **extra,
         )
-        return tuple(Axis(n, k, s, p, d) for n, k, s, p, d in zip(sizes, self.kernel, self.stride, self.padding, self.dilation))
+
+    @cached_property
+    def output(self) -> Sizes:
+        """The layer's output size by its own shape rule; a UsageError with its refusal if it has none."""
+        try:
+            return self.layer.output_shape((1, 1, *self.input))[2:]
+        except ConfigError as exc:
+            words = exc.message.split(" ", 1)
+            raise UsageError(" ".join([_OPTION_WORDS.get(words[0], words[0]), *words[1:]])) from None
 
     @property
-    def output(self) -> Sizes:
-        """The layer's output size: the conv's outputs, or the transposed conv's (the conv's input)."""
-        return tuple(a.size if self.transposed else a.out for a in self.axes)
+    def axes(self) -> tuple[Axis, ...]:
+        """The conv's axes; for a transposed conv, those of the conv that maps its output back to its input."""
+        geometry = zip(self.kernel, self.stride, self.padding, self.dilation)
+        if not self.transposed:
+            return tuple(Axis(n, k, s, p, d) for n, (k, s, p, d) in zip(self.input, geometry))
+        return tuple(Axis(m, k, s, p, d, outputs=n) for m, n, (k, s, p, d) in zip(self.output, self.input, geometry))
 
     def lifted(self) -> tuple[Pair, Pair, Pair, tuple[Pair, Pair], Pair]:
         """The conv's (input, kernel, stride, pads, dilation) as 2-D pairs (height 1 in 1-D)."""
@@ -113,20 +134,8 @@ def geometry(input: str, kernel: str, stride: str = "1", padding: str = "0", dil
         parse_sizes(padding, "--padding", 0, rank), parse_sizes(dilation, "--dilation", 1, rank), transposed,
         parse_sizes(output_padding, "--output-padding", 0, rank) if transposed else (),
     )
-    if not transposed:
-        if output_padding not in ("0", "0x0"):
-            raise UsageError("--output-padding goes with --transposed")
-        reach = tuple(a.reach for a in geo.axes)
-        padded = tuple(a.size + 2 * a.pad for a in geo.axes)
-        if any(r > n for r, n in zip(reach, padded)):
-            what = "kernel" if reach == geo.kernel else "dilated kernel"
-            raise UsageError(f"{what} {fmt(reach)} exceeds padded input {fmt(padded)}")
-        return _within_limits(geo)
-    for o, s in zip(geo.output_padding, geo.stride):
-        if o >= s:
-            raise UsageError(f"--output-padding {o} must be smaller than the stride {s}")
-    if any(n < 1 for n in geo.output):
-        raise UsageError(f"padding {fmt(geo.padding)} leaves no output (size {fmt(geo.output)})")
+    if not transposed and output_padding not in ("0", "0x0"):
+        raise UsageError("--output-padding goes with --transposed")
     return _within_limits(geo)
 
 
@@ -138,9 +147,11 @@ def _prod(values: Any) -> int:
 
 
 def shape(geo: Geometry) -> Pair:
-    """(rows, columns) of the printed matrix: K_conv's (outputs, inputs), or K_convᵀ's."""
-    outs, ins = _prod(a.out for a in geo.axes), _prod(a.size for a in geo.axes)
-    return (ins, outs) if geo.transposed else (outs, ins)
+    """(rows, columns) of the printed matrix, K_conv or K_convᵀ: the layer's (outputs, inputs).
+
+    Read from the layer's shape rule, so a convolution it cannot build is refused here, in one line.
+    """
+    return _prod(geo.output), _prod(geo.input)
 
 
 def _within_limits(geo: Geometry) -> Geometry:
@@ -229,24 +240,6 @@ def drawing(geo: Geometry, animated: bool = True) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _layer(geo: Geometry) -> tuple[Any, Any, Any]:
-    """(layer, lift, drop): the conv (or transposed conv) layer, 1-D through a 2-D layer if needed."""
-    from .layers import REGISTRY
-
-    base = "convtranspose" if geo.transposed else "conv"
-    native = REGISTRY.get(f"{base}{geo.rank}d")
-    kernel, stride, dilation = geo.kernel, geo.stride, geo.dilation
-    args: dict[str, Any] = {"out_channels": 1, "groups": 1, "bias": False}
-    if native is not None:
-        layer = native(**args, kernel_size=kernel, stride=stride, padding=geo.padding, dilation=dilation,
-                       **({"output_padding": geo.output_padding} if geo.transposed else {}))
-        return layer, (lambda a: a), (lambda a: a)
-    # a 1-D layer seen as the 2-D one with height 1
-    layer = REGISTRY[f"{base}2d"](**args, kernel_size=(1, *kernel), stride=(1, *stride), padding=(0, *geo.padding),
-                                  dilation=(1, *dilation), output_padding=(0, *geo.output_padding))
-    return layer, (lambda a: a[:, :, None, :]), (lambda a: a[:, :, 0, :])
-
-
 def _evaluate(rows: list[dict[str, Any]], k: Any, operand: Any, key: str) -> Any:
     """The symbolic sums with numbers: Σ k[tap]·operand[position] per target, as a flat vector."""
     import numpy as np
@@ -299,20 +292,22 @@ def check(geo: Geometry, backward: bool = False, seed: int = 0) -> list[dict[str
     """The matrix against the layer's NumPy forward and backward; with `backward` (or transposed) also the terms and the drawing."""
     import numpy as np
 
-    from .kernels.conv import conv_dx_full_correlation, kconv_matrix
+    from .kernels.conv import conv_dx_full_correlation, kconv_adjoint, kconv_matrix
 
     rng = np.random.default_rng(seed)
     in_hw, k_hw, stride, pads, dilation = geo.lifted()
     k2 = rng.standard_normal(k_hw)
     k = k2[0] if geo.rank == 1 else k2  # the kernel as the symbols index it
-    m = kconv_matrix(k2, in_hw, stride, pads, dilation)
-    layer, lift, drop = _layer(geo)
+    if geo.transposed:  # the conv from the transposed conv's output back to its input (height 1 in 1-D)
+        x_hw = geo.input if geo.rank == 2 else (1, *geo.input)
+        m = kconv_adjoint(k2[None, None], (1, 1, *x_hw), (1, 1, *in_hw), stride, pads, dilation, 1)
+    else:
+        m = kconv_matrix(k2, in_hw, stride, pads, dilation)
     x = rng.standard_normal((1, 1, *geo.input))
     weight = k.reshape(1, 1, *k.shape)
-    y, cache = layer.forward(lift(x), {"weight": lift(weight)})
+    y, cache = geo.layer.forward(x, {"weight": weight})
     dy = rng.standard_normal(y.shape)
-    dx, _ = layer.backward(dy, {"weight": lift(weight)}, cache)
-    y, dy, dx = drop(y), drop(dy), drop(dx)
+    dx, _ = geo.layer.backward(dy, {"weight": weight}, cache)
     if geo.transposed:
         results = [
             _result("the printed K_convᵀ = the kernels' K_convᵀ", m.T, _printed(geo, k)),

@@ -30,13 +30,18 @@ ZERO = "0"
 
 @dataclass(frozen=True)
 class Axis:
-    """One spatial axis of a convolution: input length, kernel, stride, padding, dilation."""
+    """One spatial axis of a convolution: input length, kernel, stride, padding, dilation, and how
+    many of its outputs are used (None: all that fit)."""
 
     size: int
     kernel: int
     stride: int = 1
     pad: int = 0
     dilation: int = 1
+    # A transposed conv is the adjoint of this conv on its own output; an output_padding at or past
+    # the stride (allowed below the dilation) lets that conv fit more outputs than the transposed
+    # conv has inputs, and the extra ones stand for nothing.
+    outputs: int | None = None
 
     @property
     def reach(self) -> int:
@@ -45,7 +50,9 @@ class Axis:
 
     @property
     def out(self) -> int:
-        """Number of outputs: ⌊(L + 2p − reach) / s⌋ + 1 (0 or less: the kernel does not fit)."""
+        """Number of outputs: ⌊(L + 2p − reach) / s⌋ + 1 (0 or less: the kernel does not fit), or those used."""
+        if self.outputs is not None:
+            return self.outputs
         return (self.size + 2 * self.pad - self.reach) // self.stride + 1
 
     def gather(self, i: int) -> list[tuple[int, int]]:

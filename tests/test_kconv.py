@@ -6,6 +6,7 @@ autograd (torch.nn.functional), never from the code under test.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -235,7 +236,7 @@ def torch_conv(rank: int, transposed: bool) -> Any:
 def test_backward_terms_are_kconv_transposed(cli, g: dict[str, Any], seed: int) -> None:
     torch = pytest.importorskip("torch")
 
-    from layercalc.kconv import _layer, geometry
+    from layercalc.kconv import geometry
     from layercalc.kernels.conv import kconv_matrix
 
     n, k, s, p, d = (tuple(c) for c in zip(*g["axes"]))
@@ -257,11 +258,10 @@ def test_backward_terms_are_kconv_transposed(cli, g: dict[str, Any], seed: int) 
     np.testing.assert_allclose(got, m.T @ dy.ravel(), rtol=1e-10, atol=1e-12)
     # the layer's NumPy backward
     geo = geometry(*options(g)[1::2])
-    layer, up, down = _layer(geo)
-    w = up(kern.reshape(1, 1, *k))
-    _, cache = layer.forward(up(x[None, None]), {"weight": w})
-    dx, _ = layer.backward(up(dy[None, None]), {"weight": w}, cache)
-    np.testing.assert_allclose(got, down(dx).ravel(), rtol=1e-10, atol=1e-12)
+    w = kern.reshape(1, 1, *k)
+    _, cache = geo.layer.forward(x[None, None], {"weight": w})
+    dx, _ = geo.layer.backward(dy[None, None], {"weight": w}, cache)
+    np.testing.assert_allclose(got, dx.ravel(), rtol=1e-10, atol=1e-12)
     # the lecture's layout, evaluated as a correlation of the grids
     lay = data["symbolic"]["layout"]
     assert len(lay["windows"]) == int(np.prod(n))
@@ -292,6 +292,41 @@ def test_transposed_terms_are_torch(cli, g: dict[str, Any], seed: int) -> None:
     dy = rng.standard_normal(tuple(y.shape[2:]))
     y.backward(torch.tensor(dy[None, None]))
     np.testing.assert_allclose(evaluate(back["symbolic"]["terms"], kern, dy, "dy"), tx.grad.numpy().ravel(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_transposed_sizes_and_refusals_are_pytorchs(rank: int) -> None:
+    """Every small transposed geometry: kconv's output size is PyTorch's ConvTranspose's, and kconv
+    refuses exactly what PyTorch refuses (output_padding not below the stride or the dilation, no output)."""
+    torch = pytest.importorskip("torch")
+
+    from layercalc.errors import UsageError
+    from layercalc.kconv import geometry
+
+    for n, k, s, p, d, o in itertools.product(range(1, 4), range(1, 4), range(1, 3), range(3), range(1, 4), range(3)):
+        sizes = [str(v) if rank == 1 else f"{v}x{v + 1}" for v in (n, k, s, p, d, o)]
+        pairs = [(v,) if rank == 1 else (v, v + 1) for v in (n, k, s, p, d, o)]
+        conv = torch_conv(rank, True)
+        try:
+            want = tuple(conv(torch.zeros(1, 1, *pairs[0]), torch.zeros(1, 1, *pairs[1]), stride=pairs[2], padding=pairs[3],
+                              dilation=pairs[4], output_padding=pairs[5]).shape[2:])
+        except RuntimeError:
+            want = None
+        try:
+            got = geometry(*sizes[:5], transposed=True, output_padding=sizes[5]).output
+        except UsageError:
+            got = None
+        assert got == want, sizes
+
+
+def test_transposed_output_padding_up_to_the_dilation(cli) -> None:
+    # stride 1, dilation 2, output_padding 1: (4 − 1)·1 + 2·(3 − 1) + 1 + 1 = 9 outputs, the last
+    # reached by no tap (a conv layer in a config accepts the same, as PyTorch does)
+    run = cli("kconv", "--input", "4", "--kernel", "3", "--dilation", "2", "--transposed", "--output-padding", "1", "--check", "-f", "json")
+    data = json.loads(run.out)
+    assert (run.status, data["output"], data["shape"]) == (0, [9], [9, 4])
+    assert data["rows"][-1] == ["0"] * 4 and data["rows"][2] == ["k1", "0", "k0", "0"]
+    assert len(data["checks"]) == 6 and all(c["passed"] for c in data["checks"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +460,8 @@ def test_svg_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--input", "2x2", "--kernel", "3x3"), "kernel 3x3 exceeds padded input 2x2"),
+        (("--input", "2x2", "--kernel", "3x3"), "kernel 3 exceeds padded input 2x2"),
+        (("--input", "2x3", "--kernel", "3x2"), "kernel 3x2 exceeds padded input 2x3"),
         (("--input", "2", "--kernel", "3"), "kernel 3 exceeds padded input 2"),
         (("--input", "5", "--kernel", "2", "--dilation", "5"), "dilated kernel 6 exceeds padded input 5"),
         (("--input", "5", "--kernel", "3x3"), "--kernel must be an integer >= 1 for a 1-D input, got '3x3'"),
@@ -433,7 +469,9 @@ def test_svg_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
         (("--input", "0x3",), "--input must be an integer >= 1 or HxW like 3x3, got '0x3'"),
         (("--input", "5x5x5",), "--input must be an integer >= 1 or HxW like 3x3, got '5x5x5'"),
         (("--input", "3", "--kernel", "3", "--padding", "3", "--transposed"), "padding 3 leaves no output (size -1)"),
-        (("--input", "3", "--kernel", "3", "--output-padding", "1", "--transposed"), "--output-padding 1 must be smaller than the stride 1"),
+        (("--input", "3", "--kernel", "3", "--output-padding", "1", "--transposed"), "--output-padding 1 must be smaller than stride or dilation"),
+        (("--input", "3", "--kernel", "3", "--dilation", "2", "--output-padding", "2", "--transposed"),
+         "--output-padding 2 must be smaller than stride or dilation"),
         (("--input", "3", "--kernel", "3", "--output-padding", "1"), "--output-padding goes with --transposed"),
         (("--input", "5", "--kernel", "3", "--frames"), "--frames goes with --draw FILE.svg"),
         (("--input", "5", "--kernel", "3", "--draw", "/nonexistent-dir/a.svg"), "--draw: cannot write /nonexistent-dir/a.svg: No such file or directory"),

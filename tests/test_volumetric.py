@@ -129,6 +129,23 @@ def test_convtranspose1d_gradient_ignoring_output_padding_fails_verify(cli, writ
     assert "y = K_convᵀ · vec(x)" in run.out
 
 
+@pytest.mark.parametrize(("layer", "shape"), [
+    # (5 - 1)·1 + 2·(3 - 1) + 0 + 1 + 1 = 10
+    ("convtranspose1d: {out_channels: 2, kernel_size: 3, dilation: 2, output_padding: 1}", "1x2x10"),
+    # per dim (S − 1)·s + d·(k − 1) + output_padding + 1: (3 − 1)·1 + 3·1 + 2 + 1 = 8, (4 − 1)·2 + 1 + 1 + 1 = 9
+    ("convtranspose2d: {out_channels: 2, kernel_size: 2, stride: [1, 2], dilation: [3, 1], output_padding: [2, 1]}", "1x2x8x9"),
+])
+def test_verify_convtranspose_whose_output_padding_reaches_the_stride(cli, write, layer: str, shape: str) -> None:
+    # PyTorch allows output_padding below the stride or the dilation; at or past the stride the
+    # output's last cells receive nothing, and the conv it is the adjoint of has outputs no input stands for
+    net = write("pad.yaml", f"input: [2, {'3, 4' if '2d' in layer else '5'}]\nlayers:\n  - {layer}\n")
+    run = cli("verify", net, "-f", "tsv")
+    assert (run.status, run.err.splitlines()[-1:]) == (0, ["17 checks run, 0 more reported for identical layers (deduplicated), 0 skipped, 0 failed"]), run.err
+    rows = [line.split("\t") for line in run.out.splitlines()]
+    assert rows[1][3:] == ["output shape", "exact", "0.0", "0.0", "True", f"numpy {shape}, calculated {shape}"]
+    assert sum(r[3].split(" @ ")[0] in ("y = K_convᵀ · vec(x)", "∇x = K_conv · vec(∇y)") and r[7] == "True" for r in rows) == 4
+
+
 def test_verify_passes_on_every_new_3d_type(cli, write) -> None:
     net = write("vol.yaml", "input: [4, 6, 7, 5]\nbatch: 2\nlayers:\n"
                 "  - conv3d: {out_channels: 4, kernel_size: [2, 3, 3], padding: 1, stride: [1, 2, 1], groups: 2}\n"

@@ -41,6 +41,7 @@ __all__ = [
     "kconv_index",
     "kconv_matrix",
     "kconv_full",
+    "kconv_adjoint",
 ]
 
 
@@ -326,3 +327,16 @@ def kconv_full(w: Array, x_shape: tuple[int, ...], stride: Sizes, padding: Pads,
         o = slice(g * per_group, (g + 1) * per_group)
         full[o, :, g] = blocks[o].transpose(0, 2, 1, 3)
     return full.reshape(co * rows, c * cols)
+
+
+def kconv_adjoint(w: Array, x_shape: tuple[int, ...], y_shape: tuple[int, ...], stride: Sizes, padding: Pads, dilation: Sizes, groups: int) -> Array:
+    """K_conv (C_in·∏S, C_out·∏S_out) of the conv whose adjoint is the transposed conv of weight w
+    (C_in, C_out/groups, *k) from x_shape to y_shape: y = K_convᵀ · vec(x) for one sample.
+
+    That conv, run on y, fits more outputs than x has positions when output_padding reaches the
+    stride (PyTorch allows it below the dilation); those rows stand for no input and are dropped.
+    """
+    k = kconv_full(w, y_shape, stride, padding, dilation, groups)
+    outs = [conv_out(n, kk, s, lo + hi, d) for n, kk, s, (lo, hi), d in zip(y_shape[2:], w.shape[2:], stride, padding, dilation)]
+    kept = (slice(None), *(slice(0, n) for n in x_shape[2:]))
+    return k.reshape(x_shape[1], *outs, -1)[kept].reshape(-1, k.shape[1])

@@ -294,7 +294,7 @@ class _ConvTranspose(_ConvBase):
 
     def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
         """A transposed conv is the adjoint of a conv: y = K_convᵀ·vec(x) and ∇x = K_conv·vec(∇y)."""
-        from ..kernels.conv import kconv_full
+        from ..kernels.conv import kconv_adjoint
 
         small = copy.copy(self)
         small.groups = min(self.groups, 2)
@@ -310,7 +310,7 @@ class _ConvTranspose(_ConvBase):
         dx, _ = small.backward(dy, ps, cache)
         pad = per_dim(self.padding, self.rank)  # type: ignore[attr-defined]
         # the conv whose adjoint this is maps y's shape back to x's: same kernel, stride, padding
-        k = kconv_full(ps["weight"], y.shape, self.strides, tuple((p, p) for p in pad), self.dilations, small.groups)
+        k = kconv_adjoint(ps["weight"], xs.shape, y.shape, self.strides, tuple((p, p) for p in pad), self.dilations, small.groups)
         return [
             _identity("y = K_convᵀ · vec(x)", (k.T @ xs.ravel()).reshape(y.shape[1:]), y[0]),
             _identity("∇x = K_conv · vec(∇y)", k @ dy.ravel(), dx.ravel()),
