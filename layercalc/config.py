@@ -7,7 +7,6 @@ type's own schema; nothing here knows any particular layer type.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Iterable, NamedTuple
 
 from .document import Map, Seq, line_of, parse_document, read_source
@@ -77,13 +76,16 @@ def parse_shape(value: Any, what: str = "input") -> Shape:
     )
 
 
-def split_sizes(text: str) -> list[Any]:
-    """'3x224x224', '3,224,224' or '[3, 224, 224]' -> [3, 224, 224] (non-digits kept for the message)."""
+def split_sizes(text: str) -> list[int | str]:
+    """'3x224x224', '3,224,224' or '[3, 224, 224]' -> [3, 224, 224]: the one reading of sizes written
+    as text (--input, kconv's sizes, a --layer value like 3x5). A part that is not plain ASCII digits
+    stays a string for the caller's message: int() alone would take '²' for a digit and fail, and
+    would read '3_0' as 30."""
     body = text.strip().lower()
     if body.startswith("[") and body.endswith("]"):
         body = body[1:-1]
     sep = "," if "," in body else "x"
-    return [int(p) if p.isdigit() else p for p in (part.strip() for part in body.split(sep))]
+    return [int(p) if p.isascii() and p.isdigit() else p for p in (part.strip() for part in body.split(sep))]
 
 
 def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None = None, input: Any = None) -> Network:
@@ -379,12 +381,10 @@ def _split_top(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
-_SIZES = re.compile(r"\d+(x\d+)+")  # 3x5: sizes per dim, as --input writes them
-
-
 def _inline_value(raw: str, resolve: Any) -> Any:
     if raw.startswith("[") and raw.endswith("]"):
         return [resolve(v.strip()) for v in raw[1:-1].split(",") if v.strip()]
-    if _SIZES.fullmatch(raw.lower()):
-        return [int(v) for v in raw.lower().split("x")]
+    sizes = split_sizes(raw)  # 3x5: sizes per dim, as --input writes them
+    if len(sizes) > 1 and all(isinstance(v, int) for v in sizes):
+        return sizes
     return resolve(raw)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from .config import split_sizes
 from .errors import ConfigError, UsageError
 from .kconv_terms import Axis, all_terms, frames, layout, positions, terms_of
 from .layers.base import Layer
@@ -44,13 +45,10 @@ _OPTION_WORDS = {"kernel_size": "kernel", "output_padding": "--output-padding"}
 
 def parse_sizes(text: str, what: str, low: int, rank: int | None = None) -> Sizes:
     """'3' -> (3,), '3x5' -> (3, 5); each at least `low`; rank 1 takes one number, rank 2 one or two."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        values = ()
+    parts = split_sizes(text)
+    values = tuple(v for v in parts if isinstance(v, int))
     allowed = (1,) if rank == 1 else (1, 2)
-    if len(values) not in allowed or any(v < low for v in values):
+    if len(values) != len(parts) or len(values) not in allowed or any(v < low for v in values):
         shape = "for a 1-D input" if rank == 1 else "or HxW like 3x3"
         raise UsageError(f"{what} must be an integer >= {low} {shape}, got {text!r}")
     return values * (rank or 1) if len(values) == 1 and rank else values
@@ -134,7 +132,7 @@ def geometry(input: str, kernel: str, stride: str = "1", padding: str = "0", dil
         parse_sizes(padding, "--padding", 0, rank), parse_sizes(dilation, "--dilation", 1, rank), transposed,
         parse_sizes(output_padding, "--output-padding", 0, rank) if transposed else (),
     )
-    if not transposed and output_padding not in ("0", "0x0"):
+    if not transposed and any(v != 0 for v in split_sizes(output_padding)):
         raise UsageError("--output-padding goes with --transposed")
     return _within_limits(geo)
 

@@ -33,6 +33,21 @@ def test_a_bad_input_names_the_option(cli) -> None:
     assert run.err.startswith("error: --layer: --input must be") and "'3,a,8'" in run.err
 
 
+# a superscript two and an Arabic-Indic three pass str.isdigit() (int() takes the second, not the
+# first); an underscore int() would read as 30; none is a size a user means
+@pytest.mark.parametrize("form", ["3x\u00b2", "3x\u0663", "3_0x8", "3x+8", "3x8x"])
+def test_a_size_that_is_not_plain_digits_is_one_line_exit_2(cli, write, form: str) -> None:
+    config = write("net.yaml", "input: [4]\nlayers:\n  - relu\n")
+    for args in (("shapes", config, "--input", form), ("shapes", "-l", "relu", "--input", form)):
+        run = cli(*args)
+        assert (run.status, run.out, run.err.count("\n")) == (2, "", 1), run.err
+        assert "--input must be 1 to 4 positive integers" in run.err and repr(form) in run.err
+    run = cli("kconv", "--input", form.replace("3x", "", 1) if form.startswith("3x") else form)
+    assert (run.status, run.out, run.err.count("\n")) == (2, "", 1) and run.err.startswith("error: --input must be"), run.err
+    run = cli("summary", "-l", f"conv2d:out_channels=4,kernel_size={form}", "--input", "3x8x8")
+    assert (run.status, run.out, run.err.count("\n")) == (2, "", 1) and "kernel_size" in run.err, run.err
+
+
 def test_inline_sizes_take_the_x_form(cli) -> None:
     # kernel 3x5 on 8x8: (8 - 3) + 1 = 6 rows, (8 - 5) + 1 = 4 columns; weight 4·3·3·5 + 4 = 184
     run = cli("summary", "-l", "conv2d:out_channels=4,kernel_size=3x5", "--input", "3x8x8", "-f", "json")
