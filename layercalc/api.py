@@ -8,6 +8,7 @@ from typing import Any
 from .analysis import Report
 from .analysis import analyse as _analyse
 from .config import DTYPE_BYTES, Network, inline_network, parse_shape, suggest
+from .conventions import DEFAULT_OPTIMIZER, OPTIMIZER_STATES
 from .errors import UsageError
 from .config import load as _load
 from .layers import REGISTRY, Layer
@@ -70,15 +71,12 @@ def catalog() -> list[dict[str, Any]]:
     ]
 
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
 def report_data(
     report: Report,
     depth: int | None = None,
     convention: str = "layercalc",
     training: bool = False,
-    optimizer: str = "adam",
+    optimizer: str = DEFAULT_OPTIMIZER,
     *,
     by_type: bool = False,
     compare: bool = False,
@@ -96,8 +94,8 @@ def report_data(
 
     if convention not in CONVENTIONS:
         raise UsageError(f"unknown convention {convention!r}{suggest(convention, CONVENTIONS)}")
-    if optimizer not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {optimizer!r}{suggest(optimizer, OPTIMIZERS)}")
+    if optimizer not in OPTIMIZER_STATES:
+        raise UsageError(f"unknown optimizer {optimizer!r}{suggest(optimizer, OPTIMIZER_STATES)}")
     if training and convention not in TRAINING_CONVENTIONS:
         raise UsageError(f"training counts the backward pass, which {convention} does not count;"
                          f" use {' or '.join(TRAINING_CONVENTIONS)}")

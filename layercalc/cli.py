@@ -16,6 +16,7 @@ import typer
 
 from . import __version__
 from .errors import UsageError
+from .conventions import DEFAULT_OPTIMIZER, OPTIMIZER_STATES
 from .launch import EXIT_CHECK_FAILED, EXIT_OK
 from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 from .render.columns import IDENTITY, REGISTRY
@@ -139,7 +140,7 @@ def _format(fmt: Format | None) -> str:
 
 Convention = Enum("Convention", {c: c for c in CONVENTIONS}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {p: p for p in ("float64", "float32")}, type=str)  # type: ignore[misc]
-Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=str)  # type: ignore[misc]
+Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZER_STATES}, type=str)  # type: ignore[misc]
 
 
 # Which of the calculating commands takes each option beyond the common ones; a command's
@@ -180,7 +181,7 @@ def _calculating(command: str, doc: str) -> None:
         ] = False,
         optimizer: Annotated[
             Optional[Optimizer],
-            typer.Option("--optimizer", metavar="NAME", help="With --training: sgd, momentum or adam (default).", show_default=False),
+            typer.Option("--optimizer", metavar="NAME", help=f"With --training: {', '.join(o for o in OPTIMIZER_STATES if o != DEFAULT_OPTIMIZER)} or {DEFAULT_OPTIMIZER} (default).", show_default=False),
         ] = None,
         by_type: Annotated[
             bool, typer.Option("--by-type", help="One row per layer type: count, params, MACs (layers only, not blocks).")
@@ -199,13 +200,13 @@ def _calculating(command: str, doc: str) -> None:
             chosen_columns = parse_columns(columns, training)
         report = _report(config, layer, input, batch)
         if by_type:
-            _emit_by_type(report, command, format, convention.value, training, (optimizer or Optimizer.adam).value)  # type: ignore[attr-defined]
+            _emit_by_type(report, command, format, convention.value, training, optimizer.value if optimizer else DEFAULT_OPTIMIZER)
             return
         if compare:
             _emit_compare(report, format)
             return
         costs = {"convention": convention.value, "training": training,
-                 "optimizer": (optimizer or Optimizer.adam).value}  # type: ignore[attr-defined]
+                 "optimizer": optimizer.value if optimizer else DEFAULT_OPTIMIZER}
         if total:
             from .api import report_data
 

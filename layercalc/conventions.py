@@ -15,7 +15,10 @@ from typing import Any, Iterator
 from .analysis import Entry, Report, Row, Run
 from .layers.peers import CATEGORIES, CONVENTIONS, tally
 
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per parameter
+# Every optimizer layercalc knows, by name, with its state tensors per parameter: the one list the
+# API, the CLI and the training cost read.
+OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2}
+DEFAULT_OPTIMIZER = "adam"
 
 
 def repeated(value: Any, n: int) -> Any:
@@ -104,7 +107,7 @@ def compare(report: Report) -> dict[str, Any]:
     return {"name": report.network.name, "batch": batch, "unit": "MACs", "rows": rows, "total": totals}
 
 
-def training(report: Report, convention: str = "layercalc", optimizer: str = "adam") -> dict[str, int]:
+def training(report: Report, convention: str = "layercalc", optimizer: str = DEFAULT_OPTIMIZER) -> dict[str, int]:
     """Backward MACs (dL/dx and dL/dW of conv and linear) and a training step's memory in bytes.
 
     Frozen parameters get no gradient and no optimizer state; `estimated_total_bytes` adds the

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from layercalc import analyse
+from layercalc.errors import UsageError
 from layercalc.layers import REGISTRY
 
 FIGURES = json.loads((Path(__file__).resolve().parent / "reference" / "figures.json").read_text())
@@ -112,6 +113,20 @@ def test_training_memory_fields(cli, net, optimizer: str, states: int) -> None:
     assert (t["param_bytes"], t["gradient_bytes"], t["optimizer_bytes"]) == (536, 536, states * 536)
     assert t["activation_bytes"] == 304
     assert t["training_bytes"] == (2 + states) * 536 + 304
+
+
+def test_every_optimizer_the_cost_knows_is_offered_by_the_cli_and_the_api(cli, net) -> None:
+    from layercalc import api
+    from layercalc.conventions import OPTIMIZER_STATES
+
+    # the names come from one table: the CLI accepts them, the API checks them, adam by default
+    report = api.analyse(net)
+    for name in OPTIMIZER_STATES:
+        assert json.loads(cli("flops", net, "--training", "--optimizer", name, "-f", "json").out)["training"]["optimizer"] == name
+        assert api.report_data(report, training=True, optimizer=name)["training"]["optimizer"] == name
+    assert cli("flops", net, "--training").out == cli("flops", net, "--training", "--optimizer", "adam").out
+    with pytest.raises(UsageError, match="unknown optimizer 'adamw' \\(did you mean adam\\?\\)"):
+        api.report_data(report, training=True, optimizer="adamw")
 
 
 def test_training_total_and_machine_column(cli, net) -> None:
