@@ -1,7 +1,9 @@
 """Reading a config document (YAML or JSON) into plain values that remember their line numbers.
 
-The document is built from the YAML event stream (libyaml's C parser when present) by a loop
-with an explicit stack, not by PyYAML's recursive composer, so that:
+The document is built from an event stream by a loop with an explicit stack, not by PyYAML's
+recursive composer. The events come from a reader of the plain subset of YAML configs are
+written in (no PyYAML import at all, which costs more than reading a config), or, for any
+other YAML, from PyYAML (libyaml's C parser when present). Either way:
 - every mapping and list knows the line of each key and item, for error messages;
 - no tag ever constructs an object, and plain scalars follow YAML 1.2's core schema
   (`1e-5` is a float, `yes` is a string, `true` is a bool and never the integer 1);
@@ -15,25 +17,16 @@ from __future__ import annotations
 import bisect
 import codecs
 import functools
-import json
 import os
 import re
 import sys
-from typing import Any, Iterator
-
-import yaml
+from typing import Any, Iterable, Iterator
 
 from .errors import DocumentError, Location
 
 MAX_BYTES = 64 * 1024 * 1024  # a config is a few KB; 64 MiB is 100x the largest sane one
 MAX_NODES = 5_000_000  # values after alias expansion
 MAX_NESTING = 10_000  # mapping/list levels
-
-try:  # libyaml's C parser is 10x faster; the pure-Python one behaves the same
-    _Loader: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
-
 
 class Map(dict):
     """A YAML mapping; `line` is where it starts, `key_lines[key]` where each key stands."""
@@ -168,7 +161,8 @@ def parse_document(text: str, name: str = "<config>") -> Any:
 
     A .json file is parsed as JSON (RFC 8259), and so is any other text that is valid JSON:
     YAML refuses some valid JSON (an emoji as the surrogate pair "\\ud83d\\ude00"). Other
-    text, such as YAML's own flow style `{input: [3], layers: [relu]}`, is YAML.
+    text, such as YAML's own flow style `{input: [3], layers: [relu]}`, is YAML: read here when
+    it keeps to the plain subset configs are written in (see _BlockReader), else by PyYAML.
     """
     if name.lower().endswith(".json") or text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
         try:
@@ -176,22 +170,26 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         except DocumentError as exc:
             if name.lower().endswith(".json"):
                 raise exc.at(file=name) from None
+    events = _block_events(text)
+    if events is None:
+        return _parse_yaml(text, name)
     try:
-        return _build(yaml.parse(text, Loader=_Loader))
+        return _build(events)
+    except DocumentError as exc:
+        raise exc.at(file=name) from None
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    """parse_document's YAML by PyYAML (libyaml's C parser when present), for any YAML at all."""
+    import yaml  # a fifth of the start-up of a calculation; most configs never need it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's is 10x faster; both behave the same
+    try:
+        return _build(yaml.parse(text, Loader=loader), yaml)
     except DocumentError as exc:
         raise exc.at(file=name) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        if mark and _tab_at(text, mark.index):
-            # libyaml only says "found character that cannot start any token"
-            raise DocumentError(
-                "invalid YAML: a tab indents this line; YAML indents with spaces only", Location(file=name, line=line)
-            ) from None
-        what = exc.problem or exc.context or "syntax error"
-        if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
-            what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
-        raise DocumentError(f"invalid YAML: {what}", Location(file=name, line=line)) from None
+        raise _marked_error(exc, text, name) from None
     except yaml.reader.ReaderError as exc:
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
@@ -202,33 +200,308 @@ def parse_document(text: str, name: str = "<config>") -> Any:
         raise DocumentError("nested too deeply", Location(file=name)) from None
 
 
-class _Mark:
-    """Where a JSON value starts, as a YAML event's start_mark carries it (0-based line)."""
+def _marked_error(exc: Any, text: str, name: str) -> DocumentError:
+    """The DocumentError for PyYAML's syntax error `exc` (a MarkedYAMLError), at its line."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    if mark and _tab_at(text, mark.index):
+        # libyaml only says "found character that cannot start any token"
+        return DocumentError("invalid YAML: a tab indents this line; YAML indents with spaces only", Location(file=name, line=line))
+    what = exc.problem or exc.context or "syntax error"
+    if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
+        what += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+    return DocumentError(f"invalid YAML: {what}", Location(file=name, line=line))
 
-    __slots__ = ("line",)
 
-    def __init__(self, line: int) -> None:
+class _Event:
+    """An event of a document read here (JSON, plain YAML): the attributes _Builder reads of PyYAML's events."""
+
+    __slots__ = ("line", "value", "style")
+    tag = None  # never written: the plain subset has no tags
+    anchor = None  # nor anchors
+
+    def __init__(self, line: int, value: str = "", style: str | None = None) -> None:
+        self.line = line  # 0-based, as in PyYAML's marks
+        self.value = value
+        self.style = style  # None: plain, resolved as YAML 1.2's core schema reads it; '"': a string
+
+    @property
+    def start_mark(self) -> _Event:
+        """Where the event starts: the event itself carries the `line` PyYAML's marks do."""
+        return self
+
+
+class _ScalarEvent(_Event):
+    """A scalar: plain text, or a quoted string."""
+
+    __slots__ = ()
+
+
+class _MappingStartEvent(_Event):
+    """A mapping opens."""
+
+    __slots__ = ()
+
+
+class _SequenceStartEvent(_Event):
+    """A sequence opens."""
+
+    __slots__ = ()
+
+
+class _EndEvent(_Event):
+    """The innermost open mapping or sequence closes."""
+
+    __slots__ = ()
+
+
+# -- the plain subset of YAML, read here -------------------------------------------------------------
+
+# A plain scalar as _BlockReader takes it, with the spaces after it (which are not part of it):
+# ASCII letters, digits and _ . / + -, spaces inside, starting with a letter, digit or _, or with
+# a sign or dot before one (-1, +.5, .inf). None of the characters YAML gives a meaning to
+# (: # , [ ] { } & * ! | > ' " % @ ` ? ~ =) can occur in it.
+_PLAIN = r"(?:[A-Za-z0-9_]|[-+.](?=[A-Za-z0-9_.]))[A-Za-z0-9_./+ -]*"
+_KEY_LENGTH = 1000  # YAML allows a key of at most 1024 characters on the key's line
+# Past about 5,000 lines libyaml's C parser, import included, reads faster than this reader
+_READ_HERE_MAX = 200_000  # characters
+
+
+@functools.lru_cache(maxsize=None)
+def _block_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(plain scalar, `key:` with what follows, `:` after a flow key), compiled on first use."""
+    return re.compile(_PLAIN), re.compile(rf"({_PLAIN}):(?: +(.*))?\Z"), re.compile(": +")
+
+
+class _Unreadable(Exception):
+    """The text uses YAML beyond the plain subset _BlockReader reads; PyYAML reads it instead."""
+
+
+def _block_events(text: str) -> list[_Event] | None:
+    """The events of a text in the plain subset of YAML, or None for any other text (or a long one)."""
+    if len(text) > _READ_HERE_MAX:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")  # a lone \r is a line break to YAML: left to PyYAML below
+    # tabs, control characters, a byte-order mark and YAML's other line breaks are not printable
+    if not text.replace("\n", "").isprintable():
+        return None
+    try:
+        return _BlockReader().read(text)
+    except _Unreadable:
+        return None
+
+
+def _is_item(body: str) -> bool:
+    """Whether a line (indentation removed) is a block list's `- ` entry."""
+    return body[:2] == "- " or body == "-"
+
+
+class _BlockReader:
+    """A config in the plain subset of YAML, read line by line into the events PyYAML would give.
+
+    The subset: block mappings and lists indented with spaces, one entry per line; keys plain
+    scalars (see _PLAIN); values plain scalars, or flow collections of them (`[3, 3]`,
+    `{out_channels: 64, kernel_size: [3, 3]}`) that close on their line; comments. Anything else
+    (quotes, anchors, aliases, tags, multi-line scalars, document markers, an empty `-` item)
+    raises _Unreadable, and PyYAML reads the text instead, so the result is always PyYAML's.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[_Event] = []
+        self.open: list[tuple[int, bool]] = []  # (indentation, is a mapping) of each open block collection
+        self.pending: int | None = None  # the 0-based line of a `key:` whose value may be on the lines below
+        self.plain, self.key, self.colon = _block_patterns()
+
+    def read(self, text: str) -> list[_Event]:
+        """Every event of the text; _Unreadable when it leaves the subset."""
+        for n, raw in enumerate(text.split("\n")):
+            hash_at = raw.find("#")
+            if hash_at >= 0:
+                if hash_at and raw[hash_at - 1] != " ":
+                    raise _Unreadable  # a # inside a scalar
+                raw = raw[:hash_at]
+            body = raw.rstrip(" ")
+            if not body:
+                continue
+            indent = len(body) - len(body.lstrip(" "))
+            if indent == 0 and body.startswith(("---", "...")):
+                raise _Unreadable  # document markers
+            self.line(n, indent, body[indent:])
+        if not self.events:
+            raise _Unreadable  # nothing but comments: PyYAML's path says so
+        self.settle()
+        while self.open:
+            self.close()
+        return self.events
+
+    def settle(self) -> None:
+        """A pending `key:` with no deeper line under it has the value null (the empty plain scalar)."""
+        if self.pending is not None:
+            self.events.append(_ScalarEvent(self.pending))
+            self.pending = None
+
+    def line(self, n: int, indent: int, body: str) -> None:
+        """One line with content, its indentation removed."""
+        if not self.events:  # the root
+            if body[0] in "[{":
+                self.value(n, body)
+            else:
+                self.node(n, indent, body)
+            return
+        if self.pending is not None:
+            key_indent = self.open[-1][0]
+            if indent > key_indent or (indent == key_indent and _is_item(body)):  # the key's value
+                self.pending = None
+                self.node(n, indent, body)
+                return
+            self.settle()
+        self.dedent(indent, body)
+        if self.open[-1][1]:
+            self.entry(n, body)
+        else:
+            self.item(n, indent, body)
+
+    def dedent(self, indent: int, body: str) -> None:
+        """Close the collections deeper than this line; the one left must be at its indentation."""
+        while self.open and self.open[-1][0] > indent:
+            self.close()
+        if not self.open or self.open[-1][0] != indent:
+            raise _Unreadable  # after the root, or at no open collection's indentation
+        if not self.open[-1][1] and not _is_item(body) and self.open[-2:-1] == [(indent, True)]:
+            self.close()  # a list at its key's own indentation ends where the mapping goes on
+
+    def close(self) -> None:
+        self.open.pop()
+        self.events.append(_EndEvent(0))  # the builder takes the line from where the collection started
+
+    def node(self, n: int, col: int, body: str) -> None:
+        """A block collection whose first entry starts at column col, with body."""
+        is_map = not _is_item(body)
+        self.events.append((_MappingStartEvent if is_map else _SequenceStartEvent)(n))
+        self.open.append((col, is_map))
+        if is_map:
+            self.entry(n, body)
+        else:
+            self.item(n, col, body)
+
+    def item(self, n: int, col: int, body: str) -> None:
+        """`- value` in the list at column col."""
+        if not _is_item(body):
+            raise _Unreadable
+        rest = body[1:].lstrip(" ")
+        if not rest:
+            raise _Unreadable  # an empty item: its null is left to PyYAML
+        if _is_item(rest) or self.key.match(rest):
+            self.node(n, col + len(body) - len(rest), rest)
+        else:
+            self.value(n, rest)
+
+    def entry(self, n: int, body: str) -> None:
+        """`key: value` or `key:` in the open mapping."""
+        match = self.key.match(body)
+        if match is None or match.end(1) > _KEY_LENGTH:
+            raise _Unreadable
+        self.events.append(_ScalarEvent(n, match.group(1).rstrip(" ")))
+        if match.group(2) is None:
+            self.pending = n
+        else:
+            self.value(n, match.group(2))
+
+    def value(self, n: int, text: str) -> None:
+        """A scalar or flow collection that fills the rest of its line."""
+        if text[0] in "[{":
+            end = _FlowReader(self, n).read(text)
+        else:
+            scalar = self.plain.match(text)
+            end = scalar.end() if scalar else 0
+            self.events.append(_ScalarEvent(n, text[:end]))
+        if end != len(text):
+            raise _Unreadable
+
+
+class _FlowReader:
+    """A flow collection of plain scalars on one line (`{a: [1, 2], b: c}`), as events."""
+
+    MAX_DEPTH = 64  # deeper is left to PyYAML, which counts it against MAX_NESTING as any YAML
+
+    def __init__(self, block: _BlockReader, line: int) -> None:
+        self.events = block.events
+        self.plain, self.colon = block.plain, block.colon
         self.line = line
+        self.closers: list[str] = []  # "]" or "}" of each open collection
+
+    def read(self, text: str) -> int:
+        """Read the collection that starts at text[0]; return where it ends."""
+        pos, want = 0, "value"
+        while True:
+            while text[pos : pos + 1] == " ":
+                pos += 1
+            if want == "more":  # after a value: a comma or a closing bracket
+                pos, want = self.more(text, pos)
+                if not self.closers:
+                    return pos
+            elif want == "key":
+                pos, want = self.key(text, pos), "value"
+            elif text[pos : pos + 1] in ("[", "{"):
+                pos, want = self.start(text, pos)
+            else:
+                pos, want = self.scalar(text, pos), "more"
+
+    def more(self, text: str, pos: int) -> tuple[int, str]:
+        ch = text[pos : pos + 1]
+        if ch == ",":
+            return pos + 1, "key" if self.closers[-1] == "}" else "value"
+        if ch != self.closers[-1] or not ch:
+            raise _Unreadable  # `[a: 1]` (a pair in a list), a missing bracket, ...
+        self.closers.pop()
+        self.events.append(_EndEvent(self.line))
+        return pos + 1, "more"
+
+    def key(self, text: str, pos: int) -> int:
+        scalar = self.plain.match(text, pos)
+        colon = self.colon.match(text, scalar.end()) if scalar else None
+        if colon is None or scalar.end() - pos > _KEY_LENGTH:  # type: ignore[union-attr]
+            raise _Unreadable  # `{a}`, `{a:1}`, `{a: }`, a quoted key, ...
+        self.events.append(_ScalarEvent(self.line, scalar.group().rstrip(" ")))  # type: ignore[union-attr]
+        return colon.end()
+
+    def start(self, text: str, pos: int) -> tuple[int, str]:
+        is_map = text[pos] == "{"
+        if len(self.closers) >= self.MAX_DEPTH:
+            raise _Unreadable
+        self.events.append((_MappingStartEvent if is_map else _SequenceStartEvent)(self.line))
+        self.closers.append("}" if is_map else "]")
+        after = len(text) - len(text[pos + 1 :].lstrip(" "))
+        if text[after : after + 1] == self.closers[-1]:  # empty: [] or {}
+            return after, "more"
+        return pos + 1, "key" if is_map else "value"
+
+    def scalar(self, text: str, pos: int) -> int:
+        scalar = self.plain.match(text, pos)
+        if scalar is None:
+            raise _Unreadable  # a trailing comma, a quoted string, ...
+        self.events.append(_ScalarEvent(self.line, scalar.group().rstrip(" ")))
+        return scalar.end()
 
 
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_JSON_WORD = re.compile(r"true|false|null")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+@functools.lru_cache(maxsize=None)
+def _json_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(space, number, word, lone surrogate): compiled on the first JSON text, not at every start-up."""
+    return (
+        re.compile(r"[ \t\n\r]*"), re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"),
+        re.compile(r"true|false|null"), re.compile("[\ud800-\udfff]"),
+    )
 
 
 def _json_events(text: str) -> Iterator[Any]:
-    """A JSON document as the YAML events _build folds: strings as quoted scalars (always str),
+    """A JSON document as the events _build folds: strings as quoted scalars (always str),
     numbers and true/false/null as plain ones (resolved as YAML 1.2's core schema reads them,
     which agrees with JSON). Iterative, so nesting depth costs no Python stack."""
     scanner = _JsonScanner(text.removeprefix("\ufeff"))
-    yield yaml.StreamStartEvent()
-    yield yaml.DocumentStartEvent(start_mark=scanner.mark(0))
     step = {"key": scanner.key, "value": scanner.value, "close": scanner.close, "next": scanner.next}
     while scanner.expect != "end":
         yield from step[scanner.expect]()
-    yield yaml.DocumentEndEvent()
-    yield yaml.StreamEndEvent()
 
 
 class _JsonScanner:
@@ -236,28 +509,32 @@ class _JsonScanner:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.space_re, self.number_re, self.word_re, self.surrogate_re = _json_patterns()
         self.newlines = [m.start() for m in re.finditer("\n", text)]
         self.closers: list[str] = []  # "}" or "]" of each open container
         self.pos, self.expect = self.space(0), "value"
 
-    def mark(self, pos: int) -> _Mark:
-        return _Mark(bisect.bisect_left(self.newlines, pos))
+    def line(self, pos: int) -> int:
+        """The 0-based line of a position."""
+        return bisect.bisect_left(self.newlines, pos)
 
     def fail(self, message: str, pos: int) -> DocumentError:
-        return DocumentError(f"invalid JSON: {message}", Location(line=self.mark(pos).line + 1))
+        return DocumentError(f"invalid JSON: {message}", Location(line=self.line(pos) + 1))
 
     def space(self, pos: int) -> int:
-        return _JSON_SPACE.match(self.text, pos).end()  # type: ignore[union-attr]
+        return self.space_re.match(self.text, pos).end()  # type: ignore[union-attr]
 
     def char(self) -> str:
         return self.text[self.pos : self.pos + 1]
 
     def string(self, pos: int) -> tuple[str, int]:
+        import json.decoder  # only JSON texts need it
+
         try:
             value, end = json.decoder.scanstring(self.text, pos + 1, True)
-        except json.JSONDecodeError as exc:
+        except json.decoder.JSONDecodeError as exc:
             raise self.fail(exc.msg.lower(), exc.pos) from None
-        lone = _SURROGATE.search(value)
+        lone = self.surrogate_re.search(value)
         if lone:  # a pair has been joined into one character; half of one is no character at all
             raise self.fail(f"\\u{ord(lone.group()):04x} is half of a UTF-16 surrogate pair, not a character", pos)
         return value, end
@@ -266,7 +543,7 @@ class _JsonScanner:
         if self.char() != '"':
             raise self.fail(f"expected a key in double quotes, found {_found(self.char())}", self.pos)
         key, pos = self.string(self.pos)
-        yield yaml.ScalarEvent(None, None, (False, True), key, start_mark=self.mark(pos), style='"')
+        yield _ScalarEvent(self.line(pos), key, '"')
         pos = self.space(pos)
         if self.text[pos : pos + 1] != ":":
             raise self.fail(f"expected ':' after the key {key!r}", pos)
@@ -275,8 +552,7 @@ class _JsonScanner:
     def value(self) -> Iterator[Any]:
         ch, pos = self.char(), self.pos
         if ch in ("{", "["):
-            start = yaml.MappingStartEvent if ch == "{" else yaml.SequenceStartEvent
-            yield start(None, None, True, start_mark=self.mark(pos), flow_style=True)
+            yield (_MappingStartEvent if ch == "{" else _SequenceStartEvent)(self.line(pos))
             self.closers.append("}" if ch == "{" else "]")
             self.pos = self.space(pos + 1)
             if self.char() == self.closers[-1]:
@@ -286,18 +562,19 @@ class _JsonScanner:
             return
         if ch == '"':
             value, end = self.string(pos)
-            yield yaml.ScalarEvent(None, None, (False, True), value, start_mark=self.mark(pos), style='"')
+            yield _ScalarEvent(self.line(pos), value, '"')
         else:
-            token = _JSON_NUMBER.match(self.text, pos) or _JSON_WORD.match(self.text, pos)
+            token = self.number_re.match(self.text, pos) or self.word_re.match(self.text, pos)
             if token is None:
                 raise self.fail(f"expected a value, found {_found(ch)}", pos)
-            yield yaml.ScalarEvent(None, None, (True, False), token.group(), start_mark=self.mark(pos))
+            yield _ScalarEvent(self.line(pos), token.group())
             end = token.end()
         self.pos, self.expect = self.space(end), "next"
 
     def close(self) -> Iterator[Any]:
         """A container's closing bracket."""
-        yield (yaml.MappingEndEvent if self.closers.pop() == "}" else yaml.SequenceEndEvent)()
+        self.closers.pop()
+        yield _EndEvent(0)  # the builder closes whichever container is open
         self.pos, self.expect = self.space(self.pos + 1), "next"
 
     def next(self) -> Iterator[Any]:
@@ -344,15 +621,21 @@ class _Frame:
 _NO_KEY = object()
 
 
-def _build(events: Any) -> Any:
-    """Fold a YAML event stream into located values, with an explicit stack."""
+def _build(events: Iterable[Any], pyyaml: Any = None) -> Any:
+    """Fold an event stream (this module's events, or PyYAML's when `pyyaml` is the yaml module)
+    into located values, with an explicit stack."""
     builder = _Builder()
-    handlers = {
-        yaml.ScalarEvent: builder.scalar, yaml.MappingStartEvent: builder.start,
-        yaml.SequenceStartEvent: builder.start, yaml.MappingEndEvent: builder.end,
-        yaml.SequenceEndEvent: builder.end, yaml.AliasEvent: builder.alias,
-        yaml.DocumentStartEvent: builder.document,
+    handlers: dict[type, Any] = {
+        _ScalarEvent: builder.scalar, _MappingStartEvent: builder.start_map,
+        _SequenceStartEvent: builder.start_seq, _EndEvent: builder.end,
     }
+    if pyyaml is not None:
+        handlers = {
+            pyyaml.ScalarEvent: builder.scalar, pyyaml.MappingStartEvent: builder.start_map,
+            pyyaml.SequenceStartEvent: builder.start_seq, pyyaml.MappingEndEvent: builder.end,
+            pyyaml.SequenceEndEvent: builder.end, pyyaml.AliasEvent: builder.alias,
+            pyyaml.DocumentStartEvent: builder.document,
+        }
     for event in events:
         handler = handlers.get(type(event))
         if handler is not None:
@@ -409,9 +692,14 @@ class _Builder:
             self.anchors[event.anchor] = (value, 1)
         self.add(value, line, 1)
 
-    def start(self, event: Any) -> None:
+    def start_map(self, event: Any) -> None:
+        self.start(event, is_map=True)
+
+    def start_seq(self, event: Any) -> None:
+        self.start(event, is_map=False)
+
+    def start(self, event: Any, is_map: bool) -> None:
         line = event.start_mark.line + 1
-        is_map = type(event) is yaml.MappingStartEvent
         if event.tag is not None and event.tag not in (_CORE + ("map" if is_map else "seq"), "!"):
             raise DocumentError(f"tag {_short_tag(event.tag)} is not allowed (configs are plain data)", Location(line=line))
         if len(self.stack) >= MAX_NESTING:

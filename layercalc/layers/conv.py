@@ -3,8 +3,6 @@ convtranspose1d/2d. One class per kind, parameterised by `rank`; the NumPy kerne
 
 from __future__ import annotations
 
-import copy
-
 from typing import Any, ClassVar
 
 from ..errors import ShapeError
@@ -158,9 +156,11 @@ class _Conv(_ConvBase):
         """The seed's identities on a reduced copy of this layer (this layer's own forward/backward):
         vec(x ⋆ k) = K_conv·vec(x), ∇x = K_convᵀ·vec(∇y), and ∇x = the full correlation of the
         zero-inserted ∇y with the flipped kernel."""
+        from copy import copy  # imported here: only verify needs it
+
         from ..kernels.conv import conv_dx_full_correlation, kconv_full
 
-        small = copy.copy(self)  # at most 2 groups of 2 channels, a few windows of each size
+        small = copy(self)  # at most 2 groups of 2 channels, a few windows of each size
         small.groups = min(self.groups, 2)
         c_in = small.groups * min(x.shape[1] // self.groups, 2)
         small.out_channels = small.groups * min(self.out_channels // self.groups, 2)
@@ -294,9 +294,11 @@ class _ConvTranspose(_ConvBase):
 
     def identities(self, x: Any, params: dict[str, Any], rng: Any) -> list[tuple[str, float, float]]:
         """A transposed conv is the adjoint of a conv: y = K_convᵀ·vec(x) and ∇x = K_conv·vec(∇y)."""
+        from copy import copy
+
         from ..kernels.conv import kconv_adjoint
 
-        small = copy.copy(self)
+        small = copy(self)
         small.groups = min(self.groups, 2)
         c_in = small.groups * min(x.shape[1] // self.groups, 2)
         small.out_channels = small.groups * min(self.out_channels // self.groups, 2)

@@ -10,8 +10,6 @@ The 'torch' convention is FlopCounterMode's count divided by two (it reports FLO
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from typing import Any
 
 CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
@@ -60,5 +58,7 @@ def tally(values: list[Value], convention: str, batch: int) -> int | None:
         try:  # ptflops sums in floats and truncates: its stored totals follow that rounding
             return int(hook / batch + functional)
         except OverflowError:  # past 10^308 no float holds the count: the same sum, exact
+            from fractions import Fraction  # only for such sums
+
             return int(Fraction(hook) / batch + Fraction(functional))
     return sum(counted)
