@@ -168,16 +168,74 @@ def conv_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
     """(∇x (N, C, *S), ∇w (Co, C/G, *k), ∇b (Co,) or None) from ∇y (N, Co, *out) and the forward's cache."""
     cols, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
     n, co, *outs = dy.shape
-    kernel = w_shape[2:]
-    r = len(kernel)
     # (N, Co, *out) -> (G, Co/G, N·∏out), the columns' order: a view for N = 1
     dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, n * math.prod(outs))
     dw = np.matmul(dy_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM on the cached columns
-    dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)  # one GEMM: (G, C/G·∏k, N·∏out)
-    patches = _to_nc_first(dcols.reshape(x_shape[1], *kernel, n, *outs), r)
-    dx = col2im_into(np.zeros(x_shape, dtype=dcols.dtype), patches, stride, tuple(p[0] for p in padding), dilation)
+    if _gather_pays(x_shape, w_shape, stride, padding, dilation):
+        dx = _dx_gather(dy, wmat.reshape(w_shape), x_shape, padding, dilation, groups)
+    else:
+        dx = _dx_scatter(dy_mat, wmat, x_shape, w_shape[2:], tuple(outs), stride, padding, dilation)
     db = dy.sum(axis=(0, *range(2, dy.ndim))) if has_bias else None
     return dx, dw, db
+
+
+def _gather_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Sizes, padding: Pads, dilation: Sizes) -> bool:
+    """True when ∇x of a stride-1 conv moves fewer elements as a correlation (gather) than through col2im (scatter).
+
+    Scatter: the GEMM writes the ∏k-times larger column gradient, then ∏k slice-adds read it and
+    read and write ∇x. Gather: ∇y is copied into a zero border, its ∏k windows copied into
+    columns, the kernel flipped into a copy, and the GEMM writes ∇x alone. Deep layers, whose
+    kernels outweigh their activations, keep the scatter; strided convs always do (a gather
+    there would multiply by the zeros a stride leaves between ∇y's entries).
+    """
+    if any(s != 1 for s in stride):
+        return False
+    n, c, *sizes = x_shape
+    co, cg, *kernel = w_shape
+    taps, volume = math.prod(kernel), math.prod(sizes)
+    outs = math.prod(sz + lo + hi - d * (k - 1) for sz, (lo, hi), d, k in zip(sizes, padding, dilation, kernel))
+    scatter = 4 * n * c * taps * outs + n * c * volume
+    bordered = math.prod(sz + d * (k - 1) for sz, d, k in zip(sizes, dilation, kernel))
+    gather = n * co * (bordered + 2 * taps * volume) + 2 * co * cg * taps + n * c * volume
+    return gather < scatter
+
+
+def _dx_scatter(dy_mat: Array, wmat: Array, x_shape: tuple[int, ...], kernel: Sizes, outs: Sizes, stride: Sizes, padding: Pads, dilation: Sizes) -> Array:
+    """∇x (N, C, *S) = col2im(Wᵀ · ∇y) from ∇y as (G, Co/G, N·∏out) and W as (G, Co/G, C/G·∏k)."""
+    n, c = x_shape[:2]
+    r = len(kernel)
+    g, cog, m = dy_mat.shape
+    if g == 1 and m < cog:
+        # OpenBLAS runs Wᵀ·∇y with few columns (deep layers) at up to half speed; (∇yᵀ·W)ᵀ is
+        # the same product as a plain GEMM, and col2im reads its transposed view at no extra cost
+        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat).transpose(0, 2, 1)
+    else:
+        dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)  # one GEMM: (G, C/G·∏k, N·∏out)
+    patches = _to_nc_first(dcols.reshape(c, *kernel, n, *outs), r)
+    return col2im_into(np.zeros(x_shape, dtype=dcols.dtype), patches, stride, tuple(p[0] for p in padding), dilation)
+
+
+def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dilation: Sizes, groups: int) -> Array:
+    """∇x (N, C, *S) of a stride-1 conv: ∇y (N, Co, *out) in a zero border of d(k−1), correlated with the flipped kernel.
+
+    Input position i (i + lo in the padded input) received ∇y[i + lo − d·t] through tap t, so
+    with ∇y shifted by d(k−1) − lo into the bordered buffer, ∇x[i] is the correlation of the
+    buffer at i with the kernel reversed in every axis: a forward conv of ∇y, one GEMM.
+    """
+    n, c, *sizes = x_shape
+    co, cg, *kernel = w.shape
+    reach = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+    buf = np.zeros((n, co, *(s + q for s, q in zip(sizes, reach))), dtype=dy.dtype)
+    src, dst = [], []
+    for o, q, lo, size in zip(dy.shape[2:], reach, (p[0] for p in padding), sizes):
+        first, last = max(0, lo - q), min(o, size + lo)  # the ∇y entries that reach some input
+        src.append(slice(first, last))
+        dst.append(slice(first + q - lo, last + q - lo))
+    buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
+    cols, _ = im2col(buf, tuple(kernel), (1,) * len(kernel), dilation, groups)  # (G, Co/G·∏k, N·∏S)
+    rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
+    dx = np.matmul(rot, cols)  # one GEMM: (G, C/G, N·∏S)
+    return np.ascontiguousarray(dx.reshape(c, n, *sizes).swapaxes(0, 1))
 
 
 # ---------------------------------------------------------------------------------------------
