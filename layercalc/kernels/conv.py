@@ -2,7 +2,10 @@
 
 conv:    y  = W · cols,  cols = im2col(x)     one GEMM over a strided window view (one copy)
          ∇W = ∇y · colsᵀ                      one GEMM, reusing the cached columns
-         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap
+         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap (scatter)
+            or, stride 1 only, ∇y ⋆ rot180(W)  im2col of the zero-bordered ∇y, one GEMM (gather)
+The backward takes whichever ∇x moves fewer elements for the shape: the gather where the
+activations outweigh the kernel (early layers), the scatter for deep layers and strided convs.
 The seed's way of writing ∇x, the full correlation of the zero-inserted ∇y with the flipped
 kernel, is `conv_dx_full_correlation`; verify checks the two against each other, and both
 against the explicit matrix K_conv (`kconv_matrix`) on small sizes. The spatial rank comes from
