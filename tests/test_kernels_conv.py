@@ -9,6 +9,7 @@ natively, and 3-D convs and transposed convs through the same N-d kernels (K_con
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -477,3 +478,17 @@ def test_gather_chosen_where_activations_outweigh_the_kernel() -> None:
     same = ((1, 1), (1, 1))
     assert conv._gather_pays((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), same, (1, 1))
     assert not conv._gather_pays((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), same, (1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in DX_CASES if len(c[3]) > 1 or c[3][0] > 3])
+def test_dx_gather_in_slabs(case: tuple[Any, ...], dtype: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gather built slab by slab along the first spatial axis (as for columns too large to build at once) is torch's ∇x."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    x, w, dy, want = torch_conv_grads(case, dtype)
+    row_bytes = co * math.prod(k) * n * math.prod(sizes[1:]) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "WHOLE_MAX", row_bytes)  # any two rows exceed it
+    monkeypatch.setattr(conv, "SLAB", 2 * row_bytes)  # slabs of two rows, the last one shorter when odd
+    assert len(conv._slabs(sizes[0], row_bytes)) == -(-sizes[0] // 2)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(conv._dx_gather(dy, w, x.shape, pads, d, g), want, rtol=tol, atol=tol)

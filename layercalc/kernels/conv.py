@@ -235,10 +235,22 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
         src.append(slice(first, last))
         dst.append(slice(first + q - lo, last + q - lo))
     buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
-    cols, _ = im2col(buf, tuple(kernel), (1,) * len(kernel), dilation, groups)  # (G, Co/G·∏k, N·∏S)
     rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
-    dx = np.matmul(rot, cols)  # one GEMM: (G, C/G, N·∏S)
-    return np.ascontiguousarray(dx.reshape(c, n, *sizes).swapaxes(0, 1))
+    dx = np.empty(x_shape, dtype=rot.dtype)
+    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize):
+        cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups)
+        dx[:, :, a:b] = np.matmul(rot, cols).reshape(c, n, b - a, *sizes[1:]).swapaxes(0, 1)  # one GEMM a slab
+    return dx
+
+
+WHOLE_MAX = 1 << 25  # bytes of columns built at once; a larger matrix is fresh memory (page faults) on every call
+SLAB = 1 << 22  # bytes of one slab's columns when they are split: a buffer the allocator reuses, near the caches
+
+
+def _slabs(rows: int, row_bytes: int) -> list[tuple[int, int]]:
+    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized pieces."""
+    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes)
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
 # ---------------------------------------------------------------------------------------------
