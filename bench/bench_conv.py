@@ -1,23 +1,28 @@
-"""Benchmark of the NumPy conv2d (forward + backward, float64) at ResNet-18's conv layer shapes.
+"""Benchmark of the NumPy conv kernels (forward + backward) at ResNet-18's or r3d_18's conv shapes,
+against the same GEMMs and against PyTorch's CPU conv, float64 and float32, in one run.
 
-Measured in one run, batch 1, 224x224 input, medians of repeats, every shape weighted by how
-many times it occurs in ResNet-18:
-(a) the machine's float64 GEMM throughput: np.matmul on ready-made matrices of the same sizes as
-    the convolution's three GEMMs (forward W·cols, ∇W = ∇y·colsᵀ, ∇cols = Wᵀ·∇y), the ceiling
-    for an im2col convolution;
-(b) layercalc's conv2d forward + backward (∇x, ∇w) as GFLOP/s, counting 3 x 2 x MACs a layer,
-    and the ratio b/a (target >= 70 %);
-(c) when torch is importable, torch's float64 conv2d forward + backward (autograd, the input
-    requiring grad) on the same shapes with as many threads as NumPy's BLAS, and the speed
-    ratio (target: layercalc no slower).
+For every conv shape of the network (batch 1 unless --batch; ResNet-18 at 224x224, r3d_18 at an
+8x56x56 clip), each weighted by how many times it occurs:
+(a) GEMM: np.matmul on ready-made matrices of the sizes of an im2col conv's three products
+    (forward W·cols, ∇W = ∇y·colsᵀ, ∇cols = Wᵀ·∇y), each in whichever orientation (C = A·B or
+    Cᵀ = Bᵀ·Aᵀ) this machine's BLAS runs faster, picked once before timing: the ceiling;
+(b) ours: layercalc's conv forward + backward (∇x, ∇w), GFLOP/s counting 3 x 2 x MACs a layer;
+(c) torch: torch.nn.functional.conv{1,2,3}d forward + backward (autograd, the input requiring
+    grad) on the same arrays and dtype.
+A run times (a), (b) and (c) once per shape, back to back, so a slow spell of the machine hits
+all three alike; figures are medians over runs: per shape the median time of each, for the
+network the median over runs of the ratio of the occurrence-weighted totals. Targets: b/a >= 90%
+and c/b (time) >= 1.2x.
 
-Shared machines are noisy, so each shape's NumPy and torch timings are taken close together,
-in several rounds, and medians are reported. OpenBLAS's and OpenMP's worker threads keep
-spinning for a while after a call and steal the cores from the other library, so the script
-pauses briefly and warms up whenever it switches between NumPy and torch.
-The environment is left as it is (OPENBLAS_CORETYPE, thread counts): it is only reported.
+--clock cpu (the default) times process CPU time with one BLAS thread in both libraries
+(OPENBLAS_NUM_THREADS=1 is set before NumPy loads, torch.set_num_threads(1)): on a machine
+shared with other jobs the wall clock measures the neighbours; CPU time measures the work.
+--clock wall keeps the environment's thread counts and times the wall clock; OpenBLAS's and
+OpenMP's worker threads spin for a while after a call and steal the cores from the other
+library, so it then pauses briefly and warms up whenever it switches between NumPy and torch.
 
-Run: python bench/bench_conv.py [--rounds R] [--repeats N]
+Run: python bench/bench_conv.py [--net resnet18|r3d_18] [--dtype float64|float32|both]
+                                [--clock cpu|wall] [--runs R] [--batch N]
 """
 
 from __future__ import annotations
@@ -31,38 +36,72 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+
+def _options(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; parsed before NumPy loads, since --clock cpu fixes the BLAS thread count."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--net", choices=sorted(NETS_LABELS), default="resnet18", help="whose conv shapes (default resnet18)")
+    parser.add_argument("--dtype", choices=["float64", "float32", "both"], default="both", help="(default both)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="process CPU time on one thread, or wall time (default cpu)")
+    parser.add_argument("--runs", type=int, default=5, help="paired runs over all shapes (default 5)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    return parser.parse_args(argv)
+
+
+NETS_LABELS = {"resnet18": "ResNet-18's 20 convolutions at 224x224", "r3d_18": "r3d_18's 20 convolutions at an 8x56x56 clip"}
+
+if __name__ == "__main__" and _options().clock == "cpu":
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
 from layercalc.kernels.conv import conv_backward, conv_forward  # noqa: E402
 
-# ResNet-18 at 224x224, batch 1: (label, C_in, H, C_out, kernel, stride, padding, occurrences)
-SHAPES = [
-    ("conv1 7x7/2 3->64", 3, 224, 64, 7, 2, 3, 1),
-    ("3x3 64->64 @56", 64, 56, 64, 3, 1, 1, 4),
-    ("3x3/2 64->128", 64, 56, 128, 3, 2, 1, 1),
-    ("1x1/2 64->128", 64, 56, 128, 1, 2, 0, 1),
-    ("3x3 128->128 @28", 128, 28, 128, 3, 1, 1, 3),
-    ("3x3/2 128->256", 128, 28, 256, 3, 2, 1, 1),
-    ("1x1/2 128->256", 128, 28, 256, 1, 2, 0, 1),
-    ("3x3 256->256 @14", 256, 14, 256, 3, 1, 1, 3),
-    ("3x3/2 256->512", 256, 14, 512, 3, 2, 1, 1),
-    ("1x1/2 256->512", 256, 14, 512, 1, 2, 0, 1),
-    ("3x3 512->512 @7", 512, 7, 512, 3, 1, 1, 3),
-]
+# (label, C_in, input sizes, C_out, kernel, stride, padding, occurrences); 1x1 kernels of stride 2
+# are the shortcut projections
+NETS: dict[str, list[tuple[str, int, tuple[int, ...], int, tuple[int, ...], tuple[int, ...], tuple[int, ...], int]]] = {
+    "resnet18": [
+        ("conv1 7x7/2 3->64", 3, (224, 224), 64, (7, 7), (2, 2), (3, 3), 1),
+        ("3x3 64->64 @56", 64, (56, 56), 64, (3, 3), (1, 1), (1, 1), 4),
+        ("3x3/2 64->128", 64, (56, 56), 128, (3, 3), (2, 2), (1, 1), 1),
+        ("1x1/2 64->128", 64, (56, 56), 128, (1, 1), (2, 2), (0, 0), 1),
+        ("3x3 128->128 @28", 128, (28, 28), 128, (3, 3), (1, 1), (1, 1), 3),
+        ("3x3/2 128->256", 128, (28, 28), 256, (3, 3), (2, 2), (1, 1), 1),
+        ("1x1/2 128->256", 128, (28, 28), 256, (1, 1), (2, 2), (0, 0), 1),
+        ("3x3 256->256 @14", 256, (14, 14), 256, (3, 3), (1, 1), (1, 1), 3),
+        ("3x3/2 256->512", 256, (14, 14), 512, (3, 3), (2, 2), (1, 1), 1),
+        ("1x1/2 256->512", 256, (14, 14), 512, (1, 1), (2, 2), (0, 0), 1),
+        ("3x3 512->512 @7", 512, (7, 7), 512, (3, 3), (1, 1), (1, 1), 3),
+    ],
+    "r3d_18": [
+        ("stem 3x7x7/1,2,2 3->64", 3, (8, 56, 56), 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), 1),
+        ("3x3x3 64->64 @8x28", 64, (8, 28, 28), 64, (3, 3, 3), (1, 1, 1), (1, 1, 1), 4),
+        ("3x3x3/2 64->128", 64, (8, 28, 28), 128, (3, 3, 3), (2, 2, 2), (1, 1, 1), 1),
+        ("1x1x1/2 64->128", 64, (8, 28, 28), 128, (1, 1, 1), (2, 2, 2), (0, 0, 0), 1),
+        ("3x3x3 128->128 @4x14", 128, (4, 14, 14), 128, (3, 3, 3), (1, 1, 1), (1, 1, 1), 3),
+        ("3x3x3/2 128->256", 128, (4, 14, 14), 256, (3, 3, 3), (2, 2, 2), (1, 1, 1), 1),
+        ("1x1x1/2 128->256", 128, (4, 14, 14), 256, (1, 1, 1), (2, 2, 2), (0, 0, 0), 1),
+        ("3x3x3 256->256 @2x7", 256, (2, 7, 7), 256, (3, 3, 3), (1, 1, 1), (1, 1, 1), 3),
+        ("3x3x3/2 256->512", 256, (2, 7, 7), 512, (3, 3, 3), (2, 2, 2), (1, 1, 1), 1),
+        ("1x1x1/2 256->512", 256, (2, 7, 7), 512, (1, 1, 1), (2, 2, 2), (0, 0, 0), 1),
+        ("3x3x3 512->512 @1x4", 512, (1, 4, 4), 512, (3, 3, 3), (1, 1, 1), (1, 1, 1), 3),
+    ],
+}
 
-SWITCH_PAUSE = 0.3  # seconds for the other library's worker threads to stop spinning
+SWITCH_PAUSE = 0.3  # seconds for the other library's worker threads to stop spinning (wall clock only)
 
 
-def timings(fn: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall seconds of fn() over `repeats` calls, after one warm-up call."""
+def timings(fn: Callable[[], Any], repeats: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds of fn() on `clock` over `repeats` calls, after one warm-up call."""
     fn()
     out = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        out.append(time.perf_counter() - start)
+        out.append(clock() - start)
     return out
 
 
@@ -108,97 +147,135 @@ def numpy_blas() -> tuple[int, str]:
     return os.cpu_count() or 1, "threadpoolctl not installed; BLAS thread count unknown (assuming the CPU count)"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('unknown' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def faster(one: Callable[[], Any], other: Callable[[], Any], clock: Callable[[], float]) -> Callable[[], Any]:
+    """Whichever of two ways of computing one product runs faster here (median of 3 after a warm-up)."""
+    return one if statistics.median(timings(one, 3, clock)) <= statistics.median(timings(other, 3, clock)) else other
+
+
+def gemm_ceiling(co: int, rows: int, cols: int, dtype: Any, rng: np.random.Generator, clock: Callable[[], float]) -> Callable[[], None]:
+    """The three products of an im2col conv on ready-made (Co, rows), (rows, cols), (Co, cols) matrices, each in its faster orientation."""
+    a, b, g = (rng.standard_normal(s).astype(dtype) for s in ((co, rows), (rows, cols), (co, cols)))
+    at, bt, gt = (np.ascontiguousarray(m.T) for m in (a, b, g))
+    products = [
+        faster(lambda: a @ b, lambda: bt @ at, clock),  # forward
+        faster(lambda: g @ bt, lambda: b @ gt, clock),  # ∇W
+        faster(lambda: at @ g, lambda: gt @ a, clock),  # ∇cols
+    ]
+
+    def run() -> None:
+        for product in products:
+            product()
+
+    return run
+
+
+def make_case(shape: tuple[Any, ...], dtype: Any, batch: int, torch: Any, rng: np.random.Generator, clock: Callable[[], float]) -> dict[str, Any]:
+    """One conv shape's three timed functions (GEMM ceiling, ours, torch's or None) and its sizes."""
+    label, c, sizes, co, k, s, p, times = shape
+    r = len(sizes)
+    x = rng.standard_normal((batch, c, *sizes)).astype(dtype)
+    w = rng.standard_normal((co, c, *k)).astype(dtype)
+    pads = tuple((q, q) for q in p)
+    y, _ = conv_forward(x, w, None, s, pads, (1,) * r, 1)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    rows, cols = c * int(np.prod(k)), batch * int(np.prod(y.shape[2:]))
+
+    def ours() -> None:
+        _, cache = conv_forward(x, w, None, s, pads, (1,) * r, 1)
+        conv_backward(dy, cache)
+
+    fns: dict[str, Callable[[], Any]] = {"gemm": gemm_ceiling(co, rows, cols, dtype, rng, clock), "ours": ours}
+    if torch is not None:
+        tx, tw, tdy = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True), torch.tensor(dy)
+        conv = getattr(torch.nn.functional, f"conv{r}d")
+
+        def theirs() -> None:
+            tx.grad = tw.grad = None
+            conv(tx, tw, None, s, p).backward(tdy)
+
+        fns["torch"] = theirs
+    return dict(label=label, times=times, flops=3 * 2 * dy.size * rows, fns=fns, t={key: [] for key in fns})
+
+
+def measure(cases: list[dict[str, Any]], runs: int, clock: Callable[[], float], pause: float) -> None:
+    """Fill each case's timings: per run, each shape's functions once each, back to back."""
+    for case in cases:
+        for fn in case["fns"].values():
+            fn()  # warm-up: first-touch allocations, BLAS buffers
+    for _ in range(runs):
+        for case in cases:
+            for key, fn in case["fns"].items():
+                if pause and key == "torch":
+                    time.sleep(pause)
+                    fn()
+                start = clock()
+                fn()
+                case["t"][key].append(clock() - start)
+                if pause and key == "torch":
+                    time.sleep(pause)
+
+
+def report(cases: list[dict[str, Any]], title: str) -> None:
+    """Per-shape medians, then the network's medians over runs of the weighted totals' ratios."""
+    has_torch = "torch" in cases[0]["t"]
+    head = f"{'layer':24} {'x':>2} {'MMACs':>7} {'GEMM GF/s':>10} {'ours GF/s':>10} {'ours/GEMM':>10}"
+    print("\n" + head + (f" {'torch GF/s':>11} {'torch/ours':>11}" if has_torch else ""))
+    for case in cases:
+        med = {k: statistics.median(v) for k, v in case["t"].items()}
+        f = case["flops"]
+        line = (f"{case['label']:24} {case['times']:>2} {f / 6e6:7.1f} {f / med['gemm'] / 1e9:10.2f} "
+                f"{f / med['ours'] / 1e9:10.2f} {med['gemm'] / med['ours']:10.1%}")
+        if has_torch:
+            line += f" {f / med['torch'] / 1e9:11.2f} {med['torch'] / med['ours']:10.2f}x"
+        print(line)
+    runs = len(cases[0]["t"]["ours"])
+    totals = {key: [sum(c["times"] * c["t"][key][i] for c in cases) for i in range(runs)] for key in cases[0]["t"]}
+    flops = sum(c["times"] * c["flops"] for c in cases)
+    print(f"\n{title}, medians of {runs} paired runs:")
+    print(f"  (a) GEMM ceiling       {flops / statistics.median(totals['gemm']) / 1e9:7.2f} GFLOP/s")
+    of_gemm = statistics.median(g / o for g, o in zip(totals["gemm"], totals["ours"]))
+    print(f"  (b) layercalc          {flops / statistics.median(totals['ours']) / 1e9:7.2f} GFLOP/s   b/a = {of_gemm:.1%}"
+          f"  [target >= 90%: {'met' if of_gemm >= 0.90 else 'NOT met'}]")
+    if has_torch:
+        speed = statistics.median(t / o for t, o in zip(totals["torch"], totals["ours"]))
+        print(f"  (c) torch (CPU)        {flops / statistics.median(totals['torch']) / 1e9:7.2f} GFLOP/s   c/b time = {speed:.2f}x"
+              f"  [target >= 1.20x: {'met' if speed >= 1.2 else 'NOT met'}]")
+    else:
+        print("  (c) torch not importable: comparison skipped")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="passes over all shapes (default 3)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per shape and round (default 3)")
-    opts = parser.parse_args()
+    opts = _options()
+    cpu = opts.clock == "cpu"
+    clock = time.process_time if cpu else time.perf_counter
     threads, blas = numpy_blas()
     try:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1 if cpu else threads)
     except ImportError:
         torch = None  # type: ignore[assignment]
-    print(f"numpy {np.__version__}; BLAS: {blas}")
+    print(f"CPU: {cpu_model()} x{os.cpu_count()}; numpy {np.__version__}; BLAS: {blas}")
     print(f"torch: {f'{torch.__version__}, {torch.get_num_threads()} threads' if torch else 'not importable'}; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; CPUs: {os.cpu_count()}")
-
-    rng = np.random.default_rng(0)
-    cases = []
-    for label, c, h, co, k, s, p, times in SHAPES:
-        x = rng.standard_normal((1, c, h, h))
-        w = rng.standard_normal((co, c, k, k))
-        pads = ((p, p), (p, p))
-        y, _ = conv_forward(x, w, None, (s, s), pads, (1, 1), 1)
-        dy = rng.standard_normal(y.shape)
-        rows, cols = c * k * k, y.shape[2] * y.shape[3]
-        # the three GEMMs of an im2col conv on ready-made matrices of the same sizes
-        gemm = (rng.standard_normal((co, rows)), rng.standard_normal((rows, cols)), rng.standard_normal((co, cols)))
-        cases.append(dict(label=label, x=x, w=w, s=s, p=p, pads=pads, dy=dy, times=times, gemm=gemm,
-                          macs=dy.size * c * k * k, t={"gemm": [], "ours": [], "torch": []}))
-
-    for _ in range(opts.rounds):
-        for case in cases:
-            x, w, s, pads, dy = case["x"], case["w"], case["s"], case["pads"], case["dy"]
-            a, b, g = case["gemm"]
-
-            def gemm() -> None:
-                a @ b  # forward
-                g @ b.T  # ∇W
-                a.T @ g  # ∇cols
-
-            def ours() -> None:
-                _, cache = conv_forward(x, w, None, (s, s), pads, (1, 1), 1)
-                conv_backward(dy, cache)
-
-            # NumPy: GEMM and ours alternate, so a slow spell of the machine hits both alike
-            gemm(), ours()
-            for _ in range(opts.repeats):
-                case["t"]["gemm"] += timings(gemm, 1)
-                case["t"]["ours"] += timings(ours, 1)
-            if torch is not None:
-                time.sleep(SWITCH_PAUSE)
-                tx = torch.tensor(x, requires_grad=True)
-                tw = torch.tensor(w, requires_grad=True)
-                tdy = torch.tensor(dy)
-                p = case["p"]
-
-                def theirs() -> None:
-                    tx.grad = tw.grad = None
-                    torch.nn.functional.conv2d(tx, tw, None, s, p).backward(tdy)
-
-                theirs()
-                case["t"]["torch"] += timings(theirs, opts.repeats)
-                time.sleep(SWITCH_PAUSE)
-
-    head = f"{'layer':18} {'x':>2} {'MMACs':>6} {'GEMM GF/s':>10} {'ours GF/s':>10} {'ours/GEMM':>10}"
-    print("\n" + head + (f" {'torch GF/s':>11} {'ours/torch':>11}" if torch else ""))
-    total = {"flops": 0.0, "gemm": 0.0, "ours": 0.0, "torch": 0.0}
-    for case in cases:
-        flops = 3 * 2 * case["macs"]  # forward, ∇x and ∇w: one GEMM's worth each
-        med = {k: statistics.median(v) for k, v in case["t"].items() if v}
-        line = (f"{case['label']:18} {case['times']:>2} {case['macs'] / 1e6:6.1f} {flops / med['gemm'] / 1e9:10.2f} "
-                f"{flops / med['ours'] / 1e9:10.2f} {med['gemm'] / med['ours']:10.1%}")
-        if torch is not None:
-            line += f" {flops / med['torch'] / 1e9:11.2f} {med['torch'] / med['ours']:10.2f}x"
-        print(line)
-        total["flops"] += case["times"] * flops
-        for key in med:
-            total[key] += case["times"] * med[key]
-    f = total["flops"]
-    print(f"\nResNet-18's 20 convolutions (shapes weighted by occurrence), forward + backward, float64, batch 1,"
-          f" {threads} BLAS threads, medians of {opts.rounds} x {opts.repeats}:")
-    print(f"  (a) NumPy GEMM throughput  {f / total['gemm'] / 1e9:7.2f} GFLOP/s")
-    ratio = total["gemm"] / total["ours"]
-    print(f"  (b) layercalc conv2d       {f / total['ours'] / 1e9:7.2f} GFLOP/s   b/a = {ratio:.1%}"
-          f"  [target >= 70%: {'met' if ratio >= 0.70 else 'NOT met'}]")
-    if torch is not None:
-        speed = total["torch"] / total["ours"]
-        print(f"  (c) torch conv2d (CPU)     {f / total['torch'] / 1e9:7.2f} GFLOP/s   b/c = {speed:.2f}x"
-              f"  [target >= 1.00x: {'met' if speed >= 1.0 else 'NOT met'}]")
-    else:
-        print("  (c) torch not importable: comparison skipped")
+          f"clock: {'process CPU time' if cpu else 'wall'}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    dtypes = ["float64", "float32"] if opts.dtype == "both" else [opts.dtype]
+    for dtype in dtypes:
+        rng = np.random.default_rng(0)
+        cases = [make_case(shape, np.dtype(dtype), opts.batch, torch, rng, clock) for shape in NETS[opts.net]]
+        measure(cases, opts.runs, clock, 0.0 if cpu else SWITCH_PAUSE)
+        report(cases, f"{NETS_LABELS[opts.net]} (weighted by occurrence), forward + backward, {dtype}, batch {opts.batch}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ natively, and 3-D convs and transposed convs through the same N-d kernels (K_con
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -404,3 +405,90 @@ def test_conv_transpose_1d_and_3d_random(case: dict[str, Any]) -> None:
     dy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(dy))
     close_grads(conv.conv_transpose_backward(dy, cache), tx, tw, tb)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two ways of computing ∇x, each forced, against torch: gather (stride 1 only) and scatter
+# ---------------------------------------------------------------------------------------------
+
+DX_CASES = [
+    # (N, C, Co, sizes, kernel, stride, ((lo, hi) per axis), dilation, groups)
+    (1, 4, 6, (9, 8), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),  # ResNet's 3x3
+    (2, 4, 6, (7, 9), (3, 2), (1, 1), ((2, 0), (0, 1)), (2, 1), 2),  # asymmetric padding, dilation, groups
+    (1, 3, 3, (6, 6), (3, 3), (1, 1), ((4, 3), (3, 4)), (1, 1), 3),  # padding past the kernel's reach; depthwise
+    (2, 5, 3, (6, 5), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # 1x1: no border
+    (1, 2, 4, (11,), (4,), (1,), ((1, 2),), (3,), 2),  # 1-D, dilated
+    (2, 2, 4, (4, 5, 6), (3, 2, 3), (1, 1, 1), ((1, 1), (0, 1), (2, 0)), (1, 2, 1), 1),  # 3-D
+    (1, 2, 9, (3, 3), (2, 2), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # fewer ∇y columns (4) than rows (9)
+]
+STRIDED_CASES = [
+    (1, 3, 4, (11, 10), (7, 7), (2, 2), ((3, 3), (3, 3)), (1, 1), 1),  # the ResNet stem
+    (2, 4, 4, (8, 7), (3, 3), (2, 3), ((1, 0), (1, 1)), (1, 2), 2),
+    (1, 2, 8, (5, 5, 5), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1), 1),  # 3-D, more ∇y columns (27) than rows (8)
+    (1, 2, 30, (5, 5, 5), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1), 1),  # 3-D, 27 ∇y columns < 30 rows
+]
+
+
+def torch_conv_grads(case: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    """(x, w, ∇y, torch's ∇x) of one case, the padding done by F.pad (last axis first)."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((n, c, *sizes)).astype(dtype)
+    w = rng.standard_normal((co, c // g, *k)).astype(dtype)
+    tx = leaf(x)
+    conv_nd = getattr(F, f"conv{len(sizes)}d")
+    ty = conv_nd(F.pad(tx, tuple(v for lo_hi in reversed(pads) for v in lo_hi)), torch.tensor(w), None, s, 0, d, g)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    return x, w, dy, tx.grad
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("path", ["gather", "scatter"])
+@pytest.mark.parametrize("case", DX_CASES + STRIDED_CASES)
+def test_dx_paths_against_torch(case: tuple[Any, ...], path: str, dtype: Any) -> None:
+    """Each ∇x path on its own (gather for stride 1 only): 1-D to 3-D, groups, dilation, both GEMM orientations."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    if path == "gather" and any(v != 1 for v in s):
+        pytest.skip("the gather is a stride-1 identity")
+    x, w, dy, want = torch_conv_grads(case, dtype)
+    if path == "gather":
+        dx = conv._dx_gather(dy, w, x.shape, pads, d, g)
+    else:
+        dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(g, co // g, -1)
+        dx = conv._dx_scatter(dy_mat, w.reshape(g, co // g, -1), x.shape, k, dy.shape[2:], s, pads, d)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(dx, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", DX_CASES + STRIDED_CASES)
+def test_conv_backward_either_path_is_torch(case: tuple[Any, ...]) -> None:
+    """conv_backward, whichever path it picks for the shape, gives torch's ∇x; strided convs never take the gather."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    x, w, dy, want = torch_conv_grads(case, np.float64)
+    _, cache = conv.conv_forward(x, w, None, s, pads, d, g)
+    close(conv.conv_backward(dy, cache)[0], want)
+    if any(v != 1 for v in s):
+        assert not conv._gather_pays(x.shape, w.shape, s, pads, d)
+
+
+def test_gather_chosen_where_activations_outweigh_the_kernel() -> None:
+    """By hand: ResNet's 3x3 64->64 at 56x56 moves 4,102,400 elements as a gather against 7,426,048 as a
+    scatter; its 3x3 512->512 at 7x7 moves 5,236,736 (the kernel flip dominates) against 928,256."""
+    same = ((1, 1), (1, 1))
+    assert conv._gather_pays((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), same, (1, 1))
+    assert not conv._gather_pays((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), same, (1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [c for c in DX_CASES if len(c[3]) > 1 or c[3][0] > 3])
+def test_dx_gather_in_slabs(case: tuple[Any, ...], dtype: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gather built slab by slab along the first spatial axis (as for columns too large to build at once) is torch's ∇x."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    x, w, dy, want = torch_conv_grads(case, dtype)
+    row_bytes = co * math.prod(k) * n * math.prod(sizes[1:]) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "WHOLE_MAX", row_bytes)  # any two rows exceed it
+    monkeypatch.setattr(conv, "SLAB", 2 * row_bytes)  # slabs of two rows, the last one shorter when odd
+    assert len(conv._slabs(sizes[0], row_bytes)) == -(-sizes[0] // 2)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(conv._dx_gather(dy, w, x.shape, pads, d, g), want, rtol=tol, atol=tol)

@@ -313,3 +313,28 @@ def test_maxpool3d_all_equal_first_element_wins() -> None:
     dx = pool.maxpool_backward(dy, cache)
     close(dx, tx.grad)
     assert dx[0, 0, :2, :2, :2].tolist() == dy[0, 0].tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape, k, s, p, d, ceil",
+    [
+        ((2, 3, 8, 9), (2, 2), (2, 2), (1, 1), (1, 1), False),  # disjoint windows, padding winners dropped
+        ((1, 2, 9, 10), (2, 3), (3, 4), (0, 1), (1, 1), True),  # disjoint, strides past the span: inputs no window sees
+        ((1, 2, 9, 10), (3, 3), (2, 2), (1, 1), (1, 1), True),  # overlapping (ResNet's): shared winners summed
+        ((1, 2, 4, 6, 5), (2, 2, 2), (2, 2, 2), (0, 1, 1), (1, 1, 1), True),  # 3-D, disjoint
+        ((1, 2, 5, 6, 7), (3, 2, 3), (2, 1, 2), (1, 1, 0), (1, 2, 1), False),  # 3-D, overlapping, dilated
+    ],
+)
+def test_maxpool_gradient_both_scatters(shape: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...],
+                                        d: tuple[int, ...], ceil: bool, dtype: Any) -> None:
+    """Max pooling's ∇x, disjoint windows (a plain scatter) and overlapping ones (a summing one), in ∇y's dtype, against torch."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = getattr(F, f"max_pool{len(k)}d")(tx, k, s, p, d, ceil_mode=ceil)
+    y, cache = pool.maxpool_forward(x, k, s, p, d, ceil)
+    close(y, ty)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    close(pool.maxpool_backward(dy, cache), tx.grad, rtol=1e-6, atol=1e-6)

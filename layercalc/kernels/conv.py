@@ -2,7 +2,10 @@
 
 conv:    y  = W · cols,  cols = im2col(x)     one GEMM over a strided window view (one copy)
          ∇W = ∇y · colsᵀ                      one GEMM, reusing the cached columns
-         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap
+         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap (scatter)
+            or, stride 1 only, ∇y ⋆ rot180(W)  im2col of the zero-bordered ∇y, one GEMM (gather)
+The backward takes whichever ∇x moves fewer elements for the shape: the gather where the
+activations outweigh the kernel (early layers), the scatter for deep layers and strided convs.
 The seed's way of writing ∇x, the full correlation of the zero-inserted ∇y with the flipped
 kernel, is `conv_dx_full_correlation`; verify checks the two against each other, and both
 against the explicit matrix K_conv (`kconv_matrix`) on small sizes. The spatial rank comes from
@@ -169,16 +172,86 @@ def conv_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
     """(∇x (N, C, *S), ∇w (Co, C/G, *k), ∇b (Co,) or None) from ∇y (N, Co, *out) and the forward's cache."""
     cols, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
     n, co, *outs = dy.shape
-    kernel = w_shape[2:]
-    r = len(kernel)
     # (N, Co, *out) -> (G, Co/G, N·∏out), the columns' order: a view for N = 1
     dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, n * math.prod(outs))
     dw = np.matmul(dy_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM on the cached columns
-    dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)  # one GEMM: (G, C/G·∏k, N·∏out)
-    patches = _to_nc_first(dcols.reshape(x_shape[1], *kernel, n, *outs), r)
-    dx = col2im_into(np.zeros(x_shape, dtype=dcols.dtype), patches, stride, tuple(p[0] for p in padding), dilation)
+    if _gather_pays(x_shape, w_shape, stride, padding, dilation):
+        dx = _dx_gather(dy, wmat.reshape(w_shape), x_shape, padding, dilation, groups)
+    else:
+        dx = _dx_scatter(dy_mat, wmat, x_shape, w_shape[2:], tuple(outs), stride, padding, dilation)
     db = dy.sum(axis=(0, *range(2, dy.ndim))) if has_bias else None
     return dx, dw, db
+
+
+def _gather_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Sizes, padding: Pads, dilation: Sizes) -> bool:
+    """True when ∇x of a stride-1 conv moves fewer elements as a correlation (gather) than through col2im (scatter).
+
+    Scatter: the GEMM writes the ∏k-times larger column gradient, then ∏k slice-adds read it and
+    read and write ∇x. Gather: ∇y is copied into a zero border, its ∏k windows copied into
+    columns, the kernel flipped into a copy, and the GEMM writes ∇x alone. Deep layers, whose
+    kernels outweigh their activations, keep the scatter; strided convs always do (a gather
+    there would multiply by the zeros a stride leaves between ∇y's entries).
+    """
+    if any(s != 1 for s in stride):
+        return False
+    n, c, *sizes = x_shape
+    co, cg, *kernel = w_shape
+    taps, volume = math.prod(kernel), math.prod(sizes)
+    outs = math.prod(sz + lo + hi - d * (k - 1) for sz, (lo, hi), d, k in zip(sizes, padding, dilation, kernel))
+    scatter = 4 * n * c * taps * outs + n * c * volume
+    bordered = math.prod(sz + d * (k - 1) for sz, d, k in zip(sizes, dilation, kernel))
+    gather = n * co * (bordered + 2 * taps * volume) + 2 * co * cg * taps + n * c * volume
+    return gather < scatter
+
+
+def _dx_scatter(dy_mat: Array, wmat: Array, x_shape: tuple[int, ...], kernel: Sizes, outs: Sizes, stride: Sizes, padding: Pads, dilation: Sizes) -> Array:
+    """∇x (N, C, *S) = col2im(Wᵀ · ∇y) from ∇y as (G, Co/G, N·∏out) and W as (G, Co/G, C/G·∏k)."""
+    n, c = x_shape[:2]
+    r = len(kernel)
+    g, cog, m = dy_mat.shape
+    if g == 1 and m < cog:
+        # OpenBLAS runs Wᵀ·∇y with few columns (deep layers) at up to half speed; (∇yᵀ·W)ᵀ is
+        # the same product as a plain GEMM, and col2im reads its transposed view at no extra cost
+        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat).transpose(0, 2, 1)
+    else:
+        dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)  # one GEMM: (G, C/G·∏k, N·∏out)
+    patches = _to_nc_first(dcols.reshape(c, *kernel, n, *outs), r)
+    return col2im_into(np.zeros(x_shape, dtype=dcols.dtype), patches, stride, tuple(p[0] for p in padding), dilation)
+
+
+def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dilation: Sizes, groups: int) -> Array:
+    """∇x (N, C, *S) of a stride-1 conv: ∇y (N, Co, *out) in a zero border of d(k−1), correlated with the flipped kernel.
+
+    Input position i (i + lo in the padded input) received ∇y[i + lo − d·t] through tap t, so
+    with ∇y shifted by d(k−1) − lo into the bordered buffer, ∇x[i] is the correlation of the
+    buffer at i with the kernel reversed in every axis: a forward conv of ∇y, one GEMM.
+    """
+    n, c, *sizes = x_shape
+    co, cg, *kernel = w.shape
+    reach = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+    buf = np.zeros((n, co, *(s + q for s, q in zip(sizes, reach))), dtype=dy.dtype)
+    src, dst = [], []
+    for o, q, lo, size in zip(dy.shape[2:], reach, (p[0] for p in padding), sizes):
+        first, last = max(0, lo - q), min(o, size + lo)  # the ∇y entries that reach some input
+        src.append(slice(first, last))
+        dst.append(slice(first + q - lo, last + q - lo))
+    buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
+    rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
+    dx = np.empty(x_shape, dtype=rot.dtype)
+    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize):
+        cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups)
+        dx[:, :, a:b] = np.matmul(rot, cols).reshape(c, n, b - a, *sizes[1:]).swapaxes(0, 1)  # one GEMM a slab
+    return dx
+
+
+WHOLE_MAX = 1 << 25  # bytes of columns built at once; a larger matrix is fresh memory (page faults) on every call
+SLAB = 1 << 22  # bytes of one slab's columns when they are split: a buffer the allocator reuses, near the caches
+
+
+def _slabs(rows: int, row_bytes: int) -> list[tuple[int, int]]:
+    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized pieces."""
+    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes)
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
 # ---------------------------------------------------------------------------------------------

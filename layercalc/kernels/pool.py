@@ -11,8 +11,8 @@ Semantics are PyTorch's:
   left padding, and the part of it hanging past the right padding never counts;
 - adaptive pooling uses the windows [floor(i·L/out), ceil((i+1)·L/out)).
 Work is done one kernel tap at a time (∏k whole-array operations on output-sized arrays),
-never one window or pixel at a time in Python; max pooling's backward is one bincount over the
-winners. The spatial rank comes from the arrays, so 1-D, 2-D and 3-D pools are one code path
+never one window or pixel at a time in Python; max pooling's backward is one scatter of ∇y
+to the winners (a plain assignment when windows are disjoint, one bincount when they overlap). The spatial rank comes from the arrays, so 1-D, 2-D and 3-D pools are one code path
 (adaptive max pooling, 1-D and 2-D only, runs 1-D inputs with a height of 1). Output sizes come
 from the calculator's own integer formulas (layers/geometry.py); PyTorch checks both in the tests.
 """
@@ -83,53 +83,62 @@ def maxpool_forward(x: Array, kernel: Sizes, stride: Sizes, padding: Sizes, dila
     xp, outs = _pad_for_windows(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
     taps = _taps(kernel, stride, dilation, outs)
     best = xp[taps[0][1]].copy()
-    for _, index in taps[1:]:
-        np.maximum(best, xp[index], out=best)  # a NaN propagates, as in PyTorch
     # the winner: PyTorch scans with a strict '>', so the FIRST maximum in row-major window
-    # order; taps visited last to first, each overwriting, leave the first equal one
+    # order. The tap number is carried along without a masked copy: arg += (t − arg)·mask sets
+    # it to t where a later tap is strictly greater (unsigned arithmetic wraps back exactly)
     arg = np.zeros(best.shape, dtype=np.min_scalar_type(len(taps)))
-    equal = np.empty(best.shape, dtype=bool)
-    for t, index in taps[::-1]:
-        np.equal(xp[index], best, out=equal)
-        np.copyto(arg, t, where=equal)
+    greater = np.empty(best.shape, dtype=bool)
+    step = np.empty_like(arg)
+    for t, index in taps[1:]:
+        value = xp[index]
+        np.greater(value, best, out=greater)
+        np.maximum(best, value, out=best)  # a NaN propagates, as in PyTorch
+        np.subtract(t, arg, out=step)
+        np.multiply(step, greater, out=step)
+        arg += step
     if np.isnan(best).any():  # PyTorch also replaces on every NaN: the LAST NaN wins
         for t, index in taps:
             np.copyto(arg, t, where=np.isnan(xp[index]))
-    return best, (_winners(arg, x.shape, kernel, stride, padding, dilation), x.shape)
+    flat = _winners(arg, xp.shape, kernel, stride, dilation)
+    return best, (flat, xp.shape, padding, x.shape, _disjoint(kernel, stride, dilation))
 
 
-def _winners(arg: Array, x_shape: tuple[int, ...], kernel: Sizes, stride: Sizes, padding: Sizes, dilation: Sizes) -> Array:
-    """(N, C, *out) index of each window's winning tap in x's flattened spatial volume; −1 where it is a padding cell."""
-    sizes, outs = x_shape[2:], arg.shape[2:]
+def _disjoint(kernel: Sizes, stride: Sizes, dilation: Sizes) -> bool:
+    """True when no two windows share an input (stride >= span in every axis): each input wins at most once."""
+    return all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
+
+
+def _winners(arg: Array, xp_shape: tuple[int, ...], kernel: Sizes, stride: Sizes, dilation: Sizes) -> Array:
+    """(N, C, *out) flat index into the padded input xp (N, C, *P) of each window's winning tap (arg, row-major)."""
+    n, c, *sizes = xp_shape
+    outs = arg.shape[2:]
     r = len(sizes)
-    offsets = np.unravel_index(arg.astype(np.intp), kernel)
-    flat: Any = 0
-    inside: Any = True
-    for a in range(r):
-        shape = [1] * r
-        shape[a] = outs[a]
-        pos = np.arange(outs[a]).reshape(shape) * stride[a] - padding[a] + offsets[a] * dilation[a]
-        inside = inside & (pos >= 0) & (pos < sizes[a])
-        flat = flat * sizes[a] + pos
-    return np.where(inside, flat, -1)
+    steps = [math.prod(sizes[a + 1 :]) for a in range(r)]  # element strides of the padded volume
+    # a tap's offset from its window's first element, and each window's first element
+    offsets = functools.reduce(np.add.outer, [np.arange(k) * d * st for k, d, st in zip(kernel, dilation, steps)]).ravel()
+    starts = functools.reduce(np.add.outer, [np.arange(o) * s * st for o, s, st in zip(outs, stride, steps)])
+    planes = (np.arange(n * c) * math.prod(sizes)).reshape(n, c, *([1] * r))
+    flat = offsets.take(arg)  # intp, one gather
+    flat += starts
+    flat += planes
+    return flat
 
 
-def _scatter_winners(dy: Array, flat: Array, x_shape: tuple[int, ...]) -> Array:
-    """∇x (N, C, *S): each ∇y entry added to its window's winner (flat index in the volume, −1 = dropped)."""
-    n, c = x_shape[:2]
-    volume = math.prod(x_shape[2:])
-    # one bincount over (plane, winner) pairs sums where windows overlap and share a winner;
-    # winners in the padding go to a spare slot past the end, then are cut off
-    plane = np.arange(n * c).reshape(n, c, *([1] * (dy.ndim - 2))) * volume
-    index = np.where(flat >= 0, plane + flat, n * c * volume)
-    dx = np.bincount(index.ravel(), weights=dy.ravel(), minlength=n * c * volume + 1)[:-1]
-    return dx.reshape(x_shape).astype(dy.dtype, copy=False)
+def _scatter_winners(dy: Array, flat: Array, xp_shape: tuple[int, ...], lo: Sizes, x_shape: tuple[int, ...], disjoint: bool) -> Array:
+    """∇x (N, C, *S): each ∇y entry added to its window's winner (flat index into the padded xp_shape), the padding cut off."""
+    volume = math.prod(xp_shape)
+    if disjoint:  # every input wins at most once: a plain scatter, in ∇y's dtype
+        dxp = np.zeros(volume, dtype=dy.dtype)
+        dxp[flat.ravel()] = dy.ravel()
+    else:  # one bincount sums where windows overlap and share a winner
+        dxp = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=volume)
+    crop = tuple(slice(p, p + n) for p, n in zip(lo, x_shape[2:]))
+    return np.ascontiguousarray(dxp.reshape(xp_shape)[(slice(None), slice(None), *crop)], dtype=dy.dtype)
 
 
 def maxpool_backward(dy: Array, cache: Cache) -> Array:
     """∇x (N, C, *S) from ∇y (N, C, *out): each window's gradient to its winner (summed where windows overlap)."""
-    flat, x_shape = cache
-    return _scatter_winners(dy, flat, x_shape)
+    return _scatter_winners(dy, *cache)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,8 +245,7 @@ def adaptive_maxpool2d_forward(x: Array, out_hw: Pair) -> tuple[Array, Cache]:
     _adaptive_bounds(h, oh), _adaptive_bounds(w, ow)  # validates the sizes
     if h % oh == 0 and w % ow == 0:
         k = (h // oh, w // ow)
-        y, (flat, _) = maxpool2d_forward(x, k, k, (0, 0), (1, 1), False)
-        return y, (flat, x.shape)
+        return maxpool2d_forward(x, k, k, (0, 0), (1, 1), False)
     row_max = np.empty((n, c, h, ow), dtype=x.dtype)
     row_arg = np.empty((n, c, h, ow), dtype=np.intp)  # the input column of each row's max
     for j, (a, b) in enumerate(_adaptive_bounds(w, ow)):
@@ -250,10 +258,10 @@ def adaptive_maxpool2d_forward(x: Array, out_hw: Pair) -> tuple[Array, Cache]:
         arg = np.argmax(row_max[:, :, a:b], axis=2)[:, :, None]
         y[:, :, i] = np.take_along_axis(row_max[:, :, a:b], arg, axis=2)[:, :, 0]
         flat[:, :, i] = (a + arg[:, :, 0]) * w + np.take_along_axis(row_arg[:, :, a:b], arg, axis=2)[:, :, 0]
-    return y, (flat, x.shape)
+    flat += (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1)  # into the whole (N, C, H, W) volume
+    return y, (flat, x.shape, (0, 0), x.shape, False)
 
 
 def adaptive_maxpool2d_backward(dy: Array, cache: Cache) -> Array:
     """∇x (N, C, H, W) from ∇y (N, C, oh, ow): each window's gradient to its winner (summed where windows overlap)."""
-    flat, x_shape = cache
-    return _scatter_winners(dy, flat, x_shape)
+    return _scatter_winners(dy, *cache)
