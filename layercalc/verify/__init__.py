@@ -74,32 +74,6 @@ def verify(report: Report, opts: Options | None = None, progress: Callable[[str,
     return run.result
 
 
-class _Reuse:
-    """Parameter arrays a layer's batch-2 copy shares instead of drawing its own: those of the same
-    layer's check just before it, or of the same layer in the pass over the network. Only the
-    network's pass lends: every check after it is a small batch-2 copy, so what is lent adds to
-    no large check's peak."""
-
-    def __init__(self, tasks: list[Task]) -> None:
-        self.wanted = {t.path for t in tasks if t.batch2 and not t.reduced}
-        self.kept: Instance | None = None  # the last layer checked on its own
-        self.lent: dict[str, Instance] = {}  # the network pass's layers whose batch-2 copy follows
-
-    def take(self, task: Task) -> Instance | None:
-        """The task's instance on arrays already drawn, or None."""
-        if task.batch2 and _same_layer(self.kept, task):
-            return _twin(self.kept, task)
-        if task.batch2 and _same_layer(self.lent.get(task.path), task):
-            return _twin(self.lent.pop(task.path), task)
-        return None
-
-    def keep(self, task: Task, inst: Instance | None) -> None:
-        """What a task's instance (None when it could not be allocated) leaves for later copies."""
-        self.kept = inst if inst is not None and not task.is_network and not task.batch2 and inst.is_leaf else None
-        if inst is not None and task.is_network:
-            self.lent.update((leaf.path, leaf) for leaf in inst.leaves() if leaf.path in self.wanted)
-
-
 class _Run:
     """One verify run's checking: each task's checks reported into the result, the places whose
     implementation raised, and the arrays a batch-2 copy reuses."""
@@ -107,7 +81,7 @@ class _Run:
     def __init__(self, report: Report, opts: Options, tasks: list[Task], result: Result) -> None:
         self.report, self.opts, self.result = report, opts, result
         self.raised: set[str] = set()
-        self.reuse = _Reuse(tasks)
+        self.reuse = resources.Reuse(tasks)
 
     def instance(self, task: Task, rng: Any) -> Instance:
         """The task's instance with parameters of its own."""
@@ -250,19 +224,6 @@ def _composition_in_float64(root: Instance, task: Task, opts: Options, rng: Any,
                 c.note += IN_FLOAT64
         out.append((block, checks))
     return out
-
-
-def _same_layer(inst: Instance | None, task: Task) -> bool:
-    """True when the task checks the instance's own layer at another batch: not a smaller copy made
-    for one of the two (its parameter shapes differ, and its arguments may not suit the other's input)."""
-    return inst is not None and inst.path == task.path and inst.entry.layer is task.entry.layer
-
-
-def _twin(inst: Instance, task: Task) -> Instance:
-    """A layer's batch-2 copy sharing its parameter arrays (same shapes: the planner kept them)."""
-    twin = Instance(task.entry, task.path, task.name, inst.layer)
-    twin.params, twin.reference = inst.params, inst.reference
-    return twin
 
 
 def _report(result: Result, checks: list[Check], task: Task | None = None) -> None:

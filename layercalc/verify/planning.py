@@ -430,8 +430,8 @@ def _ordered(planned: list[Planned], passes: dict[str, Entry], network: Task | N
     with the tasks made inside it, then every task on its own in the order of its place.
 
     A block pass with nothing inside it left to check (all checked at identical places before)
-    comes after the others, the later such blocks first: the order in which the run's checks
-    have always drawn their generators (the index of a task seeds its generator)."""
+    comes after the others, the later such blocks first (a task's index seeds its generator, so
+    this order is part of a run's output)."""
     inner: dict[str, dict[str, Task]] = {p: {} for p in passes}
     for p in planned:
         if p.within is not None and p.task.path != p.within:
