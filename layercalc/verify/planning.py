@@ -347,19 +347,19 @@ def _grouped(wanted: Iterable[Want | Dropped], dedup: bool) -> list[list[Want] |
     return out
 
 
-def _passes(report: Report, whole: Entry, opts: Options, room: Budget) -> tuple[dict[str, Entry], list[Dropped]]:
-    """Where passes run, by path: the network when it fits, else its largest blocks that fit (and
-    the network's skip); none with --only."""
+def _passes(report: Report, whole: Entry, opts: Options, room: Budget) -> tuple[dict[str, Entry], Task | None, list[Dropped]]:
+    """Where passes run, by path: the network when it fits (and its task, the inner tasks to come),
+    else its largest blocks that fit (and the network's skip); none with --only."""
     if opts.only:
-        return {}, []
+        return {}, None, []
     need = pass_need(whole)
     if need <= room.limit:
-        return {"": whole}, []
+        return {"": whole}, Task(whole, "", report.network.name, need=need), []
     hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > room.limit // 2
             else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
     skip = Skipped(NETWORK, report.network.name, "network", "end to end",
                    f"needs about {mb(need + room.pool)}, above the memory budget of {mb(room.total)}; {hint}")
-    return dict(_largest_blocks(report.entries, "", room.limit)), [Dropped(skip, need)]
+    return dict(_largest_blocks(report.entries, "", room.limit)), None, [Dropped(skip, need)]
 
 
 def _pass_of(path: str, passes: dict[str, Entry]) -> str | None:
@@ -449,12 +449,11 @@ def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]
     and those skipped, with why. Raises MemoryBudgetError when nothing fits."""
     whole = network_entry(report)
     room = run_budget(whole, opts.max_memory)
-    passes, dropped = _passes(report, whole, opts, room)
+    passes, network, dropped = _passes(report, whole, opts, room)
     planned: list[Planned] = []
     for group in _grouped(_wanted(report, opts), opts.dedup):
         outcome = group if isinstance(group, Dropped) else _planned(group, passes, opts, room)
         (dropped if isinstance(outcome, Dropped) else planned).append(outcome)
-    network = pass_task(Want(whole, "", report.network.name, 1, False), whole, (), {}) if "" in passes else None
     tasks = _ordered(planned, passes, network)
     if not tasks and any(d.need for d in dropped):
         raise _too_large(min(d.need for d in dropped if d.need), room)
