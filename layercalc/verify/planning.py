@@ -1,38 +1,53 @@
-"""Planning a verify run: which layers, blocks and end-to-end checks run, in what order, which are
-identical to one already checked (deduplicated), which are skipped for memory, and the batch-2
-copies of every layer when the input's batch is 1.
+"""Planning a verify run: the checks to run, in order, as a list of Task records, and the
+checks skipped, with why. The plan is a value, built in steps that are each a pure function:
+
+- wanted: every check the run wants, place by place as the calculator lists them (children
+  first), each layer's batch-2 copy right after it when the input's batch is 1;
+- grouped: identical checks (type, arguments, input shape, children) in one group; its first
+  place runs the check, the others report its outcome;
+- one function per kind of task turns a group into a Task or a skip: a pass over the network or
+  one of its largest blocks that fit the memory budget (pass_task), a check made inside such a
+  pass (inner_task), a layer or block checked on its own, made to fit the budget and a bounded
+  number of Python steps (own_task);
+- ordered: the passes (each with the tasks checked inside it), then everything checked on its own.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from ..analysis import LISTED_COPIES, Entry, Report
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
 from .checks import ELEMENTWISE_MAX, ELEMENTWISE_WORK
-from .memory import budget, check_memory, largest_leaf_activations, mb, noise_bytes
+from .memory import check_memory, largest_leaf_activations, mb
 from .reduce import Fits, shape_text, shorter_input, smaller_copy
 from .report import Options, Skipped
+from .resources import Budget, run_budget
 
 NETWORK = "(network)"
 
+Place = tuple[str, str, int]  # (path, name, identical copies it stands for) of a place reporting a check
 
+
+@dataclass(frozen=True, eq=False)
 class Task:
     """One check to run: an entry at a path (or a batch-2 copy of a leaf), and the other places
     with the same type, arguments and input shape, which report its outcome; a place may stand
     for many identical copies of a repeat (its path a range, 'blocks.1-999', as the calculator's
     folded row)."""
 
-    __slots__ = ("entry", "path", "name", "batch2", "places", "need", "copies", "inner", "reduced")
-
-    def __init__(self, entry: Entry, path: str, name: str, batch2: bool, need: int) -> None:
-        self.entry, self.path, self.name, self.batch2, self.need = entry, path, name, batch2, need
-        self.places: list[tuple[str, str, int]] = []  # (path, name, identical copies it stands for)
-        self.copies = 1  # identical copies its own place stands for
-        self.inner: dict[str, Task] = {}  # the network's: blocks checked from its forward and backward, by path
-        self.reduced = ""  # how the check was made to fit the memory budget (a shorter input, a smaller copy)
+    entry: Entry
+    path: str
+    name: str
+    batch2: bool = False
+    need: int = 0  # bytes it holds at its peak, estimated (0 inside a pass, which holds it)
+    copies: int = 1  # identical copies its own place stands for
+    places: tuple[Place, ...] = ()
+    inner: dict[str, Task] = field(default_factory=dict)  # a pass's: what it checks from its forward and backward, by path
+    reduced: str = ""  # how the check was made to fit the memory budget (a shorter input, a smaller copy)
 
     @property
     def is_network(self) -> bool:
@@ -43,6 +58,31 @@ class Task:
     def label(self) -> str:
         """What the progress display and the skip notes call it."""
         return (self.path or NETWORK) + (" @ batch 2" if self.batch2 else "")
+
+
+class Want(NamedTuple):
+    """A check the run wants at one place: its entry (a batch-2 copy when batch2), the place, and
+    how many identical copies the place stands for."""
+
+    entry: Entry
+    path: str
+    name: str
+    times: int
+    batch2: bool
+
+
+class Dropped(NamedTuple):
+    """A check not run, and the bytes it needed when the memory budget is why (else 0)."""
+
+    skipped: Skipped
+    need: int = 0
+
+
+class Planned(NamedTuple):
+    """A task and the path of the pass that makes it (a pass's own path; None: it runs on its own)."""
+
+    task: Task
+    within: str | None
 
 
 def signature(entry: Entry, memo: dict[int, Any]) -> Any:
@@ -171,8 +211,8 @@ def pass_need(entry: Entry) -> int:
     return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors) + largest_leaf_activations(entry)
 
 
-def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -> None:
-    """The largest blocks that fit the budget, by path (checked each as one pass, like the network)."""
+def _largest_blocks(entries: list[Entry], path: str, limit: int) -> Iterator[tuple[str, Entry]]:
+    """(path, entry) of the largest blocks that fit the budget (each checked as one pass, like the network)."""
     for e in entries:
         p = _join(path, e.seg)
         if not e.children:
@@ -180,13 +220,13 @@ def _roots(entries: list[Entry], path: str, limit: int, out: dict[str, Entry]) -
         if e.copies:  # a repeat group: each copy (the identical rest of a long one as one place)
             for seg, child, _ in copies(e):
                 if child.children and pass_need(child) <= limit:
-                    out[f"{p}.{seg}"] = child
+                    yield f"{p}.{seg}", child
                 elif child.children:
-                    _roots(child.children, f"{p}.{seg}", limit, out)
+                    yield from _largest_blocks(child.children, f"{p}.{seg}", limit)
         elif pass_need(e) <= limit:
-            out[p] = e
+            yield p, e
         else:
-            _roots(e.children, p, limit, out)
+            yield from _largest_blocks(e.children, p, limit)
 
 
 MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
@@ -217,14 +257,14 @@ def check_steps(entry: Entry, opts: Options) -> int:
     return forwards * python_steps(entry)
 
 
-def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tuple[Entry, str] | str:
-    """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped. limit is
-    what the budget leaves beside the run's noise pool (pool bytes): the notes add the pool back."""
+def _fitted(entry: Entry, need: int, room: Budget, scale: float) -> tuple[Entry, str] | str:
+    """(the entry made to fit the budget, how) or, when nothing fits, why it is skipped. Each check
+    fits beside the run's noise pool: the notes add the pool back."""
     def fits(e: Entry) -> bool:
-        return check_memory(e, scale) <= limit
+        return check_memory(e, scale) <= room.limit
 
-    budget_text = f"above the memory budget of {mb(limit + pool)}"
-    own = f"at its own input {shape_text(entry)} it needs about {mb(need + pool)}, {budget_text}"
+    budget_text = f"above the memory budget of {mb(room.total)}"
+    own = f"at its own input {shape_text(entry)} it needs about {mb(need + room.pool)}, {budget_text}"
     shorter = shorter_input(entry, fits)
     if shorter is not None:
         return shorter, f"checked at input {shape_text(shorter)}: {own}"
@@ -233,9 +273,20 @@ def _fitted(entry: Entry, need: int, limit: int, scale: float, pool: int) -> tup
         at = "" if copy[0].input_shape == entry.input_shape else f", at input {shape_text(copy[0])}"
         return copy[0], f"checked as a smaller copy, {copy[1]}{at}: {own}"
     if entry.children:
-        return (f"its parameters alone need about {mb(check_memory(entry, 0.0) + pool)}, {budget_text}; "
+        return (f"its parameters alone need about {mb(check_memory(entry, 0.0) + room.pool)}, {budget_text}; "
                 "each layer and block inside it is checked on its own")
-    return f"needs about {mb(need + pool)}, {budget_text}"
+    return f"needs about {mb(need + room.pool)}, {budget_text}"
+
+
+def _shortened(entry: Entry, room: Budget, scale: float) -> tuple[Entry, str]:
+    """(the entry on a shorter input, how) when its forward alone is above MAX_MACS; else (the entry, '')."""
+    if entry.macs <= MAX_MACS:
+        return entry, ""
+    shorter = shorter_input(entry, lambda e: check_memory(e, scale) <= room.limit)
+    if shorter is None or shorter is entry:
+        return entry, ""
+    return shorter, (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
+                     f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
 
 
 def _quicker(entry: Entry, opts: Options, fits_memory: Fits) -> tuple[Entry, str] | None:
@@ -259,122 +310,166 @@ def _quicker(entry: Entry, opts: Options, fits_memory: Fits) -> tuple[Entry, str
     return None
 
 
-def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
-    """The checks to run, in order (passes over the network or its largest blocks that fit, with
-    the layers and blocks inside them; then layers on their own; then every layer at batch 2),
-    and those skipped, with why."""
-    whole = network_entry(report)
-    total = budget(opts.max_memory)
-    pool = noise_bytes(whole)  # held through the whole run: every check fits beside it
-    limit = total - pool
-    memo: dict[int, Any] = {}
-    seen: dict[Any, Task] = {}
-    dropped: dict[Any, list[Any]] = {}  # signature -> [its Skipped, identical places not checked either]
-    tasks: list[Task] = []
-    skipped: list[Skipped] = []
-    smallest = None
+def _wanted(report: Report, opts: Options) -> Iterator[Want | Dropped]:
+    """Every check the run wants, in order: each selected layer and block (children first), each
+    layer's batch-2 copy right after it when the input's batch is 1 (or why the layer has none)."""
     batch1 = report.network.input_shape[0] == 1
-    network = None if opts.only else Task(whole, "", report.network.name, False, pass_need(whole))
-    roots: dict[str, Task] = {}
-    if network is not None and network.need > limit:
-        smallest = network.need
-        hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > limit // 2
-                else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
-        skipped.append(Skipped(NETWORK, network.name, "network", "end to end",
-                               f"needs about {mb(network.need + pool)}, above the memory budget of {mb(total)}; {hint}"))
-        network = None
-        found: dict[str, Entry] = {}
-        _roots(report.entries, "", limit, found)
-        roots = {p: Task(e, p, e.name, False, pass_need(e)) for p, e in found.items()}
-    elif network is not None:
-        roots = {"": network}
-
-    def root_of(path: str) -> Task | None:
-        if "" in roots:
-            return roots[""]
-        return next((t for p, t in roots.items() if path.startswith(p + ".")), None)
-
-    def add(entry: Entry, path: str, name: str, batch2: bool, times: int) -> None:
-        nonlocal smallest
-        key = (signature(entry, memo), batch2)
-        if opts.dedup and key in dropped:  # identical to a check skipped above: counted with it
-            dropped[key][1] += times
-            return
-        if opts.dedup and key in seen:
-            seen[key].places.append((path, name, times))
-            return
-        if not batch2 and path in roots:  # a block checked as one pass, its insides with it
-            task = roots[path]
-            task.name, task.copies = name, times
-            seen[key] = task
-            tasks.insert(sum(1 for t in tasks if t.inner or t.is_network), task)
-            return
-        root = None if batch2 else root_of(path)
-        if root is not None and not entry.children and check_steps(entry, opts) > MAX_STEPS:
-            root = None  # its checks inside the pass would take as long: checked on its own, made quicker
-        scale = 2.0 if batch2 else 1.0
-        need = 0 if root else check_memory(entry, scale)
-        task = Task(entry, path, name, batch2, need)
-        task.copies = times
-        if need > limit:
-            fitted = _fitted(entry, need, limit, scale, pool)
-            if isinstance(fitted, str):
-                smallest = need if smallest is None else min(smallest, need)
-                skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""), fitted))
-                dropped[key] = [skipped[-1], times - 1]
-                return
-            task.entry, task.reduced = fitted
-            task.need = check_memory(task.entry, scale)
-        elif not root and entry.macs > MAX_MACS:  # fits, but would take minutes: a shorter input
-            shorter = shorter_input(entry, lambda e: check_memory(e, scale) <= limit)
-            if shorter is not None and shorter is not entry:
-                task.entry, task.need = shorter, check_memory(shorter, scale)
-                task.reduced = (f"checked at input {shape_text(shorter)}: at its own input {shape_text(entry)} "
-                                f"its forward alone takes {entry.macs:.2e} MACs, above {MAX_MACS:.0e}")
-        if not root and check_steps(task.entry, opts) > MAX_STEPS:  # fits, but would take minutes of Python steps
-            quicker = _quicker(task.entry, opts, lambda e: check_memory(e, scale) <= limit)
-            if quicker is None:
-                skipped.append(Skipped(path, name, entry.type, "every check" + (" @ batch 2" if batch2 else ""),
-                                       f"its check would run about {check_steps(task.entry, opts):.1e} Python steps "
-                                       f"(numeric forwards × each forward's steps), above {MAX_STEPS:.0e}, "
-                                       "and no shorter input or smaller copy runs fewer"))
-                dropped[key] = [skipped[-1], times - 1]
-                return
-            task.entry, note = quicker
-            task.need = check_memory(task.entry, scale)
-            task.reduced = "; ".join(filter(None, [task.reduced, note]))
-        seen[key] = task
-        if root is not None:
-            root.inner[path] = task
-        else:
-            tasks.append(task)
-
     for entry, path, name, times in places(report.entries, ""):
         if not _selected(path, name, opts.only):
             continue
-        add(entry, path, name, False, times)
+        yield Want(entry, path, name, times, False)
         if batch1 and opts.batch2 and entry.layer is not None and not entry.children:
             try:
                 twin = batch2_entry(entry)
             except ConfigError as exc:
-                skipped.append(Skipped(path, name, entry.type, "every check @ batch 2", f"the layer refuses batch 2: {exc.message}"))
+                yield Dropped(Skipped(path, name, entry.type, "every check @ batch 2",
+                                      f"the layer refuses batch 2: {exc.message}"))
                 continue
-            add(twin, path, name, True, times)
-    for skip, more in dropped.values():
-        if more:
-            skip.reason += f" (as at {more:,} identical places)"
+            yield Want(twin, path, name, times, True)
+
+
+def _grouped(wanted: Iterable[Want | Dropped], dedup: bool) -> list[list[Want] | Dropped]:
+    """The wanted checks with identical ones grouped (when dedup), in the order of each group's
+    first place; what is dropped already stays where it is."""
+    memo: dict[int, Any] = {}
+    groups: dict[Any, list[Want]] = {}
+    out: list[list[Want] | Dropped] = []
+    for k, want in enumerate(wanted):
+        if isinstance(want, Dropped):
+            out.append(want)
+            continue
+        key = (signature(want.entry, memo), want.batch2) if dedup else k
+        if key in groups:
+            groups[key].append(want)
+        else:
+            groups[key] = [want]
+            out.append(groups[key])
+    return out
+
+
+def _passes(report: Report, whole: Entry, opts: Options, room: Budget) -> tuple[dict[str, Entry], Task | None, list[Dropped]]:
+    """Where passes run, by path: the network when it fits (and its task, the inner tasks to come),
+    else its largest blocks that fit (and the network's skip); none with --only."""
+    if opts.only:
+        return {}, None, []
+    need = pass_need(whole)
+    if need <= room.limit:
+        return {"": whole}, Task(whole, "", report.network.name, need=need), []
+    hint = ("--max-memory raises the budget" if check_memory(whole, 0.0) > room.limit // 2
+            else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
+    skip = Skipped(NETWORK, report.network.name, "network", "end to end",
+                   f"needs about {mb(need + room.pool)}, above the memory budget of {mb(room.total)}; {hint}")
+    return dict(_largest_blocks(report.entries, "", room.limit)), None, [Dropped(skip, need)]
+
+
+def _pass_of(path: str, passes: dict[str, Entry]) -> str | None:
+    """The path of the pass whose subtree holds this path, if any."""
+    if "" in passes:
+        return ""
+    return next((p for p in passes if path.startswith(p + ".")), None)
+
+
+def pass_task(want: Want, entry: Entry, places: tuple[Place, ...], inner: dict[str, Task]) -> Task:
+    """A pass over the network or a block: its own checks, and those of every task inside it,
+    from one forward and backward."""
+    return Task(entry, want.path, want.name, need=pass_need(entry), copies=want.times, places=places, inner=inner)
+
+
+def inner_task(want: Want, places: tuple[Place, ...]) -> Task:
+    """A layer or block checked inside a pass, on the pass's own arrays (it holds nothing more)."""
+    return Task(want.entry, want.path, want.name, copies=want.times, places=places)
+
+
+def own_task(want: Want, places: tuple[Place, ...], opts: Options, room: Budget) -> Task | Dropped:
+    """A layer or block (or a layer's batch-2 copy) checked on its own, made to fit: a shorter
+    input or a smaller copy when it needs more than the budget, a shorter input when its forward
+    is above MAX_MACS, a quicker copy when its check is above MAX_STEPS Python steps; dropped,
+    with why, when none does."""
+    scale = 2.0 if want.batch2 else 1.0
+    need = check_memory(want.entry, scale)
+    fitted = _fitted(want.entry, need, room, scale) if need > room.limit else _shortened(want.entry, room, scale)
+    if isinstance(fitted, str):
+        return _dropped(want, places, fitted, need)
+    entry, reduced = fitted
+    if check_steps(entry, opts) > MAX_STEPS:
+        quicker = _quicker(entry, opts, lambda e: check_memory(e, scale) <= room.limit)
+        if quicker is None:
+            return _dropped(want, places, f"its check would run about {check_steps(entry, opts):.1e} Python steps "
+                            f"(numeric forwards × each forward's steps), above {MAX_STEPS:.0e}, "
+                            "and no shorter input or smaller copy runs fewer")
+        entry, note = quicker
+        reduced = "; ".join(filter(None, [reduced, note]))
+    return Task(entry, want.path, want.name, want.batch2, check_memory(entry, scale), want.times, places, reduced=reduced)
+
+
+def _dropped(want: Want, places: tuple[Place, ...], reason: str, need: int = 0) -> Dropped:
+    """A check skipped at its place, counted for the identical places it stands for too."""
+    more = want.times - 1 + sum(n for _, _, n in places)
+    what = "every check" + (" @ batch 2" if want.batch2 else "")
+    reason += f" (as at {more:,} identical places)" if more else ""
+    return Dropped(Skipped(want.path, want.name, want.entry.type, what, reason), need)
+
+
+def _planned(group: list[Want], passes: dict[str, Entry], opts: Options, room: Budget) -> Planned | Dropped:
+    """What a group of identical checks becomes: a pass (its inner tasks filled in by _ordered), a
+    task inside a pass, or a task on its own (a layer whose check takes too many Python steps
+    leaves its pass: it would take as long there)."""
+    want = group[0]
+    places = tuple((w.path, w.name, w.times) for w in group[1:])
+    if not want.batch2 and want.path in passes:
+        return Planned(pass_task(want, passes[want.path], places, {}), want.path)
+    within = None if want.batch2 else _pass_of(want.path, passes)
+    if within is not None and (want.entry.children or check_steps(want.entry, opts) <= MAX_STEPS):
+        return Planned(inner_task(want, places), within)
+    planned = own_task(want, places, opts, room)
+    return planned if isinstance(planned, Dropped) else Planned(planned, None)
+
+
+def _ordered(planned: list[Planned], passes: dict[str, Entry], network: Task | None) -> list[Task]:
+    """The tasks in the order they run: the pass over the network or the passes over blocks, each
+    with the tasks made inside it, then every task on its own in the order of its place.
+
+    A block pass with nothing inside it left to check (all checked at identical places before)
+    comes after the others, the later such blocks first (a task's index seeds its generator, so
+    this order is part of a run's output)."""
+    inner: dict[str, dict[str, Task]] = {p: {} for p in passes}
+    for p in planned:
+        if p.within is not None and p.task.path != p.within:
+            inner[p.within][p.task.path] = p.task
     if network is not None:
-        tasks.insert(0, network)  # the layers and blocks inside it first, then every layer at batch 2
-    if not tasks and smallest is not None:
-        if smallest <= total:  # the smallest check fits alone: the pool (sized by the largest weight) is what does not
-            raise MemoryBudgetError(
-                f"verify would need about {mb(smallest + pool)}, {mb(pool)} of it the noise its random directions "
-                f"are made from (twice the network's largest tensor), but the budget is {mb(total)}; "
-                f"raise it with --max-memory (at least {mb(smallest + pool)})"
-            )
-        raise MemoryBudgetError(
-            f"verify would need about {mb(smallest + pool)} but the budget is {mb(total)}; "
-            "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
-            "or raise the budget with --max-memory"
+        return [replace(network, inner=inner[""])] + [p.task for p in planned if p.within is None]
+    blocks = [replace(p.task, inner=inner[p.task.path]) for p in planned if p.task.path == p.within]
+    head = [b for b in blocks if b.inner] + [b for b in reversed(blocks) if not b.inner]
+    return head + [p.task for p in planned if p.within is None]
+
+
+def plan_tasks(report: Report, opts: Options) -> tuple[list[Task], list[Skipped]]:
+    """The checks to run, in order (passes over the network or its largest blocks that fit, with
+    the layers and blocks inside them; then layers on their own; then every layer at batch 2),
+    and those skipped, with why. Raises MemoryBudgetError when nothing fits."""
+    whole = network_entry(report)
+    room = run_budget(whole, opts.max_memory)
+    passes, network, dropped = _passes(report, whole, opts, room)
+    planned: list[Planned] = []
+    for group in _grouped(_wanted(report, opts), opts.dedup):
+        outcome = group if isinstance(group, Dropped) else _planned(group, passes, opts, room)
+        (dropped if isinstance(outcome, Dropped) else planned).append(outcome)
+    tasks = _ordered(planned, passes, network)
+    if not tasks and any(d.need for d in dropped):
+        raise _too_large(min(d.need for d in dropped if d.need), room)
+    return tasks, [d.skipped for d in dropped]
+
+
+def _too_large(smallest: int, room: Budget) -> MemoryBudgetError:
+    """Why nothing runs: the smallest check (bytes) does not fit beside the noise pool."""
+    if smallest <= room.total:  # the smallest check fits alone: the pool (sized by the largest weight) is what does not
+        return MemoryBudgetError(
+            f"verify would need about {mb(smallest + room.pool)}, {mb(room.pool)} of it the noise its random directions "
+            f"are made from (twice the network's largest tensor), but the budget is {mb(room.total)}; "
+            f"raise it with --max-memory (at least {mb(smallest + room.pool)})"
         )
-    return tasks, skipped
+    return MemoryBudgetError(
+        f"verify would need about {mb(smallest + room.pool)} but the budget is {mb(room.total)}; "
+        "check a smaller case with --batch 1 or a smaller --input (e.g. --input 3x64x64), "
+        "or raise the budget with --max-memory"
+    )
