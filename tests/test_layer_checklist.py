@@ -66,15 +66,15 @@ def test_costs_are_declared_for_every_convention(kind: str) -> None:
         report = analyse(case_config(entry, shape))
         own = [r for r in report.rows() if r["depth"] == 0][0]
         if own["macs"] and not cls.is_block():
-            assert overrides(cls, "peer_costs"), (
-                f"layer type {kind!r} has MACs but no peer_costs (the cost side, layers/cost.py): say how"
+            assert overrides(cls, "peer_counts") or overrides(cls, "peer_parts"), (
+                f"layer type {kind!r} has MACs but no peer_counts (the cost side, layers/cost.py): say how"
                 " torchinfo, fvcore, thop, ptflops and FlopCounterMode count it (layers/peers.py)")
-            assert overrides(cls, "backward_macs"), (
-                f"layer type {kind!r} has MACs but no backward_macs (the cost side, layers/cost.py; --training)")
+            assert overrides(cls, "backward_parts"), (
+                f"layer type {kind!r} has MACs but no backward_parts (the cost side, layers/cost.py; --training)")
         stored = FIGURES["conventions"].get(case_key(entry, shape))
-        if stored and not cls.is_block() and not overrides(cls, "peer_costs"):
+        if stored and not cls.is_block() and not (overrides(cls, "peer_counts") or overrides(cls, "peer_parts")):
             counted = {t: v for t, v in stored["totals"].items() if isinstance(v, int) and v}
-            assert not counted, f"the peer tools count {kind!r} ({counted}) but the type declares no peer_costs"
+            assert not counted, f"the peer tools count {kind!r} ({counted}) but the type declares no peer_counts"
 
 
 @pytest.mark.parametrize("kind", TYPES)

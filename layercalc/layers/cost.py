@@ -1,9 +1,11 @@
 """The cost side of a layer type: what the calculator, the catalog and the peer conventions read.
 
 Its documentation (summary, rules in words, example), argument schema, output shape, parameter and
-buffer shapes, forward MACs, each peer tool's count and the backward's cost. Pure integer arithmetic:
-nothing here imports NumPy or knows how verify runs. A new type overrides only what differs from
-these defaults (an elementwise layer without parameters overrides almost nothing).
+buffer shapes, forward MACs, and facts for the counting conventions (each peer tool's count, the
+fused kernel it runs as, its backward as parts; layers/counting.py decides what each convention
+makes of them). Pure integer arithmetic: nothing here imports NumPy or knows how verify runs. A
+new type overrides only what differs from these defaults (an elementwise layer without parameters
+overrides almost nothing).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ShapeError
+from .counting import CostRow, Grad, grad_macs, recording_extra, seen
 from .schema import LAYOUTS, Arg, Shape, brief_arg, equals_default, fmt_shape
 
 if TYPE_CHECKING:  # a block's children are tree nodes, which hold whole layers
@@ -103,24 +106,49 @@ class CostModel:
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
-        """This layer's cost as each peer tool counts it (see layers/peers.py); [] = no cost anywhere."""
+    # -- how the peer tools count it: facts only; layers/counting.py decides per convention --
+    def peer_counts(self, x: Shape, y: Shape) -> list[CostRow]:
+        """Each peer tool's count of this layer run as separate ops, as rows of layers/peers.py;
+        [] = no cost anywhere. A fused kernel's effect is `fused_kernel`'s, not written here."""
         return []
+
+    def peer_parts(self, x: Shape) -> list[tuple[CostModel, Shape]]:
+        """Catalog layers (with their input shapes) this layer is built of, whose peer rows are its
+        own too: [] but for a composite layer."""
+        return []
+
+    def fused_kernel(self) -> str | None:
+        """The fused kernel (a name in layers/counting.py) this layer runs as, if any; None when
+        it runs as the separate ops its peer_counts and backward_parts describe."""
+        return None
+
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
+        """The backward pass as parts (dL/dW and dL/dx products, what computes them); input_grad
+        False leaves out the dL/dx this layer's input does not need. [] = no backward MACs."""
+        return []
+
+    # what the calculator calls; not overridden: the facts above are
+    def peer_costs(self, x: Shape, y: Shape, recording: bool = False) -> list[CostRow]:
+        """This layer's cost as each peer tool counts it at inference, or with autograd `recording`."""
+        rows = self.peer_counts(x, y)
+        for layer, shape in self.peer_parts(x):
+            rows = rows + layer.peer_costs(shape, layer.output_shape(shape), recording)
+        return seen(rows, self.fused_kernel(), recording)
 
     def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
         """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
-        return 0
+        return grad_macs(self.backward_parts(x, y, input_grad), convention)
 
     def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
         """The part of backward_macs that computes parameter gradients (dL/dW): what freezing the layer saves."""
-        return 0
+        return grad_macs(self.backward_parts(x, y, True), convention, weights_only=True)
 
     def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
         """MACs the convention sees in this layer's forward when autograd records it, beyond peer_costs.
 
         Non-zero where a framework runs a fused inference-only path the counter cannot see.
         """
-        return 0
+        return recording_extra(self.peer_costs(x, y), self.peer_costs(x, y, recording=True), convention)
 
     # -- block structure (leaves have none) --
     def sequences(self) -> list[tuple[str, list[Node]]]:
