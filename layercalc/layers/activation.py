@@ -34,7 +34,7 @@ class _Elementwise(Layer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # the words follow the two flags peer_costs reads, so they cannot drift apart
+        # the words follow the two flags peer_counts reads, so they cannot drift apart
         parts = [what for on, what in ((cls.ptflops_hook, "numel(y) in its module hook"),
                                        (cls.ptflops_patch, f"numel(x) in its F.{cls.type_name} patch")) if on]
         cls.peer_rules = rules(ptflops=" + ".join(parts)) if parts else rules()

@@ -10,7 +10,7 @@ overrides almost nothing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from ..errors import ShapeError
 from .counting import CostRow, Grad, grad_macs, recording_extra, seen
@@ -127,7 +127,8 @@ class CostModel:
         False leaves out the dL/dx this layer's input does not need. [] = no backward MACs."""
         return []
 
-    # what the calculator calls; not overridden: the facts above are
+    # what the calculator calls, derived from the facts above (which a type overrides instead)
+    @final
     def peer_costs(self, x: Shape, y: Shape, recording: bool = False) -> list[CostRow]:
         """This layer's cost as each peer tool counts it at inference, or with autograd `recording`."""
         rows = self.peer_counts(x, y)
@@ -135,14 +136,17 @@ class CostModel:
             rows = rows + layer.peer_costs(shape, layer.output_shape(shape), recording)
         return seen(rows, self.fused_kernel(), recording)
 
+    @final
     def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
         """MACs of the backward pass (input and weight gradients); input_grad False skips dL/dx."""
         return grad_macs(self.backward_parts(x, y, input_grad), convention)
 
+    @final
     def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
         """The part of backward_macs that computes parameter gradients (dL/dW): what freezing the layer saves."""
         return grad_macs(self.backward_parts(x, y, True), convention, weights_only=True)
 
+    @final
     def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
         """MACs the convention sees in this layer's forward when autograd records it, beyond peer_costs.
 
