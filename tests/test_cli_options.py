@@ -173,7 +173,7 @@ def test_compare_shows_a_category_no_one_listed(cli, net, monkeypatch) -> None:
     from layercalc.layers.peers import row
 
     # relu declares a cost in a new category: it must get its own row, and the rows must sum to the total
-    monkeypatch.setattr(REGISTRY["relu"], "peer_costs", lambda self, x, y: [row("exotic", layercalc=100, thop=7)])
+    monkeypatch.setattr(REGISTRY["relu"], "peer_counts", lambda self, x, y: [row("exotic", layercalc=100, thop=7)])
     data = json.loads(cli("flops", net, "--compare", "--format", "json").out)
     by = {r["category"]: r for r in data["rows"]}
     assert by["exotic"]["layercalc"] == 100 and by["exotic"]["thop"] == 7

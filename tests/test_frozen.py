@@ -330,11 +330,13 @@ def test_trainable_is_not_a_second_type_key() -> None:
 
 
 def test_types_with_a_backward_declare_their_weight_gradient() -> None:
-    from layercalc.layers.base import Layer
+    from layercalc.api import example_config
 
-    for kind, cls in REGISTRY.items():
-        if cls.backward_macs is not Layer.backward_macs:
-            assert cls.weight_grad_macs is not Layer.weight_grad_macs, f"{kind}: backward_macs without weight_grad_macs"
+    for kind in REGISTRY:
+        entry = analyse(example_config(kind)).entries[0]
+        parts = entry.layer.backward_parts(entry.input_shape, entry.output_shape, True)
+        if parts and entry.params:
+            assert any(p.weight for p in parts), f"{kind}: backward_parts without a weight gradient (dL/dW)"
 
 
 # -- against FlopCounterMode with requires_grad_(False) -------------------------------------------------

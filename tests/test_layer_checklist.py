@@ -1,6 +1,7 @@
 """Every registered layer type has every piece a layer type needs; a forgotten one fails here with
-a message naming it. Driven by the registry, so a new type is checked the moment it is registered
-(see the README, "Adding a layer type")."""
+a message naming it and the side it belongs to (the cost side, layers/cost.py, which the calculator
+reads; the numeric side, layers/numerics.py, which verify reads). Driven by the registry, so a new
+type is checked the moment it is registered (see the README, "Adding a layer type")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from layercalc import analyse
 from layercalc.layers import REGISTRY
 from layercalc.layers.base import Layer
+from layercalc.layers.cost import CostModel
+from layercalc.layers.numerics import Numerics
 from reference.record import case_config, case_key, case_type, cases
 
 FIGURES = json.loads((Path(__file__).resolve().parent / "reference" / "figures.json").read_text())
@@ -23,7 +26,9 @@ for _entry, _shape in cases():
 
 
 def overrides(cls: type[Layer], method: str) -> bool:
-    return getattr(cls, method) is not getattr(Layer, method)
+    """True when the type writes its own `method` instead of its side's default."""
+    side = CostModel if method in vars(CostModel) else Numerics
+    return getattr(cls, method) is not getattr(side, method)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -46,10 +51,12 @@ def test_has_numpy_forward_and_backward(kind: str) -> None:
     cls = REGISTRY[kind]
     if cls.is_block():
         missing = [m for m in ("sequences", "combine", "merge", "split") if not overrides(cls, m)]
-        assert not missing, f"block type {kind!r} has no {', '.join(missing)} (its children's shapes and arrays)"
+        assert not missing, (f"block type {kind!r} has no {', '.join(missing)} (its children's shapes,"
+                             " layers/cost.py, and arrays, layers/numerics.py)")
     else:
         missing = [m for m in ("forward", "backward") if not overrides(cls, m)]
-        assert not missing, f"layer type {kind!r} has no NumPy {' or '.join(missing)} (verify and the reference tests need it)"
+        assert not missing, (f"layer type {kind!r} has no NumPy {' or '.join(missing)} (the numeric side, layers/numerics.py:"
+                             " verify and the reference tests need it)")
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -59,14 +66,15 @@ def test_costs_are_declared_for_every_convention(kind: str) -> None:
         report = analyse(case_config(entry, shape))
         own = [r for r in report.rows() if r["depth"] == 0][0]
         if own["macs"] and not cls.is_block():
-            assert overrides(cls, "peer_costs"), (
-                f"layer type {kind!r} has MACs but no peer_costs: say how torchinfo, fvcore, thop, ptflops and"
-                " FlopCounterMode count it (layers/peers.py)")
-            assert overrides(cls, "backward_macs"), f"layer type {kind!r} has MACs but no backward_macs (--training)"
+            assert overrides(cls, "peer_counts") or overrides(cls, "peer_parts"), (
+                f"layer type {kind!r} has MACs but no peer_counts (the cost side, layers/cost.py): say how"
+                " torchinfo, fvcore, thop, ptflops and FlopCounterMode count it (layers/peers.py)")
+            assert overrides(cls, "backward_parts"), (
+                f"layer type {kind!r} has MACs but no backward_parts (the cost side, layers/cost.py; --training)")
         stored = FIGURES["conventions"].get(case_key(entry, shape))
-        if stored and not cls.is_block() and not overrides(cls, "peer_costs"):
+        if stored and not cls.is_block() and not (overrides(cls, "peer_counts") or overrides(cls, "peer_parts")):
             counted = {t: v for t, v in stored["totals"].items() if isinstance(v, int) and v}
-            assert not counted, f"the peer tools count {kind!r} ({counted}) but the type declares no peer_costs"
+            assert not counted, f"the peer tools count {kind!r} ({counted}) but the type declares no peer_counts"
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -105,3 +113,55 @@ def test_the_readme_catalog_sentence_names_every_type() -> None:
         if stem and more:
             named.update(stem.group(1) + m for m in more)
     assert set(REGISTRY) <= named, sorted(set(REGISTRY) - named)
+
+
+class _Forbidden:
+    """A class attribute that fails when read: marks the numeric side as out of bounds."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        raise AssertionError(f"the calculator read {self.name!r}, which belongs to the numeric side (verify's)")
+
+
+NUMERIC_SIDE = sorted(n for n in vars(Numerics) if not n.startswith("__") and n not in vars(CostModel))
+
+
+def test_the_calculator_reads_only_the_cost_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command's figures (all conventions, training, by type, the catalog) come from the cost
+    side alone: with every numeric attribute made unreadable, every shipped config still reports."""
+    from layercalc import api
+
+    assert {"forward", "backward", "init_params", "work_elements", "python_steps", "kinks"} <= set(NUMERIC_SIDE)
+    for cls in {c for kind in REGISTRY.values() for c in kind.__mro__ if issubclass(c, Numerics)}:
+        for name in NUMERIC_SIDE:
+            if name in vars(cls):
+                guard = _Forbidden()
+                guard.__set_name__(cls, name)
+                monkeypatch.setattr(cls, name, guard)
+    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        report = api.analyse(str(path))
+        api.render(report, "json", "flops", compare=True)
+        for convention in ("layercalc", "torch"):
+            api.render(report, "json", "summary", convention=convention, training=True)
+            api.render(report, "json", "summary", convention=convention, training=True, by_type=True)
+        for convention in ("fvcore", "thop", "ptflops", "torchinfo"):
+            api.render(report, "json", "flops", convention=convention)
+    for kind in TYPES:
+        api.describe(kind)
+
+
+def test_the_cost_side_imports_no_numerics() -> None:
+    """The cost side and its vocabulary stay pure integer arithmetic: no NumPy, no verify, no noise pool."""
+    import ast
+
+    layers = Path(__file__).resolve().parent.parent / "layercalc" / "layers"
+    for module in ("cost.py", "schema.py", "peers.py", "geometry.py"):
+        tree = ast.parse((layers / module).read_text())
+        imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        bad = {m for m in imported if any(w in m for w in ("numpy", "lazy", "verify", "numerics", "kernels"))}
+        assert not bad, f"layers/{module} imports {sorted(bad)}: the calculator must not need them"

@@ -34,14 +34,14 @@ class _Elementwise(Layer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # the words follow the two flags peer_costs reads, so they cannot drift apart
+        # the words follow the two flags peer_counts reads, so they cannot drift apart
         parts = [what for on, what in ((cls.ptflops_hook, "numel(y) in its module hook"),
                                        (cls.ptflops_patch, f"numel(x) in its F.{cls.type_name} patch")) if on]
         cls.peer_rules = rules(ptflops=" + ".join(parts)) if parts else rules()
         # every argument of an activation changes its values only
         cls.inert_args = tuple(a.name for a in cls.args)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         counted = self.ptflops_hook or self.ptflops_patch
         pair = (numel(y) if self.ptflops_hook else 0, numel(x) if self.ptflops_patch else 0)
         return [row(ACT, ptflops=pair if counted else None)]
@@ -229,7 +229,7 @@ class Identity(_Elementwise):
     summary = "y = x"
     args = ()
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return []  # nothing to count, for anyone
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
@@ -256,7 +256,7 @@ class Softmax(Layer):
         self.expect_dim(x, self.dim, "dim")
         return x
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         f = x[self.dim]  # thop: 3F - 1 ops per softmax over F values; ptflops: its F.softmax patch
         return [row(ACT, thop=numel(x) // f * (3 * f - 1), ptflops=(0, numel(x)))]
 

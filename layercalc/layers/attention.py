@@ -18,6 +18,8 @@ from .activation import GELU, ReLU
 from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
 from .linear import Linear
 from .norm import LayerNorm
+from .cost import CostModel
+from .counting import ENCODER_FAST_PATH, MHA_FAST_PATH, SDPA, Grad
 from .peers import ATTN, BIAS, CONV, row, rules
 
 
@@ -163,13 +165,15 @@ class MultiheadAttention(_Attends):
         """
         return self.bias and self.num_heads % 2 == 0 and not self.causal
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def fused_kernel(self) -> str | None:
+        return MHA_FAST_PATH if self.fast_path() else None
+
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length, e = x
         h = self.num_heads
         proj, core = self.projection_macs(x), _core_macs(n, h, length, e // h)
-        # FlopCounterMode and fvcore see the projections' matmuls unless the fused fast path runs;
+        # FlopCounterMode and fvcore see the projections' matmuls (unless the fast path runs);
         # neither sees scaled_dot_product_attention's CPU kernel
-        seen = None if self.fast_path() else proj
         # ptflops' own nn.MultiheadAttention hook, per sample: T·E for scaling q, the projections,
         # 3·T·E in-projection bias, per head T·T·d (q kᵀ) + T·T (softmax) + T·T·d (A v), and
         # T·E·(E + 1) for the output projection ("bias always enabled"); times N
@@ -177,26 +181,18 @@ class MultiheadAttention(_Attends):
         ptf_attn = n * (length * e + h * length * length * (2 * (e // h) + 1))
         # thop and torchinfo have no rule for it (and its out_proj runs as a function, not a module)
         return [
-            row(CONV, layercalc=proj, torch=seen, fvcore=seen, ptflops=(proj, 0)),
+            row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(proj, 0)),
             row(ATTN, layercalc=core, ptflops=(ptf_attn, 0)),
             row(BIAS, ptflops=(ptf_bias, 0)),
         ]
 
-    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
-        # with autograd recording, the fast path is off: FlopCounterMode sees the projections
-        return self.projection_macs(x) if convention == "torch" and self.fast_path() else 0
-
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
         n, length, e = x
-        # in_proj: ∇W always, ∇x when needed; out_proj: ∇W and ∇(its input) always
-        proj = 3 * n * length * e * e * (2 if input_grad else 1) + 2 * n * length * e * e
-        if convention == "torch":  # scaled_dot_product_attention's backward kernel is invisible to it
-            return proj
-        # dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do: twice the forward's two products
-        return proj + 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        return self.projection_macs(x)  # ∇W of in_proj and out_proj: one forward of each
+        # in_proj: ∇W always, ∇x when needed; out_proj: ∇W and ∇(its input) always; the attention
+        # products: dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do, twice the forward's two products
+        in_proj, out_proj = 3 * n * length * e * e, n * length * e * e
+        core = 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
+        return _projection_grads(in_proj, out_proj, input_grad) + [Grad(core, weight=False, kernel=SDPA)]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h = self.num_heads
@@ -222,6 +218,13 @@ class MultiheadAttention(_Attends):
             grads["in_proj_bias"] = _flat(dqkv).sum(axis=0)
             grads["out_proj.bias"] = _flat(dy).sum(axis=0)
         return dqkv @ params["in_proj_weight"], grads
+
+
+def _projection_grads(inputs: int, output: int, input_grad: bool) -> list[Grad]:
+    """The projections' gradients from their forward MACs: the input projections' dL/dW, and their
+    dL/dx when the layer's input needs it; the output projection's dL/dW and dL/d(its input)."""
+    grads = [Grad(inputs, weight=True)] + ([Grad(inputs, weight=False)] if input_grad else [])
+    return grads + [Grad(output, weight=True), Grad(output, weight=False)]
 
 
 def _flat(t: Any) -> Any:
@@ -334,7 +337,7 @@ class Attention(_Attends):
         # grouped-query attention repeats each k, v head for its query heads: h heads of products
         return self.projection_macs(x) + _core_macs(x[0], self.num_heads, x[1], self.dim(x))
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length = x[0], x[1]
         proj = self.projection_macs(x)
         outs = sum(o for _, o in self._projections(x).values())
@@ -349,18 +352,13 @@ class Attention(_Attends):
             row(BIAS, ptflops=(bias, 0), torchinfo=n * outs if self.bias else 0),
         ]
 
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
         n, length = x[0], x[1]
         p = self._projections(x)
         qkv = n * length * sum(i * o for name, (i, o) in p.items() if name != "o_proj")
         o_proj = n * length * p["o_proj"][0] * p["o_proj"][1]
-        proj = qkv * (2 if input_grad else 1) + 2 * o_proj
-        if convention == "torch":  # scaled_dot_product_attention's backward kernel is invisible to it
-            return proj
-        return proj + 2 * _core_macs(n, self.num_heads, length, self.dim(x))
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        return self.projection_macs(x)  # ∇W of q, k, v and o: one forward of each
+        core = 2 * _core_macs(n, self.num_heads, length, self.dim(x))
+        return _projection_grads(qkv, o_proj, input_grad) + [Grad(core, weight=False, kernel=SDPA)]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h, kv, d = self.num_heads, self.kv_heads, self.dim(x.shape)
@@ -513,38 +511,21 @@ class TransformerEncoderLayer(Layer):
         """
         return self.bias and self.nhead % 2 == 0
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
-        rows = []
+    def fused_kernel(self) -> str | None:
+        return ENCODER_FAST_PATH if self.fast_path() else None
+
+    def peer_parts(self, x: Shape) -> list[tuple[CostModel, Shape]]:
+        # F.relu / F.gelu are bound at construction, not modules: no tool sees the activation
+        return [(layer, shape) for name, (layer, shape) in self.children(x).items() if name != "activation"]
+
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
+        parts = []
         for name, (layer, shape) in self.children(x).items():
-            if name == "activation":  # F.relu / F.gelu bound at construction: no tool sees it
-                continue
-            rows += layer.peer_costs(shape, layer.output_shape(shape))
-        if self.fast_path():  # FlopCounterMode sees one fused op it has no formula for
-            rows = [(category, {**values, "torch": None}) for category, values in rows]
-        return rows
-
-    def training_forward_extra(self, x: Shape, y: Shape, convention: str) -> int:
-        if convention != "torch" or not self.fast_path():
-            return 0
-        # with autograd recording the fast path is off: the projections and both linear layers show
-        kids = self.children(x)
-        attn, shape = kids["self_attn"]
-        linears = sum(layer.macs(s, layer.output_shape(s)) for name, (layer, s) in kids.items() if name.startswith("linear"))
-        return attn.projection_macs(shape) + linears  # type: ignore[attr-defined]
-
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
-        kids = self.children(x)
-        total = 0
-        for name, (layer, shape) in kids.items():
             # the attention reads x itself (post-norm) or norm1(x), which has parameters (pre-norm);
             # both linear layers read a tensor that depends on parameters
             needs = (input_grad or self.norm_first) if name == "self_attn" else True
-            total += layer.backward_macs(shape, layer.output_shape(shape), needs, convention)
-        return total
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        return sum(layer.weight_grad_macs(shape, layer.output_shape(shape), convention)
-                   for layer, shape in self.children(x).values())
+            parts += layer.backward_parts(shape, layer.output_shape(shape), needs)
+        return parts
 
     def init_params(self, x: Shape, rng: Any) -> dict[str, Any]:
         return {f"{name}.{p}": arr for name, (layer, shape) in self.children(x).items()

@@ -49,7 +49,7 @@ class Residual(_Block):
             )
         return body
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return [row(ADD)]  # `out = body + shortcut`: no tool counts the add
 
     def merge(self, outs: list[Any]) -> Any:
@@ -85,7 +85,7 @@ class Concat(_Block):
                 )
         return (first[0], sum(o[1] for o in outs), *first[2:])
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return [row(CONCAT)]  # a copy: no tool counts it
 
     def merge(self, outs: list[Any]) -> Any:
@@ -123,7 +123,7 @@ class Multiply(_Block):
                 )
         return outs[0]
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return [row(PRODUCT)]  # `a * b`: no tool counts the product
 
     def merge(self, outs: list[Any]) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import ShapeError
 from .base import Arg, Bool, Int, Ints, Layer, Opt, Shape, fmt_shape, numel, register
+from .counting import Grad
 from .peers import BIAS, CONV, row, rules
 from .geometry import conv_out, conv_transpose_out, per_dim, same_padding
 
@@ -35,14 +36,11 @@ class _ConvBase(Layer):
         self.strides: tuple[int, ...] = per_dim(self.stride, self.rank)  # type: ignore[attr-defined]
         self.dilations: tuple[int, ...] = per_dim(self.dilation, self.rank)  # type: ignore[attr-defined]
 
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
-        # ∇k (x ⋆ ∇y) and ∇x (∇y with the flipped kernel) each cost one forward; FlopCounterMode
-        # counts the weight gradient of a grouped conv `groups` times over (a torch quirk)
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
+        # ∇k (x ⋆ ∇y) and ∇x (∇y with the flipped kernel) each cost one forward; the weight
+        # gradient's groups are stated, as FlopCounterMode prices it as an ungrouped conv's
         fwd = self.macs(x, y)
-        return self.weight_grad_macs(x, y, convention) + (fwd if input_grad else 0)
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        return self.macs(x, y) * (self.groups if convention == "torch" else 1)
+        return [Grad(fwd, weight=True, groups=self.groups)] + ([Grad(fwd, weight=False)] if input_grad else [])
 
     def check_channels(self, x: Shape) -> int:
         """Check rank, in_channels and groups against the input; return its channel count."""
@@ -127,7 +125,7 @@ class _Conv(_ConvBase):
         # N · c_out · spatial_out · (c_in/groups) · prod(kernel): one MAC per kernel tap per output.
         return numel(y) * (x[1] // self.groups) * numel(self.kernel)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         macs, bias = self.macs(x, y), numel(y) if self.bias else 0
         # padding='same'/'valid' reaches aten as conv2d.padding, which fvcore has no handle for
         fvcore = None if isinstance(self.padding, str) else macs  # type: ignore[attr-defined]
@@ -262,7 +260,7 @@ class _ConvTranspose(_ConvBase):
         # Every input pixel scatters a (c_out/groups)·kh·kw patch: N · c_in · spatial_in · ...
         return numel(x) * (self.out_channels // self.groups) * numel(self.kernel)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         macs, bias = self.macs(x, y), numel(y) if self.bias else 0
         k = numel(self.kernel)
         # torchinfo: weight numel x N x output spatial; thop: output elements x (c_in/groups) x k;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .counting import Grad
 from .peers import BIAS, CONV, row, rules
 from .base import Arg, Bool, Int, Layer, Name, Opt, Shape, numel, register
 
@@ -55,7 +56,7 @@ class Linear(Layer):
         # N · (leading dims) · n_in · n_out: each output element is a dot product of length n_in.
         return numel(y) * x[-1]
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         macs, bias = self.macs(x, y), numel(y) if self.bias else 0
         # torchinfo multiplies the parameter count by output.shape[0] only: middle dims are lost
         n, k, o = x[0], x[-1], self.out_features
@@ -64,12 +65,10 @@ class Linear(Layer):
             row(BIAS, ptflops=(bias, 0), torchinfo=n * o if self.bias else 0),
         ]
 
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
         # ∇W = ∇zᵀ x and ∇x = ∇z W each cost as much as the forward product
-        return self.macs(x, y) * (2 if input_grad else 1)
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        return self.macs(x, y)  # ∇W = ∇zᵀ x: one forward's products
+        macs = self.macs(x, y)
+        return [Grad(macs, weight=True)] + ([Grad(macs, weight=False)] if input_grad else [])
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         # z = x Wᵀ + b on the last dim (x may carry leading dims)

@@ -113,7 +113,7 @@ class _BatchNorm(_ChannelAffine):
     def stats_axes(self, x: Any) -> tuple[tuple[int, ...], Any]:
         return (0, *range(2, x.ndim)), x
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, a = numel(x), self.affine
         # fvcore charges batch statistics (no running ones: even inference computes them) as a full norm
         fvcore = (2 * n if a else n) if self.track_running_stats else (5 * n if a else 4 * n)
@@ -190,7 +190,7 @@ class LayerNorm(_LastDimNorm):
             return {}
         return {"weight": (x[-1],), "bias": (x[-1],)} if self.bias else {"weight": (x[-1],)}
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, a = numel(x), self.elementwise_affine
         params = sum(numel(s) for s in self.param_shapes(x).values())
         # ptflops looks for `.affine`, which layernorm lacks: always one op per element
@@ -253,7 +253,7 @@ class GroupNorm(_ChannelAffine):
             raise ShapeError(f"groupnorm would normalise single values: input {fmt_shape(x)}", value=x)
         return x
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, a = numel(x), self.affine  # thop has no rule for groupnorm
         return [row(NORM, fvcore=5 * n if a else 4 * n, ptflops=(2 * n if a else n, 0),
                     torchinfo=x[0] * 2 * x[1] if a else None)]
@@ -286,7 +286,7 @@ class RMSNorm(_LastDimNorm):
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (x[-1],)} if self.elementwise_affine else {}
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # only torchinfo counts it (output.shape[0] x its parameters); fvcore has no handle for
         # aten::rms_norm, thop and ptflops no rule for nn.RMSNorm, FlopCounterMode counts no norm
         return [row(NORM, torchinfo=x[0] * x[-1])] if self.elementwise_affine else []

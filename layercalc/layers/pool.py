@@ -51,7 +51,7 @@ class _Pool(Layer):
     averages: ClassVar[bool] = False  # avg pools: thop charges one op per output element
     unpadded_fit: ClassVar[bool] = False  # the kernel must fit the input before padding (PyTorch's avgpool3d)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # ptflops counts the input once in its module hook and once more in its F.*pool* patch
         return [row(POOL, thop=numel(y) if self.averages else None, ptflops=(numel(x), numel(x)))]
 
@@ -190,7 +190,7 @@ class _AdaptivePool(Layer):
     rank: ClassVar[int] = 2
     averages: ClassVar[bool] = False
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         thop = fvcore = None
         if self.averages:
             # thop: (prod of in/out size ratios + 1) per output element, in floating point

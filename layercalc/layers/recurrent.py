@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from ..errors import SchemaError
 from ..lazy import np
 from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, register
+from .counting import ONEDNN_RNN, Grad
 from .peers import ACT, BIAS, RECURRENT, row, rules
 
 _COMMON = (
@@ -168,11 +169,7 @@ class _Recurrent(Layer):
         runs = x[0] * x[1] * self.directions
         return runs * sum(self.step_macs(f) for f in self.layer_inputs(x))
 
-    def torch_sees(self) -> bool:
-        """False where FlopCounterMode counts nothing: a fused CPU kernel it has no rule for."""
-        return True
-
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, t, d, hid = x[0], x[1], self.directions, self.hidden_size
         runs = n * t * d
         g = self.gates
@@ -189,15 +186,13 @@ class _Recurrent(Layer):
         # torchinfo: every parameter element times N·T (the output's first two dims); the weights
         # hold as many elements as one step's products, so its weight part equals layercalc's
         return [
-            row(RECURRENT, layercalc=products, torch=products if self.torch_sees() else None,
+            row(RECURRENT, layercalc=products, torch=products,
                 thop=thop, ptflops=(ptflops, 0), torchinfo=products),
             row(BIAS, thop=bias, ptflops=(bias, 0), torchinfo=bias),
             row(ACT, thop=thop_act, ptflops=(pt_act, 0)),
         ]
 
-    def backward_macs(self, x: Shape, y: Shape, input_grad: bool, convention: str) -> int:
-        if convention == "torch" and not self.torch_sees():
-            return 0
+    def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
         # the weight gradients cost one forward; the input gradients: through W_ih for every step
         # (not for the first layer when its input needs none), through W_hh for steps t >= 1 only
         # (the initial state is a constant zero: no gradient is wanted for it), through W_hr always
@@ -207,11 +202,8 @@ class _Recurrent(Layer):
         for k, f in enumerate(self.layer_inputs(x)):
             through_ih = t * rows * f if (k > 0 or input_grad) else 0
             dx += n * d * (through_ih + (t - 1) * rows * self.out_size + t * hid * self.proj)
-        return self.macs(x, y) + dx
-
-    def weight_grad_macs(self, x: Shape, y: Shape, convention: str) -> int:
-        # every weight's gradient: one product per forward product
-        return 0 if convention == "torch" and not self.torch_sees() else self.macs(x, y)
+        kernel = self.fused_kernel()
+        return [Grad(self.macs(x, y), weight=True, kernel=kernel), Grad(dx, weight=False, kernel=kernel)]
 
     # -- NumPy forward and backpropagation through time --
     def initial_state(self, n: int, dtype: Any) -> Any:
@@ -334,10 +326,10 @@ class LSTM(_Recurrent):
     def proj(self) -> int:
         return self.proj_size
 
-    def torch_sees(self) -> bool:
-        # on CPU in float32 PyTorch runs an LSTM without projection through oneDNN's fused kernel,
-        # which FlopCounterMode has no rule for; with a projection it falls back to matrix products
-        return self.proj_size > 0
+    def fused_kernel(self) -> str | None:
+        # on CPU in float32 PyTorch runs an LSTM without projection through oneDNN's fused kernel;
+        # with a projection it falls back to matrix products
+        return None if self.proj_size else ONEDNN_RNN
 
     def initial_state(self, n: int, dtype: Any) -> Any:
         return np.zeros((n, self.hidden_size), dtype=dtype)

@@ -90,7 +90,7 @@ class Upsample(Layer):
                 raise ShapeError(f"scale_factor {_show(self.scale_factor)} leaves no output (size {fmt_shape(out)})", value=self.scale_factor)
         return (*x[:2], *out)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         rank = len(x) - 2
         out = numel(y)
         # fvcore has handles for the 2-D nearest (1 per output) and bilinear (4 per output) ops only
@@ -145,7 +145,7 @@ class PixelShuffle(Layer):
             )
         return (x[0], x[1] // r2, x[2] * self.upscale_factor, x[3] * self.upscale_factor)
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return [row(RESAMPLE, thop=0)]  # thop registers nn.PixelShuffle with zero ops; the others skip it
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:

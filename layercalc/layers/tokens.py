@@ -58,7 +58,7 @@ class Embedding(Layer):
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         return {"weight": (self.num_embeddings, self.embedding_dim)}
 
-    def peer_costs(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         # torchinfo charges every module with a `weight` output.shape[0] x its parameter count;
         # the other tools see a lookup (aten::embedding), not arithmetic
         return [row(EMBED, torchinfo=x[0] * self.num_embeddings * self.embedding_dim)]

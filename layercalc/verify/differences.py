@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ..layers.base import fresh_uniform, unit_uniform
+from ..layers.numerics import fresh_uniform, unit_uniform
 from ..lazy import np
 
 CHUNK = 1 << 20  # elements per slice when a large tensor is moved or multiplied (bounded temporaries)
