@@ -12,6 +12,11 @@ checked against its owner's and counted once, at the owner.
 An entry with `trainable: false` (or inside such a block) has frozen parameters: they count in
 `params` but not in `trainable_params`, and a value needs a gradient only downstream of a
 trainable parameter (`Run.grad`), as autograd's requires_grad propagates.
+
+The run table (`Report.run_table`, `Execution` rows) is the one walk over the analysed tree: every
+place an entry runs, how many times in all and whether its input needs a gradient. The totals, each
+convention's counts, the training cost, the by-type rows, the report's rows and verify's memory
+estimates are folds over it. This module imports config, errors and layers only.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ class Entry:
     """
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params")
+                 "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params",
+                 "table")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
@@ -78,6 +84,7 @@ class Entry:
         self.trainable = trainable  # False: frozen by its own `trainable: false` or an enclosing block's
         # params that get a gradient: all of them when trainable, none when frozen (a block: its children's sum)
         self.trainable_params = (params if trainable else 0) if trainable_params is None else trainable_params
+        self.table: tuple["Execution", ...] | None = None  # entry_table(self), once it is asked for
 
     @property
     def children(self) -> list["Entry"]:
@@ -330,8 +337,8 @@ def fold(rows: Iterable[Execution], value: Callable[[Execution], int]) -> int:
 def _place(run: Run, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]) -> None:
     """Append the rows of `n` runs of `run` to out: its own, then its children's in execution order.
 
-    Below a row that folds several copies nothing is listed, and every repeat then takes one row
-    per distinct copy and one for the identical rest, so the table stays as short as the tree.
+    Repeats are laid out as the report lists them (Report.walk); below a row that folds several
+    copies the rows are the same, but not listed (the report shows the folded row alone).
     """
     at = len(out)
     out.append(None)  # type: ignore[arg-type]  # its own row, once the size of its subtree is known
@@ -349,12 +356,11 @@ def _place(run: Run, path: str, name: str, depth: int, n: int, listed: bool, out
 def _place_copies(
     seq: list[Run], copies: int, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]
 ) -> None:
-    """Append the rows of a repeat group's copies: each copy of a listed short repeat, else each
-    distinct copy and then one row for the identical rest of the last (its input's gradient as the
-    later runs')."""
+    """Append the rows of a repeat group's copies: each copy of a short repeat, else each distinct
+    copy and then one row for the identical rest of the last (its input's gradient as the later runs')."""
     k = 0  # copy number within the group
     for child in seq:
-        each = child.times if listed and copies <= LISTED_COPIES else 1
+        each = child.times if copies <= LISTED_COPIES else 1
         grad = child.grad
         for j in range(each):
             _place(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", depth, n, listed, out)
@@ -368,10 +374,14 @@ def _place_copies(
 
 def entry_table(entry: Entry, grad: bool = False) -> tuple[Execution, ...]:
     """The run table of one run of an entry (any entry, a made-up one too): its row, then every
-    row below it; nothing is listed, so a repeat takes its distinct copies and one row for the rest."""
-    out: list[Execution] = []
-    _place(Run(entry, 1, grad), entry.seg, entry.name, 0, 1, False, out)
-    return tuple(out)
+    row below it, none of them listed (they are not the report's rows)."""
+    if grad or entry.table is None:  # the tree below an entry does not change once analysed: build it once
+        out: list[Execution] = []
+        _place(Run(entry, 1, grad), entry.seg, entry.name, 0, 1, False, out)
+        if grad:
+            return tuple(out)
+        entry.table = tuple(out)
+    return entry.table
 
 
 def select(

@@ -6,6 +6,9 @@
 - `training(report, convention, optimizer)`: backward MACs (no dL/dx before the first layer
   with trainable parameters, as autograd; no dL/dW of frozen layers) and the memory a training
   step holds (gradients and optimizer state for trainable parameters only).
+
+Each count is a fold over the report's run table (one row per place an entry runs, with how many
+times and whether its input needs a gradient): this module has no walk or gradient rule of its own.
 """
 
 from __future__ import annotations
