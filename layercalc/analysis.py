@@ -12,11 +12,18 @@ checked against its owner's and counted once, at the owner.
 An entry with `trainable: false` (or inside such a block) has frozen parameters: they count in
 `params` but not in `trainable_params`, and a value needs a gradient only downstream of a
 trainable parameter (`Run.grad`), as autograd's requires_grad propagates.
+
+The run table (`Report.run_table`, `Execution` rows) is the one walk over the analysed tree: every
+place an entry runs, how many times in all and whether its input needs a gradient. The totals, each
+convention's counts, the training cost, the by-type rows, the report's rows and verify's memory
+estimates are folds over it. This module imports config, errors and layers only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
 from .config import Network
 from .errors import ConfigError, ShapeError
@@ -54,7 +61,8 @@ class Entry:
     """
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
-                 "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params")
+                 "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params",
+                 "table")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
@@ -76,21 +84,26 @@ class Entry:
         self.trainable = trainable  # False: frozen by its own `trainable: false` or an enclosing block's
         # params that get a gradient: all of them when trainable, none when frozen (a block: its children's sum)
         self.trainable_params = (params if trainable else 0) if trainable_params is None else trainable_params
+        self.table: tuple["Execution", ...] | None = None  # entry_table(self), once it is asked for
 
     @property
     def children(self) -> list["Entry"]:
         """Every child entry, sequence after sequence (a repeat group: its distinct copies)."""
         return [child for seq in self.sequences for child in seq]
 
-    def runs(self, grad: bool = False) -> Iterator[list[Run]]:
-        """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
+    def timed(self) -> list[list[tuple["Entry", int]]]:
+        """Each child sequence as (child, how many times it runs in a row); a repeat group's last
+        distinct copy runs for itself and every identical copy after it."""
         if self.copies:
             distinct = self.sequences[0]
             rest = self.copies - len(distinct) + 1  # how often the last distinct copy runs
-            yield _chain([(c, rest if i == len(distinct) - 1 else 1) for i, c in enumerate(distinct)], grad)
-            return
-        for seq in self.sequences:
-            yield _chain([(c, 1) for c in seq], grad)
+            return [[(c, rest if i == len(distinct) - 1 else 1) for i, c in enumerate(distinct)]]
+        return [[(c, 1) for c in seq] for seq in self.sequences]
+
+    def runs(self, grad: bool = False) -> Iterator[list[Run]]:
+        """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
+        for seq in self.timed():
+            yield _chain(seq, grad)
 
 
 def _chain(children: list[tuple[Entry, int]], grad: bool) -> list[Run]:
@@ -213,13 +226,13 @@ def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
 
 def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
     """Fill a block's numbers from its children, each counted as many times as it runs."""
-    runs = [run for seq in entry.runs() for run in seq]
-    entry.params = sum(r.times * r.entry.params for r in runs)
-    entry.trainable_params = sum(r.times * r.entry.trainable_params for r in runs)
-    entry.buffers = sum(r.times * r.entry.buffers for r in runs)
-    entry.macs = sum(r.times * r.entry.macs for r in runs)
-    entry.tensors = sum(r.times * r.entry.tensors for r in runs) + extra_tensor
-    entry.cache = sum(r.times * r.entry.cache for r in runs)
+    timed = [pair for seq in entry.timed() for pair in seq]
+    entry.params = sum(n * child.params for child, n in timed)
+    entry.trainable_params = sum(n * child.trainable_params for child, n in timed)
+    entry.buffers = sum(n * child.buffers for child, n in timed)
+    entry.macs = sum(n * child.macs for child, n in timed)
+    entry.tensors = sum(n * child.tensors for child, n in timed) + extra_tensor
+    entry.cache = sum(n * child.cache for child, n in timed)
 
 
 def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> Entry:
@@ -276,43 +289,122 @@ def analyse_sequence(
     return x, entries
 
 
-class Row(NamedTuple):
-    """One row of the report: an entry at its place, standing for `copies` identical runs of it."""
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One row of the run table: an entry at its place in execution order, standing for `copies` runs.
+
+    A row stands for one run of its entry, or (a repeat's identical tail) for several in a row;
+    `copies` multiplies those by the runs of every row above it, so a count over the whole network
+    is a fold: the sum of copies × the entry's own number over the rows that own that number.
+    """
 
     entry: Entry
     path: str  # dotted position; a folded row's last segment is a range of copies: "blocks.2-999"
     name: str
-    depth: int
-    copies: int  # 1, or the number of identical repeat copies this row folds together
-    grad: bool  # its (first) input depends on a parameter, so the backward computes dL/dx
+    depth: int  # 0 for a top-level entry
+    copies: int  # runs in all: the copies this row folds together times those of every row above it
+    grad: bool  # its (first) input depends on a trainable parameter, so the backward computes dL/dx
+    listed: bool  # a row of the report (Report.walk): not below a row that folds several copies
+    size: int  # rows below it: its subtree is the `size` rows after it
+    at: int  # its index in its table
+
+    @property
+    def leaf(self) -> bool:
+        """A layer (not a block or a repeat group): the rows whose own numbers the totals add."""
+        return self.entry.layer is not None and not self.entry.sequences
+
+    @property
+    def trains(self) -> bool:
+        """Its parameters get a gradient (not frozen by its own or an enclosing `trainable: false`)."""
+        return self.entry.trainable
+
+    @property
+    def input_shape(self) -> Shape:
+        """Its input shape (batch first)."""
+        return self.entry.input_shape
+
+    @property
+    def output_shape(self) -> Shape:
+        """Its output shape (batch first)."""
+        return self.entry.output_shape
 
 
-def _walk(run: Run, path: str, name: str, level: int, depth: int | None) -> Iterator[Row]:
-    """The rows of one run: the entry's row (folded when it runs many times), then its children's."""
-    yield Row(run.entry, path, name, level, run.times, run.grad)
-    if run.times > 1 or (depth is not None and level >= depth):
-        return
-    entry = run.entry
+def fold(rows: Iterable[Execution], value: Callable[[Execution], int]) -> int:
+    """Sum of value(row) × row.copies over the rows: a count of every run they stand for."""
+    return sum(row.copies * value(row) for row in rows)
+
+
+def _place(run: Run, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]) -> None:
+    """Append the rows of `n` runs of `run` to out: its own, then its children's in execution order.
+
+    Repeats are laid out as the report lists them (Report.walk); below a row that folds several
+    copies the rows are the same, but not listed (the report shows the folded row alone).
+    """
+    at = len(out)
+    out.append(None)  # type: ignore[arg-type]  # its own row, once the size of its subtree is known
+    entry, below = run.entry, n * run.times
+    inner = listed and run.times == 1
     for seq in entry.runs(run.grad):
-        k = 0  # copy number within a repeat group
+        if entry.copies:
+            _place_copies(seq, entry.copies, path, name, depth + 1, below, inner, out)
+            continue
         for child in seq:
-            if not entry.copies:
-                yield from _walk(child, f"{path}.{child.entry.seg}", child.entry.name, level + 1, depth)
-                continue
-            listed = child.times if entry.copies <= LISTED_COPIES else 1
-            grad = child.grad
-            for j in range(listed):  # a short repeat: one row per copy
-                yield from _walk(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", level + 1, depth)
-                grad = child.later_grad
-            k += listed
-            rest = child.times - listed  # only the last distinct copy has a tail
-            if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
-                span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
-                yield from _walk(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", level + 1, depth)
+            _place(child, f"{path}.{child.entry.seg}", child.entry.name, depth + 1, below, inner, out)
+    out[at] = Execution(entry, path, name, depth, below, run.grad, listed, len(out) - at - 1, at)
+
+
+def _place_copies(
+    seq: list[Run], copies: int, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]
+) -> None:
+    """Append the rows of a repeat group's copies: each copy of a short repeat, else each distinct
+    copy and then one row for the identical rest of the last (its input's gradient as the later runs')."""
+    k = 0  # copy number within the group
+    for child in seq:
+        each = child.times if copies <= LISTED_COPIES else 1
+        grad = child.grad
+        for j in range(each):
+            _place(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", depth, n, listed, out)
+            grad = child.later_grad
+        k += each
+        rest = child.times - each  # only the last distinct copy has a tail
+        if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
+            span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
+            _place(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", depth, n, listed, out)
+
+
+def entry_table(entry: Entry, grad: bool = False) -> tuple[Execution, ...]:
+    """The run table of one run of an entry (any entry, a made-up one too): its row, then every
+    row below it, none of them listed (they are not the report's rows)."""
+    if grad or entry.table is None:  # the tree below an entry does not change once analysed: build it once
+        out: list[Execution] = []
+        _place(Run(entry, 1, grad), entry.seg, entry.name, 0, 1, False, out)
+        if grad:
+            return tuple(out)
+        entry.table = tuple(out)
+    return entry.table
+
+
+def select(
+    rows: Sequence[Execution], under: Execution | None = None, *, grad: bool | None = None,
+    listed: bool | None = None, leaf: bool | None = None, depth: int | None = None,
+) -> list[Execution]:
+    """The rows of a table (under: that row and its subtree) with the given flags, at most `depth` deep."""
+    if under is not None:
+        if rows[under.at] is not under:
+            raise ValueError(f"{under.path!r} is not a row of this table")
+        rows = rows[under.at: under.at + under.size + 1]
+    return [
+        x for x in rows
+        if (grad is None or x.grad == grad) and (listed is None or x.listed == listed)
+        and (leaf is None or x.leaf == leaf) and (depth is None or x.depth <= depth)
+    ]
 
 
 class Report:
     """The analysed network: rows for every layer at every depth, and exact totals."""
+
+    # api.render, set by api: the calculator draws no tables, and imports nothing that does
+    renderer: ClassVar[Callable[..., str] | None] = None
 
     def __init__(self, network: Network, entries: list[Entry], tokens: bool = False) -> None:
         self.network = network
@@ -332,18 +424,23 @@ class Report:
         `estimated_total_bytes` = input + activations (every layer's output) + params, as
         torchinfo's "Estimated Total Size"; buffers and a decoder's KV cache are not in it.
         """
-        params = sum(e.params for e in self.entries)
-        trainable = sum(e.trainable_params for e in self.entries)
-        macs = sum(e.macs for e in self.entries)
-        cache = sum(e.cache for e in self.entries)
-        activation_bytes = sum(e.tensors for e in self.entries) * self.dtype_bytes
+        top = self.executions(depth=0)  # the top-level rows, each with the numbers of its subtree
+
+        def count(value: Callable[[Entry], int]) -> int:
+            return fold(top, lambda row: value(row.entry))
+
+        params = count(lambda e: e.params)
+        trainable = count(lambda e: e.trainable_params)
+        macs = count(lambda e: e.macs)
+        cache = count(lambda e: e.cache)
+        activation_bytes = count(lambda e: e.tensors) * self.dtype_bytes
         param_bytes = params * self.dtype_bytes
         input_bytes = self.input_bytes
         total = {
             "params": params,
             "trainable_params": trainable,
             "frozen_params": params - trainable,
-            "buffers": sum(e.buffers for e in self.entries),
+            "buffers": count(lambda e: e.buffers),
             "macs": macs,
             "flops": 2 * macs,
             "activation_bytes": activation_bytes,
@@ -360,18 +457,37 @@ class Report:
         """The network's output shape (batch first)."""
         return self.entries[-1].output_shape if self.entries else self.network.input_shape
 
-    def walk(self, depth: int | None = None) -> Iterator[Row]:
+    @cached_property
+    def run_table(self) -> tuple[Execution, ...]:
+        """Every run of every entry, in execution order (an entry's row before its children's):
+        the one walk over the tree, which every count of the report and its conventions folds."""
+        out: list[Execution] = []
+        for run in _chain([(e, 1) for e in self.entries], grad=False):
+            _place(run, run.entry.seg, run.entry.name, 0, 1, True, out)
+        return tuple(out)
+
+    def executions(
+        self, under: Execution | None = None, *, grad: bool | None = None, listed: bool | None = None,
+        leaf: bool | None = None, depth: int | None = None,
+    ) -> list[Execution]:
+        """Rows of the run table (under: that row and everything below it) with the given flags."""
+        return select(self.run_table, under, grad=grad, listed=listed, leaf=leaf, depth=depth)
+
+    def fold(self, value: Callable[[Execution], int], under: Execution | None = None) -> int:
+        """A count over every run of the layers (under one row): value(row) × its copies, summed over leaves."""
+        return fold(self.executions(under, leaf=True), value)
+
+    def walk(self, depth: int | None = None) -> Iterator[Execution]:
         """Every row in execution order, blocks below `depth` folded into their row.
 
         A repeat lists each copy; one of more than LISTED_COPIES copies lists its distinct copies,
-        then one row that stands for all the rest (Row.copies of them).
+        then one row that stands for all the rest (Execution.copies of them).
         """
-        for run in _chain([(e, 1) for e in self.entries], grad=False):
-            yield from _walk(run, run.entry.seg, run.entry.name, 0, depth)
+        yield from self.executions(listed=True, depth=depth)
 
     def rows(
-        self, depth: int | None = None, macs: Callable[[Row], int | None] | None = None,
-        backward: Callable[[Row], int] | None = None,
+        self, depth: int | None = None, macs: Callable[[Execution], int | None] | None = None,
+        backward: Callable[[Execution], int] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """One plain dict per row of walk(depth); a folded row's numbers are the sum over its copies.
 
@@ -413,17 +529,17 @@ class Report:
     def table(self, width: int = 100, command: str = "summary", **options: Any) -> str:
         """The table `layercalc summary` prints (or params/flops/shapes), as plain text `width`
         columns wide; options are api.report_data's (depth, convention, training, by_type, ...)."""
-        from .api import render
-
-        return render(self, "table", command, width, **options)
+        if Report.renderer is None:
+            raise RuntimeError("no renderer: import layercalc.api, which sets Report.renderer")
+        return Report.renderer(self, "table", command, width, **options)
 
     def __str__(self) -> str:
         """The summary table, so print(report) shows what the command line shows."""
         return self.table()
 
     def to_dict(
-        self, depth: int | None = None, macs: Callable[[Row], int | None] | None = None,
-        backward: Callable[[Row], int] | None = None,
+        self, depth: int | None = None, macs: Callable[[Execution], int | None] | None = None,
+        backward: Callable[[Execution], int] | None = None,
     ) -> dict[str, Any]:
         """The SPEC's JSON object: name, input, batch, dtype, layers, total."""
         net = self.network

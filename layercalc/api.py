@@ -110,7 +110,7 @@ def report_data(
             raise UsageError("by_type gives one row per layer type; it does not combine with depth")
         depth = 0  # the per-layer rows are replaced by the per-type ones
     costing = None if convention == "layercalc" else Costing(report, convention)
-    backward = (lambda row: backward_macs(row, convention)) if training else None
+    backward = (lambda row: backward_macs(report, row, convention)) if training else None
     data = report.to_dict(depth, macs=costing.macs if costing else None, backward=backward)
     data["convention"] = convention
     if costing is not None:
@@ -189,6 +189,9 @@ def render(
     from .render.formats import compare_text
 
     return compare_text(format, data)
+
+
+Report.renderer = render  # what Report.table and print(report) draw with (analysis imports no renderer)
 
 
 def example_config(type_name: str) -> dict[str, Any]:

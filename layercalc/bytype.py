@@ -4,16 +4,16 @@ Only layers count (the leaves of the tree), each as many times as it runs, so no
 twice: a block's numbers are its children's. A block type gets a row of its own only where the
 block itself adds a count (its own peer cost or backward MACs), which no block type does today.
 Under a peer convention each type's MACs are that tool's over the type's layers; with training,
-each layer's backward MACs are the totals' own (`conventions.own_backward` over
-`conventions.layer_runs`): this module only groups them, it has no gradient rule of its own.
+each layer's backward MACs are the totals' own (`conventions.own_backward` over the report's run
+table): this module only groups the table's rows, it has no gradient rule of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .analysis import Report, Run
-from .conventions import forward_extra, layer_runs, own_backward, repeated
+from .analysis import Execution, Report
+from .conventions import forward_extra, own_backward, repeated
 from .layers.peers import tally
 
 
@@ -26,32 +26,34 @@ class _Type:
         self.values: list[Any] = []  # a peer convention's values (int, ptflops pair or None)
 
 
+def _add(types: dict[str, _Type], row: Execution, convention: str, training: bool) -> None:
+    """Add one row of the run table to its type's numbers (a block only where it adds a count of its own)."""
+    entry, n = row.entry, row.copies
+    own = [v[convention] for _, v in entry.layer.peer_costs(entry.input_shape, entry.output_shape)]
+    backward = own_backward(entry, row.grad, convention) if training else 0
+    extra = forward_extra(entry, row.grad, convention) if training else 0
+    if not row.leaf and not any(v is not None for v in own) and not backward and not extra:
+        return  # a block that adds nothing of its own: its children carry its numbers
+    t = types.setdefault(entry.type, _Type())
+    t.count += n
+    if row.leaf:
+        t.params += entry.params * n
+        t.buffers += entry.buffers * n
+        t.macs += entry.macs * n
+    t.values += [repeated(v, n) for v in own]
+    t.backward += backward * n
+    t.extra += extra * n
+
+
 def by_type(report: Report, convention: str = "layercalc", training: bool = False) -> list[dict[str, Any]]:
     """One row per layer type in order of first appearance: count, params, buffers, MACs, FLOPs
     (under `convention`; None = that tool counts none of them), and with training backward and
-    training MACs. The rows are the runs the totals fold over (`conventions.layer_runs`), grouped
-    by type, so they sum to the report's totals."""
+    training MACs. The rows are the run table's rows the totals fold over, grouped by type, so
+    they sum to the report's totals."""
     types: dict[str, _Type] = {}
-    for row in report.walk(depth=0):  # the top-level entries, as the totals take them
-        for entry, n, grad in layer_runs(Run(row.entry, row.copies, row.grad)):
-            if entry.layer is None:
-                continue  # a repeat group: its copies carry its numbers
-            leaf = not entry.sequences
-            x, y = entry.input_shape, entry.output_shape
-            own = [v[convention] for _, v in entry.layer.peer_costs(x, y)]
-            backward = own_backward(entry, grad, convention) if training else 0
-            extra = forward_extra(entry, grad, convention) if training else 0
-            if not leaf and not any(v is not None for v in own) and not backward and not extra:
-                continue  # a block that adds nothing of its own: its children carry its numbers
-            t = types.setdefault(entry.type, _Type())
-            t.count += n
-            if leaf:
-                t.params += entry.params * n
-                t.buffers += entry.buffers * n
-                t.macs += entry.macs * n
-            t.values += [repeated(v, n) for v in own]
-            t.backward += backward * n
-            t.extra += extra * n
+    for row in report.run_table:
+        if row.entry.layer is not None:  # a repeat group's copies carry its numbers
+            _add(types, row, convention, training)
 
     batch = report.network.batch
     rows = []
@@ -73,10 +75,9 @@ def cache_by_type(report: Report) -> list[dict[str, Any]]:
     by type in order of first appearance, each with how many run and their share of the cache in
     elements; empty for a network without one."""
     found: dict[str, dict[str, Any]] = {}
-    for row in report.walk(depth=0):
-        for entry, n, _ in layer_runs(Run(row.entry, row.copies, row.grad)):
-            if entry.cache and not entry.sequences:  # a layer's own cache (a block's is its children's)
-                t = found.setdefault(entry.type, {"type": entry.type, "count": 0, "elements": 0})
-                t["count"] += n
-                t["elements"] += entry.cache * n
+    for row in report.executions(leaf=True):  # a layer's own cache (a block's is its children's)
+        if row.entry.cache:
+            t = found.setdefault(row.entry.type, {"type": row.entry.type, "count": 0, "elements": 0})
+            t["count"] += row.copies
+            t["elements"] += row.entry.cache * row.copies
     return list(found.values())

@@ -6,13 +6,16 @@
 - `training(report, convention, optimizer)`: backward MACs (no dL/dx before the first layer
   with trainable parameters, as autograd; no dL/dW of frozen layers) and the memory a training
   step holds (gradients and optimizer state for trainable parameters only).
+
+Each count is a fold over the report's run table (one row per place an entry runs, with how many
+times and whether its input needs a gradient): this module has no walk or gradient rule of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .analysis import Entry, Report, Row, Run
+from .analysis import Entry, Execution, Report
 from .layers.peers import CATEGORIES, CONVENTIONS, tally
 
 # Every optimizer layercalc knows, by name, with its state tensors per parameter: the one list the
@@ -32,57 +35,45 @@ def _own(entry: Entry) -> list[tuple[str, dict[str, Any]]]:
     return entry.layer.peer_costs(entry.input_shape, entry.output_shape) if entry.layer is not None else []
 
 
+def own_values(row: Execution, convention: str) -> list[Any]:
+    """The convention's values of the row's own layer (not its children's), for all its runs."""
+    return [repeated(v[convention], row.copies) for _, v in _own(row.entry)]
+
+
 def leaf_values(report: Report) -> Iterator[tuple[str, str, Any]]:
     """(category, convention, value) of every layer and block in execution order, times its runs."""
-
-    def visit(entry: Entry, n: int) -> Iterator[tuple[str, str, Any]]:
-        for category, values in _own(entry):
+    for row in report.run_table:
+        for category, values in _own(row.entry):
             for convention, value in values.items():
-                yield category, convention, repeated(value, n)
-        for seq in entry.runs():
-            for run in seq:
-                yield from visit(run.entry, n * run.times)
-
-    for entry in report.entries:
-        yield from visit(entry, 1)
+                yield category, convention, repeated(value, row.copies)
 
 
 class Costing:
-    """MACs of every entry (its subtree) and of the network under one convention."""
+    """MACs of every row (its subtree) and of the network under one convention."""
 
     def __init__(self, report: Report, convention: str) -> None:
         if convention not in CONVENTIONS:
             raise ValueError(convention)
         self.report, self.convention = report, convention
         self.batch = report.network.batch
-        self._memo: dict[int, list[Any]] = {}
 
-    def _values(self, entry: Entry) -> list[Any]:
-        key = id(entry)
-        if key not in self._memo:
-            values = [v[self.convention] for _, v in _own(entry)]
-            for seq in entry.runs():
-                for run in seq:
-                    values += [repeated(v, run.times) for v in self._values(run.entry)]
-            # keep the list short: fold counted values, remember whether anything counted
-            counted = [v for v in values if v is not None]
-            self._memo[key] = [_fold(counted)] if counted else []
-        return self._memo[key]
+    def _values(self, under: Execution | None = None) -> list[Any]:
+        """The values of every run below `under` (all runs of the network when None)."""
+        return [v for row in self.report.executions(under) for v in own_values(row, self.convention)]
 
-    def macs(self, row: Row) -> int | None:
+    def macs(self, row: Execution) -> int | None:
         """A row's MACs (its entry with everything below, times its copies); None when the tool counts none of it."""
-        return tally([repeated(v, row.copies) for v in self._values(row.entry)], self.convention, self.batch)
+        return tally(self._values(row), self.convention, self.batch)
 
     def total(self) -> int:
         """The network's MACs under this convention; 0 when the tool counts none of its layers, as
         the tool itself prints (FlopCounterMode's total of an uncounted network is 0)."""
-        values = [v for e in self.report.entries for v in self._values(e)]
-        total = tally(values, self.convention, self.batch)
+        total = tally(self._values(), self.convention, self.batch)
         return 0 if total is None else total
 
     def counts_nothing(self) -> bool:
         """True when the tool counts none of the network's layers (its total is then 0)."""
-        return not any(self._values(e) for e in self.report.entries)
+        return all(v is None for v in self._values())
 
 
 def _fold(values: list[Any]) -> Any:
@@ -113,11 +104,11 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = DEF
     Frozen parameters get no gradient and no optimizer state; `estimated_total_bytes` adds the
     input to the step's memory (params, gradients, optimizer state and kept activations).
     """
-    rows = list(report.walk(depth=0))
-    backward = sum(backward_macs(row, convention) for row in rows)
+    rows = report.run_table
+    backward = sum(row.copies * own_backward(row.entry, row.grad, convention) for row in rows)
     # a forward with autograd recording may count more than the inference one (fused fast paths off)
     forward = Costing(report, convention).total() + sum(
-        _forward_extra(Run(row.entry, row.copies, row.grad), convention) for row in rows
+        row.copies * forward_extra(row.entry, row.grad, convention) for row in rows
     )
     total = report.total
     size = report.dtype_bytes
@@ -138,28 +129,6 @@ def training(report: Report, convention: str = "layercalc", optimizer: str = DEF
         "input_bytes": total["input_bytes"],
         "estimated_total_bytes": total["input_bytes"] + step,
     }
-
-
-def layer_runs(run: Run, n: int = 1) -> Iterator[tuple[Entry, int, bool]]:
-    """(entry, times, grad) for the run's entry and every entry below it: how many times it runs in
-    all (`n` runs of `run` given) and whether its input then needs dL/dx.
-
-    The one gradient rule every training count folds over: a repeat's first run takes `run.grad`,
-    its later runs `run.later_grad` (a repeat that is the first trainable entry: its first copy's
-    input needs no gradient, the later copies' do); children follow `Entry.runs`.
-    """
-    if run.times == 1 or run.grad == run.later_grad:
-        yield from _entry_runs(run.entry, run.grad, n * run.times)
-        return
-    yield from _entry_runs(run.entry, run.grad, n)
-    yield from _entry_runs(run.entry, run.later_grad, n * (run.times - 1))
-
-
-def _entry_runs(entry: Entry, grad: bool, n: int) -> Iterator[tuple[Entry, int, bool]]:
-    yield entry, n, grad
-    for seq in entry.runs(grad):
-        for child in seq:
-            yield from layer_runs(child, n)
 
 
 def forward_extra(entry: Entry, grad: bool, convention: str) -> int:
@@ -191,11 +160,6 @@ def own_backward(entry: Entry, grad: bool, convention: str) -> int:
     return 0
 
 
-def _forward_extra(run: Run, convention: str) -> int:
-    return sum(n * forward_extra(entry, grad, convention) for entry, n, grad in layer_runs(run))
-
-
-def backward_macs(row: Row, convention: str) -> int:
+def backward_macs(report: Report, row: Execution, convention: str) -> int:
     """Backward MACs of a row: its entry with everything below, over every copy it stands for."""
-    run = Run(row.entry, row.copies, row.grad)
-    return sum(n * own_backward(entry, grad, convention) for entry, n, grad in layer_runs(run))
+    return sum(x.copies * own_backward(x.entry, x.grad, convention) for x in report.executions(row))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ..analysis import Entry
+from ..analysis import Entry, Execution, entry_table, fold
 from ..layers import numel
 from .differences import DENSE_MAX, SPAN
 
@@ -29,23 +29,26 @@ BYTES_PER_ACTIVATION = 8 * 5
 BYTES_PER_WORK = 8  # per element of a layer's own intermediates (Layer.work_elements), float64
 
 
+def _layers(entry: Entry) -> list[Execution]:
+    """The rows of the entry's run table that a check builds as layers: those without children."""
+    return [row for row in entry_table(entry) if not row.entry.children and row.entry.layer is not None]
+
+
 def work_elements(entry: Entry) -> int:
     """Elements of every layer's own intermediates in this subtree (attention's T×T matrices, a
     recurrent layer's gates at every step), each layer counted as often as it runs."""
-    if not entry.children:
-        return entry.layer.work_elements(tuple(entry.input_shape)) if entry.layer is not None else 0
-    return sum(run.times * work_elements(run.entry) for seq in entry.runs() for run in seq)
+    return fold(_layers(entry), lambda row: row.entry.layer.work_elements(tuple(row.input_shape)))
+
+
+def _param_sizes(row: Execution) -> list[int]:
+    """Elements of each parameter tensor of a row's layer, tied ones too."""
+    return list(map(numel, row.entry.layer.param_shapes(tuple(row.input_shape)).values()))
 
 
 def largest_tensors(entry: Entry) -> tuple[int, int]:
     """Elements of the subtree's largest parameter tensor and of its largest input or output."""
-    params = 0
-    if not entry.children and entry.layer is not None:
-        params = max(map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values()), default=0)
-    activations = max(numel(entry.input_shape), numel(entry.output_shape))
-    for kid in (run.entry for seq in entry.runs() for run in seq):
-        p, a = largest_tensors(kid)
-        params, activations = max(params, p), max(activations, a)
+    params = max((n for row in _layers(entry) for n in _param_sizes(row)), default=0)
+    activations = max(max(numel(row.input_shape), numel(row.output_shape)) for row in entry_table(entry))
     return params, activations
 
 
@@ -74,11 +77,7 @@ def activation_memory(entry: Entry) -> int:
 def held_params(entry: Entry) -> int:
     """Parameters a check of this entry holds as arrays: tied ones too (a check gives a tied
     weight its own array; the count of parameters has it once, at its owner)."""
-    if not entry.children:
-        if entry.layer is None:
-            return 0
-        return sum(map(numel, entry.layer.param_shapes(tuple(entry.input_shape)).values()))
-    return sum(run.times * held_params(run.entry) for seq in entry.runs() for run in seq)
+    return fold(_layers(entry), lambda row: sum(_param_sizes(row)))
 
 
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
@@ -90,9 +89,7 @@ def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:
 def largest_leaf_activations(entry: Entry) -> int:
     """activation_memory of the subtree's largest leaf: what checking one layer again inside a pass
     over the subtree adds (its forward on a moved input, beside the caches the pass holds)."""
-    if not entry.children:
-        return activation_memory(entry)
-    return max((largest_leaf_activations(c) for c in entry.children), default=0)
+    return max((activation_memory(row.entry) for row in entry_table(entry) if not row.entry.children), default=0)
 
 
 def available_memory() -> int:
