@@ -15,8 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import __version__
-from .errors import UsageError
-from .launch import EXIT_CHECK_FAILED, EXIT_OK
+from .errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError
 from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 from .render.columns import IDENTITY, REGISTRY
 
@@ -381,7 +380,6 @@ def verify_command(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .launch import EXIT_INTERRUPTED, EXIT_TERMINATED
     from .verify import for_dtype, selection, verify
 
     _check_options(batch, None)
