@@ -13,9 +13,12 @@ from rich.console import COLOR_SYSTEMS, Console
 from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
+from rich.text import Text
 
-from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
-from .formats import human, human_bytes, ljust, rjust, shown, width as cells
+from . import Page
+from . import kconv as kc
+from .columns import CORE_LAST, DEFAULTS, OPTIONAL, REGISTRY, Column, share, terminal_cell, with_backward
+from .formats import human, human_bytes, ljust, rjust, shown, times, width as cells
 from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
@@ -104,9 +107,7 @@ def render_table(
     if training:
         total["backward_macs"] = training["backward_macs"]
     explicit = columns is not None
-    names = list(columns if explicit else DEFAULT[command])
-    if training and not explicit and command in ("summary", "flops", "macs"):
-        names.append("backward_macs")
+    names = list(columns if explicit else with_backward(DEFAULTS[command].table, bool(training)))
     chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
     width = out.width
@@ -173,8 +174,7 @@ def _right(column: Column) -> bool:
 
 def _tail(row: dict[str, Any]) -> str:
     """What follows a row's path: its type, and for a folded repeat tail the number of copies."""
-    copies = row.get("copies", 1)
-    return f" {row['type']}" + (f" ×{copies:,}" if copies > 1 else "")
+    return f" {row['type']}" + times(row.get("copies", 1))
 
 
 def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) -> list[str]:
@@ -185,7 +185,7 @@ def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) ->
             s = share(row, total, column.field)
             out.append("".join(_bar_parts(s)) if s else "")
         return out
-    return [shown(table_text(column, row)) for row in rows]
+    return [shown(terminal_cell(column, row)) for row in rows]
 
 
 def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
@@ -238,7 +238,7 @@ def footer(report: dict[str, Any], width: int | None = None) -> Table:
         if "estimated_total_bytes" in training:
             add(("Estimated training total", human_bytes(training["estimated_total_bytes"]),
                  "input + training memory"))
-    grid = Table.grid(padding=(0, 2))
+    grid = Table.grid(padding=(0, GAP))
     # labels never wrap or shorten, and exact integers never shorten: on a narrow terminal the
     # notes wrap; only an integer wider than the terminal leaves beside its label (10^300 params)
     # folds onto more lines
@@ -359,3 +359,61 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
         yield advance
 
+
+
+def page_console(page: Page) -> Console:
+    """A Console on page.file, page.width wide (None: its own width)."""
+    return console(page.file, page.width)
+
+
+def write_layers(data: dict[str, Any], page: Page) -> None:
+    """summary/params/flops/macs/shapes as the terminal table and its footer."""
+    render_table(data, page.command, page_console(page), page.columns)
+
+
+def write_compare(data: dict[str, Any], page: Page) -> None:
+    """flops --compare as the terminal table."""
+    render_compare(data, page_console(page))
+
+
+def write_catalog(data: list[dict[str, Any]], page: Page) -> None:
+    """The layer catalog as the terminal table."""
+    render_catalog(data, page_console(page))
+
+
+def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None) -> None:
+    """The terminal view: K_conv in column blocks (zeros dimmed) and/or the symbolic view, then the checks.
+
+    A matrix past TABLE_LIMIT is left out: its title is printed, and a note on `err` points to the
+    machine formats (the run still succeeds).
+    """
+    width = out.width
+
+    def say(line: str, style: str = "") -> None:
+        out.print(Text(line, style=style), highlight=False, soft_wrap=True)
+
+    if "shape" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
+        # with the terms below, their headline names the geometry once
+        heading = kc.fill(kc.matrix_title(data), width) if "symbolic" in data else kc.title_lines(data, width)
+        for i, line in enumerate(heading):
+            say(line, "bold" if i == 0 else "")
+        if kc.too_large(data):
+            (err or out).print(kc.too_large_note(data), markup=False, highlight=False, soft_wrap=True)
+        else:
+            for line in kc.matrix_lines(data, width):
+                out.print(Text.assemble(*line), highlight=False, soft_wrap=True)
+    if "symbolic" in data:
+        for line in kc.symbolic_lines(data, width):
+            say(line)
+        out.print()
+    for c in data.get("checks", []):
+        mark = "ok  " if c["passed"] else "FAIL"
+        first, *rest = kc.fill(kc.check_lines({"checks": [c]})[0], width, indent=5)
+        out.print(Text(mark, style="green" if c["passed"] else "bold red"), Text(first[5:]), highlight=False, soft_wrap=True)
+        for line in rest:
+            say(line)
+
+
+def write_kconv(data: dict[str, Any], page: Page) -> None:
+    """kconv on the terminal; a matrix too large to show is said on page.err."""
+    render_kconv(data, page_console(page), console(page.err) if page.err else None)
