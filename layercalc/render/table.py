@@ -7,7 +7,7 @@ table is actually printed, so machine formats and --total never pay for it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, TextIO
 
 from rich.console import COLOR_SYSTEMS, Console
 from rich.markup import escape
@@ -19,7 +19,7 @@ from . import Page
 from . import kconv as kc
 from .columns import CORE_LAST, DEFAULTS, OPTIONAL, REGISTRY, Column, share, terminal_cell, with_backward
 from .formats import human, human_bytes, ljust, rjust, shown, times, width as cells
-from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
+from .layout import GAP, MARGIN, Plan, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
 DIM, BOLD, MAGENTA, DIM_MAGENTA, CYAN = (Style.parse(s) for s in ("dim", "bold", "magenta", "dim magenta", "cyan"))
@@ -94,6 +94,17 @@ def title_lines(parts: list[str], width: int) -> list[list[tuple[str, Style | No
     return out
 
 
+class _Grid(NamedTuple):
+    """A laid-out per-layer table: its columns, which of them stay, their widths and cells (plain
+    text, a row per layer), and the width of the name column."""
+
+    chosen: list[Column]
+    kept: list[int]
+    widths: list[int]
+    texts: list[list[str]]
+    name_width: int
+
+
 def render_table(
     report: dict[str, Any], command: str, out: Console, columns: Sequence[str] | None = None,
 ) -> None:
@@ -118,46 +129,15 @@ def render_table(
     paths = [shown(r["path"]) for r in rows]
     tails = [_tail(r) for r in rows]
     natural = max([len("Layer")] + [2 * r["depth"] + cells(p) + cells(t) for r, p, t in zip(rows, paths, tails)])
-    if explicit:
-        # what was asked stays; only when even the shortest names leave no room does the end give way
-        layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
-    else:
-        optional = [names.index(d) for d in OPTIONAL if d in names]
-        core = [names.index(d) for d in CORE_LAST if d in names]
-        layout = plan(natural, widths, width, optional, core)
-    kept = layout.kept
-    name_w = layout.name_width
+    layout = _fit(names, explicit, natural, widths, width)
+    grid = _Grid(chosen, layout.kept, widths, texts_of, layout.name_width)
 
-    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
-    if report.get("convention", "layercalc") != "layercalc":
-        parts.append(f"counted as {report['convention']}")
-    lines = title_lines(parts, width)
-    lines.append([])
-    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(name_w), BOLD)]
-    for i in kept:
-        c = chosen[i]
-        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(widths[i]), BOLD))
-    lines.append(header)
-    lines.append([(" " * MARGIN + "─" * (line_width(name_w, [widths[i] for i in kept]) - MARGIN), None)])
-    margin = " " * MARGIN
-    gap = " " * GAP
-    step = 2 if natural <= name_w else 1  # too narrow for every name: one space a level for all rows
+    lines = title_lines(_title_parts(report), width) + [[]] + _header_lines(grid)
+    step = 2 if natural <= grid.name_width else 1  # too narrow for every name: one space a level for all rows
     for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
         block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
-        indent, path, tail = fit_name(row["depth"], paths[r], tails[r], name_w, step)
-        line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
-        pad = name_w - len(indent) - cells(path) - cells(tail)
-        line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
-        for i in kept:
-            c, text = chosen[i], texts_of[i][r]
-            if c.kind == "share":
-                line.append((gap, None))
-                line += _share_pieces(row, total, c.field, widths[i])
-                continue
-            style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
-            line.append((gap + (rjust(text, widths[i]) if _right(c) else ljust(text, widths[i])), style))
-        lines.append(line)
+        lines.append(_row_line(grid, r, row, fit_name(row["depth"], paths[r], tails[r], grid.name_width, step), block, total))
     if layout.dropped:
         hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
         note = f"hidden to fit {width} columns: {hidden} (see --columns)"
@@ -165,6 +145,54 @@ def render_table(
     write_lines(out, lines)
     out.print()
     out.print(footer(report, out.width))
+
+
+def _fit(names: list[str], explicit: bool, natural: int, widths: list[int], width: int) -> Plan:
+    """Which columns stay in `width` characters: asked-for ones all, unless even the shortest names
+    leave no room (then the end gives way); default ones in the order OPTIONAL, CORE_LAST say."""
+    if explicit:
+        return plan(natural, widths, width, core=list(reversed(range(len(names)))))
+    optional = [names.index(d) for d in OPTIONAL if d in names]
+    core = [names.index(d) for d in CORE_LAST if d in names]
+    return plan(natural, widths, width, optional, core)
+
+
+def _title_parts(report: dict[str, Any]) -> list[str]:
+    """The title of a per-layer table: name and input, batch, dtype, and the convention counted as."""
+    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    if report.get("convention", "layercalc") != "layercalc":
+        parts.append(f"counted as {report['convention']}")
+    return parts
+
+
+def _header_lines(grid: _Grid) -> list[list[tuple[str, Style | None]]]:
+    """The column titles and the rule under them."""
+    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(grid.name_width), BOLD)]
+    for i in grid.kept:
+        c = grid.chosen[i]
+        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(grid.widths[i]), BOLD))
+    rule = " " * MARGIN + "─" * (line_width(grid.name_width, [grid.widths[i] for i in grid.kept]) - MARGIN)
+    return [header, [(rule, None)]]
+
+
+def _row_line(
+    grid: _Grid, r: int, row: dict[str, Any], name: tuple[str, str, str], block: bool, total: dict[str, Any],
+) -> list[tuple[str, Style | None]]:
+    """Row r of the table: its fitted (indent, path, tail), then each kept cell (a block's dimmed)."""
+    indent, path, tail = name
+    line: list[tuple[str, Style | None]] = [(" " * MARGIN + indent, None), (path, BOLD if block else None)]
+    pad = grid.name_width - len(indent) - cells(path) - cells(tail)
+    line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
+    gap = " " * GAP
+    for i in grid.kept:
+        c, text, w = grid.chosen[i], grid.texts[i][r], grid.widths[i]
+        if c.kind == "share":
+            line.append((gap, None))
+            line += _share_pieces(row, total, c.field, w)
+            continue
+        style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
+        line.append((gap + (rjust(text, w) if _right(c) else ljust(text, w)), style))
+    return line
 
 
 def _right(column: Column) -> bool:
