@@ -21,6 +21,7 @@ from .layers.peers import CONVENTIONS
 from .options import OPTIMIZERS, check_kconv_options, check_report_options, check_verify_options, flag
 from .render import FORMATS, Page, write
 from .render.columns import IDENTITY, REGISTRY
+from .render.kconv import rows_shown
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -325,15 +326,13 @@ def kconv_command(
                 out.write(text)
         except OSError as exc:
             raise UsageError(f"--draw: cannot write {draw}: {exc.strerror}") from None
-    from .render.kconv import TABLE_LIMIT
-
-    # a table too large to show is not built: its view is the title and a note
-    data = kc.kconv(geo, rows_up_to=TABLE_LIMIT if _format(format) == "table" else None)
+    page = _page(format)
+    data = kc.kconv(geo, rows_up_to=rows_shown(page.format))
     if backward or transposed:
         data["symbolic"] = kc.symbolic(geo, backward)
     if check:
         data["checks"] = kc.check(geo, backward)
-    write("kconv", data, _page(format))
+    write("kconv", data, page)
     return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
 
 

@@ -7,12 +7,13 @@ import math
 from typing import Callable, Sequence
 
 from .config import suggest
+from .conventions import OPTIMIZER_STATES
 from .errors import UsageError
 from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 from .render import FORMATS
 from .render.columns import DEFAULTS, parse_columns
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = tuple(OPTIMIZER_STATES)  # sgd, momentum, adam: the names the training cost knows
 Spelling = Callable[[str], str]  # an option's name ('by_type') as its caller writes it
 
 

@@ -140,6 +140,12 @@ def title_lines(data: dict[str, Any], width: int | None) -> list[str]:
     return fill(title, width) + fill(rest, width)
 
 
+def rows_shown(fmt: str) -> int | None:
+    """How many rows of K_conv a format shows: a table up to TABLE_LIMIT (a larger one is left out,
+    so it need not be built); the machine formats every one (None)."""
+    return TABLE_LIMIT if fmt == "table" else None
+
+
 def too_large(data: dict[str, Any]) -> bool:
     """Whether K_conv has more rows or columns than a table can show readably."""
     return max(data["shape"]) > TABLE_LIMIT
