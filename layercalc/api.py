@@ -150,7 +150,7 @@ def render(
     chosen = None
     if columns is not None and view == "layers":
         chosen = parse_columns(columns if isinstance(columns, str) else ",".join(columns), bool(options.get("training")))
-    data = report_data(report, **options)
+    data = report_data(report, **options)  # the whole result before any of it is written
     if file is not None:
         write(view, data, Page(format, file, width=width, command=command, columns=chosen))
         return ""
