@@ -177,9 +177,9 @@ def _walk_calls() -> dict[str, int]:
 
 def test_the_tree_is_walked_in_one_place() -> None:
     # every count folds the run table; a new walk over Entry.runs() would be a second copy of the
-    # gradient and repeat rules. verify's planning and execution are being moved onto the table.
+    # gradient and repeat rules.
     calls = _walk_calls()
-    allowed = {"analysis.py", "verify/planning.py", "verify/execution.py"}
+    allowed = {"analysis.py"}
     assert {k: v for k, v in calls.items() if k not in allowed} == {}
     assert calls.get("analysis.py") == 1
 

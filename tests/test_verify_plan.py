@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_layer_of_a_batch_1_config_is_checked_at_batch_2() -> None:
     """Each leaf's batch-2 copy runs, or is reported from a copy with the same type, arguments and input."""
     report = analyse(ROOT / "configs" / "resnet18.yaml")
-    leaves = {p for e, p, _, _ in places(report.entries, "") if not e.children}
+    leaves = {p for e, p, _, _ in places(report) if not e.children}
     tasks, skipped = plan_tasks(report, Options())
     covered: dict[str, object] = {}
     for t in tasks:
@@ -27,7 +27,7 @@ def test_every_layer_of_a_batch_1_config_is_checked_at_batch_2() -> None:
                 covered[p] = t
     assert set(covered) == leaves and not skipped
     for p, t in covered.items():  # a twin stands for a place only when it is the same layer
-        entry = next(e for e, q, _, _ in places(report.entries, "") if q == p)
+        entry = next(e for e, q, _, _ in places(report) if q == p)
         assert (t.entry.type, t.entry.layer.arguments()) == (entry.type, entry.layer.arguments()), (p, t.path)
 
 
@@ -44,7 +44,7 @@ def _measured_peak(text: str, path: str) -> tuple[int, int]:
     from layercalc.verify.memory import BYTES_PER_NOISE, check_memory, largest_tensors
 
     report = analyse(text)
-    entry = next(e for e, p, _, _ in places(report.entries, "") if p == path)
+    entry = next(e for e, p, _, _ in places(report) if p == path)
     pooled = min(DENSE_MAX, max(largest_tensors(entry)))  # as a run whose largest tensor is this check's
     tracemalloc.start()
     try:
@@ -93,7 +93,7 @@ def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
 
     report = analyse(ROOT / "configs" / "llama3_8b.yaml")
     tasks, skipped = plan_tasks(report, Options(max_memory=DEFAULT_CAP))
-    leaves = {p for e, p, _, _ in places(report.entries, "") if not e.children}
+    leaves = {p for e, p, _, _ in places(report) if not e.children}
     covered = {p for t in tasks if not t.batch2 for p in [t.path, *(q for q, _, _ in t.places), *t.inner]}
     assert leaves <= covered
     assert all(t.need <= DEFAULT_CAP for t in tasks)

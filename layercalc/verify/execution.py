@@ -106,7 +106,7 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
     """Instances (with random parameters of dtype) for an analysed entry and everything below."""
     if entry.copies:  # a repeat group: every copy gets its own parameters
         inst = Instance(entry, path, name, Chain())
-        copies = [run.entry for seq in entry.runs() for run in seq for _ in range(run.times)]
+        copies = [c for seq in entry.timed() for c, n in seq for _ in range(n)]
         inst.sequences = [[build(c, f"{path}.{k}", f"{name}.{k}", rng, impl, dtype) for k, c in enumerate(copies)]]
         return inst
     layer = entry.layer

@@ -18,7 +18,7 @@ import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from ..analysis import LISTED_COPIES, Entry, Report
+from ..analysis import Entry, Report, entry_table, fold
 from ..errors import ConfigError, MemoryBudgetError, UsageError
 from ..layers import numel
 from .checks import ELEMENTWISE_MAX, ELEMENTWISE_WORK
@@ -96,43 +96,12 @@ def signature(entry: Entry, memo: dict[int, Any]) -> Any:
     return memo[key][1]
 
 
-def _join(path: str, seg: str) -> str:
-    return f"{path}.{seg}" if path else seg
-
-
-def places(entries: list[Entry], path: str) -> Iterator[tuple[Entry, str, str, int]]:
+def places(report: Report) -> list[tuple[Entry, str, str, int]]:
     """(entry, path, name, identical copies it stands for) of every leaf and block, children first,
     as the calculator lists them: a repeat of more than LISTED_COPIES copies lists its distinct
     copies, then one place for the identical rest ('blocks.2-999', 998 copies)."""
-    for e in entries:
-        yield from _place(e, _join(path, e.seg), e.name, 1)
-
-
-def copies(e: Entry) -> Iterator[tuple[str, Entry, int]]:
-    """(path segment, entry, identical copies) of a repeat group's places, as the calculator's rows
-    list them (Report.walk): each copy of a short repeat; of a long one, each distinct copy, then
-    the rest of the last one as one place ('2-999')."""
-    k = 0
-    for seq in e.runs():
-        for run in seq:
-            listed = run.times if e.copies <= LISTED_COPIES else 1
-            for j in range(listed):
-                yield str(k + j), run.entry, 1
-            k += listed
-            rest = run.times - listed
-            if rest:
-                yield (f"{k}-{k + rest - 1}" if rest > 1 else str(k)), run.entry, rest
-                k += rest
-
-
-def _place(e: Entry, path: str, name: str, times: int) -> Iterator[tuple[Entry, str, str, int]]:
-    if e.copies:
-        for seg, child, n in copies(e):
-            yield from _place(child, f"{path}.{seg}", f"{name}.{seg}", times * n)
-    else:
-        for c in e.children:
-            yield from _place(c, _join(path, c.seg), c.name, times)
-    yield e, path, name, times
+    post_order = sorted(report.run_table, key=lambda x: (x.at + x.size, -x.depth))
+    return [(x.entry, x.path, x.name, x.copies) for x in post_order]
 
 
 def network_entry(report: Report) -> Entry:
@@ -182,7 +151,7 @@ def selection(report: Report, opts: Options) -> tuple[int, int]:
     names: set[str] = set()
     types: set[str] = set()
     count = total = 0
-    for entry, path, name, _ in places(report.entries, ""):
+    for entry, path, name, _ in places(report):
         names.update((name, path))
         types.add(entry.type)
         count += _selected(path, name, opts.only)
@@ -211,22 +180,17 @@ def pass_need(entry: Entry) -> int:
     return check_memory(entry) + 16 * (numel(entry.input_shape) + entry.tensors) + largest_leaf_activations(entry)
 
 
-def _largest_blocks(entries: list[Entry], path: str, limit: int) -> Iterator[tuple[str, Entry]]:
-    """(path, entry) of the largest blocks that fit the budget (each checked as one pass, like the network)."""
-    for e in entries:
-        p = _join(path, e.seg)
-        if not e.children:
+def _largest_blocks(report: Report, limit: int) -> Iterator[tuple[str, Entry]]:
+    """(path, entry) of the largest blocks that fit the budget (each checked as one pass, like the
+    network): a block that fits stands for everything below it; a repeat group is never one pass,
+    its copies are (the identical rest of a long one as one place)."""
+    skip = -1  # rows before this index lie inside a block already chosen
+    for x in report.run_table:
+        if x.at < skip or not x.entry.children or x.entry.copies:
             continue
-        if e.copies:  # a repeat group: each copy (the identical rest of a long one as one place)
-            for seg, child, _ in copies(e):
-                if child.children and pass_need(child) <= limit:
-                    yield f"{p}.{seg}", child
-                elif child.children:
-                    yield from _largest_blocks(child.children, f"{p}.{seg}", limit)
-        elif pass_need(e) <= limit:
-            yield p, e
-        else:
-            yield from _largest_blocks(e.children, p, limit)
+        if pass_need(x.entry) <= limit:
+            yield x.path, x.entry
+            skip = x.at + x.size + 1
 
 
 MAX_MACS = 10**10  # a check whose forward takes more runs on a shorter input (minutes otherwise)
@@ -238,10 +202,11 @@ FORWARDS_PER_DIRECTION = 4  # numeric forwards of a direction, about: a differen
 
 
 def python_steps(entry: Entry) -> int:
-    """Python steps one forward of the subtree takes: every layer's Layer.python_steps, as often as it runs."""
-    if not entry.children:
-        return entry.layer.python_steps(tuple(entry.input_shape)) if entry.layer is not None else 0
-    return sum(run.times * python_steps(run.entry) for seq in entry.runs() for run in seq)
+    """Python steps one forward of the subtree takes: every layer's Layer.python_steps, as often as it runs.
+
+    A block with no children at all (an empty branch list) runs as one step of its own."""
+    ends = [x for x in entry_table(entry) if not x.entry.children and x.entry.layer is not None]
+    return fold(ends, lambda x: x.entry.layer.python_steps(tuple(x.input_shape)))
 
 
 def check_steps(entry: Entry, opts: Options) -> int:
@@ -314,7 +279,7 @@ def _wanted(report: Report, opts: Options) -> Iterator[Want | Dropped]:
     """Every check the run wants, in order: each selected layer and block (children first), each
     layer's batch-2 copy right after it when the input's batch is 1 (or why the layer has none)."""
     batch1 = report.network.input_shape[0] == 1
-    for entry, path, name, times in places(report.entries, ""):
+    for entry, path, name, times in places(report):
         if not _selected(path, name, opts.only):
             continue
         yield Want(entry, path, name, times, False)
@@ -359,7 +324,7 @@ def _passes(report: Report, whole: Entry, opts: Options, room: Budget) -> tuple[
             else "--batch 1 or a smaller --input shrink it, --max-memory raises the budget")
     skip = Skipped(NETWORK, report.network.name, "network", "end to end",
                    f"needs about {mb(need + room.pool)}, above the memory budget of {mb(room.total)}; {hint}")
-    return dict(_largest_blocks(report.entries, "", room.limit)), None, [Dropped(skip, need)]
+    return dict(_largest_blocks(report, room.limit)), None, [Dropped(skip, need)]
 
 
 def _pass_of(path: str, passes: dict[str, Entry]) -> str | None:
