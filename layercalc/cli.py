@@ -529,6 +529,78 @@ def layers_command(
         sys.stdout.write(type_text(chosen, data))
 
 
+SERVE_ANSWERS = {  # --print NAME: one bare figure of the plan, for shell pipelines
+    "max-batch": ("memory", "max_batch"),
+    "kv-per-token": ("memory", "kv_cache_per_token"),
+    "weights": ("memory", "weights"),
+    "peak-memory": ("memory", "peak"),
+    "ttft": ("bounds", "ttft_seconds"),
+    "tpot": ("bounds", "tpot_seconds"),
+    "tokens-per-second": ("bounds", "tokens_per_second"),
+}
+
+
+@app.command("serve")
+def serve_command(
+    config: ConfigArg = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", help="A preset (see 'layercalc gpus'); needed for the fit and the time bounds.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", metavar="G", help="Devices; a multiple of --tp (replicas serve separate batches).")] = 1,
+    tp: Annotated[int, typer.Option("--tp", metavar="T", help="Tensor-parallel degree: splits weight matrices and key/value heads.")] = 1,
+    weights_dtype: Annotated[Optional[str], typer.Option("--weights-dtype", metavar="D", help="float32, float16, bfloat16, fp8, int8 or int4 (default: the config's dtype).")] = None,
+    kv_dtype: Annotated[Optional[str], typer.Option("--kv-dtype", metavar="D", help="The KV cache's dtype (default: the config's).")] = None,
+    group_size: Annotated[int, typer.Option("--group-size", metavar="N", help="int8/int4 weights: one fp16 scale per N inputs of a row.")] = 128,
+    prompt: Annotated[Optional[int], typer.Option("--prompt", metavar="P", help="Prompt tokens (default: the config's sequence length).")] = None,
+    generate: Annotated[int, typer.Option("--generate", metavar="G", help="Generated tokens.")] = 1,
+    batch: BatchOpt = None,
+    peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", metavar="F", help="Dense peak TFLOP/s at the config's dtype (overrides the preset).")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
+    bandwidth: Annotated[Optional[float], typer.Option("--bandwidth", metavar="GB/S", help="Memory bandwidth in GB/s (overrides the preset).")] = None,
+    answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(SERVE_ANSWERS)}.")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """What serving a decoder costs: weights and KV-cache memory, prefill and decode, roofline time bounds."""
+    from .api import serve
+
+    if answer is not None and answer not in SERVE_ANSWERS:
+        raise UsageError(f"--print must be one of {', '.join(SERVE_ANSWERS)}, got {answer!r}")
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    data = serve(config, gpu=gpu, gpus=gpus, tp=tp, weights_dtype=weights_dtype, kv_dtype=kv_dtype, prompt=prompt,
+                 generate=generate, batch=batch, group_size=group_size, peak_tflops=peak_tflops,
+                 gpu_memory=gpu_memory, bandwidth=bandwidth)
+    if answer is not None:
+        section, key = SERVE_ANSWERS[answer]
+        value = data[section][key]
+        if value is None:
+            raise UsageError(f"--print {answer} needs a device: give --gpu NAME (see 'layercalc gpus')")
+        print(value)
+        return
+    _show_plan(data, format, "serve")
+
+
+@app.command("gpus")
+def gpus_command(format: FormatOpt = None) -> None:
+    """The accelerator presets: dense peak TFLOP/s, memory, bandwidth, and each figure's source."""
+    from .api import gpus
+
+    _show_plan(gpus(), format, "gpus")
+
+
+def _show_plan(data: Any, fmt: Format | None, view: str) -> None:
+    """A plan or the presets as JSON, aligned lines for people, or csv/tsv/markdown rows."""
+    from .render import plans
+
+    chosen = _format(fmt)
+    if chosen == "json":
+        import json
+
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    elif chosen == "table":
+        sys.stdout.write("\n".join(getattr(plans, f"{view}_lines")(data)) + "\n")
+    else:
+        sys.stdout.write(getattr(plans, f"{view}_text")(chosen, data))
+
+
 def run_app(args: list[str]) -> int:
     """Run the Typer app on args; its usage errors become layercalc's UsageError.
 

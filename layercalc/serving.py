@@ -131,17 +131,17 @@ def _at(network: Network, length: int) -> Report:
 def decoder_cost(network: Network) -> DecoderCost:
     """Fit a·T + b·T² to the calculator's MACs at T = 1, 2 and check it at T = 3; UsageError if not a decoder."""
     if not network.input:
-        raise UsageError(f"{network.name}: serve needs a sequence input, got a scalar")
+        raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
     reports = [_at(network, t) for t in (1, 2, 3)]
     macs = [r.total["macs"] for r in reports]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
-        raise UsageError(f"{network.name}: serve needs a decoder, a causal attention layer that keeps past keys "
+        raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
     b = Fraction(macs[1] - 2 * macs[0], 2)
     a = macs[0] - b
     if macs[2] != 3 * a + 9 * b or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0] or a.denominator != 1:
-        raise UsageError(f"{network.name}: serve needs a decoder whose cost is per token plus attention over past "
+        raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
     leaves = [e for e, _ in _leaves(reports[0].entries)]
     heads = tuple(shape[1] for e in leaves for shape in e.layer.cache_shapes(e.input_shape).values())
@@ -169,8 +169,11 @@ def sum_of_max(f: tuple[Fraction, Fraction], g: tuple[Fraction, Fraction], lo: i
     return _sum_linear(*f, lo, split) + _sum_linear(*g, split + 1, hi)
 
 
-def plan(network: Network, gpu: Gpu, setup: Setup) -> dict[str, Any]:
-    """The serving plan as plain data (the JSON of `layercalc serve`): setup, memory, prefill, decode, bounds."""
+def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
+    """The serving plan as plain data (the JSON of `layercalc serve`): setup, memory, prefill, decode, bounds.
+
+    Without a device, what needs one (the fit, the largest batch, the time bounds) is None.
+    """
     _check_setup(network, setup)
     setup, full = _fit_positions(network, setup)
     positions = setup.prompt + setup.generate
@@ -188,7 +191,7 @@ def plan(network: Network, gpu: Gpu, setup: Setup) -> dict[str, Any]:
     kv_cache = kv_token * positions * setup.batch
     activations = act_seq * setup.batch
     peak_memory = weights + kv_cache + activations
-    max_batch = max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
+
 
     def step_read(tokens: int) -> int:
         return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
@@ -202,27 +205,36 @@ def plan(network: Network, gpu: Gpu, setup: Setup) -> dict[str, Any]:
     lo, hi = p + 1, p + g
     decode_flops = _sum_linear(*dflops, lo, hi)
     decode_bytes = _sum_linear(*dbytes, lo, hi)
-    peak = gpu.peak_for(DTYPE_PRECISION[network.dtype])
-    ttft = max(prefill_flops / peak, Fraction(prefill_bytes) / Fraction(gpu.bandwidth))
-    per_step = sum_of_max((dflops[0] / Fraction(peak), dflops[1] / Fraction(peak)),
-                          (dbytes[0] / Fraction(gpu.bandwidth), dbytes[1] / Fraction(gpu.bandwidth)), lo, hi)
-    tpot = per_step / g
-    replicas = setup.gpus // setup.tp
+    bounds = _bounds(gpu, network.dtype, prefill_flops, prefill_bytes, dflops, dbytes, (lo, hi), n * setup.gpus // t)
+    max_batch = None if gpu is None else max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
     return {
         "name": network.name,
-        "gpu": gpu.name,
+        "gpu": None if gpu is None else gpu.name,
         "setup": {"gpus": setup.gpus, "tp": setup.tp, "weights_dtype": setup.weights_dtype,
                   "kv_dtype": setup.kv_dtype, "batch": n, "prompt": p, "generate": g},
         "memory": {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache,
-                   "activations": activations, "peak": peak_memory, "available": gpu.memory,
-                   "fits": peak_memory <= gpu.memory, "max_batch": max_batch},
+                   "activations": activations, "peak": peak_memory,
+                   "available": None if gpu is None else gpu.memory,
+                   "fits": None if gpu is None else peak_memory <= gpu.memory, "max_batch": max_batch},
         "prefill": {"flops": _exact(prefill_flops), "bytes": prefill_bytes},
         "decode": {"flops": _exact(decode_flops), "bytes": _exact(decode_bytes),
                    "flops_first_token": _exact(dflops[0] + dflops[1] * lo),
                    "bytes_first_token": _exact(dbytes[0] + dbytes[1] * lo)},
-        "bounds": {"ttft_seconds": float(ttft), "tpot_seconds": float(tpot),
-                   "tokens_per_second": float(n * replicas / tpot) if tpot else None},
+        "bounds": bounds,
     }
+
+
+def _bounds(gpu: Gpu | None, dtype: str, prefill_flops: Fraction, prefill_bytes: int,
+            dflops: tuple[Fraction, Fraction], dbytes: tuple[Fraction, Fraction], span: tuple[int, int],
+            sequences: int) -> dict[str, float | None]:
+    """Roofline bounds: time to first token, mean time per output token, and tokens/s over `sequences`."""
+    if gpu is None:
+        return {"ttft_seconds": None, "tpot_seconds": None, "tokens_per_second": None}
+    peak, bandwidth = Fraction(gpu.peak_for(DTYPE_PRECISION[dtype])), Fraction(gpu.bandwidth)
+    ttft = max(prefill_flops / peak, prefill_bytes / bandwidth)
+    steps = sum_of_max((dflops[0] / peak, dflops[1] / peak), (dbytes[0] / bandwidth, dbytes[1] / bandwidth), *span)
+    tpot = steps / (span[1] - span[0] + 1)
+    return {"ttft_seconds": float(ttft), "tpot_seconds": float(tpot), "tokens_per_second": float(sequences / tpot)}
 
 
 def _exact(x: Fraction | int) -> int | float:

@@ -5,6 +5,9 @@ Expected values are published figures (cited) or hand arithmetic written out bes
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from fractions import Fraction
 
@@ -157,3 +160,60 @@ def test_gpu_presets_are_complete() -> None:
     with pytest.raises(UsageError, match="did you mean h100-sxm"):
         gpu("h100-sx")
     assert math.isclose(gpu("H200").bandwidth, 4.8e12)
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+def test_print_answers_are_bare(cli) -> None:
+    run = cli("serve", "configs/llama3_8b.yaml", "--print", "kv-per-token")
+    assert (run.status, run.out, run.err) == (0, "131072\n", "")
+    # Llama 2 7B fp16 on an A100-80GB, prompt 100, batch 1: the first decode step's bytes (see the
+    # hand count above) over 2,039 GB/s
+    read = 13_476_831_232 - 32_000 * 4096 * 2 + 4096 * 2 + 101 * 524_288
+    run = cli("serve", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "--prompt", "100", "--print", "tpot")
+    assert float(run.out) == pytest.approx(read / 2039e9, rel=1e-12)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["configs/resnet18.yaml"], "configs/resnet18.yaml: serve needs a decoder"),
+    (["configs/llama3_8b.yaml", "--tp", "3", "--gpus", "3"], "--tp 3 does not divide the 8 key/value heads"),
+    (["configs/gpt2.yaml", "--prompt", "1024"], "--prompt 1024 + --generate 1 = 1025 positions"),
+    (["configs/gpt2.yaml", "--kv-dtype", "int3"], "--kv-dtype must be one of"),
+    (["configs/gpt2.yaml", "--weights-dtype", "fp4"], "--weights-dtype must be one of"),
+    (["configs/gpt2.yaml", "--gpu", "h100"], "unknown GPU 'h100'"),
+    (["configs/gpt2.yaml", "--print", "tpot"], "--print tpot needs a device"),
+    (["configs/gpt2.yaml", "--print", "speed"], "--print must be one of"),
+    (["configs/gpt2.yaml", "--prompt", "0"], "--prompt must be at least 1"),
+    (["configs/gpt2.yaml", "--gpu", "tpu-v4", "--dtype-is-fp32"], "No such option"),
+    (["configs/gpt2.yaml", "--gpu", "tpu-v4"], "tpu-v4 has no published fp32 peak"),
+])
+def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], message: str) -> None:
+    run = cli("serve", *args)
+    assert run.status == 2 and run.out == ""
+    assert run.err.count("\n") == 1 and message in run.err, run.err
+
+
+def test_a_batch_that_does_not_fit_is_an_answer(cli) -> None:
+    run = cli("serve", "configs/llama3_8b.yaml", "--gpu", "l4", "--weights-dtype", "float32", "-f", "table")
+    assert run.status == 0 and "does not fit" in run.out and "short on each device" in run.out
+    assert all(len(line) <= 80 for line in run.out.splitlines())
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
+def test_every_format_carries_the_exact_figures(cli, fmt: str) -> None:
+    run = cli("serve", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "--prompt", "100", "-f", fmt)
+    assert run.status == 0, run.err
+    if fmt == "json":
+        data = json.loads(run.out)
+        assert set(data) >= {"name", "setup", "memory", "prefill", "decode", "bounds"}
+        assert data["memory"]["kv_cache_per_token"] == 524_288
+    else:
+        assert ("524,288" if fmt == "table" else "524288") in run.out
+        assert ("13,476,831,232" if fmt == "table" else "13476831232") in run.out
+
+
+def test_gpus_lists_every_preset_with_its_source(cli) -> None:
+    run = cli("gpus", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(run.out)))
+    assert {r["name"] for r in rows} == set(GPUS) and all(r["source"] for r in rows)
+    assert next(r for r in rows if r["name"] == "h100-sxm")["bf16_tflops"] == "989.5"
