@@ -128,25 +128,36 @@ def _at(network: Network, length: int) -> Report:
     return analyse(network._replace(input=shape, batch=1))
 
 
+def length_cost(network: Network) -> tuple[int, Fraction] | None:
+    """(a, b) with MACs = a·T + b·T² for one sequence of T positions, or None if the cost has another form.
+
+    Fitted at T = 1 and 2 and checked at T = 3: a network of per-token layers and attention is exact.
+    """
+    if not network.input:
+        return None
+    macs = [_at(network, t).total["macs"] for t in (1, 2, 3)]
+    b = Fraction(macs[1] - 2 * macs[0], 2)
+    a = macs[0] - b
+    return (int(a), b) if macs[2] == 3 * a + 9 * b and a.denominator == 1 else None
+
+
 def decoder_cost(network: Network) -> DecoderCost:
-    """Fit a·T + b·T² to the calculator's MACs at T = 1, 2 and check it at T = 3; UsageError if not a decoder."""
+    """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
     if not network.input:
         raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
     reports = [_at(network, t) for t in (1, 2, 3)]
-    macs = [r.total["macs"] for r in reports]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
         raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
-    b = Fraction(macs[1] - 2 * macs[0], 2)
-    a = macs[0] - b
-    if macs[2] != 3 * a + 9 * b or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0] or a.denominator != 1:
+    fit = length_cost(network)
+    if fit is None or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0]:
         raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
     leaves = [e for e, _ in _leaves(reports[0].entries)]
     heads = tuple(shape[1] for e in leaves for shape in e.layer.cache_shapes(e.input_shape).values())
     workspace = max(numel(e.input_shape) + numel(e.output_shape) for e in leaves)
-    return DecoderCost(int(a), b, kv[0], workspace, heads)
+    return DecoderCost(fit[0], fit[1], kv[0], workspace, heads)
 
 
 def _sum_linear(c0: Fraction, c1: Fraction, lo: int, hi: int) -> Fraction:

@@ -255,6 +255,19 @@ def _same(value: Any, default: Any) -> bool:
     return value == default
 
 
+class Saved(NamedTuple):
+    """A tensor autograd keeps for a layer's backward pass, for one forward of the batch.
+
+    width: its last dim, which says how tensor parallelism treats it: a tensor as wide as the
+    model (the residual stream) is replicated on every device unless the sequence is split too;
+    0 marks a tensor inside attention's heads, always split.
+    """
+
+    elements: int
+    width: int
+    mask: bool = False  # a dropout mask: one byte an element, whatever the dtype
+
+
 class Layer:
     """Base of every layer type. Subclasses set type_name, args and override the rules they need."""
 
@@ -369,6 +382,11 @@ class Layer:
         Non-zero where a framework runs a fused inference-only path the counter cannot see.
         """
         return 0
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        """Tensors autograd keeps for this layer's backward pass: by default its input (a linear's,
+        a norm's, an activation's); flash: attention without its T×T matrices (FlashAttention)."""
+        return [Saved(numel(x), x[-1] if x else 1)]
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         """Tensors a token-by-token generation keeps for every past position (a decoder's keys and

@@ -1,0 +1,291 @@
+"""Training plans: compute per step, memory per device and time, for a layout of devices.
+
+Compute is exact: the calculator's forward and backward count of the config (frozen layers get no
+weight gradient), plus the forward again of what is recomputed. Beside it, 6·N·D and, for a
+GPT-style decoder, Megatron-LM's closed form.
+
+Memory per device, as the ZeRO paper and Megatron-LM lay it out:
+- model states: weights, gradients, optimizer states and fp32 master weights by precision recipe;
+  tensor (t) and pipeline (p) parallelism spread them over t·p devices, ZeRO stage 1 shards the
+  optimizer states and master weights over the data-parallel group, stage 2 the gradients too,
+  stage 3 the weights too;
+- activations: what autograd keeps, layer by layer (each layer's rule, see `Layer.saved_for_backward`).
+  Under tensor parallelism a tensor as wide as the model (the residual stream) is replicated and
+  every other one (attention's heads, a feed-forward's hidden width) split; sequence parallelism
+  splits the replicated ones too. Selective recompute and FlashAttention keep no T×T matrix; full
+  recompute keeps only each repeated block's input. A pipeline stage holds its share of the
+  repeated blocks for as many micro-batches as are in flight (min(p, m) in 1F1B);
+  what sits outside the repeated blocks (embedding, head) is counted on every stage, an overestimate.
+- buffers (rotary tables, norms' running statistics) in the weights' dtype.
+
+Time is an estimate at a model FLOPs utilisation (MFU): step time = FLOPs ÷ (devices · peak · MFU),
+times (1 + (p − 1)/m) for the pipeline's bubble; or, given measured GPU-hours or tokens/s, the MFU
+they imply.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Iterator, NamedTuple
+
+from .analysis import Entry, Report, Run, analyse
+from .config import Network
+from .conventions import OPTIMIZER_STATES, layer_runs
+from .conventions import training as training_cost
+from .errors import UsageError
+from .gpus import Gpu
+from .layers import numel
+from .serving import length_cost
+
+RECOMPUTE = ("none", "selective", "full")
+
+
+class Recipe(NamedTuple):
+    """Bytes per parameter of each model state, and the precision matmuls run in."""
+
+    weight: int
+    gradient: int
+    master: int  # an fp32 copy of the weights the optimizer updates (mixed precision)
+    state: int  # each optimizer state tensor (Adam's two moments)
+    precision: str
+
+
+RECIPES = {
+    "fp32": Recipe(4, 4, 0, 4, "fp32"),
+    "bf16": Recipe(2, 2, 0, 2, "bf16"),
+    "fp16-mixed": Recipe(2, 2, 4, 4, "fp16"),
+    "bf16-mixed": Recipe(2, 2, 4, 4, "bf16"),
+    "fp8-mixed": Recipe(2, 2, 4, 4, "fp8"),  # bf16 weights; fp8 only inside the matmuls
+}
+
+
+class Layout(NamedTuple):
+    """How a step is spread: devices, parallel degrees, batches, recompute and the numeric recipe."""
+
+    gpus: int
+    tp: int
+    pp: int
+    zero: int
+    sp: bool
+    micro_batch: int
+    global_batch: int
+    recompute: str
+    flash: bool
+    precision: str
+    optimizer: str
+
+    @property
+    def dp(self) -> int:
+        """The data-parallel degree: devices over t·p."""
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches each data-parallel replica runs a step."""
+        return self.global_batch // (self.micro_batch * self.dp)
+
+
+def check_layout(layout: Layout) -> None:
+    """UsageError for a layout that cannot exist."""
+    for flag, value in (("--gpus", layout.gpus), ("--tp", layout.tp), ("--pp", layout.pp),
+                        ("--micro-batch", layout.micro_batch), ("--global-batch", layout.global_batch)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if layout.gpus % (layout.tp * layout.pp):
+        raise UsageError(f"--gpus {layout.gpus} is not a multiple of --tp {layout.tp} × --pp {layout.pp}")
+    if layout.global_batch % (layout.micro_batch * layout.dp):
+        raise UsageError(f"--global-batch {layout.global_batch} is not a multiple of --micro-batch "
+                         f"{layout.micro_batch} × {layout.dp} data-parallel replicas")
+    if layout.zero not in (0, 1, 2, 3):
+        raise UsageError(f"--zero must be 0, 1, 2 or 3, got {layout.zero}")
+    if layout.recompute not in RECOMPUTE:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}, got {layout.recompute!r}")
+    if layout.precision not in RECIPES:
+        raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {layout.precision!r}")
+    if layout.optimizer not in OPTIMIZER_STATES:
+        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {layout.optimizer!r}")
+
+
+def model_states(params: int, trainable: int, recipe: Recipe, optimizer: str, zero: int, dp: int,
+                 shards: int) -> dict[str, int]:
+    """Bytes per device of weights, gradients, optimizer states and master weights.
+
+    Frozen parameters hold weights only. shards = t·p; ZeRO stages shard over the dp replicas.
+    """
+    def share(total: int, stage: int) -> int:
+        per = -(-total // shards)
+        return -(-per // dp) if zero >= stage else per
+
+    states = OPTIMIZER_STATES[optimizer] * recipe.state
+    return {
+        "weights": share(params * recipe.weight, 3),
+        "gradients": share(trainable * recipe.gradient, 2),
+        "optimizer_states": share(trainable * states, 1),
+        "master_weights": share(trainable * recipe.master, 1),
+    }
+
+
+class Kept(NamedTuple):
+    """One layer run's tensors kept for backward, with how many times it runs and where it sits."""
+
+    entry: Entry
+    times: int
+    in_stack: bool  # inside a repeated block (split over pipeline stages, recomputed by `full`)
+
+
+def _kept_runs(report: Report) -> Iterator[Kept]:
+    """Every leaf that autograd records (its input needs a gradient, or it trains), with its run count."""
+    for row in report.walk(depth=0):
+        stack = row.entry.copies > 0
+        for entry, times, grad in layer_runs(Run(row.entry, row.copies, row.grad)):
+            if entry.layer is not None and not entry.sequences and (grad or entry.trainable_params > 0):
+                yield Kept(entry, times, stack)
+
+
+def model_width(report: Report) -> int | None:
+    """The width of the residual stream: the last dim of the first repeated block's input."""
+    for entry in report.entries:
+        if entry.copies > 0 and entry.input_shape:
+            return entry.input_shape[-1]
+    return None
+
+
+def activation_bytes(report: Report, layout: Layout, act_bytes: int) -> int:
+    """Bytes of what autograd keeps on one device for the micro-batches in flight."""
+    width = model_width(report)
+    t = layout.tp
+    flash = layout.flash or layout.recompute == "selective"
+
+    def size(elements: int, wide: int, mask: bool) -> Fraction:
+        split = layout.sp or wide != width
+        return Fraction(elements * (1 if mask else act_bytes), t if split else 1)
+
+    stack, outside = Fraction(0), Fraction(0)
+    for kept in _kept_runs(report):
+        e = kept.entry
+        if layout.recompute == "full" and kept.in_stack:
+            continue
+        total = sum(size(s.elements, s.width, s.mask)
+                    for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash))
+        if kept.in_stack:
+            stack += kept.times * total
+        else:
+            outside += kept.times * total
+    if layout.recompute == "full":  # each repeated block keeps its input, recomputes the rest
+        stack = sum((e.copies * size(numel(e.input_shape), e.input_shape[-1], False)
+                     for e in report.entries if e.copies > 0), Fraction(0))
+    in_flight = min(layout.pp, layout.micro_batches)
+    return int(-(-(stack * in_flight / layout.pp + outside) // 1))
+
+
+def recompute_macs(network: Network, report: Report, layout: Layout) -> int:
+    """MACs of the forward run again for one micro-batch: the repeated blocks (full), attention's T×T part (selective)."""
+    if layout.recompute == "full":
+        return sum(e.macs for e in report.entries if e.copies > 0)
+    if layout.recompute == "selective":
+        fit = length_cost(network)
+        if fit is None:
+            return 0
+        length = network.input[0]
+        return int(fit[1] * length * length) * layout.micro_batch
+    return 0
+
+
+def megatron_flops(report: Report, layout: Layout) -> int | None:
+    """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
+    recompute), for a decoder reading token ids with causal attention; None for anything else."""
+    width = model_width(report)
+    first = next((k.entry for k in _kept_runs(report)), None)
+    vocab = first.layer.input_ids() if first is not None else None
+    layers = sum(k.times for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape))
+    if not (report.tokens and width and vocab and layers):
+        return None
+    b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
+    if layout.recompute == "full":
+        return 96 * b * s * ell * h * h + 16 * b * s * s * ell * h + 6 * b * s * h * vocab
+    return 72 * b * s * ell * h * h + 12 * b * s * s * ell * h + 6 * b * s * h * vocab
+
+
+class Pace(NamedTuple):
+    """What sets the time: an MFU, or a measurement to infer it from (GPU-hours for D tokens, or tokens/s)."""
+
+    mfu: float | None = None
+    gpu_hours: float | None = None
+    tokens_per_second: float | None = None
+
+
+def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
+    """The micro-batch's report, and the step's FLOPs: with recompute, model FLOPs (without), per token."""
+    report = analyse(network._replace(batch=layout.micro_batch))
+    steps = layout.global_batch // layout.micro_batch  # micro-batches a step, over every replica
+    model = training_cost(report)["training_flops"] * steps
+    hardware = model + 2 * recompute_macs(network, report, layout) * steps
+    tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
+    params = report.total["params"]
+    return report, {
+        "flops_per_step": hardware,
+        "model_flops_per_step": model,
+        "flops_per_token": Fraction(model, tokens),
+        "flops_6nd_per_token": 6 * params,
+        "flops_megatron_per_step": megatron_flops(report, layout),
+        "tokens_per_step": tokens,
+    }
+
+
+def _memory(report: Report, layout: Layout, gpu: Gpu | None) -> dict[str, Any]:
+    """Bytes per device, part by part, with the peak and whether it fits."""
+    recipe = RECIPES[layout.precision]
+    total = report.total
+    parts = model_states(total["params"], total["trainable_params"], recipe, layout.optimizer, layout.zero,
+                         layout.dp, layout.tp * layout.pp)
+    parts["activations"] = activation_bytes(report, layout, recipe.weight)
+    parts["buffers"] = total["buffers"] * recipe.weight
+    peak = sum(parts.values())
+    available = None if gpu is None else gpu.memory
+    return {**parts, "peak": peak, "available": available, "fits": None if gpu is None else peak <= gpu.memory}
+
+
+def _time(compute: dict[str, Any], layout: Layout, gpu: Gpu | None, pace: Pace, tokens: int | None,
+          params: int) -> dict[str, float | None]:
+    """Step time, throughput and totals at an MFU, or the MFU a measurement implies (model FLOPs ÷ peak)."""
+    nothing = dict.fromkeys(("mfu", "mfu_6nd", "step_seconds", "tokens_per_second", "total_seconds", "gpu_hours"))
+    if gpu is None:
+        return nothing
+    peak = Fraction(gpu.peak_for(RECIPES[layout.precision].precision)) * layout.gpus
+    per_token = compute["flops_per_token"]
+    if pace.gpu_hours is not None:
+        if tokens is None:
+            raise UsageError("--gpu-hours needs --tokens: the MFU is the tokens' FLOPs over the hours' peak")
+        rate = Fraction(tokens) / (Fraction(pace.gpu_hours) * 3600 / layout.gpus)  # tokens/s of the whole run
+    elif pace.tokens_per_second is not None:
+        rate = Fraction(pace.tokens_per_second)
+    else:
+        rate = Fraction(pace.mfu if pace.mfu is not None else 0.4) * peak / per_token
+    mfu = per_token * rate / peak
+    step = compute["tokens_per_step"] / rate
+    total = None if tokens is None else tokens / rate
+    return {
+        "mfu": float(mfu), "mfu_6nd": float(6 * params * rate / peak), "step_seconds": float(step),
+        "tokens_per_second": float(rate), "total_seconds": None if total is None else float(total),
+        "gpu_hours": None if total is None else float(total * layout.gpus / 3600),
+    }
+
+
+def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
+         tokens: int | None = None) -> dict[str, Any]:
+    """The training plan as plain data (the JSON of `layercalc train`): layout, compute, memory, time."""
+    check_layout(layout)
+    for flag, value in (("--mfu", pace.mfu), ("--gpu-hours", pace.gpu_hours),
+                        ("--tokens-per-second", pace.tokens_per_second), ("--tokens", tokens)):
+        if value is not None and not (0 < value < float("inf")) or (flag == "--mfu" and value and value > 1):
+            raise UsageError(f"{flag} must be a positive number{' at most 1' if flag == '--mfu' else ''}, got {value}")
+    report, compute = _compute(network, layout)
+    params = report.total["params"]
+    return {
+        "name": network.name,
+        "gpu": None if gpu is None else gpu.name,
+        "layout": {**layout._asdict(), "dp": layout.dp},
+        "compute": {k: (float(v) if isinstance(v, Fraction) else v) for k, v in compute.items()},
+        "memory": _memory(report, layout, gpu),
+        "time": _time(compute, layout, gpu, pace, tokens, params),
+    }
