@@ -289,3 +289,39 @@ def gpus() -> list[dict[str, Any]]:
     from .gpus import listing
 
     return listing()
+
+
+def train(
+    source: Source, *, gpu: str | None = None, gpus: int = 1, tokens: float | None = None,
+    global_batch: int | None = None, micro_batch: int | None = None, precision: str = "bf16-mixed",
+    optimizer: str = "adam", tp: int = 1, pp: int = 1, zero: int = 0, sp: bool = False, recompute: str = "none",
+    flash: bool = False, mfu: float | None = None, gpu_hours: float | None = None,
+    tokens_per_second: float | None = None, search: bool = False, peak_tflops: float | None = None,
+    gpu_memory: float | None = None,
+) -> Any:
+    """The training plan (a dict: layout, compute, memory in bytes per device, time), or with search
+    the list of layouts that fit, fastest first. Time figures are estimates at an MFU (default 0.4)."""
+    from . import gpus as devices
+    from .training import RECIPES, Layout, Pace, plan
+    from .training import search as search_layouts
+
+    net = load(source)
+    if precision not in RECIPES:
+        raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {precision!r}")
+    device = None if gpu is None else devices.gpu(gpu)
+    if device is not None or peak_tflops is not None or gpu_memory is not None:
+        device = devices.custom(device, peak_tflops, gpu_memory, None if device else 1.0,
+                                RECIPES[precision].precision)
+    batch = net.batch if global_batch is None else global_batch
+    dp = max(1, gpus // max(1, tp * pp))
+    micro = micro_batch if micro_batch is not None else max(1, batch // dp)
+    layout = Layout(gpus, tp, pp, zero, sp, micro, batch, recompute, flash, precision, optimizer)
+    pace = Pace(mfu, gpu_hours, tokens_per_second)
+    if tokens is not None and not (0 < tokens < float("inf")):
+        raise UsageError(f"--tokens must be a positive number, got {tokens}")
+    count = None if tokens is None else int(tokens)
+    if search:
+        if device is None:
+            raise UsageError("--search needs --gpu: which layouts fit depends on the device's memory")
+        return search_layouts(net, device, layout, pace)
+    return plan(net, device, layout, pace, count)

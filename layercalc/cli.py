@@ -578,6 +578,65 @@ def serve_command(
     _show_plan(data, format, "serve")
 
 
+TRAIN_ANSWERS = {  # --print NAME: one bare figure of the plan
+    "memory": ("memory", "peak"),
+    "time": ("time", "total_seconds"),
+    "step-time": ("time", "step_seconds"),
+    "gpu-hours": ("time", "gpu_hours"),
+    "mfu": ("time", "mfu"),
+    "flops-per-step": ("compute", "flops_per_step"),
+}
+
+
+@app.command("train")
+def train_command(
+    config: ConfigArg = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", help="A preset (see 'layercalc gpus'); needed for the fit and the time.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", metavar="G", help="Devices: tp × pp × data-parallel replicas.")] = 1,
+    tokens: Annotated[Optional[float], typer.Option("--tokens", metavar="D", help="Tokens to train on (e.g. 2e12): the run's time and GPU-hours.")] = None,
+    global_batch: Annotated[Optional[int], typer.Option("--global-batch", metavar="B", help="Samples a step (default: the config's batch).")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option("--micro-batch", metavar="b", help="Samples a forward on one replica (default: the global batch over the replicas).")] = None,
+    precision: Annotated[str, typer.Option("--precision", metavar="P", help="fp32, bf16, fp16-mixed, bf16-mixed or fp8-mixed.")] = "bf16-mixed",
+    optimizer: Annotated[str, typer.Option("--optimizer", metavar="O", help="adam, momentum or sgd.")] = "adam",
+    tp: Annotated[int, typer.Option("--tp", metavar="T", help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, typer.Option("--pp", metavar="P", help="Pipeline stages.")] = 1,
+    zero: Annotated[int, typer.Option("--zero", metavar="Z", help="ZeRO stage 0-3 over the data-parallel replicas.")] = 0,
+    sp: Annotated[bool, typer.Option("--sp", help="Sequence parallelism (with --tp): split the residual stream's activations too.")] = False,
+    recompute: Annotated[str, typer.Option("--recompute", metavar="R", help="none, selective (attention's T×T part) or full (each repeated block).")] = "none",
+    flash: Annotated[bool, typer.Option("--flash", help="FlashAttention: no T×T matrices kept.")] = False,
+    mfu: Annotated[Optional[float], typer.Option("--mfu", metavar="F", help="Model FLOPs utilisation for the time (default 0.4).")] = None,
+    gpu_hours: Annotated[Optional[float], typer.Option("--gpu-hours", metavar="H", help="Measured GPU-hours for --tokens: print the MFU they imply.")] = None,
+    tokens_per_second: Annotated[Optional[float], typer.Option("--tokens-per-second", metavar="R", help="Measured tokens/s of the whole run: print the MFU it implies.")] = None,
+    search_layouts: Annotated[bool, typer.Option("--search", help="Every layout of --gpus that fits, fastest first (an estimate).")] = False,
+    peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", metavar="F", help="Dense peak TFLOP/s at the recipe's precision (overrides the preset).")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
+    answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(TRAIN_ANSWERS)}.")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """The cost of training: compute a step, memory per device line by line, time and GPU-hours."""
+    from .api import train
+
+    if answer is not None and answer not in TRAIN_ANSWERS:
+        raise UsageError(f"--print must be one of {', '.join(TRAIN_ANSWERS)}, got {answer!r}")
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    if search_layouts and answer is not None:
+        raise UsageError("--search lists layouts; it does not combine with --print")
+    data = train(config, gpu=gpu, gpus=gpus, tokens=tokens, global_batch=global_batch, micro_batch=micro_batch,
+                 precision=precision, optimizer=optimizer, tp=tp, pp=pp, zero=zero, sp=sp, recompute=recompute,
+                 flash=flash, mfu=mfu, gpu_hours=gpu_hours, tokens_per_second=tokens_per_second,
+                 search=search_layouts, peak_tflops=peak_tflops, gpu_memory=gpu_memory)
+    if answer is not None:
+        section, key = TRAIN_ANSWERS[answer]
+        value = data[section][key]
+        if value is None:
+            need = "--tokens and --gpu" if key in ("total_seconds", "gpu_hours") else "--gpu"
+            raise UsageError(f"--print {answer} needs {need}")
+        print(value)
+        return
+    _show_plan(data, format, "search" if search_layouts else "train")
+
+
 @app.command("gpus")
 def gpus_command(format: FormatOpt = None) -> None:
     """The accelerator presets: dense peak TFLOP/s, memory, bandwidth, and each figure's source."""

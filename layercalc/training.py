@@ -253,9 +253,7 @@ def _time(compute: dict[str, Any], layout: Layout, gpu: Gpu | None, pace: Pace, 
         return nothing
     peak = Fraction(gpu.peak_for(RECIPES[layout.precision].precision)) * layout.gpus
     per_token = compute["flops_per_token"]
-    if pace.gpu_hours is not None:
-        if tokens is None:
-            raise UsageError("--gpu-hours needs --tokens: the MFU is the tokens' FLOPs over the hours' peak")
+    if pace.gpu_hours is not None and tokens is not None:
         rate = Fraction(tokens) / (Fraction(pace.gpu_hours) * 3600 / layout.gpus)  # tokens/s of the whole run
     elif pace.tokens_per_second is not None:
         rate = Fraction(pace.tokens_per_second)
@@ -279,6 +277,10 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
                         ("--tokens-per-second", pace.tokens_per_second), ("--tokens", tokens)):
         if value is not None and not (0 < value < float("inf")) or (flag == "--mfu" and value and value > 1):
             raise UsageError(f"{flag} must be a positive number{' at most 1' if flag == '--mfu' else ''}, got {value}")
+    if pace.gpu_hours is not None and tokens is None:
+        raise UsageError("--gpu-hours needs --tokens: the MFU is the tokens' FLOPs over the hours' peak")
+    if gpu is None and (pace.gpu_hours is not None or pace.tokens_per_second is not None):
+        raise UsageError("an MFU from measurements needs --gpu: it is a share of the device's peak")
     report, compute = _compute(network, layout)
     params = report.total["params"]
     return {
@@ -289,3 +291,58 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
         "memory": _memory(report, layout, gpu),
         "time": _time(compute, layout, gpu, pace, tokens, params),
     }
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of n, ascending."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> list[dict[str, Any]]:
+    """Every layout of the base's devices and global batch that fits, fastest first (an estimate).
+
+    A layout's step time is its FLOPs with recompute at the MFU, times (1 + (p − 1)/m) for the
+    pipeline's bubble; t only where it divides every attention's key/value heads.
+    """
+    mfu = Fraction(pace.mfu if pace.mfu is not None else 0.4)
+    peak = Fraction(gpu.peak_for(RECIPES[base.precision].precision)) * base.gpus
+    heads = [s[1] for r in [analyse(network._replace(batch=1))] for k in _kept_runs(r)
+             for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
+    found: list[dict[str, Any]] = []
+    cache: dict[tuple[int, str], tuple[Report, dict[str, Any]]] = {}  # the count depends on b and recompute only
+    for t in _divisors(base.gpus):
+        if any(h % t for h in heads):
+            continue
+        for p in _divisors(base.gpus // t):
+            dp = base.gpus // (t * p)
+            if base.global_batch % dp:
+                continue
+            for b in _divisors(base.global_batch // dp):
+                for zero in range(4):
+                    for recompute in RECOMPUTE:
+                        for sp in ((False, True) if t > 1 else (False,)):
+                            layout = base._replace(tp=t, pp=p, zero=zero, micro_batch=b, recompute=recompute, sp=sp)
+                            key = (b, recompute)
+                            if key not in cache:
+                                cache[key] = _compute(network, layout)
+                            found += _candidate(*cache[key], gpu, layout, peak, mfu)
+    # equal times (communication is not modelled) go to the simpler layout: less model parallelism,
+    # a lower ZeRO stage, less recompute, larger micro-batches
+    def simpler(c: dict[str, Any]) -> tuple[Any, ...]:
+        lay = c["layout"]
+        return (c["step_seconds"], lay["tp"] * lay["pp"], lay["zero"], RECOMPUTE.index(lay["recompute"]),
+                lay["sp"], -lay["micro_batch"], c["memory"]["peak"])
+
+    return sorted(found, key=simpler)
+
+
+def _candidate(report: Report, compute: dict[str, Any], gpu: Gpu, layout: Layout, peak: Fraction,
+               mfu: Fraction) -> list[dict[str, Any]]:
+    """[the layout with its step time and memory] if it fits on the device, else []."""
+    memory = _memory(report, layout, gpu)
+    if not memory["fits"]:
+        return []
+    bubble = 1 + Fraction(layout.pp - 1, layout.micro_batches)
+    step = compute["flops_per_step"] / (peak * mfu) * bubble
+    return [{"layout": {**layout._asdict(), "dp": layout.dp}, "step_seconds": float(step),
+             "tokens_per_second": float(compute["tokens_per_step"] / step), "memory": memory}]

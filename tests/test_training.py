@@ -155,3 +155,48 @@ def test_time_at_an_mfu_by_hand() -> None:
 def test_impossible_layouts(kw: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         plan(api.load("configs/gpt2.yaml"), None, layout(**kw))
+
+
+# ---- the command line and the layout search -----------------------------------------------------
+
+def test_print_is_a_bare_figure(cli) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "--gpus", "64", "--global-batch", "64",
+              "--tokens", "2e12", "--gpu-hours", "184320", "--print", "gpu-hours")
+    assert run.status == 0 and float(run.out) == pytest.approx(184_320)
+    # bf16-mixed Adam: 16 bytes a parameter, the ZeRO paper's figure, plus activations
+    run = cli("train", "configs/mnist_mlp.yaml", "--print", "memory", "--precision", "fp32", "--optimizer", "sgd")
+    assert run.status == 0 and int(run.out) > 535_818 * 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpus", "3", "--tp", "2"], "--gpus 3 is not a multiple of --tp 2"),
+    (["--precision", "fp4"], "--precision must be one of"),
+    (["--gpu-hours", "10"], "--gpu-hours needs --tokens"),
+    (["--search"], "--search needs --gpu"),
+    (["--print", "speed"], "--print must be one of"),
+    (["--print", "gpu-hours", "--gpu", "h100-sxm"], "--print gpu-hours needs --tokens and --gpu"),
+    (["--mfu", "1.5", "--gpu", "h100-sxm"], "--mfu must be a positive number at most 1"),
+])
+def test_train_bad_input_is_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/gpt2.yaml", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
+def test_train_every_format(cli, fmt: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "-f", fmt)
+    assert run.status == 0, run.err
+    weights = "13,476,831,232" if fmt == "table" else "13476831232"
+    assert weights in run.out
+    if fmt == "table":
+        assert all(len(line) <= 80 for line in run.out.splitlines())
+
+
+def test_search_lists_only_layouts_that_fit_fastest_first() -> None:
+    found = api.train("configs/gpt2.yaml", gpu="l4", gpus=4, global_batch=16, search=True)
+    assert found and all(c["memory"]["fits"] for c in found)
+    times = [c["step_seconds"] for c in found]
+    assert times == sorted(times)
+    # a pipeline of 4 stages idles (p - 1)/m of the step: slower than any layout without one
+    piped = [c for c in found if c["layout"]["pp"] == 4]
+    assert piped and min(c["step_seconds"] for c in piped) > times[0]

@@ -117,3 +117,105 @@ def gpus_lines(listing: list[dict[str, Any]]) -> list[str]:
     lines += ["", "Dense peaks (sparse datasheet figures halved). Sources:"]
     lines += [f"  {g['name']}: {g['source']}" for g in listing]
     return lines
+
+
+def train_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """The training plan's figures in reading order."""
+    yield ("layout", "gpu", data["gpu"], "")
+    for key, value in data["layout"].items():
+        yield ("layout", key, value, "")
+    c = data["compute"]
+    yield ("compute", "flops_per_step", c["flops_per_step"], "FLOPs")
+    yield ("compute", "model_flops_per_step", c["model_flops_per_step"], "FLOPs")
+    yield ("compute", "flops_megatron_per_step", c["flops_megatron_per_step"], "FLOPs")
+    yield ("compute", "flops_per_token", c["flops_per_token"], "FLOPs")
+    yield ("compute", "flops_6nd_per_token", c["flops_6nd_per_token"], "FLOPs")
+    yield ("compute", "tokens_per_step", c["tokens_per_step"], "")
+    m = data["memory"]
+    for key in ("weights", "gradients", "optimizer_states", "master_weights", "activations", "buffers", "peak",
+                "available"):
+        yield ("memory", key, m[key], "bytes")
+    yield ("memory", "fits", m["fits"], "")
+    t = data["time"]
+    yield ("time", "mfu", t["mfu"], "fraction")
+    yield ("time", "mfu_6nd", t["mfu_6nd"], "fraction")
+    for key in ("step_seconds", "total_seconds"):
+        yield ("time", key, t[key], "s")
+    yield ("time", "tokens_per_second", t["tokens_per_second"], "tokens/s")
+    yield ("time", "gpu_hours", t["gpu_hours"], "GPU-hours")
+
+
+def _estimate(value: Any, unit: str) -> str:
+    """A time-section figure for people (estimates, so three significant digits)."""
+    if value is None:
+        return "—"
+    if unit == "fraction":
+        return f"{value * 100:.1f}%"
+    if unit == "s":
+        return _seconds(value) if value < 3600 else f"{value / 3600:,.1f} h ({value / 86400:,.1f} days)"
+    if unit == "tokens/s":
+        return f"{value:,.0f} tokens/s"
+    return f"{value:,.0f} GPU-hours"
+
+
+def train_lines(data: dict[str, Any]) -> list[str]:
+    """The training plan for a terminal."""
+    lay = data["layout"]
+    device = f"{lay['gpus']} × {data['gpu']}" if data["gpu"] else f"{lay['gpus']} devices (--gpu: fit and time)"
+    lines = [f"{data['name']} on {device}: tp {lay['tp']}, pp {lay['pp']}, dp {lay['dp']}, ZeRO {lay['zero']}"
+             f"{', sp' if lay['sp'] else ''}",
+             f"batch {lay['global_batch']} in micro-batches of {lay['micro_batch']}; {lay['precision']}, "
+             f"{lay['optimizer']}, recompute {lay['recompute']}{', FlashAttention' if lay['flash'] else ''}"]
+    rows = [r for r in train_rows(data) if r[0] != "layout"]
+    width = max(len(item) for _, item, _, _ in rows)
+    section = ""
+    for sec, item, value, unit in rows:
+        if sec != section:
+            lines += ["", sec + (" (an estimate)" if sec == "time" else "")]
+            section = sec
+        text = _estimate(value, unit) if sec == "time" else _shown(value, unit)
+        lines.append(f"  {item.ljust(width)}  {text}")
+    m = data["memory"]
+    if m["fits"] is False:
+        lines += ["", f"does not fit: {human_bytes(m['peak'] - m['available'])} short on each device"]
+    return lines
+
+
+def train_text(fmt: str, data: dict[str, Any]) -> str:
+    """The training plan as csv/tsv/markdown: one row a figure, exact values."""
+    return table_text(fmt, ("section", "item", "value", "unit"),
+                      ([sec, item, "" if v is None else str(v).lower() if isinstance(v, bool) else str(v), unit]
+                       for sec, item, v, unit in train_rows(data)))
+
+
+SEARCH_HEADER = ("rank", "tp", "pp", "dp", "zero", "sp", "micro_batch", "recompute", "step_seconds",
+                 "tokens_per_second", "peak_bytes")
+
+
+def search_rows(found: list[dict[str, Any]]) -> list[list[str]]:
+    """Each fitting layout as a row, fastest first."""
+    return [[str(i), str(c["layout"]["tp"]), str(c["layout"]["pp"]), str(c["layout"]["dp"]),
+             str(c["layout"]["zero"]), "yes" if c["layout"]["sp"] else "no", str(c["layout"]["micro_batch"]),
+             c["layout"]["recompute"], f"{c['step_seconds']:.4g}", f"{c['tokens_per_second']:.4g}",
+             str(c["memory"]["peak"])] for i, c in enumerate(found, 1)]
+
+
+def search_text(fmt: str, found: list[dict[str, Any]]) -> str:
+    """The layouts as csv/tsv/markdown."""
+    return table_text(fmt, SEARCH_HEADER, search_rows(found))
+
+
+def search_lines(found: list[dict[str, Any]], limit: int = 20) -> list[str]:
+    """The fastest layouts for a terminal (an estimate: step time at the MFU with the pipeline bubble)."""
+    if not found:
+        return ["No layout fits: give more devices, a smaller micro-batch or a lower precision."]
+    header = ("#", "tp", "pp", "dp", "ZeRO", "sp", "micro", "recompute", "step", "tokens/s", "peak memory")
+    rows = [r[:8] + [_seconds(float(r[8])), f"{float(r[9]):,.0f}", human_bytes(int(r[10]))]
+            for r in search_rows(found[:limit])]
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    more = f"; {len(found) - limit} more with -f csv" if len(found) > limit else ""
+    lines += ["", f"{len(found)} layouts fit{more}. Estimates: FLOPs with recompute at the MFU, times the",
+              "pipeline bubble (1 + (p-1)/m); communication is not modelled."]
+    return lines
