@@ -325,3 +325,32 @@ def train(
             raise UsageError("--search needs --gpu: which layouts fit depends on the device's memory")
         return search_layouts(net, device, layout, pace)
     return plan(net, device, layout, pace, count)
+
+
+def import_hf(path: str | os.PathLike[str], *, input: Any = None, batch: int | None = None) -> str:
+    """The layercalc config (YAML text, commented with its source fields) of a Hugging Face config.json
+    or of a directory holding one. Fields it does not read are named in warnings (LayercalcWarning)."""
+    import json
+
+    from .errors import ConfigError, Location
+    from .hf import document, to_yaml
+
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else os.fspath(path)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}", Location(file=file)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not JSON: {exc.msg}", Location(file=file, line=exc.lineno)) from None
+    if not isinstance(doc, dict) or "model_type" not in doc:
+        raise ConfigError("not a Hugging Face config: no model_type", Location(file=file))
+    try:
+        net, fields = document(doc, file, input)
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
+    if batch is not None:
+        net["batch"] = Int()(batch)
+    text = to_yaml(net, fields)
+    load(text)  # what it writes must load as it is
+    return text

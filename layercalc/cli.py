@@ -637,6 +637,32 @@ def train_command(
     _show_plan(data, format, "search" if search_layouts else "train")
 
 
+import_app = typer.Typer(help="Write a layercalc config from another tool's description of a model.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("hf")
+def import_hf_command(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A Hugging Face config.json, or a directory holding one.")],
+    input: Annotated[Optional[str], typer.Option("--input", metavar="T", help="Tokens a sequence (default 2048, at most max_position_embeddings).")] = None,
+    batch: BatchOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="OUT.yaml", help="Write the config here instead of to stdout.")] = None,
+) -> None:
+    """The layercalc config of a Hugging Face config.json: same modules, names and counts."""
+    from .api import import_hf
+
+    text = import_hf(path, input=input, batch=batch)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+
+
 @app.command("gpus")
 def gpus_command(format: FormatOpt = None) -> None:
     """The accelerator presets: dense peak TFLOP/s, memory, bandwidth, and each figure's source."""
