@@ -32,7 +32,7 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2", "qwen2_moe", "gpt_neox", "opt", "bert", "roberta", "distilbert", "t5", "vit", "whisper",
+PLANNED = ("mixtral", "qwen2", "qwen2_moe", "bert", "roberta", "distilbert", "t5", "vit", "whisper",
            "mamba")
 
 
@@ -72,13 +72,13 @@ def _activation(f: Fields, *names: str) -> Any:
     return {"gelu": {"approximate": "tanh"}} if kind == "gelu_tanh" else kind
 
 
-def _head(f: Fields, vocab: int, tied_to: str, default_tied: bool) -> dict[str, Any]:
+def _head(f: Fields, vocab: int, tied_to: str, default_tied: bool, name: str) -> dict[str, Any]:
     """The language-model head: a bias-free linear to the vocabulary, tied to the embedding or not."""
     tied = f.get("tie_word_embeddings", default=default_tied, role="head tied to the embedding")
     args: dict[str, Any] = {"out_features": vocab, "bias": False}
     if tied:
         args["tied_to"] = tied_to
-    return {"linear": args, "name": "lm_head"}
+    return {"linear": args, "name": name}
 
 
 def _llama(f: Fields, model_type: str) -> tuple[list[Any], str]:
@@ -133,6 +133,61 @@ def _gpt2(f: Fields, model_type: str) -> tuple[list[Any], str]:
     return model, "transformer"
 
 
+def _opt(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """OPT: learned positions (2 rows past the longest sequence), attention with biases, a ReLU MLP;
+    pre-norm, or post-norm for OPT-350m; a projection in and out when the embedding is narrower."""
+    h = f.need("hidden_size", role="width")
+    embed = f.get("word_embed_proj_dim", default=h, role="embedding width")
+    before = f.get("do_layer_norm_before", default=True, role="pre-norm")
+    bias = bool(f.get("enable_bias", default=True, role="biases"))
+    affine = bool(f.get("layer_norm_elementwise_affine", default=True, role="norm affine"))
+    norm = lambda name: {"layernorm": {"elementwise_affine": affine, "bias": affine}, "name": name}  # noqa: E731
+    attention = {"attention": {"num_heads": f.need("num_attention_heads", role="heads"), "bias": bias},
+                 "name": "self_attn"}
+    mlp = [{"linear": {"out_features": f.need("ffn_dim", role="MLP width"), "bias": bias}, "name": "fc1"},
+           _activation(f, "activation_function"), {"linear": {"out_features": h, "bias": bias}, "name": "fc2"}]
+    if before:
+        body = [{"residual": {"body": [norm("self_attn_layer_norm"), attention]}},
+                {"residual": {"body": [norm("final_layer_norm"), *mlp]}}]
+    else:
+        body = [{"residual": {"body": [attention]}}, norm("self_attn_layer_norm"),
+                {"residual": {"body": mlp}}, norm("final_layer_norm")]
+    block = {"sequential": {"layers": body}, "repeat": f.need("num_hidden_layers", role="layers"), "name": "layers"}
+    positions = f.need("max_position_embeddings", role="learned positions") + 2  # OPT's offset of 2
+    model: list[Any] = [{"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"),
+                                       "embedding_dim": embed}, "name": "embed_tokens"}]
+    if embed != h:
+        model.append({"linear": {"out_features": h, "bias": False}, "name": "project_in"})
+    model += [{"posembedding": {"num_positions": positions}, "name": "embed_positions"}, block]
+    if before:
+        model.append(norm("final_layer_norm"))
+    if embed != h:
+        model.append({"linear": {"out_features": embed, "bias": False}, "name": "project_out"})
+    return [{"sequential": {"layers": model}, "name": "decoder"}], "model"
+
+
+def _neox(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """GPT-NeoX (Pythia): rotary attention with biases, a GELU MLP, and by default the parallel
+    residual x + attention(norm1(x)) + mlp(norm2(x)), written as a residual whose shortcut is one."""
+    h = f.need("hidden_size", role="width")
+    eps = f.get("layer_norm_eps", default=1e-5, role="norm eps")
+    norm = lambda name: {"layernorm": {"eps": eps}, "name": name}  # noqa: E731
+    attention = [norm("input_layernorm"), {"attention": {
+        "num_heads": f.need("num_attention_heads", role="heads"), "bias": bool(f.get(
+            "attention_bias", default=True, role="attention biases")), "rope": True}, "name": "attention"}]
+    mlp = [norm("post_attention_layernorm"), {"sequential": {"layers": [
+        {"linear": {"out_features": f.need("intermediate_size", role="MLP width")}, "name": "dense_h_to_4h"},
+        _activation(f, "hidden_act"), {"linear": {"out_features": h}, "name": "dense_4h_to_h"}]}, "name": "mlp"}]
+    if f.get("use_parallel_residual", default=True, role="parallel residual"):
+        body = [{"residual": {"body": attention, "shortcut": [{"residual": {"body": mlp}}]}}]
+    else:
+        body = [{"residual": {"body": attention}}, {"residual": {"body": mlp}}]
+    block = {"sequential": {"layers": body}, "repeat": f.need("num_hidden_layers", role="layers"), "name": "layers"}
+    model = [{"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": h},
+              "name": "embed_in"}, block, norm("final_layer_norm")]
+    return model, "gpt_neox"
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -140,6 +195,8 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "gemma": (_llama, True, "embed_tokens"),
     "phi3": (_llama, False, "embed_tokens"),
     "gpt2": (_gpt2, True, "wte"),
+    "opt": (_opt, True, "embed_tokens"),
+    "gpt_neox": (_neox, False, "embed_in"),
 }
 
 
@@ -173,7 +230,8 @@ def document(doc: dict[str, Any], file: str = "config.json", input: Any = None) 
     causal_lm = any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
     layers: list[Any] = [{"sequential": {"layers": model}, "name": prefix}]
     if causal_lm:
-        layers.append(_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied_default))
+        head = "embed_out" if model_type == "gpt_neox" else "lm_head"
+        layers.append(_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied_default, head))
     name = os.path.basename(os.path.dirname(os.path.abspath(file))) if file.endswith("config.json") else model_type
     out = {"name": name or model_type, "input": [_tokens(f, input)], "dtype": dtype, "layers": layers}
     for field in f.unknown():
