@@ -346,7 +346,7 @@ def import_hf(path: str | os.PathLike[str], *, input: Any = None, batch: int | N
     if not isinstance(doc, dict) or "model_type" not in doc:
         raise ConfigError("not a Hugging Face config: no model_type", Location(file=file))
     try:
-        net, fields = document(doc, file, input)
+        net, fields = document(doc, file, None if input is None else parse_shape(input, "--input"))
     except ConfigError as exc:
         raise exc.at(file=file) from None
     if batch is not None:

@@ -200,23 +200,23 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
 }
 
 
-def _tokens(f: Fields, given: Any) -> int:
-    """The token stream's length: --input, else 2048, never beyond the model's positions."""
+def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
+    """The token stream's length: --input (a parsed shape), else 2048, never beyond the model's positions."""
     limit = f.get("max_position_embeddings", "n_positions", role="positions")
     if given is None:
         return min(DEFAULT_TOKENS, limit) if isinstance(limit, int) and limit > 0 else DEFAULT_TOKENS
-    from .config import parse_shape  # the same size rules as any --input
-
-    (length, *rest) = parse_shape(given, "--input")
+    (length, *rest) = given
     if rest:
-        raise SchemaError(f"--input for a Hugging Face config is one token length, got {given!r}", value=given)
+        raise SchemaError(f"--input for a Hugging Face config is one token length, got {'x'.join(map(str, given))}",
+                          value=given)
     if isinstance(limit, int) and length > limit:
         raise SchemaError(f"--input {length} exceeds max_position_embeddings {limit}", value=length)
     return length
 
 
-def document(doc: dict[str, Any], file: str = "config.json", input: Any = None) -> tuple[dict[str, Any], Fields]:
-    """The layercalc config document of a Hugging Face config, and the fields it read."""
+def document(doc: dict[str, Any], file: str = "config.json",
+             input: tuple[int, ...] | None = None) -> tuple[dict[str, Any], Fields]:
+    """The layercalc config document of a Hugging Face config at `input` tokens, and the fields it read."""
     model_type = str(doc.get("model_type", ""))
     if model_type not in BUILDERS:
         later = " (planned)" if model_type in PLANNED else ""
