@@ -32,8 +32,7 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2", "qwen2_moe", "bert", "roberta", "distilbert", "t5", "vit", "whisper",
-           "mamba")
+PLANNED = ("mixtral", "qwen2", "qwen2_moe", "bert", "roberta", "t5", "whisper", "mamba")
 
 
 class Fields:
@@ -188,6 +187,47 @@ def _neox(f: Fields, model_type: str) -> tuple[list[Any], str]:
     return model, "gpt_neox"
 
 
+def _encoder_layer(f: Fields, heads: str, ffn: str, act: str, eps: float, norm_first: bool) -> dict[str, Any]:
+    """A BERT-style encoder layer: attention with biases, add & norm, a GELU MLP, add & norm."""
+    kind = f.get(act, default="gelu", role="activation")
+    if kind not in ("gelu", "relu"):
+        raise SchemaError(f"activation {kind!r} of an encoder layer is not gelu or relu", value=kind)
+    return {"transformerencoderlayer": {
+        "nhead": f.need(heads, role="heads"), "dim_feedforward": f.need(ffn, role="MLP width"), "activation": kind,
+        "layer_norm_eps": eps, "norm_first": norm_first, "dropout": 0.0}}
+
+
+def _vit(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """ViT: a patchifying conv, the class token, learned positions, pre-norm encoder layers, a final norm."""
+    if not f.get("qkv_bias", default=True, role="q, k, v biases"):
+        raise SchemaError("qkv_bias false needs per-projection biases, which layercalc cannot say yet", value=False)
+    h, patch = f.need("hidden_size", role="width"), f.need("patch_size", role="patch side")
+    eps = f.get("layer_norm_eps", default=1e-12, role="norm eps")
+    embeddings = [{"conv2d": {"out_channels": h, "kernel_size": patch, "stride": patch}, "name": "patch_embeddings"},
+                  {"flatten": {"start_dim": 2}}, {"transpose": {"dim0": 1, "dim1": 2}},
+                  {"clstoken": None, "name": "cls_token"}, {"posembedding": None, "name": "position_embeddings"}]
+    layer = {**_encoder_layer(f, "num_attention_heads", "intermediate_size", "hidden_act", eps, True),
+             "repeat": f.need("num_hidden_layers", role="layers"), "name": "layer"}
+    return [{"sequential": {"layers": embeddings}, "name": "embeddings"},
+            {"sequential": {"layers": [layer]}, "name": "encoder"},
+            {"layernorm": {"eps": eps}, "name": "layernorm"}], "vit"
+
+
+def _distilbert(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """DistilBERT: token and learned position embeddings with a norm, post-norm encoder layers."""
+    dim = f.need("dim", "hidden_size", role="width")
+    f.get("sinusoidal_pos_embds", role="fixed positions (still a parameter: no count change)")
+    embeddings = [{"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": dim},
+                   "name": "word_embeddings"},
+                  {"posembedding": {"num_positions": f.need("max_position_embeddings", role="learned positions")},
+                   "name": "position_embeddings"},
+                  {"layernorm": {"eps": 1e-12}, "name": "LayerNorm"}]
+    layer = {**_encoder_layer(f, "n_heads", "hidden_dim", "activation", 1e-12, False),
+             "repeat": f.need("n_layers", "num_hidden_layers", role="layers"), "name": "layer"}
+    return [{"sequential": {"layers": embeddings}, "name": "embeddings"},
+            {"sequential": {"layers": [layer]}, "name": "transformer"}], "distilbert"
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -197,7 +237,31 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "gpt2": (_gpt2, True, "wte"),
     "opt": (_opt, True, "embed_tokens"),
     "gpt_neox": (_neox, False, "embed_in"),
+    "vit": (_vit, False, ""),
+    "distilbert": (_distilbert, True, "word_embeddings"),
 }
+
+
+def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, tied: bool) -> list[Any]:
+    """The layers the named class adds to the base model (none for the base model itself)."""
+    if architecture.endswith(("ForCausalLM", "LMHeadModel")):
+        name = "embed_out" if model_type == "gpt_neox" else "lm_head"
+        return [_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied, name)]
+    if architecture == "ViTForImageClassification":
+        labels = len(f.get("id2label", default={"0": 0, "1": 1}, role="classes") or {}) or 2
+        return [{"select": {"dim": 1, "index": 0}}, {"linear": {"out_features": labels}, "name": "classifier"}]
+    if architecture == "DistilBertForMaskedLM":
+        dim = f.need("dim", "hidden_size", role="width")
+        return [{"linear": {"out_features": dim}, "name": "vocab_transform"}, "gelu",
+                {"layernorm": {"eps": 1e-12}, "name": "vocab_layer_norm"},
+                {"linear": {"out_features": f.need("vocab_size", role="vocabulary"), "tied_to": embedding},
+                 "name": "vocab_projector"}]
+    if architecture and not architecture.endswith("Model"):
+        warnings.warn(LayercalcWarning(f"{f.file}: the head of {architecture} is not imported; this is the base model"))
+    if model_type == "vit" and f.get("add_pooling_layer", default=True, role="pooler"):
+        return [{"select": {"dim": 1, "index": 0}},
+                {"linear": {"out_features": f.need("hidden_size", role="width")}, "name": "pooler"}, "tanh"]
+    return []
 
 
 def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
@@ -226,14 +290,16 @@ def document(doc: dict[str, Any], file: str = "config.json",
     build, tied_default, embedding = BUILDERS[model_type]
     model, prefix = build(f, model_type)
     dtype = f.get("dtype", "torch_dtype", default="float32", role="dtype")
-    architectures = f.get("architectures", default=[], role="class") or []
-    causal_lm = any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    architectures = [str(a) for a in f.get("architectures", default=[], role="class") or []]
     layers: list[Any] = [{"sequential": {"layers": model}, "name": prefix}]
-    if causal_lm:
-        head = "embed_out" if model_type == "gpt_neox" else "lm_head"
-        layers.append(_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied_default, head))
+    layers += _task_head(f, model_type, architectures[0] if architectures else "", embedding, tied_default)
     name = os.path.basename(os.path.dirname(os.path.abspath(file))) if file.endswith("config.json") else model_type
-    out = {"name": name or model_type, "input": [_tokens(f, input)], "dtype": dtype, "layers": layers}
+    if model_type == "vit":  # an image: channels and the side the config says (or --input), not tokens
+        side = f.need("image_size", role="image side")
+        shape = list(input) if input else [f.get("num_channels", default=3, role="channels"), side, side]
+    else:
+        shape = [_tokens(f, input)]
+    out = {"name": name or model_type, "input": shape, "dtype": dtype, "layers": layers}
     for field in f.unknown():
         warnings.warn(LayercalcWarning(f"{file}: field {field!r} is not one layercalc reads; it is ignored"))
     window = doc.get("sliding_window")
@@ -287,7 +353,7 @@ def _entries(entries: list[Any], indent: int) -> list[str]:
                 else:
                     lines += _entries(value, indent + 6)
         else:
-            lines.append(f"{pad}- {kind}: {_flow(args)}" if args else f"{pad}- {kind}")
+            lines.append(f"{pad}- {kind}: {_flow(args)}" if args else f"{pad}- {kind}:")
         lines += [f"{pad}  {key}: {_scalar(value)}" for key, value in entry.items() if key != kind]
     return lines
 
@@ -301,7 +367,7 @@ def to_yaml(doc: dict[str, Any], fields: Fields) -> str:
         import textwrap
 
         head += ["# " + line for line in textwrap.wrap("Fields that change no count: " + ", ".join(quiet), 98)]
-    body = [f"name: {doc['name']}", f"input: [{doc['input'][0]}]", f"dtype: {doc['dtype']}"]
+    body = [f"name: {doc['name']}", f"input: [{', '.join(map(str, doc['input']))}]", f"dtype: {doc['dtype']}"]
     body += [f"batch: {doc['batch']}"] if "batch" in doc else []
     body += ["layers:"]
     return "\n".join(head + body + _entries(doc["layers"], 2)) + "\n"

@@ -101,6 +101,17 @@ CASES = {
     "gpt_neox-sequential": lambda: transformers.GPTNeoXConfig(vocab_size=96, hidden_size=64, intermediate_size=136,
                                                               num_hidden_layers=2, num_attention_heads=4,
                                                               max_position_embeddings=64, use_parallel_residual=False),
+    "vit": lambda: transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                          intermediate_size=136, image_size=32, patch_size=8,
+                                          architectures=["ViTForImageClassification"],
+                                          id2label={str(i): str(i) for i in range(10)}),
+    "vit-base": lambda: transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                               intermediate_size=136, image_size=32, patch_size=8),
+    "distilbert": lambda: transformers.DistilBertConfig(vocab_size=96, dim=64, n_layers=2, n_heads=4, hidden_dim=136,
+                                                        max_position_embeddings=64,
+                                                        architectures=["DistilBertForMaskedLM"]),
+    "distilbert-base": lambda: transformers.DistilBertConfig(vocab_size=96, dim=64, n_layers=2, n_heads=4,
+                                                             hidden_dim=136, max_position_embeddings=64),
     "gpt2": lambda: transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=64,
                                             architectures=["GPT2LMHeadModel"]),
 }
@@ -109,20 +120,25 @@ CASES = {
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
-    if getattr(config, "architectures", None):
-        return transformers.AutoModelForCausalLM.from_config(config)
+    names = getattr(config, "architectures", None)
+    if names:
+        return getattr(transformers, names[0])(config)
     return transformers.AutoModel.from_config(config)
 
 
-def hf_counts(model: object, length: int) -> tuple[int, int, int]:
-    """Parameters, persistent buffers and MACs (FlopCounterMode / 2) of one sequence of `length` ids."""
+def hf_counts(model: object, length: int, image: tuple[int, ...] | None = None) -> tuple[int, int, int]:
+    """Parameters, persistent buffers and MACs (FlopCounterMode / 2) of one sequence of `length` ids
+    (or of one image of the given shape)."""
     params = sum(p.numel() for p in model.parameters())  # type: ignore[attr-defined]
     state = model.state_dict()  # type: ignore[attr-defined]
     names = {n for n, _ in model.named_parameters(remove_duplicate=False)}  # type: ignore[attr-defined]
     buffers = sum(t.numel() for n, t in state.items() if n not in names)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.zeros((1, length), dtype=torch.long))  # type: ignore[operator]
+        if image is not None:
+            model(torch.zeros((1, *image)))  # type: ignore[operator]
+        else:
+            model(torch.zeros((1, length), dtype=torch.long))  # type: ignore[operator]
     return params, buffers, counter.get_total_flops() // 2
 
 
@@ -131,12 +147,14 @@ def test_against_transformers(case: str, tmp_path: Path) -> None:
     config = CASES[case]()
     config.to_json_file(str(tmp_path / "config.json"))  # the spellings transformers writes today
     model = hf_model(config).eval()
-    for length in (8, 24):
+    image = case.startswith("vit")
+    for length in (8,) if image else (8, 24):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LayercalcWarning)
-            report = api.analyse(str(tmp_path / "config.json"), input=str(length))
+            report = api.analyse(str(tmp_path / "config.json"), input=None if image else str(length))
         total = report.total
-        assert (total["params"], total["buffers"], total["macs"]) == hf_counts(model, length), (case, length)
+        shape = report.network.input_shape[1:] if image else None
+        assert (total["params"], total["buffers"], total["macs"]) == hf_counts(model, length, shape), (case, length)
 
 
 def test_old_and_new_spellings_agree(tmp_path: Path) -> None:
