@@ -200,3 +200,31 @@ def test_search_lists_only_layouts_that_fit_fastest_first() -> None:
     # a pipeline of 4 stages idles (p - 1)/m of the step: slower than any layout without one
     piped = [c for c in found if c["layout"]["pp"] == 4]
     assert piped and min(c["step_seconds"] for c in piped) > times[0]
+
+
+def palm_540b() -> dict:
+    """PaLM 540B (Chowdhery et al. 2022, Table 1 and section 2): 118 parallel layers of width 18,432,
+    48 query heads of 256 and one key/value head (multi-query), SwiGLU MLP 4·d, no biases, LayerNorm
+    without bias, the head sharing the 256k embedding, sequence 2,048."""
+    d, ffn = 18432, 4 * 18432
+    mlp = [{"multiply": {"branches": [[{"linear": {"out_features": ffn, "bias": False}}, "silu"],
+                                      [{"linear": {"out_features": ffn, "bias": False}}]]}},
+           {"linear": {"out_features": d, "bias": False}}]
+    # x + attention(norm(x)) + mlp(norm(x)): a residual whose body sums the two branches
+    parallel = {"residual": {"body": [{"attention": {"num_heads": 48, "num_kv_heads": 1, "head_dim": 256}}],
+                             "shortcut": mlp}}
+    block = {"residual": {"body": [{"layernorm": {"bias": False}}, parallel]}, "repeat": 118}
+    return {"name": "palm", "input": [2048], "dtype": "bfloat16", "layers": [
+        {"embedding": {"num_embeddings": 256000, "embedding_dim": d}, "name": "embed"}, block,
+        {"layernorm": {"bias": False}}, {"linear": {"out_features": 256000, "bias": False, "tied_to": "embed"}}]}
+
+
+def test_palm_mfu() -> None:
+    # PaLM's 540.35 B parameters, by hand: a layer holds q 18432·12288 + k, v 2·18432·256 + o 12288·18432
+    # + MLP 3·18432·73728 + norm 18432 = 4,539,303,936; 118 of them, the 256000·18432 table, the final
+    # norm: 540,356,474,880. Appendix B: 238.3 K tokens/s on 6,144 TPU v4 chips (275 TFLOPS bf16 each)
+    # is 46.2% MFU, the model FLOPs being 6N + 12·L·H·Q·T a token
+    net = api.load(palm_540b())
+    assert api.analyse(palm_540b()).total["params"] == 118 * 4_539_303_936 + 256000 * 18432 + 18432
+    out = plan(net, gpu("tpu-v4"), layout(gpus=6144, global_batch=6144), Pace(tokens_per_second=238_300))
+    assert round(out["time"]["mfu"], 3) == 0.462
