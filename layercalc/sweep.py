@@ -17,7 +17,7 @@ from .errors import ConfigError, UsageError
 
 NAMES = ("T", "batch", "side")
 DEFAULT_STEPS = 8
-MAX_STEPS = 200
+MAX_STEPS = 10_000
 SPEC = re.compile(r"^\s*(\w+)\s*=\s*(\d+)\s*\.\.\s*(\d+)\s*(?::\s*(\d+)\s*)?$")
 
 

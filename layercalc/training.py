@@ -98,12 +98,26 @@ def check_layout(layout: Layout) -> None:
                          f"{layout.micro_batch} × {layout.dp} data-parallel replicas")
     if layout.zero not in (0, 1, 2, 3):
         raise UsageError(f"--zero must be 0, 1, 2 or 3, got {layout.zero}")
+    if layout.zero and layout.dp == 1:
+        raise UsageError(f"--zero {layout.zero} shards over data-parallel replicas, and this layout has one")
     if layout.recompute not in RECOMPUTE:
         raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}, got {layout.recompute!r}")
     if layout.precision not in RECIPES:
         raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {layout.precision!r}")
     if layout.optimizer not in OPTIMIZER_STATES:
         raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {layout.optimizer!r}")
+
+
+def _check_split(report: Report, layout: Layout) -> None:
+    """UsageError when t does not divide every attention's heads, or p exceeds the repeated blocks."""
+    for kept in _kept_runs(report):
+        for shape in kept.entry.layer.cache_shapes(kept.entry.input_shape).values():
+            if shape[1] % layout.tp:
+                raise UsageError(f"--tp {layout.tp} does not divide the {shape[1]} key/value heads of "
+                                 f"{kept.entry.name}")
+    blocks = sum(e.copies for e in report.entries if e.copies > 0)
+    if layout.pp > 1 and layout.pp > blocks:
+        raise UsageError(f"--pp {layout.pp} exceeds the {blocks} repeated blocks a pipeline splits")
 
 
 def model_states(params: int, trainable: int, recipe: Recipe, optimizer: str, zero: int, dp: int,
@@ -282,6 +296,7 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
     if gpu is None and (pace.gpu_hours is not None or pace.tokens_per_second is not None):
         raise UsageError("an MFU from measurements needs --gpu: it is a share of the device's peak")
     report, compute = _compute(network, layout)
+    _check_split(report, layout)
     params = report.total["params"]
     return {
         "name": network.name,

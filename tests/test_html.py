@@ -68,8 +68,9 @@ def test_resnet18_page_is_well_formed_and_self_contained() -> None:
 
 def test_identical_copies_fold_as_one_row() -> None:
     html, checker = page("configs/llama3_8b.yaml")
-    assert "×32" in "".join(checker.text)  # the 32 decoder layers: one row, the other 31 folded inside
-    assert len(html.encode()) < 1_000_000
+    assert "×32" in "".join(checker.text)  # the 32 decoder layers: one row, the other 31 named inside
+    assert html.count("input_layernorm") == 1  # the repeat's layers written once, not 32 times
+    assert len(html.encode()) < 200_000
 
 
 def test_training_memory_parts() -> None:
@@ -92,3 +93,20 @@ def test_opens_in_chromium_without_console_errors(tmp_path: Path) -> None:
     assert "11,689,512" in run.stdout  # the DOM the browser built holds the totals
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == []
+
+
+HOSTILE = {"name": "<img src=x onerror=\"document.title='ran'\">", "input": [4], "layers": [
+    {"linear": {"out_features": 3}, "name": "</script><script>alert(1)</script>"}]}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it as root)")
+def test_names_from_a_hostile_config_stay_text(tmp_path: Path) -> None:
+    html = report_html(api.report_data(api.analyse(HOSTILE)))
+    assert "<img src=x" not in html and "</script><script>" not in html
+    path = tmp_path / "hostile.html"
+    path.write_text(html)
+    run = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0
+    assert "<title>layercalc summary: &lt;img" in run.stdout  # no script ran and set the title
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in run.stdout  # the name is shown, as text

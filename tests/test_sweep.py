@@ -22,7 +22,7 @@ def test_points_even_or_geometric() -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("T=10", "NAME=A..B"), ("depth=1..4", "'depth' is not one of T, batch, side"), ("T=9..3", "1 <= A <= B"),
-    ("T=1..9:1", "2 to 200 steps"), ("batch=0..4", "1 <= A <= B"),
+    ("T=1..9:1", "2 to 10000 steps"), ("T=1..99999:10001", "2 to 10000 steps"), ("batch=0..4", "1 <= A <= B"),
 ])
 def test_bad_sweeps(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

@@ -151,6 +151,9 @@ def test_time_at_an_mfu_by_hand() -> None:
     ({"zero": 4}, "--zero must be 0, 1, 2 or 3"),
     ({"precision": "fp4"}, "--precision must be one of"),
     ({"recompute": "some"}, "--recompute must be one of"),
+    ({"zero": 1}, "--zero 1 shards over data-parallel replicas, and this layout has one"),
+    ({"tp": 5, "gpus": 5}, "--tp 5 does not divide the 12 key/value heads"),
+    ({"pp": 16, "gpus": 16}, "--pp 16 exceeds the 12 repeated blocks"),
 ])
 def test_impossible_layouts(kw: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):

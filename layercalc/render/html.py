@@ -43,8 +43,20 @@ button { font: inherit; margin-right: .5rem }
 
 SCRIPT = """
 function setAll(open) { document.querySelectorAll('details').forEach(function (d) { d.open = open; }); }
+document.getElementById('open-all').addEventListener('click', function () { setAll(true); });
+document.getElementById('close-all').addEventListener('click', function () { setAll(false); });
 window.addEventListener('beforeprint', function () { setAll(true); });
 """
+
+
+def _policy() -> str:
+    """A Content-Security-Policy that runs the page's own script (by its hash) and nothing else:
+    a name in someone else's config that smuggles markup in stays text even if escaping failed."""
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    return f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{digest}'"
 
 MEMORY_PARTS = (  # (key in the totals, label, colour variable)
     ("param_bytes", "parameters", "--params"),
@@ -118,10 +130,10 @@ def _nodes(nodes: list[dict[str, Any]], total: dict[str, Any], opened: int) -> I
         state = " open" if first["row"]["depth"] < opened else ""
         yield f'<details{state}><summary class="row">{cells}</summary><div class="kids">'
         yield from _nodes(first["kids"], total, opened)
-        if len(run) > 1:
-            yield f'<details><summary class="dim">the other {len(run) - 1} identical copies</summary><div class="kids">'
-            yield from _nodes(run[1:], total, 0)
-            yield "</div></details>"
+        if len(run) > 1:  # the others are the same: their names only, not their layers again
+            names = ", ".join(escape(k["row"]["name"]) for k in run[1:])
+            yield (f'<details><summary class="dim">the other {len(run) - 1} identical copies</summary>'
+                   f'<p class="dim">{names}</p></details>')
         yield "</div></details>"
 
 
@@ -171,6 +183,7 @@ def report_html(data: dict[str, Any], command: str = "summary") -> str:
     tree = "\n".join(_nodes(_tree(data["layers"]), total, opened=1))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="{_policy()}">
 <title>layercalc {escape(command)}: {name}</title><style>{STYLE}</style></head>
 <body>
 <header><h1>{name}</h1>
@@ -180,7 +193,7 @@ def report_html(data: dict[str, Any], command: str = "summary") -> str:
 <h2>Memory{" of a training step" if training else ""}</h2>
 {_memory_svg(parts)}
 <h2>Layers</h2>
-<p><button type="button" onclick="setAll(true)">Open all</button><button type="button" onclick="setAll(false)">Close all</button></p>
+<p><button type="button" id="open-all">Open all</button><button type="button" id="close-all">Close all</button></p>
 {head}
 {tree}
 <script>{SCRIPT}</script>
