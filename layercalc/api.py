@@ -312,9 +312,14 @@ def train(
     if device is not None or peak_tflops is not None or gpu_memory is not None:
         device = devices.custom(device, peak_tflops, gpu_memory, None if device else 1.0,
                                 RECIPES[precision].precision)
-    batch = net.batch if global_batch is None else global_batch
+    # unset batches: each replica runs the config's batch (or the micro-batch given) once a step
     dp = max(1, gpus // max(1, tp * pp))
-    micro = micro_batch if micro_batch is not None else max(1, batch // dp)
+    if global_batch is None:
+        micro = net.batch if micro_batch is None else micro_batch
+        batch = micro * dp
+    else:
+        batch = global_batch
+        micro = micro_batch if micro_batch is not None else max(1, batch // dp)
     layout = Layout(gpus, tp, pp, zero, sp, micro, batch, recompute, flash, precision, optimizer)
     pace = Pace(mfu, gpu_hours, tokens_per_second)
     if tokens is not None and not (0 < tokens < float("inf")):

@@ -164,30 +164,40 @@ def model_width(report: Report) -> int | None:
     return None
 
 
-def activation_bytes(report: Report, layout: Layout, act_bytes: int) -> int:
-    """Bytes of what autograd keeps on one device for the micro-batches in flight."""
+class Kept4(NamedTuple):
+    """Bytes kept for backward, before any split: in the repeated blocks or outside them, each as
+    wide as the model (replicated under tensor parallelism without sequence parallelism) or not."""
+
+    stack_wide: int
+    stack_split: int
+    outside_wide: int
+    outside_split: int
+
+
+def kept_bytes(report: Report, recompute: str, flash: bool, act_bytes: int) -> Kept4:
+    """What autograd keeps for one micro-batch, by where it sits and how tensor parallelism treats it."""
     width = model_width(report)
-    t = layout.tp
-    flash = layout.flash or layout.recompute == "selective"
-
-    def size(elements: int, wide: int, mask: bool) -> Fraction:
-        split = layout.sp or wide != width
-        return Fraction(elements * (1 if mask else act_bytes), t if split else 1)
-
-    stack, outside = Fraction(0), Fraction(0)
+    flash = flash or recompute == "selective"
+    parts = [0, 0, 0, 0]
     for kept in _kept_runs(report):
         e = kept.entry
-        if layout.recompute == "full" and kept.in_stack:
+        if recompute == "full" and kept.in_stack:
             continue
-        total = sum(size(s.elements, s.width, s.mask)
-                    for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash))
-        if kept.in_stack:
-            stack += kept.times * total
-        else:
-            outside += kept.times * total
-    if layout.recompute == "full":  # each repeated block keeps its input, recomputes the rest
-        stack = sum((e.copies * size(numel(e.input_shape), e.input_shape[-1], False)
-                     for e in report.entries if e.copies > 0), Fraction(0))
+        for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
+            where = (0 if kept.in_stack else 2) + (0 if s.width == width else 1)
+            parts[where] += kept.times * s.elements * (1 if s.mask else act_bytes)
+    if recompute == "full":  # each repeated block keeps its input, recomputes the rest
+        parts[0] = sum(e.copies * numel(e.input_shape) * act_bytes for e in report.entries if e.copies > 0)
+    return Kept4(*parts)
+
+
+def activation_bytes(report: Report, layout: Layout, act_bytes: int, kept: Kept4 | None = None) -> int:
+    """Bytes of what autograd keeps on one device for the micro-batches in flight."""
+    k = kept or kept_bytes(report, layout.recompute, layout.flash, act_bytes)
+    t = layout.tp
+    wide = Fraction(1, t) if layout.sp else Fraction(1)
+    stack = k.stack_wide * wide + Fraction(k.stack_split, t)
+    outside = k.outside_wide * wide + Fraction(k.outside_split, t)
     in_flight = min(layout.pp, layout.micro_batches)
     return int(-(-(stack * in_flight / layout.pp + outside) // 1))
 
@@ -246,13 +256,13 @@ def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
     }
 
 
-def _memory(report: Report, layout: Layout, gpu: Gpu | None) -> dict[str, Any]:
+def _memory(report: Report, layout: Layout, gpu: Gpu | None, kept: Kept4 | None = None) -> dict[str, Any]:
     """Bytes per device, part by part, with the peak and whether it fits."""
     recipe = RECIPES[layout.precision]
     total = report.total
     parts = model_states(total["params"], total["trainable_params"], recipe, layout.optimizer, layout.zero,
                          layout.dp, layout.tp * layout.pp)
-    parts["activations"] = activation_bytes(report, layout, recipe.weight)
+    parts["activations"] = activation_bytes(report, layout, recipe.weight, kept)
     parts["buffers"] = total["buffers"] * recipe.weight
     peak = sum(parts.values())
     available = None if gpu is None else gpu.memory
@@ -313,6 +323,23 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def layouts(base: Layout, heads: list[int], blocks: int) -> Iterator[Layout]:
+    """Every layout of the base's devices and global batch: t dividing the heads, p at most the
+    repeated blocks, a micro-batch dividing each replica's share, ZeRO only with replicas to shard over."""
+    for t in _divisors(base.gpus):
+        if any(h % t for h in heads):
+            continue
+        for p in _divisors(base.gpus // t):
+            dp = base.gpus // (t * p)
+            if base.global_batch % dp or (p > 1 and p > blocks):
+                continue
+            for b in _divisors(base.global_batch // dp):
+                for zero in range(4) if dp > 1 else (0,):
+                    for recompute in RECOMPUTE:
+                        for sp in (False, True) if t > 1 else (False,):
+                            yield base._replace(tp=t, pp=p, zero=zero, micro_batch=b, recompute=recompute, sp=sp)
+
+
 def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> list[dict[str, Any]]:
     """Every layout of the base's devices and global batch that fits, fastest first (an estimate).
 
@@ -321,26 +348,18 @@ def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> lis
     """
     mfu = Fraction(pace.mfu if pace.mfu is not None else 0.4)
     peak = Fraction(gpu.peak_for(RECIPES[base.precision].precision)) * base.gpus
-    heads = [s[1] for r in [analyse(network._replace(batch=1))] for k in _kept_runs(r)
-             for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
+    shape = analyse(network._replace(batch=1))
+    heads = [s[1] for k in _kept_runs(shape) for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
+    blocks = sum(e.copies for e in shape.entries if e.copies > 0)
     found: list[dict[str, Any]] = []
-    cache: dict[tuple[int, str], tuple[Report, dict[str, Any]]] = {}  # the count depends on b and recompute only
-    for t in _divisors(base.gpus):
-        if any(h % t for h in heads):
-            continue
-        for p in _divisors(base.gpus // t):
-            dp = base.gpus // (t * p)
-            if base.global_batch % dp:
-                continue
-            for b in _divisors(base.global_batch // dp):
-                for zero in range(4):
-                    for recompute in RECOMPUTE:
-                        for sp in ((False, True) if t > 1 else (False,)):
-                            layout = base._replace(tp=t, pp=p, zero=zero, micro_batch=b, recompute=recompute, sp=sp)
-                            key = (b, recompute)
-                            if key not in cache:
-                                cache[key] = _compute(network, layout)
-                            found += _candidate(*cache[key], gpu, layout, peak, mfu)
+    cache: dict[tuple[int, str], tuple[Report, dict[str, Any], Kept4]] = {}  # these depend on b and recompute only
+    for layout in layouts(base, heads, blocks):
+        key = (layout.micro_batch, layout.recompute)
+        if key not in cache:
+            report, compute = _compute(network, layout)
+            act = RECIPES[layout.precision].weight
+            cache[key] = (report, compute, kept_bytes(report, layout.recompute, layout.flash, act))
+        found += _candidate(*cache[key], gpu, layout, peak, mfu)
     # equal times (communication is not modelled) go to the simpler layout: less model parallelism,
     # a lower ZeRO stage, less recompute, larger micro-batches
     def simpler(c: dict[str, Any]) -> tuple[Any, ...]:
@@ -351,10 +370,10 @@ def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> lis
     return sorted(found, key=simpler)
 
 
-def _candidate(report: Report, compute: dict[str, Any], gpu: Gpu, layout: Layout, peak: Fraction,
+def _candidate(report: Report, compute: dict[str, Any], kept: Kept4, gpu: Gpu, layout: Layout, peak: Fraction,
                mfu: Fraction) -> list[dict[str, Any]]:
     """[the layout with its step time and memory] if it fits on the device, else []."""
-    memory = _memory(report, layout, gpu)
+    memory = _memory(report, layout, gpu, kept)
     if not memory["fits"]:
         return []
     bubble = 1 + Fraction(layout.pp - 1, layout.micro_batches)
