@@ -1,7 +1,7 @@
 """Hugging Face config.json files read directly: published parameter counts, and transformers' own
 models built from the same config (random weights, eager attention) at two sequence lengths.
 
-The real hub configs in tests/hf_configs are the published files of Llama-2-7B, Llama-3-8B,
+The real hub configs in tests/hf_configs are the published files of Llama-2-7B and -70B, Llama-3-8B,
 Mistral-7B-v0.1, Gemma-2B and GPT-2 (older spellings: torch_dtype, n_embd); their parameter counts are the
 published ones (the model cards and Hugging Face's num_parameters()).
 """
@@ -23,6 +23,7 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
 @pytest.mark.parametrize("name, params, dtype", [
     ("llama2_7b", 6_738_415_616, "float16"),
     ("llama3_8b", 8_030_261_248, "bfloat16"),
+    ("llama2_70b", 68_976_648_192, "float16"),
     ("mistral_7b", 7_241_732_096, "bfloat16"),
     ("gpt2", 124_439_808, "float32"),
     ("gemma_2b", 2_506_172_416, "bfloat16"),  # no tie_word_embeddings field: Gemma ties its head by default
