@@ -1,4 +1,6 @@
-"""layercalc: per-layer shapes, parameters and MACs/FLOPs of a network described in YAML,
+"""May import: layers, kernels, render, verify; its own modules without a cycle (tests/test_imports.py).
+
+layercalc: per-layer shapes, parameters and MACs/FLOPs of a network described in YAML,
 and NumPy gradient checks of every layer."""
 
 __version__ = "0.1.0"

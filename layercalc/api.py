@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+from typing import Any, TextIO
 
 from .analysis import Report
 from .analysis import analyse as _analyse
@@ -12,6 +13,9 @@ from .errors import UsageError
 from .config import load as _load
 from .layers import REGISTRY, Layer
 from .layers.base import Int
+from .options import check_report_options
+from .render import Page, write
+from .render.columns import parse_columns
 
 Source = str | os.PathLike[str] | dict[str, Any] | Network
 
@@ -70,15 +74,12 @@ def catalog() -> list[dict[str, Any]]:
     ]
 
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
 def report_data(
     report: Report,
     depth: int | None = None,
     convention: str = "layercalc",
     training: bool = False,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
     *,
     by_type: bool = False,
     compare: bool = False,
@@ -86,30 +87,28 @@ def report_data(
     """The JSON object of summary/params/flops/shapes: rows and totals under a convention.
 
     Under a peer's convention, `macs` is what that tool counts (null where it counts nothing)
-    and `flops` twice that; with training, rows gain `backward_macs` and a `training` total.
-    by_type: `types` (one row per layer type, see bytype.py) replaces `layers`; compare: the
-    object of `flops --compare` (every convention by op category) instead.
+    and `flops` twice that; with training, rows gain `backward_macs` and a `training` total
+    (optimizer: sgd, momentum or adam, the default). by_type: `types` (one row per layer type,
+    see bytype.py) replaces `layers`; compare: the object of `flops --compare` (every convention
+    by op category) instead. Options that do not go together are refused (options.py).
     """
+    check_report_options(depth=depth, convention=convention, training=training, optimizer=optimizer,
+                         by_type=by_type, compare=compare)
+    return _report_data(report, depth, convention, training, optimizer or "adam", by_type, compare)
+
+
+def _report_data(
+    report: Report, depth: int | None, convention: str, training: bool, optimizer: str, by_type: bool, compare: bool,
+) -> dict[str, Any]:
+    """report_data of options already checked."""
     from .conventions import Costing, backward_macs
     from .conventions import training as training_cost
-    from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
 
-    if convention not in CONVENTIONS:
-        raise UsageError(f"unknown convention {convention!r}{suggest(convention, CONVENTIONS)}")
-    if optimizer not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {optimizer!r}{suggest(optimizer, OPTIMIZERS)}")
-    if training and convention not in TRAINING_CONVENTIONS:
-        raise UsageError(f"training counts the backward pass, which {convention} does not count;"
-                         f" use {' or '.join(TRAINING_CONVENTIONS)}")
     if compare:
-        if by_type or training or convention != "layercalc" or depth is not None:
-            raise UsageError("compare shows every convention's forward pass by op category; it takes no other option")
         return compare_data(report)
     if by_type:
         from .bytype import by_type as type_rows
 
-        if depth is not None:
-            raise UsageError("by_type gives one row per layer type; it does not combine with depth")
         depth = 0  # the per-layer rows are replaced by the per-type ones
     costing = None if convention == "layercalc" else Costing(report, convention)
     backward = (lambda row: backward_macs(row, convention)) if training else None
@@ -135,62 +134,29 @@ def report_data(
 
 
 def render(
-    report: Report, format: str = "table", command: str = "summary", width: int = 100,
-    columns: str | list[str] | None = None, **options: Any,
+    report: Report, format: str = "table", command: str = "summary", width: int | None = None,
+    columns: str | list[str] | None = None, *, file: TextIO | None = None, **options: Any,
 ) -> str:
-    """The report as the command line prints it, as text: format table (Rich, `width` columns, no
-    colour), json, csv, tsv or markdown; command summary, params, flops or shapes; `columns` as
-    --columns takes them ('params,macs' or a list); options are report_data's
-    (depth, convention, training, optimizer, by_type, compare)."""
-    chosen = None
-    if columns is not None:
-        from .render.columns import parse_columns
+    """The report as the command line prints it: format table (Rich, no colour unless `file` is a
+    terminal that shows it), json, csv, tsv or markdown; command summary, params, flops, macs or
+    shapes; `columns` as --columns takes them ('params,macs' or a list); options are report_data's
+    (depth, convention, training, optimizer, by_type, compare).
 
-        chosen = parse_columns(columns if isinstance(columns, str) else ",".join(columns), bool(options.get("training")))
-    data = report_data(report, **options)
+    Returns the text; with `file`, writes it there instead (the command line passes stdout) and
+    returns ''. `width`: the table's, by default 100, or with `file` the console's own.
+    """
+    check_report_options(command=command, columns=columns, format=format, **options)
     view = "compare" if options.get("compare") else "types" if options.get("by_type") else "layers"
-    if format == "json":
-        import json
-
-        if view == "layers":
-            from .render.formats import render_machine
-
-            return render_machine("json", data, command, chosen)
-        return json.dumps(data, indent=2) + "\n"
-    if format == "table":
-        import io
-
-        from .render.table import console
-
-        buf = io.StringIO()
-        out = console(buf)
-        out.width = width
-        if view == "layers":
-            from .render.table import render_table
-
-            render_table(data, command, out, chosen)
-        elif view == "types":
-            from .render.types import render_by_type
-
-            render_by_type(data, command, out)
-        else:
-            from .render.table import render_compare
-
-            render_compare(data, out)
-        return buf.getvalue()
-    if format not in ("csv", "tsv", "markdown"):
-        raise UsageError(f"unknown format {format!r}{suggest(format, ('table', 'json', 'csv', 'tsv', 'markdown'))}")
-    if view == "layers":
-        from .render.formats import render_machine
-
-        return render_machine(format, data, command, chosen)
-    if view == "types":
-        from .render.types import by_type_text
-
-        return by_type_text(format, data, command)
-    from .render.formats import compare_text
-
-    return compare_text(format, data)
+    chosen = None
+    if columns is not None and view == "layers":
+        chosen = parse_columns(columns if isinstance(columns, str) else ",".join(columns), bool(options.get("training")))
+    data = report_data(report, **options)  # the whole result before any of it is written
+    if file is not None:
+        write(view, data, Page(format, file, width=width, command=command, columns=chosen))
+        return ""
+    buffer = io.StringIO()
+    write(view, data, Page(format, buffer, width=100 if width is None else width, command=command, columns=chosen))
+    return buffer.getvalue()
 
 
 def example_config(type_name: str) -> dict[str, Any]:

@@ -8,17 +8,20 @@ from __future__ import annotations
 import inspect
 import math
 import sys
+import traceback
 import typing
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
-from . import __version__
-from .errors import UsageError
-from .launch import EXIT_CHECK_FAILED, EXIT_OK
-from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
+from . import __version__, api
+from .errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError
+from .layers.peers import CONVENTIONS
+from .options import OPTIMIZERS, check_kconv_options, check_report_options, check_verify_options, flag
+from .render import FORMATS, Page, write
 from .render.columns import IDENTITY, REGISTRY
+from .render.kconv import rows_shown
 
 try:  # Typer >= 0.2x vendors Click; older releases use the click package
     from typer._click import exceptions as click_exc  # type: ignore[import-not-found]
@@ -27,14 +30,7 @@ except ImportError:  # pragma: no cover
 
 
 
-class Format(str, Enum):
-    """Output formats; table is for people, the rest for programs."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
-    tsv = "tsv"
-    markdown = "markdown"
+Format = Enum("Format", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
 
 
 app = typer.Typer(
@@ -95,51 +91,28 @@ def _root(
 
 
 def _report(config: str | None, layer: list[str] | None, input: str | None, batch: int | None) -> Any:
-    from .api import analyse, analyse_layers
-
     if layer:
         if config:
             raise UsageError("give a CONFIG or --layer specs, not both")
-        return analyse_layers(layer, input, batch)
+        return api.analyse_layers(layer, input, batch)
     if config is None:
         raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
-    return analyse(config, batch=batch, input=input)
-
-
-def _check_options(batch: int | None, depth: int | None) -> None:
-    if batch is not None and batch < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch}")
-    if depth is not None and depth < 0:
-        raise UsageError(f"--depth must be >= 0, got {depth}")
-
-
-def _emit(
-    report: Any, command: str, fmt: Format | None, depth: int | None, costs: dict[str, Any],
-    columns: tuple[str, ...] | None = None,
-) -> None:
-    """Render a finished report; nothing reaches stdout before the whole result exists."""
-    from .api import report_data
-
-    chosen = _format(fmt)
-    data = report_data(report, depth, **costs)
-    if chosen == "table":
-        from .render.table import console, render_table
-
-        out = console()
-        render_table(data, command, out, columns)
-    else:
-        from .render.formats import render_machine
-
-        sys.stdout.write(render_machine(chosen, data, command, columns))
+    return api.analyse(config, batch=batch, input=input)
 
 
 def _format(fmt: Format | None) -> str:
+    """The format asked for; by default a table for a terminal and tsv for a pipe or a file."""
     return fmt.value if fmt else ("table" if sys.stdout.isatty() else "tsv")
+
+
+def _page(fmt: Format | None, **fields: Any) -> Page:
+    """Where a command writes its view: stdout, notes on stderr."""
+    return Page(_format(fmt), sys.stdout, err=sys.stderr, **fields)
 
 
 Convention = Enum("Convention", {c: c for c in CONVENTIONS}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {p: p for p in ("float64", "float32")}, type=str)  # type: ignore[misc]
-Optimizer = Enum("Optimizer", {o: o for o in ("sgd", "momentum", "adam")}, type=str)  # type: ignore[misc]
+Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZERS}, type=str)  # type: ignore[misc]
 
 
 # Which of the calculating commands takes each option beyond the common ones; a command's
@@ -186,39 +159,16 @@ def _calculating(command: str, doc: str) -> None:
             bool, typer.Option("--by-type", help="One row per layer type: count, params, MACs (layers only, not blocks).")
         ] = False,
     ) -> None:
-        _check_options(batch, depth)
         columns = _one_columns(columns)
-        _refuse_conflicts(command, total=total, macs=macs, trainable=trainable, convention=convention.value,
-                          compare=compare, training=training, optimizer=optimizer, depth=depth, format=format,
-                          columns=columns)
-        _refuse_by_type(by_type, total=total, compare=compare, depth=depth, columns=columns)
-        chosen_columns = None
-        if columns is not None:
-            from .render.columns import parse_columns
-
-            chosen_columns = parse_columns(columns, training)
+        choices = {"depth": depth, "convention": convention.value, "training": training,
+                   "optimizer": optimizer.value if optimizer else None, "by_type": by_type, "compare": compare}
+        check_report_options(flag, command=command, batch=batch, columns=columns, total=total, macs=macs,
+                             trainable=trainable, format=format.value if format else None, **choices)
         report = _report(config, layer, input, batch)
-        if by_type:
-            _emit_by_type(report, command, format, convention.value, training, (optimizer or Optimizer.adam).value)  # type: ignore[attr-defined]
-            return
-        if compare:
-            _emit_compare(report, format)
-            return
-        costs = {"convention": convention.value, "training": training,
-                 "optimizer": (optimizer or Optimizer.adam).value}  # type: ignore[attr-defined]
         if total:
-            from .api import report_data
-
-            data = report_data(report, 0, **costs)
-            macs = macs or command == "macs"
-            key = ("trainable_params" if trainable else "params") if command == "params" else "macs" if macs else "flops"
-            if training and key != "params":  # the forward and backward pass together
-                value = data["training"]["training_macs" if macs else "training_flops"]
-            else:
-                value = data["total"][key]
-            print(value)
+            print(_total(report, command, macs, trainable, choices))
         else:
-            _emit(report, command, format, depth, costs, chosen_columns)
+            api.render(report, _format(format), command, columns=columns, file=sys.stdout, **choices)
 
     run.__doc__ = doc
     own = COMMON_OPTIONS + COMMAND_OPTIONS[command]
@@ -240,88 +190,15 @@ def _one_columns(given: list[str] | None) -> str | None:
     return given[0]
 
 
-def _refuse_conflicts(command: str, **given: Any) -> None:
-    """Options that would be silently ignored or mixed are refused, naming the conflict."""
-    if given["macs"] and not given["total"]:
-        raise UsageError("--macs goes with --total (the table and machine formats show MACs and FLOPs)")
-    if given["trainable"] and not given["total"]:
-        raise UsageError("--trainable goes with --total (the table and machine formats show trainable and frozen params)")
-    if given["optimizer"] is not None and not given["training"]:
-        raise UsageError("--optimizer goes with --training (it sets the optimizer state a training step holds)")
-    if given["compare"]:
-        clash = [o for o, on in (("--convention", given["convention"] != "layercalc"), ("--training", given["training"]),
-                                 ("--total", given["total"]), ("--depth", given["depth"] is not None),
-                                 ("--columns", given["columns"] is not None)) if on]
-        if clash:
-            raise UsageError(f"--compare shows every convention's forward pass; it does not combine with {clash[0]}")
-    if given["training"] and given["convention"] not in TRAINING_CONVENTIONS:
-        raise UsageError(
-            f"--training counts the backward pass as autograd runs it; {given['convention']} counts only the forward"
-            f" pass, so use --convention {' or '.join(TRAINING_CONVENTIONS)} with --training"
-        )
-    if given["total"] and given["format"] is not None:
-        raise UsageError("--total prints a bare integer; it does not combine with --format")
-    if given["columns"] is not None and given["total"]:
-        raise UsageError("--columns chooses a table's columns; it does not combine with --total (a bare integer)")
-
-
-def _refuse_by_type(by_type: bool, **given: Any) -> None:
-    """--by-type replaces the per-layer rows; options about those rows would be silently ignored."""
-    if by_type:
-        clash = [o for o, on in (("--total", given["total"]), ("--compare", given["compare"]),
-                                 ("--depth", given["depth"] is not None), ("--columns", given["columns"] is not None)) if on]
-        if clash:
-            raise UsageError(f"--by-type gives one row per layer type; it does not combine with {clash[0]}")
-
-
-def _emit_by_type(report: Any, command: str, fmt: Format | None, convention: str, training: bool, optimizer: str) -> None:
-    from .api import report_data
-
-    data = report_data(report, convention=convention, training=training, optimizer=optimizer, by_type=True)
-    chosen = _format(fmt)
-    if chosen == "json":
-        import json
-
-        print(json.dumps(data, indent=2))
-    elif chosen == "table":
-        from .render.table import console
-        from .render.types import render_by_type
-
-        render_by_type(data, command, console())
-    else:
-        from .render.types import by_type_text
-
-        sys.stdout.write(by_type_text(chosen, data, command))
-
-
-def _emit_compare(report: Any, fmt: Format | None) -> None:
-    from .api import compare_data
-
-    _show(compare_data(report), fmt, "compare")
-
-
-def _show(data: Any, fmt: Format | None, view: str) -> None:
-    """Print plain data as JSON, as a Rich table (render.table.render_VIEW) or as csv/tsv/markdown
-    (render.formats.VIEW_text); the renderers are imported only when used."""
-    chosen = _format(fmt)
-    if chosen == "json":
-        from .render import formats
-
-        shaped = getattr(formats, f"{view}_json", None)  # a view with many rows writes one a line
-        if shaped is not None:
-            sys.stdout.write(shaped(data))
-            return
-        import json
-
-        print(json.dumps(data, indent=2))
-    elif chosen == "table":
-        from .render import table
-
-        getattr(table, f"render_{view}")(data, table.console())
-    else:
-        from .render import formats
-
-        sys.stdout.write(getattr(formats, f"{view}_text")(chosen, data))
+def _total(report: Any, command: str, macs: bool, trainable: bool, choices: dict[str, Any]) -> int:
+    """The one integer --total prints: params (trainable with --trainable), else FLOPs (MACs with
+    --macs or the macs command), of the forward and backward pass with --training."""
+    data = api.report_data(report, **{**choices, "depth": 0})
+    macs = macs or command == "macs"
+    key = ("trainable_params" if trainable else "params") if command == "params" else "macs" if macs else "flops"
+    if choices["training"] and key != "params":  # the forward and backward pass together
+        return data["training"]["training_macs" if macs else "training_flops"]
+    return data["total"][key]
 
 
 _calculating("summary", "One row a layer: name, type, output shape, params, MACs, FLOPs; totals.")
@@ -350,16 +227,6 @@ def parse_bytes(text: str) -> int:
     return int(value * base ** powers[unit])
 
 
-def _check_verify_options(seed: int, rtol: float | None, atol: float | None) -> None:
-    """A seed NumPy accepts and tolerances a check can be held to: refused by name otherwise (a
-    negative or nan tolerance fails every check, an infinite one passes every check)."""
-    if seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
-    for option, value in (("--rtol", rtol), ("--atol", atol)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"{option} must be a finite number >= 0, got {value:g}")
-
-
 @app.command("verify")
 def verify_command(
     config: ConfigArg = None,
@@ -381,11 +248,10 @@ def verify_command(
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Memory budget in decimal units, e.g. 4G = 4·10^9 bytes (default: half of what is free, at most 2.15 GB).")] = None,
 ) -> int:
     """NumPy forward/backward of every layer, block and the network, checked against numerical gradients."""
-    from .launch import EXIT_INTERRUPTED, EXIT_TERMINATED
     from .verify import for_dtype, selection, verify
 
-    _check_options(batch, None)
-    _check_verify_options(seed, rtol, atol)
+    check_report_options(flag, batch=batch)
+    check_verify_options(seed, rtol, atol)
     report = _report(config, layer, input, batch)
     opts = for_dtype(
         dtype.value, seed=seed, rtol=rtol, atol=atol, full=full, only=tuple(only or ()),
@@ -402,30 +268,24 @@ def verify_command(
             result = verify(report, opts, progress=advance)
     else:
         result = verify(report, opts)
-    chosen = _format(format)
-    if chosen == "table":  # for people: the failures and the summary, every check with --all or -v
-        from .render.checks import render_checks
-        from .render.table import console
-
-        render_checks(result.to_dict(), console(), every=every or verbose)
-    else:
-        _show(result.to_dict(), format, "checks")
-    for exc in result.errors:  # a user's implementation raised: the one line, and their traceback with --debug
-        print(f"error: {exc}", file=sys.stderr)
-        if DEBUG[0]:
-            import traceback
-
-            traceback.print_exception(type(exc.exc), exc.exc, exc.exc.__traceback__, file=sys.stderr)
-    if chosen != "table":  # machine formats keep stdout to the rows; the summary and skips go to stderr
-        for s in result.skipped:
-            print(f"skipped: {s.path} {s.check}: {s.reason}", file=sys.stderr)
-        print(result.summary(), file=sys.stderr)
+    # for people, the table: the failures and the summary (every check with --all or -v); the machine
+    # formats keep stdout to the rows and say the summary and skipped checks on stderr
+    notes = tuple(_error_note(exc) for exc in result.errors)
+    write("checks", result.to_dict(), _page(format, every=every or verbose, notes=notes))
     if result.interrupted:
         return EXIT_TERMINATED if result.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
 
 
 DEBUG = [False]  # set by run_app when --debug is anywhere on the command line
+
+
+def _error_note(exc: Any) -> str:
+    """A user's implementation raised: the one line, and their traceback with --debug."""
+    if not DEBUG[0]:
+        return f"error: {exc}"
+    trace = "".join(traceback.format_exception(type(exc.exc), exc.exc, exc.exc.__traceback__))
+    return f"error: {exc}\n" + trace.removesuffix("\n")
 
 
 def _load_impl(spec: str) -> type:
@@ -452,8 +312,7 @@ def kconv_command(
     """Conv as a matrix: K_conv of a small single-channel conv, its backward term by term, drawn."""
     from . import kconv as kc
 
-    if frames and draw is None:
-        raise UsageError("--frames goes with --draw FILE.svg")
+    check_kconv_options(draw, frames)
     geo = kc.geometry(input, kernel, stride, padding, dilation, transposed, output_padding)
     if draw is not None:
         from .render.svg import svg
@@ -467,33 +326,14 @@ def kconv_command(
                 out.write(text)
         except OSError as exc:
             raise UsageError(f"--draw: cannot write {draw}: {exc.strerror}") from None
-    from .render.kconv import TABLE_LIMIT
-
-    # a table too large to show is not built: its view is the title and a note
-    data = kc.kconv(geo, rows_up_to=TABLE_LIMIT if _format(format) == "table" else None)
+    page = _page(format)
+    data = kc.kconv(geo, rows_up_to=rows_shown(page.format))
     if backward or transposed:
         data["symbolic"] = kc.symbolic(geo, backward)
     if check:
         data["checks"] = kc.check(geo, backward)
-    _show_kconv(data, format)
+    write("kconv", data, page)
     return EXIT_OK if all(c["passed"] for c in data.get("checks", [])) else EXIT_CHECK_FAILED
-
-
-def _show_kconv(data: dict[str, Any], fmt: Format | None) -> None:
-    chosen = _format(fmt)
-    if chosen == "json":
-        from .render.kconv import kconv_json
-
-        sys.stdout.write(kconv_json(data))
-    elif chosen == "table":
-        from .render import table
-        from .render.kconv import render_kconv
-
-        render_kconv(data, table.console(), table.console(sys.stderr))
-    else:
-        from .render.kconv import kconv_text
-
-        sys.stdout.write(kconv_text(chosen, data))
 
 
 @app.command("layers")
@@ -506,27 +346,9 @@ def layers_command(
 ) -> None:
     """The catalog: every layer type with its arguments and defaults; or one TYPE in detail."""
     if type is None:
-        from .api import catalog
-
-        _show(catalog(), format, "catalog")
-        return
-    from .api import describe
-
-    data = describe(type)
-    chosen = _format(format)
-    if chosen == "json":
-        import json
-
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif chosen == "table":
-        from .render.table import console
-        from .render.types import render_type
-
-        render_type(data, console())
+        write("catalog", api.catalog(), _page(format))
     else:
-        from .render.types import type_text
-
-        sys.stdout.write(type_text(chosen, data))
+        write("type", api.describe(type), _page(format))
 
 
 SERVE_ANSWERS = {  # --print NAME: one bare figure of the plan, for shell pipelines

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# exit statuses of the `layercalc` command: a failed check is 1, a usage or config error 2, an
+# internal error 70 (EX_SOFTWARE), stdout unwritable 74 (EX_IOERR), a signal 128 + its number
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_OUTPUT = 0, 1, 2, 70, 74
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
 
 class Location(NamedTuple):
     """Where in a config something stands: file name, 1-based line, config path, layer label."""

@@ -15,10 +15,9 @@ import signal
 import sys
 from typing import Any, Callable
 
-from .errors import LayercalcError, Terminated, one_line
-
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_OUTPUT = 0, 1, 2, 70, 74
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+from .errors import (
+    EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_TERMINATED, EXIT_USAGE, LayercalcError, Terminated, one_line,
+)
 # what stands for each non-ASCII character layercalc itself prints, on a stdout whose encoding
 # cannot show it (PYTHONIOENCODING=ascii, a Latin-1 locale); anything else (a name's own
 # characters) is written as a backslash escape

@@ -211,11 +211,11 @@ def test_narrow_default_table_says_what_it_hid() -> None:
 
 
 def test_trainable_reads_a_rows_flag_and_defaults_to_true() -> None:
-    from layercalc.render.columns import REGISTRY as COLUMNS, machine_cell, table_text
+    from layercalc.render.columns import REGISTRY as COLUMNS, machine_cell, terminal_cell
 
     flag = COLUMNS["trainable"]
-    assert (table_text(flag, {}), machine_cell(flag, {}, {})) == ("yes", "true")  # rows without the field
-    assert (table_text(flag, {"trainable": False}), machine_cell(flag, {"trainable": False}, {})) == ("no", "false")
+    assert (terminal_cell(flag, {}), machine_cell(flag, {}, {})) == ("yes", "true")  # rows without the field
+    assert (terminal_cell(flag, {"trainable": False}), machine_cell(flag, {"trainable": False}, {})) == ("no", "false")
 
 
 def test_the_command_line_fits_the_terminal_it_is_given() -> None:

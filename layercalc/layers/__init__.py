@@ -1,4 +1,6 @@
-"""The layer catalog: importing this package registers every layer type (in catalog order)."""
+"""May import: errors, kernels, lazy.
+
+The layer catalog: importing this package registers every layer type (in catalog order)."""
 
 from . import linear, conv, pool, norm, activation, reshape, tokens, recurrent, blocks, attention  # noqa: F401,I001  (registration order)
 from . import resampling  # noqa: F401,I001

@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .formats import shorten_middle, shown as plain, width as cells
+from . import Page, write_notes
+from .formats import shorten_middle, shown as plain, times, width as cells
+from .table import page_console
 
 MARK, ERROR, TOLERANCE = 4, 7, 9  # widths: "FAIL", "2.0e-11", "Tolerance"
 MIN_PATH = 8  # below this a shortened path stops being readable
@@ -90,8 +92,7 @@ def _table(rows: list[dict[str, Any]], out: Console) -> None:
 def _layer(c: dict[str, Any]) -> str:
     """A row's path, and for a row that stands for identical repeat copies their number, as the
     calculator's table shows a folded repeat: 'blocks.1-999 ×999'."""
-    copies = c.get("copies", 1)
-    return plain(c["path"]) + (f" ×{copies:,}" if copies > 1 else "")
+    return plain(c["path"]) + times(c.get("copies", 1))
 
 
 def _layer_cell(c: dict[str, Any], width: int) -> str:
@@ -108,3 +109,9 @@ def _number(x: float) -> str:
     """An error or tolerance in at most 7 characters: 2.0e-11, inf."""
     text = f"{x:.1e}"
     return text if len(text) <= ERROR else f"{x:.0e}"
+
+
+def write_checks(data: dict[str, Any], page: Page) -> None:
+    """verify's checks as the terminal view (every check with page.every); the notes on page.err."""
+    render_checks(data, page_console(page), every=page.every)
+    write_notes(page)

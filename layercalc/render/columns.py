@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from ..errors import UsageError
 from ..layers.base import fmt_shape
-from .formats import human, human_bytes
+from .formats import cell, human, human_bytes
 
 
 class Column(NamedTuple):
@@ -44,18 +44,44 @@ ALIASES = {"input_size": "input_shape", "output_size": "output_shape", "kernel_s
 # the identity of a row, first in every machine format (the table shows them as its Layer column)
 IDENTITY = ("path", "name", "type", "depth")
 
-# each view's columns when none are asked for; when the terminal is narrower than the table needs,
+
+
+class Defaults(NamedTuple):
+    """A command's columns when none are asked for, in each view (names of REGISTRY, or count)."""
+
+    table: tuple[str, ...]  # the terminal table, after its Layer column
+    machine: tuple[str, ...]  # csv, tsv and markdown, after the IDENTITY columns (JSON carries every field)
+    by_type: tuple[str, ...]  # --by-type, after the type
+
+
+# every command's default columns, in order; when the terminal is narrower than the table needs,
 # OPTIONAL ones go first (in this order), then the names shorten, and only when names would fall
 # below 16 characters do the CORE_LAST ones go (in this order)
-DEFAULT = {
-    "summary": ("output_shape", "arguments", "params", "macs", "flops", "macs_percent"),
-    "params": ("output_shape", "params", "buffers", "params_percent"),
-    "flops": ("output_shape", "macs", "flops", "macs_percent"),
-    "macs": ("output_shape", "macs", "macs_percent"),
-    "shapes": ("arguments", "input_shape", "output_shape"),
+DEFAULTS: dict[str, Defaults] = {
+    "summary": Defaults(table=("output_shape", "arguments", "params", "macs", "flops", "macs_percent"),
+                        machine=("output_shape", "params", "macs", "flops"),
+                        by_type=("count", "params", "macs", "flops")),
+    "params": Defaults(table=("output_shape", "params", "buffers", "params_percent"),
+                       machine=("params", "trainable_params", "buffers"),
+                       by_type=("count", "params", "buffers")),
+    "flops": Defaults(table=("output_shape", "macs", "flops", "macs_percent"),
+                      machine=("macs", "flops"),
+                      by_type=("count", "macs", "flops")),
+    "macs": Defaults(table=("output_shape", "macs", "macs_percent"),
+                     machine=("macs",),
+                     by_type=("count", "macs")),
+    "shapes": Defaults(table=("arguments", "input_shape", "output_shape"),
+                       machine=("input_shape", "output_shape"),
+                       by_type=("count",)),
 }
 OPTIONAL = ("macs_percent", "params_percent", "flops", "arguments")
 CORE_LAST = ("buffers", "output_shape", "input_shape")
+
+
+def with_backward(columns: tuple[str, ...], training: bool) -> tuple[str, ...]:
+    """A view's default columns, and with training the backward pass's MACs after them when the
+    view counts MACs (a view of params or shapes stays as it is)."""
+    return columns + ("backward_macs",) if training and "macs" in columns else columns
 
 
 def parse_columns(text: str, training: bool) -> tuple[str, ...]:
@@ -99,10 +125,7 @@ def machine_cell(column: Column, row: dict[str, Any], total: dict[str, Any]) -> 
         return share_text(row, total, column.field)
     if column.kind == "flag":
         return "true" if row.get(column.field, True) else "false"
-    value = row.get(column.field)
-    if isinstance(value, list):
-        return fmt_shape(value)
-    return "" if value is None else str(value)
+    return cell(row, column.field)
 
 
 def share(row: dict[str, Any], total: dict[str, Any], field: str) -> float | None:
@@ -119,7 +142,7 @@ def share_text(row: dict[str, Any], total: dict[str, Any], field: str) -> str:
     return "" if s is None else f"{100 * s:.2f}"
 
 
-def table_text(column: Column, row: dict[str, Any]) -> str:
+def terminal_cell(column: Column, row: dict[str, Any]) -> str:
     """A row's value for the terminal table (shares are drawn by the table itself)."""
     value = row.get(column.field, True if column.kind == "flag" else None)
     if column.kind == "flag":

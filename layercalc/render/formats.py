@@ -1,4 +1,5 @@
-"""Machine formats (json, csv, tsv, markdown) and number formatting; plain text, no Rich.
+"""Plain text for every view: numbers in human units, names escaped and measured in terminal
+columns, a cell of a row, a repeat's ×N, and csv/tsv/markdown/JSON text; no Rich.
 
 Machine formats carry exact integers, no units, no colour and one header row.
 """
@@ -14,17 +15,6 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import one_line
 from ..layers.base import fmt_shape
-
-# the columns each calculating command shows, in order (JSON always carries every field)
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "summary": ("path", "name", "type", "depth", "output_shape", "params", "macs", "flops"),
-    "params": ("path", "name", "type", "depth", "params", "trainable_params", "buffers"),
-    "flops": ("path", "name", "type", "depth", "macs", "flops"),
-    "macs": ("path", "name", "type", "depth", "macs"),
-    "shapes": ("path", "name", "type", "depth", "input_shape", "output_shape"),
-}
-CHECK_COLUMNS = ("path", "name", "type", "check", "method", "error", "tolerance", "passed", "note")
-
 
 # decimal prefixes up to exa (a 10^18 count still reads "1.00 E"); bytes use the same: MB = 10^6 bytes
 SI_PREFIXES = ((18, "E"), (15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "K"))
@@ -118,48 +108,20 @@ def shorten_middle(text: str, columns: int) -> str:
     return _take(text, head) + "…" + (_take(reversed(text), tail)[::-1] if tail else "")
 
 
+TIMES = " ×"  # between a name and the number of identical copies it stands for
+
+
+def times(copies: int) -> str:
+    """' ×1,000' after a name that stands for that many identical copies; '' for one."""
+    return f"{TIMES}{copies:,}" if copies > 1 else ""
+
+
 def cell(row: dict[str, Any], column: str) -> str:
     """A row's value as plain text: shapes as 1x64x56x56, integers exact, not counted = empty."""
     value = row.get(column, "")
     if isinstance(value, list):
         return fmt_shape(value)
     return "" if value is None else str(value)
-
-
-def render_machine(fmt: str, report_dict: dict[str, Any], command: str, columns: Sequence[str] | None = None) -> str:
-    """The report in a machine format; `report_dict` is api.report_data(), `columns` names from
-    render.columns (default: COLUMNS[command], plus backward_macs with --training)."""
-    from .columns import IDENTITY, REGISTRY, json_value, machine_cell
-
-    if fmt == "json":
-        if columns is not None:  # each row: where it is, then the fields asked for, in that order
-            chosen = [REGISTRY[c] for c in columns]
-            total = report_dict["total"]
-            layers = [{**{k: r[k] for k in IDENTITY}, **{c.name: json_value(c, r, total) for c in chosen}}
-                      for r in report_dict["layers"]]
-            report_dict = {**report_dict, "layers": layers}
-        return json.dumps(report_dict, indent=2) + "\n"
-
-    total = dict(report_dict["total"])
-    if "training" in report_dict:
-        total["backward_macs"] = report_dict["training"]["backward_macs"]
-    if columns is None:
-        columns = COLUMNS[command][len(IDENTITY):] + (("backward_macs",) if "training" in report_dict else ())
-    chosen = [REGISTRY[c] for c in columns]
-    rows = [[cell(r, c) for c in IDENTITY] + [machine_cell(c, r, total) for c in chosen] for r in report_dict["layers"]]
-    # the total row carries the counts that have a network total (shapes and shares have none)
-    totals = [cell(total, c.name) if c.kind in ("count", "bytes") and c.name in total else "" for c in chosen]
-    if any(totals):
-        rows.append(["total", "", "", ""] + totals)
-    return table_text(fmt, (*IDENTITY, *columns), rows)
-
-
-def compare_text(fmt: str, data: dict[str, Any]) -> str:
-    """flops --compare as csv/tsv/markdown: a row per op category, a column per convention."""
-    conventions = list(data["total"])
-    rows = [[r["category"]] + [cell(r, c) for c in conventions] for r in data["rows"]]
-    rows.append(["total"] + [cell(data["total"], c) for c in conventions])
-    return table_text(fmt, ["category", *conventions], rows)
 
 
 def table_text(fmt: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -183,11 +145,6 @@ def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def catalog_text(fmt: str, rows: list[dict[str, Any]]) -> str:
-    """The layer catalog as csv/tsv/markdown."""
-    return table_text(fmt, ("type", "arguments", "summary"), ([r["type"], " ".join(r["arguments"]), r["summary"]] for r in rows))
-
-
 def json_rows(data: dict[str, Any], key: str) -> str:
     """The JSON document indented, except each item of data[key] on one line of its own: a
     million matrix entries or verify's thousands of checks stay as many lines, and the
@@ -198,13 +155,3 @@ def json_rows(data: dict[str, Any], key: str) -> str:
     text = json.dumps({**data, key: marker}, indent=2, ensure_ascii=False)
     rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in data[key])
     return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]" if rows else "[]", 1) + "\n"
-
-
-def checks_json(result: dict[str, Any]) -> str:
-    """verify's result as JSON, one check a line."""
-    return json_rows(result, "results")
-
-
-def checks_text(fmt: str, result: dict[str, Any]) -> str:
-    """verify's checks as csv/tsv/markdown, one row each."""
-    return table_text(fmt, CHECK_COLUMNS, ([str(c[k]) for k in CHECK_COLUMNS] for c in result["results"]))

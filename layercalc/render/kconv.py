@@ -1,26 +1,26 @@
 """kconv's views: K_conv as a table, the gradient term by term, and the lecture's sliding layout.
 
 Plain text lines are built here without Rich (the machine formats and the tests read them);
-`render_kconv` prints them on a terminal, wrapped to its width, with the matrix in column blocks
-(every entry shown) up to TABLE_LIMIT rows and columns.
+table.render_kconv prints them on a terminal, wrapped to its width, with the matrix in column
+blocks (every entry shown) up to TABLE_LIMIT rows and columns.
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import Page
 from .formats import json_rows, table_text
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from .layout import GAP
 
 # K_conv is printed as a table up to this many rows and columns (the matrix of a 10x10 input,
 # or of 100 positions in 1-D); past that it is pages of column blocks nobody reads, and the
 # machine formats hold every entry instead
 TABLE_LIMIT = 100
-GAP = 3  # characters between two matrix columns
+# a matrix's entries are short (0, k1) and alike: one space more than a table's gap keeps its columns apart
+MATRIX_GAP = GAP + 1
 Segment = tuple[str, str]  # (text, Rich style): a matrix line is a list of them
 
 
@@ -140,6 +140,12 @@ def title_lines(data: dict[str, Any], width: int | None) -> list[str]:
     return fill(title, width) + fill(rest, width)
 
 
+def rows_shown(fmt: str) -> int | None:
+    """How many rows of K_conv a format shows: a table up to TABLE_LIMIT (a larger one is left out,
+    so it need not be built); the machine formats every one (None)."""
+    return TABLE_LIMIT if fmt == "table" else None
+
+
 def too_large(data: dict[str, Any]) -> bool:
     """Whether K_conv has more rows or columns than a table can show readably."""
     return max(data["shape"]) > TABLE_LIMIT
@@ -158,19 +164,19 @@ def matrix_lines(data: dict[str, Any], width: int) -> list[list[Segment]]:
     labels = [f"y{i + base}" for i in range(data["shape"][0])]
     cell = max(max(map(len, heads)), max(len(v) for row in rows for v in row))
     label = max(map(len, labels))
-    per = max(1, (width - 1 - label) // (cell + GAP))
+    per = max(1, (width - 1 - label) // (cell + MATRIX_GAP))
     lines: list[list[Segment]] = []
     for start in range(0, len(heads), per):
         stop = min(len(heads), start + per)
         if per < len(heads):
             lines.append([(f"Columns {heads[start]} through {heads[stop - 1]}" if stop - start > 1 else f"Column {heads[start]}", "bold")])
         lines.append([])
-        lines.append([(" " + " " * label + "".join(" " * GAP + h.rjust(cell) for h in heads[start:stop]), "bold")])
-        lines.append([(" " + "─" * (label + (stop - start) * (cell + GAP)), "")])
+        lines.append([(" " + " " * label + "".join(" " * MATRIX_GAP + h.rjust(cell) for h in heads[start:stop]), "bold")])
+        lines.append([(" " + "─" * (label + (stop - start) * (cell + MATRIX_GAP)), "")])
         for name, row in zip(labels, rows):
             line: list[Segment] = [(" " + name.ljust(label), "")]
             for v in row[start:stop]:
-                line += [(" " * (GAP + cell - len(v)), ""), (v, "dim" if v == "0" else "bold cyan")]
+                line += [(" " * (MATRIX_GAP + cell - len(v)), ""), (v, "dim" if v == "0" else "bold cyan")]
             lines.append(line)
         lines.append([])
     return lines
@@ -181,41 +187,6 @@ def too_large_note(data: dict[str, Any]) -> str:
     h, w = data["shape"]
     return (f"note: {data['matrix']} {h} x {w} ({h * w:,} entries) is too large to read as a table"
             f" (at most {TABLE_LIMIT} rows and columns); -f tsv, csv or json give every entry")
-
-
-def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None) -> None:
-    """The terminal view: K_conv in column blocks (zeros dimmed) and/or the symbolic view, then the checks.
-
-    A matrix past TABLE_LIMIT is left out: its title is printed, and a note on `err` points to the
-    machine formats (the run still succeeds).
-    """
-    from rich.text import Text
-
-    width = out.width
-
-    def say(line: str, style: str = "") -> None:
-        out.print(Text(line, style=style), highlight=False, soft_wrap=True)
-
-    if "shape" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
-        # with the terms below, their headline names the geometry once
-        heading = fill(matrix_title(data), width) if "symbolic" in data else title_lines(data, width)
-        for i, line in enumerate(heading):
-            say(line, "bold" if i == 0 else "")
-        if too_large(data):
-            (err or out).print(too_large_note(data), markup=False, highlight=False, soft_wrap=True)
-        else:
-            for line in matrix_lines(data, width):
-                out.print(Text.assemble(*line), highlight=False, soft_wrap=True)
-    if "symbolic" in data:
-        for line in symbolic_lines(data, width):
-            say(line)
-        out.print()
-    for c in data.get("checks", []):
-        mark = "ok  " if c["passed"] else "FAIL"
-        first, *rest = fill(check_lines({"checks": [c]})[0], width, indent=5)
-        out.print(Text(mark, style="green" if c["passed"] else "bold red"), Text(first[5:]), highlight=False, soft_wrap=True)
-        for line in rest:
-            say(line)
 
 
 def kconv_json(data: dict[str, Any]) -> str:
@@ -235,3 +206,13 @@ def kconv_text(fmt: str, data: dict[str, Any]) -> str:
     for c in data.get("checks", []):
         text += f"# {c['check']}: error {c['error']:.2e}, tolerance {c['tolerance']:.2e}, {'ok' if c['passed'] else 'FAIL'}\n"
     return text
+
+
+def write_json(data: dict[str, Any], page: Page) -> None:
+    """kconv as JSON, a matrix row a line."""
+    page.file.write(kconv_json(data))
+
+
+def write_text(data: dict[str, Any], page: Page) -> None:
+    """kconv as csv/tsv/markdown."""
+    page.file.write(kconv_text(page.format, data))

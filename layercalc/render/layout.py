@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from .formats import shorten_middle, width as cells
+from .formats import TIMES, shorten_middle, width as cells
 
 MARGIN = 1  # spaces before the first column
 GAP = 2  # spaces between columns
@@ -80,7 +80,7 @@ def fit_name(depth: int, path: str, tail: str, width: int, step: int = 2) -> tup
         return " " * indent, shorten_middle(path, room), tail
     path = shorten_middle(path, min(keep, width))
     rest = width - cells(path)
-    kind, sep, copies = tail.partition(" ×")
+    kind, sep, copies = tail.partition(TIMES)
     copies = sep + copies  # a folded repeat's count outlives its type: it is a number
     if copies and rest >= cells(copies):
         room = rest - cells(copies)

@@ -14,7 +14,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 CELL = 40  # px per grid cell
-GAP = 2 * CELL  # between the two grids
+GRID_GAP = 2 * CELL  # between the two grids
 MARGIN = 16
 TITLE = 42  # px above the grids: the title and the frame's caption
 SECONDS = 0.8  # per frame
@@ -101,14 +101,14 @@ def svg(data: dict[str, Any], animated: bool = True, columns: int = 4) -> str:
     src, dst, frames = data["source"], data["target"], data["frames"]
     left_fill, right_fill = INPUT, OUTPUT
     caption = max(len(_caption(data, frame)) for frame in frames) * 14 * EM
-    width = 2 * MARGIN + max((src["cols"] + dst["cols"]) * CELL + GAP, int(caption) + 1)
+    width = 2 * MARGIN + max((src["cols"] + dst["cols"]) * CELL + GRID_GAP, int(caption) + 1)
     height = TITLE + max(src["rows"], dst["rows"]) * CELL + MARGIN
     n = len(frames)
     unit = "input" if data["transposed"] else "output"
 
     def panel(x: int, y: int) -> tuple[list[str], tuple[int, int], int]:
         gx, gy = x + MARGIN, y + TITLE
-        tx = gx + src["cols"] * CELL + GAP
+        tx = gx + src["cols"] * CELL + GRID_GAP
         return _grid(src, gx, gy, left_fill, "source") + _grid(dst, tx, gy, right_fill, "target"), (gx, gy), tx
 
     head = 24

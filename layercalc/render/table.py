@@ -7,16 +7,19 @@ table is actually printed, so machine formats and --total never pay for it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, TextIO
 
 from rich.console import COLOR_SYSTEMS, Console
 from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
+from rich.text import Text
 
-from .columns import CORE_LAST, DEFAULT, OPTIONAL, REGISTRY, Column, share, table_text
-from .formats import human, human_bytes, ljust, rjust, shown, width as cells
-from .layout import GAP, MARGIN, fit_name, fold_parts, line_width, plan, wrap_tokens
+from . import Page
+from . import kconv as kc
+from .columns import CORE_LAST, DEFAULTS, OPTIONAL, REGISTRY, Column, share, terminal_cell, with_backward
+from .formats import human, human_bytes, ljust, rjust, shown, times, width as cells
+from .layout import GAP, MARGIN, Plan, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
 DIM, BOLD, MAGENTA, DIM_MAGENTA, CYAN = (Style.parse(s) for s in ("dim", "bold", "magenta", "dim magenta", "cyan"))
@@ -91,6 +94,17 @@ def title_lines(parts: list[str], width: int) -> list[list[tuple[str, Style | No
     return out
 
 
+class _Grid(NamedTuple):
+    """A laid-out per-layer table: its columns, which of them stay, their widths and cells (plain
+    text, a row per layer), and the width of the name column."""
+
+    chosen: list[Column]
+    kept: list[int]
+    widths: list[int]
+    texts: list[list[str]]
+    name_width: int
+
+
 def render_table(
     report: dict[str, Any], command: str, out: Console, columns: Sequence[str] | None = None,
 ) -> None:
@@ -104,9 +118,7 @@ def render_table(
     if training:
         total["backward_macs"] = training["backward_macs"]
     explicit = columns is not None
-    names = list(columns if explicit else DEFAULT[command])
-    if training and not explicit and command in ("summary", "flops", "macs"):
-        names.append("backward_macs")
+    names = list(columns if explicit else with_backward(DEFAULTS[command].table, bool(training)))
     chosen = [REGISTRY[n] for n in names]
     rows = report["layers"]
     width = out.width
@@ -117,46 +129,15 @@ def render_table(
     paths = [shown(r["path"]) for r in rows]
     tails = [_tail(r) for r in rows]
     natural = max([len("Layer")] + [2 * r["depth"] + cells(p) + cells(t) for r, p, t in zip(rows, paths, tails)])
-    if explicit:
-        # what was asked stays; only when even the shortest names leave no room does the end give way
-        layout = plan(natural, widths, width, core=list(reversed(range(len(chosen)))))
-    else:
-        optional = [names.index(d) for d in OPTIONAL if d in names]
-        core = [names.index(d) for d in CORE_LAST if d in names]
-        layout = plan(natural, widths, width, optional, core)
-    kept = layout.kept
-    name_w = layout.name_width
+    layout = _fit(names, explicit, natural, widths, width)
+    grid = _Grid(chosen, layout.kept, widths, texts_of, layout.name_width)
 
-    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
-    if report.get("convention", "layercalc") != "layercalc":
-        parts.append(f"counted as {report['convention']}")
-    lines = title_lines(parts, width)
-    lines.append([])
-    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(name_w), BOLD)]
-    for i in kept:
-        c = chosen[i]
-        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(widths[i]), BOLD))
-    lines.append(header)
-    lines.append([(" " * MARGIN + "─" * (line_width(name_w, [widths[i] for i in kept]) - MARGIN), None)])
-    margin = " " * MARGIN
-    gap = " " * GAP
-    step = 2 if natural <= name_w else 1  # too narrow for every name: one space a level for all rows
+    lines = title_lines(_title_parts(report), width) + [[]] + _header_lines(grid)
+    step = 2 if natural <= grid.name_width else 1  # too narrow for every name: one space a level for all rows
     for r, row in enumerate(rows):
         # a row is a block when the next row is deeper (derived: no layer type is named here)
         block = r + 1 < len(rows) and rows[r + 1]["depth"] > row["depth"]
-        indent, path, tail = fit_name(row["depth"], paths[r], tails[r], name_w, step)
-        line: list[tuple[str, Style | None]] = [(margin + indent, None), (path, BOLD if block else None)]
-        pad = name_w - len(indent) - cells(path) - cells(tail)
-        line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
-        for i in kept:
-            c, text = chosen[i], texts_of[i][r]
-            if c.kind == "share":
-                line.append((gap, None))
-                line += _share_pieces(row, total, c.field, widths[i])
-                continue
-            style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
-            line.append((gap + (rjust(text, widths[i]) if _right(c) else ljust(text, widths[i])), style))
-        lines.append(line)
+        lines.append(_row_line(grid, r, row, fit_name(row["depth"], paths[r], tails[r], grid.name_width, step), block, total))
     if layout.dropped:
         hidden = ", ".join(chosen[i].title for i in sorted(layout.dropped))
         note = f"hidden to fit {width} columns: {hidden} (see --columns)"
@@ -166,6 +147,54 @@ def render_table(
     out.print(footer(report, out.width))
 
 
+def _fit(names: list[str], explicit: bool, natural: int, widths: list[int], width: int) -> Plan:
+    """Which columns stay in `width` characters: asked-for ones all, unless even the shortest names
+    leave no room (then the end gives way); default ones in the order OPTIONAL, CORE_LAST say."""
+    if explicit:
+        return plan(natural, widths, width, core=list(reversed(range(len(names)))))
+    optional = [names.index(d) for d in OPTIONAL if d in names]
+    core = [names.index(d) for d in CORE_LAST if d in names]
+    return plan(natural, widths, width, optional, core)
+
+
+def _title_parts(report: dict[str, Any]) -> list[str]:
+    """The title of a per-layer table: name and input, batch, dtype, and the convention counted as."""
+    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    if report.get("convention", "layercalc") != "layercalc":
+        parts.append(f"counted as {report['convention']}")
+    return parts
+
+
+def _header_lines(grid: _Grid) -> list[list[tuple[str, Style | None]]]:
+    """The column titles and the rule under them."""
+    header: list[tuple[str, Style | None]] = [(" " * MARGIN + "Layer".ljust(grid.name_width), BOLD)]
+    for i in grid.kept:
+        c = grid.chosen[i]
+        header.append((" " * GAP + (c.title.rjust if _right(c) else c.title.ljust)(grid.widths[i]), BOLD))
+    rule = " " * MARGIN + "─" * (line_width(grid.name_width, [grid.widths[i] for i in grid.kept]) - MARGIN)
+    return [header, [(rule, None)]]
+
+
+def _row_line(
+    grid: _Grid, r: int, row: dict[str, Any], name: tuple[str, str, str], block: bool, total: dict[str, Any],
+) -> list[tuple[str, Style | None]]:
+    """Row r of the table: its fitted (indent, path, tail), then each kept cell (a block's dimmed)."""
+    indent, path, tail = name
+    line: list[tuple[str, Style | None]] = [(" " * MARGIN + indent, None), (path, BOLD if block else None)]
+    pad = grid.name_width - len(indent) - cells(path) - cells(tail)
+    line.append((tail + " " * pad, DIM_MAGENTA if block else MAGENTA))
+    gap = " " * GAP
+    for i in grid.kept:
+        c, text, w = grid.chosen[i], grid.texts[i][r], grid.widths[i]
+        if c.kind == "share":
+            line.append((gap, None))
+            line += _share_pieces(row, total, c.field, w)
+            continue
+        style = DIM_ITALIC if text == "not counted" else DIM if (block or text == "—") else None
+        line.append((gap + (rjust(text, w) if _right(c) else ljust(text, w)), style))
+    return line
+
+
 def _right(column: Column) -> bool:
     """Numbers align right; shapes, arguments and flags left."""
     return column.kind in ("count", "bytes")
@@ -173,8 +202,7 @@ def _right(column: Column) -> bool:
 
 def _tail(row: dict[str, Any]) -> str:
     """What follows a row's path: its type, and for a folded repeat tail the number of copies."""
-    copies = row.get("copies", 1)
-    return f" {row['type']}" + (f" ×{copies:,}" if copies > 1 else "")
+    return f" {row['type']}" + times(row.get("copies", 1))
 
 
 def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) -> list[str]:
@@ -185,7 +213,7 @@ def _texts(column: Column, rows: list[dict[str, Any]], total: dict[str, Any]) ->
             s = share(row, total, column.field)
             out.append("".join(_bar_parts(s)) if s else "")
         return out
-    return [shown(table_text(column, row)) for row in rows]
+    return [shown(terminal_cell(column, row)) for row in rows]
 
 
 def _share_pieces(row: dict[str, Any], total: dict[str, Any], field: str, width: int) -> list[tuple[str, Style | None]]:
@@ -238,7 +266,7 @@ def footer(report: dict[str, Any], width: int | None = None) -> Table:
         if "estimated_total_bytes" in training:
             add(("Estimated training total", human_bytes(training["estimated_total_bytes"]),
                  "input + training memory"))
-    grid = Table.grid(padding=(0, 2))
+    grid = Table.grid(padding=(0, GAP))
     # labels never wrap or shorten, and exact integers never shorten: on a narrow terminal the
     # notes wrap; only an integer wider than the terminal leaves beside its label (10^300 params)
     # folds onto more lines
@@ -359,3 +387,61 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
 
         yield advance
 
+
+
+def page_console(page: Page) -> Console:
+    """A Console on page.file, page.width wide (None: its own width)."""
+    return console(page.file, page.width)
+
+
+def write_layers(data: dict[str, Any], page: Page) -> None:
+    """summary/params/flops/macs/shapes as the terminal table and its footer."""
+    render_table(data, page.command, page_console(page), page.columns)
+
+
+def write_compare(data: dict[str, Any], page: Page) -> None:
+    """flops --compare as the terminal table."""
+    render_compare(data, page_console(page))
+
+
+def write_catalog(data: list[dict[str, Any]], page: Page) -> None:
+    """The layer catalog as the terminal table."""
+    render_catalog(data, page_console(page))
+
+
+def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None) -> None:
+    """The terminal view: K_conv in column blocks (zeros dimmed) and/or the symbolic view, then the checks.
+
+    A matrix past TABLE_LIMIT is left out: its title is printed, and a note on `err` points to the
+    machine formats (the run still succeeds).
+    """
+    width = out.width
+
+    def say(line: str, style: str = "") -> None:
+        out.print(Text(line, style=style), highlight=False, soft_wrap=True)
+
+    if "shape" in data and ("symbolic" not in data or data["symbolic"]["mode"] == "transposed"):
+        # with the terms below, their headline names the geometry once
+        heading = kc.fill(kc.matrix_title(data), width) if "symbolic" in data else kc.title_lines(data, width)
+        for i, line in enumerate(heading):
+            say(line, "bold" if i == 0 else "")
+        if kc.too_large(data):
+            (err or out).print(kc.too_large_note(data), markup=False, highlight=False, soft_wrap=True)
+        else:
+            for line in kc.matrix_lines(data, width):
+                out.print(Text.assemble(*line), highlight=False, soft_wrap=True)
+    if "symbolic" in data:
+        for line in kc.symbolic_lines(data, width):
+            say(line)
+        out.print()
+    for c in data.get("checks", []):
+        mark = "ok  " if c["passed"] else "FAIL"
+        first, *rest = kc.fill(kc.check_lines({"checks": [c]})[0], width, indent=5)
+        out.print(Text(mark, style="green" if c["passed"] else "bold red"), Text(first[5:]), highlight=False, soft_wrap=True)
+        for line in rest:
+            say(line)
+
+
+def write_kconv(data: dict[str, Any], page: Page) -> None:
+    """kconv on the terminal; a matrix too large to show is said on page.err."""
+    render_kconv(data, page_console(page), console(page.err) if page.err else None)

@@ -1,5 +1,5 @@
-"""Views by layer type: `--by-type` (one row per type) and `layercalc layers TYPE` (one type in
-detail), as a Rich table that fits 80 columns and as csv/tsv/markdown (JSON is the data itself)."""
+"""Views by layer type as Rich tables that fit 80 columns: `--by-type` (one row per type) and
+`layercalc layers TYPE` (one type in detail); their machine formats are in machine.py."""
 
 from __future__ import annotations
 
@@ -12,46 +12,15 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .formats import cell, human, shorten_middle, shown, table_text
+from . import Page
+from .formats import human, shorten_middle, shown
+from .layout import GAP
+from .machine import argument_default, argument_note, by_type_columns, type_totals
+from .table import footer, page_console
 
-# the number columns of --by-type per command (JSON always carries every field)
-BY_TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "summary": ("count", "params", "macs", "flops"),
-    "params": ("count", "params", "buffers"),
-    "flops": ("count", "macs", "flops"),
-    "macs": ("count", "macs"),
-}
 TITLES = {"count": "Count", "params": "Params", "buffers": "Buffers", "macs": "MACs", "flops": "FLOPs",
           "backward_macs": "Backward", "training_macs": "Training"}
 SHARES = ("params", "macs")  # the table shows each type's share of these totals
-TOOLS = {"torch": "FlopCounterMode / 2", "fvcore": "FlopCountAnalysis", "thop": "thop.profile",
-         "ptflops": "get_model_complexity_info", "torchinfo": "summary's Mult-Adds"}
-
-
-def _columns(data: dict[str, Any], command: str) -> tuple[str, ...]:
-    columns = BY_TYPE_COLUMNS[command]
-    if "training" in data and "macs" in columns:
-        columns += ("backward_macs",)
-    return columns
-
-
-def _type_total(data: dict[str, Any]) -> dict[str, Any]:
-    """The totals row: the report's totals (the rows sum to them) and the number of layers."""
-    total = dict(data["total"], count=sum(r["count"] for r in data["types"]))
-    if "training" in data:
-        total["backward_macs"] = data["training"]["backward_macs"]
-        total["training_macs"] = data["training"]["training_macs"]
-    return total
-
-
-def by_type_text(fmt: str, data: dict[str, Any], command: str) -> str:
-    """--by-type as csv/tsv/markdown: type, count and the command's numbers; a total row last."""
-    columns = _columns(data, command)
-    rows = [[r["type"], *(cell(r, c) for c in columns)] for r in data["types"]]
-    total = _type_total(data)
-    rows.append(["total", *(cell(total, c) for c in columns)])
-    return table_text(fmt, ("type", *columns), rows)
-
 
 def _share(part: int | None, whole: int | None) -> Text:
     if not part or not whole:
@@ -71,9 +40,7 @@ def render_by_type(data: dict[str, Any], command: str, out: Console) -> None:
 
     It fits the console: FLOPs (2 per MAC, as the footer says) go first, then long type names
     are shortened in the middle."""
-    from .table import footer
-
-    numbers = [c for c in _columns(data, command) if c != "count"]
+    numbers = [c for c in by_type_columns(data, command) if c != "count"]
     # assembled, not markup: a network named "[red]" or "\x1b]0;x\x07" is shown as written
     title = Text.assemble((shown(data["name"]), "bold"), f" by layer type · batch {data['batch']}")
     if data.get("convention", "layercalc") != "layercalc":
@@ -99,7 +66,7 @@ def _natural_width(table: Table, out: Console) -> int:
 
 
 def _by_type_table(data: dict[str, Any], numbers: list[str], type_width: int | None) -> Table:
-    total = _type_total(data)
+    total = type_totals(data)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Type", no_wrap=True, style="magenta")
     table.add_column("Count", justify="right", no_wrap=True)
@@ -119,32 +86,8 @@ def _by_type_table(data: dict[str, Any], numbers: list[str], type_width: int | N
     return table
 
 
-def _default(arg: dict[str, Any]) -> str:
-    if arg["required"]:
-        return "required"
-    value = arg["default"]
-    return json.dumps(value) if not isinstance(value, str) else repr(value)
-
-
-def type_text(fmt: str, data: dict[str, Any]) -> str:
-    """`layers TYPE` as csv/tsv/markdown: one row per fact (section, key, value, note)."""
-    rows = [["type", data["type"], data["summary"], "block" if data["block"] else "layer"]]
-    for a in data["arguments"]:
-        note = a["help"] + ("; " if a["help"] and a["inert"] else "") + ("changes no shape or count" if a["inert"] else "")
-        rows.append(["argument", a["name"], _default(a), note])
-    rows += [["rule", key, text, ""] for key, text in data["rules"].items()]
-    rows += [["convention", tool, text, TOOLS.get(tool, "")] for tool, text in data["conventions"].items()]
-    ex = data["example"]
-    rows.append(["example", "arguments", json.dumps(ex["arguments"]), ""])
-    for key in ("input_shape", "output_shape", "params", "buffers", "macs", "flops"):
-        rows.append(["example", key, cell(ex, key), ""])
-    rows += [["example", f"macs as {tool}", cell(ex["conventions"], tool), "not counted" if n is None else ""]
-             for tool, n in ex["conventions"].items()]
-    return table_text(fmt, ("section", "key", "value", "note"), rows)
-
-
 def _grid() -> Table:
-    grid = Table.grid(padding=(0, 2))
+    grid = Table.grid(padding=(0, GAP))
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
     return grid
@@ -158,8 +101,7 @@ def render_type(data: dict[str, Any], out: Console) -> None:
     args.add_column("Default", no_wrap=True)
     args.add_column("Meaning", overflow="fold", style="dim")
     for a in data["arguments"]:
-        note = a["help"] + ("; " if a["help"] and a["inert"] else "") + ("changes no shape or count" if a["inert"] else "")
-        args.add_row(a["name"], shorten_middle(_default(a), 16), note)
+        args.add_row(a["name"], shorten_middle(argument_default(a), 16), argument_note(a))
     if data["arguments"]:
         out.print(Text("Arguments (PyTorch names and defaults)", style="bold"))
         out.print(args)
@@ -188,3 +130,13 @@ def render_type(data: dict[str, Any], out: Console) -> None:
                         if tool != "layercalc")
     example.add_row("As counted", counted)
     out.print(example)
+
+
+def write_by_type(data: dict[str, Any], page: Page) -> None:
+    """--by-type as the terminal table."""
+    render_by_type(data, page.command, page_console(page))
+
+
+def write_type(data: dict[str, Any], page: Page) -> None:
+    """`layers TYPE` on the terminal."""
+    render_type(data, page_console(page))

@@ -1,4 +1,6 @@
-"""verify: run every layer's NumPy forward and backward and check them against numbers.
+"""May import: analysis, errors, layers, lazy, render.formats.
+
+verify: run every layer's NumPy forward and backward and check them against numbers.
 
 For each layer, each block and the whole network (children first, in execution order):
 - the NumPy output shape equals the calculator's, and the parameter arrays' size its params;
