@@ -325,3 +325,11 @@ def import_hf(path: str | os.PathLike[str], *, input: Any = None, batch: int | N
     text = to_yaml(net, fields)
     load(text)  # what it writes must load as it is
     return text
+
+
+def sweep(source: Source, spec: str) -> dict[str, Any]:
+    """Params, MACs and memory as one size runs over a range: spec 'T=128..8192[:STEPS]', 'batch=1..64'
+    or 'side=32..512' (an image's height and width). Returns name, sweep, values and series."""
+    from .sweep import parse, run
+
+    return run(load(source), parse(spec))

@@ -118,10 +118,10 @@ Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZERS}, type=str)  # type: ign
 # Which of the calculating commands takes each option beyond the common ones; a command's
 # signature (and so its --help) lists only its own.
 COMMAND_OPTIONS = {
-    "summary": ("convention", "training", "optimizer", "by_type"),
-    "params": ("total", "trainable", "by_type"),
-    "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
-    "macs": ("total", "convention", "compare", "training", "optimizer", "by_type"),  # flops' MACs view
+    "summary": ("convention", "training", "optimizer", "by_type", "sweep", "plot"),
+    "params": ("total", "trainable", "by_type", "sweep", "plot"),
+    "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type", "sweep", "plot"),
+    "macs": ("total", "convention", "compare", "training", "optimizer", "by_type", "sweep", "plot"),  # flops' MACs view
     "shapes": (),
 }
 COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth", "columns")
@@ -158,7 +158,13 @@ def _calculating(command: str, doc: str) -> None:
         by_type: Annotated[
             bool, typer.Option("--by-type", help="One row per layer type: count, params, MACs (layers only, not blocks).")
         ] = False,
+        sweep: Annotated[Optional[str], typer.Option("--sweep", metavar="NAME=A..B[:STEPS]", help="Params, MACs and memory as T, batch or side (an image's) runs from A to B.")] = None,
+        plot: Annotated[Optional[str], typer.Option("--plot", metavar="FILE.svg", help="With --sweep: draw the series to this SVG file.")] = None,
     ) -> None:
+        if sweep is not None or plot is not None:
+            _sweep(config, layer, input, batch, format, sweep, plot, depth=depth, total=total, columns=columns,
+                   convention=convention.value != "layercalc", compare=compare, training=training, by_type=by_type)
+            return
         columns = _one_columns(columns)
         choices = {"depth": depth, "convention": convention.value, "training": training,
                    "optimizer": optimizer.value if optimizer else None, "by_type": by_type, "compare": compare}
@@ -179,6 +185,26 @@ def _calculating(command: str, doc: str) -> None:
         parameters=[p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name in own]
     )
     app.command(command)(run)
+
+
+def _sweep(config: str | None, layer: list[str] | None, input: str | None, batch: int | None, fmt: Format | None,
+           sweep: str | None, plot: str | None, **others: Any) -> None:
+    """--sweep: the series as the format asks, and with --plot the SVG; no other view combines with it."""
+    if sweep is None:
+        raise UsageError("--plot draws a sweep: give --sweep NAME=A..B[:STEPS] too")
+    clash = [name for name, given in others.items() if given not in (None, False)]
+    if clash:
+        raise UsageError(f"--sweep draws its own series; it does not combine with --{clash[0].replace('_', '-')}")
+    data = api.sweep(_report(config, layer, input, batch).network, sweep)
+    if plot is not None:
+        from .render.plot import sweep_svg
+
+        try:
+            with open(plot, "w", encoding="utf-8") as handle:
+                handle.write(sweep_svg(data))
+        except OSError as exc:
+            raise UsageError(f"cannot write {plot}: {exc.strerror}") from None
+    write("sweep", data, _page(fmt))
 
 
 def _one_columns(given: list[str] | None) -> str | None:
@@ -494,18 +520,8 @@ def gpus_command(format: FormatOpt = None) -> None:
 
 
 def _show_plan(data: Any, fmt: Format | None, view: str) -> None:
-    """A plan or the presets as JSON, aligned lines for people, or csv/tsv/markdown rows."""
-    from .render import plans
-
-    chosen = _format(fmt)
-    if chosen == "json":
-        import json
-
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    elif chosen == "table":
-        sys.stdout.write("\n".join(getattr(plans, f"{view}_lines")(data)) + "\n")
-    else:
-        sys.stdout.write(getattr(plans, f"{view}_text")(chosen, data))
+    """A plan, a search's layouts or the presets, through the renderers' registry."""
+    write(view, data, _page(fmt))
 
 
 def run_app(args: list[str]) -> int:

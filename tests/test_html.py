@@ -110,3 +110,15 @@ def test_names_from_a_hostile_config_stay_text(tmp_path: Path) -> None:
     assert run.returncode == 0
     assert "<title>layercalc summary: &lt;img" in run.stdout  # no script ran and set the title
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in run.stdout  # the name is shown, as text
+
+
+def test_command_line_html(cli) -> None:
+    run = cli("summary", "configs/resnet18.yaml", "-f", "html")
+    assert run.status == 0 and run.out.startswith("<!DOCTYPE html>") and "11,689,512" in run.out
+    for args in (["serve", "configs/llama3_8b.yaml", "--gpu", "h100-sxm"], ["train", "configs/gpt2.yaml"]):
+        run = cli(*args, "-f", "html")
+        checker = Checker()
+        checker.feed(run.out)
+        assert run.status == 0 and checker.open == [] and checker.external == []
+    run = cli("layers", "-f", "html")
+    assert run.status == 2 and run.out == "" and "--format html is not offered for the layer catalog" in run.err

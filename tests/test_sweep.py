@@ -56,3 +56,23 @@ def test_same_series_as_columns() -> None:
     assert lines[0] == "batch\tparams\tmacs\tmemory_bytes"
     # 784·512 + 512·256 + 256·10 = 535,040 MACs a sample
     assert [line.split("\t")[2] for line in lines[1:]] == [str(535_040 * b) for b in (1, 2, 3, 4)]
+
+
+def test_command_line_sweep_and_plot(cli, tmp_path) -> None:
+    run = cli("flops", "configs/gpt2.yaml", "--sweep", "T=16..1024:64", "-f", "tsv")
+    assert run.status == 0 and len(run.out.splitlines()) == 1 + 64
+    svg = tmp_path / "r.svg"
+    run = cli("summary", "configs/resnet18.yaml", "--sweep", "side=32..224:7", "--plot", str(svg), "-f", "csv")
+    assert run.status == 0 and ET.parse(svg).getroot().tag == SVG + "svg"
+    assert run.out.splitlines()[-1] == "224,11689512,1814073344," + run.out.splitlines()[-1].split(",")[-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--plot", "x.svg"], "--plot draws a sweep"),
+    (["--sweep", "side=32..64", "--plot", "/nonexistent/dir/x.svg"], "cannot write /nonexistent/dir/x.svg"),
+    (["--sweep", "side=32..64", "--depth", "1"], "does not combine with --depth"),
+    (["--sweep", "width=1..4"], "'width' is not one of T, batch, side"),
+])
+def test_command_line_sweep_refusals(cli, args: list[str], message: str) -> None:
+    run = cli("summary", "configs/resnet18.yaml", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err

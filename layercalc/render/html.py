@@ -199,3 +199,39 @@ def report_html(data: dict[str, Any], command: str = "summary") -> str:
 <script>{SCRIPT}</script>
 </body></html>
 """
+
+
+def write_layers(data: dict[str, Any], page: Any) -> None:
+    """summary/params/flops as the HTML page."""
+    page.file.write(report_html(data, page.command))
+
+
+def write_plan(data: dict[str, Any], page: Any) -> None:
+    """A training or serving plan as a page: its sections as tables, memory as a stacked bar."""
+    from .plans import serve_rows, train_rows
+
+    rows = list(train_rows(data) if "layout" in data else serve_rows(data))
+    memory = data["memory"]
+    keys = (("weights", "--params"), ("gradients", "--grad"), ("optimizer_states", "--opt"),
+            ("master_weights", "--macs"), ("activations", "--acts"), ("kv_cache", "--kv"), ("buffers", "--line"))
+    parts = [(k.replace("_", " "), memory[k], colour) for k, colour in keys if memory.get(k)]
+    sections: dict[str, list[str]] = {}
+    for section, item, value, unit in rows:
+        shown = "—" if value is None else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) \
+            else f"{value:.4g}" if isinstance(value, float) else str(value)
+        sections.setdefault(section, []).append(
+            f'<tr><td>{escape(item)}</td><td class="n">{escape(shown)}</td><td class="dim">{escape(unit)}</td></tr>')
+    body = "".join(f'<h2>{escape(name)}</h2><table class="totals">{"".join(lines)}</table>'
+                   for name, lines in sections.items())
+    kind = "training" if "layout" in data else "serving"
+    page.file.write(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>layercalc {kind} plan: {escape(data["name"])}</title><style>{STYLE}</style></head>
+<body><header><h1>{escape(data["name"])}: {kind} plan</h1>
+<p class="meta">bytes per device; times are estimates (roofline bounds or an MFU)</p></header>
+<h2>Memory per device</h2>
+{_memory_svg(parts)}
+{body}
+</body></html>
+""")

@@ -219,3 +219,33 @@ def search_lines(found: list[dict[str, Any]], limit: int = 20) -> list[str]:
     lines += ["", f"{len(found)} layouts fit{more}. Estimates: FLOPs with recompute at the MFU, times the",
               "pipeline bubble (1 + (p-1)/m); communication is not modelled."]
     return lines
+
+
+# ---- writers for the registry: (data, page) -> None ----------------------------------------------
+
+def _lines(lines: list[str], page: Any) -> None:
+    page.file.write("\n".join(lines) + "\n")
+
+
+def write_serve(data: dict[str, Any], page: Any) -> None:
+    """The serving plan: aligned sections for people, one row a figure for programs."""
+    page.file.write(serve_text(page.format, data)) if page.format in ("csv", "tsv", "markdown") \
+        else _lines(serve_lines(data), page)
+
+
+def write_train(data: dict[str, Any], page: Any) -> None:
+    """The training plan: aligned sections for people, one row a figure for programs."""
+    page.file.write(train_text(page.format, data)) if page.format in ("csv", "tsv", "markdown") \
+        else _lines(train_lines(data), page)
+
+
+def write_search(data: list[dict[str, Any]], page: Any) -> None:
+    """The layouts that fit, fastest first."""
+    page.file.write(search_text(page.format, data)) if page.format in ("csv", "tsv", "markdown") \
+        else _lines(search_lines(data), page)
+
+
+def write_gpus(data: list[dict[str, Any]], page: Any) -> None:
+    """The accelerator presets."""
+    page.file.write(gpus_text(page.format, data)) if page.format in ("csv", "tsv", "markdown") \
+        else _lines(gpus_lines(data), page)

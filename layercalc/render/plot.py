@@ -90,3 +90,13 @@ def sweep_text(fmt: str, data: dict[str, Any]) -> str:
     rows = ([str(v), str(p), str(m), str(b)] for v, p, m, b in zip(data["values"], s["params"], s["macs"],
                                                                      s["memory_bytes"]))
     return table_text(fmt, (data["sweep"], "params", "macs", "memory_bytes"), rows)
+
+
+def write_sweep(data: dict[str, Any], page: Any) -> None:
+    """A sweep's series as columns (a table for people is the same columns, space-aligned)."""
+    if page.format != "table":
+        page.file.write(sweep_text(page.format, data))
+        return
+    rows = [line.split("\t") for line in sweep_text("tsv", data).splitlines()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    page.file.write("\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows) + "\n")
