@@ -225,3 +225,115 @@ def compare_data(report: Report) -> dict[str, Any]:
     from .conventions import compare
 
     return compare(report)
+
+
+def serve(
+    source: Source, *, gpu: str | None = None, gpus: int = 1, tp: int = 1, weights_dtype: str | None = None,
+    kv_dtype: str | None = None, prompt: int | None = None, generate: int = 1, batch: int | None = None,
+    group_size: int = 128, peak_tflops: float | None = None, gpu_memory: float | None = None,
+    bandwidth: float | None = None,
+) -> dict[str, Any]:
+    """The serving plan of a decoder: memory (bytes per device), prefill and decode cost, roofline bounds.
+
+    Dtypes default to the config's; prompt to its sequence length; batch to its batch. gpu is a
+    preset name (see gpus()); peak_tflops, gpu_memory (GB) and bandwidth (GB/s) override or replace it.
+    """
+    from . import gpus as devices
+    from .serving import Setup, dtype_name, plan
+
+    net = load(source, batch=batch)
+    weights = dtype_name(weights_dtype or net.dtype, "--weights-dtype")
+    kv = dtype_name(kv_dtype or net.dtype, "--kv-dtype")
+    device = None if gpu is None else devices.gpu(gpu)
+    if device is not None or peak_tflops is not None or gpu_memory is not None or bandwidth is not None:
+        precision = devices.DTYPE_PRECISION[net.dtype]
+        device = devices.custom(device, peak_tflops, gpu_memory, bandwidth, precision)
+    setup = Setup(gpus, tp, weights, kv, net.batch, 0 if prompt is None else prompt, generate, group_size)
+    if prompt is not None and prompt < 1:
+        raise UsageError(f"--prompt must be at least 1, got {prompt}")
+    return plan(net, device, setup)
+
+
+def gpus() -> list[dict[str, Any]]:
+    """The accelerator presets: name, dense peak TFLOP/s per precision, memory, bandwidth, source."""
+    from .gpus import listing
+
+    return listing()
+
+
+def train(
+    source: Source, *, gpu: str | None = None, gpus: int = 1, tokens: float | None = None,
+    global_batch: int | None = None, micro_batch: int | None = None, precision: str = "bf16-mixed",
+    optimizer: str = "adam", tp: int = 1, pp: int = 1, zero: int = 0, sp: bool = False, recompute: str = "none",
+    flash: bool = False, mfu: float | None = None, gpu_hours: float | None = None,
+    tokens_per_second: float | None = None, search: bool = False, peak_tflops: float | None = None,
+    gpu_memory: float | None = None,
+) -> Any:
+    """The training plan (a dict: layout, compute, memory in bytes per device, time), or with search
+    the list of layouts that fit, fastest first. Time figures are estimates at an MFU (default 0.4)."""
+    from . import gpus as devices
+    from .training import RECIPES, Layout, Pace, plan
+    from .training import search as search_layouts
+
+    net = load(source)
+    if precision not in RECIPES:
+        raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {precision!r}")
+    device = None if gpu is None else devices.gpu(gpu)
+    if device is not None or peak_tflops is not None or gpu_memory is not None:
+        device = devices.custom(device, peak_tflops, gpu_memory, None if device else 1.0,
+                                RECIPES[precision].precision)
+    # unset batches: each replica runs the config's batch (or the micro-batch given) once a step
+    dp = max(1, gpus // max(1, tp * pp))
+    if global_batch is None:
+        micro = net.batch if micro_batch is None else micro_batch
+        batch = micro * dp
+    else:
+        batch = global_batch
+        micro = micro_batch if micro_batch is not None else max(1, batch // dp)
+    layout = Layout(gpus, tp, pp, zero, sp, micro, batch, recompute, flash, precision, optimizer)
+    pace = Pace(mfu, gpu_hours, tokens_per_second)
+    if tokens is not None and not (0 < tokens < float("inf")):
+        raise UsageError(f"--tokens must be a positive number, got {tokens}")
+    count = None if tokens is None else int(tokens)
+    if search:
+        if device is None:
+            raise UsageError("--search needs --gpu: which layouts fit depends on the device's memory")
+        return search_layouts(net, device, layout, pace)
+    return plan(net, device, layout, pace, count)
+
+
+def import_hf(path: str | os.PathLike[str], *, input: Any = None, batch: int | None = None) -> str:
+    """The layercalc config (YAML text, commented with its source fields) of a Hugging Face config.json
+    or of a directory holding one. Fields it does not read are named in warnings (LayercalcWarning)."""
+    import json
+
+    from .errors import ConfigError, Location
+    from .hf import document, to_yaml
+
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else os.fspath(path)
+    try:
+        with open(file, encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc.strerror if isinstance(exc, OSError) else exc}", Location(file=file)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not JSON: {exc.msg}", Location(file=file, line=exc.lineno)) from None
+    if not isinstance(doc, dict) or "model_type" not in doc:
+        raise ConfigError("not a Hugging Face config: no model_type", Location(file=file))
+    try:
+        net, fields = document(doc, file, None if input is None else parse_shape(input, "--input"))
+    except ConfigError as exc:
+        raise exc.at(file=file) from None
+    if batch is not None:
+        net["batch"] = Int()(batch)
+    text = to_yaml(net, fields)
+    load(text)  # what it writes must load as it is
+    return text
+
+
+def sweep(source: Source, spec: str) -> dict[str, Any]:
+    """Params, MACs and memory as one size runs over a range: spec 'T=128..8192[:STEPS]', 'batch=1..64'
+    or 'side=32..512' (an image's height and width). Returns name, sweep, values and series."""
+    from .sweep import parse, run
+
+    return run(load(source), parse(spec))

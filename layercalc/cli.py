@@ -119,10 +119,10 @@ Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZERS}, type=str)  # type: ign
 # Which of the calculating commands takes each option beyond the common ones; a command's
 # signature (and so its --help) lists only its own.
 COMMAND_OPTIONS = {
-    "summary": ("convention", "training", "optimizer", "by_type"),
-    "params": ("total", "trainable", "by_type"),
-    "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type"),
-    "macs": ("total", "convention", "compare", "training", "optimizer", "by_type"),  # flops' MACs view
+    "summary": ("convention", "training", "optimizer", "by_type", "sweep", "plot"),
+    "params": ("total", "trainable", "by_type", "sweep", "plot"),
+    "flops": ("total", "macs", "convention", "compare", "training", "optimizer", "by_type", "sweep", "plot"),
+    "macs": ("total", "convention", "compare", "training", "optimizer", "by_type", "sweep", "plot"),  # flops' MACs view
     "shapes": (),
 }
 COMMON_OPTIONS = ("config", "layer", "input", "batch", "format", "depth", "columns")
@@ -159,7 +159,13 @@ def _calculating(command: str, doc: str) -> None:
         by_type: Annotated[
             bool, typer.Option("--by-type", help="One row per layer type: count, params, MACs (layers only, not blocks).")
         ] = False,
+        sweep: Annotated[Optional[str], typer.Option("--sweep", metavar="NAME=A..B[:STEPS]", help="Params, MACs and memory as T, batch or side (an image's) runs from A to B.")] = None,
+        plot: Annotated[Optional[str], typer.Option("--plot", metavar="FILE.svg", help="With --sweep: draw the series to this SVG file.")] = None,
     ) -> None:
+        if sweep is not None or plot is not None:
+            _sweep(config, layer, input, batch, format, sweep, plot, depth=depth, total=total, columns=columns,
+                   convention=convention.value != "layercalc", compare=compare, training=training, by_type=by_type)
+            return
         columns = _one_columns(columns)
         choices = {"depth": depth, "convention": convention.value, "training": training,
                    "optimizer": optimizer.value if optimizer else None, "by_type": by_type, "compare": compare}
@@ -180,6 +186,26 @@ def _calculating(command: str, doc: str) -> None:
         parameters=[p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name in own]
     )
     app.command(command)(run)
+
+
+def _sweep(config: str | None, layer: list[str] | None, input: str | None, batch: int | None, fmt: Format | None,
+           sweep: str | None, plot: str | None, **others: Any) -> None:
+    """--sweep: the series as the format asks, and with --plot the SVG; no other view combines with it."""
+    if sweep is None:
+        raise UsageError("--plot draws a sweep: give --sweep NAME=A..B[:STEPS] too")
+    clash = [name for name, given in others.items() if given not in (None, False)]
+    if clash:
+        raise UsageError(f"--sweep draws its own series; it does not combine with --{clash[0].replace('_', '-')}")
+    data = api.sweep(_report(config, layer, input, batch).network, sweep)
+    if plot is not None:
+        from .render.plot import sweep_svg
+
+        try:
+            with open(plot, "w", encoding="utf-8") as handle:
+                handle.write(sweep_svg(data))
+        except OSError as exc:
+            raise UsageError(f"cannot write {plot}: {exc.strerror}") from None
+    write("sweep", data, _page(fmt))
 
 
 def _one_columns(given: list[str] | None) -> str | None:
@@ -350,6 +376,153 @@ def layers_command(
         write("catalog", api.catalog(), _page(format))
     else:
         write("type", api.describe(type), _page(format))
+
+
+SERVE_ANSWERS = {  # --print NAME: one bare figure of the plan, for shell pipelines
+    "max-batch": ("memory", "max_batch"),
+    "kv-per-token": ("memory", "kv_cache_per_token"),
+    "weights": ("memory", "weights"),
+    "peak-memory": ("memory", "peak"),
+    "ttft": ("bounds", "ttft_seconds"),
+    "tpot": ("bounds", "tpot_seconds"),
+    "tokens-per-second": ("bounds", "tokens_per_second"),
+}
+
+
+@app.command("serve")
+def serve_command(
+    config: ConfigArg = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", help="A preset (see 'layercalc gpus'); needed for the fit and the time bounds.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", metavar="G", help="Devices; a multiple of --tp (replicas serve separate batches).")] = 1,
+    tp: Annotated[int, typer.Option("--tp", metavar="T", help="Tensor-parallel degree: splits weight matrices and key/value heads.")] = 1,
+    weights_dtype: Annotated[Optional[str], typer.Option("--weights-dtype", metavar="D", help="float32, float16, bfloat16, fp8, int8 or int4 (default: the config's dtype).")] = None,
+    kv_dtype: Annotated[Optional[str], typer.Option("--kv-dtype", metavar="D", help="The KV cache's dtype (default: the config's).")] = None,
+    group_size: Annotated[int, typer.Option("--group-size", metavar="N", help="int8/int4 weights: one fp16 scale per N inputs of a row.")] = 128,
+    prompt: Annotated[Optional[int], typer.Option("--prompt", metavar="P", help="Prompt tokens (default: the config's sequence length).")] = None,
+    generate: Annotated[int, typer.Option("--generate", metavar="G", help="Generated tokens.")] = 1,
+    batch: BatchOpt = None,
+    peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", metavar="F", help="Dense peak TFLOP/s at the config's dtype (overrides the preset).")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
+    bandwidth: Annotated[Optional[float], typer.Option("--bandwidth", metavar="GB/S", help="Memory bandwidth in GB/s (overrides the preset).")] = None,
+    answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(SERVE_ANSWERS)}.")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """What serving a decoder costs: weights and KV-cache memory, prefill and decode, roofline time bounds."""
+    from .api import serve
+
+    if answer is not None and answer not in SERVE_ANSWERS:
+        raise UsageError(f"--print must be one of {', '.join(SERVE_ANSWERS)}, got {answer!r}")
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    data = serve(config, gpu=gpu, gpus=gpus, tp=tp, weights_dtype=weights_dtype, kv_dtype=kv_dtype, prompt=prompt,
+                 generate=generate, batch=batch, group_size=group_size, peak_tflops=peak_tflops,
+                 gpu_memory=gpu_memory, bandwidth=bandwidth)
+    if answer is not None:
+        section, key = SERVE_ANSWERS[answer]
+        value = data[section][key]
+        if value is None:
+            raise UsageError(f"--print {answer} needs a device: give --gpu NAME (see 'layercalc gpus')")
+        print(value)
+        return
+    _show_plan(data, format, "serve")
+
+
+TRAIN_ANSWERS = {  # --print NAME: one bare figure of the plan
+    "memory": ("memory", "peak"),
+    "time": ("time", "total_seconds"),
+    "step-time": ("time", "step_seconds"),
+    "gpu-hours": ("time", "gpu_hours"),
+    "mfu": ("time", "mfu"),
+    "flops-per-step": ("compute", "flops_per_step"),
+}
+
+
+@app.command("train")
+def train_command(
+    config: ConfigArg = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", help="A preset (see 'layercalc gpus'); needed for the fit and the time.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", metavar="G", help="Devices: tp × pp × data-parallel replicas.")] = 1,
+    tokens: Annotated[Optional[float], typer.Option("--tokens", metavar="D", help="Tokens to train on (e.g. 2e12): the run's time and GPU-hours.")] = None,
+    global_batch: Annotated[Optional[int], typer.Option("--global-batch", metavar="B", help="Samples a step (default: the micro-batch times the data-parallel replicas).")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option("--micro-batch", metavar="b", help="Samples a forward on one replica (default: the config's batch, or the global batch over the replicas).")] = None,
+    precision: Annotated[str, typer.Option("--precision", metavar="P", help="fp32, bf16, fp16-mixed, bf16-mixed or fp8-mixed.")] = "bf16-mixed",
+    optimizer: Annotated[str, typer.Option("--optimizer", metavar="O", help="adam, momentum or sgd.")] = "adam",
+    tp: Annotated[int, typer.Option("--tp", metavar="T", help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, typer.Option("--pp", metavar="P", help="Pipeline stages.")] = 1,
+    zero: Annotated[int, typer.Option("--zero", metavar="Z", help="ZeRO stage 0-3 over the data-parallel replicas.")] = 0,
+    sp: Annotated[bool, typer.Option("--sp", help="Sequence parallelism (with --tp): split the residual stream's activations too.")] = False,
+    recompute: Annotated[str, typer.Option("--recompute", metavar="R", help="none, selective (attention's T×T part) or full (each repeated block).")] = "none",
+    flash: Annotated[bool, typer.Option("--flash", help="FlashAttention: no T×T matrices kept.")] = False,
+    mfu: Annotated[Optional[float], typer.Option("--mfu", metavar="F", help="Model FLOPs utilisation for the time (default 0.4).")] = None,
+    gpu_hours: Annotated[Optional[float], typer.Option("--gpu-hours", metavar="H", help="Measured GPU-hours for --tokens: print the MFU they imply.")] = None,
+    tokens_per_second: Annotated[Optional[float], typer.Option("--tokens-per-second", metavar="R", help="Measured tokens/s of the whole run: print the MFU it implies.")] = None,
+    search_layouts: Annotated[bool, typer.Option("--search", help="Every layout of --gpus that fits, fastest first (an estimate).")] = False,
+    peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", metavar="F", help="Dense peak TFLOP/s at the recipe's precision (overrides the preset).")] = None,
+    gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
+    answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(TRAIN_ANSWERS)}.")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """The cost of training: compute a step, memory per device line by line, time and GPU-hours."""
+    from .api import train
+
+    if answer is not None and answer not in TRAIN_ANSWERS:
+        raise UsageError(f"--print must be one of {', '.join(TRAIN_ANSWERS)}, got {answer!r}")
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    if search_layouts and answer is not None:
+        raise UsageError("--search lists layouts; it does not combine with --print")
+    data = train(config, gpu=gpu, gpus=gpus, tokens=tokens, global_batch=global_batch, micro_batch=micro_batch,
+                 precision=precision, optimizer=optimizer, tp=tp, pp=pp, zero=zero, sp=sp, recompute=recompute,
+                 flash=flash, mfu=mfu, gpu_hours=gpu_hours, tokens_per_second=tokens_per_second,
+                 search=search_layouts, peak_tflops=peak_tflops, gpu_memory=gpu_memory)
+    if answer is not None:
+        section, key = TRAIN_ANSWERS[answer]
+        value = data[section][key]
+        if value is None:
+            need = "--tokens and --gpu" if key in ("total_seconds", "gpu_hours") else "--gpu"
+            raise UsageError(f"--print {answer} needs {need}")
+        print(value)
+        return
+    _show_plan(data, format, "search" if search_layouts else "train")
+
+
+import_app = typer.Typer(help="Write a layercalc config from another tool's description of a model.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("hf")
+def import_hf_command(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A Hugging Face config.json, or a directory holding one.")],
+    input: Annotated[Optional[str], typer.Option("--input", metavar="T", help="Tokens a sequence (default 2048, at most max_position_embeddings).")] = None,
+    batch: BatchOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="OUT.yaml", help="Write the config here instead of to stdout.")] = None,
+) -> None:
+    """The layercalc config of a Hugging Face config.json: same modules, names and counts."""
+    from .api import import_hf
+
+    text = import_hf(path, input=input, batch=batch)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+
+
+@app.command("gpus")
+def gpus_command(format: FormatOpt = None) -> None:
+    """The accelerator presets: dense peak TFLOP/s, memory, bandwidth, and each figure's source."""
+    from .api import gpus
+
+    _show_plan(gpus(), format, "gpus")
+
+
+def _show_plan(data: Any, fmt: Format | None, view: str) -> None:
+    """A plan, a search's layouts or the presets, through the renderers' registry."""
+    write(view, data, _page(fmt))
 
 
 def run_app(args: list[str]) -> int:

@@ -99,10 +99,20 @@ def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None =
         stem = "stdin" if name == "stdin" else os.path.splitext(os.path.basename(name))[0]
         doc = parse_document(text, name)
     try:
+        if _is_hf(doc):  # a Hugging Face config.json: its network, at --input tokens
+            from .hf import document
+
+            doc, _ = document(dict(doc), name, None if input is None else parse_shape(input, "--input"))
+            input = None
         net = _network(doc, stem, batch, input)
     except ConfigError as exc:
         raise exc.at(file=name) from None
     return net._replace(file=name)
+
+
+def _is_hf(doc: Any) -> bool:
+    """A Hugging Face config names its model_type and holds no layers."""
+    return isinstance(doc, dict) and "model_type" in doc and "layers" not in doc
 
 
 def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:

@@ -29,6 +29,10 @@ class Location(NamedTuple):
         return ": ".join(parts)
 
 
+class LayercalcWarning(UserWarning):
+    """Something a user should know that does not stop the command (one line on stderr)."""
+
+
 class LayercalcError(Exception):
     """Base class of every error layercalc reports to a user (exit status 2)."""
 

@@ -199,8 +199,21 @@ def total_query(args: list[str]) -> tuple[str, str] | None:
     return (configs[0], key) if key else None
 
 
+def _warn(message: Warning | str, category: type[Warning], *rest: object, **kw: object) -> None:
+    """A warning as one line on stderr: layercalc's own plainly, anything else as Python words it."""
+    from .errors import LayercalcWarning, one_line
+
+    if issubclass(category, LayercalcWarning):
+        sys.stderr.write(f"warning: {one_line(str(message))}\n")
+    else:
+        sys.stderr.write(f"warning: {category.__name__}: {one_line(str(message))}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `layercalc` command and of `python -m layercalc`."""
+    import warnings
+
+    warnings.showwarning = _warn  # type: ignore[assignment]
     args = sys.argv[1:] if argv is None else list(argv)
     if not args:  # a bare `layercalc` asks what it can do: the help, and success
         args = ["--help"]

@@ -64,14 +64,15 @@ PRINTING = {
     "total": "report_data(...)['total'][key] (or ['training'] with training)",
     "macs": "report_data(...)['total']['macs']",
     "trainable": "report_data(...)['total']['trainable_params'] (or analyse(...).total)",
+    "plot": "render.plot.sweep_svg(api.sweep(...))",
 }
 # the command line's name -> the API's
-RENAMED = {"config": "source", "layer": "layers"}
+RENAMED = {"config": "source", "layer": "layers", "sweep": "spec"}
 
 
 def keywords() -> set[str]:
     found: set[str] = set()
-    for fn in (api.analyse, api.load, api.report_data, api.render):
+    for fn in (api.analyse, api.load, api.report_data, api.render, api.sweep):
         found |= set(inspect.signature(fn).parameters)
     return found
 

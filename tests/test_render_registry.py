@@ -23,8 +23,11 @@ def tiny() -> api.Report:
 
 
 def test_every_view_has_every_format_and_each_resolves_to_a_renderer() -> None:
+    # html only where a page is offered (the per-layer report and the plans); the rest everywhere
+    with_html = {"layers", "serve", "train"}
     for view, formats in RENDERERS.items():
-        assert tuple(formats) == FORMATS, view
+        expected = FORMATS if view in with_html else tuple(f for f in FORMATS if f != "html")
+        assert tuple(formats) == expected, view
         for fmt in formats:
             function = render.renderer(view, fmt)
             assert list(inspect.signature(function).parameters) == ["data", "page"], (view, fmt)
@@ -87,3 +90,10 @@ def test_an_unknown_format_or_command_is_refused_with_a_near_miss() -> None:
         api.render(tiny(), "tvs")
     with pytest.raises(UsageError, match="unknown command 'param'.*params"):
         api.render(tiny(), "csv", "param")
+
+
+def test_a_format_a_view_does_not_offer_is_one_line() -> None:
+    from layercalc.errors import UsageError
+
+    with pytest.raises(UsageError, match="--format html is not offered for the layer catalog; it writes table, json"):
+        render.renderer("catalog", "html")

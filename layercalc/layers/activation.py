@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..lazy import np
-from .base import Arg, Bool, Choice, Float, Int, Layer, Shape, numel, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Saved, Shape, numel, register
 from .peers import ACT, row, rules
 
 _INPLACE = Arg("inplace", Bool(), False, "accepted for PyTorch compatibility; no effect")
@@ -231,6 +231,9 @@ class Identity(_Elementwise):
 
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return []  # nothing to count, for anyone
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        return []  # the gradient passes through unchanged
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         return x, None

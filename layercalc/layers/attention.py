@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ShapeError
 from ..lazy import np
 from .activation import GELU, ReLU
-from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Shape, fmt_shape, numel, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Saved, Shape, fmt_shape, numel, register
 from .linear import Linear
 from .norm import LayerNorm
 from .cost import CostModel
@@ -67,6 +67,21 @@ class _Attends(Layer):
     def kv_layout(self, x: Shape) -> tuple[int, int]:
         """(key/value heads, head_dim) for input x."""
         raise NotImplementedError
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        # the projections' input; q, k, v; the softmax of the scores (and, with dropout on them, its
+        # mask and its output); the heads' output, which is the output projection's input.
+        # FlashAttention keeps no T×T matrix: its backward recomputes the scores block by block.
+        n, length = x[0], x[1]
+        h, (kv, d) = self.num_heads, self.kv_layout(x)  # type: ignore[attr-defined]
+        heads = [Saved(n * length * h * d, 0), Saved(n * length * kv * d, 0), Saved(n * length * kv * d, 0)]
+        saved = [Saved(numel(x), x[-1]), *heads, Saved(n * length * h * d, 0)]
+        if not flash:
+            scores = n * h * length * length
+            saved.append(Saved(scores, 0))
+            if getattr(self, "dropout", 0.0) > 0:
+                saved += [Saved(scores, 0, mask=True), Saved(scores, 0)]
+        return saved
 
     def work_elements(self, x: Shape) -> int:
         # per head, the T×T scores and their softmax kept for backward and, at the backward's peak,
@@ -488,6 +503,20 @@ class TransformerEncoderLayer(Layer):
     def work_elements(self, x: Shape) -> int:
         # each child's own work, and every child's output kept for the backward
         return sum(layer.work_elements(shape) + numel(layer.output_shape(shape)) for layer, shape in self.children(x).values())
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        # the children's, with the attention's dropout, and the masks of the three dropouts on the
+        # attention's output, the feed-forward's hidden activation and its output
+        children = self.children(x)
+        attn, _ = children["self_attn"]
+        attn.dropout = self.dropout  # type: ignore[attr-defined]
+        saved = [s for layer, shape in children.values()
+                 for s in layer.saved_for_backward(shape, layer.output_shape(shape), flash)]
+        if self.dropout > 0:
+            hidden = (*x[:-1], self.dim_feedforward)
+            saved += [Saved(numel(x), x[-1], mask=True), Saved(numel(hidden), hidden[-1], mask=True),
+                      Saved(numel(x), x[-1], mask=True)]
+        return saved
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         layer, shape = self.children(x)["self_attn"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import Location
-from .cost import CostModel
+from .cost import CostModel, Saved  # noqa: F401  (Saved: the layer modules import it from here)
 from .numerics import Numerics
 from .schema import (  # noqa: F401  (the vocabulary layer modules import from here)
     ARG_LABELS, LAYOUTS, Arg, Bool, Choice, Float, Index, Int, IntList, Ints, LayerList, Name, Opt, Shape,

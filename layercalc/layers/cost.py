@@ -10,14 +10,27 @@ overrides almost nothing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, final
 
 from ..errors import ShapeError
 from .counting import CostRow, Grad, grad_macs, recording_extra, seen
-from .schema import LAYOUTS, Arg, Shape, brief_arg, equals_default, fmt_shape
+from .schema import LAYOUTS, Arg, Shape, brief_arg, equals_default, fmt_shape, numel
 
 if TYPE_CHECKING:  # a block's children are tree nodes, which hold whole layers
     from .base import Node
+
+
+class Saved(NamedTuple):
+    """A tensor autograd keeps for a layer's backward pass, for one forward of the batch.
+
+    width: its last dim, which says how tensor parallelism treats it: a tensor as wide as the
+    model (the residual stream) is replicated on every device unless the sequence is split too;
+    0 marks a tensor inside attention's heads, always split.
+    """
+
+    elements: int
+    width: int
+    mask: bool = False  # a dropout mask: one byte an element, whatever the dtype
 
 
 class CostModel:
@@ -105,6 +118,11 @@ class CostModel:
         """Tensors a token-by-token generation keeps for every past position (a decoder's keys and
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        """Tensors autograd keeps for this layer's backward pass (training memory): by default its
+        input (a linear's, a norm's, an activation's); flash: attention without its T×T matrices."""
+        return [Saved(numel(x), x[-1] if x else 1)]
 
     # -- how the peer tools count it: facts only; layers/counting.py decides per convention --
     def peer_counts(self, x: Shape, y: Shape) -> list[CostRow]:

@@ -10,7 +10,7 @@ from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .activation import Identity
 from .peers import rules
-from .base import Arg, Bool, Float, Index, Int, IntList, Layer, Shape, fmt_shape, numel, register
+from .base import Arg, Bool, Float, Index, Int, IntList, Layer, Saved, Shape, fmt_shape, numel, register
 
 
 class _Dropout(Identity):
@@ -20,6 +20,12 @@ class _Dropout(Identity):
     shape_rule = "unchanged"
     params_rule = "none"
     macs_rule = "0 (the identity at inference)"
+
+    p: float
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        # training keeps which elements were zeroed: a one-byte mask (none when nothing is dropped)
+        return [Saved(numel(x), x[-1], mask=True)] if self.p > 0 else []
 
 
 @register
@@ -42,6 +48,9 @@ class _Moves(Layer):
     params_rule = "none"
     macs_rule = "0 (values are moved, not multiplied)"
     peer_rules = rules()
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        return []  # the backward moves the gradient back; it needs no values
 
 
 @register

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, NamedTuple, TextIO
 
-FORMATS = ("table", "json", "csv", "tsv", "markdown")  # table is for people, the rest for programs
+FORMATS = ("table", "json", "csv", "tsv", "markdown", "html")  # table and html for people, the rest for programs
 TEXT_FORMATS = ("csv", "tsv", "markdown")
 
 
@@ -49,13 +49,29 @@ RENDERERS: dict[str, dict[str, str]] = {
     "type": {"table": "types.write_type", "json": "machine.write_json_unicode", **_text("machine.write_type")},
     "checks": {"table": "checks.write_checks", "json": "machine.write_checks_json", **_text("machine.write_checks")},
     "kconv": {"table": "table.write_kconv", "json": "kconv.write_json", **_text("kconv.write_text")},
+    "serve": {"table": "plans.write_serve", "json": "machine.write_json_unicode", **_text("plans.write_serve"),
+              "html": "html.write_plan"},
+    "train": {"table": "plans.write_train", "json": "machine.write_json_unicode", **_text("plans.write_train"),
+              "html": "html.write_plan"},
+    "search": {"table": "plans.write_search", "json": "machine.write_json_unicode", **_text("plans.write_search")},
+    "gpus": {"table": "plans.write_gpus", "json": "machine.write_json_unicode", **_text("plans.write_gpus")},
+    "sweep": {"table": "plot.write_sweep", "json": "machine.write_json", **_text("plot.write_sweep")},
 }
+RENDERERS["layers"]["html"] = "html.write_layers"
+VIEW_NAMES = {"types": "--by-type", "compare": "--compare", "catalog": "the layer catalog", "type": "a layer type",
+              "checks": "verify", "search": "--search", "gpus": "the GPU presets", "sweep": "--sweep"}
 
 Renderer = Callable[[Any, Page], None]
 
 
 def renderer(view: str, format: str) -> Renderer:
-    """The function that writes `view` in `format` (a KeyError for a pair not in RENDERERS)."""
+    """The function that writes `view` in `format`; UsageError for a format the view does not offer."""
+    if format not in RENDERERS[view]:
+        from ..errors import UsageError
+
+        offered = ", ".join(RENDERERS[view])
+        what = VIEW_NAMES.get(view, view)
+        raise UsageError(f"--format {format} is not offered for {what}; it writes {offered}")
     module, _, name = RENDERERS[view][format].partition(".")
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 

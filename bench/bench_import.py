@@ -1,0 +1,49 @@
+"""Whole-process time of a calculating command reading a Hugging Face config.json, against the same
+network's shipped YAML, in one run: `params PATH/config.json --total` within 1.2× of
+`params configs/llama3_8b.yaml --total`.
+
+    python bench/bench_import.py [--runs 21] [--clock wall|cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import resource
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON = ["params", "tests/hf_configs/llama3_8b.json", "--total"]
+YAML = ["params", "configs/llama3_8b.yaml", "--total"]
+
+
+def once(args: list[str], clock: str) -> float:
+    """Seconds of one `python -m layercalc ARGS` process: wall clock or CPU time (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "layercalc", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall if clock == "wall" else (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    given = parser.parse_args()
+    json_times, yaml_times = [], []
+    for _ in range(given.runs):  # interleaved pairs: load on a shared machine falls on both alike
+        json_times.append(once(JSON, given.clock))
+        yaml_times.append(once(YAML, given.clock))
+    for label, times in (("config.json", json_times), ("llama3_8b.yaml", yaml_times)):
+        print(f"{label:16s} median {statistics.median(times) * 1e3:7.1f} ms  min {min(times) * 1e3:7.1f}"
+              f"  max {max(times) * 1e3:7.1f}  ({given.clock})")
+    print(f"ratio (config.json / yaml, medians): {statistics.median(json_times) / statistics.median(yaml_times):.2f}")
+
+
+if __name__ == "__main__":
+    main()

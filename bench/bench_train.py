@@ -1,0 +1,67 @@
+"""Speed of the training planner.
+
+    python bench/bench_train.py [--runs 11] [--clock wall|cpu]
+
+1. Whole process: `train configs/llama3_8b.yaml --gpu h100-sxm --gpus 8` (target under 0.3 s).
+2. In process: `--search` for Llama-2-70B's config on 1,024 H100s, global batch 1,024 (target
+   under 2 s), with the number of layouts evaluated and evaluated per second.
+Medians of --runs runs; wall clock (the machine may be shared: read the spread too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PLAN = ["train", "configs/llama3_8b.yaml", "--gpu", "h100-sxm", "--gpus", "8"]
+SEVENTY_B = ROOT / "tests" / "hf_configs" / "llama2_70b.json"
+
+
+def whole(args: list[str], clock: str) -> float:
+    """Seconds of one `python -m layercalc ARGS` process: wall clock, or its CPU time (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "layercalc", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall if clock == "wall" else (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="for the whole-process figure")
+    given = parser.parse_args()
+    runs = given.runs
+    from layercalc import api
+    from layercalc.analysis import analyse
+    from layercalc.training import Layout, layouts, _kept_runs
+
+    plan = [whole(PLAN, given.clock) for _ in range(runs)]
+    print(f"train llama3_8b, 8 H100s (whole process, {given.clock}): median {statistics.median(plan) * 1e3:.0f} ms, "
+          f"min {min(plan) * 1e3:.0f}, max {max(plan) * 1e3:.0f}")
+    net = api.load(str(SEVENTY_B))
+    base = Layout(1024, 1, 1, 0, False, 1, 1024, "none", False, "bf16-mixed", "adam")
+    shape = analyse(net._replace(batch=1))
+    heads = [s[1] for k in _kept_runs(shape) for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
+    evaluated = sum(1 for _ in layouts(base, heads, sum(e.copies for e in shape.entries if e.copies > 0)))
+    times, fit = [], 0
+    for _ in range(runs):
+        start = time.perf_counter()
+        fit = len(api.train(str(SEVENTY_B), gpu="h100-sxm", gpus=1024, global_batch=1024, search=True))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(f"--search llama2_70b on 1,024 H100s: median {median:.2f} s (min {min(times):.2f}, max {max(times):.2f}); "
+          f"{evaluated} layouts evaluated, {fit} fit: {evaluated / median:,.0f} layouts/s")
+
+
+if __name__ == "__main__":
+    main()

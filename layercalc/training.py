@@ -1,0 +1,381 @@
+"""Training plans: compute per step, memory per device and time, for a layout of devices.
+
+Compute is exact: the calculator's forward and backward count of the config (frozen layers get no
+weight gradient), plus the forward again of what is recomputed. Beside it, 6·N·D and, for a
+GPT-style decoder, Megatron-LM's closed form.
+
+Memory per device, as the ZeRO paper and Megatron-LM lay it out:
+- model states: weights, gradients, optimizer states and fp32 master weights by precision recipe;
+  tensor (t) and pipeline (p) parallelism spread them over t·p devices, ZeRO stage 1 shards the
+  optimizer states and master weights over the data-parallel group, stage 2 the gradients too,
+  stage 3 the weights too;
+- activations: what autograd keeps, layer by layer (each layer's rule, see `Layer.saved_for_backward`).
+  Under tensor parallelism a tensor as wide as the model (the residual stream) is replicated and
+  every other one (attention's heads, a feed-forward's hidden width) split; sequence parallelism
+  splits the replicated ones too. Selective recompute and FlashAttention keep no T×T matrix; full
+  recompute keeps only each repeated block's input. A pipeline stage holds its share of the
+  repeated blocks for as many micro-batches as are in flight (min(p, m) in 1F1B);
+  what sits outside the repeated blocks (embedding, head) is counted on every stage, an overestimate.
+- buffers (rotary tables, norms' running statistics) in the weights' dtype.
+
+Time is an estimate at a model FLOPs utilisation (MFU): step time = FLOPs ÷ (devices · peak · MFU),
+times (1 + (p − 1)/m) for the pipeline's bubble; or, given measured GPU-hours or tokens/s, the MFU
+they imply.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Iterator, NamedTuple
+
+from .analysis import Entry, Report, analyse
+from .config import Network
+from .conventions import OPTIMIZER_STATES
+from .conventions import training as training_cost
+from .errors import UsageError
+from .gpus import Gpu
+from .layers import numel
+from .serving import length_cost
+
+RECOMPUTE = ("none", "selective", "full")
+
+
+class Recipe(NamedTuple):
+    """Bytes per parameter of each model state, and the precision matmuls run in."""
+
+    weight: int
+    gradient: int
+    master: int  # an fp32 copy of the weights the optimizer updates (mixed precision)
+    state: int  # each optimizer state tensor (Adam's two moments)
+    precision: str
+
+
+RECIPES = {
+    "fp32": Recipe(4, 4, 0, 4, "fp32"),
+    "bf16": Recipe(2, 2, 0, 2, "bf16"),
+    "fp16-mixed": Recipe(2, 2, 4, 4, "fp16"),
+    "bf16-mixed": Recipe(2, 2, 4, 4, "bf16"),
+    "fp8-mixed": Recipe(2, 2, 4, 4, "fp8"),  # bf16 weights; fp8 only inside the matmuls
+}
+
+
+class Layout(NamedTuple):
+    """How a step is spread: devices, parallel degrees, batches, recompute and the numeric recipe."""
+
+    gpus: int
+    tp: int
+    pp: int
+    zero: int
+    sp: bool
+    micro_batch: int
+    global_batch: int
+    recompute: str
+    flash: bool
+    precision: str
+    optimizer: str
+
+    @property
+    def dp(self) -> int:
+        """The data-parallel degree: devices over t·p."""
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches each data-parallel replica runs a step."""
+        return self.global_batch // (self.micro_batch * self.dp)
+
+
+def check_layout(layout: Layout) -> None:
+    """UsageError for a layout that cannot exist."""
+    for flag, value in (("--gpus", layout.gpus), ("--tp", layout.tp), ("--pp", layout.pp),
+                        ("--micro-batch", layout.micro_batch), ("--global-batch", layout.global_batch)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if layout.gpus % (layout.tp * layout.pp):
+        raise UsageError(f"--gpus {layout.gpus} is not a multiple of --tp {layout.tp} × --pp {layout.pp}")
+    if layout.global_batch % (layout.micro_batch * layout.dp):
+        raise UsageError(f"--global-batch {layout.global_batch} is not a multiple of --micro-batch "
+                         f"{layout.micro_batch} × {layout.dp} data-parallel replicas")
+    if layout.zero not in (0, 1, 2, 3):
+        raise UsageError(f"--zero must be 0, 1, 2 or 3, got {layout.zero}")
+    if layout.zero and layout.dp == 1:
+        raise UsageError(f"--zero {layout.zero} shards over data-parallel replicas, and this layout has one")
+    if layout.recompute not in RECOMPUTE:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}, got {layout.recompute!r}")
+    if layout.precision not in RECIPES:
+        raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {layout.precision!r}")
+    if layout.optimizer not in OPTIMIZER_STATES:
+        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {layout.optimizer!r}")
+
+
+def _check_split(report: Report, layout: Layout) -> None:
+    """UsageError when t does not divide every attention's heads, or p exceeds the repeated blocks."""
+    for kept in _kept_runs(report):
+        for shape in kept.entry.layer.cache_shapes(kept.entry.input_shape).values():
+            if shape[1] % layout.tp:
+                raise UsageError(f"--tp {layout.tp} does not divide the {shape[1]} key/value heads of "
+                                 f"{kept.entry.name}")
+    blocks = sum(e.copies for e in report.entries if e.copies > 0)
+    if layout.pp > 1 and layout.pp > blocks:
+        raise UsageError(f"--pp {layout.pp} exceeds the {blocks} repeated blocks a pipeline splits")
+
+
+def model_states(params: int, trainable: int, recipe: Recipe, optimizer: str, zero: int, dp: int,
+                 shards: int) -> dict[str, int]:
+    """Bytes per device of weights, gradients, optimizer states and master weights.
+
+    Frozen parameters hold weights only. shards = t·p; ZeRO stages shard over the dp replicas.
+    """
+    def share(total: int, stage: int) -> int:
+        per = -(-total // shards)
+        return -(-per // dp) if zero >= stage else per
+
+    states = OPTIMIZER_STATES[optimizer] * recipe.state
+    return {
+        "weights": share(params * recipe.weight, 3),
+        "gradients": share(trainable * recipe.gradient, 2),
+        "optimizer_states": share(trainable * states, 1),
+        "master_weights": share(trainable * recipe.master, 1),
+    }
+
+
+class Kept(NamedTuple):
+    """One layer run's tensors kept for backward, with how many times it runs and where it sits."""
+
+    entry: Entry
+    times: int
+    in_stack: bool  # inside a repeated block (split over pipeline stages, recomputed by `full`)
+
+
+def _kept_runs(report: Report) -> Iterator[Kept]:
+    """Every leaf that autograd records (its input needs a gradient, or it trains), with its run count."""
+    stacks = [(x.at, x.at + x.size) for x in report.executions(depth=0) if x.entry.copies > 0]
+    for x in report.executions(leaf=True):
+        if x.grad or x.entry.trainable_params > 0:
+            yield Kept(x.entry, x.copies, any(start < x.at <= end for start, end in stacks))
+
+
+def model_width(report: Report) -> int | None:
+    """The width of the residual stream: the last dim of the first repeated block's input."""
+    for entry in report.entries:
+        if entry.copies > 0 and entry.input_shape:
+            return entry.input_shape[-1]
+    return None
+
+
+class Kept4(NamedTuple):
+    """Bytes kept for backward, before any split: in the repeated blocks or outside them, each as
+    wide as the model (replicated under tensor parallelism without sequence parallelism) or not."""
+
+    stack_wide: int
+    stack_split: int
+    outside_wide: int
+    outside_split: int
+
+
+def kept_bytes(report: Report, recompute: str, flash: bool, act_bytes: int) -> Kept4:
+    """What autograd keeps for one micro-batch, by where it sits and how tensor parallelism treats it."""
+    width = model_width(report)
+    flash = flash or recompute == "selective"
+    parts = [0, 0, 0, 0]
+    for kept in _kept_runs(report):
+        e = kept.entry
+        if recompute == "full" and kept.in_stack:
+            continue
+        for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
+            where = (0 if kept.in_stack else 2) + (0 if s.width == width else 1)
+            parts[where] += kept.times * s.elements * (1 if s.mask else act_bytes)
+    if recompute == "full":  # each repeated block keeps its input, recomputes the rest
+        parts[0] = sum(e.copies * numel(e.input_shape) * act_bytes for e in report.entries if e.copies > 0)
+    return Kept4(*parts)
+
+
+def activation_bytes(report: Report, layout: Layout, act_bytes: int, kept: Kept4 | None = None) -> int:
+    """Bytes of what autograd keeps on one device for the micro-batches in flight."""
+    k = kept or kept_bytes(report, layout.recompute, layout.flash, act_bytes)
+    t = layout.tp
+    wide = Fraction(1, t) if layout.sp else Fraction(1)
+    stack = k.stack_wide * wide + Fraction(k.stack_split, t)
+    outside = k.outside_wide * wide + Fraction(k.outside_split, t)
+    in_flight = min(layout.pp, layout.micro_batches)
+    return int(-(-(stack * in_flight / layout.pp + outside) // 1))
+
+
+def recompute_macs(network: Network, report: Report, layout: Layout) -> int:
+    """MACs of the forward run again for one micro-batch: the repeated blocks (full), attention's T×T part (selective)."""
+    if layout.recompute == "full":
+        return sum(e.macs for e in report.entries if e.copies > 0)
+    if layout.recompute == "selective":
+        fit = length_cost(network)
+        if fit is None:
+            return 0
+        length = network.input[0]
+        return int(fit[1] * length * length) * layout.micro_batch
+    return 0
+
+
+def megatron_flops(report: Report, layout: Layout) -> int | None:
+    """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
+    recompute), for a decoder reading token ids with causal attention; None for anything else."""
+    width = model_width(report)
+    first = next((k.entry for k in _kept_runs(report)), None)
+    vocab = first.layer.input_ids() if first is not None else None
+    layers = sum(k.times for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape))
+    if not (report.tokens and width and vocab and layers):
+        return None
+    b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
+    if layout.recompute == "full":
+        return 96 * b * s * ell * h * h + 16 * b * s * s * ell * h + 6 * b * s * h * vocab
+    return 72 * b * s * ell * h * h + 12 * b * s * s * ell * h + 6 * b * s * h * vocab
+
+
+class Pace(NamedTuple):
+    """What sets the time: an MFU, or a measurement to infer it from (GPU-hours for D tokens, or tokens/s)."""
+
+    mfu: float | None = None
+    gpu_hours: float | None = None
+    tokens_per_second: float | None = None
+
+
+def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
+    """The micro-batch's report, and the step's FLOPs: with recompute, model FLOPs (without), per token."""
+    report = analyse(network._replace(batch=layout.micro_batch))
+    steps = layout.global_batch // layout.micro_batch  # micro-batches a step, over every replica
+    model = training_cost(report)["training_flops"] * steps
+    hardware = model + 2 * recompute_macs(network, report, layout) * steps
+    tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
+    params = report.total["params"]
+    return report, {
+        "flops_per_step": hardware,
+        "model_flops_per_step": model,
+        "flops_per_token": Fraction(model, tokens),
+        "flops_6nd_per_token": 6 * params,
+        "flops_megatron_per_step": megatron_flops(report, layout),
+        "tokens_per_step": tokens,
+    }
+
+
+def _memory(report: Report, layout: Layout, gpu: Gpu | None, kept: Kept4 | None = None) -> dict[str, Any]:
+    """Bytes per device, part by part, with the peak and whether it fits."""
+    recipe = RECIPES[layout.precision]
+    total = report.total
+    parts = model_states(total["params"], total["trainable_params"], recipe, layout.optimizer, layout.zero,
+                         layout.dp, layout.tp * layout.pp)
+    parts["activations"] = activation_bytes(report, layout, recipe.weight, kept)
+    parts["buffers"] = total["buffers"] * recipe.weight
+    peak = sum(parts.values())
+    available = None if gpu is None else gpu.memory
+    return {**parts, "peak": peak, "available": available, "fits": None if gpu is None else peak <= gpu.memory}
+
+
+def _time(compute: dict[str, Any], layout: Layout, gpu: Gpu | None, pace: Pace, tokens: int | None,
+          params: int) -> dict[str, float | None]:
+    """Step time, throughput and totals at an MFU, or the MFU a measurement implies (model FLOPs ÷ peak)."""
+    nothing = dict.fromkeys(("mfu", "mfu_6nd", "step_seconds", "tokens_per_second", "total_seconds", "gpu_hours"))
+    if gpu is None:
+        return nothing
+    peak = Fraction(gpu.peak_for(RECIPES[layout.precision].precision)) * layout.gpus
+    per_token = compute["flops_per_token"]
+    if pace.gpu_hours is not None and tokens is not None:
+        rate = Fraction(tokens) / (Fraction(pace.gpu_hours) * 3600 / layout.gpus)  # tokens/s of the whole run
+    elif pace.tokens_per_second is not None:
+        rate = Fraction(pace.tokens_per_second)
+    else:
+        rate = Fraction(pace.mfu if pace.mfu is not None else 0.4) * peak / per_token
+    mfu = per_token * rate / peak
+    step = compute["tokens_per_step"] / rate
+    total = None if tokens is None else tokens / rate
+    return {
+        "mfu": float(mfu), "mfu_6nd": float(6 * params * rate / peak), "step_seconds": float(step),
+        "tokens_per_second": float(rate), "total_seconds": None if total is None else float(total),
+        "gpu_hours": None if total is None else float(total * layout.gpus / 3600),
+    }
+
+
+def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
+         tokens: int | None = None) -> dict[str, Any]:
+    """The training plan as plain data (the JSON of `layercalc train`): layout, compute, memory, time."""
+    check_layout(layout)
+    for flag, value in (("--mfu", pace.mfu), ("--gpu-hours", pace.gpu_hours),
+                        ("--tokens-per-second", pace.tokens_per_second), ("--tokens", tokens)):
+        if value is not None and not (0 < value < float("inf")) or (flag == "--mfu" and value and value > 1):
+            raise UsageError(f"{flag} must be a positive number{' at most 1' if flag == '--mfu' else ''}, got {value}")
+    if pace.gpu_hours is not None and tokens is None:
+        raise UsageError("--gpu-hours needs --tokens: the MFU is the tokens' FLOPs over the hours' peak")
+    if gpu is None and (pace.gpu_hours is not None or pace.tokens_per_second is not None):
+        raise UsageError("an MFU from measurements needs --gpu: it is a share of the device's peak")
+    report, compute = _compute(network, layout)
+    _check_split(report, layout)
+    params = report.total["params"]
+    return {
+        "name": network.name,
+        "gpu": None if gpu is None else gpu.name,
+        "layout": {**layout._asdict(), "dp": layout.dp},
+        "compute": {k: (float(v) if isinstance(v, Fraction) else v) for k, v in compute.items()},
+        "memory": _memory(report, layout, gpu),
+        "time": _time(compute, layout, gpu, pace, tokens, params),
+    }
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of n, ascending."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layouts(base: Layout, heads: list[int], blocks: int) -> Iterator[Layout]:
+    """Every layout of the base's devices and global batch: t dividing the heads, p at most the
+    repeated blocks, a micro-batch dividing each replica's share, ZeRO only with replicas to shard over."""
+    for t in _divisors(base.gpus):
+        if any(h % t for h in heads):
+            continue
+        for p in _divisors(base.gpus // t):
+            dp = base.gpus // (t * p)
+            if base.global_batch % dp or (p > 1 and p > blocks):
+                continue
+            for b in _divisors(base.global_batch // dp):
+                for zero in range(4) if dp > 1 else (0,):
+                    for recompute in RECOMPUTE:
+                        for sp in (False, True) if t > 1 else (False,):
+                            yield base._replace(tp=t, pp=p, zero=zero, micro_batch=b, recompute=recompute, sp=sp)
+
+
+def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> list[dict[str, Any]]:
+    """Every layout of the base's devices and global batch that fits, fastest first (an estimate).
+
+    A layout's step time is its FLOPs with recompute at the MFU, times (1 + (p − 1)/m) for the
+    pipeline's bubble; t only where it divides every attention's key/value heads.
+    """
+    mfu = Fraction(pace.mfu if pace.mfu is not None else 0.4)
+    peak = Fraction(gpu.peak_for(RECIPES[base.precision].precision)) * base.gpus
+    shape = analyse(network._replace(batch=1))
+    heads = [s[1] for k in _kept_runs(shape) for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
+    blocks = sum(e.copies for e in shape.entries if e.copies > 0)
+    found: list[dict[str, Any]] = []
+    cache: dict[tuple[int, str], tuple[Report, dict[str, Any], Kept4]] = {}  # these depend on b and recompute only
+    for layout in layouts(base, heads, blocks):
+        key = (layout.micro_batch, layout.recompute)
+        if key not in cache:
+            report, compute = _compute(network, layout)
+            act = RECIPES[layout.precision].weight
+            cache[key] = (report, compute, kept_bytes(report, layout.recompute, layout.flash, act))
+        found += _candidate(*cache[key], gpu, layout, peak, mfu)
+    # equal times (communication is not modelled) go to the simpler layout: less model parallelism,
+    # a lower ZeRO stage, less recompute, larger micro-batches
+    def simpler(c: dict[str, Any]) -> tuple[Any, ...]:
+        lay = c["layout"]
+        return (c["step_seconds"], lay["tp"] * lay["pp"], lay["zero"], RECOMPUTE.index(lay["recompute"]),
+                lay["sp"], -lay["micro_batch"], c["memory"]["peak"])
+
+    return sorted(found, key=simpler)
+
+
+def _candidate(report: Report, compute: dict[str, Any], kept: Kept4, gpu: Gpu, layout: Layout, peak: Fraction,
+               mfu: Fraction) -> list[dict[str, Any]]:
+    """[the layout with its step time and memory] if it fits on the device, else []."""
+    memory = _memory(report, layout, gpu, kept)
+    if not memory["fits"]:
+        return []
+    bubble = 1 + Fraction(layout.pp - 1, layout.micro_batches)
+    step = compute["flops_per_step"] / (peak * mfu) * bubble
+    return [{"layout": {**layout._asdict(), "dp": layout.dp}, "step_seconds": float(step),
+             "tokens_per_second": float(compute["tokens_per_step"] / step), "memory": memory}]

@@ -1,0 +1,233 @@
+"""Training plans against published figures: the ZeRO paper, Megatron-LM, Korthikanti et al., Llama 2, GPT-3.
+
+Each expected value is the paper's own formula or figure, cited beside it; none comes from our code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from layercalc import api
+from layercalc.errors import UsageError
+from layercalc.gpus import gpu
+from layercalc.training import RECIPES, Layout, Pace, model_states, plan
+
+
+def layout(**kw: object) -> Layout:
+    base = dict(gpus=1, tp=1, pp=1, zero=0, sp=False, micro_batch=1, global_batch=1, recompute="none",
+                flash=False, precision="bf16-mixed", optimizer="adam")
+    base.update(kw)
+    return Layout(**base)  # type: ignore[arg-type]
+
+
+def gpt(layers: int, h: int, heads: int, s: int, vocab: int, tied: bool = False) -> dict:
+    """A GPT decoder as Megatron-LM builds it: learned positions, pre-norm attention and 4h GELU MLP."""
+    block = {"sequential": {"layers": [
+        {"residual": {"body": [{"layernorm": {}}, {"attention": {"num_heads": heads, "bias": True}}]}},
+        {"residual": {"body": [{"layernorm": {}}, {"linear": {"out_features": 4 * h}}, "gelu",
+                               {"linear": {"out_features": h}}]}},
+    ]}, "repeat": layers}
+    head = {"linear": {"out_features": vocab, "bias": False, **({"tied_to": "wte"} if tied else {})}}
+    return {"name": "gpt", "input": [s], "dtype": "bfloat16", "layers": [
+        {"embedding": {"num_embeddings": vocab, "embedding_dim": h}, "name": "wte"},
+        {"posembedding": {"num_positions": s}}, block, {"layernorm": {}}, head]}
+
+
+def korthikanti_stack(layers: int, h: int, heads: int, s: int) -> dict:
+    """Korthikanti et al.'s transformer layer (their Figure 2): dropout on the attention probabilities,
+    on the attention's output and on the MLP's output, pre-norm, 4h GELU MLP; the input is the stream."""
+    block = {"sequential": {"layers": [
+        {"residual": {"body": [{"layernorm": {}}, {"multiheadattention": {"num_heads": heads, "dropout": 0.1}},
+                               {"dropout": {"p": 0.1}}]}},
+        {"residual": {"body": [{"layernorm": {}}, {"linear": {"out_features": 4 * h}}, "gelu",
+                               {"linear": {"out_features": h}}, {"dropout": {"p": 0.1}}]}},
+    ]}, "repeat": layers}
+    return {"name": "stack", "input": [s, h], "dtype": "bfloat16", "layers": [block]}
+
+
+# ZeRO (Rajbhandari et al. 2020), Figure 1: a 7.5 B-parameter model on 64 GPUs with mixed-precision
+# Adam (K = 12 bytes of optimizer state a parameter): 120 GB, 31.4 GB, 16.6 GB and 1.9 GB per GPU.
+@pytest.mark.parametrize("stage, expected", [
+    (0, 120_000_000_000), (1, 31_406_250_000), (2, 16_640_625_000), (3, 1_875_000_000),
+])
+def test_zero_paper_figure_1(stage: int, expected: int) -> None:
+    parts = model_states(7_500_000_000, 7_500_000_000, RECIPES["bf16-mixed"], "adam", stage, 64, 1)
+    assert sum(parts.values()) == expected
+
+
+def test_frozen_weights_hold_no_gradient_or_optimizer_state() -> None:
+    parts = model_states(1000, 100, RECIPES["bf16-mixed"], "adam", 0, 1, 1)
+    assert parts == {"weights": 2000, "gradients": 200, "optimizer_states": 800, "master_weights": 400}
+
+
+# Megatron-LM (Narayanan et al. 2021, eq. 3): a GPT step of batch B is 72·B·s·l·h²·(1 + s/6h + V/12lh)
+# FLOPs, and 96·B·s·l·h²·(1 + s/6h + V/16lh) with full activation recompute. GPT-3 175B: l 96, h 12288,
+# s 2048, V 51200.
+@pytest.mark.parametrize("recompute, factor, head", [("none", 72, 12), ("full", 96, 16)])
+def test_megatron_formula_to_the_integer(recompute: str, factor: int, head: int) -> None:
+    b, s, ell, h, v = 2, 2048, 96, 12288, 51200
+    expected = factor * b * s * ell * h * h + factor * b * s * s * ell * h // 6 + factor * b * s * h * v // head
+    out = plan(api.load(gpt(ell, h, 96, s, v)), None, layout(micro_batch=1, global_batch=b, recompute=recompute))
+    assert out["compute"]["flops_per_step"] == expected
+    assert out["compute"]["flops_megatron_per_step"] == expected
+
+
+def test_gpt3_6nd() -> None:
+    # GPT-3 (Brown et al. 2020, Table D.1): 175 B params × 300 B tokens = 3.14e23 training FLOPs; with
+    # the head tied to the token embedding the config holds 174.6 B parameters
+    out = plan(api.load(gpt(96, 12288, 96, 2048, 50257, tied=True)), None, layout())
+    total = out["compute"]["flops_6nd_per_token"] * 300 * 10**9
+    assert f"{total:.2e}" == "3.14e+23"
+
+
+# Korthikanti et al. 2022, Table 2: activation bytes a transformer layer keeps, with s sequence, b
+# micro-batch, h width, a heads, t tensor-parallel degree, in 16-bit.
+def korthikanti(s: int, b: int, h: int, a: int, t: int, form: str) -> int:
+    forms = {
+        "none": s * b * h * 34 + 5 * a * s * s * b,
+        "tp": s * b * h * 10 + (24 * s * b * h + 5 * a * s * s * b) // t,
+        "tp+sp": (34 * s * b * h + 5 * a * s * s * b) // t,
+        "selective+tp+sp": 34 * s * b * h // t,
+        "full": 2 * s * b * h,
+        "full+sp": 2 * s * b * h // t,
+    }
+    return forms[form]
+
+
+@pytest.mark.parametrize("h, a", [(12288, 96), (20480, 128)])  # GPT-3 175B and MT-NLG 530B shapes
+@pytest.mark.parametrize("form, kw", [
+    ("none", {}), ("tp", {"tp": 8, "gpus": 8}), ("tp+sp", {"tp": 8, "gpus": 8, "sp": True}),
+    ("selective+tp+sp", {"tp": 8, "gpus": 8, "sp": True, "recompute": "selective"}),
+    ("full", {"recompute": "full"}), ("full+sp", {"tp": 8, "gpus": 8, "sp": True, "recompute": "full"}),
+])
+def test_korthikanti_table_2(h: int, a: int, form: str, kw: dict) -> None:
+    s, layers = 2048, 2
+    out = plan(api.load(korthikanti_stack(layers, h, a, s)), None, layout(**kw))
+    assert out["memory"]["activations"] == layers * korthikanti(s, 1, h, a, 8, form)
+
+
+def test_flash_attention_keeps_no_t_by_t_matrix() -> None:
+    s, h, a = 2048, 12288, 96
+    out = plan(api.load(korthikanti_stack(1, h, a, s)), None, layout(flash=True))
+    assert out["memory"]["activations"] == 34 * s * h
+
+
+def test_pipeline_stage_holds_its_layers_for_the_micro_batches_in_flight() -> None:
+    s, h, a = 2048, 12288, 96
+    per_layer = korthikanti(s, 1, h, a, 1, "none")
+    net = api.load(korthikanti_stack(8, h, a, s))
+    # p = 4 stages of 2 layers; 1F1B keeps min(p, m) micro-batches in flight: m = 2 -> 2, m = 16 -> 4
+    two = plan(net, None, layout(pp=4, gpus=4, micro_batch=1, global_batch=2))
+    many = plan(net, None, layout(pp=4, gpus=4, micro_batch=1, global_batch=16))
+    assert two["memory"]["activations"] == 2 * 2 * per_layer
+    assert many["memory"]["activations"] == 2 * 4 * per_layer
+
+
+# Llama 2 (Touvron et al. 2023, Table 2): the 7B model took 184,320 A100-80GB GPU-hours for 2 T
+# tokens; by 6·N·D over 312 TFLOPS bf16 that is 39.1% MFU.
+def test_llama2_7b_mfu_by_6nd() -> None:
+    # the GPU count does not change the answer: 64 GPUs take 184,320 / 64 hours each
+    out = plan(api.load("configs/llama2_7b.yaml"), gpu("a100-80gb"), layout(gpus=64, global_batch=64),
+               Pace(gpu_hours=184_320), tokens=2 * 10**12)
+    assert round(out["time"]["mfu_6nd"], 3) == 0.391
+    assert out["time"]["gpu_hours"] == pytest.approx(184_320)
+
+
+def test_time_at_an_mfu_by_hand() -> None:
+    # GPT-3-like step: FLOPs from the Megatron form (checked above) over 8 A100s at 312 TFLOPS and 50%
+    net = api.load(gpt(2, 1024, 16, 512, 1000))
+    out = plan(net, gpu("a100-80gb"), layout(gpus=8, micro_batch=1, global_batch=8), Pace(mfu=0.5),
+               tokens=8 * 512 * 1000)
+    flops = out["compute"]["model_flops_per_step"]
+    step = flops / (8 * 312e12 * 0.5)
+    assert out["time"]["step_seconds"] == pytest.approx(step, rel=1e-12)
+    assert out["time"]["total_seconds"] == pytest.approx(1000 * step, rel=1e-12)
+    assert out["time"]["mfu"] == pytest.approx(0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"gpus": 3, "tp": 2}, "--gpus 3 is not a multiple of --tp 2"),
+    ({"global_batch": 3, "micro_batch": 2}, "--global-batch 3 is not a multiple"),
+    ({"zero": 4}, "--zero must be 0, 1, 2 or 3"),
+    ({"precision": "fp4"}, "--precision must be one of"),
+    ({"recompute": "some"}, "--recompute must be one of"),
+    ({"zero": 1}, "--zero 1 shards over data-parallel replicas, and this layout has one"),
+    ({"tp": 5, "gpus": 5}, "--tp 5 does not divide the 12 key/value heads"),
+    ({"pp": 16, "gpus": 16}, "--pp 16 exceeds the 12 repeated blocks"),
+])
+def test_impossible_layouts(kw: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        plan(api.load("configs/gpt2.yaml"), None, layout(**kw))
+
+
+# ---- the command line and the layout search -----------------------------------------------------
+
+def test_print_is_a_bare_figure(cli) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "--gpus", "64", "--global-batch", "64",
+              "--tokens", "2e12", "--gpu-hours", "184320", "--print", "gpu-hours")
+    assert run.status == 0 and float(run.out) == pytest.approx(184_320)
+    # bf16-mixed Adam: 16 bytes a parameter, the ZeRO paper's figure, plus activations
+    run = cli("train", "configs/mnist_mlp.yaml", "--print", "memory", "--precision", "fp32", "--optimizer", "sgd")
+    assert run.status == 0 and int(run.out) > 535_818 * 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpus", "3", "--tp", "2"], "--gpus 3 is not a multiple of --tp 2"),
+    (["--precision", "fp4"], "--precision must be one of"),
+    (["--gpu-hours", "10"], "--gpu-hours needs --tokens"),
+    (["--search"], "--search needs --gpu"),
+    (["--print", "speed"], "--print must be one of"),
+    (["--print", "gpu-hours", "--gpu", "h100-sxm"], "--print gpu-hours needs --tokens and --gpu"),
+    (["--mfu", "1.5", "--gpu", "h100-sxm"], "--mfu must be a positive number at most 1"),
+])
+def test_train_bad_input_is_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/gpt2.yaml", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
+def test_train_every_format(cli, fmt: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "-f", fmt)
+    assert run.status == 0, run.err
+    weights = "13,476,831,232" if fmt == "table" else "13476831232"
+    assert weights in run.out
+    if fmt == "table":
+        assert all(len(line) <= 80 for line in run.out.splitlines())
+
+
+def test_search_lists_only_layouts_that_fit_fastest_first() -> None:
+    found = api.train("configs/gpt2.yaml", gpu="l4", gpus=4, global_batch=16, search=True)
+    assert found and all(c["memory"]["fits"] for c in found)
+    times = [c["step_seconds"] for c in found]
+    assert times == sorted(times)
+    # a pipeline of 4 stages idles (p - 1)/m of the step: slower than any layout without one
+    piped = [c for c in found if c["layout"]["pp"] == 4]
+    assert piped and min(c["step_seconds"] for c in piped) > times[0]
+
+
+def palm_540b() -> dict:
+    """PaLM 540B (Chowdhery et al. 2022, Table 1 and section 2): 118 parallel layers of width 18,432,
+    48 query heads of 256 and one key/value head (multi-query), SwiGLU MLP 4·d, no biases, LayerNorm
+    without bias, the head sharing the 256k embedding, sequence 2,048."""
+    d, ffn = 18432, 4 * 18432
+    mlp = [{"multiply": {"branches": [[{"linear": {"out_features": ffn, "bias": False}}, "silu"],
+                                      [{"linear": {"out_features": ffn, "bias": False}}]]}},
+           {"linear": {"out_features": d, "bias": False}}]
+    # x + attention(norm(x)) + mlp(norm(x)): a residual whose body sums the two branches
+    parallel = {"residual": {"body": [{"attention": {"num_heads": 48, "num_kv_heads": 1, "head_dim": 256}}],
+                             "shortcut": mlp}}
+    block = {"residual": {"body": [{"layernorm": {"bias": False}}, parallel]}, "repeat": 118}
+    return {"name": "palm", "input": [2048], "dtype": "bfloat16", "layers": [
+        {"embedding": {"num_embeddings": 256000, "embedding_dim": d}, "name": "embed"}, block,
+        {"layernorm": {"bias": False}}, {"linear": {"out_features": 256000, "bias": False, "tied_to": "embed"}}]}
+
+
+def test_palm_mfu() -> None:
+    # PaLM's 540.35 B parameters, by hand: a layer holds q 18432·12288 + k, v 2·18432·256 + o 12288·18432
+    # + MLP 3·18432·73728 + norm 18432 = 4,539,303,936; 118 of them, the 256000·18432 table, the final
+    # norm: 540,356,474,880. Appendix B: 238.3 K tokens/s on 6,144 TPU v4 chips (275 TFLOPS bf16 each)
+    # is 46.2% MFU, the model FLOPs being 6N + 12·L·H·Q·T a token
+    net = api.load(palm_540b())
+    assert api.analyse(palm_540b()).total["params"] == 118 * 4_539_303_936 + 256000 * 18432 + 18432
+    out = plan(net, gpu("tpu-v4"), layout(gpus=6144, global_batch=6144), Pace(tokens_per_second=238_300))
+    assert round(out["time"]["mfu"], 3) == 0.462
