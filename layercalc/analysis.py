@@ -21,7 +21,6 @@ estimates are folds over it. This module imports config, errors and layers only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
@@ -289,8 +288,7 @@ def analyse_sequence(
     return x, entries
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(NamedTuple):
     """One row of the run table: an entry at its place in execution order, standing for `copies` runs.
 
     A row stands for one run of its entry, or (a repeat's identical tail) for several in a row;

@@ -14,9 +14,6 @@ from .errors import UsageError
 from .config import load as _load
 from .layers import REGISTRY, Layer
 from .layers.base import Int
-from .options import check_report_options
-from .render import Page, write
-from .render.columns import parse_columns
 
 Source = str | os.PathLike[str] | dict[str, Any] | Network
 
@@ -93,6 +90,8 @@ def report_data(
     see bytype.py) replaces `layers`; compare: the object of `flops --compare` (every convention
     by op category) instead. Options that do not go together are refused (options.py).
     """
+    from .options import check_report_options  # the checks and renderers load only when a view is asked for
+
     check_report_options(depth=depth, convention=convention, training=training, optimizer=optimizer,
                          by_type=by_type, compare=compare)
     return _report_data(report, depth, convention, training, optimizer or DEFAULT_OPTIMIZER, by_type, compare)
@@ -146,6 +145,10 @@ def render(
     Returns the text; with `file`, writes it there instead (the command line passes stdout) and
     returns ''. `width`: the table's, by default 100, or with `file` the console's own.
     """
+    from .options import check_report_options
+    from .render import Page, write
+    from .render.columns import parse_columns
+
     check_report_options(command=command, columns=columns, format=format, **options)
     view = "compare" if options.get("compare") else "types" if options.get("by_type") else "layers"
     chosen = None
