@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import time
-import resource
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_time import process_seconds  # noqa: E402
+
 JSON = ["params", "tests/hf_configs/llama3_8b.json", "--total"]
 YAML = ["params", "configs/llama3_8b.yaml", "--total"]
-
-
-def once(args: list[str], clock: str) -> float:
-    """Seconds of one `python -m layercalc ARGS` process: wall clock or CPU time (user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "layercalc", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall if clock == "wall" else (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -37,8 +26,8 @@ def main() -> None:
     given = parser.parse_args()
     json_times, yaml_times = [], []
     for _ in range(given.runs):  # interleaved pairs: load on a shared machine falls on both alike
-        json_times.append(once(JSON, given.clock))
-        yaml_times.append(once(YAML, given.clock))
+        json_times.append(process_seconds(JSON, given.clock))
+        yaml_times.append(process_seconds(YAML, given.clock))
     for label, times in (("config.json", json_times), ("llama3_8b.yaml", yaml_times)):
         print(f"{label:16s} median {statistics.median(times) * 1e3:7.1f} ms  min {min(times) * 1e3:7.1f}"
               f"  max {max(times) * 1e3:7.1f}  ({given.clock})")

@@ -10,27 +10,15 @@ runs, with `params configs/resnet50.yaml --total` beside it as the start-up floo
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_time import process_seconds  # noqa: E402
+
 SERVE = ["serve", "configs/llama3_8b.yaml", "--gpu", "h100-sxm", "--prompt", "8192", "--generate", "1024"]
 FLOOR = ["params", "configs/resnet50.yaml", "--total"]
-
-
-def once(args: list[str], clock: str) -> float:
-    """Seconds of one `python -m layercalc ARGS` process: wall clock, or its CPU time (user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "layercalc", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall if clock == "wall" else cpu
 
 
 def main() -> None:
@@ -42,8 +30,8 @@ def main() -> None:
     runs, clock = given.runs, given.clock
     serve, floor = [], []
     for _ in range(runs):  # interleaved, so that load on a shared machine falls on both alike
-        serve.append(once(SERVE, clock))
-        floor.append(once(FLOOR, clock))
+        serve.append(process_seconds(SERVE, clock))
+        floor.append(process_seconds(FLOOR, clock))
     for label, times in (("serve llama3_8b 8192+1024", serve), ("params resnet50 --total", floor)):
         print(f"{label:28s} median {statistics.median(times) * 1e3:7.1f} ms"
               f"  min {min(times) * 1e3:7.1f}  max {max(times) * 1e3:7.1f}")

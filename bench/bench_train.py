@@ -11,28 +11,19 @@ Medians of --runs runs; wall clock (the machine may be shared: read the spread t
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_time import process_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PLAN = ["train", "configs/llama3_8b.yaml", "--gpu", "h100-sxm", "--gpus", "8"]
 SEVENTY_B = ROOT / "tests" / "hf_configs" / "llama2_70b.json"
-
-
-def whole(args: list[str], clock: str) -> float:
-    """Seconds of one `python -m layercalc ARGS` process: wall clock, or its CPU time (user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "layercalc", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall if clock == "wall" else (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -45,7 +36,7 @@ def main() -> None:
     from layercalc.analysis import analyse
     from layercalc.training import Layout, layouts, _kept_runs
 
-    plan = [whole(PLAN, given.clock) for _ in range(runs)]
+    plan = [process_seconds(PLAN, given.clock) for _ in range(runs)]
     print(f"train llama3_8b, 8 H100s (whole process, {given.clock}): median {statistics.median(plan) * 1e3:.0f} ms, "
           f"min {min(plan) * 1e3:.0f}, max {max(plan) * 1e3:.0f}")
     net = api.load(str(SEVENTY_B))

@@ -410,19 +410,12 @@ def serve_command(
     """What serving a decoder costs: weights and KV-cache memory, prefill and decode, roofline time bounds."""
     from .api import serve
 
-    if answer is not None and answer not in SERVE_ANSWERS:
-        raise UsageError(f"--print must be one of {', '.join(SERVE_ANSWERS)}, got {answer!r}")
-    if config is None:
-        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    _check_answer(answer, SERVE_ANSWERS, config)
     data = serve(config, gpu=gpu, gpus=gpus, tp=tp, weights_dtype=weights_dtype, kv_dtype=kv_dtype, prompt=prompt,
                  generate=generate, batch=batch, group_size=group_size, peak_tflops=peak_tflops,
                  gpu_memory=gpu_memory, bandwidth=bandwidth)
     if answer is not None:
-        section, key = SERVE_ANSWERS[answer]
-        value = data[section][key]
-        if value is None:
-            raise UsageError(f"--print {answer} needs a device: give --gpu NAME (see 'layercalc gpus')")
-        print(value)
+        _print_answer(data, SERVE_ANSWERS, answer, "a device: give --gpu NAME (see 'layercalc gpus')")
         return
     _show_plan(data, format, "serve")
 
@@ -465,10 +458,7 @@ def train_command(
     """The cost of training: compute a step, memory per device line by line, time and GPU-hours."""
     from .api import train
 
-    if answer is not None and answer not in TRAIN_ANSWERS:
-        raise UsageError(f"--print must be one of {', '.join(TRAIN_ANSWERS)}, got {answer!r}")
-    if config is None:
-        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+    _check_answer(answer, TRAIN_ANSWERS, config)
     if search_layouts and answer is not None:
         raise UsageError("--search lists layouts; it does not combine with --print")
     data = train(config, gpu=gpu, gpus=gpus, tokens=tokens, global_batch=global_batch, micro_batch=micro_batch,
@@ -476,14 +466,27 @@ def train_command(
                  flash=flash, mfu=mfu, gpu_hours=gpu_hours, tokens_per_second=tokens_per_second,
                  search=search_layouts, peak_tflops=peak_tflops, gpu_memory=gpu_memory)
     if answer is not None:
-        section, key = TRAIN_ANSWERS[answer]
-        value = data[section][key]
-        if value is None:
-            need = "--tokens and --gpu" if key in ("total_seconds", "gpu_hours") else "--gpu"
-            raise UsageError(f"--print {answer} needs {need}")
-        print(value)
+        totals = TRAIN_ANSWERS[answer][1] in ("total_seconds", "gpu_hours")
+        _print_answer(data, TRAIN_ANSWERS, answer, "--tokens and --gpu" if totals else "--gpu")
         return
     _show_plan(data, format, "search" if search_layouts else "train")
+
+
+def _check_answer(answer: str | None, answers: dict[str, tuple[str, str]], config: str | None) -> None:
+    """A --print name the plan has, and a CONFIG: checked before any work is done."""
+    if answer is not None and answer not in answers:
+        raise UsageError(f"--print must be one of {', '.join(answers)}, got {answer!r}")
+    if config is None:
+        raise UsageError("missing CONFIG (a YAML or JSON file, or - for stdin)")
+
+
+def _print_answer(data: dict[str, Any], answers: dict[str, tuple[str, str]], answer: str, need: str) -> None:
+    """One figure of a plan, bare, for a pipeline; UsageError naming what it needs when it has none."""
+    section, key = answers[answer]
+    value = data[section][key]
+    if value is None:
+        raise UsageError(f"--print {answer} needs {need}")
+    print(value)
 
 
 import_app = typer.Typer(help="Write a layercalc config from another tool's description of a model.",
