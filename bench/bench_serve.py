@@ -39,5 +39,20 @@ def main() -> None:
     print(f"ratio (median serve / median params): {statistics.median(serve) / statistics.median(floor):.2f}")
 
 
+def tensorrt_llm_comparison() -> None:
+    """The roofline bound for TensorRT-LLM 0.5.0's published A100 FP16 LLaMA-7B case (batch 64, 128
+    tokens in, 128 out: 3,486 output tokens/s measured), prefill included: 64·128 / (TTFT + 128·TPOT)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from layercalc import api
+
+    plan = api.serve(str(Path(__file__).resolve().parent.parent / "configs" / "llama2_7b.yaml"), gpu="a100-80gb",
+                     batch=64, prompt=128, generate=128)
+    bounds = plan["bounds"]
+    bound = 64 * 128 / (bounds["ttft_seconds"] + 128 * bounds["tpot_seconds"])
+    print(f"LLaMA-7B on an A100-80GB, batch 64, 128+128: bound {bound:,.0f} output tokens/s; TensorRT-LLM's "
+          f"published 3,486 is {3486 / bound:.0%} of it")
+
+
 if __name__ == "__main__":
     main()
+    tensorrt_llm_comparison()

@@ -34,7 +34,8 @@ def main() -> None:
     runs = given.runs
     from layercalc import api
     from layercalc.analysis import analyse
-    from layercalc.training import Layout, layouts, _kept_runs
+    from layercalc.serving import kv_heads
+    from layercalc.training import Layout, layouts, repeated_blocks
 
     plan = [process_seconds(PLAN, given.clock) for _ in range(runs)]
     print(f"train llama3_8b, 8 H100s (whole process, {given.clock}): median {statistics.median(plan) * 1e3:.0f} ms, "
@@ -42,8 +43,7 @@ def main() -> None:
     net = api.load(str(SEVENTY_B))
     base = Layout(1024, 1, 1, 0, False, 1, 1024, "none", False, "bf16-mixed", "adam")
     shape = analyse(net._replace(batch=1))
-    heads = [s[1] for k in _kept_runs(shape) for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
-    evaluated = sum(1 for _ in layouts(base, heads, sum(e.copies for e in shape.entries if e.copies > 0)))
+    evaluated = sum(1 for _ in layouts(base, kv_heads(shape), repeated_blocks(shape)))
     times, fit = [], 0
     for _ in range(runs):
         start = time.perf_counter()

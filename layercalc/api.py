@@ -283,8 +283,8 @@ def train(
         raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {precision!r}")
     device = None if gpu is None else devices.gpu(gpu)
     if device is not None or peak_tflops is not None or gpu_memory is not None:
-        device = devices.custom(device, peak_tflops, gpu_memory, None if device else 1.0,
-                                RECIPES[precision].precision)
+        device = devices.custom(device, peak_tflops, gpu_memory, None, RECIPES[precision].precision,
+                                needs_bandwidth=False)
     # unset batches: each replica runs the config's batch (or the micro-batch given) once a step
     dp = max(1, gpus // max(1, tp * pp))
     if global_batch is None:

@@ -84,16 +84,19 @@ def gpu(name: str) -> Gpu:
 
 
 def custom(base: Gpu | None, peak_tflops: float | None, memory_gb: float | None, bandwidth_gbs: float | None,
-           precision: str) -> Gpu:
-    """A preset with figures overridden (or a device described only by them); UsageError if one is missing."""
+           precision: str, needs_bandwidth: bool = True) -> Gpu:
+    """A preset with figures overridden (or a device described only by them); UsageError if one the
+    plan reads is missing (a training plan reads no bandwidth)."""
     for flag, value in (("--peak-tflops", peak_tflops), ("--gpu-memory", memory_gb), ("--bandwidth", bandwidth_gbs)):
         if value is not None and not (0 < value < float("inf")):
             raise UsageError(f"{flag} must be a positive number, got {value}")
     if base is None:
-        missing = [f for f, v in (("--peak-tflops", peak_tflops), ("--gpu-memory", memory_gb),
-                                  ("--bandwidth", bandwidth_gbs)) if v is None]
+        asked = (("--peak-tflops", peak_tflops), ("--gpu-memory", memory_gb)) + (
+            (("--bandwidth", bandwidth_gbs),) if needs_bandwidth else ())
+        missing = [f for f, v in asked if v is None]
         if missing:
-            raise UsageError(f"give --gpu NAME (see `layercalc gpus`) or all of {', '.join(missing)}")
+            raise UsageError(f"give --gpu NAME (see `layercalc gpus`), or describe the device with "
+                             f"{', '.join(missing)} as well")
         base = Gpu("custom", "custom device", {}, 0, 0.0, "given on the command line")
     peak = dict(base.peak)
     if peak_tflops is not None:

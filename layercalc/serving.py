@@ -122,17 +122,26 @@ def _at(network: Network, length: int) -> Report:
     return analyse(network._replace(input=shape, batch=1))
 
 
+def _fit(reports: list[Report]) -> tuple[int, Fraction] | None:
+    """(a, b) with MACs = a·T + b·T², from the reports of one sequence at T = 1, 2 and 3; None if
+    the third does not follow from the first two (the cost has another form)."""
+    macs = [r.total["macs"] for r in reports]
+    b = Fraction(macs[1] - 2 * macs[0], 2)
+    a = macs[0] - b
+    return (int(a), b) if macs[2] == 3 * a + 9 * b and a.denominator == 1 else None
+
+
 def length_cost(network: Network) -> tuple[int, Fraction] | None:
     """(a, b) with MACs = a·T + b·T² for one sequence of T positions, or None if the cost has another form.
 
     Fitted at T = 1 and 2 and checked at T = 3: a network of per-token layers and attention is exact.
     """
-    if not network.input:
-        return None
-    macs = [_at(network, t).total["macs"] for t in (1, 2, 3)]
-    b = Fraction(macs[1] - 2 * macs[0], 2)
-    a = macs[0] - b
-    return (int(a), b) if macs[2] == 3 * a + 9 * b and a.denominator == 1 else None
+    return _fit([_at(network, t) for t in (1, 2, 3)]) if network.input else None
+
+
+def kv_heads(report: Report) -> list[int]:
+    """The key/value heads of every layer that keeps a KV cache, as often as it runs."""
+    return [shape[1] for e, _ in _leaves(report) for shape in e.layer.cache_shapes(e.input_shape).values()]
 
 
 def decoder_cost(network: Network) -> DecoderCost:
@@ -144,14 +153,12 @@ def decoder_cost(network: Network) -> DecoderCost:
     if kv[0] == 0:
         raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
-    fit = length_cost(network)
+    fit = _fit(reports)
     if fit is None or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0]:
         raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
-    leaves = [e for e, _ in _leaves(reports[0])]
-    heads = tuple(shape[1] for e in leaves for shape in e.layer.cache_shapes(e.input_shape).values())
-    workspace = max(numel(e.input_shape) + numel(e.output_shape) for e in leaves)
-    return DecoderCost(fit[0], fit[1], kv[0], workspace, heads)
+    workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
+    return DecoderCost(fit[0], fit[1], kv[0], workspace, tuple(kv_heads(reports[0])))
 
 
 def _sum_linear(c0: Fraction, c1: Fraction, lo: int, hi: int) -> Fraction:

@@ -7,7 +7,6 @@ default), evenly spaced, or geometrically when B/A exceeds 100; rounded to integ
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, NamedTuple
 
@@ -80,9 +79,3 @@ def run(network: Network, sweep: Sweep) -> dict[str, Any]:
         series["macs"].append(total["macs"])
         series["memory_bytes"].append(total["estimated_total_bytes"] + total.get("kv_cache_bytes", 0))
     return {"name": network.name, "sweep": sweep.name, "values": list(sweep.values), "series": series}
-
-
-def log_scale(values: list[int]) -> bool:
-    """Whether an axis over these values should be logarithmic: they span more than two decades."""
-    positive = [v for v in values if v > 0]
-    return bool(positive) and max(positive) / min(positive) > 100 and math.isfinite(max(positive))

@@ -35,7 +35,7 @@ from .conventions import training as training_cost
 from .errors import UsageError
 from .gpus import Gpu
 from .layers import numel
-from .serving import length_cost
+from .serving import kv_heads, length_cost
 
 RECOMPUTE = ("none", "selective", "full")
 
@@ -108,14 +108,17 @@ def check_layout(layout: Layout) -> None:
         raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {layout.optimizer!r}")
 
 
+def repeated_blocks(report: Report) -> int:
+    """Copies of the top-level repeated blocks: what a pipeline splits into stages."""
+    return sum(e.copies for e in report.entries if e.copies > 0)
+
+
 def _check_split(report: Report, layout: Layout) -> None:
     """UsageError when t does not divide every attention's heads, or p exceeds the repeated blocks."""
-    for kept in _kept_runs(report):
-        for shape in kept.entry.layer.cache_shapes(kept.entry.input_shape).values():
-            if shape[1] % layout.tp:
-                raise UsageError(f"--tp {layout.tp} does not divide the {shape[1]} key/value heads of "
-                                 f"{kept.entry.name}")
-    blocks = sum(e.copies for e in report.entries if e.copies > 0)
+    for heads in kv_heads(report):
+        if heads % layout.tp:
+            raise UsageError(f"--tp {layout.tp} does not divide the {heads} key/value heads of an attention layer")
+    blocks = repeated_blocks(report)
     if layout.pp > 1 and layout.pp > blocks:
         raise UsageError(f"--pp {layout.pp} exceeds the {blocks} repeated blocks a pipeline splits")
 
@@ -348,11 +351,9 @@ def search(network: Network, gpu: Gpu, base: Layout, pace: Pace = Pace()) -> lis
     mfu = Fraction(pace.mfu if pace.mfu is not None else 0.4)
     peak = Fraction(gpu.peak_for(RECIPES[base.precision].precision)) * base.gpus
     shape = analyse(network._replace(batch=1))
-    heads = [s[1] for k in _kept_runs(shape) for s in k.entry.layer.cache_shapes(k.entry.input_shape).values()]
-    blocks = sum(e.copies for e in shape.entries if e.copies > 0)
     found: list[dict[str, Any]] = []
     cache: dict[tuple[int, str], tuple[Report, dict[str, Any], Kept4]] = {}  # these depend on b and recompute only
-    for layout in layouts(base, heads, blocks):
+    for layout in layouts(base, kv_heads(shape), repeated_blocks(shape)):
         key = (layout.micro_batch, layout.recompute)
         if key not in cache:
             report, compute = _compute(network, layout)

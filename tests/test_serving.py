@@ -217,3 +217,11 @@ def test_gpus_lists_every_preset_with_its_source(cli) -> None:
     rows = list(csv.DictReader(io.StringIO(run.out)))
     assert {r["name"] for r in rows} == set(GPUS) and all(r["source"] for r in rows)
     assert next(r for r in rows if r["name"] == "h100-sxm")["bf16_tflops"] == "989.5"
+
+
+def test_a_device_described_on_the_command_line(cli) -> None:
+    # a serving bound reads the bandwidth; a training plan does not need one
+    run = cli("serve", "configs/gpt2.yaml", "--peak-tflops", "100", "--gpu-memory", "40")
+    assert run.status == 2 and "describe the device with --bandwidth as well" in run.err
+    run = cli("train", "configs/gpt2.yaml", "--peak-tflops", "100", "--gpu-memory", "40", "--print", "step-time")
+    assert run.status == 0 and float(run.out) > 0

@@ -481,7 +481,8 @@ class TransformerEncoderLayer(Layer):
         hidden = (*x[:-1], self.dim_feedforward)
         act = GELU() if self.activation == "gelu" else ReLU()
         return {
-            "self_attn": (MultiheadAttention(num_heads=self.nhead, bias=self.bias, causal=self.causal), x),
+            "self_attn": (MultiheadAttention(num_heads=self.nhead, bias=self.bias, dropout=self.dropout,
+                                             causal=self.causal), x),
             "linear1": (Linear(out_features=self.dim_feedforward, bias=self.bias), x),
             "linear2": (Linear(out_features=x[-1], bias=self.bias), hidden),
             "norm1": (LayerNorm(eps=self.layer_norm_eps, bias=self.bias), x),
@@ -507,10 +508,7 @@ class TransformerEncoderLayer(Layer):
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         # the children's, with the attention's dropout, and the masks of the three dropouts on the
         # attention's output, the feed-forward's hidden activation and its output
-        children = self.children(x)
-        attn, _ = children["self_attn"]
-        attn.dropout = self.dropout  # type: ignore[attr-defined]
-        saved = [s for layer, shape in children.values()
+        saved = [s for layer, shape in self.children(x).values()
                  for s in layer.saved_for_backward(shape, layer.output_shape(shape), flash)]
         if self.dropout > 0:
             hidden = (*x[:-1], self.dim_feedforward)

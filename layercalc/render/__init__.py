@@ -42,7 +42,8 @@ def _text(renderer: str) -> dict[str, str]:
 
 # view -> format -> "module.function" in this package, a Renderer
 RENDERERS: dict[str, dict[str, str]] = {
-    "layers": {"table": "table.write_layers", "json": "machine.write_layers", **_text("machine.write_layers")},
+    "layers": {"table": "table.write_layers", "json": "machine.write_layers", **_text("machine.write_layers"),
+               "html": "html.write_layers"},
     "types": {"table": "types.write_by_type", "json": "machine.write_json", **_text("machine.write_by_type")},
     "compare": {"table": "table.write_compare", "json": "machine.write_json", **_text("machine.write_compare")},
     "catalog": {"table": "table.write_catalog", "json": "machine.write_json", **_text("machine.write_catalog")},
@@ -57,7 +58,6 @@ RENDERERS: dict[str, dict[str, str]] = {
     "gpus": {"table": "plans.write_gpus", "json": "machine.write_json_unicode", **_text("plans.write_gpus")},
     "sweep": {"table": "plot.write_sweep", "json": "machine.write_json", **_text("plot.write_sweep")},
 }
-RENDERERS["layers"]["html"] = "html.write_layers"
 VIEW_NAMES = {"types": "--by-type", "compare": "--compare", "catalog": "the layer catalog", "type": "a layer type",
               "checks": "verify", "search": "--search", "gpus": "the GPU presets", "sweep": "--sweep"}
 
