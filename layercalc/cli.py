@@ -17,7 +17,7 @@ import typer
 
 from . import __version__, api
 from .errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError
-from .layers.peers import CONVENTIONS
+from .layers.peers import CHOICES, CONVENTIONS
 from .conventions import DEFAULT_OPTIMIZER, OPTIMIZER_STATES
 from .options import OPTIMIZERS, check_kconv_options, check_report_options, check_verify_options, flag
 from .render import FORMATS, Page, write
@@ -111,7 +111,7 @@ def _page(fmt: Format | None, **fields: Any) -> Page:
     return Page(_format(fmt), sys.stdout, err=sys.stderr, **fields)
 
 
-Convention = Enum("Convention", {c: c for c in CONVENTIONS}, type=str)  # type: ignore[misc]
+Convention = Enum("Convention", {c: c for c in CHOICES}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {p: p for p in ("float64", "float32")}, type=str)  # type: ignore[misc]
 Optimizer = Enum("Optimizer", {o: o for o in OPTIMIZERS}, type=str)  # type: ignore[misc]
 
@@ -146,7 +146,8 @@ def _calculating(command: str, doc: str) -> None:
         ] = False,
         convention: Annotated[
             Convention,
-            typer.Option("--convention", metavar="TOOL", help=f"Count as this tool does: {', '.join(CONVENTIONS)}."),
+            typer.Option("--convention", metavar="TOOL", help=f"Count as this tool does: {', '.join(CONVENTIONS)};"
+                         " or causal: masked attention products over the pairs the mask keeps."),
         ] = Convention.layercalc,  # type: ignore[attr-defined]
         compare: Annotated[bool, typer.Option("--compare", help="Every convention side by side, by category.")] = False,
         training: Annotated[
@@ -405,6 +406,7 @@ def serve_command(
     gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
     bandwidth: Annotated[Optional[float], typer.Option("--bandwidth", metavar="GB/S", help="Memory bandwidth in GB/s (overrides the preset).")] = None,
     answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(SERVE_ANSWERS)}.")] = None,
+    convention: Annotated[str, typer.Option("--convention", metavar="NAME", help="The prefill's count: layercalc (the full T×T) or causal (the pairs the mask keeps).")] = "layercalc",
     format: FormatOpt = None,
 ) -> None:
     """What serving a decoder costs: weights and KV-cache memory, prefill and decode, roofline time bounds."""
@@ -413,7 +415,7 @@ def serve_command(
     _check_answer(answer, SERVE_ANSWERS, config)
     data = serve(config, gpu=gpu, gpus=gpus, tp=tp, weights_dtype=weights_dtype, kv_dtype=kv_dtype, prompt=prompt,
                  generate=generate, batch=batch, group_size=group_size, peak_tflops=peak_tflops,
-                 gpu_memory=gpu_memory, bandwidth=bandwidth)
+                 gpu_memory=gpu_memory, bandwidth=bandwidth, convention=convention)
     if answer is not None:
         _print_answer(data, SERVE_ANSWERS, answer, "a device: give --gpu NAME (see 'layercalc gpus')")
         return

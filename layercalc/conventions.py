@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .analysis import Entry, Execution, Report
-from .layers.peers import CATEGORIES, CONVENTIONS, tally
+from .layers.peers import CATEGORIES, CHOICES, CONVENTIONS, tally
 
 # Every optimizer layercalc knows, by name, with its state tensors per parameter: the one list the
 # API, the CLI and the training cost read.
@@ -52,7 +52,7 @@ class Costing:
     """MACs of every row (its subtree) and of the network under one convention."""
 
     def __init__(self, report: Report, convention: str) -> None:
-        if convention not in CONVENTIONS:
+        if convention not in CHOICES:
             raise ValueError(convention)
         self.report, self.convention = report, convention
         self.batch = report.network.batch
@@ -90,7 +90,8 @@ def compare(report: Report) -> dict[str, Any]:
     """
     buckets: dict[str, dict[str, list[Any]]] = {}
     for category, convention, value in leaf_values(report):
-        buckets.setdefault(category, {c: [] for c in CONVENTIONS})[convention].append(value)
+        if convention in CONVENTIONS:  # the tools and layercalc's own; a variant is asked for by name
+            buckets.setdefault(category, {c: [] for c in CONVENTIONS})[convention].append(value)
     batch = report.network.batch
     order = [c for c in CATEGORIES if c in buckets] + [c for c in buckets if c not in CATEGORIES]
     rows = [{"category": cat, **{c: tally(buckets[cat][c], c, batch) for c in CONVENTIONS}} for cat in order]

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from .config import suggest
 from .conventions import OPTIMIZER_STATES
 from .errors import UsageError
-from .layers.peers import CONVENTIONS, TRAINING_CONVENTIONS
+from .layers.peers import CHOICES, TRAINING_CONVENTIONS
 from .render import FORMATS
 from .render.columns import DEFAULTS, parse_columns
 
@@ -64,7 +64,7 @@ def check_report_options(
 
 def _check_names(spell: Spelling, command: str, convention: str, optimizer: str | None, format: str | None) -> None:
     """A view, convention, optimizer and format layercalc knows (the command line's choices are these)."""
-    for option, value, known in (("command", command, DEFAULTS), ("convention", convention, CONVENTIONS),
+    for option, value, known in (("command", command, DEFAULTS), ("convention", convention, CHOICES),
                                  ("optimizer", optimizer, OPTIMIZERS), ("format", format, FORMATS)):
         if value is not None and value not in known:
             raise UsageError(f"unknown {spell(option)} {value!r}{suggest(value, known)}")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import io
 from pathlib import Path
@@ -58,6 +59,18 @@ CASES = [
         {"attention": {"num_heads": 32, "num_kv_heads": 8, "rope": True, "rope_theta": 500000.0}},
         (1, 16, 4096), (1, 16, 4096), 41_943_040, 0, 671_088_640 + 2_097_152,
     ),
+    # biases on some projections: E 8, h 2, kv 1, d 4 (q and o 8 wide, k and v 4 wide), N 1, T 3;
+    # weights 64 + 32 + 32 + 64 = 192; macs 3·192 = 576 + 2·1·2·3·3·4 = 144 (biases add no MACs)
+    # Qwen2's [q, k, v]: 192 + 8 + 4 + 4 = 208
+    ({"attention": {"num_heads": 2, "num_kv_heads": 1, "bias": ["q", "k", "v"]}}, (1, 3, 8), (1, 3, 8), 208, 0, 720),
+    # Whisper's [q, v, o]: 192 + 8 + 4 + 8 = 212
+    ({"attention": {"num_heads": 2, "num_kv_heads": 1, "bias": ["q", "v", "o"]}}, (1, 3, 8), (1, 3, 8), 212, 0, 720),
+    # partial rotary changes the function, not the counts: E 16, h 2 (d 8, 4 dims rotated), T 6;
+    # params 4·16·16 = 1024; macs 6·1024 = 6144 + 2·2·36·8 = 1152
+    ({"attention": {"num_heads": 2, "rope": True, "partial_rotary_factor": 0.5}}, (1, 6, 16), (1, 6, 16), 1024, 0, 7296),
+    # a sliding window masks, it does not skip: E 8, h 2, d 4, N 2, T 5, W 3: 256 params;
+    # macs 2·5·256 = 2560 + 2·2·2·25·4 = 800
+    ({"attention": {"num_heads": 2, "sliding_window": 3}}, (2, 5, 8), (2, 5, 8), 256, 0, 3360),
     # encoder layer E 8, 2 heads, ff 16: attention 288 + linear1 8·16+16 = 144 + linear2 16·8+8 = 136
     # + 2 layernorms 2·16 = 32 -> 600; macs 3360 + 2·(N·T·8·16 = 1280) = 5920
     ({"transformerencoderlayer": {"nhead": 2, "dim_feedforward": 16, "dropout": 0.0}}, (2, 5, 8), (2, 5, 8), 600, 0, 5920),
@@ -122,6 +135,15 @@ def test_kv_cache_in_footer_and_json(cli, write) -> None:
         ("attention: {num_heads: 4, num_kv_heads: 3}", "num_kv_heads 3 does not divide num_heads 4"),
         ("transformerencoderlayer: {nhead: 5}", "num_heads 5 does not divide the embedding width 8"),
         ("attention: {num_heads: 2, head_dim: 3, rope: true}", "head_dim 3 is odd"),
+        ("attention: {num_heads: 2, bias: [q, x]}", "projections among q, k, v, o, not 'x'"),
+        ("attention: {num_heads: 2, bias: [q, k, q]}", "projection q is listed twice"),
+        ("attention: {num_heads: 2, bias: []}", "expected true, false or a list of the projections"),
+        ("multiheadattention: {num_heads: 2, bias: [q, k, v]}", "expected true or false"),
+        ("attention: {num_heads: 2, partial_rotary_factor: 0.5}", "partial_rotary_factor 0.5 needs rope: true"),
+        ("attention: {num_heads: 2, rope: true, partial_rotary_factor: 0.25}",
+         "int(head_dim 4 · partial_rotary_factor 0.25) = 1 is odd"),
+        ("attention: {num_heads: 2, causal: false, sliding_window: 3}", "sliding_window 3 needs causal: true"),
+        ("attention: {num_heads: 2, sliding_window: 0}", "expected an integer >= 1"),
     ],
 )
 def test_bad_head_counts(cli, write, layer: str, message: str) -> None:
@@ -150,6 +172,7 @@ def test_wrong_attention_backward_is_caught_and_named(cli, write, impl: str) -> 
 def test_correct_attention_passes_verify(cli, write) -> None:
     config = ("input: [6, 8]\nbatch: 2\nlayers:\n"
               "  - attention: {num_heads: 4, num_kv_heads: 2, rope: true, bias: true}\n"
+              "  - attention: {num_heads: 2, bias: [q, v, o]}\n"
               "  - multiheadattention: {num_heads: 2, causal: true}\n"
               "  - transformerencoderlayer: {nhead: 2, dim_feedforward: 12, activation: gelu, norm_first: true}\n"
               "  - transformerencoderlayer: {nhead: 2, dim_feedforward: 12, causal: true, bias: false}\n")
@@ -183,7 +206,8 @@ def test_forward_and_backward_match_torch(entry: object, x_shape: tuple[int, ...
     (kind, args), = entry.items()  # type: ignore[union-attr]
     args = {**args, "dropout": 0.0} if kind == "transformerencoderlayer" else args
     check({kind: args}, x_shape)
-    check({kind: {**args, "causal": not args.get("causal", kind == "attention")}}, x_shape)
+    if "sliding_window" not in args:  # a window is only causal
+        check({kind: {**args, "causal": not args.get("causal", kind == "attention")}}, x_shape)
 
 
 @st.composite
@@ -202,8 +226,13 @@ def sequence_config(draw: Any) -> dict[str, Any]:
             kv = draw(st.sampled_from([k for k in range(1, h + 1) if h % k == 0]))
             head_dim = draw(st.sampled_from([None, 2, 4]))
             rope = draw(st.booleans()) and (head_dim or e // h) % 2 == 0
+            factor = draw(st.sampled_from([1.0, 0.5])) if rope and (head_dim or e // h) % 4 == 0 else 1.0
+            window = draw(st.sampled_from([None, 1, 2, 4])) if causal else None
+            bias = draw(st.one_of(st.booleans(), st.lists(st.sampled_from("qkvo"), min_size=1, max_size=4,
+                                                           unique=True)))
             layers.append({"attention": {"num_heads": h, "num_kv_heads": kv, "head_dim": head_dim,
-                                         "bias": draw(st.booleans()), "causal": causal, "rope": rope}})
+                                         "bias": bias, "causal": causal, "rope": rope,
+                                         "partial_rotary_factor": factor, "sliding_window": window}})
         elif kind == "encoder":
             layers.append({"transformerencoderlayer": {
                 "nhead": h, "dim_feedforward": draw(st.integers(1, 12)), "bias": draw(st.booleans()),
@@ -267,6 +296,9 @@ FIXED = [  # each fast-path condition on and off
     {"input": [6, 16], "batch": 2, "layers": [
         {"attention": {"num_heads": 4, "num_kv_heads": 2, "rope": True, "bias": True}}, "layernorm",
         {"attention": {"num_heads": 2, "head_dim": 6, "causal": False}}]},
+    {"input": [5, 8], "batch": 2, "layers": [{"attention": {"num_heads": 2, "num_kv_heads": 1, "bias": ["q", "v", "o"]}}]},
+    {"input": [5, 8], "batch": 2, "layers": [{"attention": {"num_heads": 2, "rope": True, "partial_rotary_factor": 0.5,
+                                                            "sliding_window": 2}}]},
 ]
 
 
@@ -324,3 +356,107 @@ def test_encoder_layer_norms_use_its_eps() -> None:
     layer = REGISTRY["transformerencoderlayer"](d_model=8, nhead=2, dim_feedforward=16, layer_norm_eps=0.25)
     kids = layer.children((1, 3, 8))
     assert [kids[n][0].eps for n in ("norm1", "norm2")] == [0.25, 0.25]
+
+
+# -- partial rotary, sliding window, the causal convention ----------------------------------------
+
+
+def test_partial_rotary_matches_gpt_neox_attention() -> None:
+    """transformers' GPTNeoXAttention (rotary_pct 0.25: 4 of 16 dims rotated) with its packed
+    query_key_value weights split per head into q, k and v: the same output as the NumPy forward."""
+    torch = _torch()
+    np = pytest.importorskip("numpy")
+    neox = pytest.importorskip("transformers.models.gpt_neox.modeling_gpt_neox")
+    from transformers import GPTNeoXConfig
+
+    from layercalc.layers import REGISTRY
+
+    e, h, length = 32, 2, 5
+    d = e // h
+    config = GPTNeoXConfig(hidden_size=e, num_attention_heads=h, rotary_pct=0.25, rotary_emb_base=100.0,
+                           attention_bias=True)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    attention = neox.GPTNeoXAttention(config, 0).double().eval()
+    x = torch.randn(2, length, e, dtype=torch.float64)
+    cos, sin = neox.GPTNeoXRotaryEmbedding(config)(x, torch.arange(length)[None])
+    mask = torch.triu(torch.full((length, length), float("-inf"), dtype=torch.float64), 1)[None, None]
+    with torch.no_grad():
+        truth = attention(x, mask, position_embeddings=(cos.double(), sin.double()))[0].numpy()
+    packed = attention.query_key_value.weight.detach().view(h, 3 * d, e)  # per head: q, k, v rows
+    packed_bias = attention.query_key_value.bias.detach().view(h, 3 * d)
+    params = {"o_proj.weight": attention.dense.weight.detach().numpy(), "o_proj.bias": attention.dense.bias.detach().numpy()}
+    for i, name in enumerate("qkv"):
+        params[f"{name}_proj.weight"] = packed[:, i * d:(i + 1) * d].reshape(h * d, e).numpy()
+        params[f"{name}_proj.bias"] = packed_bias[:, i * d:(i + 1) * d].reshape(h * d).numpy()
+    ours = REGISTRY["attention"](num_heads=h, bias=True, rope=True, rope_theta=100.0, partial_rotary_factor=0.25)
+    # transformers computes the rotary tables in float32: agreement to float32's precision
+    np.testing.assert_allclose(ours.forward(x.numpy(), params)[0], truth, rtol=1e-5, atol=1e-6)
+
+
+def test_window_mask_is_transformers_sliding_window() -> None:
+    """The oracle's window mask is transformers' sliding_window_causal_mask_function: the last W
+    positions, the query's own included (T 6, W 3)."""
+    _torch()
+    masking = pytest.importorskip("transformers.masking_utils")
+    from layercalc.layers import REGISTRY
+
+    allowed = masking.sliding_window_causal_mask_function(3)
+    torch = _torch()
+    truth = [[bool(allowed(0, 0, torch.tensor(i), torch.tensor(j))) for j in range(6)] for i in range(6)]
+    assert _models().window_mask(6, 3).tolist() == truth
+    # and the NumPy forward hides exactly the keys transformers does
+    hidden = REGISTRY["attention"](num_heads=1, sliding_window=3).hidden(6)
+    assert (~hidden).tolist() == truth
+
+
+def test_sliding_window_caps_the_kv_cache() -> None:
+    """A window of W keeps min(T, W) positions: 2 (k, v) · kv 2 · d 4 · N 1 · 2 bytes · positions."""
+    def cache(length: int, window: Any) -> int:
+        config = {"input": [length, 8], "dtype": "float16",
+                  "layers": [{"attention": {"num_heads": 2, "sliding_window": window}}]}
+        return analyse(config).total["kv_cache_bytes"]
+
+    assert cache(5, 3) == 2 * 2 * 4 * 2 * 3
+    assert cache(5, 8) == cache(5, None) == 2 * 2 * 4 * 2 * 5
+
+
+@pytest.mark.parametrize("entry, x, macs", [
+    # T 4, W 2: query i sees min(i, 2) keys: 1 + 2 + 2 + 2 = 7 pairs; E 8, h 2, d 4:
+    # projections 4·(4·64) = 1024, q·kᵀ and A·v 2·h·pairs·d = 2·2·7·4 = 112
+    ({"attention": {"num_heads": 2, "sliding_window": 2}}, (1, 4, 8), 1024 + 112),
+    # causal, no window: T(T+1)/2 = 10 pairs: 2·2·10·4 = 160
+    ({"attention": {"num_heads": 2}}, (1, 4, 8), 1024 + 160),
+    # a window wider than T is the triangle
+    ({"attention": {"num_heads": 2, "sliding_window": 9}}, (1, 4, 8), 1024 + 160),
+    # not causal: every pair, 16 (as the default convention): 2·2·16·4 = 256
+    ({"attention": {"num_heads": 2, "causal": False}}, (1, 4, 8), 1024 + 256),
+    ({"multiheadattention": {"num_heads": 2}}, (1, 4, 8), 1024 + 256),
+    # causal nn.MultiheadAttention, N 3: 3·1024 + 3·160
+    ({"multiheadattention": {"num_heads": 2, "causal": True}}, (3, 4, 8), 3 * (1024 + 160)),
+    # an encoder layer's attention as multiheadattention, + linear1 and linear2 2·4·8·16 = 1024
+    ({"transformerencoderlayer": {"nhead": 2, "dim_feedforward": 16, "causal": True}}, (1, 4, 8), 1024 + 160 + 1024),
+])
+def test_causal_convention_by_hand(entry: Any, x: tuple[int, ...], macs: int) -> None:
+    config = {"input": list(x[1:]), "batch": x[0], "layers": [entry]}
+    assert Costing(analyse(config), "causal").total() == macs
+
+
+def test_causal_convention_on_the_command_line(cli, write) -> None:
+    # Mistral-shaped: T 4, W 2 (7 pairs), then a linear; E 8, h 2, d 4
+    path = write("win.yaml", "input: [4, 8]\nlayers:\n  - attention: {num_heads: 2, sliding_window: 2}\n"
+                             "  - linear: {out_features: 8}\n")
+    assert cli("flops", path, "--total", "--macs", "--convention", "causal").out == f"{1024 + 112 + 4 * 64}\n"
+    assert cli("flops", path, "--total", "--macs").out == f"{1024 + 256 + 4 * 64}\n"
+    # backward: q, k, v and o weight gradients 4·4·64 = 1024 (no dL/dx of the first layer's input),
+    # o's dL/d(its input) 256, the products' gradients twice the forward's 112; the linear's dL/dW 256
+    # and dL/dx 256
+    data = json.loads(cli("flops", path, "--convention", "causal", "--training", "-f", "json").out)
+    assert data["training"]["backward_macs"] == 1024 + 256 + 2 * 112 + 2 * 4 * 64
+
+
+def test_causal_convention_leaves_shipped_configs_without_causal_attention_alone() -> None:
+    root = Path(__file__).resolve().parent.parent / "configs"
+    for name in ("resnet18", "bert_base", "vit_b_16", "lstm_lm"):
+        report = analyse(str(root / f"{name}.yaml"))
+        assert Costing(report, "causal").total() == report.total["macs"], name

@@ -75,14 +75,23 @@ class MultiheadSelfAttention(nn.Module):
         return self.mha(x, x, x, attn_mask=mask, is_causal=self.causal, need_weights=False)[0]
 
 
-def rotary(t: torch.Tensor, theta: float) -> torch.Tensor:
-    """Hugging Face Llama's rotary embedding of (N, h, T, d): t·cos + rotate_half(t)·sin."""
-    length, d = t.shape[-2], t.shape[-1]
+def rotary(t: torch.Tensor, theta: float, factor: float = 1.0) -> torch.Tensor:
+    """Hugging Face's rotary embedding of (N, h, T, d) on its first int(d·factor) dims (GPT-NeoX's
+    apply_rotary_pos_emb with rotary_ndims): t·cos + rotate_half(t)·sin there, the rest passed on."""
+    length, d = t.shape[-2], int(t.shape[-1] * factor)
     inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.int64).to(t.dtype) / d))
     freqs = torch.outer(torch.arange(length, dtype=t.dtype), inv_freq)
     emb = torch.cat([freqs, freqs], dim=-1)
-    half = d // 2
-    return t * emb.cos() + torch.cat([-t[..., half:], t[..., :half]], dim=-1) * emb.sin()
+    half, rot = d // 2, t[..., :d]
+    rotated = rot * emb.cos() + torch.cat([-rot[..., half:], rot[..., :half]], dim=-1) * emb.sin()
+    return torch.cat([rotated, t[..., d:]], dim=-1)
+
+
+def window_mask(length: int, window: int) -> torch.Tensor:
+    """Mistral's sliding-window causal mask as transformers' masking_utils writes it: query i sees key
+    j when j <= i and j > i - window (True = attend)."""
+    i, j = torch.arange(length)[:, None], torch.arange(length)[None, :]
+    return (j <= i) & (j > i - window)
 
 
 class LlamaStyleAttention(nn.Module):
@@ -90,15 +99,19 @@ class LlamaStyleAttention(nn.Module):
     attention, rotary embeddings and F.scaled_dot_product_attention."""
 
     def __init__(self, e: int, num_heads: int, num_kv_heads: int | None = None, head_dim: int | None = None,
-                 bias: bool = False, causal: bool = True, rope: bool = False, rope_theta: float = 10000.0) -> None:
+                 bias: bool | list[str] = False, causal: bool = True, rope: bool = False,
+                 rope_theta: float = 10000.0, partial_rotary_factor: float = 1.0,
+                 sliding_window: int | None = None) -> None:
         super().__init__()
         self.h, self.kv = num_heads, num_kv_heads or num_heads
         self.d = head_dim or e // num_heads
         self.causal, self.rope, self.theta = causal, rope, rope_theta
-        self.q_proj = nn.Linear(e, self.h * self.d, bias=bias)
-        self.k_proj = nn.Linear(e, self.kv * self.d, bias=bias)
-        self.v_proj = nn.Linear(e, self.kv * self.d, bias=bias)
-        self.o_proj = nn.Linear(self.h * self.d, e, bias=bias)
+        self.factor, self.window = partial_rotary_factor, sliding_window
+        has = (lambda p: bias) if isinstance(bias, bool) else (lambda p: p in bias)  # noqa: E731
+        self.q_proj = nn.Linear(e, self.h * self.d, bias=has("q"))
+        self.k_proj = nn.Linear(e, self.kv * self.d, bias=has("k"))
+        self.v_proj = nn.Linear(e, self.kv * self.d, bias=has("v"))
+        self.o_proj = nn.Linear(self.h * self.d, e, bias=has("o"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, _ = x.shape
@@ -106,10 +119,13 @@ class LlamaStyleAttention(nn.Module):
         k = self.k_proj(x).view(n, length, self.kv, self.d).transpose(1, 2)
         v = self.v_proj(x).view(n, length, self.kv, self.d).transpose(1, 2)
         if self.rope:
-            q, k = rotary(q, self.theta), rotary(k, self.theta)
+            q, k = rotary(q, self.theta, self.factor), rotary(k, self.theta, self.factor)
         k = k.repeat_interleave(self.h // self.kv, dim=1)  # repeat_kv
         v = v.repeat_interleave(self.h // self.kv, dim=1)
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        if self.window is not None:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=window_mask(length, self.window))
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.o_proj(o.transpose(1, 2).reshape(n, length, self.h * self.d))
 
 

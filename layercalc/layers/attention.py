@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import ShapeError
+from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .activation import GELU, ReLU
-from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Saved, Shape, fmt_shape, numel, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Saved, Shape, _bad, fmt_shape, numel, register
 from .linear import Linear
 from .norm import LayerNorm
 from .cost import CostModel
@@ -35,14 +35,28 @@ class _Attends(Layer):
 
     causal: bool
 
+    def window(self) -> int | None:
+        """How many of the latest positions (itself included) a query sees; None: all (or all past ones)."""
+        return None
+
+    def hidden(self, length: int) -> Any:
+        """(T, T) bool, True where query i may not see key j: the future when causal (j > i), and keys
+        the sliding window has passed (i - j >= W); None when every query sees every key."""
+        w = self.window()
+        if not self.causal and w is None:
+            return None
+        i, j = np.arange(length)[:, None], np.arange(length)[None, :]
+        out = j > i if self.causal else np.zeros((length, length), dtype=bool)
+        return out | (i - j >= w) if w is not None else out
+
     def attend(self, q: Any, k: Any, v: Any) -> tuple[Any, Any]:
         """o = softmax(q kᵀ/√d + mask) v for (N, h, T, d) arrays; returns (o, cache)."""
         scale = 1.0 / math.sqrt(q.shape[-1])
         s = (q @ k.swapaxes(-1, -2)) * scale  # (N, h, T, T): query rows, key columns
         masked = s
-        if self.causal:  # key j > query i is the future: weight exactly 0
-            future = np.triu(np.ones(s.shape[-2:], dtype=bool), k=1)
-            masked = np.where(future, -np.inf, s)
+        hidden = self.hidden(s.shape[-1])
+        if hidden is not None:  # a hidden key gets weight exactly 0
+            masked = np.where(hidden, -np.inf, s)
         e = np.exp(masked - masked.max(axis=-1, keepdims=True))
         a = e / e.sum(axis=-1, keepdims=True)
         return a @ v, (q, k, v, s, a, scale)
@@ -59,14 +73,22 @@ class _Attends(Layer):
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         # a decoder generating token by token keeps every past key and value
+        # (a sliding window keeps only the last W)
         if not self.causal:
             return {}
         kv, d = self.kv_layout(x)
-        return {"k": (x[0], kv, x[1], d), "v": (x[0], kv, x[1], d)}
+        length = x[1] if self.window() is None else min(x[1], self.window())
+        return {"k": (x[0], kv, length, d), "v": (x[0], kv, length, d)}
 
     def kv_layout(self, x: Shape) -> tuple[int, int]:
         """(key/value heads, head_dim) for input x."""
         raise NotImplementedError
+
+    def causal_core(self, x: Shape) -> int:
+        """q kᵀ and A v over the pairs the mask leaves (Megatron-LM's and FlashAttention's count):
+        2·N·h·pairs·d."""
+        pairs = visible_pairs(x[1], self.causal, self.window())
+        return 2 * x[0] * self.num_heads * pairs * self.kv_layout(x)[1]  # type: ignore[attr-defined]
 
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         # the projections' input; q, k, v; the softmax of the scores (and, with dropout on them, its
@@ -108,6 +130,16 @@ def _merge(t: Any) -> Any:
 def _core_macs(n: int, h: int, length: int, d: int) -> int:
     """q kᵀ and A v: each N·h·T·T·d."""
     return 2 * n * h * length * length * d
+
+
+def visible_pairs(length: int, causal: bool, window: int | None) -> int:
+    """The (query, key) pairs a mask leaves: T·T; T(T+1)/2 when causal; Σ_i min(i, W) over
+    positions i = 1..T with a sliding window of W (itself included)."""
+    if not causal:
+        return length * length
+    if window is None or window >= length:
+        return length * (length + 1) // 2
+    return window * (window + 1) // 2 + (length - window) * window
 
 
 # -- multiheadattention ---------------------------------------------------------------------------
@@ -197,7 +229,7 @@ class MultiheadAttention(_Attends):
         # thop and torchinfo have no rule for it (and its out_proj runs as a function, not a module)
         return [
             row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(proj, 0)),
-            row(ATTN, layercalc=core, ptflops=(ptf_attn, 0)),
+            row(ATTN, layercalc=core, ptflops=(ptf_attn, 0), causal=self.causal_core(x)),
             row(BIAS, ptflops=(ptf_bias, 0)),
         ]
 
@@ -207,7 +239,8 @@ class MultiheadAttention(_Attends):
         # products: dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do, twice the forward's two products
         in_proj, out_proj = 3 * n * length * e * e, n * length * e * e
         core = 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
-        return _projection_grads(in_proj, out_proj, input_grad) + [Grad(core, weight=False, kernel=SDPA)]
+        return _projection_grads(in_proj, out_proj, input_grad) + [
+            Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h = self.num_heads
@@ -271,6 +304,40 @@ def rotate_half_transposed(t: Any) -> Any:
     return np.concatenate([t[..., half:], -t[..., :half]], axis=-1)
 
 
+PROJECTIONS = ("q", "k", "v", "o")
+
+
+class Projections:
+    """true, false, or the list of projections (q, k, v, o) that have a bias, each at most once."""
+
+    def __call__(self, v: Any) -> bool | tuple[str, ...]:
+        if isinstance(v, bool):
+            return v
+        if not isinstance(v, list) or not v or not all(isinstance(p, str) for p in v):
+            raise _bad("expected true, false or a list of the projections q, k, v, o", v)
+        unknown = [p for p in v if p not in PROJECTIONS]
+        if unknown:
+            raise _bad(f"expected projections among q, k, v, o, not {unknown[0]!r}", v)
+        if len(set(v)) != len(v):
+            twice = next(p for p in v if v.count(p) > 1)
+            raise SchemaError(f"projection {twice!r} is listed twice in {v}".replace("'", ""), value=v)
+        return tuple(v)
+
+
+def _rotate(t: Any, cos: Any, sin: Any) -> Any:
+    """Rope on the first r = cos.shape[-1] dims of (N, h, T, d): t·cos + rotate_half(t)·sin; the rest pass."""
+    r = cos.shape[-1]
+    rot = t[..., :r]
+    return np.concatenate([rot * cos + rotate_half(rot) * sin, t[..., r:]], axis=-1)
+
+
+def _rotate_backward(dy: Any, cos: Any, sin: Any) -> Any:
+    """_rotate's input gradient: y = t·cos + R t·sin  =>  dt = dy·cos + Rᵀ(dy·sin) on the rotated dims."""
+    r = cos.shape[-1]
+    rot = dy[..., :r]
+    return np.concatenate([rot * cos + rotate_half_transposed(rot * sin), dy[..., r:]], axis=-1)
+
+
 @register
 class Attention(_Attends):
     type_name = "attention"
@@ -279,33 +346,53 @@ class Attention(_Attends):
         Arg("num_heads", Int()),
         Arg("num_kv_heads", Opt(Int()), None, "= num_heads; fewer = grouped-query attention"),
         Arg("head_dim", Opt(Int()), None, "= E / num_heads"),
-        Arg("bias", Bool(), False, "on q, k, v and o"),
+        Arg("bias", Projections(), False, "on q, k, v and o, or a list of those that have one: [q, k, v] (Qwen2)"),
         Arg("causal", Bool(), True),
         Arg("rope", Bool(), False, "rotary position embedding of q and k"),
         Arg("rope_theta", Float(low=1.0), 10000.0),
+        Arg("partial_rotary_factor", Float(low=0.0, high=1.0), 1.0,
+            "the fraction of head_dim rope rotates (the first int(d·factor) dims; GPT-NeoX 0.25)"),
+        Arg("sliding_window", Opt(Int()), None, "each position attends to the last W positions, itself included"),
     )
     shape_rule = ("unchanged: (N, T, E); d = head_dim, or E / num_heads (num_heads divides E); kv = num_kv_heads"
-                  " (null = num_heads) divides num_heads; d even with rope")
+                  " (null = num_heads) divides num_heads; rope rotates int(d·partial_rotary_factor) dims, an even"
+                  " number; sliding_window only with causal")
     params_rule = ("q_proj.weight E·h·d, k_proj.weight and v_proj.weight E·kv·d each, o_proj.weight h·d·E, + biases h·d,"
-                   " kv·d, kv·d and E if bias; h = num_heads")
-    buffers_rule = "none (rope's inverse frequencies are not state here); with causal, a KV cache 2·N·kv·T·d is reported apart"
+                   " kv·d, kv·d and E if bias (those listed, if a list); h = num_heads")
+    buffers_rule = ("none (rope's inverse frequencies are not state here); with causal, a KV cache 2·N·kv·T·d is"
+                    " reported apart, T capped at sliding_window")
     macs_rule = ("N·T·(E·h·d + 2·E·kv·d + h·d·E) (the four projections) + 2·N·h·T·T·d (q·kᵀ and A·v: grouped-query"
-                 " heads repeat k and v); causal masks half of the products but the count is the full one")
+                 " heads repeat k and v); causal and sliding_window mask products but the count is the full one"
+                 " (under --convention causal, only the pairs the mask leaves)")
     peer_rules = rules(
         torch="the projections N·T·(E·h·d + 2·E·kv·d + h·d·E); the attention products, rope and repeat_kv not counted",
         fvcore="as torch", thop="as torch",
-        ptflops="as torch, + N·T·(h·d + 2·kv·d + E) for the biases if bias",
-        torchinfo="N·(E·h·d + 2·E·kv·d + h·d·E) (params × output.shape[0]: T is lost), + N·(h·d + 2·kv·d + E) if bias",
+        ptflops="as torch, + N·T·(h·d + 2·kv·d + E) for the biases (the biased projections' widths)",
+        torchinfo=("N·(E·h·d + 2·E·kv·d + h·d·E) (params × output.shape[0]: T is lost), + N·(h·d + 2·kv·d + E)"
+                   " for the biases (the biased projections' widths)"),
     )
-    inert_args = ("rope_theta",)
+    inert_args = ("rope_theta", "partial_rotary_factor")
     example = ([4, 8], {"num_heads": 2})
 
     num_heads: int
     num_kv_heads: int | None
     head_dim: int | None
-    bias: bool
+    bias: bool | tuple[str, ...]
     rope: bool
     rope_theta: float
+    partial_rotary_factor: float
+    sliding_window: int | None
+
+    def window(self) -> int | None:
+        return self.sliding_window
+
+    def rotary_dims(self, x: Shape) -> int:
+        """How many leading dims of each head rope rotates: int(d·partial_rotary_factor), as Hugging Face."""
+        return int(self.dim(x) * self.partial_rotary_factor)
+
+    def biased(self, projection: str) -> bool:
+        """Whether the projection ("q_proj", ...) has a bias."""
+        return self.bias is True or (isinstance(self.bias, tuple) and projection[0] in self.bias)
 
     @property
     def kv_heads(self) -> int:
@@ -324,8 +411,17 @@ class Attention(_Attends):
         if self.num_heads % self.kv_heads:
             raise ShapeError(f"num_kv_heads {self.kv_heads} does not divide num_heads {self.num_heads}",
                              value=self.kv_heads)
-        if self.rope and self.dim(x) % 2:
-            raise ShapeError(f"rope rotates pairs of dims: head_dim {self.dim(x)} is odd", value=self.dim(x))
+        if self.rope and self.rotary_dims(x) % 2:
+            what = (f"head_dim {self.dim(x)}" if self.partial_rotary_factor == 1.0 else
+                    f"int(head_dim {self.dim(x)} · partial_rotary_factor {self.partial_rotary_factor:g}) = "
+                    f"{self.rotary_dims(x)}")
+            raise ShapeError(f"rope rotates pairs of dims: {what} is odd", value=self.dim(x))
+        if not self.rope and self.partial_rotary_factor != 1.0:
+            raise ShapeError(f"partial_rotary_factor {self.partial_rotary_factor:g} needs rope: true",
+                             value=self.partial_rotary_factor)
+        if self.sliding_window is not None and not self.causal:
+            raise ShapeError(f"sliding_window {self.sliding_window} needs causal: true (it keeps the last W positions)",
+                             value=self.sliding_window)
         return x
 
     def kv_layout(self, x: Shape) -> tuple[int, int]:
@@ -340,7 +436,7 @@ class Attention(_Attends):
         shapes: dict[str, Shape] = {}
         for name, (fan_in, out) in self._projections(x).items():
             shapes[f"{name}.weight"] = (out, fan_in)
-            if self.bias:
+            if self.biased(name):
                 shapes[f"{name}.bias"] = (out,)
         return shapes
 
@@ -355,16 +451,15 @@ class Attention(_Attends):
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length = x[0], x[1]
         proj = self.projection_macs(x)
-        outs = sum(o for _, o in self._projections(x).values())
+        outs = sum(o for name, (_, o) in self._projections(x).items() if self.biased(name))
         weights = sum(i * o for i, o in self._projections(x).values())
         # four nn.Linear modules, each counted as the tools count linear layers; torchinfo charges
         # params × batch (the sequence length is lost); nobody sees scaled_dot_product_attention's
         # CPU kernel, rope's elementwise products or repeat_kv's copies
-        bias = n * length * outs if self.bias else 0
         return [
             row(CONV, layercalc=proj, torch=proj, fvcore=proj, thop=proj, ptflops=(proj, 0), torchinfo=n * weights),
-            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x))),
-            row(BIAS, ptflops=(bias, 0), torchinfo=n * outs if self.bias else 0),
+            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x)), causal=self.causal_core(x)),
+            row(BIAS, ptflops=(n * length * outs, 0), torchinfo=n * outs),
         ]
 
     def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
@@ -373,26 +468,28 @@ class Attention(_Attends):
         qkv = n * length * sum(i * o for name, (i, o) in p.items() if name != "o_proj")
         o_proj = n * length * p["o_proj"][0] * p["o_proj"][1]
         core = 2 * _core_macs(n, self.num_heads, length, self.dim(x))
-        return _projection_grads(qkv, o_proj, input_grad) + [Grad(core, weight=False, kernel=SDPA)]
+        return _projection_grads(qkv, o_proj, input_grad) + [
+            Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h, kv, d = self.num_heads, self.kv_heads, self.dim(x.shape)
         proj = {}
         for name in ("q_proj", "k_proj", "v_proj"):
             proj[name] = x @ params[f"{name}.weight"].T
-            if self.bias:
+            if self.biased(name):
                 proj[name] = proj[name] + params[f"{name}.bias"]
         q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
         tables = None
-        if self.rope:  # q·cos + rotate_half(q)·sin, position by position
-            cos, sin = tables = rope_tables(x.shape[1], d, self.rope_theta, x.dtype)
-            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        if self.rope:  # the first r dims: q·cos + rotate_half(q)·sin, position by position; the rest pass
+            r = self.rotary_dims(x.shape)
+            cos, sin = tables = rope_tables(x.shape[1], r, self.rope_theta, x.dtype)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         # repeat_kv: query head i reads key/value head i // (h / kv)
         group = h // kv
         o, core = self.attend(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1))
         merged = _merge(o)
         y = merged @ params["o_proj.weight"].T
-        if self.bias:
+        if self.biased("o_proj"):
             y = y + params["o_proj.bias"]
         return y, (x, merged, core, tables)
 
@@ -401,22 +498,20 @@ class Attention(_Attends):
         h, kv = self.num_heads, self.kv_heads
         group = h // kv
         grads: dict[str, Any] = {"o_proj.weight": _flat(dy).T @ _flat(merged)}
-        if self.bias:
+        if self.biased("o_proj"):
             grads["o_proj.bias"] = _flat(dy).sum(axis=0)
         dq, dk, dv = self.attend_backward(_heads(dy @ params["o_proj.weight"], h), core)
         # repeat_kv's backward: each k, v head collects the gradients of the query heads that read it
         n, _, length, d = dk.shape
         dk = dk.reshape(n, kv, group, length, d).sum(axis=2)
         dv = dv.reshape(n, kv, group, length, d).sum(axis=2)
-        if tables is not None:  # y = t·cos + R t·sin  =>  dt = dy·cos + Rᵀ(dy·sin)
-            cos, sin = tables
-            dq = dq * cos + rotate_half_transposed(dq * sin)
-            dk = dk * cos + rotate_half_transposed(dk * sin)
+        if tables is not None:
+            dq, dk = _rotate_backward(dq, *tables), _rotate_backward(dk, *tables)
         dx = np.zeros_like(x)
         for name, g in (("q_proj", dq), ("k_proj", dk), ("v_proj", dv)):
             flat = _merge(g)
             grads[f"{name}.weight"] = _flat(flat).T @ _flat(x)
-            if self.bias:
+            if self.biased(name):
                 grads[f"{name}.bias"] = _flat(flat).sum(axis=0)
             dx += flat @ params[f"{name}.weight"]
         return dx, grads

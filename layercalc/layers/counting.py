@@ -13,9 +13,14 @@ from typing import Any, NamedTuple
 
 CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
 PEERS = tuple(c for c in CONVENTIONS if c != "layercalc")  # the tools whose counts layercalc reproduces
+# Variants of a convention: each equals its base wherever a layer's row does not name it. causal:
+# layercalc's count with masked attention products counted over the pairs the mask leaves (the lower
+# triangle, or a sliding window's band), as Megatron-LM and FlashAttention count them
+VARIANTS = {"causal": "layercalc"}
+CHOICES = CONVENTIONS + tuple(VARIANTS)  # what --convention accepts
 # FlopCounterMode counts a backward pass (and layercalc's own rule is checked against it); the
 # other peer tools count forward passes only, so a "training" figure under them would be no tool's
-TRAINING_CONVENTIONS = ("layercalc", "torch")
+TRAINING_CONVENTIONS = ("layercalc", "torch", "causal")
 # ptflops' values are pairs (module-hook part, functional part): it divides only the hook part by
 # the batch size, so its totals fold the two parts apart
 PAIRED = ("ptflops",)
@@ -50,6 +55,7 @@ class Grad(NamedTuple):
     weight: bool  # a parameter gradient (dL/dW), which freezing the layer saves; else a dL/dx
     kernel: str | None = None  # the fused kernel that computes it (None: separate matrix products)
     groups: int = 1  # a grouped convolution's groups (for a weight gradient)
+    masked: int | None = None  # the MACs of the pairs a mask leaves, which the causal convention counts
 
 
 def blind(convention: str, kernel: str | None) -> bool:
@@ -85,6 +91,9 @@ def grad_macs(parts: list[Grad], convention: str, weights_only: bool = False) ->
         if (weights_only and not part.weight) or blind(convention, part.kernel):
             continue
         ungrouped = part.weight and convention in UNGROUPED_WEIGHT_GRAD
+        if convention == "causal" and part.masked is not None:
+            total += part.masked
+            continue
         total += part.macs * (part.groups if ungrouped else 1)
     return total
 

@@ -12,7 +12,7 @@ conventions there are, and what each makes of a fused kernel, is layers/counting
 from __future__ import annotations
 
 # the conventions and tally are counting.py's; conventions.py, bytype.py and the CLI import them from here
-from .counting import CONVENTIONS, PEERS, TRAINING_CONVENTIONS, CostRow, Value, tally  # noqa: F401
+from .counting import CHOICES, CONVENTIONS, PEERS, TRAINING_CONVENTIONS, VARIANTS, CostRow, Value, tally  # noqa: F401
 
 CONV, BIAS, NORM, ACT, POOL, ADD, CONCAT = (
     "conv/linear", "bias", "normalisation", "activations", "pooling", "residual adds", "concat",
@@ -34,7 +34,9 @@ def rules(others: str = NOT_COUNTED, **tools: str) -> dict[str, str]:
 
 
 def row(category: str, **values: Value) -> CostRow:
-    """One category's cost under each convention; conventions not named do not count it."""
-    unknown = set(values) - set(CONVENTIONS)
+    """One category's cost under each convention; conventions not named do not count it, variants
+    not named count it as their base does."""
+    unknown = set(values) - set(CHOICES)
     assert not unknown, unknown
-    return category, {c: values.get(c) for c in CONVENTIONS}
+    counts = {c: values.get(c) for c in CONVENTIONS}
+    return category, {**counts, **{v: values.get(v, counts[base]) for v, base in VARIANTS.items()}}
