@@ -234,12 +234,13 @@ def serve(
     source: Source, *, gpu: str | None = None, gpus: int = 1, tp: int = 1, weights_dtype: str | None = None,
     kv_dtype: str | None = None, prompt: int | None = None, generate: int = 1, batch: int | None = None,
     group_size: int = 128, peak_tflops: float | None = None, gpu_memory: float | None = None,
-    bandwidth: float | None = None,
+    bandwidth: float | None = None, convention: str = "layercalc",
 ) -> dict[str, Any]:
     """The serving plan of a decoder: memory (bytes per device), prefill and decode cost, roofline bounds.
 
     Dtypes default to the config's; prompt to its sequence length; batch to its batch. gpu is a
     preset name (see gpus()); peak_tflops, gpu_memory (GB) and bandwidth (GB/s) override or replace it.
+    convention "causal" counts the prefill's masked attention over the pairs it keeps.
     """
     from . import gpus as devices
     from .serving import Setup, dtype_name, plan
@@ -251,7 +252,9 @@ def serve(
     if device is not None or peak_tflops is not None or gpu_memory is not None or bandwidth is not None:
         precision = devices.DTYPE_PRECISION[net.dtype]
         device = devices.custom(device, peak_tflops, gpu_memory, bandwidth, precision)
-    setup = Setup(gpus, tp, weights, kv, net.batch, 0 if prompt is None else prompt, generate, group_size)
+    if convention not in ("layercalc", "causal"):
+        raise UsageError(f"--convention for serve is layercalc or causal, got {convention!r}")
+    setup = Setup(gpus, tp, weights, kv, net.batch, 0 if prompt is None else prompt, generate, group_size, convention)
     if prompt is not None and prompt < 1:
         raise UsageError(f"--prompt must be at least 1, got {prompt}")
     return plan(net, device, setup)

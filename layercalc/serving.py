@@ -4,7 +4,9 @@ A decoder's cost per sequence at T positions is exactly a·T + b·T² MACs: ever
 attention core costs the same per token, and the core of T queries over T keys costs b·T². So one
 decode step at context p (the new token attends to p positions, itself included) costs a + b·p,
 and a generation's sum over positions is a closed form, not a loop per token. a and b come from
-the calculator at T = 1 and 2; T = 3 checks that the network really is of that form.
+the calculator at T = 1 and 2; T = 3 checks that the network really is of that form. A layer with a
+sliding window of W keeps and reads only the last W positions: its share of b·p and of the KV cache
+becomes b_W·min(p, W), a function linear on each side of W, so the sums stay closed forms.
 
 Every time is a lower bound (roofline): a step takes at least max(FLOPs / peak, bytes / bandwidth),
 with the weights read once per step, the KV cache read up to the step's position, and nothing else
@@ -20,6 +22,7 @@ from typing import Any, NamedTuple
 
 from .analysis import Entry, Report, analyse
 from .config import Network
+from .conventions import Costing
 from .errors import ConfigError, UsageError
 from .gpus import DTYPE_PRECISION, Gpu
 from .layers import numel
@@ -44,6 +47,7 @@ class Setup(NamedTuple):
     prompt: int  # 0: the config's sequence length
     generate: int
     group_size: int
+    convention: str = "layercalc"  # the prefill's count: the full T×T, or "causal" (the pairs the mask keeps)
 
 
 class Tensor(NamedTuple):
@@ -106,6 +110,9 @@ def read_bytes(t: Tensor, setup: Setup, base_bits: int, tokens: int) -> int:
     return -(-t.rows * t.cols * base_bits // 8)
 
 
+Capped = tuple[tuple[Fraction, "int | None"], ...]  # Σ c·min(p, W) over (c, W); W None: c·p
+
+
 class DecoderCost(NamedTuple):
     """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position."""
 
@@ -114,6 +121,50 @@ class DecoderCost(NamedTuple):
     kv_per_position: int
     workspace_per_position: int  # the largest layer's input and output together
     kv_heads: tuple[int, ...]
+    windowed: Capped = ()  # the part of b·p of layers with a sliding window: b_W·min(p, W) instead
+    kv_windows: Capped = ()  # KV elements a position of the cache holds, per window
+
+
+def capped_at(terms: Capped, p: int) -> Fraction:
+    """Σ c·min(p, W) (c·p where W is None)."""
+    return sum((c * (p if w is None else min(p, w)) for c, w in terms), Fraction(0))
+
+
+Step = tuple[Fraction, Capped]  # c0 + Σ c·min(p, W): a decode step's cost at context p
+
+
+def _pieces(terms: Capped, lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi] cut after each window W inside it: on each piece every min(p, W) is p or W throughout."""
+    cuts = sorted({w for _, w in terms if w is not None and lo <= w < hi})
+    return list(zip([lo, *[w + 1 for w in cuts]], [*cuts, hi]))
+
+
+def _linear(step: Step, start: int) -> tuple[Fraction, Fraction]:
+    """(c0, c1) with step(p) = c0 + c1·p on a piece starting at `start` (a window W <= start is full: c·W)."""
+    c0, terms = step
+    full = sum((c * w for c, w in terms if w is not None and w <= start), Fraction(0))
+    return c0 + full, sum((c for c, w in terms if w is None or w > start), Fraction(0))
+
+
+def step_at(step: Step, p: int) -> Fraction:
+    """A step's cost at context p."""
+    return step[0] + capped_at(step[1], p)
+
+
+def sum_steps(step: Step, lo: int, hi: int) -> Fraction:
+    """Σ step(p) for integer p in [lo, hi], in closed form."""
+    return sum((_sum_linear(*_linear(step, a), a, b) for a, b in _pieces(step[1], lo, hi)), Fraction(0))
+
+
+def sum_max_steps(f: Step, g: Step, lo: int, hi: int) -> Fraction:
+    """Σ max(f(p), g(p)) for integer p in [lo, hi], in closed form: linear on the pieces both windows leave."""
+    return sum((sum_of_max(_linear(f, a), _linear(g, a), a, b) for a, b in _pieces(f[1] + g[1], lo, hi)),
+               Fraction(0))
+
+
+def _scaled(step: Step, k: Fraction) -> Step:
+    """k·step."""
+    return step[0] * k, tuple((c * k, w) for c, w in step[1])
 
 
 def _at(network: Network, length: int) -> Report:
@@ -144,6 +195,28 @@ def kv_heads(report: Report) -> list[int]:
     return [shape[1] for e, _ in _leaves(report) for shape in e.layer.cache_shapes(e.input_shape).values()]
 
 
+BEYOND = 2**62  # a length past any window: a cache holding fewer positions at it is capped
+
+
+def _windows(report: Report) -> tuple[Capped, Capped]:
+    """From a report at one position: each capped layer's share of b (its core's T² coefficient) with
+    its window, and every caching layer's KV elements a position with its window (None: uncapped)."""
+    shares: list[tuple[Fraction, int | None]] = []
+    kv: dict[int | None, int] = {}
+    for entry, times in _leaves(report):
+        layer, x = entry.layer, entry.input_shape
+        one = sum(numel(s) for s in layer.cache_shapes(x).values())
+        if not one:
+            continue
+        held = sum(numel(s) for s in layer.cache_shapes((x[0], BEYOND, *x[2:])).values()) // one
+        window = None if held == BEYOND else held
+        kv[window] = kv.get(window, 0) + one * times
+        if window is not None:  # the layer's own MACs at T = 1 and 2: a·T + b·T²
+            m1, m2 = (layer.macs(s, layer.output_shape(s)) for s in ((x[0], 1, *x[2:]), (x[0], 2, *x[2:])))
+            shares.append((Fraction(m2 - 2 * m1, 2) * times, window))
+    return tuple(shares), tuple((Fraction(c), w) for w, c in kv.items())
+
+
 def decoder_cost(network: Network) -> DecoderCost:
     """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
     if not network.input:
@@ -154,11 +227,12 @@ def decoder_cost(network: Network) -> DecoderCost:
         raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
     fit = _fit(reports)
-    if fit is None or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0]:
+    windowed, kv_windows = _windows(reports[0])
+    if fit is None or any(kv[t - 1] != capped_at(kv_windows, t) for t in (2, 3)):
         raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
     workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
-    return DecoderCost(fit[0], fit[1], kv[0], workspace, tuple(kv_heads(reports[0])))
+    return DecoderCost(fit[0], fit[1], kv[0], workspace, tuple(kv_heads(reports[0])), windowed, kv_windows)
 
 
 def _sum_linear(c0: Fraction, c1: Fraction, lo: int, hi: int) -> Fraction:
@@ -198,9 +272,11 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     weights = sum(stored_bytes(t, setup, base_bits) * t.copies for t in tensors)
     kv_bits = DTYPE_BITS[setup.kv_dtype]
     kv_token = -(-cost.kv_per_position * kv_bits // 8) // setup.tp  # one sequence, one position, one device
+    # one sequence's cache bytes on one device at p positions: each window's layers hold min(p, W)
+    kv_seq: Capped = tuple((Fraction(-(-int(c) * kv_bits // 8) // setup.tp), w) for c, w in cost.kv_windows)
     act_seq = -(-cost.workspace_per_position * setup.prompt * network.dtype_bytes // setup.tp)
-    per_seq = kv_token * positions + act_seq
-    kv_cache = kv_token * positions * setup.batch
+    per_seq = int(capped_at(kv_seq, positions)) + act_seq
+    kv_cache = int(capped_at(kv_seq, positions)) * setup.batch
     activations = act_seq * setup.batch
     peak_memory = weights + kv_cache + activations
 
@@ -209,14 +285,17 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
         return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
-    prefill_flops = 2 * n * (cost.a * p + cost.b * p * p) / t
-    prefill_bytes = step_read(n * p) + n * p * kv_token
+    prefill_flops = 2 * n * prefill_macs(network, cost, p, setup.convention) / t
+    prefill_bytes = step_read(n * p) + n * int(capped_at(kv_seq, p))
     decode_read = step_read(n)
-    dflops = (Fraction(2 * n * cost.a, t), Fraction(2 * n, t) * cost.b)  # at context q: c0 + c1·q
-    dbytes = (Fraction(decode_read), Fraction(n * kv_token))
+    # at context q: the attention over min(q, W) keys in a windowed layer, q in the others
+    scale = Fraction(2 * n, t)
+    full_b = cost.b - sum((c for c, _ in cost.windowed), Fraction(0))
+    dflops: Step = (scale * cost.a, ((scale * full_b, None), *((scale * c, w) for c, w in cost.windowed)))
+    dbytes: Step = (Fraction(decode_read), tuple((n * c, w) for c, w in kv_seq))
     lo, hi = p + 1, p + g
-    decode_flops = _sum_linear(*dflops, lo, hi)
-    decode_bytes = _sum_linear(*dbytes, lo, hi)
+    decode_flops = sum_steps(dflops, lo, hi)
+    decode_bytes = sum_steps(dbytes, lo, hi)
     bounds = _bounds(gpu, network.dtype, prefill_flops, prefill_bytes, dflops, dbytes, (lo, hi), n * setup.gpus // t)
     max_batch = None if gpu is None else max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
     return {
@@ -230,21 +309,28 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
                    "fits": None if gpu is None else peak_memory <= gpu.memory, "max_batch": max_batch},
         "prefill": {"flops": _exact(prefill_flops), "bytes": prefill_bytes},
         "decode": {"flops": _exact(decode_flops), "bytes": _exact(decode_bytes),
-                   "flops_first_token": _exact(dflops[0] + dflops[1] * lo),
-                   "bytes_first_token": _exact(dbytes[0] + dbytes[1] * lo)},
+                   "flops_first_token": _exact(step_at(dflops, lo)),
+                   "bytes_first_token": _exact(step_at(dbytes, lo))},
         "bounds": bounds,
     }
 
 
+def prefill_macs(network: Network, cost: DecoderCost, prompt: int, convention: str) -> Fraction:
+    """One sequence's prefill MACs: a·P + b·P² (the full P×P), or under "causal" the network counted
+    with the pairs each mask keeps."""
+    if convention == "causal":
+        return Fraction(Costing(_at(network, prompt), "causal").total())
+    return cost.a * prompt + cost.b * prompt * prompt
+
+
 def _bounds(gpu: Gpu | None, dtype: str, prefill_flops: Fraction, prefill_bytes: int,
-            dflops: tuple[Fraction, Fraction], dbytes: tuple[Fraction, Fraction], span: tuple[int, int],
-            sequences: int) -> dict[str, float | None]:
+            dflops: Step, dbytes: Step, span: tuple[int, int], sequences: int) -> dict[str, float | None]:
     """Roofline bounds: time to first token, mean time per output token, and tokens/s over `sequences`."""
     if gpu is None:
         return {"ttft_seconds": None, "tpot_seconds": None, "tokens_per_second": None}
     peak, bandwidth = Fraction(gpu.peak_for(DTYPE_PRECISION[dtype])), Fraction(gpu.bandwidth)
     ttft = max(prefill_flops / peak, prefill_bytes / bandwidth)
-    steps = sum_of_max((dflops[0] / peak, dflops[1] / peak), (dbytes[0] / bandwidth, dbytes[1] / bandwidth), *span)
+    steps = sum_max_steps(_scaled(dflops, 1 / peak), _scaled(dbytes, 1 / bandwidth), *span)
     tpot = steps / (span[1] - span[0] + 1)
     return {"ttft_seconds": float(ttft), "tpot_seconds": float(tpot), "tokens_per_second": float(sequences / tpot)}
 

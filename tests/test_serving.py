@@ -225,3 +225,76 @@ def test_a_device_described_on_the_command_line(cli) -> None:
     assert run.status == 2 and "describe the device with --bandwidth as well" in run.err
     run = cli("train", "configs/gpt2.yaml", "--peak-tflops", "100", "--gpu-memory", "40", "--print", "step-time")
     assert run.status == 0 and float(run.out) > 0
+
+
+# -- sliding windows and the causal prefill -----------------------------------------------------------
+
+
+def test_mistral_7b_window_caps_the_cache_and_the_decode_by_hand() -> None:
+    # Mistral-7B (bf16, every layer a 4096 window), prompt 8000, 200 generated: every step's context is past
+    # the window. KV: 2 · 32 layers · 8 kv heads · 128 · 2 bytes = 131,072 a position, 4096 positions kept.
+    out = plan(api.load("tests/hf_configs/mistral_7b.json"), A100,
+               setup(weights_dtype="bfloat16", kv_dtype="bfloat16", prompt=8000, generate=200))
+    assert out["memory"]["kv_cache_per_token"] == 131_072
+    assert out["memory"]["kv_cache"] == 131_072 * 4096
+    # a step reads every weight but the embedding table (32,000 × 4,096, of which one row) and 4096 positions
+    weights = 7_241_732_096 * 2
+    read = weights - 32_000 * 4096 * 2 + 4096 * 2 + 4096 * 131_072
+    assert out["decode"]["bytes_first_token"] == read
+    assert out["decode"]["bytes"] == 200 * read
+    # MACs a token: the linears (32 · (2·4096² + 2·4096·1024 + 3·4096·14,336) + 4096·32,000 = 7,110,393,856)
+    # plus q·kᵀ and A·v over the 4096 keys kept: 32 layers · 2 · 32 heads · 128 · 4096
+    per_token = 7_110_393_856 + 32 * 2 * 32 * 128 * 4096
+    assert out["decode"]["flops_first_token"] == 2 * per_token
+    assert out["decode"]["flops"] == 200 * 2 * per_token
+
+
+def windowed(window: int | None) -> dict:
+    config = tiny_decoder()
+    config["layers"][1]["attention"]["sliding_window"] = window
+    return config
+
+
+def test_a_window_narrower_than_the_context_by_hand() -> None:
+    # E 8, 2 heads of 4, vocabulary 10: a token's MACs are 4·64 (q, k, v, o) + 8·10 (head) = 336, plus
+    # 2·2·4 = 16 a key attended. Window 2, prompt 1, 3 generated: contexts 2, 3, 4 see 2 keys each
+    out = plan(api.load(windowed(2)), None, setup(prompt=1, generate=3))
+    assert out["decode"]["flops"] == 3 * 2 * (336 + 16 * 2)
+    full = plan(api.load(windowed(None)), None, setup(prompt=1, generate=3))
+    assert full["decode"]["flops"] == 2 * (3 * 336 + 16 * (2 + 3 + 4))
+    # 2 (k, v) · 2 heads · 4 · 2 bytes = 32 bytes a position: 2 kept of 4, or all 4
+    assert (out["memory"]["kv_cache"], full["memory"]["kv_cache"]) == (64, 128)
+
+
+@pytest.mark.parametrize("window, pairs", [(None, 10), (2, 7), (3, 9)])
+def test_causal_prefill_by_hand(window: int | None, pairs: int) -> None:
+    # prompt 4: 4 · 336 = 1344 per-token MACs; the mask keeps 10 pairs (the triangle), 1 + 2 + 2 + 2 = 7
+    # with a window of 2, 1 + 2 + 3 + 3 = 9 with 3; each pair 16 MACs. The default counts all 16 pairs.
+    causal = plan(api.load(windowed(window)), None, setup(prompt=4, convention="causal"))
+    assert causal["prefill"]["flops"] == 2 * (1344 + 16 * pairs)
+    assert plan(api.load(windowed(window)), None, setup(prompt=4))["prefill"]["flops"] == 2 * (1344 + 16 * 16)
+
+
+def test_serve_takes_the_causal_convention(cli) -> None:
+    path = "tests/hf_configs/mistral_7b.json"
+    full = json.loads(cli("serve", path, "--prompt", "4", "-f", "json").out)
+    causal = json.loads(cli("serve", path, "--prompt", "4", "--convention", "causal", "-f", "json").out)
+    # 4 positions: 16 pairs counted, or 10; 2 · 32 layers · 32 heads · 128 MACs a pair, twice for FLOPs
+    assert full["prefill"]["flops"] - causal["prefill"]["flops"] == 2 * 6 * 32 * 2 * 32 * 128
+    run = cli("serve", path, "--convention", "torch")
+    assert run.status == 2 and "--convention for serve is layercalc or causal" in run.err
+
+
+@given(st.integers(0, 20), st.lists(st.tuples(st.integers(0, 9), st.one_of(st.none(), st.integers(1, 30))),
+                                    max_size=3),
+       st.integers(0, 20), st.lists(st.tuples(st.integers(0, 9), st.one_of(st.none(), st.integers(1, 30))),
+                                    max_size=3),
+       st.integers(1, 30), st.integers(0, 30))
+def test_windowed_sums_match_a_loop(c0: int, terms: list, d0: int, others: list, lo: int, span: int) -> None:
+    from layercalc.serving import step_at, sum_max_steps, sum_steps
+
+    f = (Fraction(c0), tuple((Fraction(c), w) for c, w in terms))
+    g = (Fraction(d0), tuple((Fraction(c), w) for c, w in others))
+    hi = lo + span
+    assert sum_steps(f, lo, hi) == sum(step_at(f, p) for p in range(lo, hi + 1))
+    assert sum_max_steps(f, g, lo, hi) == sum(max(step_at(f, p), step_at(g, p)) for p in range(lo, hi + 1))
