@@ -9,6 +9,7 @@ older ones hub files carry are read (`dtype`/`torch_dtype`, GPT-2's `n_embd`/`hi
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from typing import Any, Callable
@@ -32,7 +33,7 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2", "qwen2_moe", "bert", "roberta", "t5", "whisper", "mamba")
+PLANNED = ("mixtral", "qwen2_moe", "bert", "roberta", "t5", "whisper", "mamba")
 
 
 class Fields:
@@ -80,21 +81,61 @@ def _head(f: Fields, vocab: int, tied_to: str, default_tied: bool, name: str) ->
     return {"linear": args, "name": name}
 
 
+def _rope(f: Fields) -> dict[str, Any]:
+    """Rotary attention's arguments: its base and the fraction of each head it rotates, under any spelling."""
+    theta = f.get("rope_theta", "rotary_emb_base", role="rotary base (no count change)")
+    factor = f.get("partial_rotary_factor", "rotary_pct", role="fraction of each head rotated (no count change)")
+    if theta is None or factor is None:  # transformers' newer spelling keeps both in one mapping
+        params = f.get("rope_parameters", default={}, role="rotary base and fraction (no count change)") or {}
+        theta = params.get("rope_theta", 10000.0) if theta is None else theta
+        factor = params.get("partial_rotary_factor", 1.0) if factor is None else factor
+    return {"rope": True, "rope_theta": float(theta), **({"partial_rotary_factor": factor} if factor != 1.0 else {})}
+
+
+def _windows(f: Fields, model_type: str, layers: int) -> list[int | None]:
+    """Each layer's sliding window (None: full attention) as transformers sets it: every layer of Mistral
+    and Phi-3; Qwen2's only with use_sliding_window, for the layers its layer_types say, else from
+    max_window_layers on."""
+    window = f.get("sliding_window", role="sliding window (caps the KV cache; no count change)")
+    if model_type != "qwen2":
+        return [window] * layers
+    if not f.get("use_sliding_window", default=False, role="sliding window on"):
+        return [None] * layers
+    types = f.get("layer_types", role="each layer's attention")
+    if types:
+        return [window if kind == "sliding_attention" else None for kind in types]
+    first = f.get("max_window_layers", default=28, role="layers before the sliding ones")
+    return [window if i >= first else None for i in range(layers)]
+
+
+def _runs(block: dict[str, Any], windows: list[int | None], attention: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decoder layers as repeated entries, one per run of consecutive layers with the same window
+    (the first named `layers`, a later one `layers_<its first index>`)."""
+    entries, start = [], 0
+    for i in range(1, len(windows) + 1):
+        if i < len(windows) and windows[i] == windows[start]:
+            continue
+        if windows[start] is not None:
+            attention["sliding_window"] = windows[start]
+        entries.append({**copy.deepcopy(block), "repeat": i - start, "name": "layers" if start == 0 else f"layers_{start}"})
+        attention.pop("sliding_window", None)
+        start = i
+    return entries
+
+
 def _llama(f: Fields, model_type: str) -> tuple[list[Any], str]:
-    """Llama, Mistral, Gemma, Phi-3: pre-norm RMSNorm blocks, grouped-query attention, a gated MLP."""
+    """Llama, Mistral, Qwen2, Gemma, Phi-3: pre-norm RMSNorm blocks, grouped-query attention, a gated MLP."""
     h = f.need("hidden_size", role="width")
     heads = f.need("num_attention_heads", role="query heads")
     kv = f.get("num_key_value_heads", default=heads, role="key/value heads")
     head_dim = f.get("head_dim", default=h // heads, role="head width")
     ffn = f.need("intermediate_size", role="MLP width")
     eps = f.get("rms_norm_eps", default=1e-6, role="norm eps")
-    bias = bool(f.get("attention_bias", default=False, role="attention biases"))
+    # Qwen2's q, k and v always have a bias, its o never
+    bias: Any = ["q", "k", "v"] if model_type == "qwen2" else bool(
+        f.get("attention_bias", default=False, role="attention biases"))
     mlp_bias = bool(f.get("mlp_bias", default=False, role="MLP biases"))
-    theta = f.get("rope_theta", default=None, role="rotary base (no count change)")
-    theta = theta or (f.get("rope_parameters", default={}, role="rotary base (no count change)") or {}).get(
-        "rope_theta", 10000.0)
-    attention = {"num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim, "bias": bias, "rope": True,
-                 "rope_theta": float(theta)}
+    attention = {"num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim, "bias": bias, **_rope(f)}
     linear = lambda out, name: {"linear": {"out_features": out, "bias": mlp_bias}, "name": name}  # noqa: E731
     block = {"sequential": {"layers": [
         {"residual": {"body": [{"rmsnorm": {"eps": eps}, "name": "input_layernorm"},
@@ -104,10 +145,11 @@ def _llama(f: Fields, model_type: str) -> tuple[list[Any], str]:
                                    {"multiply": {"branches": [[linear(ffn, "gate_proj"), _activation(
                                        f, "hidden_activation", "hidden_act")], [linear(ffn, "up_proj")]]}},
                                    linear(h, "down_proj")]}, "name": "mlp"}]}},
-    ]}, "repeat": f.need("num_hidden_layers", role="layers"), "name": "layers"}
+    ]}}
+    layers = f.need("num_hidden_layers", role="layers")
     vocab = f.need("vocab_size", role="vocabulary")
-    model = [{"embedding": {"num_embeddings": vocab, "embedding_dim": h}, "name": "embed_tokens"}, block,
-             {"rmsnorm": {"eps": eps}, "name": "norm"}]
+    model = [{"embedding": {"num_embeddings": vocab, "embedding_dim": h}, "name": "embed_tokens"},
+             *_runs(block, _windows(f, model_type, layers), attention), {"rmsnorm": {"eps": eps}, "name": "norm"}]
     return model, "model"
 
 
@@ -173,7 +215,7 @@ def _neox(f: Fields, model_type: str) -> tuple[list[Any], str]:
     norm = lambda name: {"layernorm": {"eps": eps}, "name": name}  # noqa: E731
     attention = [norm("input_layernorm"), {"attention": {
         "num_heads": f.need("num_attention_heads", role="heads"), "bias": bool(f.get(
-            "attention_bias", default=True, role="attention biases")), "rope": True}, "name": "attention"}]
+            "attention_bias", default=True, role="attention biases")), **_rope(f)}, "name": "attention"}]
     mlp = [norm("post_attention_layernorm"), {"sequential": {"layers": [
         {"linear": {"out_features": f.need("intermediate_size", role="MLP width")}, "name": "dense_h_to_4h"},
         _activation(f, "hidden_act"), {"linear": {"out_features": h}, "name": "dense_4h_to_h"}]}, "name": "mlp"}]
@@ -232,6 +274,7 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
     "mistral": (_llama, False, "embed_tokens"),
+    "qwen2": (_llama, False, "embed_tokens"),
     "gemma": (_llama, True, "embed_tokens"),
     "phi3": (_llama, False, "embed_tokens"),
     "gpt2": (_gpt2, True, "wte"),
@@ -302,10 +345,6 @@ def document(doc: dict[str, Any], file: str = "config.json",
     out = {"name": name or model_type, "input": shape, "dtype": dtype, "layers": layers}
     for field in f.unknown():
         warnings.warn(LayercalcWarning(f"{file}: field {field!r} is not one layercalc reads; it is ignored"))
-    window = doc.get("sliding_window")
-    if isinstance(window, int) and doc.get("use_sliding_window", True):
-        warnings.warn(LayercalcWarning(f"{file}: sliding_window {window} is not modelled yet: counts are exact, but a "
-                                       "KV cache is not capped at the window"))
     return out, f
 
 
@@ -322,6 +361,8 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value)
     return str(value)

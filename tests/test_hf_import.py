@@ -27,6 +27,7 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
     ("mistral_7b", 7_241_732_096, "bfloat16"),
     ("gpt2", 124_439_808, "float32"),
     ("gemma_2b", 2_506_172_416, "bfloat16"),  # no tie_word_embeddings field: Gemma ties its head by default
+    ("qwen2_0_5b", 494_032_768, "bfloat16"),  # Qwen2-0.5B's fields; its head tied to the embedding
 ])
 def test_published_configs_give_published_counts(name: str, params: int, dtype: str) -> None:
     with warnings.catch_warnings(record=True):
@@ -63,9 +64,39 @@ def test_unknown_fields_are_named_and_unsupported_types_refused(tmp_path: Path, 
     assert run.status == 2 and "--input 2048 exceeds max_position_embeddings 1024" in run.err
 
 
-def test_sliding_window_is_said_not_modelled(cli) -> None:
+def test_mistral_sliding_window_caps_the_kv_cache(cli) -> None:
     run = cli("import", "hf", str(HUB / "mistral_7b.json"))
-    assert run.status == 0 and "sliding_window 4096 is not modelled yet" in run.err
+    assert run.status == 0 and run.err == "" and "sliding_window: 4096}" in run.out
+    # 2 (k, v) · 32 layers · 8 kv heads · 128 · 2 bytes = 131,072 bytes a position, at most 4096 positions
+    report = api.analyse(str(HUB / "mistral_7b.json"), input="8192")
+    assert report.total["kv_cache_bytes"] == 131_072 * 4096
+    assert api.analyse(str(HUB / "mistral_7b.json"), input="1000").total["kv_cache_bytes"] == 131_072 * 1000
+
+
+def test_qwen2_import_is_the_shipped_config() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayercalcWarning)  # every field read or known to change no count
+        imported = api.analyse(str(HUB / "qwen2_0_5b.json"))
+    shipped = api.analyse(str(Path(__file__).resolve().parent.parent / "configs" / "qwen2_0_5b.yaml"))
+    assert imported.total == shipped.total
+
+
+def test_qwen2_windows_follow_max_window_layers() -> None:
+    """transformers' Qwen2: with use_sliding_window, layers from max_window_layers on slide; without it, none."""
+    doc = {"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "intermediate_size": 96, "num_hidden_layers": 5, "vocab_size": 32, "max_position_embeddings": 64,
+           "sliding_window": 3, "max_window_layers": 2, "use_sliding_window": True}
+    from layercalc import hf
+
+    def windows(doc: dict) -> list:
+        layers = hf.document(doc, input=(8,))[0]["layers"][0]["sequential"]["layers"]
+        return [(e["name"], e["repeat"], e["sequential"]["layers"][0]["residual"]["body"][1]["attention"]
+                 .get("sliding_window")) for e in layers if "repeat" in e]
+
+    assert windows(doc) == [("layers", 2, None), ("layers_2", 3, 3)]
+    assert windows({**doc, "use_sliding_window": False}) == [("layers", 5, None)]
+    kinds = ["sliding_attention", "full_attention", "full_attention", "sliding_attention", "sliding_attention"]
+    assert windows({**doc, "layer_types": kinds}) == [("layers", 1, 3), ("layers_1", 2, None), ("layers_3", 2, 3)]
 
 
 # ---- against transformers' models --------------------------------------------------------------
@@ -82,6 +113,13 @@ CASES = {
     "llama-base": lambda: transformers.LlamaConfig(**SMALL, num_key_value_heads=4),
     "mistral": lambda: transformers.MistralConfig(**SMALL, num_key_value_heads=2, sliding_window=16,
                                                   architectures=["MistralForCausalLM"]),
+    "qwen2": lambda: transformers.Qwen2Config(**SMALL, num_key_value_heads=2, tie_word_embeddings=True,
+                                              architectures=["Qwen2ForCausalLM"]),
+    "qwen2-sliding": lambda: transformers.Qwen2Config(**SMALL, num_key_value_heads=1, use_sliding_window=True,
+                                                      sliding_window=6, max_window_layers=1),
+    "phi3-partial": lambda: transformers.Phi3Config(**SMALL, num_key_value_heads=2, partial_rotary_factor=0.5,
+                                                    sliding_window=12, architectures=["Phi3ForCausalLM"],
+                                                    pad_token_id=0, bos_token_id=1, eos_token_id=2),
     "gemma": lambda: transformers.GemmaConfig(**SMALL, num_key_value_heads=1, head_dim=32,
                                               architectures=["GemmaForCausalLM"]),
     "phi3": lambda: transformers.Phi3Config(**SMALL, num_key_value_heads=2, architectures=["Phi3ForCausalLM"],

@@ -121,3 +121,27 @@ def test_llama_module_by_module(name: str, kv: int, theta: float) -> None:
             "input_layernorm", "self_attn", "post_attention_layernorm", "mlp", "mlp.gate_proj", "mlp.up_proj",
             "mlp.down_proj")}
     assert expected <= set(compared)
+
+
+def test_qwen2_0_5b_against_transformers_on_the_meta_device() -> None:
+    """The shipped Qwen2-0.5B at its own 2048 tokens against Qwen2ForCausalLM built from Qwen2-0.5B's
+    config on the meta device (no memory, no weights): params, persistent buffers (none: inv_freq is
+    not persistent) and MACs = FlopCounterMode / 2 with eager attention."""
+    hf = transformers.Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, max_position_embeddings=131072, rms_norm_eps=1e-6, rope_theta=1000000.0,
+        tie_word_embeddings=True, use_sliding_window=False, sliding_window=131072, max_window_layers=24,
+        attn_implementation="eager",
+    )
+    with torch.device("meta"):
+        model = transformers.Qwen2ForCausalLM(hf).eval()
+    report = analyse(CONFIGS / "qwen2_0_5b.yaml")
+    names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    buffers = sum(t.numel() for n, t in model.state_dict().items() if n not in names)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        out = model(torch.zeros(report.network.input_shape, dtype=torch.long, device="meta")).logits
+    assert report.total["params"] == sum(p.numel() for p in model.parameters()) == 494_032_768
+    assert report.total["buffers"] == buffers == 0
+    assert report.total["macs"] == counter.get_total_flops() // 2
+    assert report.output_shape == tuple(out.shape)
