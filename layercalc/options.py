@@ -49,7 +49,8 @@ def check_report_options(
     if training and convention not in TRAINING_CONVENTIONS:
         raise UsageError(
             f"{spell('training')} counts the backward pass as autograd runs it; {convention} counts only the forward"
-            f" pass, so use {spell('convention')} {' or '.join(TRAINING_CONVENTIONS)} with {spell('training')}"
+            f" pass, so use {spell('convention')} {', '.join(TRAINING_CONVENTIONS[:-1])} or {TRAINING_CONVENTIONS[-1]}"
+            f" with {spell('training')}"
         )
     if total and format is not None:
         raise UsageError(f"{spell('total')} prints a bare integer; it does not combine with {spell('format')}")

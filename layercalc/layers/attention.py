@@ -320,7 +320,7 @@ class Projections:
             raise _bad(f"expected projections among q, k, v, o, not {unknown[0]!r}", v)
         if len(set(v)) != len(v):
             twice = next(p for p in v if v.count(p) > 1)
-            raise SchemaError(f"projection {twice!r} is listed twice in {v}".replace("'", ""), value=v)
+            raise SchemaError(f"projection {twice} is listed twice in [{', '.join(v)}]", value=v)
         return tuple(v)
 
 
@@ -472,7 +472,7 @@ class Attention(_Attends):
             Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        h, kv, d = self.num_heads, self.kv_heads, self.dim(x.shape)
+        h, kv = self.num_heads, self.kv_heads
         proj = {}
         for name in ("q_proj", "k_proj", "v_proj"):
             proj[name] = x @ params[f"{name}.weight"].T
