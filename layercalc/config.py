@@ -223,7 +223,7 @@ def _overridden(named: dict[str, Shape], given: Any) -> dict[str, Shape]:
         key = key.strip()
         if key not in named:
             what = f"its inputs are {', '.join(named)}" if named else "it has one unnamed input: give --input SHAPE"
-            raise SchemaError(f"--input {key}=...: the network has no input named {key!r}; {what}",
+            raise SchemaError(f"the network has no input named {key!r} ({key}=...); {what}",
                               Location(file="--input"), key)
         out[key] = parse_shape(shape, f"--input {key}")
     return out
