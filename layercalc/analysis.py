@@ -127,6 +127,9 @@ class Flow:
         self.streams: dict[str, tuple[Shape, bool]] = {}
         # what earlier layers of this top-level entry offer later ones: kind -> (owner's name, settings)
         self.offered: dict[str, tuple[str, Any]] = {}
+        # the offering layers' own parameters as they were offered: later layers of the same name
+        # (a repeated block's copies) must not stand in for the owner
+        self.lent: dict[str, tuple[str, dict[str, Shape], bool]] = {}
         # name -> (label, own param shapes, trainable)
         self.owned: dict[str, tuple[str, dict[str, Shape], bool]] = {}
         self.blocks: dict[str, str] = {}  # name -> label of each block entered so far
@@ -145,12 +148,22 @@ class Flow:
 
     def check_tied(self, pname: str, owner: str, shape: Shape, trainable: bool = True) -> None:
         """A tied parameter must be an earlier layer's own parameter of the same name, shape and trainability."""
+        if pname in self.lent.get(owner, ("", {}, True))[1]:
+            label, shapes, owner_trainable = self.lent[owner]
+            self._same(pname, owner, shape, trainable, label, shapes, owner_trainable)
+            return
         if owner not in self.owned:
             if owner in self.blocks:  # a block holds its layers' tensors, none of its own
                 raise ShapeError(f"{pname} tied to {owner!r}, but {self.blocks[owner]} is a block, not a layer:"
                                  f" tie to the layer inside it that owns the {pname}", value=owner)
             raise ShapeError(f"{pname} tied to {owner!r}, but no earlier layer is named {owner!r}", value=owner)
         label, shapes, owner_trainable = self.owned[owner]
+        self._same(pname, owner, shape, trainable, label, shapes, owner_trainable)
+
+    @staticmethod
+    def _same(pname: str, owner: str, shape: Shape, trainable: bool, label: str, shapes: dict[str, Shape],
+              owner_trainable: bool) -> None:
+        """The owner's parameter (label, its own shapes, trainable) must match the tied one's."""
         if pname not in shapes:
             raise ShapeError(f"{pname} tied to {owner!r}, but {label} has no {pname} of its own", value=owner)
         if shapes[pname] != shape:
@@ -197,7 +210,6 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     if reads:  # a copy that knows the shapes of what it reads, for its shape, cost and numerics
         layer = layer.reading(reads)
     layer = layer.sharing(flow.offered)
-    flow.offered.update((kind, (node.name, value)) for kind, value in layer.offers().items())
     y = layer.output_shape(x)
     shapes = layer.param_shapes(x)
     shared = layer.shared_params()
@@ -205,6 +217,9 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         flow.check_tied(pname, owner, shapes[pname], node.trainable)
     own = {k: v for k, v in shapes.items() if k not in shared}  # a tied tensor counts at its owner
     flow.owned[node.name] = (node.label, own, node.trainable)
+    if layer.offers():
+        flow.lent[node.name] = flow.owned[node.name]
+        flow.offered.update((kind, (node.name, value)) for kind, value in layer.offers().items())
     flow.tokens = False
     entry = Entry(
         seg=seg,
@@ -311,7 +326,7 @@ def analyse_sequence(
         # unless the user named them, as PyTorch addresses nn.Sequential children.
         own = node.name if top or node.named else str(i)
         if top:  # what a layer offers (a shared position bias) stays within its top-level entry
-            flow.offered = {}
+            flow.offered, flow.lent = {}, {}
         entry = analyse_node(node, x, f"{prefix}.{own}" if prefix else own, flow)
         entries.append(entry)
         x = entry.output_shape
@@ -629,7 +644,7 @@ def _analyse_streams(network: Network) -> tuple[list[Entry], dict[str, bool]]:
             x, tokens = next(e.output_shape for e in entries if e.name == node.source), False
         else:
             tokens = i == 0 and _reads_ids(node)
-        flow.tokens, flow.offered = tokens, {}
+        flow.tokens, flow.offered, flow.lent = tokens, {}, {}
         flow.streams = {**{k: (v, ids.get(k, False)) for k, v in named.items()},
                         **{e.name: (e.output_shape, False) for e in entries}}
         entry = analyse_node(node, x, node.name, flow)
