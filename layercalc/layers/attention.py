@@ -352,6 +352,21 @@ def rotate_half_transposed(t: Any) -> Any:
     return np.concatenate([t[..., half:], -t[..., :half]], axis=-1)
 
 
+PROJECTIONS = ("q", "k", "v", "o")
+
+
+class ProjectionBias:
+    """true, false, or the list of projections that have a bias ([q, v, o] for Whisper) -> a bool or a tuple."""
+
+    def __call__(self, v: Any) -> bool | tuple[str, ...]:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, list) and all(isinstance(p, str) and p in PROJECTIONS for p in v) and len(set(v)) == len(v):
+            chosen = tuple(p for p in PROJECTIONS if p in v)
+            return True if len(chosen) == len(PROJECTIONS) else chosen if chosen else False
+        raise SchemaError(f"expected true, false or a list of projections out of q, k, v, o, got {_show(v)}", value=v)
+
+
 class RelativeBias(NamedTuple):
     """T5's relative position bias: a learned num_buckets × heads table added to the logits."""
 
@@ -411,7 +426,7 @@ class Attention(_Attends):
         Arg("num_heads", Int()),
         Arg("num_kv_heads", Opt(Int()), None, "= num_heads; fewer = grouped-query attention"),
         Arg("head_dim", Opt(Int()), None, "= E / num_heads"),
-        Arg("bias", Bool(), False, "on q, k, v and o"),
+        Arg("bias", ProjectionBias(), False, "on q, k, v and o; or the list of those that have one ([q, v, o])"),
         Arg("causal", Bool(), True),
         Arg("rope", Bool(), False, "rotary position embedding of q and k"),
         Arg("rope_theta", Float(low=1.0), 10000.0),
@@ -441,7 +456,7 @@ class Attention(_Attends):
     num_heads: int
     num_kv_heads: int | None
     head_dim: int | None
-    bias: bool
+    bias: bool | tuple[str, ...]
     rope: bool
     rope_theta: float
     relative_bias: RelativeBias | None
@@ -469,6 +484,10 @@ class Attention(_Attends):
 
     def shared_params(self) -> dict[str, str]:
         return {"relative_attention_bias.weight": self.bias_owner} if self.bias_owner else {}
+
+    def biased(self, name: str) -> bool:
+        """Whether projection `name` (q_proj, k_proj, v_proj, o_proj) has a bias."""
+        return self.bias is True or (isinstance(self.bias, tuple) and name[0] in self.bias)
 
     @property
     def kv_heads(self) -> int:
@@ -509,7 +528,7 @@ class Attention(_Attends):
         shapes: dict[str, Shape] = {}
         for name, (fan_in, out) in self._projections(x).items():
             shapes[f"{name}.weight"] = (out, fan_in)
-            if self.bias:
+            if self.biased(name):
                 shapes[f"{name}.bias"] = (out,)
         if self.relative_bias is not None:
             shapes["relative_attention_bias.weight"] = (self.relative_bias.num_buckets, self.num_heads)
@@ -534,12 +553,12 @@ class Attention(_Attends):
         # four nn.Linear modules, each counted as the tools count linear layers; torchinfo charges
         # params × batch (the sequence length is lost); nobody sees scaled_dot_product_attention's
         # CPU kernel, rope's elementwise products or repeat_kv's copies
-        bias = n * outs if self.bias else 0
-        widths = sum(o for _, o in self._projections(x).values())
+        bias = n * sum(positions[name] * o for name, (_, o) in self._projections(x).items() if self.biased(name))
+        widths = sum(o for name, (_, o) in self._projections(x).items() if self.biased(name))
         return [
             row(CONV, layercalc=proj, torch=proj, fvcore=proj, thop=proj, ptflops=(proj, 0), torchinfo=n * weights),
             row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x), self.keys_of(x)[1])),
-            row(BIAS, ptflops=(bias, 0), torchinfo=n * widths if self.bias else 0),
+            row(BIAS, ptflops=(bias, 0), torchinfo=n * widths),
         ]
 
     def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
@@ -556,7 +575,7 @@ class Attention(_Attends):
         proj = {}
         for name in ("q_proj", "k_proj", "v_proj"):
             proj[name] = (x if name == "q_proj" else mem) @ params[f"{name}.weight"].T
-            if self.bias:
+            if self.biased(name):
                 proj[name] = proj[name] + params[f"{name}.bias"]
         q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
         tables = None
@@ -572,7 +591,7 @@ class Attention(_Attends):
         o, core = self.attend(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1), bias)
         merged = _merge(o)
         y = merged @ params["o_proj.weight"].T
-        if self.bias:
+        if self.biased("o_proj"):
             y = y + params["o_proj.bias"]
         return y, (x, mem, merged, core, tables, buckets)
 
@@ -581,7 +600,7 @@ class Attention(_Attends):
         h, kv = self.num_heads, self.kv_heads
         group = h // kv
         grads: dict[str, Any] = {"o_proj.weight": _flat(dy).T @ _flat(merged)}
-        if self.bias:
+        if self.biased("o_proj"):
             grads["o_proj.bias"] = _flat(dy).sum(axis=0)
         do = _heads(dy @ params["o_proj.weight"], h)
         dq, dk, dv = self.attend_backward(do, core)
@@ -603,7 +622,7 @@ class Attention(_Attends):
         for name, g in (("q_proj", dq), ("k_proj", dk), ("v_proj", dv)):
             flat, source = _merge(g), x if name == "q_proj" else mem
             grads[f"{name}.weight"] = _flat(flat).T @ _flat(source)
-            if self.bias:
+            if self.biased(name):
                 grads[f"{name}.bias"] = _flat(flat).sum(axis=0)
             if name == "q_proj":
                 dx += flat @ params[f"{name}.weight"]
