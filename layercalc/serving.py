@@ -107,19 +107,48 @@ def read_bytes(t: Tensor, setup: Setup, base_bits: int, tokens: int) -> int:
 
 
 class DecoderCost(NamedTuple):
-    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position."""
+    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position.
+
+    An encoder-decoder also costs `once` MACs a request (the encoder, cross-attention's keys and
+    values) and keeps `kv_once` cache elements whatever the position (cross-attention's S keys and values).
+    """
 
     a: int
     b: Fraction
     kv_per_position: int
     workspace_per_position: int  # the largest layer's input and output together
     kv_heads: tuple[int, ...]
+    once: int = 0
+    kv_once: int = 0
+
+
+def generated(network: Network) -> str | None:
+    """The named input a network of streams generates (its output's stream, followed back through
+    `from:` to the input it starts from); None for a network of one input."""
+    if not network.inputs:
+        return None
+    nodes, named = network.nodes, dict(network.inputs)
+    i = len(nodes) - 1
+    while i >= 0:
+        source = nodes[i].source
+        if source in named:
+            return source
+        i = next(k for k, n in enumerate(nodes) if n.name == source) if source else i - 1
+    return network.main_input
+
+
+def _stream_shape(network: Network) -> tuple[int, ...]:
+    """One sample's shape of the sequence a generation extends."""
+    name = generated(network)
+    return network.input if name is None else network.streams()[name]
 
 
 def _at(network: Network, length: int) -> Report:
-    """The network analysed for one sequence of `length` positions."""
-    shape = (length, *network.input[1:])
-    return analyse(network._replace(input=shape, batch=1))
+    """The network analysed for one sequence of `length` positions (of the generated stream)."""
+    shape = (length, *_stream_shape(network)[1:])
+    name = generated(network)
+    at = network._replace(input=shape) if name is None else network.with_input(name, shape)
+    return analyse(at._replace(batch=1))
 
 
 def _fit(reports: list[Report]) -> tuple[int, Fraction] | None:
@@ -144,10 +173,29 @@ def kv_heads(report: Report) -> list[int]:
     return [shape[1] for e, _ in _leaves(report) for shape in e.layer.cache_shapes(e.input_shape).values()]
 
 
+def _encoder_decoder_cost(network: Network) -> DecoderCost:
+    """An encoder-decoder's cost: once + a·T + b·T² MACs and kv_once + k·T cache elements for T
+    generated positions, fitted at T = 1, 2, 3 and checked at T = 4."""
+    reports = [_at(network, t) for t in (1, 2, 3, 4)]
+    macs = [r.total["macs"] for r in reports]
+    kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
+    b = Fraction(macs[0] - 2 * macs[1] + macs[2], 2)
+    a = macs[1] - macs[0] - 3 * b
+    once = macs[0] - a - b
+    per, kv_once = kv[1] - kv[0], 2 * kv[0] - kv[1]
+    if macs[3] != once + 4 * a + 16 * b or a.denominator != 1 or kv[3] != kv_once + 4 * per or per <= 0:
+        raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
+                         "tokens (and a fixed encoder); this network's cost grows otherwise with the sequence")
+    workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
+    return DecoderCost(int(a), b, per, workspace, tuple(kv_heads(reports[0])), int(once), kv_once)
+
+
 def decoder_cost(network: Network) -> DecoderCost:
     """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
     if not network.input:
         raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
+    if network.inputs:
+        return _encoder_decoder_cost(network)
     reports = [_at(network, t) for t in (1, 2, 3)]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
@@ -198,9 +246,13 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     weights = sum(stored_bytes(t, setup, base_bits) * t.copies for t in tensors)
     kv_bits = DTYPE_BITS[setup.kv_dtype]
     kv_token = -(-cost.kv_per_position * kv_bits // 8) // setup.tp  # one sequence, one position, one device
-    act_seq = -(-cost.workspace_per_position * setup.prompt * network.dtype_bytes // setup.tp)
-    per_seq = kv_token * positions + act_seq
-    kv_cache = kv_token * positions * setup.batch
+    kv_once = -(-cost.kv_once * kv_bits // 8) // setup.tp  # cross-attention's keys and values, a sequence
+    workspace = cost.workspace_per_position * setup.prompt
+    if network.inputs:  # the encoder's layers do not grow with the prompt: the largest layer, as analysed
+        workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(full))
+    act_seq = -(-workspace * network.dtype_bytes // setup.tp)
+    per_seq = kv_token * positions + kv_once + act_seq
+    kv_cache = (kv_token * positions + kv_once) * setup.batch
     activations = act_seq * setup.batch
     peak_memory = weights + kv_cache + activations
 
@@ -209,11 +261,13 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
         return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
-    prefill_flops = 2 * n * (cost.a * p + cost.b * p * p) / t
-    prefill_bytes = step_read(n * p) + n * p * kv_token
+    # an encoder-decoder's encoder and cross-attention keys and values run once, at prefill; every
+    # decode step reads that fixed cache besides the keys and values of the positions so far
+    prefill_flops = 2 * n * (cost.once + cost.a * p + cost.b * p * p) / t
+    prefill_bytes = step_read(n * p) + n * (p * kv_token + kv_once)
     decode_read = step_read(n)
     dflops = (Fraction(2 * n * cost.a, t), Fraction(2 * n, t) * cost.b)  # at context q: c0 + c1·q
-    dbytes = (Fraction(decode_read), Fraction(n * kv_token))
+    dbytes = (Fraction(decode_read + n * kv_once), Fraction(n * kv_token))
     lo, hi = p + 1, p + g
     decode_flops = _sum_linear(*dflops, lo, hi)
     decode_bytes = _sum_linear(*dbytes, lo, hi)
@@ -263,7 +317,7 @@ def _fit_positions(network: Network, setup: Setup) -> tuple[Setup, Report]:
     """
     given = setup.prompt > 0
     if not given:
-        setup = setup._replace(prompt=network.input[0])
+        setup = setup._replace(prompt=_stream_shape(network)[0])
     try:
         return setup, _at(network, setup.prompt + setup.generate)
     except ConfigError as exc:
