@@ -235,6 +235,7 @@ def _check_sources(nodes: list[Node], named: dict[str, Shape], line: int | None)
     if nodes[0].source is None:
         raise SchemaError(f"with named inputs ({', '.join(named)}), the first entry names the one it reads with"
                           " from:", nodes[0].loc, None)
+    check_source(nodes[0], named)
     for node in nodes:
         if node.name in named:
             raise SchemaError(f"name {node.name!r} is also a named input's; an entry and an input need different"
