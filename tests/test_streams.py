@@ -309,3 +309,18 @@ def test_serve_t5_small() -> None:
     # the prefill runs the encoder on 32 tokens and the decoder on 16: FlopCounterMode's count of
     # T5ForConditionalGeneration at those lengths (2 × 1,331,167,232 MACs)
     assert plan["prefill"]["flops"] == 2 * 1_331_167_232
+
+
+def test_peer_counts_of_cross_multiheadattention() -> None:
+    """Each tool's count of nn.MultiheadAttention(64, 4, kdim=96, vdim=96) at T = 10 queries over S = 24
+    keys, as the tools report it (measured on torch 2.13, fvcore, thop, ptflops and torchinfo): the
+    projections 2·10·64² + 2·24·96·64 = 376,832 for FlopCounterMode and fvcore (no fast path: query
+    and key differ; no count for the attention kernel), ptflops' own hook 620,160, thop and torchinfo 0."""
+    from layercalc.api import report_data
+
+    config = {"input": {"enc": [24, 96], "dec": [10, 64]},
+              "layers": [{"identity": None, "name": "memory", "from": "enc"},
+                         {"multiheadattention": {"num_heads": 4, "cross": "memory"}, "from": "dec"}]}
+    want = {"torch": 376_832, "fvcore": 376_832, "ptflops": 620_160, "thop": 0, "torchinfo": 0}
+    for convention, macs in want.items():
+        assert report_data(analyse(config), convention=convention)["total"]["macs"] == macs, convention

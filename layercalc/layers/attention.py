@@ -255,12 +255,17 @@ class MultiheadAttention(_Attends):
         # neither sees scaled_dot_product_attention's CPU kernel
         # ptflops' own nn.MultiheadAttention hook, per sample: T·E for scaling q, the projections,
         # 3·T·E in-projection bias, per head T·T·d (q kᵀ) + T·T (softmax) + T·T·d (A v), and
-        # T·E·(E + 1) for the output projection ("bias always enabled"); times N
-        ptf_bias = n * (3 * length * e * self.bias + length * e)
-        ptf_attn = n * (length * e + h * length * length * (2 * (e // h) + 1))
+        # T·E·(E + 1) for the output projection ("bias always enabled"); times N. With cross, keys
+        # and values of S positions and width E_mem: it charges S·E_mem² for each of their
+        # projections, (T + 2S)·E of bias, T·S·(d + 1 + E_mem/h) a head, and takes E_mem for E in
+        # the output projection, T·E_mem·(E_mem + 1)
+        _, keys, mem = self.keys_of(x)
+        ptf_proj = n * (length * e * e + 2 * keys * mem * mem + length * mem * mem)
+        ptf_bias = n * ((length + 2 * keys) * e * self.bias + length * mem)
+        ptf_attn = n * (length * e + h * length * keys * (e // h + 1 + mem // h))
         # thop and torchinfo have no rule for it (and its out_proj runs as a function, not a module)
         return [
-            row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(proj, 0)),
+            row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(ptf_proj, 0)),
             row(ATTN, layercalc=core, ptflops=(ptf_attn, 0)),
             row(BIAS, ptflops=(ptf_bias, 0)),
         ]
