@@ -324,3 +324,21 @@ def test_peer_counts_of_cross_multiheadattention() -> None:
     want = {"torch": 376_832, "fvcore": 376_832, "ptflops": 620_160, "thop": 0, "torchinfo": 0}
     for convention, macs in want.items():
         assert report_data(analyse(config), convention=convention)["total"]["macs"] == macs, convention
+
+
+def test_a_pass_over_a_block_that_reads_another_stream() -> None:
+    """A block checked in one pass (as verify checks a large network's blocks) draws the stream its
+    cross-attention reads, and checks its gradient as an input."""
+    from layercalc.verify import Options
+    from layercalc.verify.checks import check_network
+    from layercalc.verify.execution import build, share_streams
+
+    report = analyse(SMALL)
+    decoder = next(e for e in report.entries if e.name == "decoder")
+    inst = share_streams(build(decoder, decoder.seg, decoder.name, np.random.default_rng(0)))
+    rows = dict(check_network(inst, Options(), np.random.default_rng(1), lambda b: True))
+    checks = [c for cs in rows.values() for c in cs]
+    assert checks and all(c.passed for c in checks)
+    # x (1·5·8), every parameter array (784, and the 8 × 2 table `later` reads as its own) and the
+    # encoder's output (1·6·8) move together in the block's numeric check
+    assert any(c.note.startswith(f"{40 + 784 + 16 + 48} elements") for c in rows[inst])

@@ -495,15 +495,21 @@ def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") ->
     x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
     values = inst.streams.values
     kept = dict(values)  # inside a network's pass, the network's streams stay for the checks after this one
-    drawn = {name: rng.standard_normal((x.shape[0], *shape[1:])).astype(opts.dtype)
-             for name, shape in getattr(inst.entry, "reads", {}).items()}
-    values.update(drawn)
     try:
-        probe = Probe.run(inst, x, rng, real, tuple(drawn))
+        probe = Probe.run(inst, x, rng, real, draw_streams(inst, x, rng, opts.dtype))
         return _checks(probe, opts, rng, suffix)
     finally:
         values.clear()
         values.update(kept)
+
+
+def draw_streams(inst: Instance, x: Any, rng: Any, dtype: str) -> tuple[str, ...]:
+    """The other streams a layer or block reads (cross-attention's keys and values), drawn at
+    random into its streams at x's batch; returns their names, inputs of the check too."""
+    drawn = {name: rng.standard_normal((x.shape[0], *shape[1:])).astype(dtype)
+             for name, shape in getattr(inst.entry, "reads", {}).items()}
+    inst.streams.values.update(drawn)
+    return tuple(drawn)
 
 
 def draw_inputs(root: Instance, rng: Any, dtype: str) -> tuple[str, ...]:
@@ -583,7 +589,7 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     where the composition goes wrong. Yields (instance, checks): blocks children first, then the network.
     """
     x, real = random_input(root, tuple(root.entry.input_shape), rng, opts.dtype)
-    outer = draw_inputs(root, rng, opts.dtype)
+    outer = draw_inputs(root, rng, opts.dtype) + draw_streams(root, x, rng, opts.dtype)
     tape: dict[Any, Any] = {leaf: None for leaf in root.leaves() if blocks(leaf)}
     sides = KinkSides()
     y, cache = forward(root, x, watch=sides, tape=tape)
