@@ -264,8 +264,7 @@ def _t5_block(f: Fields, decoder: bool, first: bool) -> dict[str, Any]:
     else:
         mlp = [linear(d_ff, "wi"), _activation_named(proj), linear(d_model, "wo")]
     sublayers.append([norm, {"sequential": {"layers": mlp}, "name": "DenseReluDense"}])
-    return {"sequential": {"layers": [{"residual": {"body": body}, "name": str(i)}
-                                      for i, body in enumerate(sublayers)]}}
+    return {"sequential": {"layers": [{"residual": {"body": body}} for body in sublayers]}}
 
 
 def _activation_named(name: str) -> Any:
