@@ -24,7 +24,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
-from .config import Network
+from .config import Network, check_source
 from .errors import ConfigError, ShapeError
 from .layers import Layer, Node, Shape, fmt_shape, numel
 
@@ -61,7 +61,7 @@ class Entry:
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
                  "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params",
-                 "table")
+                 "table", "source", "reads")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
@@ -84,6 +84,9 @@ class Entry:
         # params that get a gradient: all of them when trainable, none when frozen (a block: its children's sum)
         self.trainable_params = (params if trainable else 0) if trainable_params is None else trainable_params
         self.table: tuple["Execution", ...] | None = None  # entry_table(self), once it is asked for
+        self.source: str | None = None  # a top-level entry's `from:`, the named input or entry it reads
+        # the other streams read inside (cross-attention's keys and values): {name: shape, batch first}
+        self.reads: dict[str, Shape] = {}
 
     @property
     def children(self) -> list["Entry"]:
@@ -119,18 +122,48 @@ class Flow:
 
     def __init__(self, tokens: bool = False) -> None:
         self.tokens = tokens  # the value flowing in is still the network's integer token ids
+        # what a layer may read besides its input: named inputs and earlier top-level entries'
+        # outputs, name -> (shape, batch first; whether it is token ids)
+        self.streams: dict[str, tuple[Shape, bool]] = {}
+        # what earlier layers of this top-level entry offer later ones: kind -> (owner's name, settings)
+        self.offered: dict[str, tuple[str, Any]] = {}
+        # the offering layers' own parameters as they were offered: later layers of the same name
+        # (a repeated block's copies) must not stand in for the owner
+        self.lent: dict[str, tuple[str, dict[str, Shape], bool]] = {}
         # name -> (label, own param shapes, trainable)
         self.owned: dict[str, tuple[str, dict[str, Shape], bool]] = {}
         self.blocks: dict[str, str] = {}  # name -> label of each block entered so far
 
+    def stream(self, name: str, reader: str) -> Shape:
+        """The shape of the stream a layer reads besides its input; ShapeError if there is none such."""
+        if name not in self.streams:
+            known = ", ".join(self.streams) or "none"
+            raise ShapeError(f"{reader} {name!r} names no input and no earlier top-level entry (there are: {known})",
+                             value=name)
+        shape, ids = self.streams[name]
+        if ids:
+            raise ShapeError(f"{reader} {name!r} is token ids; it needs real values (N, S, E), as an entry's output",
+                             value=name)
+        return shape
+
     def check_tied(self, pname: str, owner: str, shape: Shape, trainable: bool = True) -> None:
         """A tied parameter must be an earlier layer's own parameter of the same name, shape and trainability."""
+        if pname in self.lent.get(owner, ("", {}, True))[1]:
+            label, shapes, owner_trainable = self.lent[owner]
+            self._same(pname, owner, shape, trainable, label, shapes, owner_trainable)
+            return
         if owner not in self.owned:
             if owner in self.blocks:  # a block holds its layers' tensors, none of its own
                 raise ShapeError(f"{pname} tied to {owner!r}, but {self.blocks[owner]} is a block, not a layer:"
                                  f" tie to the layer inside it that owns the {pname}", value=owner)
             raise ShapeError(f"{pname} tied to {owner!r}, but no earlier layer is named {owner!r}", value=owner)
         label, shapes, owner_trainable = self.owned[owner]
+        self._same(pname, owner, shape, trainable, label, shapes, owner_trainable)
+
+    @staticmethod
+    def _same(pname: str, owner: str, shape: Shape, trainable: bool, label: str, shapes: dict[str, Shape],
+              owner_trainable: bool) -> None:
+        """The owner's parameter (label, its own shapes, trainable) must match the tied one's."""
         if pname not in shapes:
             raise ShapeError(f"{pname} tied to {owner!r}, but {label} has no {pname} of its own", value=owner)
         if shapes[pname] != shape:
@@ -173,6 +206,10 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         )
     if ids is None and flow.tokens:
         raise ShapeError("takes real values, but its input here is the network's integer token ids", value=x)
+    reads = {name: flow.stream(name, "cross:") for name in layer.reads()}
+    if reads:  # a copy that knows the shapes of what it reads, for its shape, cost and numerics
+        layer = layer.reading(reads)
+    layer = layer.sharing(flow.offered)
     y = layer.output_shape(x)
     shapes = layer.param_shapes(x)
     shared = layer.shared_params()
@@ -180,8 +217,11 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         flow.check_tied(pname, owner, shapes[pname], node.trainable)
     own = {k: v for k, v in shapes.items() if k not in shared}  # a tied tensor counts at its owner
     flow.owned[node.name] = (node.label, own, node.trainable)
+    if layer.offers():
+        flow.lent[node.name] = flow.owned[node.name]
+        flow.offered.update((kind, (node.name, value)) for kind, value in layer.offers().items())
     flow.tokens = False
-    return Entry(
+    entry = Entry(
         seg=seg,
         name=node.name,
         type=layer.type_name,
@@ -196,6 +236,8 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
         trainable=node.trainable,
     )
+    entry.reads = reads
+    return entry
 
 
 def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
@@ -232,6 +274,7 @@ def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
     entry.macs = sum(n * child.macs for child, n in timed)
     entry.tensors = sum(n * child.tensors for child, n in timed) + extra_tensor
     entry.cache = sum(n * child.cache for child, n in timed)
+    entry.reads = {name: shape for child, _ in timed for name, shape in child.reads.items()}
 
 
 def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> Entry:
@@ -282,6 +325,8 @@ def analyse_sequence(
         # Top-level entries are addressed by name (given or default); nested ones by index
         # unless the user named them, as PyTorch addresses nn.Sequential children.
         own = node.name if top or node.named else str(i)
+        if top:  # what a layer offers (a shared position bias) stays within its top-level entry
+            flow.offered, flow.lent = {}, {}
         entry = analyse_node(node, x, f"{prefix}.{own}" if prefix else own, flow)
         entries.append(entry)
         x = entry.output_shape
@@ -404,15 +449,21 @@ class Report:
     # api.render, set by api: the calculator draws no tables, and imports nothing that does
     renderer: ClassVar[Callable[..., str] | None] = None
 
-    def __init__(self, network: Network, entries: list[Entry], tokens: bool = False) -> None:
+    def __init__(self, network: Network, entries: list[Entry], tokens: bool = False,
+                 ids: dict[str, bool] | None = None) -> None:
         self.network = network
         self.entries = entries
         self.dtype_bytes = network.dtype_bytes
-        self.tokens = tokens  # the input is integer token ids (int64), not values of the dtype
+        self.tokens = tokens  # the (first) input is integer token ids (int64), not values of the dtype
+        self.ids = ids or {}  # named inputs: whether each is token ids
 
     @property
     def input_bytes(self) -> int:
-        """Bytes of the whole batch's input: dtype-sized values, or int64 token ids."""
+        """Bytes of the whole batch's input (every named input): dtype-sized values, or int64 token ids."""
+        if self.network.inputs:
+            n = self.network.batch
+            return sum(n * numel(shape) * (TOKEN_ID_BYTES if self.ids.get(name) else self.dtype_bytes)
+                       for name, shape in self.network.streams().items())
         return numel(self.network.input_shape) * (TOKEN_ID_BYTES if self.tokens else self.dtype_bytes)
 
     @property
@@ -543,7 +594,7 @@ class Report:
         net = self.network
         return {
             "name": net.name,
-            "input": list(net.input),
+            "input": {k: list(v) for k, v in net.streams().items()} if net.inputs else list(net.input),
             "batch": net.batch,
             "dtype": net.dtype,
             "input_dtype": "int64" if self.tokens else net.dtype,  # token ids are int64, as torch.long
@@ -552,13 +603,55 @@ class Report:
         }
 
 
+def _reads_ids(node: Node) -> bool:
+    """Whether an entry begins a stream of token ids (its first layer reads them)."""
+    first = _first_leaf([node])
+    return first is not None and first.input_ids() is not None
+
+
 def analyse(network: Network) -> Report:
     """Analyse a loaded network; raises ConfigError (with location) when a shape does not fit."""
     try:
+        if network.inputs or any(node.source for node in network.nodes):
+            entries, ids = _analyse_streams(network)
+            return Report(network, entries, tokens=ids.get(network.main_input or "", False), ids=ids)
         # a network whose first layer reads token ids takes integer ids as its input
-        first = _first_leaf(network.nodes)
-        tokens = first is not None and first.input_ids() is not None
+        tokens = _reads_ids(network.nodes[0]) if network.nodes else False
         _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
     return Report(network, entries, tokens=tokens)
+
+
+def _analyse_streams(network: Network) -> tuple[list[Entry], dict[str, bool]]:
+    """Top-level entries reading named inputs and earlier entries' outputs (`from:`); returns the
+    entries and, for each named input, whether it is token ids (read by an embedding)."""
+    named = {name: (network.batch, *shape) for name, shape in network.streams().items()}
+    flow, entries = Flow(), []
+    ids: dict[str, bool] = {}  # named input -> read as token ids (decided by its first reader)
+    x: Shape = network.input_shape
+    for i, node in enumerate(network.nodes):
+        check_source(node, [*named, *(e.name for e in entries)])
+        if node.source in named:
+            x, tokens = named[node.source], _reads_ids(node)
+            if ids.get(node.source, tokens) != tokens:
+                how = "token ids" if tokens else "real values"
+                raise ShapeError(f"reads input {node.source!r} as {how}, but an earlier entry reads it otherwise;"
+                                 " one input feeds one kind of stream", value=node.source).at(
+                    line=node.loc.line, where=node.loc.where, layer=node.loc.layer)
+            ids[node.source] = tokens
+        elif node.source is not None:
+            x, tokens = next(e.output_shape for e in entries if e.name == node.source), False
+        else:
+            tokens = i == 0 and _reads_ids(node)
+        flow.tokens, flow.offered, flow.lent = tokens, {}, {}
+        flow.streams = {**{k: (v, ids.get(k, False)) for k, v in named.items()},
+                        **{e.name: (e.output_shape, False) for e in entries}}
+        entry = analyse_node(node, x, node.name, flow)
+        for name in entry.reads:  # a named input read by cross-attention is real values
+            if name in named:
+                ids.setdefault(name, False)
+        entry.source = node.source
+        entries.append(entry)
+        x = entry.output_shape
+    return entries, ids

@@ -49,7 +49,7 @@ LayerOpt = Annotated[
     Optional[list[str]],
     typer.Option("--layer", "-l", metavar="SPEC", help="A layer TYPE:ARG=VALUE,... instead of a config (with --input); repeatable: -l conv2d:out_channels=8,kernel_size=3 -l relu."),
 ]
-InputOpt = Annotated[Optional[str], typer.Option("--input", metavar="SHAPE", help="One sample's shape: 3x224x224, 3,224,224 or [3, 224, 224].")]
+InputOpt = Annotated[Optional[list[str]], typer.Option("--input", metavar="SHAPE", help="One sample's shape: 3x224x224, 3,224,224 or [3, 224, 224]; NAME=SHAPE sets one named input (repeatable).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", metavar="N", help="Batch size (overrides the config).")]
 FormatOpt = Annotated[
     Optional[Format],
@@ -91,7 +91,16 @@ def _root(
     """layercalc: the numbers of every layer, from a YAML config."""
 
 
-def _report(config: str | None, layer: list[str] | None, input: str | None, batch: int | None) -> Any:
+def _inputs(input: list[str] | None) -> str | list[str] | None:
+    """--input as given: one shape (the last one given, as a repeated option overrides), or NAME=SHAPE items."""
+    if not input:
+        return None
+    named = [v for v in input if "=" in v]
+    return named if named else input[-1]
+
+
+def _report(config: str | None, layer: list[str] | None, input: list[str] | None, batch: int | None) -> Any:
+    input = _inputs(input)
     if layer:
         if config:
             raise UsageError("give a CONFIG or --layer specs, not both")

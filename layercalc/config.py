@@ -18,6 +18,7 @@ DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 
 MAX_BLOCK_DEPTH = 100  # blocks inside blocks; deeper is refused rather than risking the stack
 TOP_KEYS = ("name", "input", "batch", "dtype", "layers")
 ENTRY_KEYS = ("name", "repeat", "trainable")
+TOP_ENTRY_KEYS = (*ENTRY_KEYS, "from")  # `from: NAME` feeds a top-level entry a named input or an earlier entry
 
 
 class Network(NamedTuple):
@@ -29,6 +30,27 @@ class Network(NamedTuple):
     dtype: str = "float32"
     nodes: list[Node] = []
     file: str = "<config>"
+    # named inputs, in order ((name, one sample's shape), ...): () for a network of one input; then
+    # `input` is the shape of the one the first entry reads (its `from:`), which overrides its entry here
+    inputs: tuple[tuple[str, Shape], ...] = ()
+
+    @property
+    def main_input(self) -> str | None:
+        """The name of the input the first entry reads (None for a network of one input)."""
+        return self.nodes[0].source if self.inputs and self.nodes else None
+
+    def streams(self) -> dict[str, Shape]:
+        """Every named input's shape (one sample), the first entry's being `input`."""
+        shapes = dict(self.inputs)
+        if self.main_input is not None:
+            shapes[self.main_input] = self.input
+        return shapes
+
+    def with_input(self, name: str, shape: Shape) -> "Network":
+        """The network with one named input's shape replaced."""
+        if name == self.main_input:
+            return self._replace(input=shape)
+        return self._replace(inputs=tuple((k, shape if k == name else v) for k, v in self.inputs))
 
     @property
     def input_shape(self) -> Shape:
@@ -138,12 +160,20 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
                 exc.message = f"{key}: {exc.message}"
             raise exc.at(line=at(key).line) from None
 
-    if input is not None:
-        shape = parse_shape(input, "--input")
-    elif "input" not in doc:
+    if "input" not in doc and (input is None or _named(input)):
         raise SchemaError("missing 'input' (one sample's shape, e.g. [3, 224, 224])", top)
-    else:
+    named: dict[str, Shape] = {}
+    if isinstance(doc.get("input"), dict):
+        named = checked("input", _named_shapes)
+    if input is not None and not _named(input):
+        if named:
+            raise SchemaError(f"this network has named inputs ({', '.join(named)}): set one with --input NAME=SHAPE",
+                              Location(file="--input"), input)
+        shape = parse_shape(input, "--input")
+    elif not named:
         shape = checked("input", parse_shape)
+    if input is not None and _named(input):
+        named = _overridden(named, input)
     if batch is not None:
         n = Int()(batch)
     else:
@@ -156,8 +186,68 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
         raise SchemaError(f"name must be a non-empty string, got {name!r}", at("name"), name)
     if "layers" not in doc:
         raise SchemaError("missing 'layers' (a list of layer entries)", top)
-    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0, names=Names())
-    return Network(name=name, input=shape, batch=n, dtype=dtype, nodes=nodes)
+    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0, names=Names(), top=True)
+    if not named:
+        return Network(name=name, input=shape, batch=n, dtype=dtype, nodes=nodes)
+    _check_sources(nodes, named, at("layers").line)
+    first = nodes[0].source
+    return Network(name=name, input=named[first], batch=n, dtype=dtype, nodes=nodes, inputs=tuple(named.items()))
+
+
+def _named(value: Any) -> bool:
+    """Whether an --input override names its input: ['audio=80x3000', ...] or {'audio': ...}."""
+    if isinstance(value, dict):
+        return True
+    items = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    return bool(items) and all(isinstance(v, str) and "=" in v for v in items)
+
+
+def _named_shapes(value: Any) -> dict[str, Shape]:
+    """{audio: [80, 3000], tokens: [128]} -> {'audio': (80, 3000), 'tokens': (128,)}."""
+    if not value:
+        raise SchemaError("a mapping input names at least one input", value=value)
+    shapes = {}
+    for key, shape in value.items():
+        if not isinstance(key, str) or not key or "." in key:
+            raise SchemaError(f"an input's name must be a non-empty string without dots, got {key!r}", value=key)
+        shapes[key] = parse_shape(shape, f"input {key}")
+    return shapes
+
+
+def _overridden(named: dict[str, Shape], given: Any) -> dict[str, Shape]:
+    """The named inputs with --input NAME=SHAPE overrides applied; each name must be one of them."""
+    items = given.items() if isinstance(given, dict) else (v.partition("=")[::2] for v in
+                                                            ([given] if isinstance(given, str) else given))
+    out = dict(named)
+    for key, shape in items:
+        key = key.strip()
+        if key not in named:
+            what = f"its inputs are {', '.join(named)}" if named else "it has one unnamed input: give --input SHAPE"
+            raise SchemaError(f"the network has no input named {key!r} ({key}=...); {what}",
+                              Location(file="--input"), key)
+        out[key] = parse_shape(shape, f"--input {key}")
+    return out
+
+
+def _check_sources(nodes: list[Node], named: dict[str, Shape], line: int | None) -> None:
+    """With named inputs: the first entry says which it reads; every `from:` names an input or an
+    earlier top-level entry; no entry takes an input's name."""
+    if nodes[0].source is None:
+        raise SchemaError(f"with named inputs ({', '.join(named)}), the first entry names the one it reads with"
+                          " from:", nodes[0].loc, None)
+    check_source(nodes[0], named)
+    for node in nodes:
+        if node.name in named:
+            raise SchemaError(f"name {node.name!r} is also a named input's; an entry and an input need different"
+                              " names", node.loc, node.name)
+
+
+def check_source(node: Node, known: Iterable[str]) -> None:
+    """An entry's `from:` must name a named input or an earlier top-level entry."""
+    known = list(known)
+    if node.source is not None and node.source not in known:
+        raise SchemaError(f"from: {node.source!r} names no input and no earlier top-level entry"
+                          f"{suggest(node.source, known)}", node.loc, node.source)
 
 
 class Names:
@@ -183,7 +273,7 @@ class Names:
 
 def parse_entries(
     items: Any, where: str, line: int | None, depth: int, min_len: int = 1, names: Names | None = None,
-    frozen: str | None = None,
+    frozen: str | None = None, top: bool = False,
 ) -> list[Node]:
     """A list of layer entries -> Nodes (recursing into block arguments); sibling names must differ.
 
@@ -201,7 +291,7 @@ def parse_entries(
     siblings: dict[str, int] = {}  # name -> index, as PyTorch's module names are unique among siblings
     for i, item in enumerate(items):
         item_line = lines[i] if lines else line_of(item, line)
-        node = parse_entry(item, f"{where}[{i}]", item_line, depth, names, frozen)
+        node = parse_entry(item, f"{where}[{i}]", item_line, depth, names, frozen, top)
         if node.name in siblings:
             first = siblings[node.name]
             raise SchemaError(
@@ -239,17 +329,24 @@ def lookup_type(name: Any, loc: Location) -> type[Layer]:
     return cls
 
 
-def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None) -> Node:
-    """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N, trainable: false} -> a Node."""
+def parse_entry(
+    item: Any, where: str, line: int | None, depth: int, names: Names, frozen: str | None = None, top: bool = False,
+) -> Node:
+    """One entry: 'relu', or {conv2d: {...}, name: ..., repeat: N, trainable: false} -> a Node
+    (a top-level entry may also have `from: NAME`)."""
+    keys = TOP_ENTRY_KEYS if top else ENTRY_KEYS
     if isinstance(item, str):
         type_key, raw_args, extra = item, None, {}
     elif isinstance(item, dict):
-        type_keys = [k for k in item if k not in ENTRY_KEYS]
+        if not top and "from" in item and len(item) > 1:
+            raise SchemaError("from: is for top-level entries only (a block's layers read the block's input)",
+                              Location(line=getattr(item, "key_lines", {}).get("from", line), where=where), "from")
+        type_keys = [k for k in item if k not in keys]
         if len(type_keys) != 1:
             found = ", ".join(k if isinstance(k, str) and k.isidentifier() else repr(k) for k in type_keys) or "none"
             raise SchemaError(f"a layer entry needs exactly one type key, found {found}", Location(line=line, where=where), item)
         type_key = type_keys[0]
-        raw_args, extra = item[type_key], {k: item[k] for k in ENTRY_KEYS if k in item}
+        raw_args, extra = item[type_key], {k: item[k] for k in keys if k in item}
         if isinstance(item, Map):
             line = item.key_lines.get(type_key, line)
     else:
@@ -272,7 +369,11 @@ def parse_entry(item: Any, where: str, line: int | None, depth: int, names: Name
         layer = cls(**parse_args(cls, raw_args, where, line, depth, names, inner))
     except ConfigError as exc:
         raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
-    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra, trainable=trainable)
+    source = extra.get("from")
+    if source is not None and (not isinstance(source, str) or not source):
+        raise SchemaError(f"from must name an input or an earlier entry, got {type_word(source)}", loc, source)
+    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra, trainable=trainable,
+                source=source)
 
 
 def _trainable(extra: dict[str, Any], item: Any, frozen: str | None) -> bool:

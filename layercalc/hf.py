@@ -33,7 +33,17 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2_moe", "bert", "roberta", "t5", "whisper", "mamba")
+PLANNED = ("mixtral", "qwen2_moe", "bert", "roberta", "mamba")
+# encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
+SEQ2SEQ_NO_COUNT = frozenset({
+    "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
+    "classifier_dropout", "layer_norm_epsilon", "layerdrop", "encoder_layerdrop", "decoder_layerdrop", "dropout",
+    "activation_dropout", "scale_embedding", "apply_spec_augment", "mask_time_prob", "mask_time_length",
+    "mask_time_min_masks", "mask_feature_prob", "mask_feature_length", "mask_feature_min_masks",
+    "median_filter_width", "begin_suppress_tokens", "suppress_tokens", "forced_decoder_ids", "init_std",
+    "use_weighted_layer_sum", "classifier_proj_size", "max_length", "num_hidden_layers", "gradient_checkpointing",
+    "decoder_layers", "encoder_layers", "is_decoder", "scale_decoder_outputs", "use_bias", "num_labels",
+})
 
 
 class Fields:
@@ -270,6 +280,130 @@ def _distilbert(f: Fields, model_type: str) -> tuple[list[Any], str]:
             {"sequential": {"layers": [layer]}, "name": "transformer"}], "distilbert"
 
 
+def _t5_block(f: Fields, decoder: bool, first: bool) -> dict[str, Any]:
+    """One T5 block: self-attention (block 0 owns the relative bias), cross-attention in the decoder,
+    then the MLP (ReLU, or gated GELU for T5 v1.1's "gated-gelu"); RMS norms before each, no biases."""
+    heads, d_kv = f.need("num_heads", role="heads"), f.need("d_kv", role="head width")
+    eps = f.get("layer_norm_epsilon", default=1e-6, role="norm eps")
+    norm = {"rmsnorm": {"eps": eps}, "name": "layer_norm"}
+    attention: dict[str, Any] = {"num_heads": heads, "head_dim": d_kv, "causal": decoder}
+    if first:
+        attention["relative_bias"] = {
+            "num_buckets": f.get("relative_attention_num_buckets", default=32, role="relative position buckets"),
+            "max_distance": f.get("relative_attention_max_distance", default=128, role="relative position reach"),
+            "bidirectional": not decoder}
+    sublayers = [[norm, {"attention": attention, "name": "SelfAttention"}]]
+    if decoder:
+        sublayers.append([norm, {"attention": {"num_heads": heads, "head_dim": d_kv, "cross": "encoder"},
+                                 "name": "EncDecAttention"}])
+    d_ff, d_model = f.need("d_ff", role="MLP width"), f.need("d_model", role="width")
+    proj = str(f.get("feed_forward_proj", default="relu", role="MLP kind"))
+    linear = lambda out, name: {"linear": {"out_features": out, "bias": False}, "name": name}  # noqa: E731
+    if proj.startswith("gated-"):
+        act = _activation_named(proj[len("gated-"):])
+        mlp = [{"multiply": {"branches": [[linear(d_ff, "wi_0"), act], [linear(d_ff, "wi_1")]]}},
+               linear(d_model, "wo")]
+    else:
+        mlp = [linear(d_ff, "wi"), _activation_named(proj), linear(d_model, "wo")]
+    sublayers.append([norm, {"sequential": {"layers": mlp}, "name": "DenseReluDense"}])
+    return {"sequential": {"layers": [{"residual": {"body": body}} for body in sublayers]}}
+
+
+def _activation_named(name: str) -> Any:
+    """A layer entry for an activation name (as _activation, from a name already read)."""
+    kind = ACTIVATIONS.get(name)
+    if kind is None:
+        raise SchemaError(f"activation {name!r} is not one layercalc has ({', '.join(ACTIVATIONS)})", value=name)
+    return {"gelu": {"approximate": "tanh"}} if kind == "gelu_tanh" else kind
+
+
+def _t5_stack(f: Fields, decoder: bool, layers: int) -> list[Any]:
+    """A T5 stack's layers: block 0 apart (it owns the relative bias), the rest repeated, a final norm."""
+    eps = f.get("layer_norm_epsilon", default=1e-6, role="norm eps")
+    stack = [{**_t5_block(f, decoder, True), "name": "block0"}]
+    if layers > 1:
+        stack.append({**_t5_block(f, decoder, False), "name": "block", "repeat": layers - 1})
+    return stack + [{"rmsnorm": {"eps": eps}, "name": "final_layer_norm"}]
+
+
+def _t5(f: Fields, tokens: int) -> tuple[list[Any], dict[str, list[int]]]:
+    """T5: one table (shared) embeds both token streams; encoder and decoder stacks, the decoder's
+    blocks with cross-attention to the encoder's output."""
+    vocab, d_model = f.need("vocab_size", role="vocabulary"), f.need("d_model", role="width")
+    layers = f.need("num_layers", role="encoder layers")
+    decoder_layers = f.get("num_decoder_layers", default=layers, role="decoder layers") or layers
+    model = [
+        {"embedding": {"num_embeddings": vocab, "embedding_dim": d_model}, "name": "shared", "from": "input_ids"},
+        {"sequential": {"layers": _t5_stack(f, False, layers)}, "name": "encoder"},
+        {"sequential": {"layers": [{"embedding": {"num_embeddings": vocab, "embedding_dim": d_model,
+                                                  "tied_to": "shared"}, "name": "embed_tokens"},
+                                   *_t5_stack(f, True, decoder_layers)]},
+         "name": "decoder", "from": "decoder_input_ids"},
+    ]
+    return model, {"input_ids": [tokens], "decoder_input_ids": [tokens]}
+
+
+def _whisper_layer(f: Fields, side: str, cross: bool) -> dict[str, Any]:
+    """A Whisper layer: pre-norm self-attention (q, v and o biased, k not), cross-attention in the
+    decoder, a GELU MLP."""
+    heads = f.need(f"{side}_attention_heads", role=f"{side} heads")
+    attention = {"num_heads": heads, "bias": ["q", "v", "o"], "causal": side == "decoder"}
+    body = [{"residual": {"body": [{"layernorm": None, "name": "self_attn_layer_norm"},
+                                   {"attention": attention, "name": "self_attn"}]}}]
+    if cross:
+        body.append({"residual": {"body": [{"layernorm": None, "name": "encoder_attn_layer_norm"},
+                                           {"attention": {"num_heads": heads, "bias": ["q", "v", "o"],
+                                                          "cross": "encoder"}, "name": "encoder_attn"}]}})
+    d_model = f.need("d_model", role="width")
+    body.append({"residual": {"body": [{"layernorm": None, "name": "final_layer_norm"},
+                                       {"linear": {"out_features": f.need(f"{side}_ffn_dim", role=f"{side} MLP width")},
+                                        "name": "fc1"},
+                                       _activation(f, "activation_function"),
+                                       {"linear": {"out_features": d_model}, "name": "fc2"}]}})
+    return {"sequential": {"layers": body}, "repeat": f.need(f"{side}_layers", role=f"{side} layers"), "name": "layers"}
+
+
+def _whisper(f: Fields, tokens: int) -> tuple[list[Any], dict[str, list[int]]]:
+    """Whisper: an audio encoder (two conv1d, the second halving the frames, a frozen sinusoidal
+    position table) and a text decoder (learned positions) with cross-attention to it."""
+    d_model, mels = f.need("d_model", role="width"), f.need("num_mel_bins", role="mel bins")
+    frames = f.need("max_source_positions", role="audio positions (frames / 2)")
+    encoder = [{"conv1d": {"out_channels": d_model, "kernel_size": 3, "padding": 1}, "name": "conv1"}, "gelu",
+               {"conv1d": {"out_channels": d_model, "kernel_size": 3, "stride": 2, "padding": 1}, "name": "conv2"},
+               "gelu", {"permute": {"dims": [0, 2, 1]}},
+               {"posembedding": {"num_positions": frames}, "name": "embed_positions", "trainable": False},
+               _whisper_layer(f, "encoder", False), {"layernorm": None, "name": "layer_norm"}]
+    decoder = [{"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": d_model},
+                "name": "embed_tokens"},
+               {"posembedding": {"num_positions": f.need("max_target_positions", role="text positions")},
+                "name": "embed_positions"},
+               _whisper_layer(f, "decoder", True), {"layernorm": None, "name": "layer_norm"}]
+    model = [{"sequential": {"layers": encoder}, "name": "encoder", "from": "input_features"},
+             {"sequential": {"layers": decoder}, "name": "decoder", "from": "decoder_input_ids"}]
+    return model, {"input_features": [mels, 2 * frames], "decoder_input_ids": [tokens]}
+
+
+# model type -> (builder of the top-level entries and named inputs at T tokens, whether the head is
+# tied by default, the head's name and the table it ties to, the class that has it, the length field)
+SEQ2SEQ: dict[str, tuple[Callable[[Fields, int], tuple[list[Any], dict[str, list[int]]]], bool, str, str, str, str]] = {
+    "t5": (_t5, True, "lm_head", "shared", "ForConditionalGeneration", "n_positions"),
+    "whisper": (_whisper, True, "proj_out", "embed_tokens", "ForConditionalGeneration", "max_target_positions"),
+}
+
+
+def _seq2seq(f: Fields, model_type: str, architecture: str, given: tuple[int, ...] | None) -> tuple[list[Any], Any]:
+    """An encoder-decoder's top-level entries and named inputs; its head when the class has one."""
+    build, tied, head, table, cls, limit = SEQ2SEQ[model_type]
+    positions = f.get(limit, default=None, role="positions")
+    tokens = _length(positions if isinstance(positions, int) and positions > 0 else None, given, limit)
+    layers, inputs = build(f, tokens)
+    if architecture.endswith(cls):
+        layers.append(_head(f, f.need("vocab_size", role="vocabulary"), table, tied, head))
+    elif architecture and not architecture.endswith("Model"):
+        warnings.warn(LayercalcWarning(f"{f.file}: the head of {architecture} is not imported; this is the base model"))
+    return layers, inputs
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -309,7 +443,11 @@ def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, ti
 
 def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
     """The token stream's length: --input (a parsed shape), else 2048, never beyond the model's positions."""
-    limit = f.get("max_position_embeddings", "n_positions", role="positions")
+    return _length(f.get("max_position_embeddings", "n_positions", role="positions"), given)
+
+
+def _length(limit: Any, given: tuple[int, ...] | None, field: str = "max_position_embeddings") -> int:
+    """--input's one token length (else 2048), at most `limit` positions when the model has a limit."""
     if given is None:
         return min(DEFAULT_TOKENS, limit) if isinstance(limit, int) and limit > 0 else DEFAULT_TOKENS
     (length, *rest) = given
@@ -317,7 +455,7 @@ def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
         raise SchemaError(f"--input for a Hugging Face config is one token length, got {'x'.join(map(str, given))}",
                           value=given)
     if isinstance(limit, int) and length > limit:
-        raise SchemaError(f"--input {length} exceeds max_position_embeddings {limit}", value=length)
+        raise SchemaError(f"--input {length} exceeds {field} {limit}", value=length)
     return length
 
 
@@ -325,11 +463,13 @@ def document(doc: dict[str, Any], file: str = "config.json",
              input: tuple[int, ...] | None = None) -> tuple[dict[str, Any], Fields]:
     """The layercalc config document of a Hugging Face config at `input` tokens, and the fields it read."""
     model_type = str(doc.get("model_type", ""))
-    if model_type not in BUILDERS:
+    if model_type not in BUILDERS and model_type not in SEQ2SEQ:
         later = " (planned)" if model_type in PLANNED else ""
         raise SchemaError(f"model_type {model_type!r}{later} is not one layercalc imports; it imports "
-                          f"{', '.join(BUILDERS)}", value=model_type)
+                          f"{', '.join([*BUILDERS, *SEQ2SEQ])}", value=model_type)
     f = Fields(doc, file)
+    if model_type in SEQ2SEQ:
+        return _seq2seq_document(f, model_type, file, input), f
     build, tied_default, embedding = BUILDERS[model_type]
     model, prefix = build(f, model_type)
     dtype = f.get("dtype", "torch_dtype", default="float32", role="dtype")
@@ -348,6 +488,18 @@ def document(doc: dict[str, Any], file: str = "config.json",
     return out, f
 
 
+def _seq2seq_document(f: Fields, model_type: str, file: str, input: tuple[int, ...] | None) -> dict[str, Any]:
+    """The config document of an encoder-decoder (named inputs, top-level entries reading them)."""
+    dtype = f.get("dtype", "torch_dtype", default="float32", role="dtype")
+    architectures = [str(a) for a in f.get("architectures", default=[], role="class") or []]
+    layers, inputs = _seq2seq(f, model_type, architectures[0] if architectures else "", input)
+    name = os.path.basename(os.path.dirname(os.path.abspath(file))) if file.endswith("config.json") else model_type
+    for field in f.unknown():
+        if field not in SEQ2SEQ_NO_COUNT:
+            warnings.warn(LayercalcWarning(f"{file}: field {field!r} is not one layercalc reads; it is ignored"))
+    return {"name": name or model_type, "input": inputs, "dtype": dtype, "layers": layers}
+
+
 def _json(value: Any) -> str:
     """A source field's value as config.json spells it."""
     import json
@@ -356,7 +508,11 @@ def _json(value: Any) -> str:
 
 
 def _scalar(value: Any) -> str:
-    """A YAML scalar as a person writes it."""
+    """A YAML scalar (or a flow list or mapping of them) as a person writes it."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return _flow(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -365,12 +521,17 @@ def _scalar(value: Any) -> str:
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, str) and (value.isdigit() or value.lower() in ("true", "false", "null", "yes", "no")):
+        return f'"{value}"'  # a name that YAML would read as a number or a boolean
     return str(value)
 
 
 def _flow(args: dict[str, Any]) -> str:
     """{a: 1, b: 2}: a layer's arguments on one line."""
     return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in args.items()) + "}"
+
+
+LAYER_LISTS = ("layers", "body", "shortcut", "branches")  # the block arguments that hold layer entries
 
 
 def _entries(entries: list[Any], indent: int) -> list[str]:
@@ -383,9 +544,12 @@ def _entries(entries: list[Any], indent: int) -> list[str]:
             continue
         kind = next(iter(entry))
         args = entry[kind]
-        if isinstance(args, dict) and any(isinstance(v, list) for v in args.values()):
+        if isinstance(args, dict) and any(k in LAYER_LISTS for k in args):
             lines.append(f"{pad}- {kind}:")
             for key, value in args.items():
+                if key not in LAYER_LISTS:
+                    lines.append(f"{pad}    {key}: {_scalar(value)}")
+                    continue
                 lines.append(f"{pad}    {key}:")
                 if key == "branches":
                     for branch in value:
@@ -408,7 +572,7 @@ def to_yaml(doc: dict[str, Any], fields: Fields) -> str:
         import textwrap
 
         head += ["# " + line for line in textwrap.wrap("Fields that change no count: " + ", ".join(quiet), 98)]
-    body = [f"name: {doc['name']}", f"input: [{', '.join(map(str, doc['input']))}]", f"dtype: {doc['dtype']}"]
+    body = [f"name: {doc['name']}", f"input: {_scalar(doc['input'])}", f"dtype: {doc['dtype']}"]
     body += [f"batch: {doc['batch']}"] if "batch" in doc else []
     body += ["layers:"]
     return "\n".join(head + body + _entries(doc["layers"], 2)) + "\n"

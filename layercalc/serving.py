@@ -114,7 +114,11 @@ Capped = tuple[tuple[Fraction, "int | None"], ...]  # Σ c·min(p, W) over (c, W
 
 
 class DecoderCost(NamedTuple):
-    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position."""
+    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position.
+
+    An encoder-decoder also costs `once` MACs a request (the encoder, cross-attention's keys and
+    values) and keeps `kv_once` cache elements whatever the position (cross-attention's S keys and values).
+    """
 
     a: int
     b: Fraction
@@ -123,6 +127,8 @@ class DecoderCost(NamedTuple):
     kv_heads: tuple[int, ...]
     windowed: Capped = ()  # the part of b·p of layers with a sliding window: b_W·min(p, W) instead
     kv_windows: Capped = ()  # KV elements a position of the cache holds, per window
+    once: int = 0
+    kv_once: int = 0
 
 
 def capped_at(terms: Capped, p: int) -> Fraction:
@@ -167,10 +173,33 @@ def _scaled(step: Step, k: Fraction) -> Step:
     return step[0] * k, tuple((c * k, w) for c, w in step[1])
 
 
+def generated(network: Network) -> str | None:
+    """The named input a network of streams generates (its output's stream, followed back through
+    `from:` to the input it starts from); None for a network of one input."""
+    if not network.inputs:
+        return None
+    nodes, named = network.nodes, dict(network.inputs)
+    i = len(nodes) - 1
+    while i >= 0:
+        source = nodes[i].source
+        if source in named:
+            return source
+        i = next(k for k, n in enumerate(nodes) if n.name == source) if source else i - 1
+    return network.main_input
+
+
+def _stream_shape(network: Network) -> tuple[int, ...]:
+    """One sample's shape of the sequence a generation extends."""
+    name = generated(network)
+    return network.input if name is None else network.streams()[name]
+
+
 def _at(network: Network, length: int) -> Report:
-    """The network analysed for one sequence of `length` positions."""
-    shape = (length, *network.input[1:])
-    return analyse(network._replace(input=shape, batch=1))
+    """The network analysed for one sequence of `length` positions (of the generated stream)."""
+    shape = (length, *_stream_shape(network)[1:])
+    name = generated(network)
+    at = network._replace(input=shape) if name is None else network.with_input(name, shape)
+    return analyse(at._replace(batch=1))
 
 
 def _fit(reports: list[Report]) -> tuple[int, Fraction] | None:
@@ -217,10 +246,30 @@ def _windows(report: Report) -> tuple[Capped, Capped]:
     return tuple(shares), tuple((Fraction(c), w) for w, c in kv.items())
 
 
+def _encoder_decoder_cost(network: Network) -> DecoderCost:
+    """An encoder-decoder's cost: once + a·T + b·T² MACs and kv_once + k·T cache elements for T
+    generated positions, fitted at T = 1, 2, 3 and checked at T = 4."""
+    reports = [_at(network, t) for t in (1, 2, 3, 4)]
+    macs = [r.total["macs"] for r in reports]
+    kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
+    b = Fraction(macs[0] - 2 * macs[1] + macs[2], 2)
+    a = macs[1] - macs[0] - 3 * b
+    once = macs[0] - a - b
+    per, kv_once = kv[1] - kv[0], 2 * kv[0] - kv[1]
+    if macs[3] != once + 4 * a + 16 * b or a.denominator != 1 or kv[3] != kv_once + 4 * per or per <= 0:
+        raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
+                         "tokens (and a fixed encoder); this network's cost grows otherwise with the sequence")
+    workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
+    return DecoderCost(int(a), b, per, workspace, tuple(kv_heads(reports[0])), (), ((Fraction(per), None),),
+                       int(once), kv_once)
+
+
 def decoder_cost(network: Network) -> DecoderCost:
     """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
     if not network.input:
         raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
+    if network.inputs:
+        return _encoder_decoder_cost(network)
     reports = [_at(network, t) for t in (1, 2, 3)]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
@@ -272,11 +321,16 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     weights = sum(stored_bytes(t, setup, base_bits) * t.copies for t in tensors)
     kv_bits = DTYPE_BITS[setup.kv_dtype]
     kv_token = -(-cost.kv_per_position * kv_bits // 8) // setup.tp  # one sequence, one position, one device
-    # one sequence's cache bytes on one device at p positions: each window's layers hold min(p, W)
+    # one sequence's cache bytes on one device at p positions: each window's layers hold min(p, W);
+    # cross-attention's keys and values of the other stream are held whatever the position
     kv_seq: Capped = tuple((Fraction(-(-int(c) * kv_bits // 8) // setup.tp), w) for c, w in cost.kv_windows)
-    act_seq = -(-cost.workspace_per_position * setup.prompt * network.dtype_bytes // setup.tp)
-    per_seq = int(capped_at(kv_seq, positions)) + act_seq
-    kv_cache = int(capped_at(kv_seq, positions)) * setup.batch
+    kv_once = -(-cost.kv_once * kv_bits // 8) // setup.tp
+    workspace = cost.workspace_per_position * setup.prompt
+    if network.inputs:  # the encoder's layers do not grow with the prompt: the largest layer, as analysed
+        workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(full))
+    act_seq = -(-workspace * network.dtype_bytes // setup.tp)
+    per_seq = int(capped_at(kv_seq, positions)) + kv_once + act_seq
+    kv_cache = (int(capped_at(kv_seq, positions)) + kv_once) * setup.batch
     activations = act_seq * setup.batch
     peak_memory = weights + kv_cache + activations
 
@@ -285,14 +339,16 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
         return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
+    # an encoder-decoder's encoder and cross-attention keys and values run once, at prefill; every
+    # decode step reads that fixed cache besides the keys and values of the positions so far
     prefill_flops = 2 * n * prefill_macs(network, cost, p, setup.convention) / t
-    prefill_bytes = step_read(n * p) + n * int(capped_at(kv_seq, p))
+    prefill_bytes = step_read(n * p) + n * (int(capped_at(kv_seq, p)) + kv_once)
     decode_read = step_read(n)
     # at context q: the attention over min(q, W) keys in a windowed layer, q in the others
     scale = Fraction(2 * n, t)
     full_b = cost.b - sum((c for c, _ in cost.windowed), Fraction(0))
     dflops: Step = (scale * cost.a, ((scale * full_b, None), *((scale * c, w) for c, w in cost.windowed)))
-    dbytes: Step = (Fraction(decode_read), tuple((n * c, w) for c, w in kv_seq))
+    dbytes: Step = (Fraction(decode_read + n * kv_once), tuple((n * c, w) for c, w in kv_seq))
     lo, hi = p + 1, p + g
     decode_flops = sum_steps(dflops, lo, hi)
     decode_bytes = sum_steps(dbytes, lo, hi)
@@ -320,7 +376,7 @@ def prefill_macs(network: Network, cost: DecoderCost, prompt: int, convention: s
     with the pairs each mask keeps."""
     if convention == "causal":
         return Fraction(Costing(_at(network, prompt), "causal").total())
-    return cost.a * prompt + cost.b * prompt * prompt
+    return cost.once + cost.a * prompt + cost.b * prompt * prompt
 
 
 def _bounds(gpu: Gpu | None, dtype: str, prefill_flops: Fraction, prefill_bytes: int,
@@ -349,7 +405,7 @@ def _fit_positions(network: Network, setup: Setup) -> tuple[Setup, Report]:
     """
     given = setup.prompt > 0
     if not given:
-        setup = setup._replace(prompt=network.input[0])
+        setup = setup._replace(prompt=_stream_shape(network)[0])
     try:
         return setup, _at(network, setup.prompt + setup.generate)
     except ConfigError as exc:

@@ -58,6 +58,9 @@ def _network_at(network: Network, sweep: Sweep, value: int) -> Network:
     shape = network.input
     if sweep.name == "batch":
         return network._replace(batch=value)
+    if network.inputs:
+        raise UsageError(f"--sweep {sweep.name} needs one input, and this network has {len(network.inputs)} named"
+                         f" ({', '.join(name for name, _ in network.inputs)}); sweep batch, or set each with --input NAME=SHAPE")
     if sweep.name == "T":
         if not shape:
             raise UsageError("--sweep T needs a sequence input")

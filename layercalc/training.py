@@ -224,7 +224,7 @@ def megatron_flops(report: Report, layout: Layout) -> int | None:
     first = next((k.entry for k in _kept_runs(report)), None)
     vocab = first.layer.input_ids() if first is not None else None
     layers = sum(k.times for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape))
-    if not (report.tokens and width and vocab and layers):
+    if not (report.tokens and width and vocab and layers) or report.network.inputs:  # not an encoder-decoder
         return None
     b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
     if layout.recompute == "full":

@@ -213,3 +213,56 @@ def test_old_and_new_spellings_agree(tmp_path: Path) -> None:
         assert api.analyse(str(tmp_path / "config.json")).total["params"] == 124_439_808
     with pytest.raises(ConfigError):
         api.import_hf(tmp_path / "missing")
+
+
+# encoder-decoders: two token streams (T5) or audio and tokens (Whisper); the length is every token stream's
+SEQ2SEQ = {
+    "t5": lambda: transformers.T5Config(vocab_size=96, d_model=32, d_kv=8, d_ff=48, num_layers=2,
+                                        num_decoder_layers=3, num_heads=4,
+                                        architectures=["T5ForConditionalGeneration"]),
+    "t5-gated-untied": lambda: transformers.T5Config(vocab_size=96, d_model=32, d_kv=8, d_ff=48, num_layers=2,
+                                                     num_heads=4, feed_forward_proj="gated-gelu",
+                                                     tie_word_embeddings=False,
+                                                     architectures=["T5ForConditionalGeneration"]),
+    "t5-base-model": lambda: transformers.T5Config(vocab_size=96, d_model=32, d_kv=8, d_ff=48, num_layers=1,
+                                                   num_heads=4),
+    "whisper": lambda: transformers.WhisperConfig(vocab_size=96, d_model=32, encoder_layers=2, decoder_layers=2,
+                                                  encoder_attention_heads=4, decoder_attention_heads=4,
+                                                  encoder_ffn_dim=48, decoder_ffn_dim=40, num_mel_bins=16,
+                                                  max_source_positions=30, max_target_positions=20,
+                                                  pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                  decoder_start_token_id=1,
+                                                  architectures=["WhisperForConditionalGeneration"]),
+    "whisper-base-model": lambda: transformers.WhisperConfig(vocab_size=96, d_model=32, encoder_layers=1,
+                                                             decoder_layers=1, encoder_attention_heads=4,
+                                                             decoder_attention_heads=4, encoder_ffn_dim=48,
+                                                             decoder_ffn_dim=48, num_mel_bins=16,
+                                                             max_source_positions=30, max_target_positions=20,
+                                                             pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                             decoder_start_token_id=1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEQ2SEQ))
+def test_encoder_decoders_against_transformers(case: str, tmp_path: Path) -> None:
+    config = SEQ2SEQ[case]()
+    config.to_json_file(str(tmp_path / "config.json"))
+    model = hf_model(config).eval()
+    state = model.state_dict()
+    names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    for length in (8, 12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LayercalcWarning)  # every field is read or known to change no count
+            report = api.analyse(str(tmp_path / "config.json"), input=str(length))
+        ids = torch.zeros((1, length), dtype=torch.long)
+        inputs = ({"input_features": torch.zeros((1, 16, 60)), "decoder_input_ids": ids} if case.startswith("whisper")
+                  else {"input_ids": ids, "decoder_input_ids": ids})
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(**inputs)
+        theirs = (sum(p.numel() for p in model.parameters()), sum(t.numel() for n, t in state.items() if n not in names),
+                  counter.get_total_flops() // 2)
+        assert (report.total["params"], report.total["buffers"], report.total["macs"]) == theirs, (case, length)
+    text = api.import_hf(tmp_path / "config.json", input="8")
+    (tmp_path / "net.yaml").write_text(text)
+    assert api.analyse(str(tmp_path / "net.yaml")).total == api.analyse(str(tmp_path / "config.json"), input="8").total

@@ -9,13 +9,15 @@ when a causal mask discards half of the products (the kernels compute them).
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
 from .activation import GELU, ReLU
-from .base import Arg, Bool, Choice, Float, Int, Layer, Opt, Saved, Shape, _bad, fmt_shape, numel, register
+from .base import Arg, Bool, Choice, Float, Int, Layer, Name, Opt, Saved, Shape, _bad, _show, fmt_shape, numel, register
+from .numerics import stream_key
 from .linear import Linear
 from .norm import LayerNorm
 from .cost import CostModel
@@ -34,6 +36,8 @@ class _Attends(Layer):
     """Scaled dot-product attention over heads; a user's --impl may override attend / attend_backward."""
 
     causal: bool
+    cross: str | None = None  # the stream keys and values come from (None: self-attention)
+    memory: Shape | None = None  # that stream's shape, batch first, as the calculator handed it over
 
     def window(self) -> int | None:
         """How many of the latest positions (itself included) a query sees; None: all (or all past ones)."""
@@ -49,10 +53,40 @@ class _Attends(Layer):
         out = j > i if self.causal else np.zeros((length, length), dtype=bool)
         return out | (i - j >= w) if w is not None else out
 
-    def attend(self, q: Any, k: Any, v: Any) -> tuple[Any, Any]:
-        """o = softmax(q kᵀ/√d + mask) v for (N, h, T, d) arrays; returns (o, cache)."""
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.cross is not None:  # cross-attention looks at a whole other sequence: no future to mask
+            if values.get("causal"):
+                raise SchemaError(f"causal: true with cross: {self.cross!r}; cross-attention reads every position"
+                                  " of the other stream and is never causal", value=True)
+            self.causal = False
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.cross,) if self.cross else ()
+
+    def reading(self, streams: dict[str, Shape]) -> "_Attends":
+        bound = copy.copy(self)
+        bound.memory = streams[self.cross]  # type: ignore[index]
+        return bound
+
+    def keys_of(self, x: Shape) -> Shape:
+        """The shape keys and values are projected from: the other stream (N, S, E_mem), or x itself."""
+        if self.cross is None:
+            return x
+        if self.memory is None:
+            raise ShapeError(f"cross: {self.cross!r} is read before the calculator gave its shape", value=self.cross)
+        if len(self.memory) != 3:
+            raise ShapeError(f"cross: {self.cross!r} is {fmt_shape(self.memory)}; keys and values come from (N, S, E)",
+                             value=self.memory)
+        return (x[0], *self.memory[1:])  # the batch of the queries (verify's batch-2 copy draws both at 2)
+
+    def attend(self, q: Any, k: Any, v: Any, bias: Any = None) -> tuple[Any, Any]:
+        """o = softmax(q kᵀ/√d + bias + mask) v for (N, h, T, d) queries and (N, h, S, d) keys and
+        values, bias (h, T, S) or None; returns (o, cache)."""
         scale = 1.0 / math.sqrt(q.shape[-1])
-        s = (q @ k.swapaxes(-1, -2)) * scale  # (N, h, T, T): query rows, key columns
+        s = (q @ k.swapaxes(-1, -2)) * scale  # (N, h, T, S): query rows, key columns
+        if bias is not None:
+            s = s + bias
         masked = s
         hidden = self.hidden(s.shape[-1])
         if hidden is not None:  # a hidden key gets weight exactly 0
@@ -72,12 +106,14 @@ class _Attends(Layer):
         return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
-        # a decoder generating token by token keeps every past key and value
-        # (a sliding window keeps only the last W)
-        if not self.causal:
+        # a decoder generating token by token keeps every past key and value (a sliding window only
+        # the last W); cross-attention keeps the other stream's S keys and values, projected once
+        if not self.causal and self.cross is None:
             return {}
         kv, d = self.kv_layout(x)
-        length = x[1] if self.window() is None else min(x[1], self.window())
+        length = self.keys_of(x)[1]
+        if self.window() is not None:
+            length = min(length, self.window())
         return {"k": (x[0], kv, length, d), "v": (x[0], kv, length, d)}
 
     def kv_layout(self, x: Shape) -> tuple[int, int]:
@@ -87,19 +123,22 @@ class _Attends(Layer):
     def causal_core(self, x: Shape) -> int:
         """q kᵀ and A v over the pairs the mask leaves (Megatron-LM's and FlashAttention's count):
         2·N·h·pairs·d."""
-        pairs = visible_pairs(x[1], self.causal, self.window())
+        # cross-attention masks nothing: every query meets all S keys
+        pairs = visible_pairs(x[1], self.causal, self.window()) if self.cross is None else x[1] * self.keys_of(x)[1]
         return 2 * x[0] * self.num_heads * pairs * self.kv_layout(x)[1]  # type: ignore[attr-defined]
 
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         # the projections' input; q, k, v; the softmax of the scores (and, with dropout on them, its
         # mask and its output); the heads' output, which is the output projection's input.
         # FlashAttention keeps no T×T matrix: its backward recomputes the scores block by block.
-        n, length = x[0], x[1]
+        n, length, keys = x[0], x[1], self.keys_of(x)[1]
         h, (kv, d) = self.num_heads, self.kv_layout(x)  # type: ignore[attr-defined]
-        heads = [Saved(n * length * h * d, 0), Saved(n * length * kv * d, 0), Saved(n * length * kv * d, 0)]
+        heads = [Saved(n * length * h * d, 0), Saved(n * keys * kv * d, 0), Saved(n * keys * kv * d, 0)]
         saved = [Saved(numel(x), x[-1]), *heads, Saved(n * length * h * d, 0)]
+        if self.cross is not None:
+            saved.append(Saved(numel(self.keys_of(x)), self.keys_of(x)[-1]))
         if not flash:
-            scores = n * h * length * length
+            scores = n * h * length * keys
             saved.append(Saved(scores, 0))
             if getattr(self, "dropout", 0.0) > 0:
                 saved += [Saved(scores, 0, mask=True), Saved(scores, 0)]
@@ -109,10 +148,10 @@ class _Attends(Layer):
         # per head, the T×T scores and their softmax kept for backward and, at the backward's peak,
         # three more of that size (dA, dS and a product); about ten (N, T, h·d) projections
         # (q, k, v, the repeated keys and values, their gradients)
-        n, length = x[0], x[1]
+        n, length, keys = x[0], x[1], self.keys_of(x)[1]
         h = self.num_heads  # type: ignore[attr-defined]
         d = self.kv_layout(x)[1]
-        return 5 * n * h * length * length + 10 * n * length * h * d
+        return 5 * n * h * length * keys + 10 * n * max(length, keys) * h * d
 
 
 def _heads(t: Any, h: int) -> Any:
@@ -127,9 +166,15 @@ def _merge(t: Any) -> Any:
     return t.transpose(0, 2, 1, 3).reshape(n, length, h * d)
 
 
-def _core_macs(n: int, h: int, length: int, d: int) -> int:
-    """q kᵀ and A v: each N·h·T·T·d."""
-    return 2 * n * h * length * length * d
+def _core_macs(n: int, h: int, length: int, d: int, keys: int | None = None) -> int:
+    """q kᵀ and A v: each N·h·T·S·d (S = T for self-attention)."""
+    return 2 * n * h * length * (length if keys is None else keys) * d
+
+
+def _memory(layer: _Attends, x: Any, params: dict[str, Any]) -> Any:
+    """The array keys and values are projected from: the other stream's (verify hands it over
+    among the parameters, under its stream key) or x itself."""
+    return x if layer.cross is None else params[stream_key(layer.cross)]
 
 
 def visible_pairs(length: int, causal: bool, window: int | None) -> int:
@@ -155,8 +200,12 @@ class MultiheadAttention(_Attends):
         Arg("dropout", Float(low=0.0, high=1.0), 0.0, "on the attention weights while training; none in eval"),
         Arg("causal", Bool(), False, "mask passed at forward time (attn_mask, is_causal=True)"),
         Arg("embed_dim", Opt(Int()), None, "inferred from the input"),
+        Arg("cross", Opt(Name()), None, "keys and values from this named input or earlier top-level entry (N, S, E_mem)"),
+        Arg("kdim", Opt(Int()), None, "with cross: E_mem, inferred from the stream"),
+        Arg("vdim", Opt(Int()), None, "with cross: E_mem, inferred from the stream"),
     )
-    shape_rule = "unchanged: (N, T, E); num_heads divides E; embed_dim must equal E"
+    shape_rule = ("unchanged: (N, T, E); num_heads divides E; embed_dim must equal E; with cross, keys and values"
+                  " from the stream (N, S, E_mem), kdim and vdim must equal E_mem")
     params_rule = "in_proj_weight 3E·E, out_proj.weight E·E, + in_proj_bias 3E and out_proj.bias E if bias: 4E² + 4E"
     buffers_rule = "none; with causal, a decoder's KV cache 2·N·num_heads·T·d is reported apart"
     macs_rule = ("4·N·T·E² (the q, k, v and output projections) + 2·N·num_heads·T·T·d (q·kᵀ and A·v), d = E / num_heads;"
@@ -175,6 +224,8 @@ class MultiheadAttention(_Attends):
     bias: bool
     dropout: float
     embed_dim: int | None
+    kdim: int | None
+    vdim: int | None
 
     def output_shape(self, x: Shape) -> Shape:
         _sequence(self, x)
@@ -182,14 +233,25 @@ class MultiheadAttention(_Attends):
         if x[2] % self.num_heads:
             raise ShapeError(f"num_heads {self.num_heads} does not divide the embedding width {x[2]} of "
                              f"{fmt_shape(x)}", value=self.num_heads)
+        mem = self.keys_of(x)
+        if self.cross is not None:
+            _sequence(self, mem)
+        for arg in ("kdim", "vdim"):
+            if getattr(self, arg) is not None and getattr(self, arg) != mem[2]:
+                where = f"cross: {self.cross!r} gives {fmt_shape(mem)}" if self.cross else f"the input is {fmt_shape(x)}"
+                raise ShapeError(f"{arg} {getattr(self, arg)} does not match the keys' width {mem[2]} ({where})",
+                                 value=getattr(self, arg))
         return x
 
     def kv_layout(self, x: Shape) -> tuple[int, int]:
         return self.num_heads, x[2] // self.num_heads
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
-        e = x[2]
-        shapes: dict[str, Shape] = {"in_proj_weight": (3 * e, e)}
+        e, mem = x[2], self.keys_of(x)[2]
+        if mem == e:  # nn.MultiheadAttention packs q, k, v whenever kdim = vdim = embed_dim
+            shapes: dict[str, Shape] = {"in_proj_weight": (3 * e, e)}
+        else:
+            shapes = {"q_proj_weight": (e, e), "k_proj_weight": (e, mem), "v_proj_weight": (e, mem)}
         if self.bias:
             shapes["in_proj_bias"] = (3 * e,)
         shapes["out_proj.weight"] = (e, e)
@@ -198,19 +260,22 @@ class MultiheadAttention(_Attends):
         return shapes
 
     def projection_macs(self, x: Shape) -> int:
-        """The packed q, k, v projection (3E outputs) and the output projection: 4·N·T·E²."""
-        return 4 * x[0] * x[1] * x[2] * x[2]
+        """The q, k, v and output projections: 4·N·T·E² (with cross, k and v over S positions of E_mem)."""
+        n, length, e = x
+        _, keys, mem = self.keys_of(x)
+        return 2 * n * length * e * e + 2 * n * keys * mem * e
 
     def macs(self, x: Shape, y: Shape) -> int:
         n, length, e = x
-        return self.projection_macs(x) + _core_macs(n, self.num_heads, length, e // self.num_heads)
+        return self.projection_macs(x) + _core_macs(n, self.num_heads, length, e // self.num_heads, self.keys_of(x)[1])
 
     def fast_path(self) -> bool:
         """Whether PyTorch's eval, no-grad fast path (one fused op, invisible to the counters) runs it.
 
-        It needs an even head count and an in-projection bias, and takes no float mask (causal).
+        It needs an even head count and an in-projection bias, self-attention (query, key and value
+        one tensor), and takes no float mask (causal).
         """
-        return self.bias and self.num_heads % 2 == 0 and not self.causal
+        return self.bias and self.num_heads % 2 == 0 and not self.causal and self.cross is None
 
     def fused_kernel(self) -> str | None:
         return MHA_FAST_PATH if self.fast_path() else None
@@ -218,17 +283,22 @@ class MultiheadAttention(_Attends):
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length, e = x
         h = self.num_heads
-        proj, core = self.projection_macs(x), _core_macs(n, h, length, e // h)
+        proj, core = self.projection_macs(x), _core_macs(n, h, length, e // h, self.keys_of(x)[1])
         # FlopCounterMode and fvcore see the projections' matmuls (unless the fast path runs);
         # neither sees scaled_dot_product_attention's CPU kernel
         # ptflops' own nn.MultiheadAttention hook, per sample: T·E for scaling q, the projections,
         # 3·T·E in-projection bias, per head T·T·d (q kᵀ) + T·T (softmax) + T·T·d (A v), and
-        # T·E·(E + 1) for the output projection ("bias always enabled"); times N
-        ptf_bias = n * (3 * length * e * self.bias + length * e)
-        ptf_attn = n * (length * e + h * length * length * (2 * (e // h) + 1))
+        # T·E·(E + 1) for the output projection ("bias always enabled"); times N. With cross, keys
+        # and values of S positions and width E_mem: it charges S·E_mem² for each of their
+        # projections, (T + 2S)·E of bias, T·S·(d + 1 + E_mem/h) a head, and takes E_mem for E in
+        # the output projection, T·E_mem·(E_mem + 1)
+        _, keys, mem = self.keys_of(x)
+        ptf_proj = n * (length * e * e + 2 * keys * mem * mem + length * mem * mem)
+        ptf_bias = n * ((length + 2 * keys) * e * self.bias + length * mem)
+        ptf_attn = n * (length * e + h * length * keys * (e // h + 1 + mem // h))
         # thop and torchinfo have no rule for it (and its out_proj runs as a function, not a module)
         return [
-            row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(proj, 0)),
+            row(CONV, layercalc=proj, torch=proj, fvcore=proj, ptflops=(ptf_proj, 0)),
             row(ATTN, layercalc=core, ptflops=(ptf_attn, 0), causal=self.causal_core(x)),
             row(BIAS, ptflops=(ptf_bias, 0)),
         ]
@@ -237,35 +307,52 @@ class MultiheadAttention(_Attends):
         n, length, e = x
         # in_proj: ∇W always, ∇x when needed; out_proj: ∇W and ∇(its input) always; the attention
         # products: dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do, twice the forward's two products
-        in_proj, out_proj = 3 * n * length * e * e, n * length * e * e
-        core = 2 * _core_macs(n, self.num_heads, length, e // self.num_heads)
+        out_proj = n * length * e * e
+        in_proj = self.projection_macs(x) - out_proj
+        core = 2 * _core_macs(n, self.num_heads, length, e // self.num_heads, self.keys_of(x)[1])
         return _projection_grads(in_proj, out_proj, input_grad) + [
             Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
+    def _weights(self, params: dict[str, Any]) -> list[Any]:
+        """The q, k and v projection weights: rows of the packed in_proj_weight, or their own."""
+        if "in_proj_weight" in params:
+            return np.split(params["in_proj_weight"], 3, axis=0)
+        return [params["q_proj_weight"], params["k_proj_weight"], params["v_proj_weight"]]
+
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h = self.num_heads
-        qkv = x @ params["in_proj_weight"].T
+        mem = _memory(self, x, params)
+        wq, wk, wv = self._weights(params)
+        q, k, v = x @ wq.T, mem @ wk.T, mem @ wv.T
         if self.bias:
-            qkv = qkv + params["in_proj_bias"]
-        q, k, v = np.split(qkv, 3, axis=-1)
+            bq, bk, bv = np.split(params["in_proj_bias"], 3)
+            q, k, v = q + bq, k + bk, v + bv
         o, core = self.attend(_heads(q, h), _heads(k, h), _heads(v, h))
         merged = _merge(o)
         y = merged @ params["out_proj.weight"].T
         if self.bias:
             y = y + params["out_proj.bias"]
-        return y, (x, merged, core)
+        return y, (x, mem, merged, core)
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        x, merged, core = cache
+        x, mem, merged, core = cache
         h = self.num_heads
         grads: dict[str, Any] = {"out_proj.weight": _flat(dy).T @ _flat(merged)}
-        dq, dk, dv = self.attend_backward(_heads(dy @ params["out_proj.weight"], h), core)
-        dqkv = np.concatenate([_merge(dq), _merge(dk), _merge(dv)], axis=-1)
-        grads["in_proj_weight"] = _flat(dqkv).T @ _flat(x)
+        dq, dk, dv = (_merge(g) for g in self.attend_backward(_heads(dy @ params["out_proj.weight"], h), core))
+        wq, wk, wv = self._weights(params)
+        dw = [_flat(dq).T @ _flat(x), _flat(dk).T @ _flat(mem), _flat(dv).T @ _flat(mem)]
+        if "in_proj_weight" in params:
+            grads["in_proj_weight"] = np.concatenate(dw, axis=0)
+        else:
+            grads.update(zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), dw))
         if self.bias:
-            grads["in_proj_bias"] = _flat(dqkv).sum(axis=0)
+            grads["in_proj_bias"] = np.concatenate([_flat(dq).sum(axis=0), _flat(dk).sum(axis=0), _flat(dv).sum(axis=0)])
             grads["out_proj.bias"] = _flat(dy).sum(axis=0)
-        return dqkv @ params["in_proj_weight"], grads
+        dx, dmem = dq @ wq, dk @ wk + dv @ wv
+        if self.cross is None:
+            return dx + dmem, grads
+        grads[stream_key(self.cross)] = dmem
+        return dx, grads
 
 
 def _projection_grads(inputs: int, output: int, input_grad: bool) -> list[Grad]:
@@ -338,6 +425,57 @@ def _rotate_backward(dy: Any, cos: Any, sin: Any) -> Any:
     return np.concatenate([rot * cos + rotate_half_transposed(rot * sin), dy[..., r:]], axis=-1)
 
 
+class RelativeBias(NamedTuple):
+    """T5's relative position bias: a learned num_buckets × heads table added to the logits."""
+
+    num_buckets: int
+    max_distance: int
+    bidirectional: bool
+
+    def __str__(self) -> str:
+        return f"{self.num_buckets}b/{self.max_distance}{'' if self.bidirectional else '/causal'}"
+
+
+class RelativeBiasArg:
+    """{num_buckets: 32, max_distance: 128, bidirectional: true} (each optional, T5's defaults) -> RelativeBias."""
+
+    defaults = {"num_buckets": 32, "max_distance": 128, "bidirectional": True}
+
+    def __call__(self, v: Any) -> RelativeBias | None:
+        if v is None or v is False:
+            return None
+        if v is True:
+            v = {}
+        if not isinstance(v, dict):
+            raise SchemaError(f"expected a mapping like {{num_buckets: 32, max_distance: 128, bidirectional: true}},"
+                              f" got {_show(v)}", value=v)
+        for key in v:
+            if key not in self.defaults:
+                raise SchemaError(f"unknown key {key!r} (num_buckets, max_distance, bidirectional)", value=key)
+        values = {**self.defaults, **dict(v)}
+        bias = RelativeBias(Int(2)(values["num_buckets"]), Int(1)(values["max_distance"]), Bool()(values["bidirectional"]))
+        if bias.bidirectional and bias.num_buckets % 2:
+            raise SchemaError(f"num_buckets {bias.num_buckets} is odd: bidirectional halves it", value=bias.num_buckets)
+        return bias
+
+
+def relative_buckets(queries: int, keys: int, bias: RelativeBias) -> Any:
+    """(T, S) bucket of each query i and key j, as T5's _relative_position_bucket of j - i: exact
+    below half the buckets, then logarithmic up to max_distance (float32 arithmetic, as PyTorch's)."""
+    rel = np.arange(keys)[None, :] - np.arange(queries)[:, None]
+    buckets, n = np.zeros(rel.shape, dtype=np.int64), bias.num_buckets
+    if bias.bidirectional:
+        n //= 2
+        buckets += (rel > 0) * n
+        rel = np.abs(rel)
+    else:
+        rel = -np.minimum(rel, 0)
+    exact = n // 2
+    ratio = np.maximum(rel, 1).astype(np.float32) / np.float32(exact)
+    large = exact + (np.log(ratio) / np.float32(math.log(bias.max_distance / exact)) * np.float32(n - exact)).astype(np.int64)
+    return buckets + np.where(rel < exact, rel, np.minimum(large, n - 1))
+
+
 @register
 class Attention(_Attends):
     type_name = "attention"
@@ -353,14 +491,19 @@ class Attention(_Attends):
         Arg("partial_rotary_factor", Float(low=0.0, high=1.0), 1.0,
             "the fraction of head_dim rope rotates (the first int(d·factor) dims; GPT-NeoX 0.25)"),
         Arg("sliding_window", Opt(Int()), None, "each position attends to the last W positions, itself included"),
+        Arg("cross", Opt(Name()), None, "keys and values from this named input or earlier top-level entry (N, S, E_mem);"
+            " causal then defaults to false"),
+        Arg("relative_bias", RelativeBiasArg(), None, "T5's {num_buckets: 32, max_distance: 128, bidirectional: true};"
+            " later self-attention of the same top-level entry reuses it"),
     )
     shape_rule = ("unchanged: (N, T, E); d = head_dim, or E / num_heads (num_heads divides E); kv = num_kv_heads"
                   " (null = num_heads) divides num_heads; rope rotates int(d·partial_rotary_factor) dims, an even"
-                  " number; sliding_window only with causal")
-    params_rule = ("q_proj.weight E·h·d, k_proj.weight and v_proj.weight E·kv·d each, o_proj.weight h·d·E, + biases h·d,"
-                   " kv·d, kv·d and E if bias (those listed, if a list); h = num_heads")
+                  " number; sliding_window only with causal; with cross, k and v from the stream (N, S, E_mem)")
+    params_rule = ("q_proj.weight E·h·d, k_proj.weight and v_proj.weight E·kv·d each (E_mem·kv·d with cross),"
+                   " o_proj.weight h·d·E, + biases h·d, kv·d, kv·d and E if bias (those listed, if a list);"
+                   " h = num_heads; relative_attention_bias.weight num_buckets·h where declared")
     buffers_rule = ("none (rope's inverse frequencies are not state here); with causal, a KV cache 2·N·kv·T·d is"
-                    " reported apart, T capped at sliding_window")
+                    " reported apart, T capped at sliding_window (S positions with cross)")
     macs_rule = ("N·T·(E·h·d + 2·E·kv·d + h·d·E) (the four projections) + 2·N·h·T·T·d (q·kᵀ and A·v: grouped-query"
                  " heads repeat k and v); causal and sliding_window mask products but the count is the full one"
                  " (under --convention causal, only the pairs the mask leaves)")
@@ -390,9 +533,35 @@ class Attention(_Attends):
         """How many leading dims of each head rope rotates: int(d·partial_rotary_factor), as Hugging Face."""
         return int(self.dim(x) * self.partial_rotary_factor)
 
-    def biased(self, projection: str) -> bool:
-        """Whether the projection ("q_proj", ...) has a bias."""
-        return self.bias is True or (isinstance(self.bias, tuple) and projection[0] in self.bias)
+    relative_bias: RelativeBias | None
+    bias_owner: str | None = None  # the earlier layer whose relative bias table this one reads
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.cross is not None and self.relative_bias is not None:
+            raise SchemaError("relative_bias with cross: T5's cross-attention has no position bias", value=self.cross)
+        if self.cross is not None and self.rope:
+            raise SchemaError("rope with cross: positions of two streams do not rotate against each other",
+                              value=self.cross)
+
+    def offers(self) -> dict[str, Any]:
+        # T5: the first self-attention's table serves every later one of the same stack
+        return {"relative_bias": self.relative_bias} if self.relative_bias is not None and not self.bias_owner else {}
+
+    def sharing(self, offered: dict[str, tuple[str, Any]]) -> "Attention":
+        if self.cross is not None or self.relative_bias is not None or "relative_bias" not in offered:
+            return self
+        owner, table = offered["relative_bias"]
+        bound = copy.copy(self)
+        bound.bias_owner, bound.relative_bias = owner, table
+        return bound
+
+    def shared_params(self) -> dict[str, str]:
+        return {"relative_attention_bias.weight": self.bias_owner} if self.bias_owner else {}
+
+    def biased(self, name: str) -> bool:
+        """Whether projection `name` (q_proj, k_proj, v_proj, o_proj) has a bias."""
+        return self.bias is True or (isinstance(self.bias, tuple) and name[0] in self.bias)
 
     @property
     def kv_heads(self) -> int:
@@ -428,9 +597,15 @@ class Attention(_Attends):
         return self.kv_heads, self.dim(x)
 
     def _projections(self, x: Shape) -> dict[str, tuple[int, int]]:
-        """(in, out) features of q_proj, k_proj, v_proj, o_proj."""
+        """(in, out) features of q_proj, k_proj, v_proj, o_proj (k and v read the keys' width)."""
         e, hd, kvd = x[2], self.num_heads * self.dim(x), self.kv_heads * self.dim(x)
-        return {"q_proj": (e, hd), "k_proj": (e, kvd), "v_proj": (e, kvd), "o_proj": (hd, e)}
+        mem = self.keys_of(x)[2]
+        return {"q_proj": (e, hd), "k_proj": (mem, kvd), "v_proj": (mem, kvd), "o_proj": (hd, e)}
+
+    def _positions(self, x: Shape) -> dict[str, int]:
+        """Positions each projection runs over: T for q and o, S for k and v."""
+        keys = self.keys_of(x)[1]
+        return {"q_proj": x[1], "k_proj": keys, "v_proj": keys, "o_proj": x[1]}
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
         shapes: dict[str, Shape] = {}
@@ -438,44 +613,52 @@ class Attention(_Attends):
             shapes[f"{name}.weight"] = (out, fan_in)
             if self.biased(name):
                 shapes[f"{name}.bias"] = (out,)
+        if self.relative_bias is not None:
+            shapes["relative_attention_bias.weight"] = (self.relative_bias.num_buckets, self.num_heads)
         return shapes
 
     def projection_macs(self, x: Shape) -> int:
-        """E·h·d + 2·E·kv·d + h·d·E per token: the four projections as linear layers."""
-        return x[0] * x[1] * sum(i * o for i, o in self._projections(x).values())
+        """N·T·(E·h·d + h·d·E) + N·S·2·E_mem·kv·d: the four projections as linear layers (S = T, E_mem = E
+        for self-attention)."""
+        positions = self._positions(x)
+        return x[0] * sum(positions[name] * i * o for name, (i, o) in self._projections(x).items())
 
     def macs(self, x: Shape, y: Shape) -> int:
         # grouped-query attention repeats each k, v head for its query heads: h heads of products
-        return self.projection_macs(x) + _core_macs(x[0], self.num_heads, x[1], self.dim(x))
+        return self.projection_macs(x) + _core_macs(x[0], self.num_heads, x[1], self.dim(x), self.keys_of(x)[1])
 
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length = x[0], x[1]
         proj = self.projection_macs(x)
-        outs = sum(o for name, (_, o) in self._projections(x).items() if self.biased(name))
+        positions = self._positions(x)
         weights = sum(i * o for i, o in self._projections(x).values())
         # four nn.Linear modules, each counted as the tools count linear layers; torchinfo charges
         # params × batch (the sequence length is lost); nobody sees scaled_dot_product_attention's
         # CPU kernel, rope's elementwise products or repeat_kv's copies
+        bias = n * sum(positions[name] * o for name, (_, o) in self._projections(x).items() if self.biased(name))
+        widths = sum(o for name, (_, o) in self._projections(x).items() if self.biased(name))
         return [
             row(CONV, layercalc=proj, torch=proj, fvcore=proj, thop=proj, ptflops=(proj, 0), torchinfo=n * weights),
-            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x)), causal=self.causal_core(x)),
-            row(BIAS, ptflops=(n * length * outs, 0), torchinfo=n * outs),
+            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x), self.keys_of(x)[1]),
+                causal=self.causal_core(x)),
+            row(BIAS, ptflops=(bias, 0), torchinfo=n * widths),
         ]
 
     def backward_parts(self, x: Shape, y: Shape, input_grad: bool) -> list[Grad]:
-        n, length = x[0], x[1]
-        p = self._projections(x)
-        qkv = n * length * sum(i * o for name, (i, o) in p.items() if name != "o_proj")
-        o_proj = n * length * p["o_proj"][0] * p["o_proj"][1]
-        core = 2 * _core_macs(n, self.num_heads, length, self.dim(x))
+        n = x[0]
+        p, positions = self._projections(x), self._positions(x)
+        qkv = n * sum(positions[name] * i * o for name, (i, o) in p.items() if name != "o_proj")
+        o_proj = n * x[1] * p["o_proj"][0] * p["o_proj"][1]
+        core = 2 * _core_macs(n, self.num_heads, x[1], self.dim(x), self.keys_of(x)[1])
         return _projection_grads(qkv, o_proj, input_grad) + [
             Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         h, kv = self.num_heads, self.kv_heads
+        mem = _memory(self, x, params)
         proj = {}
         for name in ("q_proj", "k_proj", "v_proj"):
-            proj[name] = x @ params[f"{name}.weight"].T
+            proj[name] = (x if name == "q_proj" else mem) @ params[f"{name}.weight"].T
             if self.biased(name):
                 proj[name] = proj[name] + params[f"{name}.bias"]
         q, k, v = _heads(proj["q_proj"], h), _heads(proj["k_proj"], kv), _heads(proj["v_proj"], kv)
@@ -484,37 +667,61 @@ class Attention(_Attends):
             r = self.rotary_dims(x.shape)
             cos, sin = tables = rope_tables(x.shape[1], r, self.rope_theta, x.dtype)
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        buckets = bias = None
+        if self.relative_bias is not None:  # table[bucket(j - i), head] added to logit (i, j) of every sample
+            buckets = relative_buckets(x.shape[1], mem.shape[1], self.relative_bias)
+            bias = params["relative_attention_bias.weight"][buckets].transpose(2, 0, 1)  # (h, T, S)
         # repeat_kv: query head i reads key/value head i // (h / kv)
         group = h // kv
-        o, core = self.attend(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1))
+        o, core = self.attend(q, np.repeat(k, group, axis=1), np.repeat(v, group, axis=1), bias)
         merged = _merge(o)
         y = merged @ params["o_proj.weight"].T
         if self.biased("o_proj"):
             y = y + params["o_proj.bias"]
-        return y, (x, merged, core, tables)
+        return y, (x, mem, merged, core, tables, buckets)
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        x, merged, core, tables = cache
+        x, mem, merged, core, tables, buckets = cache
         h, kv = self.num_heads, self.kv_heads
         group = h // kv
         grads: dict[str, Any] = {"o_proj.weight": _flat(dy).T @ _flat(merged)}
         if self.biased("o_proj"):
             grads["o_proj.bias"] = _flat(dy).sum(axis=0)
-        dq, dk, dv = self.attend_backward(_heads(dy @ params["o_proj.weight"], h), core)
+        do = _heads(dy @ params["o_proj.weight"], h)
+        dq, dk, dv = self.attend_backward(do, core)
+        if buckets is not None:  # the bias is added to the logits: its gradient is dL/dlogits, summed
+            table = params["relative_attention_bias.weight"]  # over the batch, then per bucket and head
+            ds = _logits_grad(do, core).sum(axis=0)  # (h, T, S)
+            dtable = np.zeros_like(table)
+            np.add.at(dtable, buckets.reshape(-1), ds.transpose(1, 2, 0).reshape(-1, h))
+            grads["relative_attention_bias.weight"] = dtable
         # repeat_kv's backward: each k, v head collects the gradients of the query heads that read it
         n, _, length, d = dk.shape
         dk = dk.reshape(n, kv, group, length, d).sum(axis=2)
         dv = dv.reshape(n, kv, group, length, d).sum(axis=2)
         if tables is not None:
             dq, dk = _rotate_backward(dq, *tables), _rotate_backward(dk, *tables)
-        dx = np.zeros_like(x)
+        dx, dmem = np.zeros_like(x), np.zeros_like(mem)
         for name, g in (("q_proj", dq), ("k_proj", dk), ("v_proj", dv)):
-            flat = _merge(g)
-            grads[f"{name}.weight"] = _flat(flat).T @ _flat(x)
+            flat, source = _merge(g), x if name == "q_proj" else mem
+            grads[f"{name}.weight"] = _flat(flat).T @ _flat(source)
             if self.biased(name):
                 grads[f"{name}.bias"] = _flat(flat).sum(axis=0)
-            dx += flat @ params[f"{name}.weight"]
+            if name == "q_proj":
+                dx += flat @ params[f"{name}.weight"]
+            else:
+                dmem += flat @ params[f"{name}.weight"]
+        if self.cross is None:
+            return dx + dmem, grads
+        grads[stream_key(self.cross)] = dmem
         return dx, grads
+
+
+def _logits_grad(do: Any, core: Any) -> Any:
+    """dL/d(logits) (N, h, T, S) of attend from do = dL/do: softmax's Jacobian applied to dL/dA."""
+    _, _, v, _, a, _ = core
+    da = do @ v.swapaxes(-1, -2)
+    return a * (da - (da * a).sum(axis=-1, keepdims=True))
 
 
 # -- transformerencoderlayer ------------------------------------------------------------------------

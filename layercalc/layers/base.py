@@ -33,6 +33,7 @@ class Node(NamedTuple):
     loc: Location = Location()
     named: bool = False  # True when the user gave the name (then it is also the path segment)
     trainable: bool = True  # False: the entry's parameters are frozen (its own `trainable: false` or a block's)
+    source: str | None = None  # a top-level entry's `from:`: the named input or earlier entry it reads
 
     @property
     def label(self) -> str:

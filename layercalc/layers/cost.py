@@ -114,6 +114,26 @@ class CostModel:
         """
         return {}
 
+    def reads(self) -> tuple[str, ...]:
+        """Names of the streams this layer reads besides its input (a named input or an earlier
+        top-level entry's output: cross-attention's keys and values); () for most layers."""
+        return ()
+
+    def reading(self, streams: dict[str, Shape]) -> "CostModel":
+        """A copy of this layer that knows the shapes (batch first) of the streams reads() names;
+        the calculator hands them over before asking for any shape or cost."""
+        return self
+
+    def offers(self) -> dict[str, Any]:
+        """What this layer's own parameters provide to later layers of the same top-level entry
+        ({kind: its settings}: T5's relative position bias table); {} for most layers."""
+        return {}
+
+    def sharing(self, offered: dict[str, tuple[str, Any]]) -> "CostModel":
+        """This layer, or a copy that reads what an earlier layer of its top-level entry offers
+        ({kind: (owner's name, settings)}), as a tied parameter of that owner."""
+        return self
+
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         """Tensors a token-by-token generation keeps for every past position (a decoder's keys and
         values), at the full sequence length of x; {} for layers that keep none."""

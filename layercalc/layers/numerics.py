@@ -98,3 +98,12 @@ def fresh_uniform(rng: Any, n: int) -> Any:
     u -= 0.5
     u *= 2 * math.sqrt(3.0)
     return u
+
+
+STREAM_PREFIX = "stream:"  # how verify hands a layer another stream it reads: a reserved key among its parameters
+
+
+def stream_key(name: str) -> str:
+    """The key under which forward finds the stream `name` (cross-attention's keys and values) in
+    its params, and under which backward returns that stream's gradient."""
+    return STREAM_PREFIX + name

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import SchemaError, ShapeError
 from ..lazy import np
-from .base import Arg, Index, Int, Layer, Opt, Shape, fmt_shape, register
+from .base import Arg, Index, Int, Layer, Name, Opt, Shape, fmt_shape, register
 from .peers import EMBED, row, rules
 
 
@@ -22,9 +22,10 @@ class Embedding(Layer):
         Arg("num_embeddings", Int()),
         Arg("embedding_dim", Int()),
         Arg("padding_idx", Opt(Index()), None, "this id's row gets no gradient; negative counts back"),
+        Arg("tied_to", Opt(Name()), None, "an earlier embedding's name (another stream's too): use its table, adding no params"),
     )
     shape_rule = "(N, *) integer ids in [0, num_embeddings) -> (N, *, embedding_dim); the network's first layer"
-    params_rule = "weight num_embeddings·embedding_dim"
+    params_rule = "weight num_embeddings·embedding_dim; a tied_to table is the owner's and adds none"
     macs_rule = "0 (a lookup)"
     peer_rules = rules(torchinfo="N·num_embeddings·embedding_dim (params × output.shape[0])")
     inert_args = ("padding_idx",)
@@ -33,6 +34,11 @@ class Embedding(Layer):
     num_embeddings: int
     embedding_dim: int
     padding_idx: int | None
+    tied_to: str | None
+
+    def shared_params(self) -> dict[str, str]:
+        # T5 reads one table for the encoder's tokens, the decoder's and the output head
+        return {"weight": self.tied_to} if self.tied_to else {}
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)

@@ -155,3 +155,10 @@ def json_rows(data: dict[str, Any], key: str) -> str:
     text = json.dumps({**data, key: marker}, indent=2, ensure_ascii=False)
     rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in data[key])
     return text.replace(json.dumps(marker), "[\n" + rows + "\n  ]" if rows else "[]", 1) + "\n"
+
+
+def input_text(shape: Any, sep: str) -> str:
+    """One sample's input shape as text: 3x224x224, or each named input's ('audio 80x3000, tokens 128')."""
+    if isinstance(shape, dict):
+        return ", ".join(f"{name} {sep.join(map(str, dims))}" for name, dims in shape.items())
+    return sep.join(map(str, shape))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Iterator
 
-from .formats import human, human_bytes
+from .formats import human, human_bytes, input_text
 
 STYLE = """
 :root { --fg: #1b1f24; --bg: #ffffff; --dim: #59636e; --line: #d1d9e0; --params: #2f6fdf; --macs: #d9632c;
@@ -176,7 +176,7 @@ def report_html(data: dict[str, Any], command: str = "summary") -> str:
     keys = TRAINING_PARTS if training else MEMORY_PARTS
     parts = [(label, source[key], colour) for key, label, colour in keys if source.get(key)]
     name = escape(data["name"])
-    shape = "×".join(str(d) for d in data["input"])
+    shape = input_text(data["input"], "×")
     convention = data.get("convention", "layercalc")
     head = '<div class="row head"><span>Layer</span><span>Type</span><span>Output</span>' \
            '<span class="n">Params</span><span>share</span><span class="n">MACs</span><span>share</span></div>'

@@ -18,7 +18,7 @@ from rich.text import Text
 from . import Page
 from . import kconv as kc
 from .columns import CORE_LAST, DEFAULTS, OPTIONAL, REGISTRY, Column, share, terminal_cell, with_backward
-from .formats import human, human_bytes, ljust, rjust, shown, times, width as cells
+from .formats import human, human_bytes, input_text, ljust, rjust, shown, times, width as cells
 from .layout import GAP, MARGIN, Plan, fit_name, fold_parts, line_width, plan, wrap_tokens
 
 BAR_WIDTH = 8
@@ -159,7 +159,7 @@ def _fit(names: list[str], explicit: bool, natural: int, widths: list[int], widt
 
 def _title_parts(report: dict[str, Any]) -> list[str]:
     """The title of a per-layer table: name and input, batch, dtype, and the convention counted as."""
-    parts = [f"{shown(report['name'])}  input {'x'.join(map(str, report['input']))}", f"batch {report['batch']}", report["dtype"]]
+    parts = [f"{shown(report['name'])}  input {input_text(report['input'], 'x')}", f"batch {report['batch']}", report["dtype"]]
     if report.get("convention", "layercalc") != "layercalc":
         parts.append(f"counted as {report['convention']}")
     return parts
@@ -243,9 +243,10 @@ def footer(report: dict[str, Any], width: int | None = None) -> Table:
         add((TITLES[key], "not counted" if value is None else f"{value:,}",
              ("" if value is None else human(value)) + note + counted))
     if "input_bytes" in t:
-        ids = report.get("input_dtype", report["dtype"]) != report["dtype"]
+        ids = report.get("input_dtype", report["dtype"]) != report["dtype"] and not isinstance(report["input"], dict)
         add(("Input memory", human_bytes(t["input_bytes"]),
-             f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values")))
+             f"batch {report['batch']}, " + ("int64 token ids" if ids else f"{report['dtype']} values"
+                                              if not isinstance(report["input"], dict) else "every named input")))
     add(("Param memory", human_bytes(t["param_bytes"]), report["dtype"]))
     add(("Activation memory", human_bytes(t["activation_bytes"]), f"batch {report['batch']}, forward outputs"))
     if "estimated_total_bytes" in t:
@@ -445,3 +446,4 @@ def render_kconv(data: dict[str, Any], out: Console, err: Console | None = None)
 def write_kconv(data: dict[str, Any], page: Page) -> None:
     """kconv on the terminal; a matrix too large to show is said on page.err."""
     render_kconv(data, page_console(page), console(page.err) if page.err else None)
+

@@ -30,7 +30,7 @@ from ..errors import Terminated
 from ..lazy import np
 from . import resources
 from .checks import check_instance, check_network
-from .execution import Chain, Instance, UserCodeError, backward, build, forward
+from .execution import Chain, Instance, Routes, UserCodeError, backward, build, forward, share_streams
 from .planning import NETWORK, Task, network_entry, plan_tasks, selection
 from .report import Check, Options, Result, Skipped, for_dtype
 
@@ -41,9 +41,22 @@ __all__ = ["Options", "Check", "Result", "Skipped", "for_dtype", "verify", "plan
 def build_network(report: Report, opts: Options, rng: Any = None) -> Instance:
     """The whole network as one instance, with random parameters of opts.dtype."""
     rng = rng if rng is not None else np.random.default_rng(opts.seed)
-    root = Instance(network_entry(report), "", report.network.name, Chain())
+    root = Instance(network_entry(report), "", report.network.name, _routes(report) or Chain())
     root.sequences = [[build(e, e.seg, e.name, rng, opts.impl, opts.dtype) for e in report.entries]]
-    return root
+    return share_streams(root)
+
+
+def _routes(report: Report) -> Routes | None:
+    """How the top-level entries of a network of streams read one another (None: one after another)."""
+    net, entries = report.network, report.entries
+    if not net.inputs and not any(e.source for e in entries):
+        return None
+    main = net.main_input or ""
+    sources = [e.source or (entries[i - 1].name if i else main) for i, e in enumerate(entries)]
+    others = {name: shape for name, shape in net.streams().items() if name != main}
+    bounds = {name: next((e.ids for e in entries if e.source == name), None) if report.ids.get(name) else None
+              for name in others}
+    return Routes(main, sources, bounds, {name: (net.batch, *shape) for name, shape in others.items()})
 
 
 def plan(report: Report, opts: Options) -> tuple[Instance, list[Task]]:
@@ -89,7 +102,7 @@ class _Run:
         """The task's instance with parameters of its own."""
         if task.is_network:
             return build_network(self.report, self.opts, rng)
-        return build(task.entry, task.path, task.name, rng, self.opts.impl, self.opts.dtype)
+        return share_streams(build(task.entry, task.path, task.name, rng, self.opts.impl, self.opts.dtype))
 
     def task(self, task: Task, rng: Any) -> None:
         """Build, check and report one task; one the system cannot allocate is skipped and said."""

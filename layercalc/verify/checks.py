@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from ..lazy import np
 from .differences import Direction, KinkSides, Move, Start, derivative, dot, nudge, scale_of
-from .execution import Instance, UserCodeError, backward, call, forward, output
+from .execution import Instance, UserCodeError, backward, call, forward, output, with_streams
 from .report import Check, Options
 
 ELEMENTWISE_MAX = 64  # tensors up to this many elements are checked element by element...
@@ -62,7 +62,7 @@ class Probe:
     float64 twin of every array for the numeric side."""
 
     def __init__(self, inst: Instance, x: Any, y: Any, g: Any, dx: Any, grads: dict[Instance, dict[str, Any]], real_input: bool,
-                 sides: KinkSides | None = None) -> None:
+                 sides: KinkSides | None = None, outer: tuple[str, ...] = ()) -> None:
         self.inst, self.x, self.y, self.g = inst, x, y, g
         # in float64 the output under test is the numeric side's own f(t): a first forward
         # difference needs one forward, not two (the kinks' sides recorded by the same forward)
@@ -80,6 +80,13 @@ class Probe:
         self.tensors: list[Tensor] = []
         if real_input:
             self.tensors.append(Tensor("x", x, self.x64, dx, None, "x"))
+        # the other streams the instance reads (cross-attention's keys and values, a second named
+        # input): inputs too, each with the gradient the backward left for it
+        self.outer64: dict[str, Any] = {}
+        for name in outer:
+            arr = inst.streams.values[name]
+            self.outer64[name] = arr if arr.dtype == np.float64 else arr.astype(np.float64)
+            self.tensors.append(Tensor(name, arr, self.outer64[name], inst.streams.grads.get(name), None, name))
         for owner, pname, arr in inst.all_params():
             self.tested.setdefault(owner, owner.params)
             twin = self.twins.setdefault(owner, {})
@@ -88,25 +95,32 @@ class Probe:
             self.tensors.append(Tensor(label, arr, twin[pname], grads.get(owner, {}).get(pname), owner, pname))
 
     @classmethod
-    def run(cls, inst: Instance, x: Any, rng: Any, real_input: bool) -> "Probe":
+    def run(cls, inst: Instance, x: Any, rng: Any, real_input: bool, outer: tuple[str, ...] = ()) -> "Probe":
         """Forward and backward of inst at x with a random upstream gradient (a sum loss checks
-        nothing for normalisations, whose outputs sum to a constant)."""
+        nothing for normalisations, whose outputs sum to a constant); `outer` names the streams
+        it reads that are inputs of the check too."""
         sides = KinkSides()
         y, cache = forward(inst, x, watch=sides)
         g = rng.standard_normal(y.shape).astype(y.dtype)
         grads: dict[Instance, dict[str, Any]] = {}
+        inst.streams.grads.clear()
         dx = backward(inst, g, cache, grads)
-        return cls(inst, x, y, g, dx, grads, real_input, sides)
+        return cls(inst, x, y, g, dx, grads, real_input, sides, outer)
 
     def evaluate(self, watch: Any) -> Any:
         """f at the float64 arrays as they stand (moved or not)."""
         for owner, twin in self.twins.items():
             owner.params = twin
+        values = self.inst.streams.values
+        kept = dict(values)  # a network's forward overwrites its entries' outputs: theirs again after
+        values.update(self.outer64)
         try:
             return output(self.inst, self.x64, watch)
         finally:
             for owner, tested in self.tested.items():
                 owner.params = tested
+            values.clear()
+            values.update(kept)
 
     def rounding(self, squares: float) -> float:
         """The analytic side's rounding allowance for a directional product of that root sum of squares."""
@@ -392,17 +406,18 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
     ref = inst.reference
     tied = np.round(x * 2) / 2 if x.dtype.kind == "f" else x  # a coarse grid: ties in every pooling window, exact zeros
     rel = max(opts.rtol, ROUNDING * machine_epsilon(x.dtype))
+    params = with_streams(inst, inst.params)
     for label, inp in (("smooth", x), ("ties", tied)):
-        y_user, cache_user = call(inst, "forward", inp, inst.params)
-        y_ref, cache_ref = ref.forward(inp, inst.params)
+        y_user, cache_user = call(inst, "forward", inp, params)
+        y_ref, cache_ref = ref.forward(inp, params)
         method = f"reference, {label}"
         if np.shape(y_user) != np.shape(y_ref):
             checks.append(check(inst, "forward = reference" + suffix, method, math.inf, 0.0, "shapes differ"))
             continue
         g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape).astype(y_ref.dtype)
         pairs = [("forward", y_user, y_ref)]
-        dx_user, grads_user = call(inst, "backward", g, inst.params, cache_user)
-        dx_ref, grads_ref = ref.backward(g, inst.params, cache_ref)
+        dx_user, grads_user = call(inst, "backward", g, params, cache_user)
+        dx_ref, grads_ref = ref.backward(g, params, cache_ref)
         if dx_ref is not None:  # None: an input of token ids, which has no gradient
             pairs.append(("dL/dx", dx_user, dx_ref))
         pairs += [(f"dL/d{pname}", grads_user.get(pname), v) for pname, v in grads_ref.items()]
@@ -478,8 +493,39 @@ def _input_step(t: "Tensor", inst: Instance, u_max: Callable[[], float], h: floa
 def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") -> list[Check]:
     """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's rows)."""
     x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
-    probe = Probe.run(inst, x, rng, real)
-    return _checks(probe, opts, rng, suffix)
+    values = inst.streams.values
+    kept = dict(values)  # inside a network's pass, the network's streams stay for the checks after this one
+    try:
+        probe = Probe.run(inst, x, rng, real, draw_streams(inst, x, rng, opts.dtype))
+        return _checks(probe, opts, rng, suffix)
+    finally:
+        values.clear()
+        values.update(kept)
+
+
+def draw_streams(inst: Instance, x: Any, rng: Any, dtype: str) -> tuple[str, ...]:
+    """The other streams a layer or block reads (cross-attention's keys and values), drawn at
+    random into its streams at x's batch; returns their names, inputs of the check too."""
+    drawn = {name: rng.standard_normal((x.shape[0], *shape[1:])).astype(dtype)
+             for name, shape in getattr(inst.entry, "reads", {}).items()}
+    inst.streams.values.update(drawn)
+    return tuple(drawn)
+
+
+def draw_inputs(root: Instance, rng: Any, dtype: str) -> tuple[str, ...]:
+    """A network of streams: its other named inputs drawn into its streams (token ids below their
+    bound, else standard normal values); returns the names of the real-valued ones."""
+    routes = root.layer
+    inputs = getattr(routes, "inputs", {})
+    real = []
+    for name, bound in inputs.items():
+        shape = routes.shapes[name]
+        if bound is not None:
+            root.streams.values[name] = exercising(rng.integers(0, bound, size=shape), [], bound, rng)
+        else:
+            root.streams.values[name] = rng.standard_normal(shape).astype(dtype)
+            real.append(name)
+    return tuple(real)
 
 
 def _checks(probe: Probe, opts: Options, rng: Any, suffix: str = "", directions: int | None = None,
@@ -543,14 +589,16 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     where the composition goes wrong. Yields (instance, checks): blocks children first, then the network.
     """
     x, real = random_input(root, tuple(root.entry.input_shape), rng, opts.dtype)
+    outer = draw_inputs(root, rng, opts.dtype) + draw_streams(root, x, rng, opts.dtype)
     tape: dict[Any, Any] = {leaf: None for leaf in root.leaves() if blocks(leaf)}
     sides = KinkSides()
     y, cache = forward(root, x, watch=sides, tape=tape)
     g = rng.standard_normal(y.shape).astype(y.dtype)
     grads: dict[Instance, dict[str, Any]] = {}
+    root.streams.grads.clear()
     dx = backward(root, g, cache, grads, tape)
     del cache
-    network = _checks(Probe(root, x, y, g, dx, grads, real, sides), opts, rng)
+    network = _checks(Probe(root, x, y, g, dx, grads, real, sides, outer), opts, rng)
     whole = not all(c.passed for c in network)
     for inst in root.walk():
         if inst is root or tape.get(inst) is None or not blocks(inst):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 from ..analysis import Entry
 from ..errors import one_line
+from ..layers.numerics import STREAM_PREFIX, stream_key
 from ..lazy import np
 
 Watch = Callable[["Instance", Any], None]  # sees every leaf's input during a forward
@@ -63,10 +64,43 @@ class Chain:
         return {}
 
 
+class Routes:
+    """The merge rule of a network of several streams: each top-level entry reads its `source`
+    (a named input or an earlier entry's output), the network's output is the last entry's."""
+
+    type_name = "network"
+    kinks: tuple[float, ...] = ()
+
+    def __init__(self, main: str, sources: list[str], inputs: dict[str, int | None],
+                 shapes: dict[str, tuple[int, ...]]) -> None:
+        self.main = main  # the named input the network's x is ("" when it has no name)
+        self.sources = sources  # per top-level entry, the name of what it reads
+        self.inputs = inputs  # the other named inputs: name -> token id bound (None: real values)
+        self.shapes = shapes  # their shapes, batch first
+
+    def arguments(self) -> dict[str, Any]:
+        return {}
+
+
+class Streams:
+    """The values of the streams layers read besides their input (named inputs, top-level
+    entries' outputs) during one check, and the gradients reaching them in its backward."""
+
+    __slots__ = ("values", "grads")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+
+    def add_grad(self, name: str, g: Any) -> None:
+        """Accumulate dL/d(stream) from one more reader."""
+        self.grads[name] = g if name not in self.grads else self.grads[name] + g
+
+
 class Instance:
     """A layer or block with its own parameter arrays, mirroring one analysis Entry."""
 
-    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences", "broken")
+    __slots__ = ("entry", "path", "name", "layer", "reference", "params", "sequences", "broken", "streams")
 
     def __init__(self, entry: Entry, path: str, name: str, layer: Any) -> None:
         self.entry, self.path, self.name, self.layer = entry, path, name, layer
@@ -74,6 +108,7 @@ class Instance:
         self.broken: BaseException | None = None  # what the user's __init__ raised: every call fails with it
         self.params: dict[str, Any] = {}
         self.sequences: list[list[Instance]] = []
+        self.streams = Streams()  # one object for a whole checked tree (share_streams)
 
     @property
     def is_leaf(self) -> bool:
@@ -142,6 +177,30 @@ def _built(user: Any, layer: Any) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+def share_streams(root: Instance) -> Instance:
+    """Give every instance of a checked tree the root's streams: a layer deep inside reads what
+    the check drew (or the network computed) for the stream it names."""
+    for inst in root.walk():
+        inst.streams = root.streams
+    return root
+
+
+def with_streams(inst: Instance, params: dict[str, Any]) -> dict[str, Any]:
+    """A leaf's parameters, with the streams its layer reads under their stream keys."""
+    reads = inst.layer.reads() if hasattr(inst.layer, "reads") else ()
+    if not reads:
+        return params
+    return {**params, **{stream_key(name): inst.streams.values[name] for name in reads}}
+
+
+def _stream_grads(inst: Instance, grads: dict[str, Any]) -> dict[str, Any]:
+    """A leaf's parameter gradients, the gradients of the streams it read moved to its streams."""
+    keys = [k for k in grads if k.startswith(STREAM_PREFIX)]
+    for key in keys:
+        inst.streams.add_grad(key[len(STREAM_PREFIX):], grads.pop(key))
+    return grads
 
 
 def _join(path: str, seg: str) -> str:
@@ -228,7 +287,9 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
     if inst.is_leaf:
         if watch is not None:
             watch(inst, x)
-        return call(inst, "forward", x, inst.params)
+        return call(inst, "forward", x, with_streams(inst, inst.params))
+    if isinstance(inst.layer, Routes):
+        return _routed_forward(inst, x, watch, tape)
     outs, caches = [], []
     for seq in inst.sequences:
         h, seq_caches = x, []
@@ -251,7 +312,13 @@ def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
     if inst.is_leaf:
         if watch is not None:
             watch(inst, x)
-        return call(inst, "forward", x, inst.params)[0]
+        return call(inst, "forward", x, with_streams(inst, inst.params))[0]
+    if isinstance(inst.layer, Routes):
+        routes, h = inst.layer, x
+        inst.streams.values[routes.main] = x
+        for child, source in zip(inst.sequences[0], routes.sources):
+            h = inst.streams.values[child.name] = output(child, inst.streams.values[source], watch)
+        return h
     outs = []
     for seq in inst.sequences:
         h = x
@@ -265,12 +332,15 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
     """dL/dx of an instance; parameter gradients go to grads[instance] (or to grads(instance, g));
     the tape, when given, gets every inner block's dL/dy and dL/dx."""
     if inst.is_leaf:
-        dx, g = call(inst, "backward", dy, inst.params, cache)
+        dx, g = call(inst, "backward", dy, with_streams(inst, inst.params), cache)
+        g = _stream_grads(inst, dict(g)) if isinstance(g, dict) else g
         if callable(grads):
             grads(inst, g)
         else:
             grads[inst] = g
         return dx
+    if isinstance(inst.layer, Routes):
+        return _routed_backward(inst, dy, cache, grads, tape)
     outs, caches = cache
     dx = None
     for seq, seq_caches, d in zip(inst.sequences, caches, inst.layer.split(dy, outs)):
@@ -282,3 +352,39 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
             seq_caches[i] = None  # free each cache once used: the backward's memory shrinks as it goes
         dx = d if dx is None else dx + d
     return dx
+
+
+def _routed_forward(inst: Instance, x: Any, watch: Watch | None, tape: Tape | None) -> tuple[Any, Any]:
+    """A network of streams: each top-level entry on what it reads, each output kept by name."""
+    routes, values = inst.layer, inst.streams.values
+    values[routes.main] = x
+    caches, h = [], x
+    for child, source in zip(inst.sequences[0], routes.sources):
+        record = [values[source], None, None, None]
+        h, c = forward(child, values[source], watch, tape)
+        values[child.name] = h
+        if tape is not None and (not child.is_leaf or child in tape):
+            record[1] = h
+            tape[child] = record
+        caches.append(c)
+    return h, caches
+
+
+def _routed_backward(inst: Instance, dy: Any, caches: list[Any], grads: Any, tape: Tape | None) -> Any:
+    """The backward of a network of streams, last entry first: an entry's dL/dy is the sum over
+    everything that read its output (the next entry, a `from:`, cross-attention); dL/dx of the
+    network's x is returned, the other named inputs' stay in the streams' grads."""
+    routes, streams, seq = inst.layer, inst.streams, inst.sequences[0]
+    streams.add_grad(seq[-1].name, dy)
+    for i in range(len(seq) - 1, -1, -1):
+        child = seq[i]
+        d = streams.grads.pop(child.name, None)
+        if d is None:  # nothing downstream read it: no gradient reaches it
+            d = np.zeros(child.entry.output_shape, dtype=dy.dtype)
+        dx = backward(child, d, caches[i], grads, tape)
+        caches[i] = None
+        if tape is not None and child in tape:
+            tape[child][2:] = [d, dx]
+        if dx is not None:
+            streams.add_grad(routes.sources[i], dx)
+    return streams.grads.pop(routes.main, None)

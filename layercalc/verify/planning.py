@@ -140,8 +140,10 @@ def batch2_entry(e: Entry) -> Entry:
     x = tuple(shape)
     y = layer.output_shape(x)
     count = sum(numel(s) for name, s in params.items() if name not in layer.shared_params())
-    return Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
+    copy = Entry(seg=e.seg, name=e.name, type=e.type, input_shape=x, output_shape=y, params=count,
                  tensors=numel(y), layer=layer, ids=e.ids)
+    copy.reads = {name: (2, *shape[1:]) for name, shape in e.reads.items()}  # the other streams at batch 2 too
+    return copy
 
 
 def selection(report: Report, opts: Options) -> tuple[int, int]:
