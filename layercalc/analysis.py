@@ -239,6 +239,7 @@ def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> En
     flow = flow if flow is not None else Flow()
     try:
         if node.repeat == 1:
+            node = node.layer.at_input(node, x)
             return (_block if node.layer.sequences() else _leaf)(node, seg, x, flow)
         return _repeat(node, x, seg, flow)
     except ShapeError as exc:
