@@ -192,12 +192,18 @@ class _Parser:
 # -- templates ------------------------------------------------------------------------------------
 
 
-def _integer(value: Any) -> int:
-    """A template argument: an integer (expressions compute with integers only)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        shown = repr(value) if isinstance(value, str) else value
-        raise SchemaError(f"expected an integer (a template's arguments are integers), got {shown}", value=value)
-    return value
+class Integer:
+    """A template argument's converter: an integer (expressions compute with integers only)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    def __call__(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            shown = repr(value) if isinstance(value, str) else value
+            raise SchemaError(f"expected an integer (template {self.template}'s arguments are integers), got {shown}",
+                              value=value)
+        return value
 
 
 class Event(NamedTuple):
@@ -308,7 +314,7 @@ class Instance(Layer):
         except ExprError as exc:
             raise TemplateError(f"template {t.name}: {exc}", value=dict(env)) from None
         except SchemaError as exc:
-            raise TemplateError(f"template {t.name}: {_inside(exc, t)}", value=exc.value) from None
+            raise TemplateError(f"template {t.name}: {_inside(exc, t, node.loc.where)}", value=exc.value) from None
         return t.block(self.values, layers=nodes)
 
 
@@ -328,10 +334,11 @@ class Block(Sequential):
         return " ".join(brief_arg(a, values[a.name]) for a in self.template.args if a.required or values[a.name] != a.default)
 
 
-def _inside(exc: SchemaError, template: Template) -> str:
+def _inside(exc: SchemaError, template: Template, prefix: str) -> str:
     """A template layer's error, said from the instance: which layer, on which line of the template,
     and the expression that gave the value."""
-    where = f"{exc.loc.where} ({exc.loc.layer})" if exc.loc.layer else exc.loc.where
+    where = exc.loc.where.removeprefix(f"{prefix}.") if prefix else exc.loc.where
+    where = f"{where} ({exc.loc.layer})" if exc.loc.layer else where
     exprs = [e.text for e, at in _exprs(template.layers, template.line) if at == exc.loc.line]
     source = f" (from {', '.join(exprs)})" if exprs else ""
     return f"{where}, line {exc.loc.line}: {exc.message}{source}"
@@ -429,16 +436,17 @@ def _args(template: str, raw: Any, loc: Location) -> tuple[Arg, ...]:
         raise SchemaError(f"template {template}: args must map names to defaults (null = required)", loc, raw)
     lines = getattr(raw, "key_lines", {})
     args = []
+    integer = Integer(template)
     for name, default in raw.items():
         at = loc._replace(line=lines.get(name, loc.line))
         if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED:
             why = "means something of its own in an expression" if name in RESERVED else "is not a name"
             raise SchemaError(f"template {template}: argument {name!r} {why}", at, name)
         if default is None:
-            args.append(Arg(name, _integer, doc="required"))
+            args.append(Arg(name, integer, doc="required"))
             continue
         try:
-            args.append(Arg(name, _integer, _integer(default)))
+            args.append(Arg(name, integer, integer(default)))
         except SchemaError as exc:
             raise SchemaError(f"template {template}: argument {name}'s default: {exc.message}", at, default) from None
     return tuple(args)
@@ -452,10 +460,11 @@ def _compile(value: Any, line: int | None, template: str, allowed: set[str]) -> 
         try:
             expr = parse_expr(value.strip())
         except ExprError as exc:
-            raise SchemaError(f"template {template}: {exc}", Location(line=line), value) from None
+            raise SchemaError(f"template {template}: {exc}", Location(line=line, where=f"define.{template}"), value) from None
         for name in sorted(expr.names - allowed):
             hint = _hint(name, sorted(allowed)) or f" (known: {', '.join(sorted(allowed))})"
-            raise SchemaError(f"template {template}: unknown name {name!r} in {value}{hint}", Location(line=line), name)
+            raise SchemaError(f"template {template}: unknown name {name!r} in {value}{hint}",
+                              Location(line=line, where=f"define.{template}"), name)
         return expr
     if isinstance(value, dict):
         lines = getattr(value, "key_lines", {})
@@ -494,11 +503,13 @@ class _Linker:
         for template in self.templates.values():
             self.visit(template, [])
 
-    def visit(self, template: Template, stack: list[str]) -> int | None:
+    def visit(self, template: Template, stack: list[str], line: int | None = None) -> int | None:
+        """Link a template (once); `line` is where the template using it names it."""
         if template.name in stack:
+            start = stack[stack.index(template.name)]
             cycle = " -> ".join([*stack[stack.index(template.name):], template.name])
-            raise SchemaError(f"template {template.name} uses itself ({cycle}); a template cannot recurse",
-                              Location(line=template.line, where=f"define.{template.name}"), template.name)
+            raise SchemaError(f"template {start} uses itself ({cycle}); a template cannot recurse",
+                              Location(line=line or template.line, where=f"define.{stack[-1]}"), template.name)
         if template.name not in self.done:
             events: list[Event] = []
             dims: list[int] = []
@@ -530,11 +541,12 @@ class _Linker:
         cls = REGISTRY.get(type_key.lower())
         if inner is None and cls is None:
             raise SchemaError(f"template {template.name}: unknown layer type {type_key!r}"
-                              f"{_hint(type_key, [*REGISTRY, *self.templates])}", Location(line=line), type_key)
+                              f"{_hint(type_key, [*REGISTRY, *self.templates])}",
+                              Location(line=line, where=f"define.{template.name}"), type_key)
         if not named or given is not None:
             events.append(Event(inner.name if inner else cls.type_name, given))  # type: ignore[union-attr]
         if inner is not None:
-            dim = self.visit(inner, stack)
+            dim = self.visit(inner, stack, line)
             events.extend(inner.events)
             if dim is not None:
                 dims.append(dim)
