@@ -4,7 +4,7 @@ A template has integer arguments and a list of layers whose values may be expres
 integer arithmetic over its arguments and `in`, the width flowing into an instance. A tokenizer
 and a recursive-descent parser of our own read them (integers, names, + - * //, parentheses, min,
 max), so nothing else in a config can ever run. The width is known only when the analysis reaches
-an instance, so an instance is a layer whose `expand` builds its block (the template's layers, a
+an instance, so an instance is a layer whose `at_input` builds its block (the template's layers, a
 row of the template's type) then, once per width. Its layers' default names are drawn from the
 network's numbering when the instance is loaded, in document order, so they read as if the
 template's layers had been written out where the instance stands.
@@ -23,6 +23,9 @@ from .layers.schema import brief_arg
 
 RESERVED = ("in", "min", "max")  # names an expression gives a meaning of its own
 MAX_EXPR_NESTING = 100  # parentheses, signs and calls inside one another; deeper is refused
+# blocks and templates inside one template's layers: the analysis recurses once per level, and a
+# config's own blocks may nest 100 deep around an instance
+MAX_TEMPLATE_DEPTH = 50
 _EXPR = re.compile(r"\$\{(.*)\}\Z", re.DOTALL)
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z_0-9]*)|(//|[-+*(),])|(\S))")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
@@ -227,7 +230,9 @@ class Template:
         self.width_dim = 1  # the dim `in` reads of a 3-D input: channels (1) or the last (-1)
         # the block an instance becomes: a group of the template's layers, typed by its name,
         # whose arguments are the template's (the arguments column shows them)
-        self.block = type(f"Template_{name}", (Block,), {"type_name": name, "summary": f"the template {name}", "template": self})
+        self.block = type(f"Template_{name}", (Block,), {
+            "type_name": name, "summary": f"the template {name}", "template": self,
+        })
 
     def env(self, values: Mapping[str, Any], x: Shape) -> dict[str, int]:
         """The names an expression may read: the arguments and `in`, the width of input x."""
@@ -341,7 +346,8 @@ def _inside(exc: SchemaError, template: Template, prefix: str) -> str:
     where = f"{where} ({exc.loc.layer})" if exc.loc.layer else where
     exprs = [e.text for e, at in _exprs(template.layers, template.line) if at == exc.loc.line]
     source = f" (from {', '.join(exprs)})" if exprs else ""
-    return f"{where}, line {exc.loc.line}: {exc.message}{source}"
+    line = f", line {exc.loc.line}" if exc.loc.line else ""
+    return f"{where}{line}: {exc.message}{source}"
 
 
 def substitute(value: Any, env: Mapping[str, int]) -> Any:
@@ -490,79 +496,91 @@ def _hint(word: str, options: Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+class _Walk:
+    """What following one template's layers found."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []  # naming events in document order
+        self.dims: list[int] = []  # feature dims of its sized layers, in order (the first decides `in`)
+        self.depth = 0  # blocks and templates inside one another, the deepest
+
+
 class _Linker:
     """Follows each template's layers in document order: the naming events (nested templates'
-    inline), the layout `in` reads, unknown layer types, and templates that use themselves."""
+    inline), the layout `in` reads, unknown layer types, templates that use themselves and how
+    deep blocks and templates nest (the analysis recurses once per level)."""
 
     def __init__(self, templates: dict[str, Template], entry_keys: tuple[str, ...]) -> None:
         self.templates = templates
         self.entry_keys = entry_keys
-        self.done: dict[str, int | None] = {}  # template -> the feature dim of its first sized layer
+        self.done: dict[str, _Walk] = {}
 
     def link(self) -> None:
         for template in self.templates.values():
             self.visit(template, [])
 
-    def visit(self, template: Template, stack: list[str], line: int | None = None) -> int | None:
+    def visit(self, template: Template, stack: list[str], line: int | None = None) -> _Walk:
         """Link a template (once); `line` is where the template using it names it."""
         if template.name in stack:
             start = stack[stack.index(template.name)]
             cycle = " -> ".join([*stack[stack.index(template.name):], template.name])
             raise SchemaError(f"template {start} uses itself ({cycle}); a template cannot recurse",
                               Location(line=line or template.line, where=f"define.{stack[-1]}"), template.name)
+        if len(stack) > MAX_TEMPLATE_DEPTH:  # stop before the walk's own recursion gets that deep
+            raise SchemaError(f"template {stack[0]}: templates nested more than {MAX_TEMPLATE_DEPTH} deep",
+                              Location(line=line, where=f"define.{stack[-1]}"), template.name)
         if template.name not in self.done:
-            events: list[Event] = []
-            dims: list[int] = []
-            self.entries(template, template.layers, template.line, events, dims, [*stack, template.name])
-            template.events = events
-            template.width_dim = dims[0] if dims else 1
-            self.done[template.name] = dims[0] if dims else None
+            walk = _Walk()
+            self.entries(template, template.layers, template.line, walk, [*stack, template.name], 1)
+            if walk.depth > MAX_TEMPLATE_DEPTH:
+                raise SchemaError(f"template {template.name}: blocks and templates nested more than {MAX_TEMPLATE_DEPTH}"
+                                  " deep", Location(line=template.line, where=f"define.{template.name}"), template.name)
+            template.events = walk.events
+            template.width_dim = walk.dims[0] if walk.dims else 1
+            self.done[template.name] = walk
         return self.done[template.name]
 
-    def entries(self, template: Template, items: Any, line: int | None, events: list[Event], dims: list[int],
-                stack: list[str]) -> None:
+    def entries(self, template: Template, items: Any, line: int | None, walk: _Walk, stack: list[str], depth: int) -> None:
         """Walk a list of entries as the loader will parse it (malformed ones are its to report)."""
         if not isinstance(items, list):
             return
         lines = getattr(items, "item_lines", None)
         for i, item in enumerate(items):
-            self.entry(template, item, lines[i] if lines else line, events, dims, stack)
+            self.entry(template, item, lines[i] if lines else line, walk, stack, depth)
 
-    def entry(self, template: Template, item: Any, line: int | None, events: list[Event], dims: list[int],
-              stack: list[str]) -> None:
+    def entry(self, template: Template, item: Any, line: int | None, walk: _Walk, stack: list[str], depth: int) -> None:
+        """One entry: its naming event, then what it holds (an instance: its template's layers)."""
         keys = [item] if isinstance(item, str) else [k for k in item if k not in self.entry_keys] if isinstance(item, dict) else []
-        if len(keys) != 1 or not isinstance(keys[0], str):
-            return
+        walk.depth = max(walk.depth, depth)
+        if len(keys) != 1 or not isinstance(keys[0], str) or depth > MAX_TEMPLATE_DEPTH:
+            return  # deeper is refused when the walk is over
         type_key = keys[0]
         name = item.get("name") if isinstance(item, dict) else None
-        named = isinstance(item, dict) and "name" in item
         given = name if isinstance(name, str) else None
         inner = self.templates.get(type_key.lower())
         cls = REGISTRY.get(type_key.lower())
-        if inner is None and cls is None:
+        type_name = inner.name if inner else cls.type_name if cls else None
+        if type_name is None:
             raise SchemaError(f"template {template.name}: unknown layer type {type_key!r}"
                               f"{_hint(type_key, [*REGISTRY, *self.templates])}",
                               Location(line=line, where=f"define.{template.name}"), type_key)
-        if not named or given is not None:
-            events.append(Event(inner.name if inner else cls.type_name, given))  # type: ignore[union-attr]
+        if not (isinstance(item, dict) and "name" in item) or given is not None:  # a name not a string draws none
+            walk.events.append(Event(type_name, given))
         if inner is not None:
-            dim = self.visit(inner, stack, line)
-            events.extend(inner.events)
-            if dim is not None:
-                dims.append(dim)
+            found = self.visit(inner, stack, line)
+            walk.events.extend(found.events)
+            walk.dims.extend(found.dims[:1])
+            walk.depth = max(walk.depth, depth + found.depth)
             return
-        if cls.feature_dim is not None:
-            dims.append(cls.feature_dim)
+        if cls.feature_dim is not None:  # type: ignore[union-attr]
+            walk.dims.append(cls.feature_dim)  # type: ignore[union-attr]
         raw = item.get(type_key) if isinstance(item, dict) else None
-        if not cls.is_block() or not isinstance(raw, dict):
+        if not cls.is_block() or not isinstance(raw, dict):  # type: ignore[union-attr]
             return
-        schema = {a.name: a for a in cls.args if a.nested}
+        nested = {a.name: a.convert.depth for a in cls.args if a.nested}  # type: ignore[union-attr]
         for key, value in raw.items():
-            arg = schema.get(key)
-            if arg is None:
-                continue
-            if arg.convert.depth == 1:
-                self.entries(template, value, line, events, dims, stack)
-            elif isinstance(value, list):
+            if nested.get(key) == 1:
+                self.entries(template, value, line, walk, stack, depth + 1)
+            elif nested.get(key) == 2 and isinstance(value, list):
                 for branch in value:
-                    self.entries(template, branch, line, events, dims, stack)
+                    self.entries(template, branch, line, walk, stack, depth + 1)

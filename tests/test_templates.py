@@ -315,3 +315,19 @@ def test_verify_passes_on_a_templated_config(cli, write) -> None:
     run = cli("verify", write("mb.yaml", MBCONV), "--format", "tsv")
     assert run.status == 0, run.err
     assert "0 failed" in run.err + run.out
+
+
+def test_nesting_is_bounded_before_python_recursion_is() -> None:
+    chain = "".join(f"  t{i}:\n    layers: [t{i + 1}]\n" for i in range(400)) + "  t400:\n    layers: [relu]\n"
+    with pytest.raises(SchemaError, match="templates nested more than 50 deep"):
+        analyse(f"input: [4]\ndefine:\n{chain}layers:\n  - t0\n")
+    blocks = "{sequential: {layers: [" * 60 + "relu" + "]}}" * 60
+    with pytest.raises(SchemaError, match="blocks and templates nested more than 50 deep"):
+        analyse(f"input: [4]\ndefine:\n  t:\n    layers:\n      - {blocks}\nlayers:\n  - t\n")
+
+
+def test_a_repeat_count_may_be_an_expression() -> None:
+    text = ("input: [4]\ndefine:\n  stack:\n    args: {n: null}\n    layers:\n"
+            "      - linear: {out_features: 4}\n        repeat: \"${n * 2}\"\nlayers:\n  - stack: {n: 3}\n")
+    rows = _rows(text)
+    assert rows["stack1.0"]["type"] == "repeat" and rows["stack1"]["params"] == 6 * (4 * 4 + 4)
