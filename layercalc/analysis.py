@@ -149,14 +149,18 @@ class Flow:
             )
 
 
-def _first_leaf(nodes: list[Node]) -> Layer | None:
-    """The layer that runs first in a sequence of entries (None if there is none)."""
+def _first_leaf(nodes: list[Node], x: Shape) -> Layer | None:
+    """The layer that runs first in a sequence of entries on input x (None if there is none)."""
     for node in nodes:
+        try:
+            node = node.layer.at_input(node, x)  # what runs there (a template instance's layers)
+        except ShapeError:
+            return None  # the analysis meets it again, and says where
         sequences = node.layer.sequences()
         if not sequences:
             return node.layer
         for _, seq in sequences:
-            leaf = _first_leaf(seq)
+            leaf = _first_leaf(seq, x)
             if leaf is not None:
                 return leaf
     return None
@@ -557,7 +561,7 @@ def analyse(network: Network) -> Report:
     """Analyse a loaded network; raises ConfigError (with location) when a shape does not fit."""
     try:
         # a network whose first layer reads token ids takes integer ids as its input
-        first = _first_leaf(network.nodes)
+        first = _first_leaf(network.nodes, network.input_shape)
         tokens = first is not None and first.input_ids() is not None
         _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
     except ConfigError as exc:

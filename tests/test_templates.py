@@ -331,3 +331,12 @@ def test_a_repeat_count_may_be_an_expression() -> None:
             "      - linear: {out_features: 4}\n        repeat: \"${n * 2}\"\nlayers:\n  - stack: {n: 3}\n")
     rows = _rows(text)
     assert rows["stack1.0"]["type"] == "repeat" and rows["stack1"]["params"] == 6 * (4 * 4 + 4)
+
+
+def test_a_template_may_start_with_an_embedding() -> None:
+    text = ("input: [16]\ndefine:\n  lm:\n    args: {vocab: null, width: 8}\n    layers:\n"
+            "      - embedding: {num_embeddings: \"${vocab}\", embedding_dim: \"${width}\"}\n"
+            "      - linear: {out_features: \"${vocab}\"}\nlayers:\n  - lm: {vocab: 100}\n")
+    report = analyse(text).to_dict()
+    assert report["input_dtype"] == "int64"
+    assert report["total"]["params"] == 100 * 8 + 8 * 100 + 100
