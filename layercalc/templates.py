@@ -13,7 +13,7 @@ template's layers had been written out where the instance stands.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from .document import Map, Seq
 from .errors import Location, SchemaError, TemplateError
@@ -336,7 +336,8 @@ class Block(Sequential):
     def brief(self, x: Shape, y: Shape) -> str:
         values = self.values
         # as a catalog layer's column: the required arguments and those away from their default
-        return " ".join(brief_arg(a, values[a.name]) for a in self.template.args if a.required or values[a.name] != a.default)
+        shown = [a for a in self.template.args if a.required or values[a.name] != a.default]
+        return " ".join(brief_arg(a, values[a.name]) for a in shown)
 
 
 def _inside(exc: SchemaError, template: Template, prefix: str) -> str:
@@ -466,7 +467,8 @@ def _compile(value: Any, line: int | None, template: str, allowed: set[str]) -> 
         try:
             expr = parse_expr(value.strip())
         except ExprError as exc:
-            raise SchemaError(f"template {template}: {exc}", Location(line=line, where=f"define.{template}"), value) from None
+            raise SchemaError(f"template {template}: {exc}", Location(line=line, where=f"define.{template}"),
+                              value) from None
         for name in sorted(expr.names - allowed):
             hint = _hint(name, sorted(allowed)) or f" (known: {', '.join(sorted(allowed))})"
             raise SchemaError(f"template {template}: unknown name {name!r} in {value}{hint}",
@@ -550,7 +552,8 @@ class _Linker:
 
     def entry(self, template: Template, item: Any, line: int | None, walk: _Walk, stack: list[str], depth: int) -> None:
         """One entry: its naming event, then what it holds (an instance: its template's layers)."""
-        keys = [item] if isinstance(item, str) else [k for k in item if k not in self.entry_keys] if isinstance(item, dict) else []
+        keys = [item] if isinstance(item, str) else [k for k in item if k not in self.entry_keys] \
+            if isinstance(item, dict) else []
         walk.depth = max(walk.depth, depth)
         if len(keys) != 1 or not isinstance(keys[0], str) or depth > MAX_TEMPLATE_DEPTH:
             return  # deeper is refused when the walk is over
