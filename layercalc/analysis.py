@@ -182,14 +182,18 @@ class Flow:
             )
 
 
-def _first_leaf(nodes: list[Node]) -> Layer | None:
-    """The layer that runs first in a sequence of entries (None if there is none)."""
+def _first_leaf(nodes: list[Node], x: Shape) -> Layer | None:
+    """The layer that runs first in a sequence of entries on input x (None if there is none)."""
     for node in nodes:
+        try:
+            node = node.layer.at_input(node, x)  # what runs there (a template instance's layers)
+        except ShapeError:
+            return None  # the analysis meets it again, and says where
         sequences = node.layer.sequences()
         if not sequences:
             return node.layer
         for _, seq in sequences:
-            leaf = _first_leaf(seq)
+            leaf = _first_leaf(seq, x)
             if leaf is not None:
                 return leaf
     return None
@@ -282,6 +286,7 @@ def analyse_node(node: Node, x: Shape, seg: str, flow: Flow | None = None) -> En
     flow = flow if flow is not None else Flow()
     try:
         if node.repeat == 1:
+            node = node.layer.at_input(node, x)
             return (_block if node.layer.sequences() else _leaf)(node, seg, x, flow)
         return _repeat(node, x, seg, flow)
     except ShapeError as exc:
@@ -603,9 +608,9 @@ class Report:
         }
 
 
-def _reads_ids(node: Node) -> bool:
-    """Whether an entry begins a stream of token ids (its first layer reads them)."""
-    first = _first_leaf([node])
+def _reads_ids(node: Node, x: Shape) -> bool:
+    """Whether an entry on input x begins a stream of token ids (its first layer reads them)."""
+    first = _first_leaf([node], x)
     return first is not None and first.input_ids() is not None
 
 
@@ -616,7 +621,7 @@ def analyse(network: Network) -> Report:
             entries, ids = _analyse_streams(network)
             return Report(network, entries, tokens=ids.get(network.main_input or "", False), ids=ids)
         # a network whose first layer reads token ids takes integer ids as its input
-        tokens = _reads_ids(network.nodes[0]) if network.nodes else False
+        tokens = _reads_ids(network.nodes[0], network.input_shape) if network.nodes else False
         _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
@@ -633,7 +638,8 @@ def _analyse_streams(network: Network) -> tuple[list[Entry], dict[str, bool]]:
     for i, node in enumerate(network.nodes):
         check_source(node, [*named, *(e.name for e in entries)])
         if node.source in named:
-            x, tokens = named[node.source], _reads_ids(node)
+            x = named[node.source]
+            tokens = _reads_ids(node, x)
             if ids.get(node.source, tokens) != tokens:
                 how = "token ids" if tokens else "real values"
                 raise ShapeError(f"reads input {node.source!r} as {how}, but an earlier entry reads it otherwise;"
@@ -643,7 +649,7 @@ def _analyse_streams(network: Network) -> tuple[list[Entry], dict[str, bool]]:
         elif node.source is not None:
             x, tokens = next(e.output_shape for e in entries if e.name == node.source), False
         else:
-            tokens = i == 0 and _reads_ids(node)
+            tokens = i == 0 and _reads_ids(node, x)
         flow.tokens, flow.offered, flow.lent = tokens, {}, {}
         flow.streams = {**{k: (v, ids.get(k, False)) for k, v in named.items()},
                         **{e.name: (e.output_shape, False) for e in entries}}

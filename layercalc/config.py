@@ -13,10 +13,11 @@ from .document import Map, Seq, line_of, parse_document, read_source
 from .errors import ConfigError, Location, SchemaError
 from .layers import REGISTRY, Layer, Node, Shape
 from .layers.base import Int
+from .templates import Definitions, define
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 MAX_BLOCK_DEPTH = 100  # blocks inside blocks; deeper is refused rather than risking the stack
-TOP_KEYS = ("name", "input", "batch", "dtype", "layers")
+TOP_KEYS = ("name", "input", "batch", "dtype", "layers", "define")
 ENTRY_KEYS = ("name", "repeat", "trainable")
 TOP_ENTRY_KEYS = (*ENTRY_KEYS, "from")  # `from: NAME` feeds a top-level entry a named input or an earlier entry
 
@@ -186,7 +187,8 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
         raise SchemaError(f"name must be a non-empty string, got {name!r}", at("name"), name)
     if "layers" not in doc:
         raise SchemaError("missing 'layers' (a list of layer entries)", top)
-    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0, names=Names(), top=True)
+    definitions = define(doc["define"], at("define").line, _template_layers, ENTRY_KEYS) if "define" in doc else None
+    nodes = parse_entries(doc["layers"], "layers", at("layers").line, depth=0, names=Names(definitions), top=True)
     if not named:
         return Network(name=name, input=shape, batch=n, dtype=dtype, nodes=nodes)
     _check_sources(nodes, named, at("layers").line)
@@ -251,14 +253,20 @@ def check_source(node: Node, known: Iterable[str]) -> None:
 
 
 class Names:
-    """Default layer names, numbered per type across the whole network (as `--only` selects by name)."""
+    """Default layer names, numbered per type across the whole network (as `--only` selects by name),
+    and the types entries may name: the catalog's and the config's templates."""
 
-    def __init__(self) -> None:
+    def __init__(self, definitions: Definitions | None = None, planned: list[str] | None = None) -> None:
         self.counts: dict[str, int] = {}
         self.taken: set[str] = set()
+        self.types: dict[str, Any] = REGISTRY if definitions is None else definitions.types(self)
+        # a template instance's layers take the default names drawn when the instance was loaded
+        self.planned = None if planned is None else iter(planned)
 
     def default(self, type_name: str) -> str:
         """The next unused '<type><n>'."""
+        if self.planned is not None:
+            return next(self.planned)
         while True:
             n = self.counts[type_name] = self.counts.get(type_name, 0) + 1
             name = f"{type_name}{n}"
@@ -319,13 +327,13 @@ def type_word(value: Any) -> str:
     return f"the number {value}"
 
 
-def lookup_type(name: Any, loc: Location) -> type[Layer]:
-    """The layer class registered under a (case-insensitive) type name."""
+def lookup_type(name: Any, loc: Location, types: dict[str, Any] = REGISTRY) -> type[Layer]:
+    """The layer class registered under a (case-insensitive) type name (or a template's builder)."""
     if not isinstance(name, str):
         raise SchemaError(f"a layer type must be a name, got {type_word(name)}", loc, name)
-    cls = REGISTRY.get(name.lower())
+    cls = types.get(name.lower())
     if cls is None:
-        raise SchemaError(f"unknown layer type {name!r}{suggest(name, REGISTRY)}", loc, name)
+        raise SchemaError(f"unknown layer type {name!r}{suggest(name, types)}", loc, name)
     return cls
 
 
@@ -351,7 +359,7 @@ def parse_entry(
             line = item.key_lines.get(type_key, line)
     else:
         raise SchemaError(f"a layer entry is a type name or a mapping, got {type_word(item)}", Location(line=line, where=where), item)
-    cls = lookup_type(type_key, Location(line=line, where=where))
+    cls = lookup_type(type_key, Location(line=line, where=where), names.types)
     if "name" in extra:
         name = extra["name"]
         if isinstance(name, str):
@@ -391,6 +399,13 @@ def _trainable(extra: dict[str, Any], item: Any, frozen: str | None) -> bool:
             Location(line=line), value,
         )
     return value
+
+
+def _template_layers(
+    definitions: Definitions, layers: Any, where: str, line: int | None, planned: list[str], frozen: str | None
+) -> list[Node]:
+    """A template instance's layers (its expressions already evaluated), named as drawn at load."""
+    return parse_entries(layers, where, line, 0, names=Names(definitions, planned), frozen=frozen)
 
 
 def parse_args(

@@ -262,15 +262,17 @@ class _EndEvent(_Event):
 # a sign or dot before one (-1, +.5, .inf). None of the characters YAML gives a meaning to
 # (: # , [ ] { } & * ! | > ' " % @ ` ? ~ =) can occur in it.
 _PLAIN = r"(?:[A-Za-z0-9_]|[-+.](?=[A-Za-z0-9_.]))[A-Za-z0-9_./+ -]*"
+# a double-quoted string without escapes: between its quotes, the characters themselves
+_QUOTED = r'"[^"\\]*"'
 _KEY_LENGTH = 1000  # YAML allows a key of at most 1024 characters on the key's line
 # Past about 5,000 lines libyaml's C parser, import included, reads faster than this reader
 _READ_HERE_MAX = 200_000  # characters
 
 
 @functools.lru_cache(maxsize=None)
-def _block_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """(plain scalar, `key:` with what follows, `:` after a flow key), compiled on first use."""
-    return re.compile(_PLAIN), re.compile(rf"({_PLAIN}):(?: +(.*))?\Z"), re.compile(": +")
+def _block_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(plain scalar, `key:` with what follows, `:` after a flow key, quoted string), compiled on first use."""
+    return re.compile(_PLAIN), re.compile(rf"({_PLAIN}):(?: +(.*))?\Z"), re.compile(": +"), re.compile(_QUOTED)
 
 
 class _Unreadable(Exception):
@@ -301,9 +303,10 @@ class _BlockReader:
     """A config in the plain subset of YAML, read line by line into the events PyYAML would give.
 
     The subset: block mappings and lists indented with spaces, one entry per line; keys plain
-    scalars (see _PLAIN); values plain scalars, or flow collections of them (`[3, 3]`,
+    scalars (see _PLAIN); values plain scalars or double-quoted strings without escapes (a
+    template's "${in * 2}"), or flow collections of them (`[3, 3]`,
     `{out_channels: 64, kernel_size: [3, 3]}`) that close on their line; comments. Anything else
-    (quotes, anchors, aliases, tags, multi-line scalars, document markers, an empty `-` item)
+    (single quotes, escapes, anchors, aliases, tags, multi-line scalars, document markers, an empty `-` item)
     raises _Unreadable, and PyYAML reads the text instead, so the result is always PyYAML's.
     """
 
@@ -311,7 +314,7 @@ class _BlockReader:
         self.events: list[_Event] = []
         self.open: list[tuple[int, bool]] = []  # (indentation, is a mapping) of each open block collection
         self.pending: int | None = None  # the 0-based line of a `key:` whose value may be on the lines below
-        self.plain, self.key, self.colon = _block_patterns()
+        self.plain, self.key, self.colon, self.quoted = _block_patterns()
 
     def read(self, text: str) -> list[_Event]:
         """Every event of the text; _Unreadable when it leaves the subset."""
@@ -412,6 +415,8 @@ class _BlockReader:
         """A scalar or flow collection that fills the rest of its line."""
         if text[0] in "[{":
             end = _FlowReader(self, n).read(text)
+        elif text[0] == '"':
+            end = _quoted(self.quoted, self.events, n, text, 0)
         else:
             scalar = self.plain.match(text)
             end = scalar.end() if scalar else 0
@@ -427,7 +432,7 @@ class _FlowReader:
 
     def __init__(self, block: _BlockReader, line: int) -> None:
         self.events = block.events
-        self.plain, self.colon = block.plain, block.colon
+        self.plain, self.colon, self.quoted = block.plain, block.colon, block.quoted
         self.line = line
         self.closers: list[str] = []  # "]" or "}" of each open collection
 
@@ -478,11 +483,22 @@ class _FlowReader:
         return pos + 1, "key" if is_map else "value"
 
     def scalar(self, text: str, pos: int) -> int:
+        if text[pos : pos + 1] == '"':
+            return _quoted(self.quoted, self.events, self.line, text, pos)
         scalar = self.plain.match(text, pos)
         if scalar is None:
             raise _Unreadable  # a trailing comma, a quoted string, ...
         self.events.append(_ScalarEvent(self.line, scalar.group().rstrip(" ")))
         return scalar.end()
+
+
+def _quoted(pattern: re.Pattern[str], events: list[_Event], line: int, text: str, pos: int) -> int:
+    """A double-quoted string without escapes at text[pos], as a string event; where it ends."""
+    match = pattern.match(text, pos)
+    if match is None:
+        raise _Unreadable  # an escape, or no closing quote on the line
+    events.append(_ScalarEvent(line, match.group()[1:-1], '"'))
+    return match.end()
 
 
 @functools.lru_cache(maxsize=None)

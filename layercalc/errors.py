@@ -103,6 +103,11 @@ class ShapeError(ConfigError):
     """A layer that cannot act on the shape flowing into it (kernel too big, mismatch, ...)."""
 
 
+class TemplateError(ShapeError):
+    """A template instance whose layers cannot be built for the width flowing into it (an expression
+    dividing by zero, a value its layers refuse): found when the analysis reaches the instance."""
+
+
 class UsageError(LayercalcError):
     """A bad command-line option or combination of options."""
 

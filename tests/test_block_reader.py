@@ -75,7 +75,9 @@ plain = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
 )
 keys = plain.filter(lambda s: s not in ("+", ".", "...", "- a"))
-values = plain.filter(lambda s: s not in ("+", ".", "- a"))  # not plain scalars at all: PyYAML's
+# double-quoted strings without escapes (a template's "${in * 2}"); a " #" would start a comment
+quoted = st.from_regex(r'"[A-Za-z0-9 ${}*/+()_.,:\[\]&!|>\'%@`?~=-]*"', fullmatch=True).filter(lambda s: len(s) < 30)
+values = plain.filter(lambda s: s not in ("+", ".", "- a")) | quoted  # not plain scalars at all: PyYAML's
 trees = st.recursive(
     values | st.none(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
@@ -158,7 +160,8 @@ FRAGMENTS = [
     "\r", "---", "...", "a:", "b: ", "c: 1", "12:30", "- a", "{a: 1}", "[1, 2]", "<<: ", "=",
 ]
 # lines of the subset, and now and then one of fragments: the reader takes about one in seven of these texts
-LINES = ["a: 1", "b:", "- c", "- d: e", "- - f", "g: [1, h]", "i: {j: k, l: [m]}", "- [n]", "o: p q", "r:  # s"]
+LINES = ["a: 1", "b:", "- c", "- d: e", "- - f", "g: [1, h]", "i: {j: k, l: [m]}", "- [n]", "o: p q", "r:  # s",
+         't: "${in // 2}"', '- {u: "v w", x: ["y"]}']
 odd_line = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=4).map("".join)
 lines_near = st.lists(
     st.tuples(st.sampled_from([0, 0, 0, 2, 2, 4, 1, 3]), st.one_of(st.sampled_from(LINES), st.sampled_from(LINES), odd_line)),
@@ -187,8 +190,11 @@ def test_subset_documents_with_one_change_give_pyyaml_outcome(text: str, data: A
 LEFT_TO_PYYAML = [
     "a: &x 1\nb: *x\n",  # anchor and alias
     "a: !!str 3\n",  # tag
-    "a: 'q'\n",  # quoted scalars
-    'a: "q"\n',
+    "a: 'q'\n",  # single-quoted scalars, and double-quoted ones with an escape or a quote inside
+    'a: "q\\n"\n',
+    'a: {b: "q\\"r"}\n',
+    'a: "q" r\n',
+    'a: "q # r"\n',
     "a: |\n  text\n",  # block scalars
     "a: >\n  text\n",
     "a: one\n  two\n",  # a plain scalar over two lines

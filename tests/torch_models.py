@@ -8,6 +8,7 @@ come from running a real tensor through each module as it is built, never from s
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import Any, Iterator
 
@@ -312,6 +313,8 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
             module = _sequence(args["layers"], x)[0]
         elif kind == "multiply":
             module = Multiply([_sequence(b, x)[0] for b in args["branches"]])
+        elif kind in TEMPLATES:
+            module = _instance(kind, args, x)
         else:
             module = _leaf(kind, args, x)
         if isinstance(entry, dict) and "name" in entry:
@@ -324,6 +327,28 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
             x = module(x)
         copies.append(module)
     return (copies[0] if repeat == 1 else nn.Sequential(*copies)), x
+
+
+TEMPLATES: dict[str, Any] = {}  # the config's `define:` by lower-case name (set by build)
+
+
+def _instance(kind: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
+    """A template instance: its layers in an nn.Sequential, every "${...}" worked out by Python's own
+    integer arithmetic, `in` the channels of (N, C, ...) or the features of (N, F)."""
+    spec = TEMPLATES[kind]
+    env = {**(spec.get("args") or {}), **args, "in_": x.shape[1] if x.dim() > 2 else x.shape[-1]}
+    return _sequence(_evaluated(spec["layers"], env), x)[0]
+
+
+def _evaluated(value: Any, env: dict[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        # `in` is a Python keyword: read as in_
+        return eval(re.sub(r"\bin\b", "in_", value[2:-1]), {"__builtins__": {}, "min": min, "max": max}, env)  # noqa: S307
+    if isinstance(value, dict):
+        return {k: _evaluated(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_evaluated(v, env) for v in value]
+    return value
 
 
 def _sequence(entries: list[Any], x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
@@ -357,6 +382,8 @@ def _first_kind(entries: list[Any]) -> str:
     if isinstance(entry, str):
         return entry.lower()
     (kind,) = [k for k in entry if k not in ENTRY_KEYS]
+    if kind.lower() in TEMPLATES:
+        return _first_kind(TEMPLATES[kind.lower()]["layers"])
     args = entry[kind] or {}
     nested = args.get("layers") or args.get("body") or next((b for b in args.get("branches", []) if b), None)
     return _first_kind(nested) if nested else kind.lower()
@@ -370,6 +397,8 @@ def example(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
 def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
     """The torch model of a config (eval mode) and its full input shape."""
     shape = input_shape(config)
+    TEMPLATES.clear()
+    TEMPLATES.update({name.lower(): spec for name, spec in (config.get("define") or {}).items()})
     tokens = _first_kind(config["layers"]) == "embedding"
     NAMED.clear()
     model, _ = _sequence(config["layers"], torch.zeros(shape, dtype=torch.long if tokens else torch.float32))

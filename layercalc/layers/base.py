@@ -23,6 +23,11 @@ from .schema import (  # noqa: F401  (the vocabulary layer modules import from h
 class Layer(CostModel, Numerics):
     """Base of every layer type. Subclasses set type_name, args and override the rules they need."""
 
+    def at_input(self, node: "Node", x: Shape) -> "Node":
+        """The entry as it runs on input x (batch first): itself, unless what it holds is built from
+        the input (a template instance's layers read the width flowing in)."""
+        return node
+
 
 class Node(NamedTuple):
     """One config entry: a layer instance with its name, repeat count and location."""
