@@ -189,8 +189,9 @@ def test_tiny_net_matches_torch_counts_and_training() -> None:
     report = analyse(config)
     assert (report.total["params"], report.total["buffers"], report.total["macs"]) == (
         truth["params"], truth["buffers"], truth["macs"])
-    assert [tuple(r["output_shape"]) for r in report.rows() if r["depth"] == 0 or r["type"] in ("windowattention",)
-            ][:1] == truth["leaf_shapes"][:1]
+    assert report.output_shape == truth["output_shape"]
+    leaves = [tuple(r["output_shape"]) for r in report.rows() if r["type"] not in ("residual", "sequential")]
+    assert leaves == truth["leaf_shapes"]  # every layer's output, window attention and merge as one each
     assert training(report, "torch")["training_flops"] == training_flops(config)
 
 
@@ -271,18 +272,18 @@ def test_oracle_is_torchvision(entry: Any, x_shape: tuple[int, ...]) -> None:
         torch.testing.assert_close(a, b)
 
 
-def swin_rows(report: Any) -> dict[str, dict[str, Any]]:
-    """The config's rows by torchvision module name: features.1.0.block.0.body.attn -> features.1.0.attn."""
-    rows = {}
-    for r in report.rows():
-        parts = [s for s in r["path"].split(".") if s not in ("body", "attn_block", "mlp_block") or s == r["name"]]
-        rows[".".join(parts)] = r
-    return rows
+def torchvision_name(path: str) -> str:
+    """A row's path as torchvision names the module (the config's header says how):
+    features.stage1.block0.attn_block.body.attn -> features.1.0.attn, features.merge2 -> features.4."""
+    path = path.replace("stem.conv", "0.0").replace("stem.norm", "0.2").replace("stem", "0")
+    renames = {"fc1": "0", "fc2": "3", **{f"stage{k}": str(2 * k - 1) for k in range(1, 5)},
+               **{f"merge{k}": str(2 * k) for k in range(1, 4)}, **{f"block{i}": str(i) for i in range(6)}}
+    return ".".join(renames.get(s, s) for s in path.split(".") if s not in ("attn_block", "mlp_block", "body"))
 
 
 def test_swin_t_against_torchvision_module_by_module() -> None:
     """The shipped swin_t against torchvision's swin_t() (random weights): params, persistent buffers,
-    MACs as FlopCounterMode / 2, output shape; and every module the config names alike (the attention,
+    MACs as FlopCounterMode / 2, output shape, --training's FLOPs; and every module the config names alike (the attention,
     norms, MLP linears, merges, head) with torchvision's params and FLOPs."""
     swin = torchvision_module()
     torch = _torch()
@@ -301,15 +302,20 @@ def test_swin_t_against_torchvision_module_by_module() -> None:
     flops = {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
     modules = dict(model.named_modules())
     compared = []
-    for name, row in swin_rows(report).items():
+    rows = {torchvision_name(r["path"]): r for r in report.rows() if r["name"] not in ("attn_block", "mlp_block")}
+    for name, row in rows.items():
         if name not in modules:
             continue
         assert row["params"] == sum(p.numel() for p in modules[name].parameters()), name
         assert row["macs"] == flops.get(f"SwinTransformer.{name}", 0), name
         compared.append(name)
+    trained = FlopCounterMode(display=False)
+    with trained:  # --training under torch: FlopCounterMode over a forward and backward pass
+        model(torch.randn(1, 3, 224, 224)).sum().backward()
+    assert training(report, "torch")["training_flops"] == trained.get_total_flops()
     expected = {"features.0.0", "features.0.2", "norm", "head"} | {
         f"features.{s}.{b}.{m}" for s, depth in ((1, 2), (3, 2), (5, 6), (7, 2)) for b in range(depth)
-        for m in ("norm1", "attn", "norm2", "mlp.0", "mlp.3")} | {"features.2", "features.4", "features.6"}
+        for m in ("norm1", "attn", "norm2", "mlp", "mlp.0", "mlp.3")} | {"features.2", "features.4", "features.6"}
     assert expected <= set(compared), sorted(expected - set(compared))
 
 

@@ -42,8 +42,10 @@ class WindowAttention(Layer):
     args = (
         Arg("num_heads", Int()),
         Arg("window_size", Ints()),
-        Arg("shift_size", Ints(low=0), 0, "the roll before the windows are cut; 0 along a dim whose window ≥ its padded size"),
-        Arg("attention_dropout", Float(low=0.0, high=1.0), 0.0, "on the attention weights while training; none in eval"),
+        Arg("shift_size", Ints(low=0), 0,
+            "the roll before the windows are cut; 0 along a dim whose window ≥ its padded size"),
+        Arg("attention_dropout", Float(low=0.0, high=1.0), 0.0,
+            "on the attention weights while training; none in eval"),
         Arg("dropout", Float(low=0.0, high=1.0), 0.0, "on the output while training; none in eval"),
     )
     shape_rule = ("unchanged: (N, H, W, C); num_heads divides C; shift_size < window_size per dim;"
