@@ -73,9 +73,10 @@ def activation_elements(config: dict[str, Any]) -> int:
     def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         total[0] += output.numel()
 
-    # an attention module is one layer (one row), whatever runs inside it; so is a recurrent one
+    # an attention module is one layer (one row), whatever runs inside it (window attention and patch
+    # merging too); so is a recurrent one
     # (its nn.LSTM/GRU/RNN returns the output sequence and the final states: the row is the sequence)
-    attention = (*torch_models.ATTENTION.values(), torch_models.Recurrent)
+    attention = (*torch_models.WHOLE, torch_models.Recurrent)
     inside = {id(sub) for m in model.modules() if isinstance(m, attention) for sub in m.modules() if sub is not m}
     for m in model.modules():
         if id(m) in inside:

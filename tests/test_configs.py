@@ -22,6 +22,7 @@ PUBLISHED = {  # name: (params, MACs in G as published, digits)
     "mobilenet_v2": (3_504_872, 0.301, 3),
     "densenet121": (7_978_856, 2.834, 3),
     "vit_b_16": (86_567_656, 17.56, 2),
+    "swin_t": (28_288_354, 4.491, 3),
 }
 # params as published (Hugging Face's model classes count them this way)
 LANGUAGE_MODELS = {

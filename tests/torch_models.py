@@ -147,6 +147,90 @@ ATTENTION = {"multiheadattention": MultiheadSelfAttention, "attention": LlamaSty
              "transformerencoderlayer": EncoderLayer}
 
 
+# -- window attention (Swin): torchvision's ShiftedWindowAttention and PatchMerging, in plain torch ------
+# torchvision cannot be installed beside this torch build; these follow its modules' parameter names
+# and order, buffers and operations (F.linear on the weights, Tensor.matmul, F.softmax), so every
+# counter sees what it sees in torchvision. tests/test_window.py checks them against torchvision
+# itself wherever it imports.
+
+
+class WindowAttention(nn.Module):
+    """Self-attention inside (shifted) windows of an (N, H, W, C) map, with a relative position bias."""
+
+    def __init__(self, c: int, num_heads: int, window_size: Any, shift_size: Any = 0, attention_dropout: float = 0.0,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.window = list(window_size) if isinstance(window_size, tuple) else [window_size] * 2
+        self.shift = list(shift_size) if isinstance(shift_size, tuple) else [shift_size] * 2
+        self.heads, self.attention_dropout, self.dropout = num_heads, attention_dropout, dropout
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+        wh, ww = self.window
+        self.relative_position_bias_table = nn.Parameter(torch.randn((2 * wh - 1) * (2 * ww - 1), num_heads) * 0.02)
+        pos = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(1)  # (2, L)
+        offset = pos[:, :, None] - pos[:, None, :]  # (2, L, L): query minus key
+        index = (offset[0] + wh - 1) * (2 * ww - 1) + offset[1] + ww - 1
+        self.register_buffer("relative_position_index", index.flatten())
+
+    def _mask(self, hp: int, wp: int, shift: list[int], like: torch.Tensor) -> torch.Tensor:
+        """(windows, L, L): -100 between tokens of different regions of the rolled map, else 0."""
+        wh, ww = self.window
+        label = torch.zeros(hp, wp, dtype=like.dtype)
+        for size, w, s, dim in ((hp, wh, shift[0], 0), (wp, ww, shift[1], 1)):
+            where = torch.arange(size)
+            region = (where >= size - w).to(like.dtype) + ((where >= size - s).to(like.dtype) if s else 0)
+            label = label + (region * (3 if dim == 0 else 1)).reshape((-1, 1) if dim == 0 else (1, -1))
+        wins = label.reshape(hp // wh, wh, wp // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
+        diff = wins[:, None, :] - wins[:, :, None]
+        return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, h, w, c = x.shape
+        wh, ww = self.window
+        x = F.pad(x, (0, 0, 0, (ww - w % ww) % ww, 0, (wh - h % wh) % wh))
+        hp, wp = x.shape[1], x.shape[2]
+        shift = [0 if wh >= hp else self.shift[0], 0 if ww >= wp else self.shift[1]]
+        if sum(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        nw, length = (hp // wh) * (wp // ww), wh * ww
+        x = x.view(n, hp // wh, wh, wp // ww, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(n * nw, length, c)
+        qkv = F.linear(x, self.qkv.weight, self.qkv.bias).reshape(n * nw, length, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        q = q * (c // self.heads) ** -0.5
+        bias = self.relative_position_bias_table[self.relative_position_index].view(length, length, -1)
+        attn = q.matmul(k.transpose(-2, -1)) + bias.permute(2, 0, 1).unsqueeze(0)
+        if sum(shift):
+            attn = attn.view(n, nw, self.heads, length, length) + self._mask(hp, wp, shift, x)[None, :, None]
+            attn = attn.view(n * nw, self.heads, length, length)
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout, training=self.training)
+        x = attn.matmul(v).transpose(1, 2).reshape(n * nw, length, c)
+        x = F.dropout(F.linear(x, self.proj.weight, self.proj.bias), p=self.dropout, training=self.training)
+        x = x.view(n, hp // wh, wp // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(n, hp, wp, c)
+        if sum(shift):
+            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+        return x[:, :h, :w, :].contiguous()
+
+
+class PatchMerging(nn.Module):
+    """(N, H, W, C) -> (N, ⌈H/2⌉, ⌈W/2⌉, 2C): each 2x2 patch's vectors joined, layernorm, linear without bias."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * c, 2 * c, bias=False)
+        self.norm = nn.LayerNorm(4 * c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-3], x.shape[-2]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]], -1)
+        return self.reduction(self.norm(x))
+
+
+WINDOW = {"windowattention": WindowAttention, "patchmerging": PatchMerging}
+# modules a config names as one layer, whatever runs inside them (one row, one output)
+WHOLE = (*ATTENTION.values(), *WINDOW.values())
+
+
 def _explicit_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Any = None, dropout_p: float = 0.0,
                    is_causal: bool = False, scale: Any = None, enable_gqa: bool = False) -> torch.Tensor:
     """scaled_dot_product_attention as two explicit matmuls and a softmax (visible to every counter)."""
@@ -257,6 +341,8 @@ def _leaf(kind: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
     a = {k: _tuple(v) for k, v in args.items() if k not in INFERRED}
     if kind in ATTENTION:
         return ATTENTION[kind](x.shape[-1], **a)
+    if kind in WINDOW:
+        return WINDOW[kind](x.shape[-1], **a)
     c = x.shape[1] if x.dim() > 1 else None
     sequence = _sequence_leaf(kind, a, x)
     if sequence is not None:
@@ -408,7 +494,7 @@ def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
 
 def _leaves(module: nn.Module) -> Iterator[nn.Module]:
     """The modules a config's leaf layers stand for: torch leaves, and each attention or recurrent module whole."""
-    if isinstance(module, (*ATTENTION.values(), Recurrent)) or not list(module.children()):
+    if isinstance(module, (*WHOLE, Recurrent)) or not list(module.children()):
         if not isinstance(module, nn.Sequential):
             yield module
         return
