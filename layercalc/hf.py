@@ -133,8 +133,8 @@ def _gpt2(f: Fields, model_type: str) -> tuple[list[Any], str]:
 
 
 def _opt(f: Fields, model_type: str) -> tuple[list[Any], str]:
-    """OPT: learned positions (2 rows past the longest sequence), attention with biases, a ReLU MLP;
-    pre-norm, or post-norm for OPT-350m; a projection in and out when the embedding is narrower."""
+    """OPT: learned positions read from row 2 (2 rows past the longest sequence), attention with biases,
+    a ReLU MLP; pre-norm, or post-norm for OPT-350m; a projection in and out when the embedding is narrower."""
     h = f.need("hidden_size", role="width")
     embed = f.get("word_embed_proj_dim", default=h, role="embedding width")
     before = f.get("do_layer_norm_before", default=True, role="pre-norm")
@@ -157,7 +157,7 @@ def _opt(f: Fields, model_type: str) -> tuple[list[Any], str]:
                                        "embedding_dim": embed}, "name": "embed_tokens"}]
     if embed != h:
         model.append({"linear": {"out_features": h, "bias": False}, "name": "project_in"})
-    model += [{"posembedding": {"num_positions": positions}, "name": "embed_positions"}, block]
+    model += [{"posembedding": {"num_positions": positions, "offset": 2}, "name": "embed_positions"}, block]
     if before:
         model.append(norm("final_layer_norm"))
     if embed != h:
