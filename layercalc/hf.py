@@ -29,10 +29,11 @@ NO_COUNT = frozenset({
     "final_logit_softcapping", "query_pre_attn_scalar", "summary_type", "summary_use_proj", "summary_activation",
     "summary_proj_to_labels", "task_specific_params", "n_ctx", "torch_dtype", "dtype", "max_position_embeddings",
     "n_positions", "sliding_window", "use_sliding_window", "max_window_layers", "tie_word_embeddings",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "is_decoder", "id2label", "label2id",
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2", "qwen2_moe", "bert", "roberta", "t5", "whisper", "mamba")
+PLANNED = ("mixtral", "qwen2", "qwen2_moe", "t5", "whisper", "mamba")
 
 
 class Fields:
@@ -228,6 +229,76 @@ def _distilbert(f: Fields, model_type: str) -> tuple[list[Any], str]:
             {"sequential": {"layers": [layer]}, "name": "transformer"}], "distilbert"
 
 
+# the BERT-family classes whose base model keeps its pooler (dense + tanh on the first token)
+POOLED = ("BertModel", "RobertaModel", "BertForSequenceClassification", "BertForPreTraining",
+          "BertForNextSentencePrediction", "BertForMultipleChoice")
+
+
+def _architecture(f: Fields) -> str:
+    """The class the config's architectures names first ("" for the base model); recorded later."""
+    names = f.doc.get("architectures") or []
+    return str(names[0]) if names else ""
+
+
+def _bert(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """BERT and RoBERTa: token, token-type and learned position embeddings with a norm, post-norm
+    encoder layers, and the pooler where the class keeps it. RoBERTa numbers positions from
+    padding_idx + 1 (rows 0 and 1 of 514 are never read); only token type 0 is given, so the
+    token-type table adds its first row to every token."""
+    if f.get("add_cross_attention", default=False, role="cross-attention (not modelled)"):
+        raise SchemaError("add_cross_attention true (a BERT decoder) is not one layercalc imports", value=True)
+    kind = f.get("position_embedding_type", default="absolute", role="position embeddings")
+    if kind != "absolute":
+        raise SchemaError(f"position_embedding_type {kind!r} is not one layercalc imports (absolute)", value=kind)
+    h = f.need("hidden_size", role="width")
+    eps = f.get("layer_norm_eps", default=1e-12, role="norm eps")
+    pad = f.get("pad_token_id", default=1 if model_type == "roberta" else 0, role="padding id")
+    types = f.get("type_vocab_size", default=2, role="token types (the first added)")
+    positions = {"num_positions": f.need("max_position_embeddings", role="learned positions")}
+    if model_type == "roberta":
+        positions["offset"] = pad + 1
+    embeddings = [
+        {"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": h,
+                       "padding_idx": pad}, "name": "word_embeddings"},
+        {"shift": {"rows": types} if types > 1 else {"dim": -1}, "name": "token_type_embeddings"},
+        {"posembedding": positions, "name": "position_embeddings"},
+        {"layernorm": {"eps": eps}, "name": "LayerNorm"}]
+    layer = {**_encoder_layer(f, "num_attention_heads", "intermediate_size", "hidden_act", eps, False),
+             "repeat": f.need("num_hidden_layers", role="layers"), "name": "layer"}
+    model = [{"sequential": {"layers": embeddings}, "name": "embeddings"},
+             {"sequential": {"layers": [layer]}, "name": "encoder"}]
+    if _architecture(f) in POOLED or not _architecture(f):
+        model.append({"sequential": {"layers": [{"select": {"dim": 1, "index": 0}},
+                                                {"linear": {"out_features": h}, "name": "dense"}, "tanh"]},
+                      "name": "pooler"})
+    return model, model_type
+
+
+def _bert_head(f: Fields, model_type: str, architecture: str, embedding: str, tied: bool) -> list[Any] | None:
+    """The task heads of BERT and RoBERTa (None for a class without one here)."""
+    h, task = f.need("hidden_size", role="width"), architecture.removeprefix("Bert").removeprefix("Roberta")
+    labels = len(f.get("id2label", default={"0": 0, "1": 1}, role="classes") or {}) or 2
+    if task == "ForMaskedLM":
+        vocab = f.need("vocab_size", role="vocabulary")
+        decoder: dict[str, Any] = {"out_features": vocab}
+        if f.get("tie_word_embeddings", default=tied, role="head tied to the embedding"):
+            decoder["tied_to"] = embedding
+        act = "gelu" if model_type == "roberta" else _activation(f, "hidden_act")
+        return [{"linear": {"out_features": h}, "name": "dense"}, act,
+                {"layernorm": {"eps": f.get("layer_norm_eps", default=1e-12, role="norm eps")}, "name": "layer_norm"},
+                {"linear": decoder, "name": "decoder"}]
+    if task == "ForSequenceClassification":
+        if model_type == "bert":  # on the pooled output
+            return [{"linear": {"out_features": labels}, "name": "classifier"}]
+        return [{"select": {"dim": 1, "index": 0}}, {"linear": {"out_features": h}, "name": "dense"}, "tanh",
+                {"linear": {"out_features": labels}, "name": "out_proj"}]
+    if task == "ForTokenClassification":
+        return [{"linear": {"out_features": labels}, "name": "classifier"}]
+    if task == "ForQuestionAnswering":
+        return [{"linear": {"out_features": 2}, "name": "qa_outputs"}]
+    return None
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -239,11 +310,16 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "gpt_neox": (_neox, False, "embed_in"),
     "vit": (_vit, False, ""),
     "distilbert": (_distilbert, True, "word_embeddings"),
+    "bert": (_bert, True, "word_embeddings"),
+    "roberta": (_bert, True, "word_embeddings"),
 }
 
 
 def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, tied: bool) -> list[Any]:
     """The layers the named class adds to the base model (none for the base model itself)."""
+    head = _bert_head(f, model_type, architecture, embedding, tied) if model_type in ("bert", "roberta") else None
+    if head is not None:
+        return head
     if architecture.endswith(("ForCausalLM", "LMHeadModel")):
         name = "embed_out" if model_type == "gpt_neox" else "lm_head"
         return [_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied, name)]
@@ -266,7 +342,11 @@ def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, ti
 
 def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
     """The token stream's length: --input (a parsed shape), else 2048, never beyond the model's positions."""
-    limit = f.get("max_position_embeddings", "n_positions", role="positions")
+    limit = field = f.get("max_position_embeddings", "n_positions", role="positions")
+    below = ""
+    if f.doc.get("model_type") == "roberta" and isinstance(limit, int):  # positions start past the padding id
+        reserved = f.get("pad_token_id", default=1, role="padding id") + 1
+        limit, below = limit - reserved, f" less the {reserved} rows up to the padding id"
     if given is None:
         return min(DEFAULT_TOKENS, limit) if isinstance(limit, int) and limit > 0 else DEFAULT_TOKENS
     (length, *rest) = given
@@ -274,7 +354,7 @@ def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
         raise SchemaError(f"--input for a Hugging Face config is one token length, got {'x'.join(map(str, given))}",
                           value=given)
     if isinstance(limit, int) and length > limit:
-        raise SchemaError(f"--input {length} exceeds max_position_embeddings {limit}", value=length)
+        raise SchemaError(f"--input {length} exceeds max_position_embeddings {field}{below}", value=length)
     return length
 
 

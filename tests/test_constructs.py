@@ -30,6 +30,8 @@ CASES = [
     ("shift", (2, 5, 4), (2, 5, 4), 4, 0, 0),
     # shift over dim 1 (3 rows) of (N, 3, 6), stored (3, 1)
     ({"shift": {"dim": 1}}, (2, 3, 6), (2, 3, 6), 3, 0, 0),
+    # BERT's token types: a table of 2 rows of E = 4, the first added to every token: 2·4
+    ({"shift": {"rows": 2}}, (2, 5, 4), (2, 5, 4), 2 * 4, 0, 0),
     # layernorm2d over C = 4 channels: weight 4 + bias 4
     ("layernorm2d", (2, 4, 3, 3), (2, 4, 3, 3), 2 * 4, 0, 0),
     ({"layernorm2d": {"eps": 1e-5}}, (1, 6, 2, 5), (1, 6, 2, 5), 2 * 6, 0, 0),

@@ -219,15 +219,18 @@ class Scale(nn.Module):
 
 
 class Shift(nn.Module):
-    """x plus a learned vector over one dim (RoBERTa's token-type row, added)."""
+    """x plus a learned vector over one dim (RoBERTa's token-type row); with rows > 1 a table of
+    which the first row is added (BERT's token types when every token is of type 0)."""
 
-    def __init__(self, x: torch.Tensor, dim: int = -1) -> None:
+    def __init__(self, x: torch.Tensor, dim: int = -1, rows: int = 1) -> None:
         super().__init__()
         d = dim % x.dim()
-        self.bias = nn.Parameter(torch.randn(x.shape[d], *[1] * (x.dim() - 1 - d)))
+        shape = (x.shape[d], *[1] * (x.dim() - 1 - d))
+        self.bias = nn.Parameter(torch.randn(shape if rows == 1 else (rows, *shape)))
+        self.rows = rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.bias
+        return x + (self.bias if self.rows == 1 else self.bias[0])
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -75,16 +75,39 @@ class Scale(_Vector):
 class Shift(_Vector):
     type_name = "shift"
     summary = "x plus a learned vector over one dim (RoBERTa's single token-type row)"
-    params_rule = "bias: the size of dim"
+    args = (
+        _Vector.args[0],
+        Arg("rows", Int(), 1, "a table of this many vectors, the first added (BERT's token types, every token of type 0)"),
+    )
+    params_rule = "bias: rows × the size of dim"
+    peer_rules = rules(torchinfo="N·rows·size (params × output.shape[0])")
     example = ([5, 4], {})
     param = "bias"
+
+    rows: int
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        (shape,) = super().param_shapes(x).values()
+        return {"bias": shape if self.rows == 1 else (self.rows, *shape)}
+
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        return [row(BIAS, torchinfo=x[0] * self.rows * x[self.axis(x)])]
+
+    def frozen_rows(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        # the other rows of a token-type table belong to types no token has here
+        return {"bias": (tuple(range(1, self.rows)), "rows past the first are never added")} if self.rows > 1 else {}
 
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         return []  # an addition's gradient needs no values
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        return x + params["bias"], None
+        bias = params["bias"]
+        return x + (bias if self.rows == 1 else bias[0]), None
 
     def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
-        return dy, {"bias": self.reduce_to_param(dy, params["bias"].shape)}
-
+        bias = params["bias"]
+        if self.rows == 1:
+            return dy, {"bias": self.reduce_to_param(dy, bias.shape)}
+        grad = bias * 0  # the rows never added get none (bias's own dtype)
+        grad[0] = self.reduce_to_param(dy, bias.shape[1:])
+        return dy, {"bias": grad}
