@@ -36,7 +36,8 @@ def load_torchvision() -> Any:
             del sys.modules[name]
         for op in ("nms", "qnms"):
             try:
-                torch.library.define(f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+                schema = "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+                torch.library.define(f"torchvision::{op}", schema)
             except RuntimeError:
                 pass  # declared already (by the extension or an earlier call)
         import torchvision
@@ -58,7 +59,8 @@ def measure(model: Any, x: Any, modules: dict[str, str]) -> tuple[dict[str, tupl
         path = name.split(".", 1)[1] if "." in name else ""
         flops[path] = sum(ops.values()) // 2
     found = dict(model.named_modules())
-    costs = {ours: (sum(p.numel() for p in found[path].parameters()), flops.get(path, 0)) for ours, path in modules.items()}
+    costs = {ours: (sum(p.numel() for p in found[path].parameters()), flops.get(path, 0))
+             for ours, path in modules.items()}
     costs[""] = (sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2)
     return costs, out
 

@@ -77,7 +77,8 @@ class Shift(_Vector):
     summary = "x plus a learned vector over one dim (RoBERTa's single token-type row)"
     args = (
         _Vector.args[0],
-        Arg("rows", Int(), 1, "a table of this many vectors, the first added (BERT's token types, every token of type 0)"),
+        Arg("rows", Int(), 1,
+            "a table of this many vectors, the first added (BERT's token types, every token of type 0)"),
     )
     params_rule = "bias: rows × the size of dim"
     peer_rules = rules(torchinfo="N·rows·size (params × output.shape[0])")

@@ -286,7 +286,8 @@ def update_missing() -> None:
     for p in sorted((ROOT / "configs").glob("*.yaml")):
         key, config = f"config:{p.stem}", shipped(p.stem)
         if key not in conventions and fits(config):
-            conventions[key] = {"config": config, "totals": {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}}
+            totals = {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}
+            conventions[key] = {"config": config, "totals": totals}
             single = shipped(p.stem, batch=1)
             activations[key] = {"config": single, "elements": peer_tools.activation_elements(single)}
             added.append(key)
@@ -294,7 +295,8 @@ def update_missing() -> None:
         key, config = case_key(entry, x_shape), case_config(entry, x_shape)
         if key in conventions:
             continue
-        conventions[key] = {"config": config, "totals": {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}}
+        totals = {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}
+        conventions[key] = {"config": config, "totals": totals}
         data["training"][key] = {"config": config, "training_flops": _try(peer_tools.training_flops, config)}
         activations[key] = {"config": config, "elements": peer_tools.activation_elements(config)}
         if forward_backward_runs(entry, x_shape):
