@@ -30,10 +30,11 @@ NO_COUNT = frozenset({
     "final_logit_softcapping", "query_pre_attn_scalar", "summary_type", "summary_use_proj", "summary_activation",
     "summary_proj_to_labels", "task_specific_params", "n_ctx", "torch_dtype", "dtype", "max_position_embeddings",
     "n_positions", "sliding_window", "use_sliding_window", "max_window_layers", "tie_word_embeddings",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "is_decoder", "id2label", "label2id",
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2_moe", "bert", "roberta", "mamba")
+PLANNED = ("mixtral", "qwen2_moe", "mamba")
 # encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
 SEQ2SEQ_NO_COUNT = frozenset({
     "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
@@ -185,8 +186,8 @@ def _gpt2(f: Fields, model_type: str) -> tuple[list[Any], str]:
 
 
 def _opt(f: Fields, model_type: str) -> tuple[list[Any], str]:
-    """OPT: learned positions (2 rows past the longest sequence), attention with biases, a ReLU MLP;
-    pre-norm, or post-norm for OPT-350m; a projection in and out when the embedding is narrower."""
+    """OPT: learned positions read from row 2 (2 rows past the longest sequence), attention with biases,
+    a ReLU MLP; pre-norm, or post-norm for OPT-350m; a projection in and out when the embedding is narrower."""
     h = f.need("hidden_size", role="width")
     embed = f.get("word_embed_proj_dim", default=h, role="embedding width")
     before = f.get("do_layer_norm_before", default=True, role="pre-norm")
@@ -209,7 +210,7 @@ def _opt(f: Fields, model_type: str) -> tuple[list[Any], str]:
                                        "embedding_dim": embed}, "name": "embed_tokens"}]
     if embed != h:
         model.append({"linear": {"out_features": h, "bias": False}, "name": "project_in"})
-    model += [{"posembedding": {"num_positions": positions}, "name": "embed_positions"}, block]
+    model += [{"posembedding": {"num_positions": positions, "offset": 2}, "name": "embed_positions"}, block]
     if before:
         model.append(norm("final_layer_norm"))
     if embed != h:
@@ -404,6 +405,76 @@ def _seq2seq(f: Fields, model_type: str, architecture: str, given: tuple[int, ..
     return layers, inputs
 
 
+# the BERT-family classes whose base model keeps its pooler (dense + tanh on the first token)
+POOLED = ("BertModel", "RobertaModel", "BertForSequenceClassification", "BertForPreTraining",
+          "BertForNextSentencePrediction", "BertForMultipleChoice")
+
+
+def _architecture(f: Fields) -> str:
+    """The class the config's architectures names first ("" for the base model); recorded later."""
+    names = f.doc.get("architectures") or []
+    return str(names[0]) if names else ""
+
+
+def _bert(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """BERT and RoBERTa: token, token-type and learned position embeddings with a norm, post-norm
+    encoder layers, and the pooler where the class keeps it. RoBERTa numbers positions from
+    padding_idx + 1 (rows 0 and 1 of 514 are never read); only token type 0 is given, so the
+    token-type table adds its first row to every token."""
+    if f.get("add_cross_attention", default=False, role="cross-attention (not modelled)"):
+        raise SchemaError("add_cross_attention true (a BERT decoder) is not one layercalc imports", value=True)
+    kind = f.get("position_embedding_type", default="absolute", role="position embeddings")
+    if kind != "absolute":
+        raise SchemaError(f"position_embedding_type {kind!r} is not one layercalc imports (absolute)", value=kind)
+    h = f.need("hidden_size", role="width")
+    eps = f.get("layer_norm_eps", default=1e-12, role="norm eps")
+    pad = f.get("pad_token_id", default=1 if model_type == "roberta" else 0, role="padding id")
+    types = f.get("type_vocab_size", default=2, role="token types (the first added)")
+    positions = {"num_positions": f.need("max_position_embeddings", role="learned positions")}
+    if model_type == "roberta":
+        positions["offset"] = pad + 1
+    embeddings = [
+        {"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": h,
+                       "padding_idx": pad}, "name": "word_embeddings"},
+        {"shift": {"rows": types} if types > 1 else {"dim": -1}, "name": "token_type_embeddings"},
+        {"posembedding": positions, "name": "position_embeddings"},
+        {"layernorm": {"eps": eps}, "name": "LayerNorm"}]
+    layer = {**_encoder_layer(f, "num_attention_heads", "intermediate_size", "hidden_act", eps, False),
+             "repeat": f.need("num_hidden_layers", role="layers"), "name": "layer"}
+    model = [{"sequential": {"layers": embeddings}, "name": "embeddings"},
+             {"sequential": {"layers": [layer]}, "name": "encoder"}]
+    if _architecture(f) in POOLED or not _architecture(f):
+        model.append({"sequential": {"layers": [{"select": {"dim": 1, "index": 0}},
+                                                {"linear": {"out_features": h}, "name": "dense"}, "tanh"]},
+                      "name": "pooler"})
+    return model, model_type
+
+
+def _bert_head(f: Fields, model_type: str, architecture: str, embedding: str, tied: bool) -> list[Any] | None:
+    """The task heads of BERT and RoBERTa (None for a class without one here)."""
+    h, task = f.need("hidden_size", role="width"), architecture.removeprefix("Bert").removeprefix("Roberta")
+    labels = len(f.get("id2label", default={"0": 0, "1": 1}, role="classes") or {}) or 2
+    if task == "ForMaskedLM":
+        vocab = f.need("vocab_size", role="vocabulary")
+        decoder: dict[str, Any] = {"out_features": vocab}
+        if f.get("tie_word_embeddings", default=tied, role="head tied to the embedding"):
+            decoder["tied_to"] = embedding
+        act = "gelu" if model_type == "roberta" else _activation(f, "hidden_act")
+        return [{"linear": {"out_features": h}, "name": "dense"}, act,
+                {"layernorm": {"eps": f.get("layer_norm_eps", default=1e-12, role="norm eps")}, "name": "layer_norm"},
+                {"linear": decoder, "name": "decoder"}]
+    if task == "ForSequenceClassification":
+        if model_type == "bert":  # on the pooled output
+            return [{"linear": {"out_features": labels}, "name": "classifier"}]
+        return [{"select": {"dim": 1, "index": 0}}, {"linear": {"out_features": h}, "name": "dense"}, "tanh",
+                {"linear": {"out_features": labels}, "name": "out_proj"}]
+    if task == "ForTokenClassification":
+        return [{"linear": {"out_features": labels}, "name": "classifier"}]
+    if task == "ForQuestionAnswering":
+        return [{"linear": {"out_features": 2}, "name": "qa_outputs"}]
+    return None
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -416,11 +487,16 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "gpt_neox": (_neox, False, "embed_in"),
     "vit": (_vit, False, ""),
     "distilbert": (_distilbert, True, "word_embeddings"),
+    "bert": (_bert, True, "word_embeddings"),
+    "roberta": (_bert, True, "word_embeddings"),
 }
 
 
 def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, tied: bool) -> list[Any]:
     """The layers the named class adds to the base model (none for the base model itself)."""
+    head = _bert_head(f, model_type, architecture, embedding, tied) if model_type in ("bert", "roberta") else None
+    if head is not None:
+        return head
     if architecture.endswith(("ForCausalLM", "LMHeadModel")):
         name = "embed_out" if model_type == "gpt_neox" else "lm_head"
         return [_head(f, f.need("vocab_size", role="vocabulary"), embedding, tied, name)]
@@ -443,7 +519,12 @@ def _task_head(f: Fields, model_type: str, architecture: str, embedding: str, ti
 
 def _tokens(f: Fields, given: tuple[int, ...] | None) -> int:
     """The token stream's length: --input (a parsed shape), else 2048, never beyond the model's positions."""
-    return _length(f.get("max_position_embeddings", "n_positions", role="positions"), given)
+    limit = f.get("max_position_embeddings", "n_positions", role="positions")
+    if f.doc.get("model_type") == "roberta" and isinstance(limit, int):  # positions start past the padding id
+        reserved = f.get("pad_token_id", default=1, role="padding id") + 1
+        return _length(limit - reserved, given, f"max_position_embeddings {limit} less the {reserved} rows up to"
+                       " the padding id:")
+    return _length(limit, given)
 
 
 def _length(limit: Any, given: tuple[int, ...] | None, field: str = "max_position_embeddings") -> int:

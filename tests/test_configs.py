@@ -23,6 +23,8 @@ PUBLISHED = {  # name: (params, MACs in G as published, digits)
     "densenet121": (7_978_856, 2.834, 3),
     "vit_b_16": (86_567_656, 17.56, 2),
     "swin_t": (28_288_354, 4.491, 3),
+    "convnext_tiny": (28_589_128, 4.46, 2),
+    "efficientnet_b0": (5_288_548, 0.39, 2),
 }
 # params as published (Hugging Face's model classes count them this way)
 LANGUAGE_MODELS = {
@@ -30,6 +32,7 @@ LANGUAGE_MODELS = {
     "llama2_7b": 6_738_415_616,
     "llama3_8b": 8_030_261_248,
     "bert_base": 109_482_240 - 2 * 768,  # BertModel without its token type embeddings (2 x 768)
+    "roberta_base": 124_645_632,  # RobertaModel at roberta-base's config (one token type, 514 positions)
 }
 BY_HAND = {
     # conv 1·6·25+6, conv 6·16·25+16, fc 400·120+120, 120·84+84, 84·10+10

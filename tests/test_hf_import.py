@@ -153,6 +153,19 @@ CASES = {
                                                              hidden_dim=136, max_position_embeddings=64),
     "gpt2": lambda: transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=64,
                                             architectures=["GPT2LMHeadModel"]),
+    "bert-base": lambda: transformers.BertConfig(**SMALL),
+    "bert-mlm": lambda: transformers.BertConfig(**SMALL, type_vocab_size=3, architectures=["BertForMaskedLM"]),
+    "bert-classifier": lambda: transformers.BertConfig(**SMALL, architectures=["BertForSequenceClassification"],
+                                                      id2label={str(i): str(i) for i in range(5)}),
+    "bert-tokens": lambda: transformers.BertConfig(**SMALL, hidden_act="relu",
+                                                  architectures=["BertForTokenClassification"]),
+    "roberta-base": lambda: transformers.RobertaConfig(**{**SMALL, "max_position_embeddings": 66}, type_vocab_size=1),
+    "roberta-mlm": lambda: transformers.RobertaConfig(**{**SMALL, "max_position_embeddings": 66},
+                                                      architectures=["RobertaForMaskedLM"]),
+    "roberta-classifier": lambda: transformers.RobertaConfig(**{**SMALL, "max_position_embeddings": 66},
+                                                             type_vocab_size=1,
+                                                             architectures=["RobertaForSequenceClassification"]),
+    "roberta-qa": lambda: transformers.RobertaConfig(**SMALL, architectures=["RobertaForQuestionAnswering"]),
 }
 
 
@@ -194,6 +207,38 @@ def test_against_transformers(case: str, tmp_path: Path) -> None:
         total = report.total
         shape = report.network.input_shape[1:] if image else None
         assert (total["params"], total["buffers"], total["macs"]) == hf_counts(model, length, shape), (case, length)
+
+
+@pytest.mark.parametrize("config, published", [
+    # bert-base-uncased: BertModel's 109,482,240 (the "110M" of the BERT paper, exactly as transformers counts)
+    (lambda: transformers.BertConfig(), 109_482_240),
+    # roberta-base's config.json: 514 positions, one token type (RobertaConfig's defaults say 512 and 2)
+    (lambda: transformers.RobertaConfig(max_position_embeddings=514, type_vocab_size=1), 124_645_632),
+], ids=["bert-base-uncased", "roberta-base"])
+def test_bert_and_roberta_base_at_full_size(config: object, published: int, tmp_path: Path) -> None:
+    """The full-size models on the meta device (shapes only): params, buffers and MACs at 128 tokens."""
+    hf = config()  # type: ignore[operator]
+    hf._attn_implementation = "eager"
+    hf.to_json_file(str(tmp_path / "config.json"))
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(hf).eval()
+        counts = hf_counts(model, 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LayercalcWarning)
+        total = api.analyse(str(tmp_path / "config.json"), input="128").total
+    assert counts[0] == published
+    assert (total["params"], total["buffers"], total["macs"]) == counts
+
+
+def test_roberta_positions_start_past_the_padding_id(tmp_path: Path) -> None:
+    """RoBERTa reads rows pad + 1 .. pad + T of its table: 514 rows hold 512 tokens, and the import says so."""
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "roberta", "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 16, "max_position_embeddings": 514, "pad_token_id": 1, "type_vocab_size": 1}))
+    text = api.import_hf(tmp_path / "config.json")
+    assert "input: [512]" in text and "posembedding: {num_positions: 514, offset: 2}" in text
+    with pytest.raises(ConfigError, match="exceeds max_position_embeddings 514 less the 2 rows up to the padding id"):
+        api.import_hf(tmp_path / "config.json", input="513")
 
 
 def test_old_and_new_spellings_agree(tmp_path: Path) -> None:

@@ -296,7 +296,7 @@ MISTAKES = [
      "net.yaml:3: layers[0] (embedding 'embedding1'): padding_idx: 20 is outside [-20, 19] (num_embeddings 20)"),
     (HEAD + "  - multiply: {branches: [[{linear: {out_features: 4}}], []]}\n",
      "net.yaml:5: layers[1] (multiply 'multiply1'): branch 1 gives 1x8x6 but branch 0 gives 1x8x4;"
-     " multiply needs equal shapes"),
+     " multiply broadcasts as PyTorch does: from the last dim, sizes must be equal or 1"),
     (HEAD + "  - permute: {dims: [0, a]}\n",
      "net.yaml:5: layers[1] (permute 'permute1'): dims: expected a list of dims like [0, 2, 1], got [0, 'a']"),
     (HEAD + "  - select: {dim: 1, index: first}\n",

@@ -272,14 +272,15 @@ class Multiply(nn.Module):
 class PosEmbedding(nn.Module):
     """A learned (num_positions, E) table whose first T rows are added (torchvision ViT's name)."""
 
-    def __init__(self, positions: int, width: int) -> None:
+    def __init__(self, positions: int, width: int, offset: int = 0) -> None:
         super().__init__()
         self.pos_embedding = nn.Parameter(torch.randn(positions, width))
+        self.offset = offset  # the first row read (OPT's learned positions start at row 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] > self.pos_embedding.shape[0]:  # a slice would silently broadcast one row
-            raise ValueError(f"sequence length {x.shape[1]} > {self.pos_embedding.shape[0]} positions")
-        return x + self.pos_embedding[: x.shape[1]]
+        if x.shape[1] + self.offset > self.pos_embedding.shape[0]:  # a slice would silently broadcast one row
+            raise ValueError(f"sequence length {x.shape[1]} + {self.offset} > {self.pos_embedding.shape[0]} positions")
+        return x + self.pos_embedding[self.offset : self.offset + x.shape[1]]
 
 
 class ClsToken(nn.Module):
@@ -306,6 +307,57 @@ class TensorOp(nn.Module):
         return getattr(x, self.method)(*self.args, **self.kwargs)
 
 
+class Scale(nn.Module):
+    """x times a learned vector over one dim, shaped (size, 1, ..., 1) as ConvNeXt's layer_scale."""
+
+    def __init__(self, x: torch.Tensor, dim: int = -1) -> None:
+        super().__init__()
+        d = dim % x.dim()
+        self.weight = nn.Parameter(torch.randn(x.shape[d], *[1] * (x.dim() - 1 - d)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class Shift(nn.Module):
+    """x plus a learned vector over one dim (RoBERTa's token-type row); with rows > 1 a table of
+    which the first row is added (BERT's token types when every token is of type 0)."""
+
+    def __init__(self, x: torch.Tensor, dim: int = -1, rows: int = 1) -> None:
+        super().__init__()
+        d = dim % x.dim()
+        shape = (x.shape[d], *[1] * (x.dim() - 1 - d))
+        self.bias = nn.Parameter(torch.randn(shape if rows == 1 else (rows, *shape)))
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.bias if self.rows == 1 else self.bias[0])
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's LayerNorm2d (ConvNeXt): nn.LayerNorm over the channels of (N, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def _vector_leaf(kind: str, a: dict[str, Any], x: torch.Tensor) -> nn.Module | None:
+    """scale, shift, layernorm2d, narrow and softplus (None for any other kind)."""
+    if kind == "scale":
+        return Scale(x, **a)
+    if kind == "shift":
+        return Shift(x, **a)
+    if kind == "layernorm2d":
+        return LayerNorm2d(x.shape[1], eps=a.get("eps", 1e-6))
+    if kind == "narrow":
+        return TensorOp("narrow", a["dim"], a["start"], a["length"])
+    if kind == "softplus":
+        return nn.Softplus(**a)
+    return None
+
+
 NAMED: dict[str, nn.Module] = {}  # modules by config name while building (for tied weights)
 
 
@@ -314,7 +366,8 @@ def _sequence_leaf(kind: str, a: dict[str, Any], x: torch.Tensor) -> nn.Module |
     if kind == "embedding":
         return nn.Embedding(**a)
     if kind == "posembedding":
-        return PosEmbedding(a.get("num_positions") or x.shape[1], x.shape[-1])
+        offset = a.get("offset", 0)
+        return PosEmbedding(a.get("num_positions") or x.shape[1] + offset, x.shape[-1], offset)
     if kind == "clstoken":
         return ClsToken(x.shape[-1])
     if kind == "rmsnorm":
@@ -347,6 +400,9 @@ def _leaf(kind: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
     sequence = _sequence_leaf(kind, a, x)
     if sequence is not None:
         return sequence
+    vector = _vector_leaf(kind, a, x)
+    if vector is not None:
+        return vector
     if kind == "linear":
         return nn.Linear(x.shape[-1], **a)
     if kind in ("conv1d", "conv2d", "conv3d"):

@@ -271,3 +271,27 @@ class Softmax(Layer):
     def backward(self, dy: Any, params: dict[str, Any], y: Any) -> tuple[Any, dict[str, Any]]:
         # J = diag(y) - y yᵀ along dim, so Jᵀ dy = y (dy - <dy, y>)
         return y * (dy - (dy * y).sum(axis=self.dim, keepdims=True)), {}
+
+
+@register
+class Softplus(_Elementwise):
+    type_name = "softplus"
+    summary = "log(1 + exp(beta·x)) / beta; x itself where beta·x > threshold"
+    args = (Arg("beta", Float(), 1.0), Arg("threshold", Float(), 20.0))
+
+    beta: float
+    threshold: float
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        # where it switches to the identity the value jumps (by < e^-threshold at the default): verify steps clear of it
+        self.kinks = (self.threshold / self.beta,) if self.beta else ()  # type: ignore[misc]
+
+    def f(self, x: Any) -> Any:
+        # PyTorch reverts to the identity above the threshold (where the two differ by < e^-threshold)
+        bx = self.beta * x
+        return np.where(bx > self.threshold, x, np.logaddexp(0.0, bx) / self.beta)
+
+    def df(self, x: Any, y: Any) -> Any:
+        bx = self.beta * x
+        return np.where(bx > self.threshold, 1.0, _sigmoid(bx)).astype(x.dtype)

@@ -1,5 +1,5 @@
-"""Composite blocks: residual (add), concat (join channels), multiply (elementwise product, for
-gated MLPs) and sequential (a named group).
+"""Composite blocks: residual (add), concat (join channels), multiply (elementwise product, broadcast
+as PyTorch: gated MLPs, squeeze-excitation) and sequential (a named group).
 
 A block's shape, parameters and cost all come from its children; it adds only its merge rule.
 """
@@ -96,12 +96,32 @@ class Concat(_Block):
         return np.split(dy, edges, axis=1)
 
 
+def broadcast(shapes: list[Shape]) -> Shape | None:
+    """The shape PyTorch broadcasts shapes to (aligned at the last dim; each size equal or 1), or None."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        sizes = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """A gradient of the broadcast shape summed back to one factor's shape (over the dims it was stretched along)."""
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead else g
+    stretched = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True) if stretched else g
+
+
 @register
 class Multiply(_Block):
     type_name = "multiply"
-    summary = "elementwise product of the branch outputs (gated MLPs: SwiGLU, GLU); shapes must match"
+    summary = "elementwise product of the branch outputs, broadcast as PyTorch (gated MLPs, squeeze-excitation)"
     args = (Arg("branches", LayerList(depth=2)),)
-    shape_rule = "every branch's output, all of one shape: that shape"
+    shape_rule = "the branches' outputs broadcast as PyTorch does (aligned at the last dim, each size equal or 1)"
     macs_rule = "the sum of the branches' (the elementwise product itself: 0)"
     peer_rules = rules("the sum of the branches' counts; the product not counted")
     example = ([4], {"branches": [[{"linear": {"out_features": 6}}, "silu"], [{"linear": {"out_features": 6}}]]})
@@ -115,13 +135,17 @@ class Multiply(_Block):
         if len(outs) < 2:
             raise ShapeError("multiply needs at least two branches to multiply", value=len(outs))
         for i, out in enumerate(outs):
-            if out != outs[0]:
+            if broadcast([outs[0], out]) is None:
                 raise ShapeError(
-                    f"branch {i} gives {fmt_shape(out)} but branch 0 gives {fmt_shape(outs[0])};"
-                    " multiply needs equal shapes",
+                    f"branch {i} gives {fmt_shape(out)} but branch 0 gives {fmt_shape(outs[0])}; multiply"
+                    " broadcasts as PyTorch does: from the last dim, sizes must be equal or 1",
                     value=(outs[0], out),
                 )
-        return outs[0]
+        shape = broadcast(outs)
+        if shape is None:
+            raise ShapeError(f"branches give {', '.join(map(fmt_shape, outs))}, which do not broadcast together;"
+                             " from the last dim, sizes must be equal or 1", value=tuple(outs))
+        return shape
 
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         return [row(PRODUCT)]  # `a * b`: no tool counts the product
@@ -133,14 +157,15 @@ class Multiply(_Block):
         return y
 
     def split(self, dy: Any, outs: list[Any]) -> list[Any]:
-        # product rule: each factor's gradient is dy times every other factor
+        # product rule: each factor's gradient is dy times every other factor, summed back over
+        # the dims broadcasting stretched that factor along
         grads = []
         for i in range(len(outs)):
             g = dy
             for j, out in enumerate(outs):
                 if j != i:
                     g = g * out
-            grads.append(g)
+            grads.append(unbroadcast(g, outs[i].shape))
         return grads
 
 

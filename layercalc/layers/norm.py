@@ -1,4 +1,5 @@
-"""Normalisation: batchnorm1d/2d/3d, layernorm and rmsnorm (over the last dimension) and groupnorm."""
+"""Normalisation: batchnorm1d/2d/3d, layernorm and rmsnorm (over the last dimension), groupnorm and
+layernorm2d (over the channels of (N, C, H, W), as torchvision's ConvNeXt)."""
 
 from __future__ import annotations
 
@@ -306,3 +307,42 @@ class RMSNorm(_LastDimNorm):
             dxhat = dy * params["weight"]
         # the rms depends on every x of the row: d(x/rms)/dx = (I - xhat xhatᵀ / E) / rms
         return inv_rms * (dxhat - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)), grads
+
+
+@register
+class LayerNorm2d(Layer):
+    type_name = "layernorm2d"
+    summary = "layer normalisation over the channels of (N, C, H, W) at each position (torchvision's LayerNorm2d)"
+    args = (Arg("eps", Float(low=0.0), 1e-6),)
+    shape_rule = "unchanged: (N, C, H, W)"
+    params_rule = "weight C and bias C: 2·C"
+    macs_rule = "0 (a normalisation; the peer tools count its elementwise ops, see below)"
+    peer_rules = rules(
+        fvcore="5·numel(x) (its aten::layer_norm handle)",
+        torchinfo="N·2·C (params × output.shape[0])",
+    )
+    inert_args = ("eps",)
+    example = ([4, 3, 3], {})
+
+    eps: float
+
+    def output_shape(self, x: Shape) -> Shape:
+        self.expect_spatial(x, 2)
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"weight": (x[1],), "bias": (x[1],)}
+
+    def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
+        # a subclass of nn.LayerNorm that permutes and calls F.layer_norm: thop and ptflops match
+        # modules by exact class and see none; fvcore sees the aten::layer_norm inside
+        return [row(NORM, fvcore=5 * numel(x), torchinfo=x[0] * 2 * x[1])]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        xhat, inv_std = normalize(x, (1,), self.eps)
+        return xhat * _channel(params["weight"], 4) + _channel(params["bias"], 4), (xhat, inv_std)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        xhat, inv_std = cache
+        grads = {"weight": (dy * xhat).sum(axis=(0, 2, 3)), "bias": dy.sum(axis=(0, 2, 3))}
+        return normalize_backward(dy * _channel(params["weight"], 4), xhat, inv_std, (1,)), grads

@@ -1,5 +1,5 @@
 """Layers that only move, drop or average values: dropout (identity at inference), flatten,
-transpose, permute, reshape, select and mean. Dims count the batch, as in PyTorch; none of these
+transpose, permute, reshape, select, narrow and mean. Dims count the batch, as in PyTorch; none of these
 may move or remove the batch dimension. None of them multiplies anything: their MACs are 0."""
 
 from __future__ import annotations
@@ -223,6 +223,46 @@ class Select(_Moves):
         dx = np.zeros(shape, dtype=dy.dtype)  # the other positions did not reach the output
         index: list[Any] = [slice(None)] * len(shape)
         index[d] = i
+        dx[tuple(index)] = dy
+        return dx, {}
+
+
+@register
+class Narrow(_Moves):
+    type_name = "narrow"
+    summary = "x.narrow(dim, start, length): length positions of a dim from start (not the batch)"
+    args = (Arg("dim", DIM), Arg("start", Index(), doc="negative counts back, as PyTorch"), Arg("length", Int(low=0)))
+    shape_rule = "dim (counting the batch, not 0) becomes length; start + length within its size"
+    example = ([6, 4], {"dim": 1, "start": 1, "length": 3})
+
+    dim: int
+    start: int
+    length: int
+
+    def where(self, x: Shape) -> tuple[int, int]:
+        """(dim, start) normalised for shape x; ShapeError when the window leaves the dim."""
+        d = _not_batch(self, x, self.dim, "dim")
+        if not -x[d] <= self.start <= x[d]:
+            raise ShapeError(f"start {self.start} is out of range for dim {self.dim} of size {x[d]}", value=self.start)
+        start = self.start % x[d] if self.start < 0 else self.start
+        if start + self.length > x[d]:
+            raise ShapeError(f"start {self.start} + length {self.length} exceeds dim {self.dim} of size {x[d]}",
+                             value=self.length)
+        return d, start
+
+    def output_shape(self, x: Shape) -> Shape:
+        d, _ = self.where(x)
+        return x[:d] + (self.length,) + x[d + 1 :]
+
+    def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        d, start = self.where(x.shape)
+        return np.take(x, range(start, start + self.length), axis=d), (x.shape, d, start)
+
+    def backward(self, dy: Any, params: dict[str, Any], cache: Any) -> tuple[Any, dict[str, Any]]:
+        shape, d, start = cache
+        dx = np.zeros(shape, dtype=dy.dtype)  # the positions outside the window did not reach the output
+        index: list[Any] = [slice(None)] * len(shape)
+        index[d] = slice(start, start + self.length)
         dx[tuple(index)] = dy
         return dx, {}
 

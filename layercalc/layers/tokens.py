@@ -102,35 +102,41 @@ class _Sequence(Layer):
 @register
 class PosEmbedding(_Sequence):
     type_name = "posembedding"
-    summary = "adds a learned table's first T rows to (N, T, E)"
-    args = (Arg("num_positions", Opt(Int()), None, "null = the sequence length T"),)
-    shape_rule = "unchanged: (N, T, E); T <= num_positions"
-    params_rule = "pos_embedding num_positions·E (num_positions null = T)"
+    summary = "adds a learned table's rows offset..offset+T-1 to (N, T, E)"
+    args = (
+        Arg("num_positions", Opt(Int()), None, "null = T + offset"),
+        Arg("offset", Int(low=0), 0, "the first row read (OPT reads from row 2)"),
+    )
+    shape_rule = "unchanged: (N, T, E); T + offset <= num_positions"
+    params_rule = "pos_embedding num_positions·E (num_positions null = T + offset)"
     macs_rule = "0 (an addition)"
     peer_rules = rules()
     example = ([5, 4], {})
 
     num_positions: int | None
+    offset: int
 
     def output_shape(self, x: Shape) -> Shape:
         self.check_sequence(x)
-        if self.num_positions is not None and x[1] > self.num_positions:
+        if self.num_positions is not None and x[1] + self.offset > self.num_positions:
+            past = f" + offset {self.offset}" if self.offset else ""
             raise ShapeError(
-                f"sequence length {x[1]} exceeds num_positions {self.num_positions} (input {fmt_shape(x)})",
+                f"sequence length {x[1]}{past} exceeds num_positions {self.num_positions} (input {fmt_shape(x)})",
                 value=x[1],
             )
         return x
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
-        return {"pos_embedding": (self.num_positions or x[1], x[2])}
+        return {"pos_embedding": (self.num_positions or x[1] + self.offset, x[2])}
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
-        return x + params["pos_embedding"][: x.shape[1]], params["pos_embedding"].shape[0]
+        rows = params["pos_embedding"]
+        return x + rows[self.offset : self.offset + x.shape[1]], rows.shape[0]
 
     def backward(self, dy: Any, params: dict[str, Any], rows: Any) -> tuple[Any, dict[str, Any]]:
-        # the table's first T rows are added to every sample; rows past T get no gradient
+        # rows offset..offset+T-1 are added to every sample; the others get no gradient
         dtable = np.zeros((rows, dy.shape[2]), dtype=dy.dtype)
-        dtable[: dy.shape[1]] = dy.sum(axis=0)
+        dtable[self.offset : self.offset + dy.shape[1]] = dy.sum(axis=0)
         return dy, {"pos_embedding": dtable}
 
 

@@ -9,7 +9,9 @@ real tool or from PyTorch itself, never from layercalc:
 The command and the tool versions are written beside the data ("meta"); when torch is installed the
 tests re-check every stored figure against the live tools.
 
-`python tests/reference/record.py --frozen` records only the fine-tuning cases (frozen_configs():
+`python tests/reference/record.py --missing` records only the shipped configs and hand-computed
+rows that have no figures yet, keeping every stored one (a new layer type or config, recorded
+without touching the rest). `python tests/reference/record.py --frozen` records only the fine-tuning cases (frozen_configs():
 FlopCounterMode with requires_grad_(False) on the frozen entries) into the existing figures.json.
 """
 
@@ -255,9 +257,61 @@ def update_frozen() -> None:
     print(f"recorded {len(frozen_configs())} frozen training cases with {versions()}")
 
 
+def _store_arrays(arrays: dict[str, Any], key: str, config: dict[str, Any], seed: int) -> None:
+    """A hand-computed row's float64 torch forward and backward, under its key."""
+    import numpy as np
+
+    import peer_tools
+
+    ref = peer_tools.layer_reference(config, seed=seed)
+    for name in ("x", "dy", "y", "dx"):
+        arrays[f"{key}|{name}"] = ref[name]
+    for j, (p, g) in enumerate(zip(ref["params"], ref["grads"])):
+        arrays[f"{key}|param{j}"], arrays[f"{key}|grad{j}"] = p, g
+    arrays[f"{key}|seed"] = np.array(seed)
+
+
+def update_missing() -> None:
+    """Record the shipped configs and hand-computed rows that have no stored figures; keep the rest."""
+    import numpy as np
+
+    import peer_tools
+
+    path = HERE / "figures.json"
+    data = json.loads(path.read_text())
+    with np.load(HERE / "layers.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    conventions, activations = data["conventions"], data["activations"]
+    added = []
+    for p in sorted((ROOT / "configs").glob("*.yaml")):
+        key, config = f"config:{p.stem}", shipped(p.stem)
+        if key not in conventions and fits(config):
+            totals = {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}
+            conventions[key] = {"config": config, "totals": totals}
+            single = shipped(p.stem, batch=1)
+            activations[key] = {"config": single, "elements": peer_tools.activation_elements(single)}
+            added.append(key)
+    for i, (entry, x_shape) in enumerate(cases()):
+        key, config = case_key(entry, x_shape), case_config(entry, x_shape)
+        if key in conventions:
+            continue
+        totals = {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}
+        conventions[key] = {"config": config, "totals": totals}
+        data["training"][key] = {"config": config, "training_flops": _try(peer_tools.training_flops, config)}
+        activations[key] = {"config": config, "elements": peer_tools.activation_elements(config)}
+        if forward_backward_runs(entry, x_shape):
+            _store_arrays(arrays, key, config, seed=i)
+        added.append(key)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    np.savez_compressed(HERE / "layers.npz", **arrays)
+    print(f"recorded {len(added)} new cases with {versions()}")
+
+
 if __name__ == "__main__":
     sys.path[:0] = [str(TESTS), str(ROOT)]
-    if sys.argv[1:] == ["--frozen"]:
+    if sys.argv[1:] == ["--missing"]:
+        update_missing()
+    elif sys.argv[1:] == ["--frozen"]:
         update_frozen()
     else:
         record()
