@@ -16,7 +16,7 @@ trainable parameter (`Run.grad`), as autograd's requires_grad propagates.
 The run table (`Report.run_table`, `Execution` rows) is the one walk over the analysed tree: every
 place an entry runs, how many times in all and whether its input needs a gradient. The totals, each
 convention's counts, the training cost, the by-type rows, the report's rows and verify's memory
-estimates are folds over it. This module imports config, errors and layers only.
+estimates are folds over it. This module imports config, errors, layers and lora (the adapters' target check) only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
+from . import lora
 from .config import Network
 from .errors import ConfigError, ShapeError
 from .layers import Layer, Node, Shape, fmt_shape, numel
@@ -195,6 +196,8 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         ids=ids,
         cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
         trainable=node.trainable,
+        # a frozen layer's adapters still train
+        trainable_params=None if node.trainable else layer.adapter_params(x),
     )
 
 
@@ -559,6 +562,7 @@ def analyse(network: Network) -> Report:
         first = _first_leaf(network.nodes)
         tokens = first is not None and first.input_ids() is not None
         _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
+        lora.unmatched(entries)
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
     return Report(network, entries, tokens=tokens)
