@@ -357,6 +357,8 @@ def kconv_command(
     data = kc.kconv(geo, rows_up_to=rows_shown(page.format))
     if backward or transposed:
         data["symbolic"] = kc.symbolic(geo, backward)
+    if page.format == "html":
+        data.update(kc.lecture(geo))
     if check:
         data["checks"] = kc.check(geo, backward)
     write("kconv", data, page)
