@@ -152,10 +152,11 @@ def _adapted_class(cls: type[Layer]) -> type[Layer]:
     return _CLASSES[cls]
 
 
-def adapt(node: Node, lora: Lora) -> Node:
+def adapt(node: Node, lora: Lora, freeze: bool = False) -> Node:
     """The node with adapters on every leaf under it (a block's nested entries rebuilt; an inner
-    `lora:` of its own is kept)."""
+    `lora:` of its own is kept); with freeze, every entry under it frozen too."""
     layer = node.layer
+    node = node._replace(trainable=False) if freeze else node
     if isinstance(layer, Adapted):
         return node
     if not type(layer).is_block():
@@ -167,10 +168,22 @@ def adapt(node: Node, lora: Lora) -> Node:
         if arg.nested:
             value = getattr(layer, arg.name)
             if value and isinstance(value[0], list):
-                values[arg.name] = [[adapt(n, lora) for n in branch] for branch in value]
+                values[arg.name] = [[adapt(n, lora, freeze) for n in branch] for branch in value]
             else:
-                values[arg.name] = [adapt(n, lora) for n in value] if value is not None else value
+                values[arg.name] = [adapt(n, lora, freeze) for n in value] if value is not None else value
     return node._replace(layer=type(layer)(**values))
+
+
+def whole(network: Any, r: int, targets: str) -> Any:
+    """The network as peft's get_peft_model leaves it: every weight frozen, rank-r adapters on the
+    linear maps the comma-separated targets name (the command line's --lora R --lora-targets NAMES)."""
+    names = tuple(t.strip() for t in targets.split(","))
+    if isinstance(r, bool) or r < 1:
+        raise UsageError(f"--lora must be a rank of at least 1, got {r}")
+    if not all(names):
+        raise UsageError(f"--lora-targets must name linear layers or projections, like q_proj,v_proj; got {targets!r}")
+    spec = Lora(r, float(r), names, Location(file="--lora-targets"))
+    return network._replace(nodes=[adapt(node, spec, freeze=True) for node in network.nodes])
 
 
 def unmatched(entries: list[Any]) -> None:
@@ -187,5 +200,6 @@ def unmatched(entries: list[Any]) -> None:
     for lora, names in found.items():
         missing = [t for t in lora.targets if t not in names]
         if missing:
-            raise SchemaError(f"lora target {missing[0]!r} matches no linear layer or projection under this entry",
+            where = "under this entry" if lora.loc.layer else "in the network"
+            raise SchemaError(f"lora target {missing[0]!r} matches no linear layer or projection {where}",
                               lora.loc, missing[0])

@@ -353,3 +353,23 @@ def test_lora_train_every_format_and_print(cli, write, fmt: str) -> None:
     assert "724" in run.out
     run = cli("train", path, "--print", "memory")
     assert run.status == 0 and int(run.out) > 2 * 1386 + 16 * 362
+
+
+def test_lora_flags_are_the_config_form() -> None:
+    # --lora 8 --lora-targets q_proj,v_proj freezes every weight and adapts those maps, as peft's
+    # get_peft_model does: the same plan as the config that says so entry by entry
+    flags = api.train("configs/llama2_7b.yaml", lora=8, lora_targets="q_proj,v_proj")
+    written = plan(api.load(llama2_7b_lora()), None, layout())
+    assert flags["memory"] == written["memory"] and flags["compute"] == written["compute"]
+    assert flags["memory"]["gradients"] == 2 * 4_194_304
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lora", "8", "--lora-targets", "q_proj,vv_proj"], "--lora-targets: lora target 'vv_proj' matches no linear"),
+    (["--lora", "8"], "--lora R and --lora-targets NAMES go together"),
+    (["--lora", "0", "--lora-targets", "q_proj"], "--lora must be a rank of at least 1, got 0"),
+    (["--lora", "8", "--lora-targets", "q_proj,"], "--lora-targets must name linear layers"),
+])
+def test_lora_flags_bad_input_is_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
