@@ -158,7 +158,8 @@ def own_backward(entry: Entry, grad: bool, convention: str) -> int:
     # frozen, downstream of a trainable parameter (or with adapters that train): the gradient flowing
     # through, and the adapters' own
     if grad or entry.trainable_params > 0:
-        return layer.backward_macs(x, y, grad, convention) - layer.weight_grad_macs(x, y, convention)
+        through = layer.backward_macs(x, y, grad, convention)
+        return through - layer.weight_grad_macs(x, y, convention)
     return 0
 
 
