@@ -19,7 +19,6 @@ from html import escape
 from itertools import product
 from typing import Any, NamedTuple
 
-from ..kconv_terms import name as term_name
 from .html import STYLE
 from .kconv import TABLE_LIMIT, headline, matrix_title, too_large_note
 
@@ -92,6 +91,11 @@ def _policy() -> str:
 
 
 Pos = tuple[int, int]  # (row, col); row 0 in 1-D
+
+
+def term_name(symbol: str, index: tuple[int, ...]) -> str:
+    """A position as kconv's terms name it: 'x3' in 1-D, 'x[1,2]' in 2-D."""
+    return f"{symbol}{index[0]}" if len(index) == 1 else f"{symbol}[{','.join(str(i) for i in index)}]"
 
 
 class Space:
