@@ -16,7 +16,7 @@ trainable parameter (`Run.grad`), as autograd's requires_grad propagates.
 The run table (`Report.run_table`, `Execution` rows) is the one walk over the analysed tree: every
 place an entry runs, how many times in all and whether its input needs a gradient. The totals, each
 convention's counts, the training cost, the by-type rows, the report's rows and verify's memory
-estimates are folds over it. This module imports config, errors and layers only.
+estimates are folds over it. This module imports config, errors, layers and lora (the adapters' target check) only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
+from . import lora
 from .config import Network, check_source
 from .errors import ConfigError, ShapeError
 from .layers import Layer, Node, Shape, fmt_shape, numel
@@ -239,6 +240,8 @@ def _leaf(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
         ids=ids,
         cache=sum(numel(s) for s in layer.cache_shapes(x).values()),
         trainable=node.trainable,
+        # a frozen layer's adapters still train
+        trainable_params=None if node.trainable else layer.adapter_params(x),
     )
     entry.reads = reads
     return entry
@@ -619,10 +622,12 @@ def analyse(network: Network) -> Report:
     try:
         if network.inputs or any(node.source for node in network.nodes):
             entries, ids = _analyse_streams(network)
+            lora.unmatched(entries)
             return Report(network, entries, tokens=ids.get(network.main_input or "", False), ids=ids)
         # a network whose first layer reads token ids takes integer ids as its input
         tokens = _reads_ids(network.nodes[0], network.input_shape) if network.nodes else False
         _, entries = analyse_sequence(network.nodes, network.input_shape, top=True, flow=Flow(tokens=tokens))
+        lora.unmatched(entries)
     except ConfigError as exc:
         raise exc.at(file=network.file) from None
     return Report(network, entries, tokens=tokens)

@@ -273,15 +273,22 @@ def train(
     optimizer: str = "adam", tp: int = 1, pp: int = 1, zero: int = 0, sp: bool = False, recompute: str = "none",
     flash: bool = False, mfu: float | None = None, gpu_hours: float | None = None,
     tokens_per_second: float | None = None, search: bool = False, peak_tflops: float | None = None,
-    gpu_memory: float | None = None,
+    gpu_memory: float | None = None, lora: int | None = None, lora_targets: str | None = None,
 ) -> Any:
     """The training plan (a dict: layout, compute, memory in bytes per device, time), or with search
-    the list of layouts that fit, fastest first. Time figures are estimates at an MFU (default 0.4)."""
+    the list of layouts that fit, fastest first. Time figures are estimates at an MFU (default 0.4).
+    lora = r with lora_targets = "q_proj,v_proj": every weight frozen, rank-r adapters on those."""
     from . import gpus as devices
     from .training import RECIPES, Layout, Pace, plan
     from .training import search as search_layouts
 
     net = load(source)
+    if (lora is None) != (lora_targets is None):
+        raise UsageError("--lora R and --lora-targets NAMES go together: the adapters' rank and the linear maps they adapt")
+    if lora is not None and lora_targets is not None:
+        from .lora import whole
+
+        net = whole(net, lora, lora_targets)
     if precision not in RECIPES:
         raise UsageError(f"--precision must be one of {', '.join(RECIPES)}, got {precision!r}")
     device = None if gpu is None else devices.gpu(gpu)

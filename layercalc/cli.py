@@ -367,6 +367,8 @@ def kconv_command(
     data = kc.kconv(geo, rows_up_to=rows_shown(page.format))
     if backward or transposed:
         data["symbolic"] = kc.symbolic(geo, backward)
+    if page.format == "html":
+        data.update(kc.lecture(geo))
     if check:
         data["checks"] = kc.check(geo, backward)
     write("kconv", data, page)
@@ -463,6 +465,8 @@ def train_command(
     search_layouts: Annotated[bool, typer.Option("--search", help="Every layout of --gpus that fits, fastest first (an estimate).")] = False,
     peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", metavar="F", help="Dense peak TFLOP/s at the recipe's precision (overrides the preset).")] = None,
     gpu_memory: Annotated[Optional[float], typer.Option("--gpu-memory", metavar="GB", help="Device memory in GB (overrides the preset).")] = None,
+    lora: Annotated[Optional[int], typer.Option("--lora", metavar="R", help="Freeze every weight and add rank-R LoRA adapters (with --lora-targets).")] = None,
+    lora_targets: Annotated[Optional[str], typer.Option("--lora-targets", metavar="NAMES", help="The linear layers or projections to adapt, e.g. q_proj,v_proj (peft's target_modules).")] = None,
     answer: Annotated[Optional[str], typer.Option("--print", metavar="WHAT", help=f"Print one bare figure: {', '.join(TRAIN_ANSWERS)}.")] = None,
     format: FormatOpt = None,
 ) -> None:
@@ -475,7 +479,8 @@ def train_command(
     data = train(config, gpu=gpu, gpus=gpus, tokens=tokens, global_batch=global_batch, micro_batch=micro_batch,
                  precision=precision, optimizer=optimizer, tp=tp, pp=pp, zero=zero, sp=sp, recompute=recompute,
                  flash=flash, mfu=mfu, gpu_hours=gpu_hours, tokens_per_second=tokens_per_second,
-                 search=search_layouts, peak_tflops=peak_tflops, gpu_memory=gpu_memory)
+                 search=search_layouts, peak_tflops=peak_tflops, gpu_memory=gpu_memory, lora=lora,
+                 lora_targets=lora_targets)
     if answer is not None:
         totals = TRAIN_ANSWERS[answer][1] in ("total_seconds", "gpu_hours")
         _print_answer(data, TRAIN_ANSWERS, answer, "--tokens and --gpu" if totals else "--gpu")

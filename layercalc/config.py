@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, NamedTuple
 
+from . import lora
 from .document import Map, Seq, line_of, parse_document, read_source
 from .errors import ConfigError, Location, SchemaError
 from .layers import REGISTRY, Layer, Node, Shape
@@ -18,7 +19,7 @@ from .templates import Definitions, define
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 MAX_BLOCK_DEPTH = 100  # blocks inside blocks; deeper is refused rather than risking the stack
 TOP_KEYS = ("name", "input", "batch", "dtype", "layers", "define")
-ENTRY_KEYS = ("name", "repeat", "trainable")
+ENTRY_KEYS = ("name", "repeat", "trainable", "lora")
 TOP_ENTRY_KEYS = (*ENTRY_KEYS, "from")  # `from: NAME` feeds a top-level entry a named input or an earlier entry
 
 
@@ -375,13 +376,16 @@ def parse_entry(
         # the block whose trainable: false the children inherit: an enclosing one, or this one
         inner = frozen or (None if trainable else f"{cls.type_name} {name!r}")
         layer = cls(**parse_args(cls, raw_args, where, line, depth, names, inner))
+        node = Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra, trainable=trainable)
+        if "lora" in extra:  # rank-r adapters on the linear maps under this entry
+            spec = lora.parse(extra["lora"], getattr(item, "key_lines", {}).get("lora", line), loc.layer)
+            node = lora.adapt(node, spec._replace(loc=spec.loc._replace(where=where)))
     except ConfigError as exc:
         raise exc.at(line=loc.line, where=loc.where, layer=loc.layer) from None
     source = extra.get("from")
     if source is not None and (not isinstance(source, str) or not source):
         raise SchemaError(f"from must name an input or an earlier entry, got {type_word(source)}", loc, source)
-    return Node(layer=layer, name=name, repeat=repeat, loc=loc, named="name" in extra, trainable=trainable,
-                source=source)
+    return node if source is None else node._replace(source=source)
 
 
 def _trainable(extra: dict[str, Any], item: Any, frozen: str | None) -> bool:

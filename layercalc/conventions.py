@@ -156,8 +156,11 @@ def own_backward(entry: Entry, grad: bool, convention: str) -> int:
     x, y = entry.input_shape, entry.output_shape
     if entry.trainable:
         return layer.backward_macs(x, y, grad, convention)
-    if grad:  # frozen, downstream of a trainable parameter: only the gradient flowing through
-        return layer.backward_macs(x, y, True, convention) - layer.weight_grad_macs(x, y, convention)
+    # frozen, downstream of a trainable parameter (or with adapters that train): the gradient flowing
+    # through, and the adapters' own
+    if grad or entry.trainable_params > 0:
+        through = layer.backward_macs(x, y, grad, convention)
+        return through - layer.weight_grad_macs(x, y, convention)
     return 0
 
 

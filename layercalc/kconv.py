@@ -233,6 +233,13 @@ def drawing(geo: Geometry, animated: bool = True) -> dict[str, Any]:
     return {**geo.describe(), **frames(geo.axes, geo.transposed, geo.output_padding or None)}
 
 
+def lecture(geo: Geometry) -> dict[str, Any]:
+    """What the HTML page shows beside K_conv: the drawing's frames and the term views (a conv's ∇x;
+    a transposed conv's y and its ∇x)."""
+    views = [symbolic(geo, False), symbolic(geo, True)] if geo.transposed else [symbolic(geo, True)]
+    return {"drawing": drawing(geo, animated=True), "views": views}
+
+
 # ---------------------------------------------------------------------------------------------
 # numerical checks (float64, seeded): the matrix, the layer's NumPy forward/backward, the terms
 # ---------------------------------------------------------------------------------------------

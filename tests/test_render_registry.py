@@ -23,8 +23,8 @@ def tiny() -> api.Report:
 
 
 def test_every_view_has_every_format_and_each_resolves_to_a_renderer() -> None:
-    # html only where a page is offered (the per-layer report and the plans); the rest everywhere
-    with_html = {"layers", "serve", "train"}
+    # html only where a page is offered (the per-layer report, the plans, kconv's lecture); the rest everywhere
+    with_html = {"layers", "serve", "train", "kconv"}
     for view, formats in RENDERERS.items():
         expected = FORMATS if view in with_html else tuple(f for f in FORMATS if f != "html")
         assert tuple(formats) == expected, view

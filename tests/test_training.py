@@ -80,6 +80,23 @@ def test_gpt3_6nd() -> None:
     assert f"{total:.2e}" == "3.14e+23"
 
 
+def test_gpt3_175b_6nd_untied() -> None:
+    # GPT-3 (Brown et al. 2020): 175 B params × 300 B tokens; 6·N·D = 6 · 175e9 · 300e9 = 3.15e23 (the paper
+    # reports 3.14e23, its count of 174.6 B, checked above). With an untied head the config holds
+    # 174,604,259,328 + 50,257·12,288 = 175,221,817,344 parameters: 3.15e23
+    out = plan(api.load(gpt(96, 12288, 96, 2048, 50257)), None, layout())
+    assert out["compute"]["flops_6nd_per_token"] == 6 * 175_221_817_344
+    assert f"{out['compute']['flops_6nd_per_token'] * 300 * 10**9:.2e}" == "3.15e+23"
+
+
+def test_chinchilla_70b_6nd() -> None:
+    # Chinchilla (Hoffmann et al. 2022): 70 B params on 1.4 T tokens; 6·N·D = 6 · 70e9 · 1.4e12 = 5.88e23.
+    # A network of exactly 70,000,000,000 params: one 70,000 → 1,000,000 linear map without bias
+    net = {"name": "n70b", "input": [70_000], "layers": [{"linear": {"out_features": 1_000_000, "bias": False}}]}
+    out = plan(api.load(net), None, layout())
+    assert out["compute"]["flops_6nd_per_token"] * 14 * 10**11 == 588 * 10**21
+
+
 # Korthikanti et al. 2022, Table 2: activation bytes a transformer layer keeps, with s sequence, b
 # micro-batch, h width, a heads, t tensor-parallel degree, in 16-bit.
 def korthikanti(s: int, b: int, h: int, a: int, t: int, form: str) -> int:
@@ -231,3 +248,128 @@ def test_palm_mfu() -> None:
     assert api.analyse(palm_540b()).total["params"] == 118 * 4_539_303_936 + 256000 * 18432 + 18432
     out = plan(net, gpu("tpu-v4"), layout(gpus=6144, global_batch=6144), Pace(tokens_per_second=238_300))
     assert round(out["time"]["mfu"], 3) == 0.462
+
+
+# ---- LoRA: frozen weights hold no gradient or optimizer state; the adapters train ----------------
+
+def llama2_7b_lora(r: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> dict:
+    """configs/llama2_7b.yaml with everything frozen and rank-r adapters on the named projections."""
+    import yaml
+
+    with open("configs/llama2_7b.yaml") as f:
+        doc = yaml.safe_load(f)
+    for entry in doc["layers"]:
+        entry["trainable"] = False
+    doc["layers"][1]["lora"] = {"r": r, "alpha": 16, "targets": list(targets)}
+    return doc
+
+
+def test_lora_llama2_7b_q_v_params_as_peft_counts_them() -> None:
+    # peft's print_trainable_parameters() for Llama-2-7b with LoraConfig(r=8, target_modules=["q_proj",
+    # "v_proj"]) prints "trainable params: 4,194,304 || all params: 6,742,609,920". By hand: 32 layers ×
+    # 2 projections × (A 8·4096 + B 4096·8) = 4,194,304; all = 6,738,415,616 (the model) + that
+    total = api.analyse(llama2_7b_lora()).total
+    assert total["trainable_params"] == 32 * 2 * (8 * 4096 + 4096 * 8) == 4_194_304
+    assert total["params"] == 6_738_415_616 + 4_194_304 == 6_742_609_920
+
+
+def test_lora_frozen_weights_hold_no_gradient_or_optimizer_state() -> None:
+    # bf16-mixed Adam: every weight in 2 bytes; the 4,194,304 adapter params alone get a 2-byte gradient,
+    # a 4-byte master copy and two 4-byte moments (DeepSpeed's estimator charges all 6.7 B for those)
+    out = plan(api.load(llama2_7b_lora()), None, layout())
+    memory = out["memory"]
+    assert memory["weights"] == 2 * 6_742_609_920
+    assert memory["gradients"] == 2 * 4_194_304
+    assert memory["master_weights"] == 4 * 4_194_304
+    assert memory["optimizer_states"] == 8 * 4_194_304
+
+
+LORA_MLP = """\
+name: lora_mlp
+input: [4, 16]
+layers:
+  - sequential:
+      layers:
+        - linear: {out_features: 32, bias: false}
+          name: up
+        - relu
+        - linear: {out_features: 16, bias: false}
+          name: down
+    trainable: false
+    lora: {r: 2, alpha: 4, targets: [up, down]}
+    name: mlp
+  - linear: {out_features: 10}
+    name: head
+"""
+
+
+def test_lora_step_flops_as_torch_counts_them() -> None:
+    # the same network in PyTorch: frozen base linears, each with A (r × in) and B (out × r) beside it, as
+    # peft's lora.Linear computes base(x) + B(A(x)); FlopCounterMode counts the step's matrix products.
+    # The first layer's input needs no gradient (nothing trains before it): its adapters still get theirs
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    up, down, head = torch.nn.Linear(16, 32, bias=False), torch.nn.Linear(32, 16, bias=False), torch.nn.Linear(16, 10)
+    a1, b1 = torch.nn.Linear(16, 2, bias=False), torch.nn.Linear(2, 32, bias=False)
+    a2, b2 = torch.nn.Linear(32, 2, bias=False), torch.nn.Linear(2, 16, bias=False)
+    up.weight.requires_grad_(False)
+    down.weight.requires_grad_(False)
+    x = torch.randn(1, 4, 16)
+    with FlopCounterMode(display=False) as counter:
+        h = torch.relu(up(x) + b1(a1(x)))
+        head(down(h) + b2(a2(h))).sum().backward()
+    out = plan(api.load(LORA_MLP), None, layout())
+    assert out["compute"]["flops_per_step"] == counter.get_total_flops()
+    trainable = sum(p.numel() for m in (a1, b1, a2, b2, head) for p in m.parameters())
+    assert out["memory"]["gradients"] == 2 * trainable
+
+
+def test_lora_target_matching_nothing_is_one_line(cli, write) -> None:
+    path = write("bad.yaml", LORA_MLP.replace("targets: [up, down]", "targets: [up, q_proj]"))
+    run = cli("train", path)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1, run.err
+    assert "bad.yaml:12" in run.err and "'q_proj' matches no linear" in run.err
+
+
+@pytest.mark.parametrize("lora, message", [
+    ("{r: 0, targets: [up]}", "lora r must be a positive integer"),
+    ("{r: 2, targets: []}", "lora targets must be a non-empty list"),
+    ("{r: 2, rank: 2, targets: [up]}", "unknown key 'rank' in lora"),
+    ("8", "lora must be a mapping"),
+])
+def test_lora_bad_mapping_is_one_line(cli, write, lora: str, message: str) -> None:
+    path = write("bad.yaml", LORA_MLP.replace("{r: 2, alpha: 4, targets: [up, down]}", lora))
+    run = cli("summary", path)
+    assert run.status == 2 and run.err.count("\n") == 1 and message in run.err and "bad.yaml:12" in run.err, run.err
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
+def test_lora_train_every_format_and_print(cli, write, fmt: str) -> None:
+    path = write("lora.yaml", LORA_MLP)
+    run = cli("train", path, "--gpu", "a100-80gb", "-f", fmt)
+    assert run.status == 0, run.err
+    # gradients: 2 bytes for each of the 362 trainable params (96 + 96 adapters, the 170 of the head)
+    assert "724" in run.out
+    run = cli("train", path, "--print", "memory")
+    assert run.status == 0 and int(run.out) > 2 * 1386 + 16 * 362
+
+
+def test_lora_flags_are_the_config_form() -> None:
+    # --lora 8 --lora-targets q_proj,v_proj freezes every weight and adapts those maps, as peft's
+    # get_peft_model does: the same plan as the config that says so entry by entry
+    flags = api.train("configs/llama2_7b.yaml", lora=8, lora_targets="q_proj,v_proj")
+    written = plan(api.load(llama2_7b_lora()), None, layout())
+    assert flags["memory"] == written["memory"] and flags["compute"] == written["compute"]
+    assert flags["memory"]["gradients"] == 2 * 4_194_304
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lora", "8", "--lora-targets", "q_proj,vv_proj"], "--lora-targets: lora target 'vv_proj' matches no linear"),
+    (["--lora", "8"], "--lora R and --lora-targets NAMES go together"),
+    (["--lora", "0", "--lora-targets", "q_proj"], "--lora must be a rank of at least 1, got 0"),
+    (["--lora", "8", "--lora-targets", "q_proj,"], "--lora-targets must name linear layers"),
+])
+def test_lora_flags_bad_input_is_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err

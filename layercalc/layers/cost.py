@@ -103,6 +103,10 @@ class CostModel:
         """Multiply-accumulates of one forward pass over the whole batch (0 for most layers)."""
         return 0
 
+    def adapter_params(self, x: Shape) -> int:
+        """Parameters that train even when the layer's own are frozen (LoRA adapters): 0 unless adapted."""
+        return 0
+
     def input_ids(self) -> int | None:
         """None for real-valued input; else the layer reads integer token ids in [0, bound) and this is the bound."""
         return None

@@ -141,9 +141,9 @@ def title_lines(data: dict[str, Any], width: int | None) -> list[str]:
 
 
 def rows_shown(fmt: str) -> int | None:
-    """How many rows of K_conv a format shows: a table up to TABLE_LIMIT (a larger one is left out,
+    """How many rows of K_conv a format shows: a table (or the HTML page) up to TABLE_LIMIT (a larger one is left out,
     so it need not be built); the machine formats every one (None)."""
-    return TABLE_LIMIT if fmt == "table" else None
+    return TABLE_LIMIT if fmt in ("table", "html") else None
 
 
 def too_large(data: dict[str, Any]) -> bool:
