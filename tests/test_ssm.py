@@ -60,3 +60,101 @@ def test_verify_passes() -> None:
                                                       {"mamba": {"d_state": 3, "dt_rank": 2}}, "tanh"]}
     result = verify(analyse(config), Options(seed=1))
     assert result.passed, [c for c in result.checks if not c.passed]
+
+
+IMPLS = __import__("pathlib").Path(__file__).resolve().parent / "impls"
+VERIFY_NET = ("input: [6, 4]\nbatch: 2\nlayers:\n  - linear: {out_features: 6}\n"
+              "  - mamba: {d_state: 3, dt_rank: 2}\n    name: mixer\n  - linear: {out_features: 2}\n")
+
+
+def test_verify_catches_a_reverse_scan_without_the_state_carry(cli, write) -> None:
+    import csv
+    import io
+
+    run = cli("verify", write("ssm.yaml", VERIFY_NET), "--impl", str(IMPLS / "mamba_scan_no_carry.py"), "-f", "tsv")
+    assert run.status == 1, run.err
+    failed = {(r["path"], r["check"]) for r in csv.DictReader(io.StringIO(run.out), delimiter="\t")
+              if r["passed"] != "True"}
+    assert ("mixer", "dL/dx") in failed
+    assert {path for path, _ in failed} <= {"mixer", "(network)"}  # the linear layers around it pass
+    assert cli("verify", write("ssm.yaml", VERIFY_NET)).status == 0
+
+
+# -- everything below compares with transformers' MambaMixer ---------------------------------------
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+torch_models = pytest.importorskip("torch_models")
+from peer_tools import TOOLS, tool_total, training_flops  # noqa: E402
+from test_reference_torch import test_forward_and_backward_match_torch as against_torch  # noqa: E402
+
+
+def one(entry: Any, x: tuple[int, ...], before: list[Any] | None = None) -> dict[str, Any]:
+    return {"input": list(x[1:]), "batch": x[0], "layers": [*(before or []), entry]}
+
+
+def test_parameter_names_and_shapes_are_transformers() -> None:
+    config = one(CASES[1][0], CASES[1][1])
+    report = analyse(config)
+    layer, x = report.entries[0].layer, report.entries[0].input_shape
+    model, _ = torch_models.build(config)
+    theirs = [(name.removeprefix("0.mixer."), tuple(p.shape)) for name, p in model.named_parameters()]
+    assert list(layer.param_shapes(x).items()) == theirs
+    assert [n for n, _ in theirs] == ["A_log", "D", "conv1d.weight", "in_proj.weight", "in_proj.bias", "x_proj.weight",
+                                      "dt_proj.weight", "dt_proj.bias", "out_proj.weight", "out_proj.bias"]
+
+
+@pytest.mark.parametrize("entry, x", [(c[0], c[1]) for c in CASES] + [
+    ({"mamba": {"d_state": 5, "d_conv": 2, "dt_rank": 3}}, (3, 9, 4)),  # a longer scan, a short kernel
+    ({"mamba": {"d_state": 2, "d_conv": 6}}, (2, 3, 4)),  # a kernel longer than the sequence
+], ids=lambda v: str(v)[:50])
+def test_forward_and_backward_match_torch_autograd(entry: Any, x: tuple[int, ...]) -> None:
+    against_torch(entry, x)
+
+
+def test_macs_and_params_are_flopcountermode_and_parameters() -> None:
+    for entry, x, _, params, _, macs in CASES:
+        model, shape = torch_models.build(one(entry, x))
+        theirs = torch_models.counts(model, shape)
+        assert (theirs["params"], theirs["buffers"], theirs["macs"]) == (params, 0, macs)
+
+
+# N 2, T 5, E 8, D 16, R 1, n 4, K 4 (no biases); each tool's rule written out:
+PEERS = [
+    ({"mamba": {"d_state": 4}}, (2, 5, 8), {
+        "torch": 7104,
+        # fvcore: dt_proj's (16, 1) @ (2, 1, 5) as one (16, 1) @ (1, 5): 80 instead of N·T·R·D = 160
+        "fvcore": 7104 - 160 + 80,
+        # thop: in_proj 2·5·8·32 + x_proj 2·5·16·9 + out_proj 2·5·16·8 = 2560 + 1440 + 1280
+        "thop": 5280,
+        # ptflops: those module hooks / N = 2640, + torch.matmul of C·h N·T·D·n = 640, + F.silu twice 2·N·T·D = 320
+        "ptflops": 2640 + 640 + 320,
+        # torchinfo: (in_proj 256 + x_proj 144 + out_proj 128 params) × N
+        "torchinfo": 2 * 528,
+    }),
+    # N 1, T 6, E 4, D 4, R 2, n 3, K 3, biases on in_proj and out_proj
+    ({"mamba": {"d_state": 3, "d_conv": 3, "expand": 1, "dt_rank": 2, "conv_bias": False, "bias": True}}, (1, 6, 4), {
+        "torch": 696, "fvcore": 696,  # N = 1: fvcore's lost batch changes nothing
+        "thop": 192 + 192 + 96,
+        # + biases 6·8 + 6·4 = 72, C·h 6·4·3 = 72, silu 2·6·4 = 48
+        "ptflops": 480 + 72 + 72 + 48,
+        "torchinfo": 40 + 32 + 20,
+    }),
+]
+
+
+@pytest.mark.parametrize("entry, x, expected", PEERS, ids=lambda v: str(v)[:50])
+def test_each_tool_by_hand_and_by_the_tool(entry: Any, x: tuple[int, ...], expected: dict[str, int]) -> None:
+    config = one(entry, x)
+    assert {t: Costing(analyse(config), t).total() for t in TOOLS} == expected
+    assert {t: tool_total(t, config) for t in TOOLS} == expected
+
+
+@pytest.mark.parametrize("before", [[], [{"linear": {"out_features": 6}}]], ids=["first", "after a linear"])
+def test_training_matches_flopcountermode_forward_and_backward(before: list[Any]) -> None:
+    config = one({"mamba": {"d_state": 3, "dt_rank": 2, "bias": True}}, (2, 5, 6), before)
+    counted = training_flops(config)
+    assert training(analyse(config), "torch")["training_flops"] == counted
+    # layercalc counts the depthwise kernel's weight gradient as computed, N·(T + K - 1)·D·K =
+    # 2·8·12·4 = 768 MACs; FlopCounterMode prices it as the ungrouped one, D = 12 times that
+    assert training(analyse(config), "layercalc")["training_flops"] == counted - 2 * 11 * 768

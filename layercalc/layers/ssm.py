@@ -205,7 +205,7 @@ class Mamba(Layer):
     def conv(self, xs: Any, params: dict[str, Any]) -> Any:
         """The causal depthwise convolution of (N, T, D): output t reads inputs t - d_conv + 1 .. t."""
         w, k = params["conv1d.weight"][:, 0, :], self.d_conv
-        padded = np.concatenate([np.zeros_like(xs[:, : k - 1]), xs], axis=1)
+        padded = _left_padded(xs, k - 1)
         length = xs.shape[1]
         u = sum(padded[:, j : j + length] * w[:, j] for j in range(k))
         return u + params["conv1d.bias"] if self.conv_bias else u
@@ -259,7 +259,7 @@ class Mamba(Layer):
         """dL/dx of the causal convolution from dL/du; adds the kernel's (and bias's) gradients to grads."""
         w, k = params["conv1d.weight"][:, 0, :], self.d_conv
         length = xs.shape[1]
-        padded = np.concatenate([np.zeros_like(xs[:, : k - 1]), xs], axis=1)
+        padded = _left_padded(xs, k - 1)
         dpadded = np.zeros_like(padded)
         dw = np.empty_like(params["conv1d.weight"])
         for j in range(k):  # output t read padded[t + j] with weight w[:, j]
@@ -269,6 +269,12 @@ class Mamba(Layer):
         if self.conv_bias:
             grads["conv1d.bias"] = du.sum(axis=(0, 1))
         return dpadded[:, k - 1 :]
+
+
+def _left_padded(t: Any, pad: int) -> Any:
+    """(N, T, D) with `pad` zero steps before the first: (N, pad + T, D)."""
+    zeros = np.zeros((t.shape[0], pad, t.shape[2]), dtype=t.dtype)
+    return np.concatenate([zeros, t], axis=1)
 
 
 def _flat(t: Any) -> Any:
