@@ -10,6 +10,7 @@ T·D·(R + 2n) + T·R·D + T·D·n + T·D·E].
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,9 @@ from layercalc import analyse
 from layercalc.conventions import Costing, training
 from layercalc.verify import Options, verify
 from test_layers import calc
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = Path(__file__).resolve().parent / "impls"
 
 # (entry, input shape with batch, output shape, params, buffers, macs)
 CASES = [
@@ -62,7 +66,6 @@ def test_verify_passes() -> None:
     assert result.passed, [c for c in result.checks if not c.passed]
 
 
-IMPLS = __import__("pathlib").Path(__file__).resolve().parent / "impls"
 VERIFY_NET = ("input: [6, 4]\nbatch: 2\nlayers:\n  - linear: {out_features: 6}\n"
               "  - mamba: {d_state: 3, dt_rank: 2}\n    name: mixer\n  - linear: {out_features: 2}\n")
 
@@ -78,6 +81,16 @@ def test_verify_catches_a_reverse_scan_without_the_state_carry(cli, write) -> No
     assert ("mixer", "dL/dx") in failed
     assert {path for path, _ in failed} <= {"mixer", "(network)"}  # the linear layers around it pass
     assert cli("verify", write("ssm.yaml", VERIFY_NET)).status == 0
+
+
+def test_mamba_130m_at_its_sequence_by_hand() -> None:
+    # per layer at T 2048 (E 768, D 1536, R 48, n 16, K 4): in_proj 2048·768·3072 + conv 2051·1536·4
+    # + x_proj 2048·1536·80 + dt_proj 2048·48·1536 + C·h 2048·1536·16 + out_proj 2048·1536·768;
+    # 24 layers, + the tied head 2048·768·50280
+    layer = (2048 * 768 * 3072 + 2051 * 1536 * 4 + 2048 * 1536 * 80 + 2048 * 48 * 1536 + 2048 * 1536 * 16
+             + 2048 * 1536 * 768)
+    report = analyse(str(ROOT / "configs" / "mamba_130m.yaml"))
+    assert report.total["macs"] == 24 * layer + 2048 * 768 * 50280 == 264_203_845_632
 
 
 # -- everything below compares with transformers' MambaMixer ---------------------------------------
@@ -158,3 +171,39 @@ def test_training_matches_flopcountermode_forward_and_backward(before: list[Any]
     # layercalc counts the depthwise kernel's weight gradient as computed, N·(T + K - 1)·D·K =
     # 2·8·12·4 = 768 MACs; FlopCounterMode prices it as the ungrouped one, D = 12 times that
     assert training(analyse(config), "layercalc")["training_flops"] == counted - 2 * 11 * 768
+
+
+def mamba_130m_hf() -> Any:
+    """transformers' MambaForCausalLM of state-spaces/mamba-130m-hf's published config, on the meta device."""
+    import transformers
+
+    config = transformers.MambaConfig(vocab_size=50280, hidden_size=768, state_size=16, num_hidden_layers=24,
+                                      layer_norm_epsilon=1e-5, expand=2, conv_kernel=4, use_bias=False,
+                                      use_conv_bias=True, time_step_rank=48, tie_word_embeddings=True,
+                                      use_mambapy=False)
+    with torch.device("meta"):
+        return transformers.MambaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("length", [16, 48])
+def test_mamba_130m_is_transformers_mamba_for_causal_lm(length: int) -> None:
+    """Params, persistent buffers, MACs (FlopCounterMode / 2 on the slow path) and the output shape.
+    A shorter sequence than the config's 2048 (whose count FlopCounterMode also gives exactly,
+    264,203,845,632, but in minutes: the scan is a Python loop over the positions of every layer);
+    the MACs are c + a·T, so two lengths pin both."""
+    import yaml
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = yaml.safe_load((ROOT / "configs" / "mamba_130m.yaml").read_text())
+    config["input"] = [length]
+    report = analyse(config)
+    model = mamba_130m_hf()
+    names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    buffers = sum(t.numel() for n, t in model.state_dict().items() if n not in names)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        out = model(torch.zeros((1, length), dtype=torch.long, device="meta"), use_cache=False).logits
+    assert report.total["params"] == sum(p.numel() for p in model.parameters()) == 129_135_360
+    assert (report.total["buffers"], report.total["macs"]) == (buffers, counter.get_total_flops() // 2)
+    assert report.output_shape == tuple(out.shape)
+
