@@ -1,10 +1,13 @@
 """Serving plans: weights and KV-cache memory, prefill and decode cost, and roofline time bounds.
 
-A decoder's cost per sequence at T positions is exactly a·T + b·T² MACs: everything but the
-attention core costs the same per token, and the core of T queries over T keys costs b·T². So one
-decode step at context p (the new token attends to p positions, itself included) costs a + b·p,
-and a generation's sum over positions is a closed form, not a loop per token. a and b come from
-the calculator at T = 1 and 2; T = 3 checks that the network really is of that form.
+A decoder's cost per sequence at T positions is exactly c + a·T + b·T² MACs: everything but the
+attention core costs the same per token, the core of T queries over T keys costs b·T², and c is
+what a prompt costs once whatever its length (a causal convolution's padded first outputs; 0 for a
+transformer). So one decode step at context p (the new token attends to p positions, itself
+included) costs a + b·p, and a generation's sum over positions is a closed form, not a loop per
+token. c, a and b come from the calculator at T = 1, 2 and 3; T = 4 checks that the network really
+is of that form. What generation keeps is likewise s + k·T elements a sequence: k a position (keys
+and values), s whatever the length (a state-space layer's recurrent state).
 
 Every time is a lower bound (roofline): a step takes at least max(FLOPs / peak, bytes / bandwidth),
 with the weights read once per step, the KV cache read up to the step's position, and nothing else
@@ -107,13 +110,16 @@ def read_bytes(t: Tensor, setup: Setup, base_bits: int, tokens: int) -> int:
 
 
 class DecoderCost(NamedTuple):
-    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position."""
+    """Per-sequence cost: a + b·p MACs for a token at context p, c once a prompt; KV and workspace
+    elements per position; the state kept whatever the length."""
 
     a: int
     b: Fraction
     kv_per_position: int
     workspace_per_position: int  # the largest layer's input and output together
     kv_heads: tuple[int, ...]
+    c: int = 0  # MACs a prompt costs once, beyond a·T + b·T²
+    state: int = 0  # elements a sequence keeps at any length (a recurrent state), beyond kv_per_position·T
 
 
 def _at(network: Network, length: int) -> Report:
@@ -125,10 +131,24 @@ def _at(network: Network, length: int) -> Report:
 def _fit(reports: list[Report]) -> tuple[int, Fraction] | None:
     """(a, b) with MACs = a·T + b·T², from the reports of one sequence at T = 1, 2 and 3; None if
     the third does not follow from the first two (the cost has another form)."""
+    fit = _fit_constant(reports)
+    return (fit[1], fit[2]) if fit is not None and fit[0] == 0 else None
+
+
+def _fit_constant(reports: list[Report]) -> tuple[int, int, Fraction] | None:
+    """(c, a, b) with MACs = c + a·T + b·T², from the reports of one sequence at T = 1, 2, 3 (and 4,
+    which checks the form; without it c is taken as 0 and T = 3 checks); None for another form."""
     macs = [r.total["macs"] for r in reports]
-    b = Fraction(macs[1] - 2 * macs[0], 2)
-    a = macs[0] - b
-    return (int(a), b) if macs[2] == 3 * a + 9 * b and a.denominator == 1 else None
+    if len(macs) < 4:
+        macs = [0, *macs]  # T = 0 costs nothing
+    else:
+        macs = [3 * macs[0] - 3 * macs[1] + macs[2], *macs]  # c = f(0), from f(1), f(2), f(3)
+    c = macs[0]
+    b = Fraction(macs[2] - 2 * macs[1] + c, 2)
+    a = macs[1] - c - b
+    if a.denominator != 1 or macs[3] != c + 3 * a + 9 * b or (len(macs) > 4 and macs[4] != c + 4 * a + 16 * b):
+        return None
+    return c, int(a), b
 
 
 def length_cost(network: Network) -> tuple[int, Fraction] | None:
@@ -140,7 +160,7 @@ def length_cost(network: Network) -> tuple[int, Fraction] | None:
 
 
 def kv_heads(report: Report) -> list[int]:
-    """The key/value heads of every layer that keeps a KV cache, as often as it runs."""
+    """The key/value heads (a state's channels) of every layer that keeps a KV cache, as often as it runs."""
     return [shape[1] for e, _ in _leaves(report) for shape in e.layer.cache_shapes(e.input_shape).values()]
 
 
@@ -148,17 +168,19 @@ def decoder_cost(network: Network) -> DecoderCost:
     """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
     if not network.input:
         raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
-    reports = [_at(network, t) for t in (1, 2, 3)]
+    reports = [_at(network, t) for t in (1, 2, 3, 4)]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
         raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
-    fit = _fit(reports)
-    if fit is None or kv[1] != 2 * kv[0] or kv[2] != 3 * kv[0]:
+    fit = _fit_constant(reports)
+    per_position = kv[1] - kv[0]
+    state = kv[0] - per_position
+    if fit is None or state < 0 or any(kv[t] != state + (t + 1) * per_position for t in (2, 3)):
         raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
     workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
-    return DecoderCost(fit[0], fit[1], kv[0], workspace, tuple(kv_heads(reports[0])))
+    return DecoderCost(fit[1], fit[2], per_position, workspace, tuple(kv_heads(reports[0])), fit[0], state)
 
 
 def _sum_linear(c0: Fraction, c1: Fraction, lo: int, hi: int) -> Fraction:
@@ -198,9 +220,10 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     weights = sum(stored_bytes(t, setup, base_bits) * t.copies for t in tensors)
     kv_bits = DTYPE_BITS[setup.kv_dtype]
     kv_token = -(-cost.kv_per_position * kv_bits // 8) // setup.tp  # one sequence, one position, one device
+    state_seq = -(-cost.state * kv_bits // 8) // setup.tp  # one sequence's state at any length, one device
     act_seq = -(-cost.workspace_per_position * setup.prompt * network.dtype_bytes // setup.tp)
-    per_seq = kv_token * positions + act_seq
-    kv_cache = kv_token * positions * setup.batch
+    per_seq = kv_token * positions + state_seq + act_seq
+    kv_cache = (kv_token * positions + state_seq) * setup.batch
     activations = act_seq * setup.batch
     peak_memory = weights + kv_cache + activations
 
@@ -209,9 +232,9 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
         return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
-    prefill_flops = 2 * n * (cost.a * p + cost.b * p * p) / t
-    prefill_bytes = step_read(n * p) + n * p * kv_token
-    decode_read = step_read(n)
+    prefill_flops = 2 * n * (cost.c + cost.a * p + cost.b * p * p) / t
+    prefill_bytes = step_read(n * p) + n * p * kv_token + n * state_seq  # the state is written once
+    decode_read = step_read(n) + n * state_seq  # each step reads (and rewrites) every sequence's state
     dflops = (Fraction(2 * n * cost.a, t), Fraction(2 * n, t) * cost.b)  # at context q: c0 + c1·q
     dbytes = (Fraction(decode_read), Fraction(n * kv_token))
     lo, hi = p + 1, p + g
@@ -219,13 +242,15 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     decode_bytes = _sum_linear(*dbytes, lo, hi)
     bounds = _bounds(gpu, network.dtype, prefill_flops, prefill_bytes, dflops, dbytes, (lo, hi), n * setup.gpus // t)
     max_batch = None if gpu is None else max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
+    memory = {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache}
+    if state_seq:  # a recurrent state: kept whatever the length, part of kv_cache
+        memory["state_per_sequence"] = state_seq
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,
         "setup": {"gpus": setup.gpus, "tp": setup.tp, "weights_dtype": setup.weights_dtype,
                   "kv_dtype": setup.kv_dtype, "batch": n, "prompt": p, "generate": g},
-        "memory": {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache,
-                   "activations": activations, "peak": peak_memory,
+        "memory": {**memory, "activations": activations, "peak": peak_memory,
                    "available": None if gpu is None else gpu.memory,
                    "fits": None if gpu is None else peak_memory <= gpu.memory, "max_batch": max_batch},
         "prefill": {"flops": _exact(prefill_flops), "bytes": prefill_bytes},

@@ -93,6 +93,17 @@ def test_mamba_130m_at_its_sequence_by_hand() -> None:
     assert report.total["macs"] == 24 * layer + 2048 * 768 * 50280 == 264_203_845_632
 
 
+
+def test_train_gives_no_gpt_formula_for_a_state_space_model(cli) -> None:
+    """Megatron-LM's 72·B·s·l·h²·(...) counts GPT layers; a layer whose generation state does not grow
+    with the positions is not one, so the figure is null (GPT-2's is not)."""
+    import json
+
+    compute = json.loads(cli("train", str(ROOT / "configs" / "mamba_130m.yaml"), "-f", "json").out)["compute"]
+    assert compute["flops_megatron_per_step"] is None
+    gpt2 = json.loads(cli("train", str(ROOT / "configs" / "gpt2.yaml"), "-f", "json").out)["compute"]
+    assert gpt2["flops_megatron_per_step"] is not None
+
 # -- everything below compares with transformers' MambaMixer ---------------------------------------
 
 torch = pytest.importorskip("torch")
