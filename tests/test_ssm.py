@@ -104,6 +104,19 @@ def test_train_gives_no_gpt_formula_for_a_state_space_model(cli) -> None:
     gpt2 = json.loads(cli("train", str(ROOT / "configs" / "gpt2.yaml"), "-f", "json").out)["compute"]
     assert gpt2["flops_megatron_per_step"] is not None
 
+
+def test_the_summary_says_the_cache_is_a_state(cli) -> None:
+    """Mamba-130M keeps 24 · 1536 · (4 + 16) float32 elements a sequence: 2,949,120 bytes, named a state."""
+    import json
+
+    path = str(ROOT / "configs" / "mamba_130m.yaml")
+    data = json.loads(cli("summary", path, "-f", "json").out)
+    assert data["total"]["kv_cache_bytes"] == 24 * 1536 * (4 + 16) * 4 == 2_949_120
+    assert data["kv_cache_layers"] == [{"type": "mamba", "count": 24, "bytes": 2_949_120, "state": True}]
+    footer = " ".join(cli("summary", path, "-f", "table").out.split())
+    assert "a recurrent state of the same size at any length, kept by 24 mamba" in footer
+    assert "keys and values" not in footer
+
 # -- everything below compares with transformers' MambaMixer ---------------------------------------
 
 torch = pytest.importorskip("torch")

@@ -368,11 +368,14 @@ def input_shape(config: dict[str, Any]) -> tuple[int, ...]:
 
 
 def reduced(config: dict[str, Any]) -> dict[str, Any]:
-    """A big volumetric config (a video net's 16x112x112 clip) at a 4x32x32 clip, so the oracle's
-    forward passes stay cheap; every count follows the same formulas at any size."""
+    """A big volumetric config (a video net's 16x112x112 clip) at a 4x32x32 clip, and a Mamba
+    language model (whose torch scan is a Python loop over every position of every layer) at 32
+    tokens, so the oracle's forward passes stay cheap; every count follows the same formulas at any size."""
     shape = config["input"]
     if isinstance(shape, list) and len(shape) == 4 and shape[1] * shape[2] * shape[3] > 100_000:
         return {**config, "input": [shape[0], 4, 32, 32]}
+    if isinstance(shape, list) and len(shape) == 1 and shape[0] > 32 and "'mamba'" in repr(config["layers"]):
+        return {**config, "input": [32]}
     return config
 
 
