@@ -125,7 +125,8 @@ def _report_data(
         from .bytype import cache_by_type
 
         data["kv_cache_layers"] = [
-            {"type": t["type"], "count": t["count"], "bytes": t["elements"] * report.dtype_bytes} for t in cache_by_type(report)
+            {"type": t["type"], "count": t["count"], "bytes": t["elements"] * report.dtype_bytes,
+             **({"state": True} if t.get("state") else {})} for t in cache_by_type(report)
         ]
     if by_type:
         del data["layers"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from .analysis import Execution, Report
 from .conventions import forward_extra, own_backward, repeated
+from .layers import numel
 from .layers.peers import tally
 
 
@@ -80,4 +81,14 @@ def cache_by_type(report: Report) -> list[dict[str, Any]]:
             t = found.setdefault(row.entry.type, {"type": row.entry.type, "count": 0, "elements": 0})
             t["count"] += row.copies
             t["elements"] += row.entry.cache * row.copies
+            if not _grows(row.entry.layer, row.entry.input_shape):
+                t["state"] = True  # a recurrent state, the same at any length: marked, keys and values are not
     return list(found.values())
+
+
+def _grows(layer: Any, x: tuple[int, ...]) -> bool:
+    """Whether what a layer keeps for generation grows with the positions (keys and values do)."""
+    def kept(shape: tuple[int, ...]) -> int:
+        return sum(numel(s) for s in layer.cache_shapes(shape).values())
+
+    return kept((x[0], x[1] + 1, *x[2:])) > kept(x)

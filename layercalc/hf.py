@@ -34,7 +34,7 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2_moe", "mamba")
+PLANNED = ("mixtral", "qwen2_moe")
 # encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
 SEQ2SEQ_NO_COUNT = frozenset({
     "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
@@ -475,6 +475,39 @@ def _bert_head(f: Fields, model_type: str, architecture: str, embedding: str, ti
     return None
 
 
+# Mamba's fields that change no count: initialisation, numerics of the residual, the vocabulary's
+# padding (vocab_size is already padded) and the original repository's spellings, which transformers
+# does not read when its own (hidden_size, num_hidden_layers; the inner width is always expand·width) are there
+MAMBA_NO_COUNT = ("time_step_scale", "time_step_min", "time_step_max", "time_step_init_scheme", "time_step_floor",
+                  "rescale_prenorm_residual", "residual_in_fp32", "fused_add_norm", "use_mambapy",
+                  "use_associative_scan", "ssm_cfg", "pad_vocab_size_multiple", "d_model", "n_layer", "d_inner",
+                  "intermediate_size")
+
+
+def _mamba(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """Mamba: pre-norm RMSNorm residual blocks around a selective state-space mixer, a final RMSNorm."""
+    h = f.need("hidden_size", "d_model", role="width")
+    expand = f.get("expand", default=2, role="inner channels = expand·width")
+    rank = f.get("time_step_rank", default="auto", role="dt rank")
+    if f.get("hidden_act", default="silu", role="activation") not in ("silu", "swish"):
+        raise SchemaError(f"hidden_act {f.doc['hidden_act']!r} of a Mamba mixer is not silu", value=f.doc["hidden_act"])
+    if not f.get("rms_norm", default=True, role="RMSNorm"):
+        raise SchemaError("rms_norm false (a LayerNorm) is not how transformers' Mamba builds it", value=False)
+    mixer = {"d_state": f.get("state_size", default=16, role="state size"),
+             "d_conv": f.get("conv_kernel", default=4, role="conv kernel"), "expand": expand,
+             "dt_rank": -(-h // 16) if rank == "auto" else rank,
+             "conv_bias": bool(f.get("use_conv_bias", default=True, role="conv bias")),
+             "bias": bool(f.get("use_bias", default=False, role="in/out projection biases"))}
+    eps = f.get("layer_norm_epsilon", default=1e-5, role="norm eps")
+    block = {"residual": {"body": [{"rmsnorm": {"eps": eps}, "name": "norm"}, {"mamba": mixer, "name": "mixer"}]},
+             "repeat": f.need("num_hidden_layers", "n_layer", role="layers"), "name": "layers"}
+    model = [{"embedding": {"num_embeddings": f.need("vocab_size", role="vocabulary"), "embedding_dim": h},
+              "name": "embeddings"}, block, {"rmsnorm": {"eps": eps}, "name": "norm_f"}]
+    for name in (n for n in MAMBA_NO_COUNT if n not in f.read):
+        f.get(name, role="no count change")
+    return model, "backbone"
+
+
 BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, str]] = {
     # model type -> (builder, whether the head is tied by default, the embedding's name)
     "llama": (_llama, False, "embed_tokens"),
@@ -489,6 +522,7 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "distilbert": (_distilbert, True, "word_embeddings"),
     "bert": (_bert, True, "word_embeddings"),
     "roberta": (_bert, True, "word_embeddings"),
+    "mamba": (_mamba, True, "embeddings"),
 }
 
 

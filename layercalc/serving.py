@@ -1,12 +1,16 @@
 """Serving plans: weights and KV-cache memory, prefill and decode cost, and roofline time bounds.
 
-A decoder's cost per sequence at T positions is exactly a·T + b·T² MACs: everything but the
-attention core costs the same per token, and the core of T queries over T keys costs b·T². So one
-decode step at context p (the new token attends to p positions, itself included) costs a + b·p,
-and a generation's sum over positions is a closed form, not a loop per token. a and b come from
-the calculator at T = 1 and 2; T = 3 checks that the network really is of that form. A layer with a
-sliding window of W keeps and reads only the last W positions: its share of b·p and of the KV cache
-becomes b_W·min(p, W), a function linear on each side of W, so the sums stay closed forms.
+A decoder's cost per sequence at T positions is exactly c + a·T + b·T² MACs: everything but the
+attention core costs the same per token, the core of T queries over T keys costs b·T², and c is
+what a request costs once whatever its length (an encoder-decoder's encoder and cross-attention
+keys and values; a causal convolution's padded first outputs; 0 for a decoder-only transformer).
+So one decode step at context p (the new token attends to p positions, itself included) costs
+a + b·p, and a generation's sum over positions is a closed form, not a loop per token. c, a and b
+come from the calculator at T = 1, 2 and 3; T = 4 checks that the network really is of that form.
+What generation keeps is likewise s + Σ k·min(T, W) elements a sequence: s whatever the length (a
+state-space layer's recurrent state, cross-attention's keys and values of the other stream), k a
+position of each layer's keys and values, W its sliding window (none: every position). A windowed
+layer's share of b·p becomes b_W·min(p, W), linear on each side of W, so the sums stay closed forms.
 
 Every time is a lower bound (roofline): a step takes at least max(FLOPs / peak, bytes / bandwidth),
 with the weights read once per step, the KV cache read up to the step's position, and nothing else
@@ -114,11 +118,9 @@ Capped = tuple[tuple[Fraction, "int | None"], ...]  # Σ c·min(p, W) over (c, W
 
 
 class DecoderCost(NamedTuple):
-    """Per-sequence cost: a + b·p MACs for a token at context p; KV and workspace elements per position.
-
-    An encoder-decoder also costs `once` MACs a request (the encoder, cross-attention's keys and
-    values) and keeps `kv_once` cache elements whatever the position (cross-attention's S keys and values).
-    """
+    """Per-sequence cost: a + b·p MACs for a token at context p, `once` MACs a request; KV and
+    workspace elements per position; `kv_once` elements kept whatever the position (a recurrent
+    state, cross-attention's S keys and values)."""
 
     a: int
     b: Fraction
@@ -205,10 +207,24 @@ def _at(network: Network, length: int) -> Report:
 def _fit(reports: list[Report]) -> tuple[int, Fraction] | None:
     """(a, b) with MACs = a·T + b·T², from the reports of one sequence at T = 1, 2 and 3; None if
     the third does not follow from the first two (the cost has another form)."""
+    fit = _fit_constant(reports)
+    return (fit[1], fit[2]) if fit is not None and fit[0] == 0 else None
+
+
+def _fit_constant(reports: list[Report]) -> tuple[int, int, Fraction] | None:
+    """(c, a, b) with MACs = c + a·T + b·T², from the reports of one sequence at T = 1, 2, 3 (and 4,
+    which checks the form; without it c is taken as 0 and T = 3 checks); None for another form."""
     macs = [r.total["macs"] for r in reports]
-    b = Fraction(macs[1] - 2 * macs[0], 2)
-    a = macs[0] - b
-    return (int(a), b) if macs[2] == 3 * a + 9 * b and a.denominator == 1 else None
+    if len(macs) < 4:
+        macs = [0, *macs]  # T = 0 costs nothing
+    else:
+        macs = [3 * macs[0] - 3 * macs[1] + macs[2], *macs]  # c = f(0), from f(1), f(2), f(3)
+    c = macs[0]
+    b = Fraction(macs[2] - 2 * macs[1] + c, 2)
+    a = macs[1] - c - b
+    if a.denominator != 1 or macs[3] != c + 3 * a + 9 * b or (len(macs) > 4 and macs[4] != c + 4 * a + 16 * b):
+        return None
+    return c, int(a), b
 
 
 def length_cost(network: Network) -> tuple[int, Fraction] | None:
@@ -220,22 +236,28 @@ def length_cost(network: Network) -> tuple[int, Fraction] | None:
 
 
 def kv_heads(report: Report) -> list[int]:
-    """The key/value heads of every layer that keeps a KV cache, as often as it runs."""
+    """The key/value heads (a state's channels) of every layer that keeps a KV cache, as often as it runs."""
     return [shape[1] for e, _ in _leaves(report) for shape in e.layer.cache_shapes(e.input_shape).values()]
 
 
 BEYOND = 2**62  # a length past any window: a cache holding fewer positions at it is capped
 
 
-def _windows(report: Report) -> tuple[Capped, Capped]:
+def _windows(report: Report) -> tuple[Capped, Capped, int]:
     """From a report at one position: each capped layer's share of b (its core's T² coefficient) with
-    its window, and every caching layer's KV elements a position with its window (None: uncapped)."""
+    its window; every growing cache's KV elements a position with its window (None: uncapped); and
+    the elements of the caches that do not grow with the position (a recurrent state, keys and
+    values of another stream)."""
     shares: list[tuple[Fraction, int | None]] = []
     kv: dict[int | None, int] = {}
+    fixed = 0
     for entry, times in _leaves(report):
         layer, x = entry.layer, entry.input_shape
         one = sum(numel(s) for s in layer.cache_shapes(x).values())
         if not one:
+            continue
+        if sum(numel(s) for s in layer.cache_shapes((x[0], 2, *x[2:])).values()) == one:
+            fixed += one * times
             continue
         held = sum(numel(s) for s in layer.cache_shapes((x[0], BEYOND, *x[2:])).values()) // one
         window = None if held == BEYOND else held
@@ -243,45 +265,26 @@ def _windows(report: Report) -> tuple[Capped, Capped]:
         if window is not None:  # the layer's own MACs at T = 1 and 2: a·T + b·T²
             m1, m2 = (layer.macs(s, layer.output_shape(s)) for s in ((x[0], 1, *x[2:]), (x[0], 2, *x[2:])))
             shares.append((Fraction(m2 - 2 * m1, 2) * times, window))
-    return tuple(shares), tuple((Fraction(c), w) for w, c in kv.items())
-
-
-def _encoder_decoder_cost(network: Network) -> DecoderCost:
-    """An encoder-decoder's cost: once + a·T + b·T² MACs and kv_once + k·T cache elements for T
-    generated positions, fitted at T = 1, 2, 3 and checked at T = 4."""
-    reports = [_at(network, t) for t in (1, 2, 3, 4)]
-    macs = [r.total["macs"] for r in reports]
-    kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
-    b = Fraction(macs[0] - 2 * macs[1] + macs[2], 2)
-    a = macs[1] - macs[0] - 3 * b
-    once = macs[0] - a - b
-    per, kv_once = kv[1] - kv[0], 2 * kv[0] - kv[1]
-    if macs[3] != once + 4 * a + 16 * b or a.denominator != 1 or kv[3] != kv_once + 4 * per or per <= 0:
-        raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
-                         "tokens (and a fixed encoder); this network's cost grows otherwise with the sequence")
-    workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
-    return DecoderCost(int(a), b, per, workspace, tuple(kv_heads(reports[0])), (), ((Fraction(per), None),),
-                       int(once), kv_once)
+    return tuple(shares), tuple((Fraction(c), w) for w, c in kv.items()), fixed
 
 
 def decoder_cost(network: Network) -> DecoderCost:
-    """A decoder's per-token cost and KV cache; UsageError if the network is not a decoder."""
+    """A decoder's per-token cost and what it keeps; UsageError if the network is not a decoder."""
     if not network.input:
         raise UsageError(f"{network.file}: serve needs a sequence input, got a scalar")
-    if network.inputs:
-        return _encoder_decoder_cost(network)
-    reports = [_at(network, t) for t in (1, 2, 3)]
+    reports = [_at(network, t) for t in (1, 2, 3, 4)]
     kv = [r.total.get("kv_cache_bytes", 0) // r.dtype_bytes for r in reports]
     if kv[0] == 0:
         raise UsageError(f"{network.file}: serve needs a decoder, a causal attention layer that keeps past keys "
                          "and values; this network has none")
-    fit = _fit(reports)
-    windowed, kv_windows = _windows(reports[0])
-    if fit is None or any(kv[t - 1] != capped_at(kv_windows, t) for t in (2, 3)):
+    fit = _fit_constant(reports)
+    windowed, kv_windows, fixed = _windows(reports[0])
+    if fit is None or any(kv[t - 1] != fixed + capped_at(kv_windows, t) for t in (1, 2, 3, 4)):
         raise UsageError(f"{network.file}: serve needs a decoder whose cost is per token plus attention over past "
                          "tokens; this network's cost grows otherwise with the sequence")
     workspace = max(numel(e.input_shape) + numel(e.output_shape) for e, _ in _leaves(reports[0]))
-    return DecoderCost(fit[0], fit[1], kv[0], workspace, tuple(kv_heads(reports[0])), windowed, kv_windows)
+    return DecoderCost(fit[1], fit[2], kv[1] - kv[0], workspace, tuple(kv_heads(reports[0])), windowed, kv_windows,
+                       fit[0], fixed)
 
 
 def _sum_linear(c0: Fraction, c1: Fraction, lo: int, hi: int) -> Fraction:
@@ -354,13 +357,15 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     decode_bytes = sum_steps(dbytes, lo, hi)
     bounds = _bounds(gpu, network.dtype, prefill_flops, prefill_bytes, dflops, dbytes, (lo, hi), n * setup.gpus // t)
     max_batch = None if gpu is None else max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
+    memory = {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache}
+    if kv_once:  # kept whatever the length (a recurrent state, another stream's keys and values): in kv_cache
+        memory["state_per_sequence"] = kv_once
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,
         "setup": {"gpus": setup.gpus, "tp": setup.tp, "weights_dtype": setup.weights_dtype,
                   "kv_dtype": setup.kv_dtype, "batch": n, "prompt": p, "generate": g},
-        "memory": {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache,
-                   "activations": activations, "peak": peak_memory,
+        "memory": {**memory, "activations": activations, "peak": peak_memory,
                    "available": None if gpu is None else gpu.memory,
                    "fits": None if gpu is None else peak_memory <= gpu.memory, "max_batch": max_batch},
         "prefill": {"flops": _exact(prefill_flops), "bytes": prefill_bytes},

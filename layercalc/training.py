@@ -217,14 +217,25 @@ def recompute_macs(network: Network, report: Report, layout: Layout) -> int:
     return 0
 
 
+def _cache_grows(entry: Entry) -> bool:
+    """Whether a layer's generation cache grows with the sequence (keys and values of every position)."""
+    x = entry.input_shape
+    kept = lambda shape: sum(numel(s) for s in entry.layer.cache_shapes(shape).values())  # noqa: E731
+    return kept((x[0], x[1] + 1, *x[2:])) > kept(x)
+
+
 def megatron_flops(report: Report, layout: Layout) -> int | None:
     """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
     recompute), for a decoder reading token ids with causal attention; None for anything else."""
     width = model_width(report)
     first = next((k.entry for k in _kept_runs(report)), None)
     vocab = first.layer.input_ids() if first is not None else None
-    layers = sum(k.times for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape))
-    if not (report.tokens and width and vocab and layers) or report.network.inputs:  # not an encoder-decoder
+    caching = [k for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape)]
+    layers = sum(k.times for k in caching)
+    # the formula is a GPT's: every layer that keeps a cache keeps keys and values, growing with the
+    # positions (a recurrent state of fixed size is another kind of layer)
+    if not (report.tokens and width and vocab and layers) or report.network.inputs \
+            or not all(_cache_grows(k.entry) for k in caching):  # not an encoder-decoder, not a state
         return None
     b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
     if layout.recompute == "full":

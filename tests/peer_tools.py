@@ -76,7 +76,7 @@ def activation_elements(config: dict[str, Any]) -> int:
     # an attention module is one layer (one row), whatever runs inside it (window attention and patch
     # merging too); so is a recurrent one
     # (its nn.LSTM/GRU/RNN returns the output sequence and the final states: the row is the sequence)
-    attention = (*torch_models.WHOLE, torch_models.Recurrent)
+    attention = (*torch_models.WHOLE, torch_models.Recurrent, torch_models.Mamba)
     inside = {id(sub) for m in model.modules() if isinstance(m, attention) for sub in m.modules() if sub is not m}
     for m in model.modules():
         if id(m) in inside:

@@ -28,6 +28,8 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
     ("gpt2", 124_439_808, "float32"),
     ("gemma_2b", 2_506_172_416, "bfloat16"),  # no tie_word_embeddings field: Gemma ties its head by default
     ("qwen2_0_5b", 494_032_768, "bfloat16"),  # Qwen2-0.5B's fields; its head tied to the embedding
+    # state-spaces/mamba-130m-hf: the vocabulary already padded to 50,280, the head tied by default
+    ("mamba_130m", 129_135_360, "float32"),
 ])
 def test_published_configs_give_published_counts(name: str, params: int, dtype: str) -> None:
     with warnings.catch_warnings(record=True):
@@ -166,6 +168,11 @@ CASES = {
                                                              type_vocab_size=1,
                                                              architectures=["RobertaForSequenceClassification"]),
     "roberta-qa": lambda: transformers.RobertaConfig(**SMALL, architectures=["RobertaForQuestionAnswering"]),
+    "mamba": lambda: transformers.MambaConfig(vocab_size=96, hidden_size=72, state_size=8, num_hidden_layers=2,
+                                              use_mambapy=False, architectures=["MambaForCausalLM"]),  # dt rank ⌈72/16⌉ = 5
+    "mamba-base": lambda: transformers.MambaConfig(vocab_size=96, hidden_size=40, state_size=6, num_hidden_layers=3,
+                                                   expand=3, conv_kernel=3, time_step_rank=5, use_bias=True,
+                                                   use_conv_bias=False, use_mambapy=False),
 }
 
 
@@ -311,3 +318,17 @@ def test_encoder_decoders_against_transformers(case: str, tmp_path: Path) -> Non
     text = api.import_hf(tmp_path / "config.json", input="8")
     (tmp_path / "net.yaml").write_text(text)
     assert api.analyse(str(tmp_path / "net.yaml")).total == api.analyse(str(tmp_path / "config.json"), input="8").total
+
+
+def test_mamba_dt_rank_auto_rounds_up(tmp_path: Path) -> None:
+    """A hub file may say "time_step_rank": "auto": ⌈hidden/16⌉, as MambaConfig computes it (72 → 5)."""
+    config = CASES["mamba"]()
+    config.to_json_file(str(tmp_path / "config.json"))
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["time_step_rank"] == 5
+    doc["time_step_rank"] = "auto"
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LayercalcWarning)
+        report = api.analyse(str(tmp_path / "config.json"), input="8")
+    assert report.total["params"] == sum(p.numel() for p in hf_model(config).parameters())

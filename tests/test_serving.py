@@ -298,3 +298,26 @@ def test_windowed_sums_match_a_loop(c0: int, terms: list, d0: int, others: list,
     hi = lo + span
     assert sum_steps(f, lo, hi) == sum(step_at(f, p) for p in range(lo, hi + 1))
     assert sum_max_steps(f, g, lo, hi) == sum(max(step_at(f, p), step_at(g, p)) for p in range(lo, hi + 1))
+
+
+def test_a_state_space_decoder_keeps_a_constant_state_by_hand() -> None:
+    # embedding 10×8, one mamba (E 8: D 16, R 1, n 4, K 4), an untied head 8→10, float16. Per token:
+    # in_proj 8·32 = 256, conv 16·4 = 64, x_proj 16·9 = 144, dt_proj 16, C·h 16·4 = 64, out_proj 16·8 = 128,
+    # head 80: 752 MACs; once a prompt, the conv's 3 padded outputs 3·16·4 = 192; nothing grows with the context
+    net = api.load({"name": "ssm", "input": [4], "dtype": "float16", "layers": [
+        {"embedding": {"num_embeddings": 10, "embedding_dim": 8}}, {"mamba": {"d_state": 4}},
+        {"linear": {"out_features": 10, "bias": False}}]})
+    out = plan(net, A100, setup(prompt=4, generate=3, batch=2))
+    assert out["prefill"]["flops"] == 2 * 2 * (192 + 752 * 4)
+    assert out["decode"]["flops"] == 3 * 2 * 2 * 752 and out["decode"]["flops_first_token"] == 2 * 2 * 752
+    # the state: conv 16·4 and scan 16·4 elements, fp16 = 256 bytes a sequence, at any length; no KV
+    m = out["memory"]
+    assert (m["kv_cache_per_token"], m["state_per_sequence"], m["kv_cache"]) == (0, 256, 2 * 256)
+    longer = plan(net, A100, setup(prompt=400, generate=30, batch=2))["memory"]
+    assert (longer["state_per_sequence"], longer["kv_cache"]) == (256, 2 * 256)
+    # weights fp16: embedding 80, mixer 720 (A_log 64, D 16, conv 80, in_proj 256, x_proj 144, dt_proj 32,
+    # out_proj 128), head 80; a decode step reads all but the embedding (its 2 rows of 8) and both states
+    assert m["weights"] == (80 + 720 + 80) * 2
+    assert out["decode"]["bytes_first_token"] == (720 + 80) * 2 + 2 * 8 * 2 + 2 * 256
+    assert out["prefill"]["bytes"] == (720 + 80) * 2 + min(2 * 4, 10) * 8 * 2 + 2 * 256
+    assert "state_per_sequence" not in plan(api.load(tiny_decoder()), A100, setup(prompt=4))["memory"]

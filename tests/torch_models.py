@@ -358,6 +358,45 @@ def _vector_leaf(kind: str, a: dict[str, Any], x: torch.Tensor) -> nn.Module | N
     return None
 
 
+class Mamba(nn.Module):
+    """transformers' MambaMixer built from a MambaConfig (random weights) on its slow path: the
+    sequential scan that runs without CUDA kernels (use_mambapy off)."""
+
+    def __init__(self, e: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_rank: int | None = None,
+                 conv_bias: bool = True, bias: bool = False) -> None:
+        super().__init__()
+        from transformers import MambaConfig
+        from transformers.models.mamba.modeling_mamba import MambaMixer
+
+        config = MambaConfig(hidden_size=e, state_size=d_state, conv_kernel=d_conv, expand=expand,
+                             time_step_rank=dt_rank or "auto", use_conv_bias=conv_bias, use_bias=bias,
+                             use_mambapy=False, num_hidden_layers=1)
+        self.mixer = MambaMixer(config, layer_idx=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float64:
+            return self.mixer(x)
+        with float64_kept():
+            return self.mixer(x)
+
+
+@contextlib.contextmanager
+def float64_kept() -> Iterator[None]:
+    """Tensor.float() leaves a float64 tensor as it is. MambaMixer calls .float() on A_log, D and
+    dt_proj's bias to run a half-precision model's scan in float32; in a float64 run that rounds
+    those three to float32, and the oracle would no longer be float64 arithmetic."""
+    original = torch.Tensor.float
+
+    def keep(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self if self.dtype == torch.float64 else original(self, *args, **kwargs)
+
+    torch.Tensor.float = keep  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.float = original  # type: ignore[method-assign]
+
+
 NAMED: dict[str, nn.Module] = {}  # modules by config name while building (for tied weights)
 
 
@@ -372,6 +411,8 @@ def _sequence_leaf(kind: str, a: dict[str, Any], x: torch.Tensor) -> nn.Module |
         return ClsToken(x.shape[-1])
     if kind == "rmsnorm":
         return nn.RMSNorm(x.shape[-1], **a)
+    if kind == "mamba":
+        return Mamba(x.shape[-1], **a)
     if kind == "linear" and a.get("tied_to"):
         owner = NAMED[a.pop("tied_to")]
         module = nn.Linear(x.shape[-1], **a)
@@ -510,11 +551,14 @@ def input_shape(config: dict[str, Any]) -> tuple[int, ...]:
 
 
 def reduced(config: dict[str, Any]) -> dict[str, Any]:
-    """A big volumetric config (a video net's 16x112x112 clip) at a 4x32x32 clip, so the oracle's
-    forward passes stay cheap; every count follows the same formulas at any size."""
+    """A big volumetric config (a video net's 16x112x112 clip) at a 4x32x32 clip, and a Mamba
+    language model (whose torch scan is a Python loop over every position of every layer) at 32
+    tokens, so the oracle's forward passes stay cheap; every count follows the same formulas at any size."""
     shape = config["input"]
     if isinstance(shape, list) and len(shape) == 4 and shape[1] * shape[2] * shape[3] > 100_000:
         return {**config, "input": [shape[0], 4, 32, 32]}
+    if isinstance(shape, list) and len(shape) == 1 and shape[0] > 32 and "'mamba'" in repr(config["layers"]):
+        return {**config, "input": [32]}
     return config
 
 
@@ -550,7 +594,7 @@ def build(config: dict[str, Any]) -> tuple[nn.Module, tuple[int, ...]]:
 
 def _leaves(module: nn.Module) -> Iterator[nn.Module]:
     """The modules a config's leaf layers stand for: torch leaves, and each attention or recurrent module whole."""
-    if isinstance(module, (*WHOLE, Recurrent)) or not list(module.children()):
+    if isinstance(module, (*WHOLE, Recurrent, Mamba)) or not list(module.children()):
         if not isinstance(module, nn.Sequential):
             yield module
         return

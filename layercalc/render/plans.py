@@ -27,7 +27,10 @@ def serve_rows(data: dict[str, Any]) -> Iterator[Row]:
     yield ("setup", "gpu", data["gpu"], "")
     for key in ("gpus", "tp", "weights_dtype", "kv_dtype", "batch", "prompt", "generate"):
         yield ("setup", key, s[key], "")
-    for key in ("weights", "kv_cache_per_token", "kv_cache", "activations", "peak", "available"):
+    # a recurrent state (kept whatever the length, part of kv_cache) only where a layer keeps one
+    memory = ("weights", "kv_cache_per_token", *(["state_per_sequence"] if "state_per_sequence" in m else []),
+              "kv_cache", "activations", "peak", "available")
+    for key in memory:
         yield ("memory", key, m[key], "bytes")
     yield ("memory", "fits", m["fits"], "")
     yield ("memory", "max_batch", m["max_batch"], "sequences")

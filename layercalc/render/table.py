@@ -253,9 +253,14 @@ def footer(report: dict[str, Any], width: int | None = None) -> Table:
         add(("Estimated total", human_bytes(t["estimated_total_bytes"]), "input + params + activations, inference"))
     if t.get("kv_cache_bytes"):
         # where it comes from: the layers that keep one (the causal ones; some types are causal by default)
-        sources = ", ".join(f"{s['count']:,} {s['type']}" for s in report.get("kv_cache_layers", []))
-        add(("KV cache", human_bytes(t["kv_cache_bytes"]), f"batch {report['batch']}, keys and values of every position"
-             + (f", kept by the causal layers: {sources} (causal: false for an encoder)" if sources else "")))
+        layers = report.get("kv_cache_layers", [])
+        sources = ", ".join(f"{s['count']:,} {s['type']}" for s in layers if not s.get("state"))
+        states = ", ".join(f"{s['count']:,} {s['type']}" for s in layers if s.get("state"))
+        what = f"batch {report['batch']}, keys and values of every position" if sources or not states else \
+            f"batch {report['batch']}, a recurrent state of the same size at any length"
+        add(("KV cache", human_bytes(t["kv_cache_bytes"]), what
+             + (f", kept by the causal layers: {sources} (causal: false for an encoder)" if sources else "")
+             + (f"; the state of {states}" if states and sources else f", kept by {states}" if states else "")))
     training = report.get("training")
     if training:
         add(("Backward MACs", f"{training['backward_macs']:,}", human(training["backward_macs"])))
