@@ -49,11 +49,10 @@ class Moe(Layer):
         super().__init__(**values)
         if self.top_k > self.num_experts:  # a token cannot pick more experts than there are
             raise SchemaError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}", value=self.top_k)
-        trainable = all(n.trainable for n in self.expert)  # a frozen moe froze every expert entry
+        # made here, not in the config: a frozen moe freezes them as it does every child (analysis)
         gate = Linear(out_features=self.num_experts, bias=self.router_bias)
-        self._gate = Node(layer=gate, name=GATE, named=True, trainable=trainable)
-        loc = self.expert[0].loc
-        self._experts = Node(layer=Sequential(layers=self.expert), name=EXPERTS, named=True, loc=loc, trainable=trainable)
+        self._gate = Node(layer=gate, name=GATE, named=True)
+        self._experts = Node(layer=Sequential(layers=self.expert), name=EXPERTS, named=True)
 
     def sequences(self) -> list[tuple[str, list[Node]]]:
         return [("", [self._gate]), ("", [self._experts])] + ([("shared", self.shared)] if self.shared else [])
