@@ -224,9 +224,9 @@ class SparseMoe(nn.Module):
         weights = weights / weights.sum(dim=-1, keepdim=True)
         out = torch.zeros_like(h)
         for e, expert in enumerate(self.experts):
+            # transformers skips an expert no token chose; here it runs on no tokens, which computes
+            # nothing and gives its weights a zero gradient (not None), as the NumPy reference does
             token, slot = torch.where(chosen == e)
-            if token.numel() == 0:  # an expert no token chose does not run
-                continue
             out.index_add_(0, token, expert(h[token]) * weights[token, slot, None])
         if self.shared is not None:
             out = out + self.shared(h)
