@@ -2,8 +2,8 @@
 models built from the same config (random weights, eager attention) at two sequence lengths.
 
 The real hub configs in tests/hf_configs are the published files of Llama-2-7B and -70B, Llama-3-8B,
-Mistral-7B-v0.1, Gemma-2B and GPT-2 (older spellings: torch_dtype, n_embd); their parameter counts are the
-published ones (the model cards and Hugging Face's num_parameters()).
+Mistral-7B-v0.1, Mixtral-8x7B-v0.1, Gemma-2B and GPT-2 (older spellings: torch_dtype, n_embd); their
+parameter counts are the published ones (the model cards and Hugging Face's num_parameters()).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
     ("mistral_7b", 7_241_732_096, "bfloat16"),
     ("gpt2", 124_439_808, "float32"),
     ("gemma_2b", 2_506_172_416, "bfloat16"),  # no tie_word_embeddings field: Gemma ties its head by default
+    ("mixtral_8x7b", 46_702_792_704, "bfloat16"),
 ])
 def test_published_configs_give_published_counts(name: str, params: int, dtype: str) -> None:
     with warnings.catch_warnings(record=True):
@@ -115,12 +116,18 @@ CASES = {
                                                              hidden_dim=136, max_position_embeddings=64),
     "gpt2": lambda: transformers.GPT2Config(vocab_size=96, n_embd=64, n_layer=2, n_head=4, n_positions=64,
                                             architectures=["GPT2LMHeadModel"]),
+    "mixtral": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=2, num_local_experts=4,
+                                                  num_experts_per_tok=2, architectures=["MixtralForCausalLM"]),
+    "mixtral-top1": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=4, num_local_experts=3,
+                                                       num_experts_per_tok=1),
 }
 
 
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
+    if getattr(config, "num_local_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
+        config._experts_implementation = "eager"  # type: ignore[attr-defined]
     names = getattr(config, "architectures", None)
     if names:
         return getattr(transformers, names[0])(config)
