@@ -8,13 +8,16 @@ the calculator at T = 1 and 2; T = 3 checks that the network really is of that f
 
 Every time is a lower bound (roofline): a step takes at least max(FLOPs / peak, bytes / bandwidth),
 with the weights read once per step, the KV cache read up to the step's position, and nothing else
-(no activations traffic, no kernel launch or communication time). Memory counts weights, the KV
+(no activations traffic, no kernel launch or communication time). Of a mixture of experts a step
+reads only the experts its tokens are routed to, assuming the router spreads tokens evenly and
+independently (ROUTING): top_k experts for one token, more for a batch, nearly all for a prompt. Memory counts weights, the KV
 cache and one layer's input and output at the prompt (attention as FlashAttention runs it, without
 the T×T scores); a serving engine's own reserve (CUDA graphs, fragmentation) is not in it.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -31,6 +34,9 @@ ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "half": "flo
 QUANTIZED = ("int8", "int4")  # integer weights carry one fp16 scale per group of inputs
 SCALE_BYTES = 2  # an fp16 scale
 DEFAULT_GROUP = 128
+ROUTING = ("of each mixture of experts a step reads only the experts its tokens choose, taking the router to"
+           " spread tokens evenly and independently: of E experts with top_k = k, a step of n tokens reads"
+           " E·(1 − (1 − k/E)^n) of them, rounded up (k for one token, nearly all for a long prompt)")
 
 
 class Setup(NamedTuple):
@@ -47,11 +53,13 @@ class Setup(NamedTuple):
 
 
 class Tensor(NamedTuple):
-    """One weight tensor as serving sees it: rows × cols elements, stored `copies` times."""
+    """One weight tensor as serving sees it: rows × cols elements, stored `copies` times, of which a
+    token runs through `runs` (fewer for an expert's: top_k of num_experts)."""
 
     rows: int
     cols: int
     copies: int
+    runs: int
     matrix: bool  # a matmul's weight (quantizable, split by tensor parallelism); else a vector or a table
     lookup: bool  # a table read row by row (token embeddings): a step reads only the batch's rows
     owned: bool  # counted here (a tied weight is stored once, at its owner, but read by each user)
@@ -73,14 +81,29 @@ def _leaves(report: Report) -> list[tuple[Entry, int]]:
 def weight_tensors(report: Report) -> list[Tensor]:
     """Every parameter tensor of the network, with how it is stored and read."""
     tensors = []
-    for entry, times in _leaves(report):
-        layer, x = entry.layer, entry.input_shape
+    for row in report.executions(leaf=True):
+        layer, x = row.entry.layer, row.entry.input_shape
         shared = layer.shared_params()
         lookup = layer.input_ids() is not None
         for pname, shape in layer.param_shapes(x).items():
             rows, cols = shape[0], numel(shape) // shape[0] if shape[0] else 0
-            tensors.append(Tensor(rows, cols, times, len(shape) >= 2 and not lookup, lookup, pname not in shared))
+            tensors.append(Tensor(rows, cols, row.held, row.copies, len(shape) >= 2 and not lookup, lookup,
+                                  pname not in shared))
     return tensors
+
+
+def copies_read(t: Tensor, tokens: int) -> int:
+    """How many stored copies of a tensor a step of `tokens` tokens reads: all of them, but of an
+    expert's (a token runs through `runs` of the `copies`) those the tokens are routed to (ROUTING)."""
+    if t.runs >= t.copies:
+        return t.copies
+    unread = t.copies * (1 - t.runs / t.copies) ** tokens
+    return t.copies - math.floor(unread + 1e-9)  # rounded up; the margin keeps 6.000000001 unread at 6
+
+
+def routed(tensors: list[Tensor]) -> bool:
+    """True when a step may read only some copies of a tensor (a mixture of experts)."""
+    return any(t.runs < t.copies for t in tensors)
 
 
 def stored_bytes(t: Tensor, setup: Setup, base_bits: int) -> int:
@@ -206,7 +229,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
 
 
     def step_read(tokens: int) -> int:
-        return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
+        return sum(read_bytes(t, setup, base_bits, tokens) * copies_read(t, tokens) for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
     prefill_flops = 2 * n * (cost.a * p + cost.b * p * p) / t
@@ -219,6 +242,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     decode_bytes = _sum_linear(*dbytes, lo, hi)
     bounds = _bounds(gpu, network.dtype, prefill_flops, prefill_bytes, dflops, dbytes, (lo, hi), n * setup.gpus // t)
     max_batch = None if gpu is None else max(0, (gpu.memory - weights) // per_seq) if per_seq else 0
+    routing = {"routing": ROUTING} if routed(tensors) else {}
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,
@@ -233,6 +257,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
                    "flops_first_token": _exact(dflops[0] + dflops[1] * lo),
                    "bytes_first_token": _exact(dbytes[0] + dbytes[1] * lo)},
         "bounds": bounds,
+        **routing,
     }
 
 
