@@ -49,13 +49,13 @@ class Moe(Layer):
         super().__init__(**values)
         if self.top_k > self.num_experts:  # a token cannot pick more experts than there are
             raise SchemaError(f"top_k {self.top_k} exceeds num_experts {self.num_experts}", value=self.top_k)
-        # made here, not in the config: a frozen moe freezes them as it does every child (analysis)
-        gate = Linear(out_features=self.num_experts, bias=self.router_bias)
-        self._gate = Node(layer=gate, name=GATE, named=True)
-        self._experts = Node(layer=Sequential(layers=self.expert), name=EXPERTS, named=True)
 
     def sequences(self) -> list[tuple[str, list[Node]]]:
-        return [("", [self._gate]), ("", [self._experts])] + ([("shared", self.shared)] if self.shared else [])
+        # the router and the expert's group are made here, from the arguments as they are now (a
+        # smaller copy for verify changes `expert`); a frozen moe freezes them as it does every child
+        gate = Node(layer=Linear(out_features=self.num_experts, bias=self.router_bias), name=GATE, named=True)
+        experts = Node(layer=Sequential(layers=self.expert), name=EXPERTS, named=True)
+        return [("", [gate]), ("", [experts])] + ([("shared", self.shared)] if self.shared else [])
 
     def multiples(self) -> list[tuple[int, int]]:
         # every expert is held; over all the tokens, top_k of them run for each token
