@@ -168,3 +168,15 @@ def test_bad_input_is_one_line_exit_2(cli: Any, write: Any, moe: dict, message: 
     assert run.err.count("\n") == 1 and message in run.err and "bad.yaml:4" in run.err and "moe 'moe1'" in run.err, run.err
     with pytest.raises(ConfigError):
         analyse({"input": [3, 4], "batch": 2, "layers": [{"moe": moe}]})
+
+
+def test_by_type_and_verify_memory_count_every_expert() -> None:
+    from layercalc.bytype import by_type
+    from layercalc.verify.memory import held_params
+
+    report = analyse({"input": [5, 4], "batch": 2, "layers": [MIXTRAL_TOY]})
+    linear = next(r for r in by_type(report) if r["type"] == "linear")
+    # the router and 4 experts' w1, w3, w2: 13 linears, 304 params; MACs as the total's, 1,600
+    assert (linear["count"], linear["params"], linear["macs"]) == (13, 304, 1600)
+    # a check holds every expert's weights as arrays
+    assert held_params(report.entries[0]) == 304
