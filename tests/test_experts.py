@@ -180,3 +180,14 @@ def test_by_type_and_verify_memory_count_every_expert() -> None:
     assert (linear["count"], linear["params"], linear["macs"]) == (13, 304, 1600)
     # a check holds every expert's weights as arrays
     assert held_params(report.entries[0]) == 304
+
+
+def test_a_folded_repeat_of_moes_multiplies_held_and_runs() -> None:
+    # 200 copies: moe.0 listed, moe.1-199 folded (199 runs); below it, not listed, the experts row
+    # holds 199·4 = 796 expert copies and runs 199·2 = 398. Params 200·304 = 60,800; active 200·160
+    report = analyse({"input": [5, 4], "batch": 2, "layers": [{**MIXTRAL_TOY, "repeat": 200, "name": "moe"}]})
+    rows = {x.path: x for x in report.run_table}
+    folded = rows["moe.1-199.experts.0-3"]
+    assert (folded.held, folded.copies, folded.listed) == (796, 398, False)
+    assert (report.total["params"], report.total["active_params"]) == (60_800, 32_000)
+    assert report.total["macs"] == 200 * 1600
