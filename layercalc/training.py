@@ -217,6 +217,13 @@ def recompute_macs(network: Network, report: Report, layout: Layout) -> int:
     return 0
 
 
+def six_nd_params(report: Report) -> int:
+    """N of 6·N·D: the params a token passes through (a mixture of experts' active params, as MoE
+    papers count them), every param otherwise."""
+    total = report.total
+    return total.get("active_params", total["params"])
+
+
 def megatron_flops(report: Report, layout: Layout) -> int | None:
     """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
     recompute), for a decoder reading token ids with causal attention; None for anything else."""
@@ -224,7 +231,7 @@ def megatron_flops(report: Report, layout: Layout) -> int | None:
     first = next((k.entry for k in _kept_runs(report)), None)
     vocab = first.layer.input_ids() if first is not None else None
     layers = sum(k.times for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape))
-    if not (report.tokens and width and vocab and layers):
+    if not (report.tokens and width and vocab and layers) or report.routed:  # its MLP is dense, 4h wide
         return None
     b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
     if layout.recompute == "full":
@@ -247,7 +254,7 @@ def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
     model = training_cost(report)["training_flops"] * steps
     hardware = model + 2 * recompute_macs(network, report, layout) * steps
     tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
-    params = report.total["params"]
+    params = six_nd_params(report)
     return report, {
         "flops_per_step": hardware,
         "model_flops_per_step": model,
@@ -309,7 +316,7 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
         raise UsageError("an MFU from measurements needs --gpu: it is a share of the device's peak")
     report, compute = _compute(network, layout)
     _check_split(report, layout)
-    params = report.total["params"]
+    params = six_nd_params(report)
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,

@@ -191,3 +191,19 @@ def test_a_folded_repeat_of_moes_multiplies_held_and_runs() -> None:
     assert (folded.held, folded.copies, folded.listed) == (796, 398, False)
     assert (report.total["params"], report.total["active_params"]) == (60_800, 32_000)
     assert report.total["macs"] == 200 * 1600
+
+
+def test_train_counts_6nd_with_the_active_params(cli: Any, write: Any) -> None:
+    import json
+
+    # embedding 10·8 = 80, the toy mixture at E 8 (router 8·4 = 32, 4 experts of 8·8 = 64, top 2),
+    # causal attention 4·64 = 256, head 80: params 80 + 32 + 256 + 256 + 80 = 704; active two experts
+    # fewer, 576. Megatron's formula assumes a dense MLP: none for a mixture
+    moe = {"moe": {"num_experts": 4, "top_k": 2, "expert": [{"linear": {"out_features": 8, "bias": False}}]}}
+    config = {"input": [4], "layers": [{"embedding": {"num_embeddings": 10, "embedding_dim": 8}},
+                                       {"attention": {"num_heads": 2}}, moe,
+                                       {"linear": {"out_features": 10, "bias": False}}]}
+    run = cli("train", write("moe.json", json.dumps(config)), "-f", "json")
+    assert run.status == 0, run.err
+    compute = json.loads(run.out)["compute"]
+    assert compute["flops_6nd_per_token"] == 6 * 576 and compute["flops_megatron_per_step"] is None
