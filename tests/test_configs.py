@@ -29,6 +29,7 @@ LANGUAGE_MODELS = {
     "llama2_7b": 6_738_415_616,
     "llama3_8b": 8_030_261_248,
     "bert_base": 109_482_240 - 2 * 768,  # BertModel without its token type embeddings (2 x 768)
+    "mixtral_8x7b": 46_702_792_704,  # MixtralForCausalLM(MixtralConfig()); tests/test_mixtral.py builds it
 }
 BY_HAND = {
     # conv 1·6·25+6, conv 6·16·25+16, fc 400·120+120, 120·84+84, 84·10+10
