@@ -39,12 +39,15 @@ class Run(NamedTuple):
     """One child of an entry as it runs: how many times in a row, and whether its first input needs dL/dx.
 
     Only the last distinct copy of a repeat runs more than once; its later runs' input needs a
-    gradient when the first run's did or when the copy itself has trainable parameters.
+    gradient when the first run's did or when the copy itself has trainable parameters. `held` is
+    how many parameter sets it stands for: `times` but below a block that keeps more of a child
+    than it runs (a mixture of experts holds every expert and runs top_k of them per token).
     """
 
     entry: "Entry"
     times: int
     grad: bool  # the first run's input depends on a parameter (so the backward computes dL/dx)
+    held: int
 
     @property
     def later_grad(self) -> bool:
@@ -62,7 +65,7 @@ class Entry:
 
     __slots__ = ("seg", "name", "type", "input_shape", "output_shape", "params", "buffers", "macs",
                  "tensors", "cache", "sequences", "copies", "layer", "ids", "trainable", "trainable_params",
-                 "table", "source", "reads")
+                 "table", "source", "reads", "multiples")
 
     def __init__(
         self, seg: str, name: str, type: str, input_shape: Shape, output_shape: Shape, params: int = 0,
@@ -88,6 +91,8 @@ class Entry:
         self.source: str | None = None  # a top-level entry's `from:`, the named input or entry it reads
         # the other streams read inside (cross-attention's keys and values): {name: shape, batch first}
         self.reads: dict[str, Shape] = {}
+        # a block's (parameter sets, runs) of each child sequence, as its layer declares them
+        self.multiples = layer.multiples() if layer is not None and self.sequences else []
 
     @property
     def children(self) -> list["Entry"]:
@@ -97,23 +102,33 @@ class Entry:
     def timed(self) -> list[list[tuple["Entry", int]]]:
         """Each child sequence as (child, how many times it runs in a row); a repeat group's last
         distinct copy runs for itself and every identical copy after it."""
+        return [[(c, runs) for c, runs, _ in seq] for seq in self.counted()]
+
+    def held(self) -> list[list[tuple["Entry", int]]]:
+        """Each child sequence as (child, how many parameter sets of it there are): as timed(), but
+        a block may hold more copies of a child than it runs (every expert, of which top_k run)."""
+        return [[(c, held) for c, _, held in seq] for seq in self.counted()]
+
+    def counted(self) -> list[list[tuple["Entry", int, int]]]:
+        """Each child sequence as (child, runs in a row, parameter sets)."""
         if self.copies:
             distinct = self.sequences[0]
             rest = self.copies - len(distinct) + 1  # how often the last distinct copy runs
-            return [[(c, rest if i == len(distinct) - 1 else 1) for i, c in enumerate(distinct)]]
-        return [[(c, 1) for c in seq] for seq in self.sequences]
+            return [[(c, n, n) for i, c in enumerate(distinct) for n in [rest if i == len(distinct) - 1 else 1]]]
+        multiples = self.multiples or [(1, 1)] * len(self.sequences)
+        return [[(c, runs, held) for c in seq] for seq, (held, runs) in zip(self.sequences, multiples)]
 
     def runs(self, grad: bool = False) -> Iterator[list[Run]]:
         """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
-        for seq in self.timed():
+        for seq in self.counted():
             yield _chain(seq, grad)
 
 
-def _chain(children: list[tuple[Entry, int]], grad: bool) -> list[Run]:
+def _chain(children: list[tuple[Entry, int, int]], grad: bool) -> list[Run]:
     """Runs of entries applied one after another: after an entry with trainable parameters, inputs need gradients."""
     runs = []
-    for child, times in children:
-        runs.append(Run(child, times, grad))
+    for child, times, held in children:
+        runs.append(Run(child, times, grad, held))
         grad = grad or child.trainable_params > 0
     return runs
 
@@ -253,9 +268,12 @@ def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
     sequences: list[list[Entry]] = []
     outs: list[Shape] = []
     tokens, still_tokens, firsts = flow.tokens, [], []
+    inner = layer.inner_shape(x)
     for prefix, seq in layer.sequences():
         flow.tokens = tokens  # every child sequence starts from the block's input
-        out, entries = analyse_sequence(seq, x, prefix, flow=flow)
+        if not node.trainable:  # a frozen block freezes the children it makes itself too (a router)
+            seq = [child._replace(trainable=False) for child in seq]
+        out, entries = analyse_sequence(seq, inner, prefix, flow=flow)
         outs.append(out)
         sequences.append(entries)
         still_tokens.append(flow.tokens)
@@ -273,11 +291,13 @@ def _block(node: Node, seg: str, x: Shape, flow: Flow) -> Entry:
 
 
 def _sum_children(entry: Entry, extra_tensor: int = 0) -> None:
-    """Fill a block's numbers from its children, each counted as many times as it runs."""
+    """Fill a block's numbers from its children: their parameters and buffers as many times as the
+    block holds them, their costs as many times as they run."""
+    held = [pair for seq in entry.held() for pair in seq]
+    entry.params = sum(n * child.params for child, n in held)
+    entry.trainable_params = sum(n * child.trainable_params for child, n in held)
+    entry.buffers = sum(n * child.buffers for child, n in held)
     timed = [pair for seq in entry.timed() for pair in seq]
-    entry.params = sum(n * child.params for child, n in timed)
-    entry.trainable_params = sum(n * child.trainable_params for child, n in timed)
-    entry.buffers = sum(n * child.buffers for child, n in timed)
     entry.macs = sum(n * child.macs for child, n in timed)
     entry.tensors = sum(n * child.tensors for child, n in timed) + extra_tensor
     entry.cache = sum(n * child.cache for child, n in timed)
@@ -358,6 +378,9 @@ class Execution(NamedTuple):
     listed: bool  # a row of the report (Report.walk): not below a row that folds several copies
     size: int  # rows below it: its subtree is the `size` rows after it
     at: int  # its index in its table
+    # parameter sets in all: copies, but below a block that holds more of a child than it runs
+    # (a mixture of experts: every expert is held, top_k of them run per token)
+    held: int
 
     @property
     def leaf(self) -> bool:
@@ -380,32 +403,36 @@ class Execution(NamedTuple):
         return self.entry.output_shape
 
 
-def fold(rows: Iterable[Execution], value: Callable[[Execution], int]) -> int:
-    """Sum of value(row) × row.copies over the rows: a count of every run they stand for."""
-    return sum(row.copies * value(row) for row in rows)
+def fold(rows: Iterable[Execution], value: Callable[[Execution], int], held: bool = False) -> int:
+    """Sum of value(row) × row.copies over the rows: a count of every run they stand for; held: ×
+    row.held instead, a count of every parameter set (what is stored rather than what runs)."""
+    return sum((row.held if held else row.copies) * value(row) for row in rows)
 
 
-def _place(run: Run, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]) -> None:
-    """Append the rows of `n` runs of `run` to out: its own, then its children's in execution order.
+def _place(run: Run, path: str, name: str, depth: int, n: int, m: int, listed: bool, out: list[Execution]) -> None:
+    """Append the rows of `n` runs (`m` parameter sets) of `run` to out: its own, then its
+    children's in execution order.
 
     Repeats are laid out as the report lists them (Report.walk); below a row that folds several
-    copies the rows are the same, but not listed (the report shows the folded row alone).
+    copies the rows are the same, but not listed (the report shows the folded row alone). A child
+    a block holds several of (experts) is one row whose path ends in their range: experts.0-7.
     """
     at = len(out)
     out.append(None)  # type: ignore[arg-type]  # its own row, once the size of its subtree is known
-    entry, below = run.entry, n * run.times
-    inner = listed and run.times == 1
+    entry, below, held = run.entry, n * run.times, m * run.held
+    inner = listed and run.times == 1 and run.held == 1
     for seq in entry.runs(run.grad):
         if entry.copies:
-            _place_copies(seq, entry.copies, path, name, depth + 1, below, inner, out)
+            _place_copies(seq, entry.copies, path, name, depth + 1, below, held, inner, out)
             continue
         for child in seq:
-            _place(child, f"{path}.{child.entry.seg}", child.entry.name, depth + 1, below, inner, out)
-    out[at] = Execution(entry, path, name, depth, below, run.grad, listed, len(out) - at - 1, at)
+            span = f".0-{child.held - 1}" if child.held > 1 else ""
+            _place(child, f"{path}.{child.entry.seg}{span}", child.entry.name + span, depth + 1, below, held, inner, out)
+    out[at] = Execution(entry, path, name, depth, below, run.grad, listed, len(out) - at - 1, at, held)
 
 
 def _place_copies(
-    seq: list[Run], copies: int, path: str, name: str, depth: int, n: int, listed: bool, out: list[Execution]
+    seq: list[Run], copies: int, path: str, name: str, depth: int, n: int, m: int, listed: bool, out: list[Execution]
 ) -> None:
     """Append the rows of a repeat group's copies: each copy of a short repeat, else each distinct
     copy and then one row for the identical rest of the last (its input's gradient as the later runs')."""
@@ -414,13 +441,13 @@ def _place_copies(
         each = child.times if copies <= LISTED_COPIES else 1
         grad = child.grad
         for j in range(each):
-            _place(Run(child.entry, 1, grad), f"{path}.{k + j}", f"{name}.{k + j}", depth, n, listed, out)
+            _place(Run(child.entry, 1, grad, 1), f"{path}.{k + j}", f"{name}.{k + j}", depth, n, m, listed, out)
             grad = child.later_grad
         k += each
         rest = child.times - each  # only the last distinct copy has a tail
         if rest:  # the identical tail: one row for all of it (a plain row if it is one copy)
             span = f"{k}-{k + rest - 1}" if rest > 1 else str(k)
-            _place(Run(child.entry, rest, grad), f"{path}.{span}", f"{name}.{span}", depth, n, listed, out)
+            _place(Run(child.entry, rest, grad, rest), f"{path}.{span}", f"{name}.{span}", depth, n, m, listed, out)
 
 
 def entry_table(entry: Entry, grad: bool = False) -> tuple[Execution, ...]:
@@ -428,7 +455,7 @@ def entry_table(entry: Entry, grad: bool = False) -> tuple[Execution, ...]:
     row below it, none of them listed (they are not the report's rows)."""
     if grad or entry.table is None:  # the tree below an entry does not change once analysed: build it once
         out: list[Execution] = []
-        _place(Run(entry, 1, grad), entry.seg, entry.name, 0, 1, False, out)
+        _place(Run(entry, 1, grad, 1), entry.seg, entry.name, 0, 1, 1, False, out)
         if grad:
             return tuple(out)
         entry.table = tuple(out)
@@ -507,7 +534,14 @@ class Report:
         }
         if cache:  # decoders only: the keys and values a generation at this sequence length keeps
             total["kv_cache_bytes"] = cache * self.dtype_bytes
+        if self.routed:  # a token passes through top_k experts of each mixture: the params it meets
+            total["active_params"] = self.fold(lambda row: row.entry.params)
         return total
+
+    @cached_property
+    def routed(self) -> bool:
+        """True when a block holds more copies of a child than a token runs through (a mixture of experts)."""
+        return any(held > 1 for row in self.run_table for held, _ in row.entry.multiples)
 
     @property
     def output_shape(self) -> Shape:
@@ -519,8 +553,8 @@ class Report:
         """Every run of every entry, in execution order (an entry's row before its children's):
         the one walk over the tree, which every count of the report and its conventions folds."""
         out: list[Execution] = []
-        for run in _chain([(e, 1) for e in self.entries], grad=False):
-            _place(run, run.entry.seg, run.entry.name, 0, 1, True, out)
+        for run in _chain([(e, 1, 1) for e in self.entries], grad=False):
+            _place(run, run.entry.seg, run.entry.name, 0, 1, 1, True, out)
         return tuple(out)
 
     def executions(
@@ -530,9 +564,10 @@ class Report:
         """Rows of the run table (under: that row and everything below it) with the given flags."""
         return select(self.run_table, under, grad=grad, listed=listed, leaf=leaf, depth=depth)
 
-    def fold(self, value: Callable[[Execution], int], under: Execution | None = None) -> int:
-        """A count over every run of the layers (under one row): value(row) × its copies, summed over leaves."""
-        return fold(self.executions(under, leaf=True), value)
+    def fold(self, value: Callable[[Execution], int], under: Execution | None = None, held: bool = False) -> int:
+        """A count over every run of the layers (under one row): value(row) × its copies, summed over
+        leaves; held: over every parameter set instead (× row.held)."""
+        return fold(self.executions(under, leaf=True), value, held)
 
     def walk(self, depth: int | None = None) -> Iterator[Execution]:
         """Every row in execution order, blocks below `depth` folded into their row.
@@ -552,7 +587,7 @@ class Report:
         `backward` adds a `backward_macs` field.
         """
         for row in self.walk(depth):
-            e, n = row.entry, row.copies
+            e, n, held = row.entry, row.copies, row.held
             count = e.macs * n if macs is None else macs(row)
             out = {
                 "path": row.path,
@@ -563,16 +598,18 @@ class Report:
                 "depth": row.depth,
                 "input_shape": list(e.input_shape),
                 "output_shape": list(e.output_shape),
-                "params": e.params * n,
+                "params": e.params * held,
                 "trainable": e.trainable,
-                "trainable_params": e.trainable_params * n,
-                "buffers": e.buffers * n,
+                "trainable_params": e.trainable_params * held,
+                "buffers": e.buffers * held,
                 "macs": count,
                 "flops": None if count is None else 2 * count,
                 "activation_bytes": numel(e.output_shape) * self.dtype_bytes * n,
             }
-            if n > 1:  # a folded row says how many copies it stands for
-                out["copies"] = n
+            if held > 1:  # a folded row says how many copies it stands for
+                out["copies"] = held
+            if n != held:  # experts: the copies a token runs through (top_k of them), which the costs count
+                out["active_copies"] = n
             if backward is not None:
                 out["backward_macs"] = backward(row)
             yield out

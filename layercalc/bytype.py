@@ -36,10 +36,10 @@ def _add(types: dict[str, _Type], row: Execution, convention: str, training: boo
     if not row.leaf and not any(v is not None for v in own) and not backward and not extra:
         return  # a block that adds nothing of its own: its children carry its numbers
     t = types.setdefault(entry.type, _Type())
-    t.count += n
+    t.count += row.held  # layers held: every expert's, though top_k of them run per token
     if row.leaf:
-        t.params += entry.params * n
-        t.buffers += entry.buffers * n
+        t.params += entry.params * row.held
+        t.buffers += entry.buffers * row.held
         t.macs += entry.macs * n
     t.values += [repeated(v, n) for v in own]
     t.backward += backward * n

@@ -31,10 +31,11 @@ NO_COUNT = frozenset({
     "summary_proj_to_labels", "task_specific_params", "n_ctx", "torch_dtype", "dtype", "max_position_embeddings",
     "n_positions", "sliding_window", "use_sliding_window", "max_window_layers", "tie_word_embeddings",
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "is_decoder", "id2label", "label2id",
+    "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("mixtral", "qwen2_moe")
+PLANNED = ("qwen2_moe",)
 # encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
 SEQ2SEQ_NO_COUNT = frozenset({
     "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
@@ -162,6 +163,21 @@ def _llama(f: Fields, model_type: str) -> tuple[list[Any], str]:
     model = [{"embedding": {"num_embeddings": vocab, "embedding_dim": h}, "name": "embed_tokens"},
              *_runs(block, _windows(f, model_type, layers), attention), {"rmsnorm": {"eps": eps}, "name": "norm"}]
     return model, "model"
+
+
+def _mixtral(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """Mixtral: Mistral's blocks with the MLP a sparse mixture of SwiGLU experts (w1, w3, w2), a
+    router without bias picking num_experts_per_tok of num_local_experts for each token."""
+    model, prefix = _llama(f, model_type)
+    h, ffn = f.need("hidden_size", role="width"), f.need("intermediate_size", role="expert MLP width")
+    linear = lambda out, name: {"linear": {"out_features": out, "bias": False}, "name": name}  # noqa: E731
+    expert = [{"multiply": {"branches": [[linear(ffn, "w1"), _activation(f, "hidden_act")], [linear(ffn, "w3")]]}},
+              linear(h, "w2")]
+    moe = {"moe": {"num_experts": f.need("num_local_experts", role="experts"),
+                   "top_k": f.need("num_experts_per_tok", role="experts per token"), "expert": expert},
+           "name": "block_sparse_moe"}
+    model[1]["sequential"]["layers"][1]["residual"]["body"][1] = moe  # in place of the dense MLP
+    return model, prefix
 
 
 def _gpt2(f: Fields, model_type: str) -> tuple[list[Any], str]:
@@ -513,6 +529,7 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "llama": (_llama, False, "embed_tokens"),
     "mistral": (_llama, False, "embed_tokens"),
     "qwen2": (_llama, False, "embed_tokens"),
+    "mixtral": (_mixtral, False, "embed_tokens"),
     "gemma": (_llama, True, "embed_tokens"),
     "phi3": (_llama, False, "embed_tokens"),
     "gpt2": (_gpt2, True, "wte"),
@@ -646,7 +663,7 @@ def _flow(args: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in args.items()) + "}"
 
 
-LAYER_LISTS = ("layers", "body", "shortcut", "branches")  # the block arguments that hold layer entries
+LAYER_LISTS = ("layers", "body", "shortcut", "branches", "expert", "shared")  # the block arguments that hold layer entries
 
 
 def _entries(entries: list[Any], indent: int) -> list[str]:
@@ -662,7 +679,7 @@ def _entries(entries: list[Any], indent: int) -> list[str]:
         if isinstance(args, dict) and any(k in LAYER_LISTS for k in args):
             lines.append(f"{pad}- {kind}:")
             for key, value in args.items():
-                if key not in LAYER_LISTS:
+                if key not in LAYER_LISTS:  # a number beside the layer lists (a moe's num_experts)
                     lines.append(f"{pad}    {key}: {_scalar(value)}")
                     continue
                 lines.append(f"{pad}    {key}:")

@@ -14,13 +14,16 @@ layer's share of b·p becomes b_W·min(p, W), linear on each side of W, so the s
 
 Every time is a lower bound (roofline): a step takes at least max(FLOPs / peak, bytes / bandwidth),
 with the weights read once per step, the KV cache read up to the step's position, and nothing else
-(no activations traffic, no kernel launch or communication time). Memory counts weights, the KV
+(no activations traffic, no kernel launch or communication time). Of a mixture of experts a step
+reads only the experts its tokens are routed to, assuming the router spreads tokens evenly and
+independently (ROUTING): top_k experts for one token, more for a batch, nearly all for a prompt. Memory counts weights, the KV
 cache and one layer's input and output at the prompt (attention as FlashAttention runs it, without
 the T×T scores); a serving engine's own reserve (CUDA graphs, fragmentation) is not in it.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -38,6 +41,9 @@ ALIASES = {"fp64": "float64", "fp32": "float32", "fp16": "float16", "half": "flo
 QUANTIZED = ("int8", "int4")  # integer weights carry one fp16 scale per group of inputs
 SCALE_BYTES = 2  # an fp16 scale
 DEFAULT_GROUP = 128
+ROUTING = ("of each mixture of experts a step reads only the experts its tokens choose, taking the router to"
+           " spread tokens evenly and independently: of E experts with top_k = k, a step of n tokens reads"
+           " E·(1 − (1 − k/E)^n) of them, rounded up (k for one token, nearly all for a long prompt)")
 
 
 class Setup(NamedTuple):
@@ -55,11 +61,13 @@ class Setup(NamedTuple):
 
 
 class Tensor(NamedTuple):
-    """One weight tensor as serving sees it: rows × cols elements, stored `copies` times."""
+    """One weight tensor as serving sees it: rows × cols elements, stored `copies` times, of which a
+    token runs through `runs` (fewer for an expert's: top_k of num_experts)."""
 
     rows: int
     cols: int
     copies: int
+    runs: int
     matrix: bool  # a matmul's weight (quantizable, split by tensor parallelism); else a vector or a table
     lookup: bool  # a table read row by row (token embeddings): a step reads only the batch's rows
     owned: bool  # counted here (a tied weight is stored once, at its owner, but read by each user)
@@ -81,14 +89,29 @@ def _leaves(report: Report) -> list[tuple[Entry, int]]:
 def weight_tensors(report: Report) -> list[Tensor]:
     """Every parameter tensor of the network, with how it is stored and read."""
     tensors = []
-    for entry, times in _leaves(report):
-        layer, x = entry.layer, entry.input_shape
+    for row in report.executions(leaf=True):
+        layer, x = row.entry.layer, row.entry.input_shape
         shared = layer.shared_params()
         lookup = layer.input_ids() is not None
         for pname, shape in layer.param_shapes(x).items():
             rows, cols = shape[0], numel(shape) // shape[0] if shape[0] else 0
-            tensors.append(Tensor(rows, cols, times, len(shape) >= 2 and not lookup, lookup, pname not in shared))
+            tensors.append(Tensor(rows, cols, row.held, row.copies, len(shape) >= 2 and not lookup, lookup,
+                                  pname not in shared))
     return tensors
+
+
+def copies_read(t: Tensor, tokens: int) -> int:
+    """How many stored copies of a tensor a step of `tokens` tokens reads: all of them, but of an
+    expert's (a token runs through `runs` of the `copies`) those the tokens are routed to (ROUTING)."""
+    if t.runs >= t.copies:
+        return t.copies
+    unread = t.copies * (1 - t.runs / t.copies) ** tokens
+    return t.copies - math.floor(unread + 1e-9)  # rounded up; the margin keeps 6.000000001 unread at 6
+
+
+def routed(tensors: list[Tensor]) -> bool:
+    """True when a step may read only some copies of a tensor (a mixture of experts)."""
+    return any(t.runs < t.copies for t in tensors)
 
 
 def stored_bytes(t: Tensor, setup: Setup, base_bits: int) -> int:
@@ -339,7 +362,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
 
 
     def step_read(tokens: int) -> int:
-        return sum(read_bytes(t, setup, base_bits, tokens) * t.copies for t in tensors)
+        return sum(read_bytes(t, setup, base_bits, tokens) * copies_read(t, tokens) for t in tensors)
 
     n, p, g, t = setup.batch, setup.prompt, setup.generate, setup.tp
     # an encoder-decoder's encoder and cross-attention keys and values run once, at prefill; every
@@ -360,6 +383,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
     memory = {"weights": weights, "kv_cache_per_token": kv_token, "kv_cache": kv_cache}
     if kv_once:  # kept whatever the length (a recurrent state, another stream's keys and values): in kv_cache
         memory["state_per_sequence"] = kv_once
+    routing = {"routing": ROUTING} if routed(tensors) else {}
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,
@@ -373,6 +397,7 @@ def plan(network: Network, gpu: Gpu | None, setup: Setup) -> dict[str, Any]:
                    "flops_first_token": _exact(step_at(dflops, lo)),
                    "bytes_first_token": _exact(step_at(dbytes, lo))},
         "bounds": bounds,
+        **routing,
     }
 
 

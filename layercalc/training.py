@@ -224,6 +224,13 @@ def _cache_grows(entry: Entry) -> bool:
     return kept((x[0], x[1] + 1, *x[2:])) > kept(x)
 
 
+def six_nd_params(report: Report) -> int:
+    """N of 6·N·D: the params a token passes through (a mixture of experts' active params, as MoE
+    papers count them), every param otherwise."""
+    total = report.total
+    return total.get("active_params", total["params"])
+
+
 def megatron_flops(report: Report, layout: Layout) -> int | None:
     """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
     recompute), for a decoder reading token ids with causal attention; None for anything else."""
@@ -234,8 +241,8 @@ def megatron_flops(report: Report, layout: Layout) -> int | None:
     layers = sum(k.times for k in caching)
     # the formula is a GPT's: every layer that keeps a cache keeps keys and values, growing with the
     # positions (a recurrent state of fixed size is another kind of layer)
-    if not (report.tokens and width and vocab and layers) or report.network.inputs \
-            or not all(_cache_grows(k.entry) for k in caching):  # not an encoder-decoder, not a state
+    if not (report.tokens and width and vocab and layers) or report.network.inputs or report.routed \
+            or not all(_cache_grows(k.entry) for k in caching):  # a GPT's dense MLP and cache
         return None
     b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
     if layout.recompute == "full":
@@ -258,7 +265,7 @@ def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
     model = training_cost(report)["training_flops"] * steps
     hardware = model + 2 * recompute_macs(network, report, layout) * steps
     tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
-    params = report.total["params"]
+    params = six_nd_params(report)
     return report, {
         "flops_per_step": hardware,
         "model_flops_per_step": model,
@@ -320,7 +327,7 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
         raise UsageError("an MFU from measurements needs --gpu: it is a share of the device's peak")
     report, compute = _compute(network, layout)
     _check_split(report, layout)
-    params = report.total["params"]
+    params = six_nd_params(report)
     return {
         "name": network.name,
         "gpu": None if gpu is None else gpu.name,

@@ -66,7 +66,7 @@ def training_flops(config: dict[str, Any]) -> int:
 
 def activation_elements(config: dict[str, Any]) -> int:
     """Elements of every tensor a forward pass creates: each leaf module's output, and each
-    residual add's, concat's and multiply's result (an nn.Sequential only passes its last child's on)."""
+    residual add's, concat's, multiply's and mixture of experts' weighted sum (an nn.Sequential only passes its last child's on)."""
     model, shape = torch_models.build(config)
     total = [0]
 
@@ -82,7 +82,8 @@ def activation_elements(config: dict[str, Any]) -> int:
         if id(m) in inside:
             continue
         leaf = not list(m.children()) and not isinstance(m, nn.Sequential)  # an empty Sequential passes x on
-        if leaf or isinstance(m, (torch_models.Residual, torch_models.Concat, torch_models.Multiply, *attention)):
+        blocks = (torch_models.Residual, torch_models.Concat, torch_models.Multiply, torch_models.SparseMoe)
+        if leaf or isinstance(m, (*blocks, *attention)):
             m.register_forward_hook(hook)
     with torch.no_grad():
         model(torch_models.example(model, shape))

@@ -34,6 +34,7 @@ LANGUAGE_MODELS = {
     "bert_base": 109_482_240 - 2 * 768,  # BertModel without its token type embeddings (2 x 768)
     "roberta_base": 124_645_632,  # RobertaModel at roberta-base's config (one token type, 514 positions)
     "mamba_130m": 129_135_360,  # MambaForCausalLM of state-spaces/mamba-130m-hf; the tied head adds none
+    "mixtral_8x7b": 46_702_792_704,  # MixtralForCausalLM(MixtralConfig()); tests/test_mixtral.py builds it
 }
 BY_HAND = {
     # conv 1·6·25+6, conv 6·16·25+16, fc 400·120+120, 120·84+84, 84·10+10

@@ -2,8 +2,8 @@
 models built from the same config (random weights, eager attention) at two sequence lengths.
 
 The real hub configs in tests/hf_configs are the published files of Llama-2-7B and -70B, Llama-3-8B,
-Mistral-7B-v0.1, Gemma-2B and GPT-2 (older spellings: torch_dtype, n_embd); their parameter counts are the
-published ones (the model cards and Hugging Face's num_parameters()).
+Mistral-7B-v0.1, Mixtral-8x7B-v0.1, Gemma-2B and GPT-2 (older spellings: torch_dtype, n_embd); their
+parameter counts are the published ones (the model cards and Hugging Face's num_parameters()).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
     ("qwen2_0_5b", 494_032_768, "bfloat16"),  # Qwen2-0.5B's fields; its head tied to the embedding
     # state-spaces/mamba-130m-hf: the vocabulary already padded to 50,280, the head tied by default
     ("mamba_130m", 129_135_360, "float32"),
+    ("mixtral_8x7b", 46_702_792_704, "bfloat16"),
 ])
 def test_published_configs_give_published_counts(name: str, params: int, dtype: str) -> None:
     with warnings.catch_warnings(record=True):
@@ -173,12 +174,18 @@ CASES = {
     "mamba-base": lambda: transformers.MambaConfig(vocab_size=96, hidden_size=40, state_size=6, num_hidden_layers=3,
                                                    expand=3, conv_kernel=3, time_step_rank=5, use_bias=True,
                                                    use_conv_bias=False, use_mambapy=False),
+    "mixtral": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=2, num_local_experts=4,
+                                                  num_experts_per_tok=2, architectures=["MixtralForCausalLM"]),
+    "mixtral-top1": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=4, num_local_experts=3,
+                                                       num_experts_per_tok=1),
 }
 
 
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
+    if getattr(config, "num_local_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
+        config._experts_implementation = "eager"  # type: ignore[attr-defined]
     names = getattr(config, "architectures", None)
     if names:
         return getattr(transformers, names[0])(config)

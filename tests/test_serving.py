@@ -321,3 +321,30 @@ def test_a_state_space_decoder_keeps_a_constant_state_by_hand() -> None:
     assert out["decode"]["bytes_first_token"] == (720 + 80) * 2 + 2 * 8 * 2 + 2 * 256
     assert out["prefill"]["bytes"] == (720 + 80) * 2 + min(2 * 4, 10) * 8 * 2 + 2 * 256
     assert "state_per_sequence" not in plan(api.load(tiny_decoder()), A100, setup(prompt=4))["memory"]
+def tiny_moe_decoder() -> dict:
+    """The tiny decoder (E 8, 2 heads, vocab 10) with a mixture of 4 experts, top 2, each a linear
+    8 -> 8 without bias (64 elements), after the attention; the router is 8·4 = 32 elements."""
+    config = tiny_decoder()
+    moe = {"moe": {"num_experts": 4, "top_k": 2, "expert": [{"linear": {"out_features": 8, "bias": False}}]}}
+    config["layers"].insert(2, moe)
+    return config
+
+
+@pytest.mark.parametrize("batch, experts", [
+    (1, 2),  # one token reads its top 2 experts
+    # 2 tokens: 4·(1 − (1 − 2/4)²) = 3 experts expected
+    (2, 3),
+    # 3 tokens: 4·(1 − 1/8) = 3.5, rounded up to 4: every expert
+    (3, 4),
+])
+def test_a_decode_step_reads_the_experts_its_tokens_choose(batch: int, experts: int) -> None:
+    out = plan(api.load(tiny_moe_decoder()), A100, setup(prompt=4, generate=1, batch=batch))
+    # stored in fp16: embedding 80 + attention 256 + router 32 + 4 experts · 64 + head 80 elements
+    assert out["memory"]["weights"] == (80 + 256 + 32 + 4 * 64 + 80) * 2
+    # a step reads the batch's embedding rows, attention, router, the chosen experts, the head, the cache
+    read = (batch * 8 + 256 + 32 + experts * 64 + 80) * 2
+    assert out["decode"]["bytes_first_token"] == read + batch * 32 * 5
+    assert "evenly and independently" in out["routing"]
+    # the prompt's 4·batch tokens: 4·(1 − (1/2)^4) = 3.75 -> all 4 experts; embedding rows: min(4·batch, 10)
+    assert out["prefill"]["bytes"] == (min(4 * batch, 10) * 8 + 256 + 32 + 4 * 64 + 80) * 2 + 4 * batch * 32
+    assert "routing" not in plan(api.load(tiny_decoder()), A100, setup(prompt=4, generate=1))

@@ -395,6 +395,32 @@ def float64_kept() -> Iterator[None]:
         yield
     finally:
         torch.Tensor.float = original  # type: ignore[method-assign]
+class SparseMoe(nn.Module):
+    """Mixtral's sparse mixture of experts as transformers wrote MixtralSparseMoeBlock with one module
+    per expert (before its experts became 3-D tensors): a router `gate`, softmax, the top_k
+    probabilities renormalised to sum 1, each expert run on the tokens routed to it, weighted and
+    added back (index_add_), plus an optional shared expert on every token. The softmax keeps the
+    input's dtype (Mixtral computes it in float32), so a float64 reference stays float64."""
+
+    def __init__(self, gate: nn.Module, experts: list[nn.Module], shared: nn.Module | None, top_k: int) -> None:
+        super().__init__()
+        self.gate, self.experts, self.top_k = gate, nn.ModuleList(experts), top_k
+        self.shared = shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(-1, x.shape[-1])
+        probs = nn.functional.softmax(self.gate(h), dim=1)
+        weights, chosen = torch.topk(probs, self.top_k, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        out = torch.zeros_like(h)
+        for e, expert in enumerate(self.experts):
+            # transformers skips an expert no token chose; here it runs on no tokens, which computes
+            # nothing and gives its weights a zero gradient (not None), as the NumPy reference does
+            token, slot = torch.where(chosen == e)
+            out.index_add_(0, token, expert(h[token]) * weights[token, slot, None])
+        if self.shared is not None:
+            out = out + self.shared(h)
+        return out.reshape(x.shape)
 
 
 NAMED: dict[str, nn.Module] = {}  # modules by config name while building (for tied weights)
@@ -498,6 +524,12 @@ def _entry(entry: Any, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
             module = Multiply([_sequence(b, x)[0] for b in args["branches"]])
         elif kind in TEMPLATES:
             module = _instance(kind, args, x)
+        elif kind == "moe":
+            tokens = x.reshape(-1, x.shape[-1])
+            gate = nn.Linear(x.shape[-1], args["num_experts"], bias=args.get("router_bias", False))
+            experts = [_sequence(args["expert"], tokens)[0] for _ in range(args["num_experts"])]
+            shared = _sequence(args["shared"], tokens)[0] if args.get("shared") else None
+            module = SparseMoe(gate, experts, shared, args["top_k"])
         else:
             module = _leaf(kind, args, x)
         if isinstance(entry, dict) and "name" in entry:

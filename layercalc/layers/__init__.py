@@ -7,6 +7,7 @@ from . import resampling  # noqa: F401,I001
 from . import window  # noqa: F401,I001
 from . import affine  # noqa: F401,I001
 from . import ssm  # noqa: F401,I001
+from . import experts  # noqa: F401,I001
 from .base import REGISTRY, Arg, Layer, Node, Saved, Shape, fmt_shape, numel
 
 __all__ = ["REGISTRY", "Arg", "Layer", "Node", "Saved", "Shape", "fmt_shape", "numel"]

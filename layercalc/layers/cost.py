@@ -205,6 +205,17 @@ class CostModel:
         """A block's output shape from its input and each child sequence's output shape."""
         raise NotImplementedError
 
+    def inner_shape(self, x: Shape) -> Shape:
+        """The shape a block's child sequences read: its input x, or x reshaped (a mixture of
+        experts routes tokens, so its router and experts see (N·T, E))."""
+        return x
+
+    def multiples(self) -> list[tuple[int, int]]:
+        """For each child sequence: (parameter sets the block holds, times it runs over the block's
+        input). (1, 1) each but where a block holds more than it runs: every expert is held, top_k
+        run on each token (counted as top_k runs over all the tokens)."""
+        return [(1, 1)] * len(self.sequences())
+
     # -- helpers for subclasses --
     def expect_rank(self, x: Shape, *ranks: int, layout: str = "") -> None:
         """Raise ShapeError unless len(x) is one of ranks."""

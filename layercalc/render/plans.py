@@ -81,6 +81,8 @@ def serve_lines(data: dict[str, Any]) -> list[str]:
     if m["fits"] is False:
         lines += ["", f"does not fit: {human_bytes(m['peak'] - m['available'])} short on each device"]
     lines += ["", "Bounds are rooflines: a step takes at least max(FLOPs/peak, bytes/bandwidth)."]
+    if data.get("routing"):  # a mixture of experts: what a step reads depends on the routing
+        lines += [f"Weights read: {data['routing']}."]
     return lines
 
 

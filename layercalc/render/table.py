@@ -233,6 +233,8 @@ def footer(report: dict[str, Any], width: int | None = None) -> Table:
     trainable = t.get("trainable_params", t["params"])
     add(("Trainable params", f"{trainable:,}", human(trainable)))
     add(("Frozen params", f"{t['params'] - trainable:,}", "in trainable: false entries"))
+    if "active_params" in t:  # a mixture of experts: a token meets its top_k experts only
+        add(("Active params", f"{t['active_params']:,}", human(t["active_params"]) + ", what one token passes through"))
     add(("Buffers", f"{t['buffers']:,}", "non-trainable"))
     convention = report.get("convention", "layercalc")
     counted = "" if convention == "layercalc" else f", as {convention} counts"

@@ -147,8 +147,13 @@ def build(entry: Entry, path: str, name: str, rng: Any, impl: Any = None, dtype:
     layer = entry.layer
     inst = Instance(entry, path, name, layer)
     if entry.sequences:
-        for kids in entry.sequences:
-            inst.sequences.append([build(kid, _join(path, kid.seg), kid.name, rng, impl, dtype) for kid in kids])
+        # a sequence the block holds several of (experts) gets one of its own per copy; the first
+        # keeps the run table's path (experts.0-7), whose checks stand for every copy, as a repeat's do
+        for kids, (copies, _) in zip(entry.sequences, entry.multiples or [(1, 1)] * len(entry.sequences)):
+            for j in range(copies):
+                at = "" if copies == 1 else f".0-{copies - 1}" if j == 0 else f".{j}"
+                inst.sequences.append([build(kid, _join(path, kid.seg) + at, kid.name + at, rng, impl, dtype)
+                                       for kid in kids])
         return inst
     inst.params = {pname: np.asarray(arr, dtype=dtype) for pname, arr in layer.init_params(entry.input_shape, rng).items()}
     if impl is not None and layer.type_name == impl.type_name:
@@ -292,7 +297,7 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
         return _routed_forward(inst, x, watch, tape)
     outs, caches = [], []
     for seq in inst.sequences:
-        h, seq_caches = x, []
+        h, seq_caches = _inner(seq, x), []
         for child in seq:
             entry = [h, None, None, None]
             h, c = forward(child, h, watch, tape)
@@ -304,7 +309,7 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
         caches.append(seq_caches)
     if tape is not None:
         tape[("outs", inst)] = list(outs)  # what the block's merge rule received
-    return inst.layer.merge(outs), (outs, caches)
+    return inst.layer.merge(outs).reshape(inst.entry.output_shape), (outs, caches)
 
 
 def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
@@ -321,11 +326,17 @@ def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
         return h
     outs = []
     for seq in inst.sequences:
-        h = x
+        h = _inner(seq, x)
         for child in seq:
             h = output(child, h, watch)
         outs.append(h)
-    return inst.layer.merge(outs)
+    return inst.layer.merge(outs).reshape(inst.entry.output_shape)
+
+
+def _inner(seq: list[Instance], x: Any) -> Any:
+    """A block's input as a child sequence reads it: reshaped where the block says (a mixture of
+    experts' router and experts read the tokens flattened), else x itself."""
+    return x.reshape(seq[0].entry.input_shape) if seq and x.shape != tuple(seq[0].entry.input_shape) else x
 
 
 def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str, Any]] | GradSink, tape: Tape | None = None) -> Any:
@@ -350,6 +361,8 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
             if tape is not None and seq[i] in tape:
                 tape[seq[i]][2:] = [d_out, d]
             seq_caches[i] = None  # free each cache once used: the backward's memory shrinks as it goes
+        if d is not None and seq:
+            d = d.reshape(inst.entry.input_shape)
         dx = d if dx is None else dx + d
     return dx
 

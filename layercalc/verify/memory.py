@@ -36,8 +36,9 @@ def _layers(entry: Entry) -> list[Execution]:
 
 def work_elements(entry: Entry) -> int:
     """Elements of every layer's own intermediates in this subtree (attention's T×T matrices, a
-    recurrent layer's gates at every step), each layer counted as often as it runs."""
-    return fold(_layers(entry), lambda row: row.entry.layer.work_elements(tuple(row.input_shape)))
+    recurrent layer's gates at every step), each layer counted as often as a check runs it: every
+    parameter set once per run (a check runs every expert of a mixture on every token)."""
+    return fold(_layers(entry), lambda row: row.entry.layer.work_elements(tuple(row.input_shape)), held=True)
 
 
 def _param_sizes(row: Execution) -> list[int]:
@@ -70,14 +71,16 @@ def noise_bytes(network: Entry) -> int:
 
 def activation_memory(entry: Entry) -> int:
     """Bytes of a check's arrays that scale with the batch: activations and the layers' own intermediates."""
-    activations = numel(entry.input_shape) + entry.tensors
+    # a check runs every expert on every token, not top_k of them: their outputs held times over
+    unrouted = sum((row.held - row.copies) * row.entry.tensors for row in _layers(entry))
+    activations = numel(entry.input_shape) + entry.tensors + unrouted
     return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
 
 
 def held_params(entry: Entry) -> int:
     """Parameters a check of this entry holds as arrays: tied ones too (a check gives a tied
     weight its own array; the count of parameters has it once, at its owner)."""
-    return fold(_layers(entry), lambda row: sum(_param_sizes(row)))
+    return fold(_layers(entry), lambda row: sum(_param_sizes(row)), held=True)
 
 
 def check_memory(entry: Entry, batch_scale: float = 1.0) -> int:

@@ -208,7 +208,7 @@ def python_steps(entry: Entry) -> int:
 
     A block with no children at all (an empty branch list) runs as one step of its own."""
     ends = [x for x in entry_table(entry) if not x.entry.children and x.entry.layer is not None]
-    return fold(ends, lambda x: x.entry.layer.python_steps(tuple(x.input_shape)))
+    return fold(ends, lambda x: x.entry.layer.python_steps(tuple(x.input_shape)), held=True)
 
 
 def check_steps(entry: Entry, opts: Options) -> int:

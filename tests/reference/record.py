@@ -312,11 +312,37 @@ def update_missing() -> None:
     print(f"recorded {len(added)} new cases with {versions()}")
 
 
+def update_type(kind: str) -> None:
+    """Record the hand-computed rows of one layer type alone into the existing figures.json and
+    layers.npz (every other figure stays as recorded): a new type's figures without a full run."""
+    import numpy as np
+
+    import peer_tools
+
+    path = HERE / "figures.json"
+    data = json.loads(path.read_text())
+    arrays = dict(np.load(HERE / "layers.npz"))
+    for i, (entry, x_shape) in enumerate(cases()):
+        if case_type(entry) != kind:
+            continue
+        key, config = case_key(entry, x_shape), case_config(entry, x_shape)
+        data["conventions"][key] = {"config": config, "totals": {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}}
+        data["training"][key] = {"config": config, "training_flops": _try(peer_tools.training_flops, config)}
+        data["activations"][key] = {"config": config, "elements": peer_tools.activation_elements(config)}
+        if forward_backward_runs(entry, x_shape):
+            _store_arrays(arrays, key, config, seed=i)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    np.savez_compressed(HERE / "layers.npz", **arrays)
+    print(f"recorded the {kind} rows with {versions()}")
+
+
 if __name__ == "__main__":
     sys.path[:0] = [str(TESTS), str(ROOT)]
     if sys.argv[1:] == ["--missing"]:
         update_missing()
     elif sys.argv[1:] == ["--frozen"]:
         update_frozen()
+    elif sys.argv[1:2] == ["--type"]:
+        update_type(sys.argv[2])
     else:
         record()
