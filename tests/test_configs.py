@@ -47,7 +47,7 @@ BY_HAND = {
 def test_every_config_is_shipped_and_loads() -> None:
     names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
     assert names == sorted([*PUBLISHED, *BY_HAND, *LANGUAGE_MODELS, "conv1d_net", "unet_small", "r3d_18", "unet3d_small",
-                            "espcn", "fcn_small", "lstm_tagger", "gru_classifier", "lstm_lm"])
+                            "espcn", "fcn_small", "lstm_tagger", "gru_classifier", "lstm_lm", "t5_small", "whisper_tiny"])
     for name in names:
         report = analyse(CONFIGS / f"{name}.yaml")
         assert report.total["params"] > 0 and report.total["macs"] > 0
