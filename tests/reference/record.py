@@ -9,6 +9,7 @@ real tool or from PyTorch itself, never from layercalc:
 The command and the tool versions are written beside the data ("meta"); when torch is installed the
 tests re-check every stored figure against the live tools.
 
+`python tests/reference/record.py --missing` records only the configs and rows the stored files lack.
 `python tests/reference/record.py --frozen` records only the fine-tuning cases (frozen_configs():
 FlopCounterMode with requires_grad_(False) on the frozen entries) into the existing figures.json.
 """
@@ -255,9 +256,53 @@ def update_frozen() -> None:
     print(f"recorded {len(frozen_configs())} frozen training cases with {versions()}")
 
 
+def update_missing() -> None:
+    """Record only the shipped configs and hand-computed rows the stored files lack (a new config or
+    layer row), into the existing figures.json and layers.npz; every stored figure stays as it is."""
+    import numpy as np
+
+    import peer_tools
+
+    path = HERE / "figures.json"
+    data = json.loads(path.read_text())
+    with np.load(HERE / "layers.npz") as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    added = []
+    for name in sorted(Path(p).stem for p in (ROOT / "configs").glob("*.yaml")):
+        config = shipped(name)
+        if f"config:{name}" in data["conventions"] or not fits(config):
+            continue
+        data["conventions"][f"config:{name}"] = {
+            "config": config, "totals": {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}}
+        one = shipped(name, batch=1)
+        data["activations"][f"config:{name}"] = {"config": one, "elements": peer_tools.activation_elements(one)}
+        added.append(name)
+    for i, (entry, x_shape) in enumerate(cases()):
+        key, config = case_key(entry, x_shape), case_config(entry, x_shape)
+        if key in data["conventions"]:
+            continue
+        data["conventions"][key] = {"config": config,
+                                    "totals": {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}}
+        data["training"][key] = {"config": config, "training_flops": _try(peer_tools.training_flops, config)}
+        data["activations"][key] = {"config": config, "elements": peer_tools.activation_elements(config)}
+        if forward_backward_runs(entry, x_shape):
+            ref = peer_tools.layer_reference(config, seed=i)
+            for part in ("x", "dy", "y", "dx"):
+                arrays[f"{key}|{part}"] = ref[part]
+            for j, (p, g) in enumerate(zip(ref["params"], ref["grads"])):
+                arrays[f"{key}|param{j}"], arrays[f"{key}|grad{j}"] = p, g
+            arrays[f"{key}|seed"] = np.array(i)
+        added.append(key)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    np.savez_compressed(HERE / "layers.npz", **arrays)
+    print(f"recorded {len(added)} missing cases with {versions()}")
+
+
 if __name__ == "__main__":
     sys.path[:0] = [str(TESTS), str(ROOT)]
     if sys.argv[1:] == ["--frozen"]:
         update_frozen()
+    elif sys.argv[1:] == ["--missing"]:
+        update_missing()
     else:
         record()
