@@ -48,6 +48,13 @@ SCAN_LOOPS = ("mamba_130m",)
 FITS = 500_000_000  # params: a bigger float32 torch model does not fit this machine's memory
 
 
+def single_input(name: str) -> bool:
+    """Whether a shipped config reads one input (an encoder-decoder names several)."""
+    import yaml
+
+    return not isinstance(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["input"], dict)
+
+
 def shipped(name: str, batch: int | None = None) -> dict[str, Any]:
     """A shipped config, with the batch the tests use for the peer tools (small inputs: 2, else 1)
     and, for the tools, a language model's sequence shortened to TOOL_TOKENS."""
@@ -289,6 +296,8 @@ def update_missing() -> None:
     conventions, activations = data["conventions"], data["activations"]
     added = []
     for p in sorted((ROOT / "configs").glob("*.yaml")):
+        if not single_input(p.stem):
+            continue  # the peer tools and the torch oracle take one input
         key, config = f"config:{p.stem}", shipped(p.stem)
         if key not in conventions and fits(config):
             totals = {t: _try(peer_tools.tool_total, t, config) for t in peer_tools.TOOLS}
