@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "generated"
-WIDTH = "100"
+WIDTH = "80"  # a real terminal
 
 # name -> the arguments after `layercalc`
 TEXT: dict[str, list[str]] = {
@@ -68,7 +68,7 @@ def example(name: str) -> str:
     if name not in TEXT:
         raise SystemExit(f"no example named {name!r}; the examples: {', '.join(TEXT)}")
     lines = [f"$ layercalc {' '.join(TEXT[name])}", *_run(TEXT[name]).splitlines()]
-    return "```text\n" + "\n".join(line.rstrip() for line in lines).rstrip() + "\n```\n"
+    return "```text\n" + "\n".join(line.rstrip() for line in lines) + "\n```\n"
 
 
 def refreshed(text: str, cache: dict[str, str]) -> str:

@@ -1,6 +1,6 @@
 """Loading a user's own NumPy implementation of a layer type, for `verify --impl`.
 
-The interface (see the README): a class with `type_name` naming a catalog type and the methods
+The interface (see docs/verify.md): a class with `type_name` naming a catalog type and the methods
 `forward(self, x, params) -> (y, cache)` and `backward(self, dy, params, cache) -> (dx, grads)`.
 A plain class will do: verify gives it the catalog class's arguments and their normalised forms
 (self.kernel, self.strides, self.pads, ...) as if it subclassed `REGISTRY["conv2d"]`; its own

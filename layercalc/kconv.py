@@ -32,7 +32,7 @@ Sizes = tuple[int, ...]  # one entry per spatial axis (1 or 2)
 MAX_ENTRIES = 2**20
 # --draw: rectangles in the SVG (grid cells, and each frame's footprint and output cells; a
 # --frames strip redraws the grids in every frame). 2^17 is about 13 MB of SVG, 130 times the
-# README's 900-frame animation; more is no picture a browser or a printer shows usably.
+# manual's 900-frame animation; more is no picture a browser or a printer shows usably.
 MAX_DRAWN_CELLS = 2**17
 
 # kconv's convolution is the config's layer of that type, so both read sizes and refuse alike

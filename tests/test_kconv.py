@@ -483,13 +483,13 @@ def test_bad_sizes(cli, args: tuple[str, ...], message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the README's figures are what the commands print
+# the manual's figures (docs/kconv.md) are what the commands print
 # ---------------------------------------------------------------------------------------------
 
 
 def readme_kconv_examples() -> list[tuple[list[str], list[str]]]:
-    """(arguments, printed lines) of every README text block that starts with `$ layercalc kconv`."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """(arguments, printed lines) of every text block of the manual's kconv page that starts with `$ layercalc kconv`."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "kconv.md").read_text()
     blocks = [b.split("```", 1)[0] for b in text.split("```text\n")[1:]]
     return [(b.splitlines()[0].split()[2:], b.splitlines()[1:]) for b in blocks if b.startswith("$ layercalc kconv")]
 

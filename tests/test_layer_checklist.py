@@ -1,7 +1,7 @@
 """Every registered layer type has every piece a layer type needs; a forgotten one fails here with
 a message naming it and the side it belongs to (the cost side, layers/cost.py, which the calculator
 reads; the numeric side, layers/numerics.py, which verify reads). Driven by the registry, so a new
-type is checked the moment it is registered (see the README, "Adding a layer type")."""
+type is checked the moment it is registered (see docs/development.md, "Adding a layer type")."""
 
 from __future__ import annotations
 
@@ -98,11 +98,11 @@ def test_torch_oracle_builds_it(kind: str) -> None:
 
 
 def test_the_readme_catalog_sentence_names_every_type() -> None:
-    """The README's list of families under "The config format" names every registered type
+    """The manual's list of families in "The config format" (docs/config.md) names every registered type
     ("conv1d/2d/3d" stands for three); it listed only the CNN types."""
     import re
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
     start = text.index("explains one type; its families:")
     block = text[start:text.index("\n\n", start)]
     named: set[str] = set()

@@ -36,7 +36,7 @@ def failed(out: str) -> list[dict[str, str]]:
     ("RaisesControlCharacters", "tanh1 (tanh)", "backward() raised ValueError: bad \\x1b[31mred\\x1b[0m\\nsecond line\\ttab"),
     ("InitNeedsDevice", "fc1 (linear)", "__init__() raised TypeError: InitNeedsDevice.__init__() missing 1 required "
      "positional argument: 'device' (verify calls __init__ with the layer's arguments as keywords, as PyTorch builds "
-     "a module: see the README, 'Checking your own layer')"),
+     "a module: see docs/verify.md, 'Checking your own layer')"),
 ])
 def test_misbehaving_code_is_a_failed_check_of_its_layer(cli, write, cls: str, layer: str, message: str) -> None:
     run = cli("verify", write("net.yaml", NET), "--impl", f"{MISBEHAVING}:{cls}", "-f", "tsv")

@@ -28,7 +28,7 @@ class UserCodeError(Exception):
         self.detail = one_line(problem or raised(exc))
         if method == "__init__":
             self.detail += (" (verify calls __init__ with the layer's arguments as keywords, as PyTorch builds "
-                            "a module: see the README, 'Checking your own layer')")
+                            "a module: see docs/verify.md, 'Checking your own layer')")
         self.verb = "returned" if problem else "raised" if not isinstance(exc, SystemExit) else "called"
         super().__init__(f"{inst.path} ({inst.layer.type_name}): {method}() {self.verb} {self.detail}")
 
