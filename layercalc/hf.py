@@ -31,7 +31,7 @@ NO_COUNT = frozenset({
     "summary_proj_to_labels", "task_specific_params", "n_ctx", "torch_dtype", "dtype", "max_position_embeddings",
     "n_positions", "sliding_window", "use_sliding_window", "max_window_layers", "tie_word_embeddings",
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "is_decoder", "id2label", "label2id",
-    "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
+    "router_aux_loss_coef", "output_router_logits", "router_jitter_noise", "gradient_checkpointing",
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}

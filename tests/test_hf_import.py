@@ -31,6 +31,10 @@ HUB = Path(__file__).resolve().parent / "hf_configs"
     # state-spaces/mamba-130m-hf: the vocabulary already padded to 50,280, the head tied by default
     ("mamba_130m", 129_135_360, "float32"),
     ("mixtral_8x7b", 46_702_792_704, "bfloat16"),
+    # bert-base-uncased's hub config.json names BertForMaskedLM: BertModel's 109,482,240 less its pooler
+    # (768·768 + 768 = 590,592), plus the MLM head's transform (590,592), its LayerNorm (1,536) and the
+    # decoder's bias (30,522), the decoder's weight tied to the word embeddings: 109,514,298
+    ("bert_base_uncased", 109_514_298, "float32"),
 ])
 def test_published_configs_give_published_counts(name: str, params: int, dtype: str) -> None:
     with warnings.catch_warnings(record=True):
