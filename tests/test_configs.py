@@ -35,6 +35,7 @@ LANGUAGE_MODELS = {
     "roberta_base": 124_645_632,  # RobertaModel at roberta-base's config (one token type, 514 positions)
     "mamba_130m": 129_135_360,  # MambaForCausalLM of state-spaces/mamba-130m-hf; the tied head adds none
     "mixtral_8x7b": 46_702_792_704,  # MixtralForCausalLM(MixtralConfig()); tests/test_mixtral.py builds it
+    "qwen2_0_5b": 494_032_768,  # Qwen2ForCausalLM at Qwen2-0.5B's config, its head tied to the embedding
 }
 BY_HAND = {
     # conv 1·6·25+6, conv 6·16·25+16, fc 400·120+120, 120·84+84, 84·10+10
