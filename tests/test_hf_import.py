@@ -178,13 +178,23 @@ CASES = {
                                                   num_experts_per_tok=2, architectures=["MixtralForCausalLM"]),
     "mixtral-top1": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=4, num_local_experts=3,
                                                        num_experts_per_tok=1),
+    # layers 0 and 2 dense (decoder_sparse_step 2), 3 dense too (mlp_only_layers): runs of 1, 1 and 2 layers
+    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 4}, num_key_value_heads=2,
+                                                     num_experts=4, num_experts_per_tok=2, moe_intermediate_size=24,
+                                                     shared_expert_intermediate_size=40, decoder_sparse_step=2,
+                                                     mlp_only_layers=[3], architectures=["Qwen2MoeForCausalLM"]),
+    "qwen2_moe-norm": lambda: transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 3}, num_key_value_heads=4,
+                                                          num_experts=3, num_experts_per_tok=1, moe_intermediate_size=20,
+                                                          shared_expert_intermediate_size=56, norm_topk_prob=True,
+                                                          qkv_bias=False, use_sliding_window=True,
+                                                          sliding_window=16, max_window_layers=2),
 }
 
 
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
-    if getattr(config, "num_local_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
+    if getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
         config._experts_implementation = "eager"  # type: ignore[attr-defined]
     names = getattr(config, "architectures", None)
     if names:
@@ -339,3 +349,26 @@ def test_mamba_dt_rank_auto_rounds_up(tmp_path: Path) -> None:
         warnings.simplefilter("ignore", LayercalcWarning)
         report = api.analyse(str(tmp_path / "config.json"), input="8")
     assert report.total["params"] == sum(p.numel() for p in hf_model(config).parameters())
+
+
+def test_qwen2_moe_windows_and_sparse_layers_follow_transformers() -> None:
+    """Without layer_types (older hub files), Qwen2-MoE's windows are the ones Qwen2MoeConfig derives
+    (every other layer below max_window_layers); the sparse layers are the ones Qwen2MoeModel builds."""
+    from layercalc import hf
+
+    config = transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 6}, num_key_value_heads=4, num_experts=2,
+                                         num_experts_per_tok=1, use_sliding_window=True, sliding_window=5,
+                                         max_window_layers=4, decoder_sparse_step=2, mlp_only_layers=[5])
+    doc = json.loads(config.to_json_string())  # what config.json holds
+    del doc["layer_types"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayercalcWarning)  # every field read or known to change no count
+        entries = hf.document(doc, input=(8,))[0]["layers"][0]["sequential"]["layers"]
+    ours = []
+    for e in (e for e in entries if "repeat" in e):
+        attention, mlp = (e["sequential"]["layers"][i]["residual"]["body"][1] for i in (0, 1))
+        ours += [(attention["attention"].get("sliding_window"), "moe" in mlp)] * e["repeat"]
+    model = transformers.Qwen2MoeModel(config)
+    theirs = [(5 if kind == "sliding_attention" else None, type(layer.mlp).__name__ == "Qwen2MoeSparseMoeBlock")
+              for kind, layer in zip(config.layer_types, model.layers)]
+    assert ours == theirs
