@@ -184,9 +184,9 @@ CASES = {
                                                      shared_expert_intermediate_size=40, decoder_sparse_step=2,
                                                      mlp_only_layers=[3], architectures=["Qwen2MoeForCausalLM"]),
     "qwen2_moe-norm": lambda: transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 3}, num_key_value_heads=4,
-                                                          num_experts=3, num_experts_per_tok=1, moe_intermediate_size=20,
-                                                          shared_expert_intermediate_size=56, norm_topk_prob=True,
-                                                          qkv_bias=False, use_sliding_window=True,
+                                                          num_experts=3, num_experts_per_tok=1,
+                                                          moe_intermediate_size=20, shared_expert_intermediate_size=56,
+                                                          norm_topk_prob=True, qkv_bias=False, use_sliding_window=True,
                                                           sliding_window=16, max_window_layers=2),
 }
 
@@ -194,7 +194,8 @@ CASES = {
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
-    if getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
+    # experts as matmuls too (the default grouped_mm is unseen)
+    if getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None):
         config._experts_implementation = "eager"  # type: ignore[attr-defined]
     names = getattr(config, "architectures", None)
     if names:
