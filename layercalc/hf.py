@@ -112,6 +112,8 @@ def _windows(f: Fields, model_type: str, layers: int) -> list[int | None]:
     if model_type not in ("qwen2", "qwen2_moe"):
         return [window] * layers
     if not f.get("use_sliding_window", default=False, role="sliding window on"):
+        # transformers writes layer_types (all full) even then: read, so it is not named as unknown
+        f.get("layer_types", role="each layer's attention (all full without use_sliding_window)")
         return [None] * layers
     types = f.get("layer_types", role="each layer's attention")
     if types:

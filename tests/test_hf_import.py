@@ -373,3 +373,18 @@ def test_qwen2_moe_windows_and_sparse_layers_follow_transformers() -> None:
     theirs = [(5 if kind == "sliding_attention" else None, type(layer.mlp).__name__ == "Qwen2MoeSparseMoeBlock")
               for kind, layer in zip(config.layer_types, model.layers)]
     assert ours == theirs
+
+
+def test_qwen1_5_moe_a2_7b_at_full_size(tmp_path: Path) -> None:
+    """Qwen2MoeConfig's defaults are Qwen1.5-MoE-A2.7B ("14.3B params, 2.7B activated"): its params as
+    transformers builds them on the meta device, and the active ones by hand: 56 of the 60 experts idle
+    in each of 24 layers, each expert's gate, up and down 3·2048·1408."""
+    config = transformers.Qwen2MoeConfig(architectures=["Qwen2MoeForCausalLM"])
+    config.to_json_file(str(tmp_path / "config.json"))
+    with torch.device("meta"):
+        params = sum(p.numel() for p in transformers.Qwen2MoeForCausalLM(config).parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayercalcWarning)  # every field read or known to change no count
+        total = api.analyse(str(tmp_path / "config.json"), input="8").total
+    assert total["params"] == params == 14_315_784_192
+    assert total["active_params"] == params - 24 * 56 * 3 * 2048 * 1408 == 2_689_173_504
