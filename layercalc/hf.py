@@ -31,11 +31,11 @@ NO_COUNT = frozenset({
     "summary_proj_to_labels", "task_specific_params", "n_ctx", "torch_dtype", "dtype", "max_position_embeddings",
     "n_positions", "sliding_window", "use_sliding_window", "max_window_layers", "tie_word_embeddings",
     "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "is_decoder", "id2label", "label2id",
-    "router_aux_loss_coef", "output_router_logits", "router_jitter_noise", "gradient_checkpointing",
+    "router_aux_loss_coef", "output_router_logits", "router_jitter_noise", "gradient_checkpointing", "norm_topk_prob",
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED = ("qwen2_moe",)
+PLANNED: tuple[str, ...] = ()
 # encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
 SEQ2SEQ_NO_COUNT = frozenset({
     "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
@@ -106,17 +106,21 @@ def _rope(f: Fields) -> dict[str, Any]:
 
 def _windows(f: Fields, model_type: str, layers: int) -> list[int | None]:
     """Each layer's sliding window (None: full attention) as transformers sets it: every layer of Mistral
-    and Phi-3; Qwen2's only with use_sliding_window, for the layers its layer_types say, else from
-    max_window_layers on."""
+    and Phi-3; Qwen2's and Qwen2-MoE's only with use_sliding_window, for the layers their layer_types
+    say, else Qwen2's from max_window_layers on and Qwen2-MoE's every other one below it."""
     window = f.get("sliding_window", role="sliding window (caps the KV cache; no count change)")
-    if model_type != "qwen2":
+    if model_type not in ("qwen2", "qwen2_moe"):
         return [window] * layers
     if not f.get("use_sliding_window", default=False, role="sliding window on"):
+        # transformers writes layer_types (all full) even then: read, so it is not named as unknown
+        f.get("layer_types", role="each layer's attention (all full without use_sliding_window)")
         return [None] * layers
     types = f.get("layer_types", role="each layer's attention")
     if types:
         return [window if kind == "sliding_attention" else None for kind in types]
     first = f.get("max_window_layers", default=28, role="layers before the sliding ones")
+    if model_type == "qwen2_moe":  # Qwen2MoeConfig's default: the even layers below max_window_layers
+        return [window if i % 2 == 0 and i < first else None for i in range(layers)]
     return [window if i >= first else None for i in range(layers)]
 
 
@@ -143,9 +147,11 @@ def _llama(f: Fields, model_type: str) -> tuple[list[Any], str]:
     head_dim = f.get("head_dim", default=h // heads, role="head width")
     ffn = f.need("intermediate_size", role="MLP width")
     eps = f.get("rms_norm_eps", default=1e-6, role="norm eps")
-    # Qwen2's q, k and v always have a bias, its o never
+    # Qwen2's q, k and v always have a bias (Qwen2-MoE's unless qkv_bias is false), its o never
     bias: Any = ["q", "k", "v"] if model_type == "qwen2" else bool(
         f.get("attention_bias", default=False, role="attention biases"))
+    if model_type == "qwen2_moe":
+        bias = ["q", "k", "v"] if f.get("qkv_bias", default=True, role="q, k and v biases") else False
     mlp_bias = bool(f.get("mlp_bias", default=False, role="MLP biases"))
     attention = {"num_heads": heads, "num_kv_heads": kv, "head_dim": head_dim, "bias": bias, **_rope(f)}
     linear = lambda out, name: {"linear": {"out_features": out, "bias": mlp_bias}, "name": name}  # noqa: E731
@@ -178,6 +184,49 @@ def _mixtral(f: Fields, model_type: str) -> tuple[list[Any], str]:
            "name": "block_sparse_moe"}
     model[1]["sequential"]["layers"][1]["residual"]["body"][1] = moe  # in place of the dense MLP
     return model, prefix
+
+
+def _swiglu(f: Fields, width: int, out: int) -> list[Any]:
+    """A gated MLP without biases: down_proj(act(gate_proj(x)) · up_proj(x)), `width` inside."""
+    linear = lambda n, name: {"linear": {"out_features": n, "bias": False}, "name": name}  # noqa: E731
+    return [{"multiply": {"branches": [[linear(width, "gate_proj"), _activation(f, "hidden_act")],
+                                       [linear(width, "up_proj")]]}}, linear(out, "down_proj")]
+
+
+def _qwen2_moe_mlp(f: Fields) -> dict[str, Any]:
+    """Qwen2-MoE's sparse MLP: top_k of num_experts SwiGLU experts, plus a shared SwiGLU expert every
+    token runs through, its output scaled per token by sigmoid(shared_expert_gate(x)), a 1-wide linear."""
+    h = f.need("hidden_size", role="width")
+    shared_width = f.get("shared_expert_intermediate_size", default=5632, role="shared expert's MLP width")
+    gate = [{"linear": {"out_features": 1, "bias": False}, "name": "shared_expert_gate"}, "sigmoid"]
+    shared = [{"multiply": {"branches": [[{"sequential": {"layers": _swiglu(f, shared_width, h)},
+                                           "name": "shared_expert"}], gate]}}]
+    return {"moe": {"num_experts": f.get("num_experts", default=60, role="experts"),
+                    "top_k": f.get("num_experts_per_tok", default=4, role="experts per token"),
+                    "expert": _swiglu(f, f.get("moe_intermediate_size", default=1408, role="expert MLP width"), h),
+                    "shared": shared}, "name": "mlp"}
+
+
+def _qwen2_moe(f: Fields, model_type: str) -> tuple[list[Any], str]:
+    """Qwen2-MoE: Qwen2's layers, a layer's MLP the sparse one when its index i is not in mlp_only_layers,
+    there are experts and (i + 1) is a multiple of decoder_sparse_step; each run of identical layers
+    one repeated entry (`layers`, then `layers_<first index>`)."""
+    model, prefix = _llama(f, model_type)
+    per_layer = [copy.deepcopy({k: v for k, v in entry.items() if k not in ("repeat", "name")})
+                 for entry in model[1:-1] for _ in range(entry["repeat"])]
+    step = f.get("decoder_sparse_step", default=1, role="every how many layers the MLP is sparse")
+    dense_only = set(f.get("mlp_only_layers", default=[], role="layers with a dense MLP") or [])
+    experts = f.get("num_experts", default=60, role="experts")
+    for i, block in enumerate(per_layer):
+        if i not in dense_only and experts > 0 and (i + 1) % step == 0:
+            block["sequential"]["layers"][1]["residual"]["body"][1] = _qwen2_moe_mlp(f)
+    runs, start = [], 0
+    for i in range(1, len(per_layer) + 1):
+        if i < len(per_layer) and per_layer[i] == per_layer[start]:
+            continue
+        runs.append({**per_layer[start], "repeat": i - start, "name": "layers" if start == 0 else f"layers_{start}"})
+        start = i
+    return [model[0], *runs, model[-1]], prefix
 
 
 def _gpt2(f: Fields, model_type: str) -> tuple[list[Any], str]:
@@ -530,6 +579,7 @@ BUILDERS: dict[str, tuple[Callable[[Fields, str], tuple[list[Any], str]], bool, 
     "mistral": (_llama, False, "embed_tokens"),
     "qwen2": (_llama, False, "embed_tokens"),
     "mixtral": (_mixtral, False, "embed_tokens"),
+    "qwen2_moe": (_qwen2_moe, False, "embed_tokens"),
     "gemma": (_llama, True, "embed_tokens"),
     "phi3": (_llama, False, "embed_tokens"),
     "gpt2": (_gpt2, True, "wte"),

@@ -182,13 +182,24 @@ CASES = {
                                                   num_experts_per_tok=2, architectures=["MixtralForCausalLM"]),
     "mixtral-top1": lambda: transformers.MixtralConfig(**SMALL, num_key_value_heads=4, num_local_experts=3,
                                                        num_experts_per_tok=1),
+    # layers 0 and 2 dense (decoder_sparse_step 2), 3 dense too (mlp_only_layers): runs of 1, 1 and 2 layers
+    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 4}, num_key_value_heads=2,
+                                                     num_experts=4, num_experts_per_tok=2, moe_intermediate_size=24,
+                                                     shared_expert_intermediate_size=40, decoder_sparse_step=2,
+                                                     mlp_only_layers=[3], architectures=["Qwen2MoeForCausalLM"]),
+    "qwen2_moe-norm": lambda: transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 3}, num_key_value_heads=4,
+                                                          num_experts=3, num_experts_per_tok=1,
+                                                          moe_intermediate_size=20, shared_expert_intermediate_size=56,
+                                                          norm_topk_prob=True, qkv_bias=False, use_sliding_window=True,
+                                                          sliding_window=16, max_window_layers=2),
 }
 
 
 def hf_model(config: object) -> object:
     """transformers' model of the class the config's architectures name (the base model without one)."""
     config._attn_implementation = "eager"  # type: ignore[attr-defined]  # q·kᵀ and A·v as matmuls
-    if getattr(config, "num_local_experts", None):  # experts as matmuls too (the default grouped_mm is unseen)
+    # experts as matmuls too (the default grouped_mm is unseen)
+    if getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None):
         config._experts_implementation = "eager"  # type: ignore[attr-defined]
     names = getattr(config, "architectures", None)
     if names:
@@ -343,3 +354,41 @@ def test_mamba_dt_rank_auto_rounds_up(tmp_path: Path) -> None:
         warnings.simplefilter("ignore", LayercalcWarning)
         report = api.analyse(str(tmp_path / "config.json"), input="8")
     assert report.total["params"] == sum(p.numel() for p in hf_model(config).parameters())
+
+
+def test_qwen2_moe_windows_and_sparse_layers_follow_transformers() -> None:
+    """Without layer_types (older hub files), Qwen2-MoE's windows are the ones Qwen2MoeConfig derives
+    (every other layer below max_window_layers); the sparse layers are the ones Qwen2MoeModel builds."""
+    from layercalc import hf
+
+    config = transformers.Qwen2MoeConfig(**{**SMALL, "num_hidden_layers": 6}, num_key_value_heads=4, num_experts=2,
+                                         num_experts_per_tok=1, use_sliding_window=True, sliding_window=5,
+                                         max_window_layers=4, decoder_sparse_step=2, mlp_only_layers=[5])
+    doc = json.loads(config.to_json_string())  # what config.json holds
+    del doc["layer_types"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayercalcWarning)  # every field read or known to change no count
+        entries = hf.document(doc, input=(8,))[0]["layers"][0]["sequential"]["layers"]
+    ours = []
+    for e in (e for e in entries if "repeat" in e):
+        attention, mlp = (e["sequential"]["layers"][i]["residual"]["body"][1] for i in (0, 1))
+        ours += [(attention["attention"].get("sliding_window"), "moe" in mlp)] * e["repeat"]
+    model = transformers.Qwen2MoeModel(config)
+    theirs = [(5 if kind == "sliding_attention" else None, type(layer.mlp).__name__ == "Qwen2MoeSparseMoeBlock")
+              for kind, layer in zip(config.layer_types, model.layers)]
+    assert ours == theirs
+
+
+def test_qwen1_5_moe_a2_7b_at_full_size(tmp_path: Path) -> None:
+    """Qwen2MoeConfig's defaults are Qwen1.5-MoE-A2.7B ("14.3B params, 2.7B activated"): its params as
+    transformers builds them on the meta device, and the active ones by hand: 56 of the 60 experts idle
+    in each of 24 layers, each expert's gate, up and down 3·2048·1408."""
+    config = transformers.Qwen2MoeConfig(architectures=["Qwen2MoeForCausalLM"])
+    config.to_json_file(str(tmp_path / "config.json"))
+    with torch.device("meta"):
+        params = sum(p.numel() for p in transformers.Qwen2MoeForCausalLM(config).parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayercalcWarning)  # every field read or known to change no count
+        total = api.analyse(str(tmp_path / "config.json"), input="8").total
+    assert total["params"] == params == 14_315_784_192
+    assert total["active_params"] == params - 24 * 56 * 3 * 2048 * 1408 == 2_689_173_504
