@@ -48,7 +48,8 @@ def test_every_type_states_its_rules(name: str) -> None:
 OTHER = {"eps": 1e-3, "momentum": 0.5, "p": 0.2, "dropout": 0.3, "inplace": True, "negative_slope": 0.2,
          "alpha": 0.5, "approximate": "tanh", "nonlinearity": "relu", "activation": "gelu",
          "layer_norm_eps": 1e-3, "norm_first": True, "count_include_pad": False, "padding_idx": 0,
-         "rope_theta": 500.0, "partial_rotary_factor": 0.5, "align_corners": True, "bias": False}
+         "rope_theta": 500.0, "partial_rotary_factor": 0.5, "align_corners": True, "bias": False,
+         "beta": 2.0, "threshold": 10.0, "attention_dropout": 0.1}
 # where the inert argument only applies with another setting, both sides of the comparison get it
 SETTING = {"upsample": {"mode": "bilinear"}, "attention": {"rope": True}}
 INERT = [(name, arg) for name in TYPES for arg in REGISTRY[name].inert_args]

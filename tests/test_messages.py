@@ -35,7 +35,7 @@ def test_ptflops_linear_without_bias_adds_nothing() -> None:
 
 def test_peer_rows_refuse_unknown_conventions() -> None:
     assert row("bias", thop=1) == ("bias", {"layercalc": None, "torch": None, "fvcore": None, "thop": 1,
-                                           "ptflops": None, "torchinfo": None})
+                                           "ptflops": None, "torchinfo": None, "causal": None})
     with pytest.raises(AssertionError):
         row("bias", thops=1)
 

@@ -9,7 +9,6 @@ when a causal mask discards half of the products (the kernels compute them).
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, NamedTuple
 
@@ -65,7 +64,9 @@ class _Attends(Layer):
         return (self.cross,) if self.cross else ()
 
     def reading(self, streams: dict[str, Shape]) -> "_Attends":
-        bound = copy.copy(self)
+        from copy import copy  # imported here: only a layer reading another stream or table needs it
+
+        bound = copy(self)
         bound.memory = streams[self.cross]  # type: ignore[index]
         return bound
 
@@ -501,7 +502,7 @@ class Attention(_Attends):
                   " number; sliding_window only with causal; with cross, k and v from the stream (N, S, E_mem)")
     params_rule = ("q_proj.weight E·h·d, k_proj.weight and v_proj.weight E·kv·d each (E_mem·kv·d with cross),"
                    " o_proj.weight h·d·E, + biases h·d, kv·d, kv·d and E if bias (those listed, if a list);"
-                   " h = num_heads; relative_attention_bias.weight num_buckets·h where declared")
+                   " h = num_heads; relative_attention_bias.weight num_buckets·h where relative_bias is declared")
     buffers_rule = ("none (rope's inverse frequencies are not state here); with causal, a KV cache 2·N·kv·T·d is"
                     " reported apart, T capped at sliding_window (S positions with cross)")
     macs_rule = ("N·T·(E·h·d + 2·E·kv·d + h·d·E) (the four projections) + 2·N·h·T·T·d (q·kᵀ and A·v: grouped-query"
@@ -552,7 +553,9 @@ class Attention(_Attends):
         if self.cross is not None or self.relative_bias is not None or "relative_bias" not in offered:
             return self
         owner, table = offered["relative_bias"]
-        bound = copy.copy(self)
+        from copy import copy  # imported here: only a layer reading another stream or table needs it
+
+        bound = copy(self)
         bound.bias_owner, bound.relative_bias = owner, table
         return bound
 
