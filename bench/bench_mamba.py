@@ -9,12 +9,11 @@ bench/verify_timing.py says why.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify_timing import bench_verify  # noqa: E402
+import verify_timing  # noqa: E402
 
 CONFIG = """name: mamba_bench
 input: [32]
@@ -38,10 +37,7 @@ layers:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    opts = parser.parse_args()
-    bench_verify(CONFIG, "mamba_bench", "tiny Mamba LM (2 layers, width 32, state 8, T 32, batch 2)", opts.runs)
+    verify_timing.main(__doc__, CONFIG, "mamba_bench", "tiny Mamba LM (2 layers, width 32, state 8, T 32, batch 2)")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ bench/verify_timing.py says why.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify_timing import bench_verify  # noqa: E402
+import verify_timing  # noqa: E402
 
 CONFIG = """name: blstm_bench
 input: [32, 40]
@@ -24,10 +23,7 @@ layers:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    opts = parser.parse_args()
-    bench_verify(CONFIG, "blstm_bench", "blstm (2 layers, hidden 64, T 32, batch 2)", opts.runs)
+    verify_timing.main(__doc__, CONFIG, "blstm_bench", "blstm (2 layers, hidden 64, T 32, batch 2)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ product into several ms; the one-thread figure shows what the code itself costs.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -58,3 +59,10 @@ def bench_verify(config: str, name: str, title: str, runs: int) -> None:
     for label, measured in results.items():
         print(f"layercalc verify {title}, {label}: {wall_and_peak(measured)}  [target < 5 s]")
     print(load)
+
+
+def main(description: str, config: str, name: str, title: str) -> None:
+    """A family bench's command line (--runs N, default 5): bench_verify of its config."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    bench_verify(config, name, title, parser.parse_args().runs)

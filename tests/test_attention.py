@@ -145,13 +145,8 @@ def test_kv_cache_in_footer_and_json(cli, write) -> None:
         ("attention: {num_heads: 2, sliding_window: 0}", "expected an integer >= 1"),
     ],
 )
-def test_bad_head_counts(cli, write, layer: str, message: str) -> None:
-    path = write("bad.yaml", f"input: [5, 8]\nlayers:\n  - linear: {{out_features: 8}}\n  - {layer}\n")
-    run = cli("summary", path)
-    assert run.status == 2 and run.out == ""
-    kind = layer.split(":")[0]
-    assert run.err.startswith(f"error: {path}:4: layers[1] ({kind} '{kind}1'): ") and message in run.err
-    assert run.err.count("\n") == 1
+def test_bad_head_counts(second_entry_refused, layer: str, message: str) -> None:
+    assert message in second_entry_refused("[5, 8]", "linear: {out_features: 8}", layer)
 
 
 # -- verify catches wrong attention backwards -----------------------------------------------------
