@@ -25,34 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_time import ROOT, process_seconds  # noqa: E402
+from tiny_decoders import decoder, swiglu  # noqa: E402
 
-TINY_MOE = """\
-name: tiny_moe_decoder
-input: [16]
-layers:
-  - embedding: {num_embeddings: 64, embedding_dim: 32}
-  - sequential:
-      layers:
-        - residual:
-            body:
-              - rmsnorm: {eps: 1.0e-5}
-              - attention: {num_heads: 4, num_kv_heads: 2, rope: true}
-        - residual:
-            body:
-              - rmsnorm: {eps: 1.0e-5}
-              - moe:
-                  num_experts: 2
-                  top_k: 1
-                  expert:
-                    - multiply:
-                        branches:
-                          - [{linear: {out_features: 48, bias: false}}, silu]
-                          - [{linear: {out_features: 48, bias: false}}]
-                    - linear: {out_features: 32, bias: false}
-    repeat: 2
-  - rmsnorm: {eps: 1.0e-5}
-  - linear: {out_features: 64, bias: false}
-"""
+# the MLP of each block a mixture of 2 SwiGLU experts, the top 1 routed to
+TINY_MOE = decoder("tiny_moe_decoder", 64, 32, [{"moe": {"num_experts": 2, "top_k": 1, "expert": swiglu(48, 32)}}])
 
 
 def peak_mib(args: list[str]) -> float:

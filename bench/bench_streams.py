@@ -16,25 +16,19 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_verify import command, run  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))  # toy_sizes: the tests shrink shipped configs the same way
+from bench_verify import command, run  # noqa: E402
+from toy_sizes import shrunk  # noqa: E402
+
 SIZES = {"num_embeddings": {32128: 64}, "embedding_dim": {512: 32}, "out_features": {32128: 64, 512: 32, 2048: 64},
          "num_heads": {8: 4}, "head_dim": {64: 8}, "repeat": {5: 1}}
 
 
 def tiny_t5() -> dict[str, Any]:
     """The shipped T5-small at toy sizes, two blocks a stack."""
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(n) for n in node]
-        if isinstance(node, dict):
-            return {k: SIZES[k].get(v, v) if k in SIZES else walk(v) for k, v in node.items()}
-        return node
-
-    config = walk(yaml.safe_load((ROOT / "configs" / "t5_small.yaml").read_text()))
+    config = shrunk(yaml.safe_load((ROOT / "configs" / "t5_small.yaml").read_text()), SIZES)
     config["name"] = "t5_tiny"
     config["input"] = {"input_ids": [16], "decoder_input_ids": [12]}
     return config

@@ -21,31 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_decoders import decoder, swiglu  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
-DECODER = """\
-name: decoder_2x64
-input: [16]
-layers:
-  - embedding: {num_embeddings: 256, embedding_dim: 64}
-  - sequential:
-      layers:
-        - residual:
-            body:
-              - rmsnorm: {eps: 1.0e-5}
-              - attention: {num_heads: 4, num_kv_heads: 2, rope: true}
-        - residual:
-            body:
-              - rmsnorm: {eps: 1.0e-5}
-              - multiply:
-                  branches:
-                    - [{linear: {out_features: 172, bias: false}}, silu]
-                    - [{linear: {out_features: 172, bias: false}}]
-              - linear: {out_features: 64, bias: false}
-    repeat: 2
-  - rmsnorm: {eps: 1.0e-5}
-  - linear: {out_features: 256, bias: false}
-"""
+DECODER = decoder("decoder_2x64", 256, 64, swiglu(172, 64))
 
 
 def layercalc(*args: str) -> list[str]:

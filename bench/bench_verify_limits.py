@@ -7,15 +7,14 @@ memory and the size of the output, median of runs. Run: python bench/bench_verif
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cli import ROOT, run_once  # noqa: E402
+from bench_cli import run_once  # noqa: E402
+from verify_timing import load_line, use_this_checkout, wall_and_peak  # noqa: E402
 
 CASES = {
     "lstm, 10,000 layers, 4 steps": "input: [4, 3]\nlayers:\n  - lstm: {hidden_size: 3, num_layers: 10000}\n",
@@ -27,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     opts = parser.parse_args()
-    os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    use_this_checkout()
     with tempfile.TemporaryDirectory() as folder:
         for label, text in CASES.items():
             config = Path(folder) / "case.yaml"
@@ -35,11 +34,8 @@ def main() -> None:
             args = [sys.executable, "-m", "layercalc", "verify", str(config), "--format", "tsv"]
             size = len(subprocess.run(args, capture_output=True, check=True).stdout)  # also the warm-up
             runs = [run_once(args) for _ in range(opts.runs)]
-            walls = sorted(w for w, _ in runs)
-            print(f"layercalc verify ({label}): {statistics.median(walls):.2f} s median "
-                  f"(runs: {', '.join(f'{w:.2f}' for w in walls)}), peak {max(m for _, m in runs):.0f} MiB, "
-                  f"{size:,} bytes of tsv")
-    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(f"layercalc verify ({label}): {wall_and_peak(runs)}, {size:,} bytes of tsv")
+    print(load_line())
 
 
 if __name__ == "__main__":

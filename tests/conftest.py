@@ -59,3 +59,20 @@ def write(tmp_path: Path):
         return str(path)
 
     return make
+
+
+@pytest.fixture
+def second_entry_refused(cli, write):
+    """second_entry_refused(input, first, layer) -> stderr of `summary` on a config of `first` then
+    the bad `layer`, checked to be exit 2, no stdout and one line naming the file, line 4 and the layer."""
+
+    def run(shape: str, first: str, layer: str) -> str:
+        path = write("bad.yaml", f"input: {shape}\nlayers:\n  - {first}\n  - {layer}\n")
+        result = cli("summary", path)
+        assert result.status == 2 and result.out == ""
+        kind = layer.split(":")[0]
+        assert result.err.startswith(f"error: {path}:4: layers[1] ({kind} '{kind}1'): "), result.err
+        assert result.err.count("\n") == 1
+        return result.err
+
+    return run

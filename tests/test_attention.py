@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from layercalc import analyse
 from layercalc.conventions import Costing, training
-from test_layers import calc
+from optional_torch import torch_models_or_skip, torch_or_skip
+from test_layers import CASE_FIELDS, check_case
 
 IMPLS = Path(__file__).resolve().parent / "impls"
 
@@ -93,11 +94,9 @@ LAYER_CASES = CASES  # test_layers checks that every layer type has a case somew
 SMALL = [c for c in CASES if c[1][1] * c[1][2] <= 200]
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def test_kv_cache_bytes() -> None:
@@ -146,13 +145,8 @@ def test_kv_cache_in_footer_and_json(cli, write) -> None:
         ("attention: {num_heads: 2, sliding_window: 0}", "expected an integer >= 1"),
     ],
 )
-def test_bad_head_counts(cli, write, layer: str, message: str) -> None:
-    path = write("bad.yaml", f"input: [5, 8]\nlayers:\n  - linear: {{out_features: 8}}\n  - {layer}\n")
-    run = cli("summary", path)
-    assert run.status == 2 and run.out == ""
-    kind = layer.split(":")[0]
-    assert run.err.startswith(f"error: {path}:4: layers[1] ({kind} '{kind}1'): ") and message in run.err
-    assert run.err.count("\n") == 1
+def test_bad_head_counts(second_entry_refused, layer: str, message: str) -> None:
+    assert message in second_entry_refused("[5, 8]", "linear: {out_features: 8}", layer)
 
 
 # -- verify catches wrong attention backwards -----------------------------------------------------
@@ -187,18 +181,9 @@ def test_correct_attention_passes_verify(cli, write) -> None:
 # -- against PyTorch ------------------------------------------------------------------------------
 
 
-def _torch() -> Any:
-    return pytest.importorskip("torch")
-
-
-def _models() -> Any:
-    _torch()
-    return pytest.importorskip("torch_models")
-
-
 @pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in SMALL], ids=lambda v: str(v)[:50])
 def test_forward_and_backward_match_torch(entry: object, x_shape: tuple[int, ...]) -> None:
-    _models()
+    torch_models_or_skip()
     from test_reference_torch import test_forward_and_backward_match_torch as check
 
     # the reference runs torch in training mode, where the encoder layer's attention-weight dropout
@@ -245,11 +230,11 @@ def sequence_config(draw: Any) -> dict[str, Any]:
 
 def explicit_macs(model: Any, shape: tuple[int, ...], backward: bool = False) -> int:
     """FlopCounterMode / 2 with every attention matmul visible (no fused fast path, explicit SDPA)."""
-    torch = _torch()
+    torch = torch_or_skip()
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with _models().explicit_attention(), counter:
+    with torch_models_or_skip().explicit_attention(), counter:
         if backward:
             model(torch.randn(shape)).sum().backward()
         else:
@@ -262,7 +247,7 @@ def explicit_macs(model: Any, shape: tuple[int, ...], backward: bool = False) ->
 @given(sequence_config())
 def test_random_configs_match_pytorch(config: dict[str, Any]) -> None:
     """params, buffers and output shape as torch.nn; macs as FlopCounterMode sees every matmul."""
-    torch_models = _models()
+    torch_models = torch_models_or_skip()
     model, shape = torch_models.build(config)
     truth = torch_models.counts(model, shape)
     report = analyse(config)
@@ -279,7 +264,7 @@ TOOLS = ["torch", "fvcore", "thop", "ptflops", "torchinfo"]
 @given(sequence_config())
 def test_random_configs_match_each_tool(config: dict[str, Any]) -> None:
     """Each peer convention's total equals what the tool reports (eval model, torch.no_grad())."""
-    _models()
+    torch_models_or_skip()
     report = analyse(config)
     for tool in TOOLS:
         assert (Costing(report, tool).total() or 0) == tool_total(tool, config), tool
@@ -305,7 +290,7 @@ FIXED = [  # each fast-path condition on and off
 @pytest.mark.parametrize("config", FIXED, ids=lambda c: str(c["layers"])[:60])
 @pytest.mark.parametrize("tool", TOOLS)
 def test_fast_path_cases_match_each_tool(config: dict[str, Any], tool: str) -> None:
-    _models()
+    torch_models_or_skip()
     assert (Costing(analyse(config), tool).total() or 0) == tool_total(tool, config)
 
 
@@ -313,10 +298,10 @@ def test_fast_path_cases_match_each_tool(config: dict[str, Any], tool: str) -> N
 def test_training_matches_flopcountermode(config: dict[str, Any]) -> None:
     """torch: FlopCounterMode over forward + backward with grad enabled (the real kernels);
     layercalc: the same with every attention matmul visible, which the full formula must equal."""
-    torch = _torch()
+    torch = torch_or_skip()
     from torch.utils.flop_counter import FlopCounterMode
 
-    torch_models = _models()
+    torch_models = torch_models_or_skip()
     model, shape = torch_models.build(config)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -364,7 +349,7 @@ def test_encoder_layer_norms_use_its_eps() -> None:
 def test_partial_rotary_matches_gpt_neox_attention() -> None:
     """transformers' GPTNeoXAttention (rotary_pct 0.25: 4 of 16 dims rotated) with its packed
     query_key_value weights split per head into q, k and v: the same output as the NumPy forward."""
-    torch = _torch()
+    torch = torch_or_skip()
     np = pytest.importorskip("numpy")
     neox = pytest.importorskip("transformers.models.gpt_neox.modeling_gpt_neox")
     from transformers import GPTNeoXConfig
@@ -397,14 +382,14 @@ def test_partial_rotary_matches_gpt_neox_attention() -> None:
 def test_window_mask_is_transformers_sliding_window() -> None:
     """The oracle's window mask is transformers' sliding_window_causal_mask_function: the last W
     positions, the query's own included (T 6, W 3)."""
-    _torch()
+    torch_or_skip()
     masking = pytest.importorskip("transformers.masking_utils")
     from layercalc.layers import REGISTRY
 
     allowed = masking.sliding_window_causal_mask_function(3)
-    torch = _torch()
+    torch = torch_or_skip()
     truth = [[bool(allowed(0, 0, torch.tensor(i), torch.tensor(j))) for j in range(6)] for i in range(6)]
-    assert _models().window_mask(6, 3).tolist() == truth
+    assert torch_models_or_skip().window_mask(6, 3).tolist() == truth
     # and the NumPy forward hides exactly the keys transformers does
     hidden = REGISTRY["attention"](num_heads=1, sliding_window=3).hidden(6)
     assert (~hidden).tolist() == truth

@@ -15,7 +15,7 @@ import pytest
 
 from layercalc import analyse
 from layercalc.verify import Options, backward, forward, plan
-from test_layers import calc
+from test_layers import CASE_FIELDS, check_case
 
 SE = {"multiply": {"branches": [[{"adaptiveavgpool2d": {"output_size": 1}},
                                  {"conv2d": {"out_channels": 4, "kernel_size": 1}}, "sigmoid"], []]}}
@@ -56,11 +56,9 @@ CASES = [
 LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:50])
 def test_hand_computed_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def test_scale_stores_its_vector_broadcastable() -> None:

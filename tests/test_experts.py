@@ -13,7 +13,7 @@ import pytest
 
 from layercalc import analyse
 from layercalc.errors import ConfigError
-from test_layers import calc
+from test_layers import CASE_FIELDS, check_case
 
 # Mixtral's expert at toy size: w2(silu(w1 x) * w3 x), E = 4, intermediate 6, no biases
 SWIGLU = [
@@ -39,11 +39,9 @@ CASES = [
 LAYER_CASES = CASES
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: Any, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def test_rows_show_the_expert_once_held_num_experts_times() -> None:

@@ -29,6 +29,7 @@ from layercalc.conventions import training
 from layercalc.errors import ConfigError
 from layercalc.launch import total_query
 from layercalc.layers import REGISTRY
+from optional_torch import torch_or_skip
 from reference.record import frozen_configs
 from test_cli_options import parse
 
@@ -354,15 +355,11 @@ def test_stored_frozen_training_figures(name: str) -> None:
     assert training(analyse(FROZEN[name]), "torch")["training_flops"] == stored["training_flops"]
 
 
-def _torch() -> Any:
-    return pytest.importorskip("torch")
-
-
 def counted(config: dict[str, Any], visible: bool) -> tuple[int, int, int]:
     """FlopCounterMode's FLOPs over a forward and backward pass of the torch model with the config's
     frozen entries' params requires_grad_(False); visible=True runs attention as explicit matmuls and
     nn.LSTM without oneDNN (every product seen). Also its params and trainable params."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch_models = pytest.importorskip("torch_models")
     import warnings
 
@@ -426,7 +423,7 @@ def partly_frozen(draw: Any) -> dict[str, Any]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(partly_frozen())
 def test_random_partly_frozen_configs_match_flopcountermode(config: dict[str, Any]) -> None:
-    _torch()
+    torch_or_skip()
     try:
         report = analyse(config)
         pytest.importorskip("torch_models").build(config)

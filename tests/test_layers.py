@@ -136,11 +136,20 @@ def calc(entry: object, shape: tuple[int, ...]) -> dict:
     return next(iter(report.rows()))
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:40])
-def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
+# a row of CASES, here and in each family's test file
+CASE_FIELDS = "entry, x, y, params, buffers, macs"
+
+
+def check_case(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
+    """A hand-computed CASES row against the top row of its one-entry network (FLOPs = 2·MACs)."""
     row = calc(entry, x)
     assert tuple(row["output_shape"]) == y
     assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+
+
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:40])
+def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def family_cases() -> list:

@@ -10,7 +10,6 @@ with real weights checks that path below. Skipped when `transformers` is not ins
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from layercalc import analyse
+from toy_sizes import shrunk
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -58,15 +58,7 @@ def test_a_toy_mixtral_on_the_eager_expert_loop() -> None:
     sizes = {"num_embeddings": {32000: 128}, "embedding_dim": {4096: 64},
              "out_features": {32000: 128, 4096: 64, 14336: 96}, "num_heads": {32: 4}, "num_kv_heads": {8: 2},
              "num_experts": {8: 4}, "repeat": {32: 2}}
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(n) for n in node]
-        if isinstance(node, dict):
-            return {k: sizes[k].get(v, v) if k in sizes else walk(v) for k, v in node.items()}
-        return node
-
-    small = walk(copy.deepcopy(config))
+    small = shrunk(config, sizes)
     small["input"] = [16]
     hf = transformers.MixtralConfig(
         vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from layercalc import analyse
 from layercalc.kernels import resample
-from test_layers import calc
+from test_layers import CASE_FIELDS, check_case
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -47,11 +47,9 @@ CASES = [
 LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 # every row's sizes are ones where PyTorch's backward is its forward's adjoint (see

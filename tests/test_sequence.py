@@ -16,7 +16,7 @@ from layercalc import analyse
 from layercalc.errors import ConfigError, ShapeError
 from layercalc.verify import backward, forward
 from layercalc.verify import Options, plan, verify
-from test_layers import calc
+from test_layers import CASE_FIELDS, check_case
 
 # (entry, input shape with batch, output shape, params, buffers, macs); the input of an
 # embedding is integer token ids
@@ -67,11 +67,9 @@ def is_ids(entry: Any) -> bool:
     return (entry if isinstance(entry, str) else next(iter(entry))) in TOKEN_TYPES
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:40])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def lm(head: dict[str, Any], vocab: int = 50, width: int = 16, seq: int = 8) -> dict[str, Any]:

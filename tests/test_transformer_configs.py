@@ -11,7 +11,6 @@ Skipped when `transformers` is not installed.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from layercalc import analyse
+from toy_sizes import shrunk
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -93,15 +93,7 @@ def small_llama(config: dict[str, Any]) -> dict[str, Any]:
     sizes = {"num_embeddings": {128256: 128, 32000: 128}, "embedding_dim": {4096: 64},
              "out_features": {128256: 128, 32000: 128, 4096: 64, 14336: 172, 11008: 172},
              "num_heads": {32: 4}, "num_kv_heads": {8: 2}, "repeat": {32: 2}}
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(n) for n in node]
-        if isinstance(node, dict):
-            return {k: sizes[k].get(v, v) if k in sizes else walk(v) for k, v in node.items()}
-        return node
-
-    small = walk(copy.deepcopy(config))
+    small = shrunk(config, sizes)
     small["input"] = [16]
     return small
 

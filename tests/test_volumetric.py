@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from layercalc import analyse
-from test_layers import calc
+from test_layers import CASE_FIELDS, check_case
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -72,11 +72,9 @@ CASES = [
 LAYER_CASES = CASES  # test_layers checks that every layer type has a case somewhere
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:40])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 @pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in CASES if c[1][-1] < 100], ids=lambda v: str(v)[:40])

@@ -24,7 +24,8 @@ import yaml
 
 from layercalc import analyse
 from layercalc.conventions import Costing, training
-from test_layers import calc
+from optional_torch import torch_models_or_skip, torch_or_skip
+from test_layers import CASE_FIELDS, check_case
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -65,11 +66,9 @@ LAYER_CASES = CASES  # test_layers checks that every layer type has a case somew
 SMALL = [c for c in CASES if c[1][1] * c[1][2] * c[1][3] <= 600]
 
 
-@pytest.mark.parametrize("entry, x, y, params, buffers, macs", CASES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(CASE_FIELDS, CASES, ids=lambda v: str(v)[:50])
 def test_layer_numbers(entry: object, x: tuple, y: tuple, params: int, buffers: int, macs: int) -> None:
-    row = calc(entry, x)
-    assert tuple(row["output_shape"]) == y
-    assert (row["params"], row["buffers"], row["macs"], row["flops"]) == (params, buffers, macs, 2 * macs)
+    check_case(entry, x, y, params, buffers, macs)
 
 
 def test_shift_is_dropped_only_where_one_window_covers_the_padded_map() -> None:
@@ -99,13 +98,8 @@ def test_ptflops_counts_the_matmuls_and_softmax_of_window_attention() -> None:
         ("patchmerging", "[3, 4, 4, 2]", "expects input (N, H, W, C), got 1x3x4x4x2"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(cli, write, layer: str, shape: str, message: str) -> None:
-    path = write("bad.yaml", f"input: {shape}\nlayers:\n  - identity\n  - {layer}\n")
-    run = cli("summary", path)
-    assert run.status == 2 and run.out == ""
-    kind = layer.split(":")[0]
-    assert run.err.startswith(f"error: {path}:4: layers[1] ({kind} '{kind}1'): ") and message in run.err
-    assert run.err.count("\n") == 1
+def test_bad_input_is_one_line_exit_2(second_entry_refused, layer: str, shape: str, message: str) -> None:
+    assert message in second_entry_refused(shape, "identity", layer)
 
 
 TINY = ROOT / "examples" / "swin_tiny.yaml"
@@ -147,18 +141,9 @@ def test_swin_t_totals() -> None:
 # -- against PyTorch ------------------------------------------------------------------------------
 
 
-def _torch() -> Any:
-    return pytest.importorskip("torch")
-
-
-def _models() -> Any:
-    _torch()
-    return pytest.importorskip("torch_models")
-
-
 @pytest.mark.parametrize("entry, x_shape", [(c[0], c[1]) for c in SMALL], ids=lambda v: str(v)[:50])
 def test_forward_and_backward_match_torch(entry: object, x_shape: tuple[int, ...]) -> None:
-    _models()
+    torch_models_or_skip()
     from test_reference_torch import test_forward_and_backward_match_torch as check
 
     check(entry, x_shape)
@@ -172,7 +157,7 @@ TOOLS = ["torch", "fvcore", "thop", "ptflops", "torchinfo"]
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_tiny_net_matches_each_tool(tool: str) -> None:
-    _models()
+    torch_models_or_skip()
     from peer_tools import tool_total
 
     config = yaml.safe_load(TINY.read_text())
@@ -180,7 +165,7 @@ def test_tiny_net_matches_each_tool(tool: str) -> None:
 
 
 def test_tiny_net_matches_torch_counts_and_training() -> None:
-    torch_models = _models()
+    torch_models = torch_models_or_skip()
     from peer_tools import training_flops
 
     config = yaml.safe_load(TINY.read_text())
@@ -204,7 +189,7 @@ def torchvision_module() -> Any:
     tests (ptflops imports torchvision when it can). A wheel built for another torch (the only kind
     this environment can get) fails to load its C ops, which only its detection ops need: their meta
     registrations are skipped so the Python models import."""
-    _torch()
+    torch_or_skip()
     extra = os.environ.get("LAYERCALC_TORCHVISION")
     if extra and extra not in sys.path:
         sys.path.insert(0, extra)
@@ -224,7 +209,7 @@ def torchvision_module() -> Any:
 
 def _twin(ours: Any, theirs: Any) -> None:
     """Give `theirs` our parameters (same names), so the two compute the same function."""
-    torch = _torch()
+    torch = torch_or_skip()
     with torch.no_grad():
         for (name, p), (other, q) in zip(ours.named_parameters(), theirs.named_parameters()):
             assert name == other and p.shape == q.shape
@@ -236,10 +221,10 @@ def test_oracle_is_torchvision(entry: Any, x_shape: tuple[int, ...]) -> None:
     """The oracle's modules against torchvision's: parameters (names, order), buffers (persistent),
     output, gradients and FlopCounterMode's count of a forward and backward pass."""
     swin = torchvision_module()
-    torch = _torch()
+    torch = torch_or_skip()
     from torch.utils.flop_counter import FlopCounterMode
 
-    torch_models = _models()
+    torch_models = torch_models_or_skip()
     ours, _ = torch_models.build({"input": list(x_shape[1:]), "batch": x_shape[0], "layers": [entry]})
     ours = ours[0].double()
     c = x_shape[-1]
@@ -286,7 +271,7 @@ def test_swin_t_against_torchvision_module_by_module() -> None:
     MACs as FlopCounterMode / 2, output shape, --training's FLOPs; and every module the config names alike (the attention,
     norms, MLP linears, merges, head) with torchvision's params and FLOPs."""
     swin = torchvision_module()
-    torch = _torch()
+    torch = torch_or_skip()
     from torch.utils.flop_counter import FlopCounterMode
 
     model = swin.swin_t().eval()
@@ -322,7 +307,7 @@ def test_swin_t_against_torchvision_module_by_module() -> None:
 def test_peer_tools_on_torchvision_swin_t_are_the_conventions() -> None:
     """Each tool's total on torchvision's own swin_t equals the config's figure under that convention."""
     swin = torchvision_module()
-    torch = _torch()
+    torch = torch_or_skip()
     import peer_tools
 
     model = swin.swin_t().eval()
