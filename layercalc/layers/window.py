@@ -275,7 +275,7 @@ class PatchMerging(Layer):
     zero-padded by one first. Its parameters carry torchvision's names, in parameters() order."""
 
     type_name = "patchmerging"
-    summary = "Swin's patch merging (torchvision's PatchMerging): 2×2 patches joined, layernorm, linear 4C→2C"
+    summary = "Swin's patch merging (torchvision's PatchMerging): 2x2 patches joined, layernorm, linear 4C→2C"
     shape_rule = "(N, H, W, C) -> (N, ⌈H/2⌉, ⌈W/2⌉, 2C); an odd H or W is zero-padded by one"
     params_rule = "reduction.weight 2C·4C (no bias), norm.weight 4C, norm.bias 4C: 8C² + 8C"
     macs_rule = "N·⌈H/2⌉·⌈W/2⌉·4C·2C (the reduction linear; the layernorm 0, as every norm)"
