@@ -35,7 +35,6 @@ NO_COUNT = frozenset({
 })
 ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "gelu_fast": "gelu_tanh", "relu": "relu"}
-PLANNED: tuple[str, ...] = ()
 # encoder-decoder fields that change no count: generation settings, dropout, audio augmentation
 SEQ2SEQ_NO_COUNT = frozenset({
     "dropout_rate", "decoder_start_token_id", "is_encoder_decoder", "n_positions", "dense_act_fn", "is_gated_act",
@@ -646,8 +645,7 @@ def document(doc: dict[str, Any], file: str = "config.json",
     """The layercalc config document of a Hugging Face config at `input` tokens, and the fields it read."""
     model_type = str(doc.get("model_type", ""))
     if model_type not in BUILDERS and model_type not in SEQ2SEQ:
-        later = " (planned)" if model_type in PLANNED else ""
-        raise SchemaError(f"model_type {model_type!r}{later} is not one layercalc imports; it imports "
+        raise SchemaError(f"model_type {model_type!r} is not one layercalc imports; it imports "
                           f"{', '.join([*BUILDERS, *SEQ2SEQ])}", value=model_type)
     f = Fields(doc, file)
     if model_type in SEQ2SEQ:
