@@ -136,17 +136,17 @@ def _max_taps(xp: Array, taps: list[tuple[int, tuple[Any, ...]]], best: Array, a
     np.copyto(best, xp[taps[0][1]])
     arg[...] = 0
     # the winner: PyTorch scans with a strict '>', so the FIRST maximum in row-major window
-    # order. The tap number is carried along without a masked copy: arg += (t − arg)·mask sets
-    # it to t where a later tap is strictly greater (unsigned arithmetic wraps back exactly)
+    # order. The tap number is carried along without a masked copy: taps come in increasing
+    # order, so where tap t is strictly greater, t exceeds every earlier winner and
+    # arg = max(arg, t·greater) sets it to t, and keeps arg elsewhere
     greater = np.empty(best.shape, dtype=bool)
     step = np.empty_like(arg)
     for t, index in taps[1:]:
         value = xp[index]
         np.greater(value, best, out=greater)
         np.maximum(best, value, out=best)  # a NaN propagates, as in PyTorch
-        np.subtract(t, arg, out=step)
-        np.multiply(step, greater, out=step)
-        arg += step
+        np.multiply(greater, arg.dtype.type(t), out=step)
+        np.maximum(arg, step, out=arg)
     if np.isnan(best).any():  # PyTorch also replaces on every NaN: the LAST NaN wins
         for t, index in taps:
             np.copyto(arg, t, where=np.isnan(xp[index]))
