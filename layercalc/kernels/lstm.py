@@ -59,20 +59,19 @@ def lstm_forward(x: Array, p: dict[str, Any], reverse: bool) -> tuple[Array, tup
     half = np.full((4 * hid, n), 0.5, dtype=dtype)
     half[2 * hid : 3 * hid] = 1.0
     shift = 1.0 - half
-    order = range(steps - 1, -1, -1) if reverse else range(steps)
-    for k, t in enumerate(order):
-        a = acts[k]
-        np.matmul(w_hh, hs[k], out=hh)
-        np.add(xw[t], hh, out=a)
+    # every step's views made at C speed by zip, not indexed one by one in the loop
+    per_step = zip(acts, acts.reshape(steps, 4, hid, n), xw[::-1] if reverse else xw, cs, cs[1:], tcs, hs, hs[1:])
+    for a, (i, f, g, o), xt, c, c_new, tc, h, h_new in per_step:
+        np.matmul(w_hh, h, out=hh)
+        np.add(xt, hh, out=a)
         np.tanh(a, out=a)  # tanh(a/2) for i, f, o (their weights are halved), tanh(a) for g
         a *= half
         a += shift
-        i, f, g, o = a[:hid], a[hid : 2 * hid], a[2 * hid : 3 * hid], a[3 * hid :]
-        np.multiply(f, cs[k], out=cs[k + 1])
+        np.multiply(f, c, out=c_new)
         np.multiply(i, g, out=ig)
-        cs[k + 1] += ig
-        np.tanh(cs[k + 1], out=tcs[k])
-        np.multiply(o, tcs[k], out=hs[k + 1])
+        c_new += ig
+        np.tanh(c_new, out=tc)
+        np.multiply(o, tc, out=h_new)
     ys = hs[1:].transpose(2, 0, 1)  # (N, T, H), in processing order
     return np.ascontiguousarray(ys[:, ::-1] if reverse else ys), (x, acts, cs, hs, tcs, reverse)
 
@@ -103,15 +102,17 @@ def lstm_backward(dys: Array, p: dict[str, Any], cache: tuple[Any, ...]) -> tupl
     da = np.empty_like(acts)  # dL/da per processed step
     gates = da.reshape(steps, 4, hid, n)
     dh, dc, dm = (np.zeros((hid, n), dtype=acts.dtype) for _ in range(3))
-    for k in range(steps - 1, -1, -1):  # the processing order reversed
-        np.add(dys[k], dh, out=dm)  # h_k feeds its output and the next step
-        np.multiply(dm, to_c[k], out=dh)  # dh as scratch: c_k reaches the loss through h_k
+    # the processing order reversed; every step's views made at C speed by zip
+    per_step = zip(dys[::-1], to_c[::-1], from_c[::-1], to_o[::-1], forget[::-1], gates[::-1, :3], gates[::-1, 3], da[::-1])
+    for k, (dy, c_slope, c_gates, o_slope, f, d3, do, d4) in enumerate(per_step, start=1):
+        np.add(dy, dh, out=dm)  # h_k feeds its output and the next step
+        np.multiply(dm, c_slope, out=dh)  # dh as scratch: c_k reaches the loss through h_k
         dc += dh  # and through c_{k+1}
-        np.multiply(dc, from_c[k], out=gates[k, :3])
-        np.multiply(dm, to_o[k], out=gates[k, 3])
-        dc *= forget[k]  # the forget gate carries the cell state's gradient back one step
-        if k:  # the initial state is a constant: no gradient is wanted for it
-            np.matmul(w_hh_t, da[k], out=dh)
+        np.multiply(dc, c_gates, out=d3)
+        np.multiply(dm, o_slope, out=do)
+        dc *= f  # the forget gate carries the cell state's gradient back one step
+        if k < steps:  # the initial state is a constant: no gradient is wanted for it
+            np.matmul(w_hh_t, d4, out=dh)
     flat = (da[::-1] if reverse else da).transpose(2, 0, 1).reshape(-1, four)  # (N·T, 4H), time order
     previous = hs[:-1][::-1] if reverse else hs[:-1]  # the state each step read, time order
     grads = {"weight_ih": flat.T @ x.reshape(-1, x.shape[-1]),
