@@ -209,21 +209,48 @@ def avgpool_forward(x: Array, kernel: Sizes, stride: Sizes, padding: Sizes, ceil
     kernel, stride, padding = tuple(kernel), tuple(stride), tuple(padding)
     ones = (1,) * len(kernel)
     pads, padded, outs = _geometry(x.shape, kernel, stride, padding, ones, ceil_mode)
-    taps = _taps(kernel, stride, ones, outs)
     n, c = x.shape[:2]
     planes = x.reshape(1, n * c, *x.shape[2:])
     total = np.empty((1, n * c, *outs), dtype=x.dtype)
     for part in _chunks(padded, x.dtype):
-        xp = _phased(planes[:, part], pads, stride[-1], 0.0)
-        np.copyto(total[:, part], xp[taps[0][1]])
-        for _, index in taps[1:]:
-            total[:, part] += xp[index]
+        total[:, part] = _window_sums(_phased(planes[:, part], pads, stride[-1], 0.0), kernel, stride, outs)
     total = total.reshape(n, c, *outs)
     # the divisor of a window is the product of its per-axis counts
     per_axis = [_divisors(*a, count_include_pad) for a in zip(x.shape[2:], outs, kernel, stride, padding)]
     div = functools.reduce(np.multiply.outer, per_axis).astype(x.dtype)
     total /= div
     return total, (div, x.shape, kernel, stride, padding)
+
+
+def _window_sums(xp: Array, kernel: Sizes, stride: Sizes, outs: Sizes) -> Array:
+    """(1, P, *outs): each window's sum over xp, padded planes in _phased's layout; a window is a
+    box, so its sum may be taken one axis at a time (Σk operations on shrinking arrays, not ∏k on
+    output-sized ones), when that moves fewer elements."""
+    padded = (*xp.shape[2:-2], (xp.shape[-1] - 1) * stride[-1] + 1)  # enough for the cost estimate
+    by_axis = sum(k * math.prod(padded[:a]) * math.prod(outs[a:]) for a, k in enumerate(kernel))
+    if math.prod(kernel) * math.prod(outs) <= by_axis:
+        taps = _taps(kernel, stride, (1,) * len(kernel), outs)
+        total = xp[taps[0][1]].copy()
+        for _, index in taps[1:]:
+            total += xp[index]
+        return total
+    s, k, o = stride[-1], kernel[-1], outs[-1]
+    # the last axis first, from its phases: tap j of window w sits at phase j % s, slot w + j // s
+    total = xp[..., 0, :o].copy()
+    for j in range(1, k):
+        total += xp[..., j % s, j // s : j // s + o]
+    for axis in range(len(kernel) - 2, -1, -1):
+        k, s, o = kernel[axis], stride[axis], outs[axis]
+        at = [slice(None)] * total.ndim
+        parts = []
+        for j in range(k):
+            at[2 + axis] = slice(j, j + (o - 1) * s + 1, s)
+            parts.append(total[tuple(at)])
+        summed = parts[0].copy()
+        for more in parts[1:]:
+            summed += more
+        total = summed
+    return total
 
 
 def avgpool_backward(dy: Array, cache: Cache) -> Array:
