@@ -9,7 +9,12 @@ copies them into PyTorch so both sides do the same work:
 - lstm / gru: one layer through 64 steps, against nn.LSTM / nn.GRU (batch first);
 - max / average pooling: ResNet's 3x3 stride-2 max pool at 112x112, VGG's 2x2 stride-2 one at
   224x224, a 3x3 stride-1 average pool (Inception's branch), r3d_18's 3x3x3 max pool, against
-  F.max_pool{2,3}d / F.avg_pool2d.
+  F.max_pool{2,3}d / F.avg_pool2d;
+- moe: Mixtral's block, 8 SwiGLU experts, top 2, over 256 tokens, and mamba: Hugging Face's
+  MambaMixer, both run the way verify runs a block or layer (its planned instance, forward and
+  backward), against the test suite's torch oracle of the same config (tests/torch_models.py:
+  transformers' MixtralSparseMoeBlock loop over experts with index_add_, and MambaMixer's slow
+  path, the sequential scan), the oracle's parameters copied from ours.
 Backward is every gradient verify checks: the input's and (for the layers with weights) the
 weights'. A run times ours then torch's once per case, back to back; the figure per case is the
 median over runs of torch's time over ours (>= 1.0x: ours no slower).
@@ -18,7 +23,7 @@ median over runs of torch's time over ours (>= 1.0x: ours no slower).
 whose docstring says why); --clock wall: the wall clock and the environment's threads.
 
 Run: python bench/bench_kernels.py [--dtype float64|float32|both] [--clock cpu|wall] [--runs R]
-                                   [--only attention|lstm|gru|maxpool|avgpool]
+                                   [--only attention|lstm|gru|maxpool|avgpool|moe|mamba]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))  # the torch oracle of a config
 
 from bench_conv import cpu_model, numpy_blas  # noqa: E402
 from layercalc.api import analyse  # noqa: E402
@@ -143,9 +149,57 @@ def pool_case(label: str, shape: tuple[int, ...], kind: str, k: int, s: int, p: 
     return label, ours, theirs
 
 
+def block_case(label: str, layer: dict[str, Any], input: list[int], batch: int, dtype: Any, torch: Any, dense: bool = False) -> Case:
+    """A layer or block as verify runs it (planned instance, forward and backward) against the torch
+    oracle of the same config, its parameters copied from ours in the oracle's order; dense (a moe):
+    the oracle runs every expert on every token, weighted 0 where the token did not choose it."""
+    import torch_models
+    from layercalc.verify import Options, backward, forward, plan
+
+    config = {"input": input, "batch": batch, "layers": [layer]}
+    root, _ = plan(analyse(config), Options(seed=3, dtype=np.dtype(dtype).name))
+    model, shape = torch_models.build(config)
+    model = model.to(getattr(torch, np.dtype(dtype).name)).train()
+    with torch.no_grad():
+        for (_, _, arr), p in zip(root.all_params(), model.parameters(), strict=True):
+            p.copy_(torch.tensor(arr))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    y, _ = forward(root, x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    tx, tdy = torch.tensor(x, requires_grad=True), torch.tensor(dy)
+
+    def ours() -> None:
+        backward(root, dy, forward(root, x)[1], {})
+
+    def theirs() -> None:
+        model.zero_grad(set_to_none=True)
+        tx.grad = None
+        (dense_moe(model[0], tx, torch) if dense else model(tx)).backward(tdy)
+
+    return label, ours, theirs
+
+
+def dense_moe(moe: Any, x: Any, torch: Any) -> Any:
+    """The oracle's mixture of experts with verify's amount of work: the same routing and sum, every
+    expert run on all tokens (a token's weight for an expert it did not choose is 0)."""
+    h = x.reshape(-1, x.shape[-1])
+    weights, chosen = torch.topk(torch.nn.functional.softmax(moe.gate(h), dim=1), moe.top_k, dim=-1)
+    full = torch.zeros(h.shape[0], len(moe.experts), dtype=h.dtype).scatter(1, chosen, weights / weights.sum(dim=-1, keepdim=True))
+    return sum(expert(h) * full[:, e, None] for e, expert in enumerate(moe.experts)).reshape(x.shape)
+
+
+def swiglu(width: int, inner: int) -> list[dict[str, Any]]:
+    """Mixtral's expert: w2(silu(w1 x) * w3 x), no biases."""
+    return [{"multiply": {"branches": [[{"linear": {"out_features": inner, "bias": False}, "name": "w1"}, "silu"],
+                                       [{"linear": {"out_features": inner, "bias": False}, "name": "w3"}]]}},
+            {"linear": {"out_features": width, "bias": False}, "name": "w2"}]
+
+
 def cases(dtype: Any, torch: Any) -> list[Case]:
     """Every case in one dtype, on fixed random data."""
     rng = np.random.default_rng(0)
+    moe = {"moe": {"num_experts": 8, "top_k": 2, "expert": swiglu(256, 512)}}
     return [
         attention_case(dtype, torch, rng),
         recurrent_case("lstm", dtype, torch, rng),
@@ -155,6 +209,9 @@ def cases(dtype: Any, torch: Any) -> list[Case]:
         pool_case("maxpool 3x3x3/2 64@8x56", (1, 64, 8, 56, 56), "max", 3, 2, 1, dtype, torch, rng),
         pool_case("avgpool 3x3/1 192@28", (1, 192, 28, 28), "avg", 3, 1, 1, dtype, torch, rng),
         pool_case("avgpool 2x2/2 64@112", (1, 64, 112, 112), "avg", 2, 2, 0, dtype, torch, rng),
+        block_case("moe 8 SwiGLU top2 E256 I512 M256", moe, [128, 256], 2, dtype, torch),
+        block_case("moe, torch dense as verify runs it", moe, [128, 256], 2, dtype, torch, dense=True),
+        block_case("mamba E256 D512 n16 T128 N2", {"mamba": {}}, [128, 256], 2, dtype, torch),
     ]
 
 

@@ -338,3 +338,25 @@ def test_maxpool_gradient_both_scatters(shape: tuple[int, ...], k: tuple[int, ..
     dy = rng.standard_normal(y.shape).astype(dtype)
     ty.backward(torch.tensor(dy))
     close(pool.maxpool_backward(dy, cache), tx.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pools_in_parts(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planes pooled a few at a time (a cache budget below one plane) give torch's y and ∇x, a NaN plane included."""
+    monkeypatch.setattr(pool, "_CACHE_BYTES", 1)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 5, 7, 6))
+    x[1, 2, 0, 1, 1] = x[0, 1, 3, 4, 5] = np.nan
+    tx = torch.tensor(x, requires_grad=True)
+    if kind == "max":
+        ty = F.max_pool3d(tx, 3, 2, 1, ceil_mode=True)
+        y, cache = pool.maxpool_forward(x, (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), True)
+        backward = pool.maxpool_backward
+    else:
+        ty = F.avg_pool3d(tx, 2, (1, 2, 3), 1, count_include_pad=False)
+        y, cache = pool.avgpool_forward(x, (2, 2, 2), (1, 2, 3), (1, 1, 1), False, False)
+        backward = pool.avgpool_backward
+    close(y, ty)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    close(backward(dy, cache), tx.grad)

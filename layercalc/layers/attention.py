@@ -23,6 +23,10 @@ from .cost import CostModel
 from .counting import ENCODER_FAST_PATH, MHA_FAST_PATH, SDPA, Grad
 from .peers import ATTN, BIAS, CONV, row, rules
 
+# query rows per block of a causal or windowed attention (see _Attends.spans): smaller blocks skip
+# more hidden keys, larger ones keep the products big enough to run near the BLAS's peak
+BLOCK_ROWS = 64
+
 
 def _sequence(layer: Layer, x: Shape) -> None:
     layer.expect_rank(x, 3, layout="(N, T, E)")
@@ -81,30 +85,61 @@ class _Attends(Layer):
                              value=self.memory)
         return (x[0], *self.memory[1:])  # the batch of the queries (verify's batch-2 copy draws both at 2)
 
+    def spans(self, queries: int, keys: int) -> list[tuple[int, int, int, int]]:
+        """(first query, end query, first key, end key) of each block of query rows and the keys
+        any of its rows may see; keys outside a block's span get weight exactly 0 there."""
+        w = self.window()
+        if queries != keys or (not self.causal and w is None):
+            return [(0, queries, 0, keys)]
+        # causal (or windowed) rows in blocks: a block's products skip the keys none of its rows
+        # sees, which halves the work of long causal sequences
+        return [(r0, min(r0 + BLOCK_ROWS, queries), 0 if w is None else max(0, r0 - w + 1),
+                 min(r0 + BLOCK_ROWS, queries) if self.causal else keys) for r0 in range(0, queries, BLOCK_ROWS)]
+
     def attend(self, q: Any, k: Any, v: Any, bias: Any = None) -> tuple[Any, Any]:
         """o = softmax(q kᵀ/√d + bias + mask) v for (N, h, T, d) queries and (N, h, S, d) keys and
-        values, bias (h, T, S) or None; returns (o, cache)."""
+        values, bias (h, T, S) or None; returns (o, cache). The cache's scores s (N, h, T, S) are
+        unmasked, and 0 past each block's span (see spans), where the softmax a is 0 too."""
         scale = 1.0 / math.sqrt(q.shape[-1])
-        s = (q @ k.swapaxes(-1, -2)) * scale  # (N, h, T, S): query rows, key columns
-        if bias is not None:
-            s = s + bias
-        masked = s
-        hidden = self.hidden(s.shape[-1])
-        if hidden is not None:  # a hidden key gets weight exactly 0
-            masked = np.where(hidden, -np.inf, s)
-        e = np.exp(masked - masked.max(axis=-1, keepdims=True))
-        a = e / e.sum(axis=-1, keepdims=True)
-        return a @ v, (q, k, v, s, a, scale)
+        length = k.shape[-2]
+        dtype = np.result_type(q, k) if bias is None else np.result_type(q, k, bias)
+        s = np.zeros((*q.shape[:-1], length), dtype=dtype)  # (N, h, T, S): query rows, key columns
+        a = np.zeros_like(s)
+        o = np.empty((*q.shape[:-1], v.shape[-1]), dtype=np.result_type(dtype, v))
+        hidden = self.hidden(length)
+        for r0, r1, lo, hi in self.spans(q.shape[-2], length):
+            sb = q[..., r0:r1, :] @ k[..., lo:hi, :].swapaxes(-1, -2)
+            sb *= scale
+            if bias is not None:
+                sb = sb + bias[..., r0:r1, lo:hi]
+            s[..., r0:r1, lo:hi] = sb
+            if hidden is not None:  # a hidden key gets weight exactly 0
+                sb = np.where(hidden[r0:r1, lo:hi], -np.inf, sb)
+            sb -= sb.max(axis=-1, keepdims=True)
+            np.exp(sb, out=sb)
+            sb /= sb.sum(axis=-1, keepdims=True)
+            a[..., r0:r1, lo:hi] = sb
+            o[..., r0:r1, :] = sb @ v[..., lo:hi, :]
+        return o, (q, k, v, s, a, scale)
 
     def attend_backward(self, do: Any, cache: Any) -> tuple[Any, Any, Any]:
         """(dq, dk, dv) from do = dL/do."""
         q, k, v, _, a, scale = cache
-        dv = a.swapaxes(-1, -2) @ do
-        da = do @ v.swapaxes(-1, -2)
-        # softmax's Jacobian diag(a) - a aᵀ per row: ds = a ⊙ (da - Σ_j da·a); masked entries
-        # have a = 0, so the mask's zeros carry through to ds
-        ds = a * (da - (da * a).sum(axis=-1, keepdims=True))
-        return (ds @ k) * scale, (ds.swapaxes(-1, -2) @ q) * scale, dv
+        dq = np.empty(np.broadcast_shapes(q.shape, do.shape), dtype=np.result_type(a, k))
+        dk, dv = np.zeros(k.shape, dtype=np.result_type(a, q)), np.zeros(v.shape, dtype=np.result_type(a, do))
+        for r0, r1, lo, hi in self.spans(q.shape[-2], k.shape[-2]):
+            ab, dob = a[..., r0:r1, lo:hi], do[..., r0:r1, :]
+            dv[..., lo:hi, :] += ab.swapaxes(-1, -2) @ dob
+            ds = dob @ v[..., lo:hi, :].swapaxes(-1, -2)  # dL/da
+            # softmax's Jacobian diag(a) - a aᵀ per row: ds = a ⊙ (da - Σ_j da·a); masked entries
+            # have a = 0, so the mask's zeros carry through to ds
+            ds -= (ds * ab).sum(axis=-1, keepdims=True)
+            ds *= ab
+            dq[..., r0:r1, :] = ds @ k[..., lo:hi, :]
+            dk[..., lo:hi, :] += ds.swapaxes(-1, -2) @ q[..., r0:r1, :]
+        dq *= scale
+        dk *= scale
+        return dq, dk, dv
 
     def cache_shapes(self, x: Shape) -> dict[str, Shape]:
         # a decoder generating token by token keeps every past key and value (a sliding window only
