@@ -492,3 +492,28 @@ def test_dx_gather_in_slabs(case: tuple[Any, ...], dtype: Any, monkeypatch: pyte
     assert len(conv._slabs(sizes[0], row_bytes)) == -(-sizes[0] // 2)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     close(conv._dx_gather(dy, w, x.shape, pads, d, g), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", DX_CASES + STRIDED_CASES)
+def test_conv_in_slabs_is_torch(case: tuple[Any, ...], dtype: Any, rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward and backward with the columns built `rows` output rows at a time and rebuilt by the
+    backward (as for layers whose columns are too large to keep) give torch's y, ∇x, ∇w and ∇b."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(shape).astype(dtype) for shape in ((n, c, *sizes), (co, c // g, *k), (co,)))
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    ty = getattr(F, f"conv{len(sizes)}d")(F.pad(tx, tuple(v for lo_hi in reversed(pads) for v in lo_hi)), tw, tb, s, 0, d, g)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    row_bytes = c * math.prod(k) * n * math.prod(ty.shape[3:]) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "WHOLE_MAX", 0)  # every layer in slabs
+    monkeypatch.setattr(conv, "SLAB", rows * row_bytes)
+    y, cache = conv.conv_forward(x, w, b, s, pads, d, g)
+    if ty.shape[2] > rows:
+        assert cache[0] is None  # in slabs, no columns kept: the backward rebuilds them
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(y, ty, rtol=tol, atol=tol)
+    for ours, theirs in zip(conv.conv_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
+        close(ours, theirs, rtol=tol, atol=tol)
