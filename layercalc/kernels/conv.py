@@ -195,9 +195,7 @@ def conv_forward(x: Array, w: Array, b: Array | None, stride: Sizes, padding: Pa
         # buffer the allocator reuses, and rebuilt by the backward from the padded input
         cols, y = None, np.empty((n, co, *outs), dtype=np.result_type(xp, wmat))
         for lo, hi in slabs:
-            cols_slab = _slab_cols(xp, geometry, lo, hi)
-            part = np.matmul(wmat, cols_slab, out=scratch("product", (groups, co // groups, cols_slab.shape[2]), y.dtype))
-            y[:, :, lo:hi] = part.reshape(co, n, hi - lo, *outs[1:]).swapaxes(0, 1)
+            _slab_product(wmat, _slab_cols(xp, geometry, lo, hi), y, lo, hi)
     if b is not None:
         y += b.reshape(1, co, *([1] * r))
     cache = (cols, xp, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
@@ -209,6 +207,18 @@ def _slab_cols(xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], lo: int, hi
     kernel, stride, dilation, groups = geometry
     first = lo * stride[0]
     return im2col(xp[:, :, first : (hi - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1], *geometry, reuse="cols")[0]
+
+
+def _slab_product(wmat: Array, cols: Array, out: Array, lo: int, hi: int) -> None:
+    """out[:, :, lo:hi] (N, Co, rows, *rest) = wmat (G, Co/G, K) · cols (G, K, N·rows·∏rest), in (Co, N) order."""
+    n, co, _, *rest = out.shape
+    if n == 1:
+        # one sample: the rows are (Co, rows·∏rest) with a plain row stride, so the GEMM writes
+        # them in place (the reshape of a slice of a contiguous array is a view)
+        np.matmul(wmat, cols, out=out[0, :, lo:hi].reshape(wmat.shape[0], wmat.shape[1], -1))
+        return
+    part = np.matmul(wmat, cols, out=scratch("product", (*wmat.shape[:2], cols.shape[2]), out.dtype))
+    out[:, :, lo:hi] = part.reshape(co, n, hi - lo, *rest).swapaxes(0, 1)
 
 
 def conv_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
@@ -303,7 +313,8 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     n, c, *sizes = x_shape
     co, cg, *kernel = w.shape
     reach = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
-    buf = np.zeros((n, co, *(s + q for s, q in zip(sizes, reach))), dtype=dy.dtype)
+    buf = scratch("border", (n, co, *(s + q for s, q in zip(sizes, reach))), dy.dtype)
+    buf.fill(0)
     src, dst = [], []
     for o, q, lo, size in zip(dy.shape[2:], reach, (p[0] for p in padding), sizes):
         first, last = max(0, lo - q), min(o, size + lo)  # the ∇y entries that reach some input
@@ -314,8 +325,7 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     dx = np.empty(x_shape, dtype=rot.dtype)
     for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize):
         cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups, reuse="cols")
-        part = np.matmul(rot, cols, out=scratch("product", (groups, cg, cols.shape[2]), dx.dtype))  # one GEMM a slab
-        dx[:, :, a:b] = part.reshape(c, n, b - a, *sizes[1:]).swapaxes(0, 1)
+        _slab_product(rot, cols, dx, a, b)  # one GEMM a slab
     return dx
 
 
