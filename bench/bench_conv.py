@@ -8,7 +8,9 @@ For every conv shape of the network (batch 1 unless --batch; ResNet-18 at 224x22
     formulations here: C = A·B or Cᵀ = Bᵀ·Aᵀ, each operand stored as itself or as its transpose
     (a transposed view, which BLAS reads through its trans flag). The eight include every
     formulation the kernels use, so the ceiling is never below what they can reach; the fastest
-    is picked once per product before timing, by the median of 3 calls after a warm-up;
+    is picked once per product before timing, by the median of 3 calls after a warm-up. Each
+    writes into a preallocated result (out=), so the ceiling times the multiplication alone, not
+    the page faults of a fresh result array (tens of MB for r3d_18's column gradients);
 (b) ours: layercalc's conv forward + backward (∇x, ∇w), GFLOP/s counting 3 x 2 x MACs a layer;
 (c) torch: torch.nn.functional.conv{1,2,3}d forward + backward (autograd, the input requiring
     grad) on the same arrays and dtype.
@@ -169,15 +171,16 @@ def fastest(ways: list[Callable[[], Any]], clock: Callable[[], float]) -> Callab
 
 def formulations(m: int, k: int, n: int, dtype: Any, rng: np.random.Generator) -> list[Callable[[], Any]]:
     """The eight ways of computing an (m, k)·(k, n) product with np.matmul: C = A·B or Cᵀ = Bᵀ·Aᵀ,
-    each operand stored as itself or as a transposed view of its contiguous transpose."""
+    each operand stored as itself or as a transposed view of its contiguous transpose, into a ready result."""
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     a_t, b_t = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    c, c_t = np.empty((m, n), dtype=dtype), np.empty((n, m), dtype=dtype)
     lefts, rights = (a, a_t.T), (b, b_t.T)  # A (m, k) stored both ways; B (k, n) both ways
     ways: list[Callable[[], Any]] = []
     for left in lefts:
         for right in rights:
-            ways.append(lambda left=left, right=right: left @ right)  # C = A·B
-            ways.append(lambda left=left, right=right: right.T @ left.T)  # Cᵀ = Bᵀ·Aᵀ
+            ways.append(lambda left=left, right=right: np.matmul(left, right, out=c))  # C = A·B
+            ways.append(lambda left=left, right=right: np.matmul(right.T, left.T, out=c_t))  # Cᵀ = Bᵀ·Aᵀ
     return ways
 
 

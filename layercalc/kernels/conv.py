@@ -184,7 +184,7 @@ def conv_forward(x: Array, w: Array, b: Array | None, stride: Sizes, padding: Pa
     xp = pad(x, padding)  # type: ignore[arg-type]
     outs = windows(xp, *geometry[:3]).shape[2 + r :]
     wmat = w.reshape(groups, co // groups, cg * math.prod(kernel))
-    slabs = _slabs(outs[0], c * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize)
+    slabs = _slabs(outs[0], c * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize, n * math.prod(outs[1:]))
     if len(slabs) == 1:
         cols, _ = im2col(xp, *geometry)
         y = np.matmul(wmat, cols)  # (G, Co/G, N·∏out): the one GEMM
@@ -251,7 +251,7 @@ def _backward_in_slabs(
     dw = np.zeros(wmat.shape, dtype=dtype)
     dx = np.zeros(x_shape, dtype=dtype) if scatter else None
     row_bytes = x_shape[1] * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize
-    for lo, hi in _slabs(outs[0], row_bytes):
+    for lo, hi in _slabs(outs[0], row_bytes, n * math.prod(outs[1:])):
         # this slab's ∇y as (G, Co/G, N·rows·∏out[1:]): a view for N = 1
         dy_mat = np.reshape(dy[:, :, lo:hi].swapaxes(0, 1), (groups, co // groups, -1))
         dw += np.matmul(dy_mat, _slab_cols(xp, geometry, lo, hi).transpose(0, 2, 1), out=scratch("product", dw.shape, dtype))
@@ -323,7 +323,7 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
     rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
     dx = np.empty(x_shape, dtype=rot.dtype)
-    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize):
+    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize, n * math.prod(sizes[1:])):
         cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups, reuse="cols")
         _slab_product(rot, cols, dx, a, b)  # one GEMM a slab
     return dx
@@ -331,11 +331,13 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
 
 WHOLE_MAX = 1 << 23  # bytes of columns built at once; a larger matrix is fresh memory (page faults) on every call
 SLAB = 1 << 22  # bytes of one slab's columns when they are split: a buffer the allocator reuses, near the caches
+SLAB_COLS = 1024  # fewest GEMM columns in a slab (as rows allow): narrower products run well below BLAS speed
 
 
-def _slabs(rows: int, row_bytes: int) -> list[tuple[int, int]]:
-    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized pieces."""
-    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes)
+def _slabs(rows: int, row_bytes: int, row_cols: int = SLAB_COLS) -> list[tuple[int, int]]:
+    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized
+    pieces of at least SLAB_COLS GEMM columns (row_cols columns a row)."""
+    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes, -(-SLAB_COLS // row_cols))
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
