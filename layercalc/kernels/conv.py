@@ -15,7 +15,11 @@ code path. Output sizes come from the same integer formulas as the calculator's 
 
 Memory layout: the columns are (G, C/G·∏k, N·∏out), i.e. (C, *k, N, *out) in memory, so every
 GEMM is one BLAS call per group on contiguous (or plainly transposed) operands, and for a batch
-of 1 neither y nor ∇y needs a transposing copy.
+of 1 neither y nor ∇y needs a transposing copy. Columns over WHOLE_MAX bytes are not kept: the
+forward builds and multiplies them a slab of output rows at a time, and the backward rebuilds
+them from the padded input (one more copy, into memory already mapped, instead of a page fault
+per 4 KiB of a fresh matrix). Temporaries (slab columns, column gradients, ∇y's zero border) live
+in named scratch buffers reused from call to call, for the same reason.
 """
 
 from __future__ import annotations
@@ -198,7 +202,8 @@ def conv_forward(x: Array, w: Array, b: Array | None, stride: Sizes, padding: Pa
             _slab_product(wmat, _slab_cols(xp, geometry, lo, hi), y, lo, hi)
     if b is not None:
         y += b.reshape(1, co, *([1] * r))
-    cache = (cols, xp, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
+    # the padded input only when the backward must rebuild the columns from it
+    cache = (cols, xp if cols is None else None, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
     return y, cache
 
 
@@ -293,8 +298,8 @@ def _dx_scatter(
     if g == 1 and m < cog:
         # OpenBLAS runs Wᵀ·∇y with few columns (deep layers) at up to half speed; (∇yᵀ·W)ᵀ is
         # the same product as a plain GEMM, and col2im reads its transposed view at no extra cost
-        dcolsT = scratch("dcols", (g, m, wmat.shape[2]), np.result_type(dy_mat, wmat))
-        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat, out=dcolsT).transpose(0, 2, 1)
+        dcols_t = scratch("dcols", (g, m, wmat.shape[2]), np.result_type(dy_mat, wmat))
+        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat, out=dcols_t).transpose(0, 2, 1)
     else:
         dcols = scratch("dcols", (g, wmat.shape[2], m), np.result_type(dy_mat, wmat))
         np.matmul(wmat.transpose(0, 2, 1), dy_mat, out=dcols)  # one GEMM: (G, C/G·∏k, N·∏out)
