@@ -7,7 +7,7 @@ For every conv shape of the network (batch 1 unless --batch; ResNet-18 at 224x22
     (forward W·cols, ∇W = ∇y·colsᵀ, ∇cols = Wᵀ·∇y), each in the fastest of its eight
     formulations here: C = A·B or Cᵀ = Bᵀ·Aᵀ, each operand stored as itself or as its transpose
     (a transposed view, which BLAS reads through its trans flag). The eight include every
-    formulation the kernels use, so the ceiling is never below what they can reach; the fastest
+    formulation the kernels use, so no kernel beats the ceiling by orientation alone; the fastest
     is picked once per product before timing, by the median of 3 calls after a warm-up. Each
     writes into a preallocated result (out=), so the ceiling times the multiplication alone, not
     the page faults of a fresh result array (tens of MB for r3d_18's column gradients);
