@@ -489,6 +489,42 @@ def test_dx_gather_in_slabs(case: tuple[Any, ...], dtype: Any, monkeypatch: pyte
     row_bytes = co * math.prod(k) * n * math.prod(sizes[1:]) * np.dtype(dtype).itemsize
     monkeypatch.setattr(conv, "WHOLE_MAX", row_bytes)  # any two rows exceed it
     monkeypatch.setattr(conv, "SLAB", 2 * row_bytes)  # slabs of two rows, the last one shorter when odd
+    monkeypatch.setattr(conv, "SLAB_COLS", 1)  # however few GEMM columns that leaves
     assert len(conv._slabs(sizes[0], row_bytes)) == -(-sizes[0] // 2)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     close(conv._dx_gather(dy, w, x.shape, pads, d, g), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", DX_CASES + STRIDED_CASES)
+def test_conv_in_slabs_is_torch(case: tuple[Any, ...], dtype: Any, rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward and backward with the columns built `rows` output rows at a time and rebuilt by the
+    backward (as for layers whose columns are too large to keep) give torch's y, ∇x, ∇w and ∇b."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(shape).astype(dtype) for shape in ((n, c, *sizes), (co, c // g, *k), (co,)))
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    ty = getattr(F, f"conv{len(sizes)}d")(F.pad(tx, tuple(v for lo_hi in reversed(pads) for v in lo_hi)), tw, tb, s, 0, d, g)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(dy))
+    row_bytes = c * math.prod(k) * n * math.prod(ty.shape[3:]) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(conv, "WHOLE_MAX", 0)  # every layer in slabs
+    monkeypatch.setattr(conv, "SLAB", rows * row_bytes)
+    monkeypatch.setattr(conv, "SLAB_COLS", 1)
+    y, cache = conv.conv_forward(x, w, b, s, pads, d, g)
+    if ty.shape[2] > rows:
+        assert cache[0] is None  # in slabs, no columns kept: the backward rebuilds them
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(y, ty, rtol=tol, atol=tol)
+    for ours, theirs in zip(conv.conv_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
+        close(ours, theirs, rtol=tol, atol=tol)
+
+
+def test_slabs_keep_enough_gemm_columns() -> None:
+    """By hand: r3d_18's 3x3x3 64->64 at 8x28x28 in float64 has 64·27·28·28·8 = 10,838,016 bytes of
+    columns per output depth row, over the 4 MiB slab, yet one row is only 784 GEMM columns: the
+    slabs take two rows (1,568 columns) rather than one."""
+    assert conv._slabs(8, 64 * 27 * 28 * 28 * 8, 28 * 28) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    # ResNet's 7x7/2 stem in float64: 147·112·8 = 131,712 bytes a row, 31 rows to the 4 MiB slab
+    assert conv._slabs(112, 147 * 112 * 8, 112)[0] == (0, 31)

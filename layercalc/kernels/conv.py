@@ -15,7 +15,11 @@ code path. Output sizes come from the same integer formulas as the calculator's 
 
 Memory layout: the columns are (G, C/G·∏k, N·∏out), i.e. (C, *k, N, *out) in memory, so every
 GEMM is one BLAS call per group on contiguous (or plainly transposed) operands, and for a batch
-of 1 neither y nor ∇y needs a transposing copy.
+of 1 neither y nor ∇y needs a transposing copy. Columns over WHOLE_MAX bytes are not kept: the
+forward builds and multiplies them a slab of output rows at a time, and the backward rebuilds
+them from the padded input (one more copy, into memory already mapped, instead of a page fault
+per 4 KiB of a fresh matrix). Temporaries (slab columns, column gradients, ∇y's zero border) live
+in named scratch buffers reused from call to call, for the same reason.
 """
 
 from __future__ import annotations
@@ -68,6 +72,26 @@ def pad(x: Array, pads: Pads, value: float = 0.0) -> Array:
     return out
 
 
+SCRATCH_MAX = 1 << 25  # bytes: larger temporaries are allocated afresh rather than held between calls
+_scratch: dict[str, Array] = {}
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Array:
+    """An uninitialised array of `shape` in the named reusable buffer (fresh when over SCRATCH_MAX bytes).
+
+    Large temporaries freshly allocated on every call are fresh pages from the OS, and a page
+    fault per 4 KiB costs as much as the copy that fills it, far more on some virtual machines.
+    The kernels run on one thread; a buffer's contents last until the next request of its name.
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes > SCRATCH_MAX:
+        return np.empty(shape, dtype=dtype)
+    buf = _scratch.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _scratch[name] = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
 def windows(xp: Array, kernel: Sizes, stride: Sizes, dilation: Sizes) -> Array:
     """A read-only (N, C, *kernel, *out) view of every kernel window of xp (N, C, *padded); no copy."""
     n, c, *sizes = xp.shape
@@ -82,8 +106,11 @@ def windows(xp: Array, kernel: Sizes, stride: Sizes, dilation: Sizes) -> Array:
     return as_strided(xp, (n, c, *kernel, *outs), strides, writeable=False)
 
 
-def im2col(xp: Array, kernel: Sizes, stride: Sizes, dilation: Sizes, groups: int) -> tuple[Array, Sizes]:
-    """Columns (G, C/G·∏k, N·∏out) of a padded input xp (N, C, *padded), and the output sizes."""
+def im2col(xp: Array, kernel: Sizes, stride: Sizes, dilation: Sizes, groups: int, reuse: str = "") -> tuple[Array, Sizes]:
+    """Columns (G, C/G·∏k, N·∏out) of a padded input xp (N, C, *padded), and the output sizes.
+
+    With `reuse`, the columns are built in that named scratch buffer (valid until its next use).
+    """
     view = windows(xp, kernel, stride, dilation)
     n, c = view.shape[:2]
     r = len(kernel)
@@ -93,7 +120,8 @@ def im2col(xp: Array, kernel: Sizes, stride: Sizes, dilation: Sizes, groups: int
         # kept in the cache as PyTorch keeps its input: callers must not overwrite x in place)
         return xp.reshape(groups, c // groups, math.prod(outs)), outs
     # the one copy: windows laid out (C, *k, N, *out), so the GEMM's K axis is (C, *k)
-    cols = np.empty((c, *kernel, n, *outs), dtype=xp.dtype)
+    shape = (c, *kernel, n, *outs)
+    cols = scratch(reuse, shape, xp.dtype) if reuse else np.empty(shape, dtype=xp.dtype)
     np.copyto(cols, view.transpose(1, *range(2, 2 + r), 0, *range(2 + r, 2 + 2 * r)))
     return cols.reshape(groups, (c // groups) * math.prod(kernel), n * math.prod(outs)), outs
 
@@ -156,31 +184,87 @@ def conv_forward(x: Array, w: Array, b: Array | None, stride: Sizes, padding: Pa
         raise ValueError(f"input {x.shape} and weight {w.shape} differ in spatial rank")
     _check_groups(c, cg, co, groups)
     stride, dilation, padding = tuple(stride), tuple(dilation), tuple(tuple(p) for p in padding)
+    geometry = (tuple(kernel), stride, dilation, groups)
     xp = pad(x, padding)  # type: ignore[arg-type]
-    cols, outs = im2col(xp, tuple(kernel), stride, dilation, groups)
+    outs = windows(xp, *geometry[:3]).shape[2 + r :]
     wmat = w.reshape(groups, co // groups, cg * math.prod(kernel))
-    y = np.matmul(wmat, cols)  # (G, Co/G, N·∏out): the one GEMM
-    # (Co, N, *out) -> (N, Co, *out): free for N = 1 (a size-1 axis moves), one copy otherwise
-    y = np.ascontiguousarray(y.reshape(co, n, *outs).swapaxes(0, 1))
+    slabs = _slabs(outs[0], c * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize, n * math.prod(outs[1:]))
+    if len(slabs) == 1:
+        cols, _ = im2col(xp, *geometry)
+        y = np.matmul(wmat, cols)  # (G, Co/G, N·∏out): the one GEMM
+        # (Co, N, *out) -> (N, Co, *out): free for N = 1 (a size-1 axis moves), one copy otherwise
+        y = np.ascontiguousarray(y.reshape(co, n, *outs).swapaxes(0, 1))
+    else:
+        # columns too large to keep: built and multiplied a slab of output rows at a time, in a
+        # buffer the allocator reuses, and rebuilt by the backward from the padded input
+        cols, y = None, np.empty((n, co, *outs), dtype=np.result_type(xp, wmat))
+        for lo, hi in slabs:
+            _slab_product(wmat, _slab_cols(xp, geometry, lo, hi), y, lo, hi)
     if b is not None:
         y += b.reshape(1, co, *([1] * r))
-    cache = (cols, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
+    # the padded input only when the backward must rebuild the columns from it
+    cache = (cols, xp if cols is None else None, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
     return y, cache
+
+
+def _slab_cols(xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], lo: int, hi: int) -> Array:
+    """Columns (G, C/G·∏k, N·(hi−lo)·∏out[1:]) of output rows [lo, hi) along the first spatial axis."""
+    kernel, stride, dilation, groups = geometry
+    first = lo * stride[0]
+    return im2col(xp[:, :, first : (hi - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1], *geometry, reuse="cols")[0]
+
+
+def _slab_product(wmat: Array, cols: Array, out: Array, lo: int, hi: int) -> None:
+    """out[:, :, lo:hi] (N, Co, rows, *rest) = wmat (G, Co/G, K) · cols (G, K, N·rows·∏rest), in (Co, N) order."""
+    n, co, _, *rest = out.shape
+    if n == 1:
+        # one sample: the rows are (Co, rows·∏rest) with a plain row stride, so the GEMM writes
+        # them in place (the reshape of a slice of a contiguous array is a view)
+        np.matmul(wmat, cols, out=out[0, :, lo:hi].reshape(wmat.shape[0], wmat.shape[1], -1))
+        return
+    part = np.matmul(wmat, cols, out=scratch("product", (*wmat.shape[:2], cols.shape[2]), out.dtype))
+    out[:, :, lo:hi] = part.reshape(co, n, hi - lo, *rest).swapaxes(0, 1)
 
 
 def conv_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
     """(∇x (N, C, *S), ∇w (Co, C/G, *k), ∇b (Co,) or None) from ∇y (N, Co, *out) and the forward's cache."""
-    cols, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
+    cols, xp, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
     n, co, *outs = dy.shape
-    # (N, Co, *out) -> (G, Co/G, N·∏out), the columns' order: a view for N = 1
-    dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, n * math.prod(outs))
-    dw = np.matmul(dy_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM on the cached columns
-    if _gather_pays(x_shape, w_shape, stride, padding, dilation):
-        dx = _dx_gather(dy, wmat.reshape(w_shape), x_shape, padding, dilation, groups)
+    kernel = tuple(w_shape[2:])
+    gather = _gather_pays(x_shape, w_shape, stride, padding, dilation)
+    if cols is not None:
+        # (N, Co, *out) -> (G, Co/G, N·∏out), the columns' order: a view for N = 1
+        dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, n * math.prod(outs))
+        dw = np.matmul(dy_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM on the cached columns
+        dx = None if gather else _dx_scatter(dy_mat, wmat, x_shape, kernel, tuple(outs), stride, padding, dilation)
     else:
-        dx = _dx_scatter(dy_mat, wmat, x_shape, w_shape[2:], tuple(outs), stride, padding, dilation)
+        dw, dx = _backward_in_slabs(dy, xp, wmat, x_shape, (kernel, stride, dilation, groups), padding, not gather)
+        dw = dw.reshape(w_shape)
+    if gather:
+        dx = _dx_gather(dy, wmat.reshape(w_shape), x_shape, padding, dilation, groups)
     db = dy.sum(axis=(0, *range(2, dy.ndim))) if has_bias else None
     return dx, dw, db
+
+
+def _backward_in_slabs(
+    dy: Array, xp: Array, wmat: Array, x_shape: tuple[int, ...], geometry: tuple[Sizes, Sizes, Sizes, int], padding: Pads, scatter: bool
+) -> tuple[Array, Array | None]:
+    """(∇w as (G, Co/G, C/G·∏k), ∇x (N, C, *S) by the scatter or None) with the columns rebuilt a slab of output rows at a time."""
+    kernel, stride, dilation, groups = geometry
+    n, co, *outs = dy.shape
+    dtype = np.result_type(dy, wmat)
+    dw = np.zeros(wmat.shape, dtype=dtype)
+    dx = np.zeros(x_shape, dtype=dtype) if scatter else None
+    row_bytes = x_shape[1] * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize
+    for lo, hi in _slabs(outs[0], row_bytes, n * math.prod(outs[1:])):
+        # this slab's ∇y as (G, Co/G, N·rows·∏out[1:]): a view for N = 1
+        dy_mat = np.reshape(dy[:, :, lo:hi].swapaxes(0, 1), (groups, co // groups, -1))
+        dw += np.matmul(dy_mat, _slab_cols(xp, geometry, lo, hi).transpose(0, 2, 1), out=scratch("product", dw.shape, dtype))
+        if dx is not None:
+            # the slab's outputs start lo rows in, as if the padding were lo·stride rows less
+            shifted = ((padding[0][0] - lo * stride[0], 0), *padding[1:])
+            _dx_scatter(dy_mat, wmat, x_shape, kernel, (hi - lo, *outs[1:]), stride, shifted, dilation, dx)
+    return dw, dx
 
 
 def _gather_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Sizes, padding: Pads, dilation: Sizes) -> bool:
@@ -204,19 +288,24 @@ def _gather_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Siz
     return gather < scatter
 
 
-def _dx_scatter(dy_mat: Array, wmat: Array, x_shape: tuple[int, ...], kernel: Sizes, outs: Sizes, stride: Sizes, padding: Pads, dilation: Sizes) -> Array:
-    """∇x (N, C, *S) = col2im(Wᵀ · ∇y) from ∇y as (G, Co/G, N·∏out) and W as (G, Co/G, C/G·∏k)."""
+def _dx_scatter(
+    dy_mat: Array, wmat: Array, x_shape: tuple[int, ...], kernel: Sizes, outs: Sizes, stride: Sizes, padding: Pads, dilation: Sizes, into: Array | None = None
+) -> Array:
+    """∇x (N, C, *S) = col2im(Wᵀ · ∇y) from ∇y as (G, Co/G, N·∏out) and W as (G, Co/G, C/G·∏k), added into `into` if given."""
     n, c = x_shape[:2]
     r = len(kernel)
     g, cog, m = dy_mat.shape
     if g == 1 and m < cog:
         # OpenBLAS runs Wᵀ·∇y with few columns (deep layers) at up to half speed; (∇yᵀ·W)ᵀ is
         # the same product as a plain GEMM, and col2im reads its transposed view at no extra cost
-        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat).transpose(0, 2, 1)
+        dcols_t = scratch("dcols", (g, m, wmat.shape[2]), np.result_type(dy_mat, wmat))
+        dcols = np.matmul(dy_mat.transpose(0, 2, 1), wmat, out=dcols_t).transpose(0, 2, 1)
     else:
-        dcols = np.matmul(wmat.transpose(0, 2, 1), dy_mat)  # one GEMM: (G, C/G·∏k, N·∏out)
+        dcols = scratch("dcols", (g, wmat.shape[2], m), np.result_type(dy_mat, wmat))
+        np.matmul(wmat.transpose(0, 2, 1), dy_mat, out=dcols)  # one GEMM: (G, C/G·∏k, N·∏out)
     patches = _to_nc_first(dcols.reshape(c, *kernel, n, *outs), r)
-    return col2im_into(np.zeros(x_shape, dtype=dcols.dtype), patches, stride, tuple(p[0] for p in padding), dilation)
+    dst = np.zeros(x_shape, dtype=dcols.dtype) if into is None else into
+    return col2im_into(dst, patches, stride, tuple(p[0] for p in padding), dilation)
 
 
 def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dilation: Sizes, groups: int) -> Array:
@@ -229,7 +318,8 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     n, c, *sizes = x_shape
     co, cg, *kernel = w.shape
     reach = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
-    buf = np.zeros((n, co, *(s + q for s, q in zip(sizes, reach))), dtype=dy.dtype)
+    buf = scratch("border", (n, co, *(s + q for s, q in zip(sizes, reach))), dy.dtype)
+    buf.fill(0)
     src, dst = [], []
     for o, q, lo, size in zip(dy.shape[2:], reach, (p[0] for p in padding), sizes):
         first, last = max(0, lo - q), min(o, size + lo)  # the ∇y entries that reach some input
@@ -238,19 +328,21 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
     rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
     dx = np.empty(x_shape, dtype=rot.dtype)
-    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize):
-        cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups)
-        dx[:, :, a:b] = np.matmul(rot, cols).reshape(c, n, b - a, *sizes[1:]).swapaxes(0, 1)  # one GEMM a slab
+    for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize, n * math.prod(sizes[1:])):
+        cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups, reuse="cols")
+        _slab_product(rot, cols, dx, a, b)  # one GEMM a slab
     return dx
 
 
-WHOLE_MAX = 1 << 25  # bytes of columns built at once; a larger matrix is fresh memory (page faults) on every call
+WHOLE_MAX = 1 << 23  # bytes of columns built at once; a larger matrix is fresh memory (page faults) on every call
 SLAB = 1 << 22  # bytes of one slab's columns when they are split: a buffer the allocator reuses, near the caches
+SLAB_COLS = 1024  # fewest GEMM columns in a slab (as rows allow): narrower products run well below BLAS speed
 
 
-def _slabs(rows: int, row_bytes: int) -> list[tuple[int, int]]:
-    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized pieces."""
-    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes)
+def _slabs(rows: int, row_bytes: int, row_cols: int = SLAB_COLS) -> list[tuple[int, int]]:
+    """[a, b) ranges of the first spatial axis: all of it when its columns fit WHOLE_MAX, else SLAB-sized
+    pieces of at least SLAB_COLS GEMM columns (row_cols columns a row)."""
+    step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes, -(-SLAB_COLS // row_cols))
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
