@@ -528,3 +528,44 @@ def test_slabs_keep_enough_gemm_columns() -> None:
     assert conv._slabs(8, 64 * 27 * 28 * 28 * 8, 28 * 28) == [(0, 2), (2, 4), (4, 6), (6, 8)]
     # ResNet's 7x7/2 stem in float64: 147·112·8 = 131,712 bytes a row, 31 rows to the 4 MiB slab
     assert conv._slabs(112, 147 * 112 * 8, 112)[0] == (0, 31)
+
+
+def test_results_outlive_the_scratch_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """y, ∇x, ∇w and ∇b of one call are untouched by the next call and by another thread's calls
+    running at the same time: the reused temporaries are the calling thread's own."""
+    import threading
+
+    monkeypatch.setattr(conv, "WHOLE_MAX", 0)  # slabs, so the scratch products and columns are in use
+    monkeypatch.setattr(conv, "SLAB_COLS", 1)
+    case = (1, 16, 16, (48, 48), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    n, c, co, sizes, k, s, pads, d, g = case
+    monkeypatch.setattr(conv, "SLAB", c * 9 * 48 * 8 * 8)  # eight output rows a slab
+
+    def run(seed: int) -> list[Any]:
+        rng = np.random.default_rng(seed)
+        x, w, b = (rng.standard_normal(shape) for shape in ((n, c, *sizes), (co, c, *k), (co,)))
+        y, cache = conv.conv_forward(x, w, b, s, pads, d, g)
+        return [y, *conv.conv_backward(rng.standard_normal(y.shape), cache)]
+
+    first = run(1)
+    kept = [a.copy() for a in first]
+    run(2)  # a second call reuses every buffer
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    alone = {seed: run(seed) for seed in range(10, 14)}
+    together: dict[int, list[Any]] = {}
+    start = threading.Barrier(4)
+
+    def worker(seed: int) -> None:
+        start.wait()
+        for _ in range(5):
+            together[seed] = run(seed)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in alone]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed, want in alone.items():
+        for a, b in zip(together[seed], want):
+            np.testing.assert_array_equal(a, b)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ def pad(x: Array, pads: Pads, value: float = 0.0) -> Array:
 
 
 SCRATCH_MAX = 1 << 25  # bytes: larger temporaries are allocated afresh rather than held between calls
-_scratch: dict[str, Array] = {}
+_scratch = threading.local()  # each thread its own buffers: two threads' convs never share one
 
 
 def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Array:
@@ -81,14 +82,15 @@ def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Array:
 
     Large temporaries freshly allocated on every call are fresh pages from the OS, and a page
     fault per 4 KiB costs as much as the copy that fills it, far more on some virtual machines.
-    The kernels run on one thread; a buffer's contents last until the next request of its name.
+    A buffer's contents last until the same thread's next request of its name.
     """
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     if nbytes > SCRATCH_MAX:
         return np.empty(shape, dtype=dtype)
-    buf = _scratch.get(name)
+    buffers: dict[str, Array] = _scratch.__dict__
+    buf = buffers.get(name)
     if buf is None or buf.nbytes < nbytes:
-        buf = _scratch[name] = np.empty(nbytes, dtype=np.uint8)
+        buf = buffers[name] = np.empty(nbytes, dtype=np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
