@@ -27,6 +27,8 @@ __all__ = ["Budget", "run_budget", "limit_blas_threads", "noise_pool", "check_ge
            "release_memory", "Reuse"]
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_TIMEOUT = "OPENBLAS_THREAD_TIMEOUT"  # log2 of the cycles an idle OpenBLAS thread spins before it sleeps
+SPIN_LOG2_CYCLES = 20
 NOISE_STREAM = 0x6E6F697365  # the noise pool's seed beside the run's: its own stream, apart from every check's
 TRIM_MIN = 1 << 26  # after a check estimated above this (64 MiB), the freed heap goes back to the system
 
@@ -51,18 +53,25 @@ def run_budget(network: Entry, given: int | None) -> Budget:
 
 
 def limit_blas_threads() -> None:
-    """One BLAS thread when every core is already busy (1-minute load average at least the number
-    of cores): threads that wait for a core cost more than they give. Only before NumPy is
-    loaded, and never over the user's own setting."""
+    """One BLAS thread unless every other core is free (1-minute load average above the number of
+    cores less one): OpenBLAS splits a product evenly over its threads, so one that waits for a
+    busy core holds up the whole product, and threads that wait cost more than they give. With
+    threads, their idle spin is cut short (OPENBLAS_THREAD_TIMEOUT: 2^20 cycles, about 0.3 ms,
+    not OpenBLAS's 2^28, about 0.1 s): between verify's products the process runs one thread of
+    its own (im2col copies, elementwise layers, directions) for milliseconds, during which a
+    spinning thread burns a whole core. Only before NumPy is loaded, and never over the user's
+    own setting."""
     if "numpy" in sys.modules or any(v in os.environ for v in BLAS_THREADS):
         return
     try:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) - 1
     except OSError:
         return
     if busy:
         for v in BLAS_THREADS:
             os.environ[v] = "1"
+    else:
+        os.environ.setdefault(THREAD_TIMEOUT, str(SPIN_LOG2_CYCLES))
 
 
 def noise_pool(network: Entry, seed: int) -> Noise:
