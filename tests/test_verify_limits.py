@@ -237,3 +237,19 @@ def test_verify_table_fits_the_terminal(cli, write, monkeypatch: pytest.MonkeyPa
         lines = run.out.splitlines()
         assert len(lines) > 3 and not [line for line in lines if cell_len(line) > width]
     assert "FAIL" in runs[1].out and " ×999,999,999" in runs[2].out
+
+
+@pytest.mark.parametrize(
+    ("load", "environ", "expected"),
+    [
+        (1.2, {}, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),  # one core taken
+        (0.4, {}, {"OPENBLAS_THREAD_TIMEOUT": "20"}),  # both free: threads, their idle spin cut short
+        (0.4, {"OPENBLAS_THREAD_TIMEOUT": "28"}, {}),  # the user's spin stays
+        (3.0, {"OMP_NUM_THREADS": "2"}, {}),  # the user's thread count wins, whatever the load
+    ],
+)
+def test_blas_threads_only_where_every_other_core_is_free(load: float, environ: dict[str, str], expected: dict[str, str]) -> None:
+    """On 2 cores, a load average above 1 means a BLAS thread would wait for a core: one thread."""
+    from layercalc.verify.resources import blas_settings
+
+    assert blas_settings(load, 2, environ) == expected
