@@ -11,7 +11,9 @@
 Every child runs with bytecode caching on, as an installed copy does (children.py), its cache
 filled by a warm-up run: with PYTHONDONTWRITEBYTECODE set (as some environments do), every process
 would compile every module of torch and layercalc again, seconds on both sides.
-Run: python bench/bench_verify.py [--runs N] [--base /work/base] [--skip-vgg] [--all-configs]
+With --threads 1 both sides run one thread (OpenMP and BLAS): the work each does, which a load
+that makes threads wait for cores (torch's more than verify's) does not blur.
+Run: python bench/bench_verify.py [--runs N] [--base /work/base] [--threads 1] [--skip-vgg] [--all-configs]
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def resnet18(runs: int, base: Path | None) -> None:
         for name, tree in list(trees.items())[::1 if k % 2 == 0 else -1]:
             times[name].append(run([*command(), *args], tree))
         times["gradcheck"].append(run(torch))
-    print(f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) at the end {os.getloadavg()[0]:.1f}; {runs} rounds")
+    threads = f"{ENV['OMP_NUM_THREADS']} thread(s) each" if "OMP_NUM_THREADS" in ENV else "default threads"
+    print(f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) at the end {os.getloadavg()[0]:.1f}; "
+          f"{runs} rounds; {threads}")
     print(line("layercalc verify resnet18", times["this tree"]))
     if base is not None:
         print(line(f"baseline ({base}) verify resnet18", times["baseline"]))
@@ -104,11 +108,15 @@ def resnet18(runs: int, base: Path | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=4, help="rounds (even: each tree runs first as often)")
     parser.add_argument("--base", type=Path, default=None, help="a baseline tree, run in the same rounds")
     parser.add_argument("--skip-vgg", action="store_true")
     parser.add_argument("--all-configs", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="every child's BLAS and OpenMP threads (1: the work each side does, whatever the load)")
     opts = parser.parse_args()
+    if opts.threads is not None:
+        ENV.update({v: str(opts.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     if opts.all_configs:
         all_configs()
         return
