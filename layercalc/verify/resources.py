@@ -65,8 +65,8 @@ def limit_blas_threads() -> None:
 
 
 def blas_settings(load: float, cores: int, environ: Any) -> dict[str, str]:
-    """The BLAS variables to set (none where the user set a thread count): one thread unless every
-    other core is free (1-minute load average above the number of cores less one). OpenBLAS
+    """The BLAS variables to set (none where the user set a thread count): as many threads as
+    cores are free (the cores less the 1-minute load average, rounded; at least one). OpenBLAS
     splits a product evenly over its threads, so one that waits for a busy core holds up the whole
     product: threads that wait cost more than they give. With threads, their idle spin is cut
     short (OPENBLAS_THREAD_TIMEOUT: 2^20 cycles, about 0.3 ms, not OpenBLAS's 2^28, about 0.1 s):
@@ -74,9 +74,9 @@ def blas_settings(load: float, cores: int, environ: Any) -> dict[str, str]:
     layers, directions) for milliseconds, while a spinning thread burns a whole core."""
     if any(v in environ for v in BLAS_THREADS):
         return {}
-    if load > cores - 1:
-        return {v: "1" for v in BLAS_THREADS}
-    return {} if THREAD_TIMEOUT in environ else {THREAD_TIMEOUT: str(SPIN_LOG2_CYCLES)}
+    free = max(1, round(cores - load))
+    spin = {} if free == 1 or THREAD_TIMEOUT in environ else {THREAD_TIMEOUT: str(SPIN_LOG2_CYCLES)}
+    return {**({v: str(free) for v in BLAS_THREADS} if free < cores else {}), **spin}
 
 
 def noise_pool(network: Entry, seed: int) -> Noise:
