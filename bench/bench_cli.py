@@ -21,6 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+sys.path.insert(0, str(ROOT / "bench"))
+from children import cache_bytecode  # noqa: E402
+
+cache_bytecode()  # the children this bench starts write their bytecode, as an installed copy does
+
 
 def command() -> list[str]:
     """The installed `layercalc` script next to this interpreter, else `python -m layercalc`."""

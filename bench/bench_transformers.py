@@ -26,6 +26,11 @@ from tiny_decoders import decoder, swiglu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+sys.path.insert(0, str(ROOT / "bench"))
+from children import cache_bytecode  # noqa: E402
+
+cache_bytecode()  # the children this bench starts write their bytecode, as an installed copy does
+
 DECODER = decoder("decoder_2x64", 256, 64, swiglu(172, 64))
 
 

@@ -237,3 +237,22 @@ def test_verify_table_fits_the_terminal(cli, write, monkeypatch: pytest.MonkeyPa
         lines = run.out.splitlines()
         assert len(lines) > 3 and not [line for line in lines if cell_len(line) > width]
     assert "FAIL" in runs[1].out and " ×999,999,999" in runs[2].out
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "environ", "expected"),
+    [
+        (2, 1.2, {}, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),  # one core taken
+        (2, 0.4, {}, {"OPENBLAS_THREAD_TIMEOUT": "20"}),  # both free: threads, their idle spin cut short
+        (2, 0.4, {"OPENBLAS_THREAD_TIMEOUT": "28"}, {}),  # the user's spin stays
+        (2, 3.0, {"OMP_NUM_THREADS": "2"}, {}),  # the user's thread count wins, whatever the load
+        (8, 5.2, {}, {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3",
+                      "OPENBLAS_THREAD_TIMEOUT": "20"}),  # three of eight cores free
+    ],
+)
+def test_blas_threads_only_on_free_cores(cores: int, load: float, environ: dict[str, str], expected: dict[str, str]) -> None:
+    """A BLAS thread on a busy core would wait for it: as many threads as cores are free (a load
+    average above 1 on 2 cores: one thread)."""
+    from layercalc.verify.resources import blas_settings
+
+    assert blas_settings(load, cores, environ) == expected

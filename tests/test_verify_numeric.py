@@ -311,3 +311,28 @@ def test_a_float32_block_is_judged_in_float64_and_a_wrong_one_still_fails(monkey
     monkeypatch.setattr(Concat, "split", lambda self, dy, outs: [dy[:, :o.shape[1]] * 0 for o in outs])
     broken = verify(analyse(ROOT / "configs" / "densenet121.yaml"), options)
     assert any(not c.passed and c.path == "denseblock1" and c.method.startswith("direction") for c in broken.checks)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 0.0, 1.5, -0.2],  # a ReLU's zeros: tied
+        [0.0, -0.0, 2.0, 3.0],  # a signed zero ties with zero
+        [0.0, 1.0, 2.0, 3.0],  # one zero, the rest apart: no tie
+        [0.0, 0.0, float("nan"), 1.0],  # a NaN: the sorted gaps decide (a NaN gap ties nothing)
+        [0.5, 0.5 + 1e-9, 2.0, 3.0],  # a near-tie, no zero
+    ],
+)
+def test_a_max_pools_ties_are_found_as_by_the_sorted_gaps(values: list[float]) -> None:
+    """Whether the derivative of a max pool is undefined at its input: the same answer as the
+    smallest gap between the sorted inputs gives, zeros counted without sorting or not."""
+    from layercalc.verify import build_network
+    from layercalc.verify.checks import _undefined_at
+    from layercalc.verify.differences import scale_of
+
+    leaf = build_network(analyse("input: [1, 2, 2]\nlayers:\n  - maxpool2d: {kernel_size: 2}\n"), Options()).leaves()[0]
+    x = np.asarray(values).reshape(1, 1, 2, 2)
+    step = Options().step
+    with np.errstate(invalid="ignore"):
+        by_sort = float(np.min(np.diff(np.sort(x.ravel())))) <= 4 * step * scale_of(x)
+    assert bool(_undefined_at(leaf, x, step)) == by_sort

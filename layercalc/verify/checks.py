@@ -101,7 +101,7 @@ class Probe:
         it reads that are inputs of the check too."""
         sides = KinkSides()
         y, cache = forward(inst, x, watch=sides)
-        g = rng.standard_normal(y.shape).astype(y.dtype)
+        g = rng.standard_normal(y.shape).astype(y.dtype, copy=False)
         grads: dict[Instance, dict[str, Any]] = {}
         inst.streams.grads.clear()
         dx = backward(inst, g, cache, grads)
@@ -232,7 +232,7 @@ def _elementwise(probe: Probe, t: Tensor, opts: Options, inst: Instance) -> Chec
     """Every element of one tensor (but its frozen rows): analytic against Richardson-extrapolated differences."""
     kept = t.kept() if t.frozen else np.arange(t.array.size)
     size = kept.size
-    grad = t.grad.astype(np.float64).reshape(-1)[kept]
+    grad = t.grad.astype(np.float64, copy=False).reshape(-1)[kept]
     numeric, worst, conclusive = _numeric_at(probe, t, opts, inst, kept)
     diff = float(np.max(np.abs(numeric - grad))) if size else 0.0
     top = float(np.max(np.abs(numeric))) if size else 0.0
@@ -287,7 +287,7 @@ def _locate(probe: Probe, t: Tensor, opts: Options, inst: Instance, rng: Any, ro
     most, among every element of a small tensor, else among the elements with the largest
     analytic values and as many drawn at random (each costs a numeric derivative)."""
     size = t.array.size
-    grad = t.grad.astype(np.float64).reshape(-1)
+    grad = t.grad.astype(np.float64, copy=False).reshape(-1)
     if size <= LOCATE_ALL:
         picked, among = np.arange(size), f"of all {size}"
     else:
@@ -414,7 +414,7 @@ def reference_checks(inst: Instance, x: Any, probe: Probe, rng: Any, opts: Optio
         if np.shape(y_user) != np.shape(y_ref):
             checks.append(check(inst, "forward = reference" + suffix, method, math.inf, 0.0, "shapes differ"))
             continue
-        g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape).astype(y_ref.dtype)
+        g = probe.g if y_ref.shape == probe.g.shape else rng.standard_normal(y_ref.shape).astype(y_ref.dtype, copy=False)
         pairs = [("forward", y_user, y_ref)]
         dx_user, grads_user = call(inst, "backward", g, params, cache_user)
         dx_ref, grads_ref = ref.backward(g, params, cache_ref)
@@ -441,12 +441,13 @@ def random_input(inst: Instance, shape: tuple[int, ...], rng: Any, dtype: str) -
         return exercising(rng.integers(0, min(bounds), size=shape), sorted(needed), min(bounds), rng), False
     if inst.is_leaf and inst.layer.selects:  # distinct values, evenly spaced, in random order: no ties
         n = math.prod(shape)
-        x = (rng.permutation(n).reshape(shape) - (n - 1) / 2) * _spacing(n)  # unit variance
-        return x.astype(dtype), True
+        x = rng.permutation(n).reshape(shape) - (n - 1) / 2
+        x *= _spacing(n)  # unit variance
+        return x.astype(dtype, copy=False), True
     x = rng.standard_normal(shape)
     if inst.is_leaf and inst.layer.kinks:
         nudge(x, tuple(inst.layer.kinks), KINK_MARGIN)
-    x = x.astype(dtype)
+    x = x.astype(dtype, copy=False)
     if inst.is_leaf and inst.layer.kinks and dtype != "float64":
         nudge(x, tuple(inst.layer.kinks), np.asarray(KINK_MARGIN, dtype=dtype))  # rounding may have moved one back
     return x, True
@@ -506,7 +507,7 @@ def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") ->
 def draw_streams(inst: Instance, x: Any, rng: Any, dtype: str) -> tuple[str, ...]:
     """The other streams a layer or block reads (cross-attention's keys and values), drawn at
     random into its streams at x's batch; returns their names, inputs of the check too."""
-    drawn = {name: rng.standard_normal((x.shape[0], *shape[1:])).astype(dtype)
+    drawn = {name: rng.standard_normal((x.shape[0], *shape[1:])).astype(dtype, copy=False)
              for name, shape in getattr(inst.entry, "reads", {}).items()}
     inst.streams.values.update(drawn)
     return tuple(drawn)
@@ -523,7 +524,7 @@ def draw_inputs(root: Instance, rng: Any, dtype: str) -> tuple[str, ...]:
         if bound is not None:
             root.streams.values[name] = exercising(rng.integers(0, bound, size=shape), [], bound, rng)
         else:
-            root.streams.values[name] = rng.standard_normal(shape).astype(dtype)
+            root.streams.values[name] = rng.standard_normal(shape).astype(dtype, copy=False)
             real.append(name)
     return tuple(real)
 
@@ -560,11 +561,11 @@ def _identities(inst: Instance, x: Any, rng: Any) -> list[tuple[str, float, floa
 def rule_check(inst: Instance, outs: list[Any], dy: Any, rng: Any, opts: Options) -> Check:
     """A block's own rule: split(dy) against the numeric derivative of <dy, merge(outs)> along a
     random direction of every sequence output, on the outputs its children really produced."""
-    outs64 = [o.astype(np.float64) for o in outs]
-    dy64 = dy.astype(np.float64)
+    outs64 = [o.astype(np.float64, copy=False) for o in outs]
+    dy64 = dy.astype(np.float64, copy=False)
     dirs = [Direction(o.shape, scale_of(o), rng).values().reshape(o.shape) for o in outs64]
     parts = inst.layer.split(dy, outs)
-    prods = [(p.astype(np.float64) * v).reshape(-1) for p, v in zip(parts, dirs)]
+    prods = [(p.astype(np.float64, copy=False) * v).reshape(-1) for p, v in zip(parts, dirs)]
     analytic = sum(float(w.sum()) for w in prods)
     squares = math.sqrt(sum(dot(w, w) for w in prods))
     h = opts.step
@@ -593,7 +594,7 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     tape: dict[Any, Any] = {leaf: None for leaf in root.leaves() if blocks(leaf)}
     sides = KinkSides()
     y, cache = forward(root, x, watch=sides, tape=tape)
-    g = rng.standard_normal(y.shape).astype(y.dtype)
+    g = rng.standard_normal(y.shape).astype(y.dtype, copy=False)
     grads: dict[Instance, dict[str, Any]] = {}
     root.streams.grads.clear()
     dx = backward(root, g, cache, grads, tape)
@@ -664,16 +665,27 @@ def _leaf_in_network(probe: Probe, opts: Options, rng: Any, directions: int | No
     return kept + fresh
 
 
+def _zeros_tied(x: Any) -> bool:
+    """True when two inputs are exact zeros (a ReLU's output, the usual input of a max pool): a tie,
+    found without sorting (an input with a NaN is left to the sort, which decides as before)."""
+    flat = x.reshape(-1)
+    return int(np.count_nonzero(flat == 0)) >= 2 and not bool(np.isnan(flat).any())
+
+
+def _near_ties(x: Any, step: float) -> bool:
+    """True when two inputs lie within a few numeric steps of each other (the smallest gap between sorted inputs)."""
+    gaps = np.diff(np.sort(x.reshape(-1).astype(np.float64, copy=False)))
+    return bool(float(np.min(gaps)) <= 4 * step * scale_of(x))
+
+
 def _undefined_at(inst: Instance, x: Any, step: float) -> str:
     """Why the layer's derivative cannot be measured at input x ('' when it can, as far as its
     declared kinks and selection tell): for a selection, two inputs tied or within a few steps
     of each other (which one is picked can change within the quotient's step)."""
     if x.dtype.kind not in "fc":
         return ""
-    if inst.layer.selects and x.size > 1:
-        gaps = np.diff(np.sort(x.reshape(-1).astype(np.float64)))
-        if float(np.min(gaps)) <= 4 * step * scale_of(x):
-            return "ties or near-ties (within the numeric step), where a selection has no derivative"
+    if inst.layer.selects and x.size > 1 and (_zeros_tied(x) or _near_ties(x, step)):
+        return "ties or near-ties (within the numeric step), where a selection has no derivative"
     if inst.layer.kinks and bool(np.isin(x, inst.layer.kinks).any()):
         return "inputs exactly at a kink, where there is no derivative"
     return ""

@@ -65,7 +65,7 @@ class Noise:
             old = self.pool.size
             pool = np.empty(min(max(2 * n, 2 * old, NOISE_MIN), 2 * DENSE_MAX))
             pool[:old] = self.pool
-            pool[old:] = fresh_uniform(self.rng, pool.size - old)
+            fresh_uniform(self.rng, pool.size - old, out=pool[old:])
             pool.flags.writeable = False
             self.pool = pool
         lo = int(rng.integers(0, self.pool.size - n + 1))

@@ -23,10 +23,12 @@ from .memory import budget, noise_bytes, noise_elements, release_memory
 if TYPE_CHECKING:  # planning sizes its tasks with Budget: a run-time import would be a cycle
     from .planning import Task
 
-__all__ = ["Budget", "run_budget", "limit_blas_threads", "noise_pool", "check_generator", "after_check",
+__all__ = ["Budget", "run_budget", "limit_blas_threads", "blas_settings", "noise_pool", "check_generator", "after_check",
            "release_memory", "Reuse"]
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_TIMEOUT = "OPENBLAS_THREAD_TIMEOUT"  # log2 of the cycles an idle OpenBLAS thread spins before it sleeps
+SPIN_LOG2_CYCLES = 20
 NOISE_STREAM = 0x6E6F697365  # the noise pool's seed beside the run's: its own stream, apart from every check's
 TRIM_MIN = 1 << 26  # after a check estimated above this (64 MiB), the freed heap goes back to the system
 
@@ -51,18 +53,30 @@ def run_budget(network: Entry, given: int | None) -> Budget:
 
 
 def limit_blas_threads() -> None:
-    """One BLAS thread when every core is already busy (1-minute load average at least the number
-    of cores): threads that wait for a core cost more than they give. Only before NumPy is
-    loaded, and never over the user's own setting."""
-    if "numpy" in sys.modules or any(v in os.environ for v in BLAS_THREADS):
+    """Set the BLAS thread variables blas_settings chooses for this machine's load. Only before
+    NumPy is loaded (OpenBLAS reads them once), and never over the user's own setting."""
+    if "numpy" in sys.modules:
         return
     try:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+        load = os.getloadavg()[0]
     except OSError:
         return
-    if busy:
-        for v in BLAS_THREADS:
-            os.environ[v] = "1"
+    os.environ.update(blas_settings(load, os.cpu_count() or 1, os.environ))
+
+
+def blas_settings(load: float, cores: int, environ: Any) -> dict[str, str]:
+    """The BLAS variables to set (none where the user set a thread count): as many threads as
+    cores are free (the cores less the 1-minute load average, rounded; at least one). OpenBLAS
+    splits a product evenly over its threads, so one that waits for a busy core holds up the whole
+    product: threads that wait cost more than they give. With threads, their idle spin is cut
+    short (OPENBLAS_THREAD_TIMEOUT: 2^20 cycles, about 0.3 ms, not OpenBLAS's 2^28, about 0.1 s):
+    between verify's products the process runs one thread of its own (im2col copies, elementwise
+    layers, directions) for milliseconds, while a spinning thread burns a whole core."""
+    if any(v in environ for v in BLAS_THREADS):
+        return {}
+    free = max(1, round(cores - load))
+    spin = {} if free == 1 or THREAD_TIMEOUT in environ else {THREAD_TIMEOUT: str(SPIN_LOG2_CYCLES)}
+    return {**({v: str(free) for v in BLAS_THREADS} if free < cores else {}), **spin}
 
 
 def noise_pool(network: Entry, seed: int) -> Noise:
