@@ -10,9 +10,10 @@ network's numbering when the instance is loaded, in document order, so they read
 template's layers had been written out where the instance stands.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 import re
+from collections import ChainMap
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from .document import Map, Seq
@@ -247,10 +248,10 @@ class Definitions:
         self.templates = templates
         self.parse = parse
 
-    def types(self, names: "Naming") -> dict[str, Any]:
+    def types(self, names: "Naming") -> Mapping[str, Any]:
         """Type name -> what builds a layer of it: the catalog's classes and, drawing their layers'
-        default names from `names`, the templates."""
-        return {**REGISTRY, **{n: InstanceType(t, self, names) for n, t in self.templates.items()}}
+        default names from `names`, the templates (a view: the catalog imports only the types looked up)."""
+        return ChainMap({n: InstanceType(t, self, names) for n, t in self.templates.items()}, REGISTRY)
 
 
 class Naming(Protocol):
