@@ -27,9 +27,7 @@ MAX_EXPR_NESTING = 100  # parentheses, signs and calls inside one another; deepe
 # blocks and templates inside one template's layers: the analysis recurses once per level, and a
 # config's own blocks may nest 100 deep around an instance
 MAX_TEMPLATE_DEPTH = 50
-_EXPR = re.compile(r"\$\{(.*)\}\Z", re.DOTALL)
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z_0-9]*)|(//|[-+*(),])|(\S))")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 
 # -- expressions ----------------------------------------------------------------------------------
@@ -85,12 +83,16 @@ def _apply(op: str, a: int, b: int, text: str) -> int:
     return a // b
 
 
+def _is_name(text: str) -> bool:
+    """Whether text is a name: an ASCII letter or _, then letters, digits and _."""
+    return text.isascii() and text.isidentifier()
+
+
 def parse_expr(text: str) -> Expr:
     """'${in * expand}' -> an Expr; raises ExprError naming what could not be read and where."""
-    match = _EXPR.match(text)
-    if match is None:
+    if len(text) < 3 or not text.startswith("${") or not text.endswith("}"):
         raise ExprError(f"{text!r} is not an expression: write the whole value as ${{...}}")
-    parser = _Parser(match.group(1), text)
+    parser = _Parser(text[2:-1], text)
     parser.expression(0)
     if parser.peek() is not None:
         parser.fail("expected an operator or the end")
@@ -412,7 +414,7 @@ def _template(name: Any, spec: Any, line: int | None) -> Template:
     """One template's name, arguments and layers, checked; its expressions compiled."""
     where = f"define.{name}"
     loc = Location(line=line, where=where)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _is_name(name):
         raise SchemaError(f"a template name is a word of letters, digits and _, got {name!r}", loc, name)
     key = name.lower()
     if key in REGISTRY:
@@ -447,7 +449,7 @@ def _args(template: str, raw: Any, loc: Location) -> tuple[Arg, ...]:
     integer = Integer(template)
     for name, default in raw.items():
         at = loc._replace(line=lines.get(name, loc.line))
-        if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED:
+        if not isinstance(name, str) or not _is_name(name) or name in RESERVED:
             why = "means something of its own in an expression" if name in RESERVED else "is not a name"
             raise SchemaError(f"template {template}: argument {name!r} {why}", at, name)
         if default is None:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # none of these is needed to read a plain config and add up its parameters
-NOT_LOADED = ("yaml", "json", "typer", "click", "rich", "numpy", "fractions", "copy", "decimal", "difflib")
+NOT_LOADED = ("yaml", "json", "typer", "click", "rich", "numpy", "fractions", "copy", "decimal", "difflib", "signal")
 
 
 def imported(*args: str) -> tuple[str, set[str]]:
