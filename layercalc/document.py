@@ -158,8 +158,10 @@ def decode(data: bytes, name: str) -> str:
         if len(data) > 1 and data.count(b"\0") * 2 >= len(data) - 1:
             raise DocumentError("UTF-16 or UTF-32 text without a byte-order mark; save it as UTF-8", Location(file=name))
         raise DocumentError("binary data, not a YAML or JSON config", Location(file=name))
+    if encoding is None:  # UTF-8: its byte-order mark dropped here, as the utf-8-sig codec (a module to import) would
+        data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode(encoding or "utf-8-sig")
+        text = data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DocumentError(f"not {encoding or 'UTF-8'} text (byte 0x{data[exc.start]:02x})", Location(file=name, line=line)) from None
