@@ -14,7 +14,7 @@ template's layers had been written out where the instance stands.
 # and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 import re
 from collections import ChainMap
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from .document import Map, Seq
 from .errors import Location, SchemaError, TemplateError
@@ -256,26 +256,27 @@ class Definitions:
         return ChainMap({n: InstanceType(t, self, names) for n, t in self.templates.items()}, REGISTRY)
 
 
-class Naming(Protocol):
-    """The loader's default-name numbering (config.Names)."""
+if TYPE_CHECKING:  # what the loader hands in, as the type checker sees it (no class to build at run time)
 
-    def default(self, type_name: str) -> str: ...
+    class Naming(Protocol):
+        """The loader's default-name numbering (config.Names)."""
 
-    def given(self, name: str) -> None: ...
+        def default(self, type_name: str) -> str: ...
 
+        def given(self, name: str) -> None: ...
 
-class BodyParser(Protocol):
-    """The loader's entry parser for a template's layers, drawing default names from `planned`."""
+    class BodyParser(Protocol):
+        """The loader's entry parser for a template's layers, drawing default names from `planned`."""
 
-    def __call__(self, definitions: Definitions, layers: Any, where: str, line: int | None,
-                 planned: list[str], frozen: str | None) -> list[Node]: ...
+        def __call__(self, definitions: Definitions, layers: Any, where: str, line: int | None,
+                     planned: list[str], frozen: str | None) -> list[Node]: ...
 
 
 class InstanceType:
     """What the loader looks a template's name up as: its type name and arguments, and a builder
     that draws the default names of the template's layers (document order) as it makes an instance."""
 
-    def __init__(self, template: Template, definitions: Definitions, names: Naming) -> None:
+    def __init__(self, template: Template, definitions: Definitions, names: "Naming") -> None:
         self.template, self.definitions, self.names = template, definitions, names
         self.type_name = template.name
         self.args = template.args
@@ -393,7 +394,7 @@ def _exprs(value: Any, line: int | None) -> Iterator[tuple[Expr, int | None]]:
 # -- reading `define:` ----------------------------------------------------------------------------
 
 
-def define(raw: Any, line: int | None, parse: BodyParser, entry_keys: Iterable[str]) -> Definitions:
+def define(raw: Any, line: int | None, parse: "BodyParser", entry_keys: Iterable[str]) -> Definitions:
     """The `define:` mapping -> the config's templates; raises SchemaError naming the template."""
     if not isinstance(raw, dict):
         raise SchemaError("define must map template names to {args: ..., layers: [...]}",
