@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["-m", "layercalc", "params", "configs/resnet50.yaml", "--total"]
+ALLOWANCE_MS = 40 - 16  # the issue's target: 40 ms for the command where a bare `python -c pass` takes 16 ms
 
 
 def environment(cache: str) -> dict[str, str]:
@@ -65,14 +66,15 @@ def instructions(tree: Path, args: list[str], env: dict[str, str]) -> int | None
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
+    """The CPU's model name, family and model (Linux; 'AVX-512' when it has it), else the platform's processor string."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                    if ":" in line)
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    info = {key.strip(): value.strip() for key, value in info.items()}
+    wide = ", AVX-512" if "avx512f" in info.get("flags", "").split() else ""
+    return f"{info.get('model name', 'unknown')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}{wide})"
 
 
 def main() -> None:
@@ -104,9 +106,16 @@ def report(base: Path, runs: int, count: bool, env: dict[str, str]) -> None:
     print(f"command: python {' '.join(ARGS)}   ({runs} paired rounds, CPU ms = user + system)")
     for name, value in med.items():
         print(f"  {name:<12} {value:7.1f} ms median CPU   ({min(times[name]):.1f} min)")
-    print(f"  this tree / baseline: {med['this tree'] / med['baseline']:.2f}   "
-          f"above bare python: {med['this tree'] - med['bare python']:.1f} ms vs {med['baseline'] - med['bare python']:.1f} ms")
-    print(f"  this tree / bare python: {med['this tree'] / med['bare python']:.2f}  [target: 40 ms when bare python takes 16 ms, 2.50]")
+    above = {name: med[name] - med["bare python"] for name in trees}
+    print(f"  this tree / baseline: {med['this tree'] / med['baseline']:.2f}")
+    # The target was set on a machine where a bare python starts in 16 ms: 40 ms in all is 24 ms of
+    # layercalc's own on top. A bare python here costs what it costs (site's imports included), so
+    # the fair test is that allowance, not the ratio, which a slower bare python flatters.
+    print(f"  above bare python: this tree {above['this tree']:.1f} ms, baseline {above['baseline']:.1f} ms   "
+          f"[allowance: {ALLOWANCE_MS} ms above bare python (40 ms total where bare python takes 16 ms)]: "
+          f"{'within' if above['this tree'] <= ALLOWANCE_MS else 'OVER'}")
+    print(f"  this tree / bare python: {med['this tree'] / med['bare python']:.2f}   "
+          f"[ratio target 40 / 16 = 2.50; bare python here {med['bare python']:.1f} ms, not 16]")
     if count:
         counted = {name: instructions(tree, ARGS, env) for name, tree in trees.items()}
         counted["bare python"] = instructions(ROOT, ["-c", "pass"], env)
@@ -115,7 +124,8 @@ def report(base: Path, runs: int, count: bool, env: dict[str, str]) -> None:
             return
         for name, value in counted.items():
             print(f"  {name:<12} {value / 1e6:7.1f} M instructions")
-        print(f"  this tree / bare python: {counted['this tree'] / counted['bare python']:.2f} in instructions")
+        print(f"  above bare python: this tree {(counted['this tree'] - counted['bare python']) / 1e6:.1f} M, "
+              f"baseline {(counted['baseline'] - counted['bare python']) / 1e6:.1f} M instructions")
 
 
 if __name__ == "__main__":

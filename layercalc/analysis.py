@@ -19,8 +19,8 @@ convention's counts, the training cost, the by-type rows, the report's rows and 
 estimates are folds over it. This module imports config, errors, layers and lora (the adapters' target check) only.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Sequence
 
@@ -33,26 +33,6 @@ MAX_DISTINCT_COPIES = 10_000  # a repeat whose shape is still changing after thi
 REPEAT_TYPE = "repeat"  # the type shown on the row that groups a repeated entry's copies
 LISTED_COPIES = 100  # a repeat of more copies lists its distinct copies, then one row for the rest
 TOKEN_ID_BYTES = 8  # token ids are int64, as torch.long holds them (whatever the config's dtype)
-
-
-class Run(NamedTuple):
-    """One child of an entry as it runs: how many times in a row, and whether its first input needs dL/dx.
-
-    Only the last distinct copy of a repeat runs more than once; its later runs' input needs a
-    gradient when the first run's did or when the copy itself has trainable parameters. `held` is
-    how many parameter sets it stands for: `times` but below a block that keeps more of a child
-    than it runs (a mixture of experts holds every expert and runs top_k of them per token).
-    """
-
-    entry: "Entry"
-    times: int
-    grad: bool  # the first run's input depends on a parameter (so the backward computes dL/dx)
-    held: int
-
-    @property
-    def later_grad(self) -> bool:
-        """Whether the input of the second and later runs needs a gradient."""
-        return self.grad or self.entry.trainable_params > 0
 
 
 class Entry:
@@ -118,10 +98,30 @@ class Entry:
         multiples = self.multiples or [(1, 1)] * len(self.sequences)
         return [[(c, runs, held) for c in seq] for seq, (held, runs) in zip(self.sequences, multiples)]
 
-    def runs(self, grad: bool = False) -> Iterator[list[Run]]:
+    def runs(self, grad: bool = False) -> "Iterator[list[Run]]":
         """Each child sequence as the runs of its children, for an input that needs a gradient if grad."""
         for seq in self.counted():
             yield _chain(seq, grad)
+
+
+class Run(NamedTuple):
+    """One child of an entry as it runs: how many times in a row, and whether its first input needs dL/dx.
+
+    Only the last distinct copy of a repeat runs more than once; its later runs' input needs a
+    gradient when the first run's did or when the copy itself has trainable parameters. `held` is
+    how many parameter sets it stands for: `times` but below a block that keeps more of a child
+    than it runs (a mixture of experts holds every expert and runs top_k of them per token).
+    """
+
+    entry: Entry
+    times: int
+    grad: bool  # the first run's input depends on a parameter (so the backward computes dL/dx)
+    held: int
+
+    @property
+    def later_grad(self) -> bool:
+        """Whether the input of the second and later runs needs a gradient."""
+        return self.grad or self.entry.trainable_params > 0
 
 
 def _chain(children: list[tuple[Entry, int, int]], grad: bool) -> list[Run]:

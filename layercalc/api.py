@@ -9,7 +9,6 @@ from typing import Any, TextIO
 from .analysis import Report
 from .analysis import analyse as _analyse
 from .config import DTYPE_BYTES, Network, inline_network, parse_shape, suggest
-from .conventions import DEFAULT_OPTIMIZER
 from .errors import UsageError
 from .config import load as _load
 from .layers import REGISTRY, Layer
@@ -90,6 +89,7 @@ def report_data(
     see bytype.py) replaces `layers`; compare: the object of `flops --compare` (every convention
     by op category) instead. Options that do not go together are refused (options.py).
     """
+    from .conventions import DEFAULT_OPTIMIZER
     from .options import check_report_options  # the checks and renderers load only when a view is asked for
 
     check_report_options(depth=depth, convention=convention, training=training, optimizer=optimizer,

@@ -4,10 +4,10 @@ Layer types are looked up in the registry by name and their arguments checked ag
 type's own schema; nothing here knows any particular layer type.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 import os
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from . import lora
 from .document import Map, Seq, line_of, parse_document, read_source
@@ -260,7 +260,7 @@ class Names:
     def __init__(self, definitions: Definitions | None = None, planned: list[str] | None = None) -> None:
         self.counts: dict[str, int] = {}
         self.taken: set[str] = set()
-        self.types: dict[str, Any] = REGISTRY if definitions is None else definitions.types(self)
+        self.types: Mapping[str, Any] = REGISTRY if definitions is None else definitions.types(self)
         # a template instance's layers take the default names drawn when the instance was loaded
         self.planned = None if planned is None else iter(planned)
 
@@ -328,7 +328,7 @@ def type_word(value: Any) -> str:
     return f"the number {value}"
 
 
-def lookup_type(name: Any, loc: Location, types: dict[str, Any] = REGISTRY) -> type[Layer]:
+def lookup_type(name: Any, loc: Location, types: Mapping[str, Any] = REGISTRY) -> type[Layer]:
     """The layer class registered under a (case-insensitive) type name (or a template's builder)."""
     if not isinstance(name, str):
         raise SchemaError(f"a layer type must be a name, got {type_word(name)}", loc, name)

@@ -59,10 +59,17 @@ def line_of(value: Any, default: int | None = None) -> int | None:
 
 _NULL = {"", "~", "null", "Null", "NULL"}
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)\Z")
-_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?\Z")
+_INT = r"[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)\Z"
+_FLOAT = r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?\Z"
+_NUMBER_START = set("0123456789+-.")  # what an int, a float or .inf/.nan starts with
 _SPECIAL_FLOAT = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
 _CORE = "tag:yaml.org,2002:"
+
+
+@functools.lru_cache(maxsize=None)
+def _number_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(int, float) of the core schema, compiled on first use."""
+    return re.compile(_INT), re.compile(_FLOAT)
 
 
 @functools.lru_cache(maxsize=4096)  # configs repeat the same few words thousands of times
@@ -72,9 +79,14 @@ def resolve_plain(text: str) -> Any:
         return None
     if text in _BOOL:
         return _BOOL[text]
-    if _INT.match(text):
+    if text[0] not in _NUMBER_START:  # a word (most of a config's scalars)
+        return text
+    if text.isdigit() and text.isascii():  # a plain integer: the other common case, read without patterns
+        return int(text)
+    integer, real = _number_patterns()
+    if integer.match(text):
         return int(text, 0) if text.lstrip("+-")[:2] in ("0x", "0o") else int(text.replace("_", ""))
-    if _FLOAT.match(text):
+    if real.match(text):
         return float(text.replace("_", ""))
     low = text.lower()
     if low in _SPECIAL_FLOAT:
@@ -146,8 +158,10 @@ def decode(data: bytes, name: str) -> str:
         if len(data) > 1 and data.count(b"\0") * 2 >= len(data) - 1:
             raise DocumentError("UTF-16 or UTF-32 text without a byte-order mark; save it as UTF-8", Location(file=name))
         raise DocumentError("binary data, not a YAML or JSON config", Location(file=name))
+    if encoding is None:  # UTF-8: its byte-order mark dropped here, as the utf-8-sig codec (a module to import) would
+        data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode(encoding or "utf-8-sig")
+        text = data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DocumentError(f"not {encoding or 'UTF-8'} text (byte 0x{data[exc.start]:02x})", Location(file=name, line=line)) from None

@@ -3,8 +3,8 @@
 The core raises these; the command line turns them into one-line messages, once.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 from typing import Any, NamedTuple
 
 # exit statuses of the `layercalc` command: a failed check is 1, a usage or config error 2, an

@@ -8,10 +8,10 @@ Those exact forms are answered here; everything else goes to the Typer app in cl
 
 from __future__ import annotations
 
+import _signal as signal  # `signal`'s own functions, without the enums of every signal number it builds on import
 import codecs
 import gc
 import os
-import signal
 import sys
 from typing import Any, Callable
 

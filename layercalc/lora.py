@@ -12,8 +12,8 @@ An adapted layer is its own type with the adapters added to its parameters, MACs
 saved tensors; alpha only scales values, so it changes no count.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 from typing import Any, Iterator, NamedTuple
 
 from .errors import Location, SchemaError, UsageError

@@ -10,10 +10,11 @@ network's numbering when the instance is loaded, in document order, so they read
 template's layers had been written out where the instance stands.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 import re
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
+from collections import ChainMap
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from .document import Map, Seq
 from .errors import Location, SchemaError, TemplateError
@@ -26,9 +27,7 @@ MAX_EXPR_NESTING = 100  # parentheses, signs and calls inside one another; deepe
 # blocks and templates inside one template's layers: the analysis recurses once per level, and a
 # config's own blocks may nest 100 deep around an instance
 MAX_TEMPLATE_DEPTH = 50
-_EXPR = re.compile(r"\$\{(.*)\}\Z", re.DOTALL)
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z_0-9]*)|(//|[-+*(),])|(\S))")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 
 
 # -- expressions ----------------------------------------------------------------------------------
@@ -84,12 +83,16 @@ def _apply(op: str, a: int, b: int, text: str) -> int:
     return a // b
 
 
+def _is_name(text: str) -> bool:
+    """Whether text is a name: an ASCII letter or _, then letters, digits and _."""
+    return text.isascii() and text.isidentifier()
+
+
 def parse_expr(text: str) -> Expr:
     """'${in * expand}' -> an Expr; raises ExprError naming what could not be read and where."""
-    match = _EXPR.match(text)
-    if match is None:
+    if len(text) < 3 or not text.startswith("${") or not text.endswith("}"):
         raise ExprError(f"{text!r} is not an expression: write the whole value as ${{...}}")
-    parser = _Parser(match.group(1), text)
+    parser = _Parser(text[2:-1], text)
     parser.expression(0)
     if parser.peek() is not None:
         parser.fail("expected an operator or the end")
@@ -247,32 +250,33 @@ class Definitions:
         self.templates = templates
         self.parse = parse
 
-    def types(self, names: "Naming") -> dict[str, Any]:
+    def types(self, names: "Naming") -> Mapping[str, Any]:
         """Type name -> what builds a layer of it: the catalog's classes and, drawing their layers'
-        default names from `names`, the templates."""
-        return {**REGISTRY, **{n: InstanceType(t, self, names) for n, t in self.templates.items()}}
+        default names from `names`, the templates (a view: the catalog imports only the types looked up)."""
+        return ChainMap({n: InstanceType(t, self, names) for n, t in self.templates.items()}, REGISTRY)
 
 
-class Naming(Protocol):
-    """The loader's default-name numbering (config.Names)."""
+if TYPE_CHECKING:  # what the loader hands in, as the type checker sees it (no class to build at run time)
 
-    def default(self, type_name: str) -> str: ...
+    class Naming(Protocol):
+        """The loader's default-name numbering (config.Names)."""
 
-    def given(self, name: str) -> None: ...
+        def default(self, type_name: str) -> str: ...
 
+        def given(self, name: str) -> None: ...
 
-class BodyParser(Protocol):
-    """The loader's entry parser for a template's layers, drawing default names from `planned`."""
+    class BodyParser(Protocol):
+        """The loader's entry parser for a template's layers, drawing default names from `planned`."""
 
-    def __call__(self, definitions: Definitions, layers: Any, where: str, line: int | None,
-                 planned: list[str], frozen: str | None) -> list[Node]: ...
+        def __call__(self, definitions: Definitions, layers: Any, where: str, line: int | None,
+                     planned: list[str], frozen: str | None) -> list[Node]: ...
 
 
 class InstanceType:
     """What the loader looks a template's name up as: its type name and arguments, and a builder
     that draws the default names of the template's layers (document order) as it makes an instance."""
 
-    def __init__(self, template: Template, definitions: Definitions, names: Naming) -> None:
+    def __init__(self, template: Template, definitions: Definitions, names: "Naming") -> None:
         self.template, self.definitions, self.names = template, definitions, names
         self.type_name = template.name
         self.args = template.args
@@ -390,7 +394,7 @@ def _exprs(value: Any, line: int | None) -> Iterator[tuple[Expr, int | None]]:
 # -- reading `define:` ----------------------------------------------------------------------------
 
 
-def define(raw: Any, line: int | None, parse: BodyParser, entry_keys: Iterable[str]) -> Definitions:
+def define(raw: Any, line: int | None, parse: "BodyParser", entry_keys: Iterable[str]) -> Definitions:
     """The `define:` mapping -> the config's templates; raises SchemaError naming the template."""
     if not isinstance(raw, dict):
         raise SchemaError("define must map template names to {args: ..., layers: [...]}",
@@ -411,7 +415,7 @@ def _template(name: Any, spec: Any, line: int | None) -> Template:
     """One template's name, arguments and layers, checked; its expressions compiled."""
     where = f"define.{name}"
     loc = Location(line=line, where=where)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _is_name(name):
         raise SchemaError(f"a template name is a word of letters, digits and _, got {name!r}", loc, name)
     key = name.lower()
     if key in REGISTRY:
@@ -446,7 +450,7 @@ def _args(template: str, raw: Any, loc: Location) -> tuple[Arg, ...]:
     integer = Integer(template)
     for name, default in raw.items():
         at = loc._replace(line=lines.get(name, loc.line))
-        if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED:
+        if not isinstance(name, str) or not _is_name(name) or name in RESERVED:
             why = "means something of its own in an expression" if name in RESERVED else "is not a name"
             raise SchemaError(f"template {template}: argument {name!r} {why}", at, name)
         if default is None:

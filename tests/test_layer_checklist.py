@@ -31,6 +31,31 @@ def overrides(cls: type[Layer], method: str) -> bool:
     return getattr(cls, method) is not getattr(side, method)
 
 
+def test_the_catalog_table_is_what_the_modules_register() -> None:
+    """layers/__init__.py's FAMILIES says which module to import for a type (the catalog loads a
+    family on its first lookup) and the catalog order: every module of the package imported, the
+    types each registers, in order, must be the table's row for it."""
+    import importlib
+    import pkgutil
+
+    import layercalc.layers as package
+    from layercalc.layers import FAMILIES
+    from layercalc.layers.base import REGISTERED
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+    found: dict[str, list[str]] = {}
+    for name, cls in REGISTERED.items():
+        family, _, module = cls.__module__.rpartition(".")
+        if family == package.__name__:  # not a test's own type
+            found.setdefault(module, []).append(name)
+    assert found == {module: list(names) for module, names in FAMILIES.items()}, (
+        "layers/__init__.py's FAMILIES must list each module's types in the order they are registered"
+    )
+    listed = [name for names in FAMILIES.values() for name in names]
+    assert list(REGISTRY)[:len(listed)] == listed  # the catalog lists its types in the table's order
+
+
 @pytest.mark.parametrize("kind", TYPES)
 def test_has_a_hand_computed_row(kind: str) -> None:
     assert ROWS.get(kind), (

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # none of these is needed to read a plain config and add up its parameters
-NOT_LOADED = ("yaml", "json", "typer", "click", "rich", "numpy", "fractions", "copy", "decimal", "difflib")
+NOT_LOADED = ("yaml", "json", "typer", "click", "rich", "numpy", "fractions", "copy", "decimal", "difflib", "signal")
 
 
 def imported(*args: str) -> tuple[str, set[str]]:
@@ -54,3 +54,72 @@ def test_json_config_total_loads_json_but_not_yaml(tmp_path: Path) -> None:
     out, names = imported("params", str(config), "--total")
     assert out.strip() == "15"
     assert "json.decoder" in names and "yaml" not in names
+
+
+# Runs a command in-process as `python -m layercalc` would, then prints every module loaded (the
+# catalog imports a layer family with importlib, which -X importtime does not report) and every
+# compile() call outside the import system's own (the first one in a process builds the classes of
+# the ast module, a start-up cost of its own).
+PROBE = """
+import builtins, sys
+real = builtins.compile
+compiled = []
+
+def spy(source, filename, *args, **kwargs):
+    if not sys._getframe(1).f_code.co_filename.startswith("<frozen importlib"):
+        compiled.append(repr(source)[:60])
+    return real(source, filename, *args, **kwargs)
+
+builtins.compile = spy
+from layercalc.launch import main
+try:
+    main(sys.argv[1:])
+finally:
+    sys.stderr.write("".join(f"module {m}\\n" for m in sys.modules))
+    sys.stderr.write("".join(f"compile {c}\\n" for c in compiled))
+"""
+# the layer modules every config needs: the catalog's base and vocabulary
+CORE = {"base", "cost", "counting", "geometry", "numerics", "peers", "schema"}
+FAMILIES = {"linear", "conv", "pool", "norm", "activation", "reshape", "tokens", "recurrent", "blocks",
+            "attention", "resampling", "window", "affine", "ssm", "experts"}
+
+
+def probed(*args: str) -> tuple[str, set[str], list[str]]:
+    """(stdout, modules loaded, compile() calls) of `layercalc args` run in the repository."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    modules = {line.split(" ", 1)[1] for line in lines if line.startswith("module ")}
+    return proc.stdout, modules, [line for line in lines if line.startswith("compile ")]
+
+
+def test_a_total_loads_only_the_layer_families_its_config_names() -> None:
+    out, modules, _ = probed("params", "configs/resnet50.yaml", "--total")
+    assert out.strip() == "25557032"  # torchvision's published resnet50 parameter count
+    layers = {m.rsplit(".", 1)[1] for m in modules if m.startswith("layercalc.layers.")}
+    assert layers <= CORE | FAMILIES, "a new layer module: name it in CORE or FAMILIES here"
+    # resnet50.yaml's types: conv2d, batchnorm2d, relu, maxpool2d, adaptiveavgpool2d, residual,
+    # sequential, flatten, linear
+    assert layers - CORE == {"conv", "norm", "activation", "pool", "blocks", "reshape", "linear"}
+    # nor anything only the other commands use: the command-line framework, the tables and
+    # pictures, verify and its kernels, the Hugging Face reader
+    assert not {m for m in modules if m.split(".")[0] in NOT_LOADED}
+    assert not {m for m in modules if m.split(".")[:2] in (
+        ["layercalc", "cli"], ["layercalc", "render"], ["layercalc", "verify"], ["layercalc", "kernels"], ["layercalc", "hf"])}
+
+
+def test_a_transformer_total_loads_no_convolution_pooling_or_recurrent_family() -> None:
+    out, modules, _ = probed("params", "configs/vit_b_16.yaml", "--total")
+    assert out.strip() == "86567656"  # torchvision's published vit_b_16 parameter count
+    layers = {m.rsplit(".", 1)[1] for m in modules if m.startswith("layercalc.layers.")}
+    assert "attention" in layers and "tokens" in layers
+    assert not layers & {"pool", "recurrent", "resampling", "window", "affine", "ssm", "experts"}
+
+
+@pytest.mark.parametrize("config", ["configs/resnet50.yaml", "configs/vit_b_16.yaml"])
+def test_a_total_never_calls_compile(config: str) -> None:
+    """No compile() on the way (typing.NamedTuple compiles string annotations, so the modules whose
+    NamedTuples load here evaluate their annotations instead of deferring them)."""
+    _, _, compiled = probed("params", config, "--total")
+    assert compiled == []

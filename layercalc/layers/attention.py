@@ -7,8 +7,8 @@ MACs: the projections as linear layers, plus q kᵀ and A v, each N·h·T·T·d,
 when a causal mask discards half of the products (the kernels compute them).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 import math
 from typing import Any, NamedTuple
 

@@ -7,8 +7,10 @@ names a layer type: the loader, the calculator, the renderers and verify go thro
 and these methods. A layer module imports its whole vocabulary from here.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import NamedTuple
 
 from ..errors import Location
@@ -46,12 +48,45 @@ class Node(NamedTuple):
         return f"{self.layer.type_name} {self.name!r}"
 
 
-REGISTRY: dict[str, type[Layer]] = {}
+REGISTERED: dict[str, type[Layer]] = {}  # every layer type whose module has been imported, as registered
 
 
 def register(cls: type[Layer]) -> type[Layer]:
     """Class decorator: add a layer type to the catalog under its lower-case type_name."""
     assert cls.type_name and cls.type_name == cls.type_name.lower(), cls
-    assert cls.type_name not in REGISTRY, cls.type_name
-    REGISTRY[cls.type_name] = cls
+    assert cls.type_name not in REGISTERED, cls.type_name
+    REGISTERED[cls.type_name] = cls
     return cls
+
+
+class Catalog(MutableMapping[str, type[Layer]]):
+    """Type name -> layer class, in catalog order. Each type's module (its family) is imported on the
+    first lookup of a type it defines, so a run loads only the families its config names; listing
+    the names needs no import. Types registered outside the families (a test's) follow them."""
+
+    def __init__(self, package: str, families: dict[str, tuple[str, ...]]) -> None:
+        self._package = package
+        # type name -> the module defining it, in catalog order
+        self._module = {name: family for family, names in families.items() for name in names}
+
+    def __getitem__(self, name: str) -> type[Layer]:
+        if name not in REGISTERED and name in self._module:
+            importlib.import_module(f"{self._package}.{self._module[name]}")
+            assert name in REGISTERED, f"{self._package}.{self._module[name]} does not register {name!r}"
+        return REGISTERED[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._module or name in REGISTERED
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._module
+        yield from (name for name in REGISTERED if name not in self._module)
+
+    def __len__(self) -> int:
+        return len(self._module) + sum(name not in self._module for name in REGISTERED)
+
+    def __setitem__(self, name: str, cls: type[Layer]) -> None:
+        REGISTERED[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del REGISTERED[name]

@@ -8,8 +8,8 @@ new type overrides only what differs from these defaults (an elementwise layer w
 overrides almost nothing).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, final
 
 from ..errors import ShapeError
@@ -154,7 +154,7 @@ class CostModel:
         [] = no cost anywhere. A fused kernel's effect is `fused_kernel`'s, not written here."""
         return []
 
-    def peer_parts(self, x: Shape) -> list[tuple[CostModel, Shape]]:
+    def peer_parts(self, x: Shape) -> "list[tuple[CostModel, Shape]]":
         """Catalog layers (with their input shapes) this layer is built of, whose peer rows are its
         own too: [] but for a composite layer."""
         return []
@@ -197,7 +197,7 @@ class CostModel:
         return recording_extra(self.peer_costs(x, y), self.peer_costs(x, y, recording=True), convention)
 
     # -- block structure (leaves have none) --
-    def sequences(self) -> list[tuple[str, list[Node]]]:
+    def sequences(self) -> "list[tuple[str, list[Node]]]":
         """Child layer sequences by path segment, in execution order (empty for a leaf)."""
         return []
 

@@ -7,8 +7,8 @@ a convention makes of those facts is decided here only, so a new counting conven
 in the tables below (and its values in the peer rows of the layers it counts).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple would compile each string annotation,
+# and a process's first compile() builds every class of the ast module (tests/test_startup.py).
 from typing import Any, NamedTuple
 
 CONVENTIONS = ("layercalc", "torch", "fvcore", "thop", "ptflops", "torchinfo")
