@@ -242,17 +242,16 @@ def test_verify_table_fits_the_terminal(cli, write, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("cores", "load", "environ", "expected"),
     [
-        (2, 1.2, {}, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),  # one core taken
-        (2, 0.4, {}, {"OPENBLAS_THREAD_TIMEOUT": "20"}),  # both free: threads, their idle spin cut short
-        (2, 0.4, {"OPENBLAS_THREAD_TIMEOUT": "28"}, {}),  # the user's spin stays
+        (2, 2.3, {}, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),  # every core taken
+        (2, 2.0, {}, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}),  # exactly taken
+        (2, 1.2, {}, {}),  # a core free (or the last command's minute still in the average): threads
         (2, 3.0, {"OMP_NUM_THREADS": "2"}, {}),  # the user's thread count wins, whatever the load
-        (8, 5.2, {}, {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3",
-                      "OPENBLAS_THREAD_TIMEOUT": "20"}),  # three of eight cores free
+        (8, 5.2, {}, {}),
     ],
 )
-def test_blas_threads_only_on_free_cores(cores: int, load: float, environ: dict[str, str], expected: dict[str, str]) -> None:
-    """A BLAS thread on a busy core would wait for it: as many threads as cores are free (a load
-    average above 1 on 2 cores: one thread)."""
+def test_blas_threads_unless_every_core_is_busy(cores: int, load: float, environ: dict[str, str], expected: dict[str, str]) -> None:
+    """A BLAS thread on a busy core would wait for it: one thread when the load average reaches the
+    core count, BLAS's own count below it."""
     from layercalc.verify.resources import blas_settings
 
     assert blas_settings(load, cores, environ) == expected
