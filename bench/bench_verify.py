@@ -6,14 +6,17 @@
   the ratio of each pair (target: <= 0.2); with --base, a baseline tree's verify (the starting
   commit) in the same rounds, paired with this tree's;
 - `layercalc verify configs/vgg16.yaml` (targets: <= 20 s, < 2 GB peak).
-- with --all-configs: every shipped config once (exit status, wall time, peak memory).
+- with --all-configs: every shipped config once (exit status, wall time, peak memory);
+- with --blas: this tree's verify of resnet18 under each BLAS thread setting in turn (one thread,
+  every core's, every core's with OpenBLAS's idle spin cut to 2^20 cycles), the rule verify's
+  own choice of threads rests on.
 
 Every child runs with bytecode caching on, as an installed copy does (children.py), its cache
 filled by a warm-up run: with PYTHONDONTWRITEBYTECODE set (as some environments do), every process
 would compile every module of torch and layercalc again, seconds on both sides.
 With --threads 1 both sides run one thread (OpenMP and BLAS): the work each does, which a load
 that makes threads wait for cores (torch's more than verify's) does not blur.
-Run: python bench/bench_verify.py [--runs N] [--base /work/base] [--threads 1] [--skip-vgg] [--all-configs]
+Run: python bench/bench_verify.py [--runs N] [--base /work/base] [--threads 1] [--skip-vgg] [--all-configs] [--blas]
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ def command() -> list[str]:
     return [sys.executable, "-m", "layercalc"]
 
 
-def run(args: list[str], tree: Path = ROOT) -> Run:
+def run(args: list[str], tree: Path = ROOT, extra: dict[str, str] | None = None) -> Run:
     """(wall s, user+sys CPU s, peak RSS MiB) of one whole process run from tree (this checkout
-    unless given); its exit status must be 0."""
+    unless given), with `extra` environment variables; its exit status must be 0."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree,
-                            env={**ENV, "PYTHONPATH": str(tree)})
+                            env={**ENV, **(extra or {}), "PYTHONPATH": str(tree)})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -106,12 +109,33 @@ def resnet18(runs: int, base: Path | None) -> None:
         print(ratios("this tree / baseline", times["this tree"], times["baseline"]))
 
 
+def blas(runs: int) -> None:
+    """This tree's verify of resnet18 under each BLAS thread setting, the settings taking turns in every round."""
+    args = [*command(), "verify", "configs/resnet18.yaml", "--format", "json"]
+    cores = str(os.cpu_count() or 1)
+    settings = {
+        "one thread": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        f"{cores} threads, idle spin 2^20 cycles": {"OPENBLAS_NUM_THREADS": cores, "OMP_NUM_THREADS": cores,
+                                                     "OPENBLAS_THREAD_TIMEOUT": "20"},
+        f"{cores} threads": {"OPENBLAS_NUM_THREADS": cores, "OMP_NUM_THREADS": cores},
+    }
+    run(args)  # warm-up
+    times: dict[str, list[Run]] = {name: [] for name in settings}
+    for _ in range(runs):
+        for name, extra in settings.items():
+            times[name].append(run(args, extra=extra))
+    print(f"{cpu_model()}, {os.cpu_count()} cores; load average (1 min) at the end {os.getloadavg()[0]:.1f}; {runs} rounds")
+    for name, results in times.items():
+        print(line(f"layercalc verify resnet18, {name}", results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="rounds (even: each tree runs first as often)")
     parser.add_argument("--base", type=Path, default=None, help="a baseline tree, run in the same rounds")
     parser.add_argument("--skip-vgg", action="store_true")
     parser.add_argument("--all-configs", action="store_true")
+    parser.add_argument("--blas", action="store_true", help="this tree's verify under each BLAS thread setting")
     parser.add_argument("--threads", type=int, default=None,
                         help="every child's BLAS and OpenMP threads (1: the work each side does, whatever the load)")
     opts = parser.parse_args()
@@ -119,6 +143,9 @@ def main() -> None:
         ENV.update({v: str(opts.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     if opts.all_configs:
         all_configs()
+        return
+    if opts.blas:
+        blas(opts.runs)
         return
     resnet18(opts.runs, opts.base.resolve() if opts.base else None)
     if not opts.skip_vgg:
