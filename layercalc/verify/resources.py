@@ -68,8 +68,8 @@ def blas_settings(load: float, cores: int, environ: Any) -> dict[str, str]:
     own choice. OpenBLAS splits a product evenly over its threads, so one that waits for a busy
     core holds up the whole product. A load under the core count keeps the threads: the average
     lags a minute behind, so a command that just ended still counts in it while its core is free
-    (resnet18 on 2 cores, the average at 1.2 from the previous run: 1.35 s wall on one thread,
-    0.94 s on two)."""
+    (resnet18 on 2 cores, the average at 1.0 from the runs before: 1.26 s wall on one thread,
+    0.90 s on two; bench/bench_verify.py --blas)."""
     if any(v in environ for v in BLAS_THREADS) or load < cores:
         return {}
     return {v: "1" for v in BLAS_THREADS}
