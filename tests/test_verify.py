@@ -126,13 +126,14 @@ def test_float32_runs_in_float32_and_passes() -> None:
     assert verify(analyse((ROOT / "configs" / "lenet5.yaml").read_text()), for_dtype("float32")).passed
 
 
-def _interrupt(args: list[str], after: bytes) -> tuple[int, str, bytes]:
-    """Ctrl-C once `after` shows on the terminal (stdout piped): (exit status, stdout, the terminal)."""
+def _interrupt(args: list[str], after: bytes | None, env: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    """Ctrl-C once `after` shows on the terminal, or from the process itself with `after` None
+    (stdout piped): (exit status, stdout, the terminal)."""
     import signal
 
     from terminal_process import signalled
 
-    return signalled(args, signal.SIGINT, after, stdout_on_terminal=False)
+    return signalled(args, signal.SIGINT, after, stdout_on_terminal=False, env=env)
 
 
 def test_sigint_exits_130_without_traceback(tmp_path) -> None:
@@ -141,14 +142,21 @@ def test_sigint_exits_130_without_traceback(tmp_path) -> None:
 
 
 def test_sigint_prints_the_checks_done_so_far(tmp_path) -> None:
-    """Interrupted once the batch-2 copies run (the network's pass is done): its rows are printed,
-    the summary says the run was interrupted and how much did not run, exit 130."""
-    status, out, seen = _interrupt(["verify", str(ROOT / "configs" / "resnet18.yaml"), "-f", "tsv"], b"@ batch 2")
+    """Ctrl-C once the batch-2 copies run (the network's pass is done): its rows are printed, the
+    summary says the run was interrupted and how much did not run, exit 130. The signal comes from
+    the max-pool's first batch-2 forward, so it lands mid-run however fast the machine: a signal
+    sent on seeing '@ batch 2' could land after the last copy had finished."""
+    args = ["verify", str(ROOT / "configs" / "resnet18.yaml"), "-f", "tsv", "--impl", str(IMPLS / "signals_at_batch_2.py")]
+    status, out, seen = _interrupt(args, None, env={"LAYERCALC_TEST_SIGNAL": "INT"})
     assert status == 130 and b"Traceback" not in seen
     done = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
     assert any(r["path"] == "(network)" and r["check"] == "dL/d(x, params)" for r in done)
     assert all(r["passed"] == "True" for r in done)
-    assert b"interrupted (Ctrl-C): " in seen and b" layers, blocks and copies not checked" in seen
+    # conv1, bn1 and relu1 at batch 2 ran before the max-pool's copy (and stand for the layers
+    # identical to them); the max-pool and the 16 copies after it did not
+    copies = {r["path"] for r in done if r["check"].endswith("@ batch 2")}
+    assert {"conv1", "bn1", "relu1"} <= copies and "maxpool2d1" not in copies and "fc" not in copies
+    assert b"interrupted (Ctrl-C): 17 of 21 layers, blocks and copies not checked" in seen.replace(b"\r\n", b"")
 
 
 def test_impl_that_raises_is_a_failed_check_naming_the_layer(cli, write) -> None:
