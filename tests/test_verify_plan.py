@@ -59,10 +59,12 @@ def _measured_peak(text: str, path: str) -> tuple[int, int]:
     return check_memory(entry) + BYTES_PER_NOISE * (2 * pooled + min(SPAN, pooled)), peak
 
 
-def test_memory_estimate_counts_a_recurrent_layers_gate_caches() -> None:
+@pytest.mark.parametrize("extra", ["", ", proj_size: 64", ", proj_size: 64, bidirectional: true"])
+def test_memory_estimate_counts_a_recurrent_layers_gate_caches(extra: str) -> None:
     """An LSTM keeps 8 arrays of (N, hidden) per step for its backward: 2 layers x 64 steps x
-    8 x 16 x 256 float64 = 16.8 MB of gates, far more than its input and output (2 x 16 x 64 x 256)."""
-    text = "input: [64, 32]\nbatch: 16\nlayers:\n  - lstm: {hidden_size: 256, num_layers: 2}\n"
+    8 x 16 x 256 float64 = 16.8 MB of gates, far more than its input and output (2 x 16 x 64 x 256);
+    with a projection, m and dL/dm of every step besides."""
+    text = "input: [64, 32]\nbatch: 16\nlayers:\n  - lstm: {hidden_size: 256, num_layers: 2%s}\n" % extra
     estimate, peak = _measured_peak(text, "lstm1")
     assert peak > 2 * 64 * 8 * 16 * 256 * 8  # the gates are really there
     assert peak <= estimate <= 3 * peak, (estimate, peak)

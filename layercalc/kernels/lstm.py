@@ -1,5 +1,6 @@
-"""NumPy LSTM kernels for one layer and direction without a projection, float64 or float32:
-the forward through time and backpropagation through time, gates in PyTorch's order (i, f, g, o).
+"""NumPy LSTM kernels for one layer and direction, float64 or float32, with or without a
+projection: the forward through time and backpropagation through time, gates in PyTorch's order
+(i, f, g, o); with a projection h = W_hr·m, where m = o·tanh(c), else h = m.
 
 Inside the time loops every array is feature-major, (features, N) per step, so that each gate
 block is a contiguous run: a ufunc on a strided (N, H) slice of the (N, 4H) gates costs several
@@ -13,8 +14,8 @@ cut to the minimum number of calls, each writing into preallocated whole-sequenc
   and the cell update;
 - backward: every factor that does not depend on the carried gradients (the gates' derivatives
   times the values they multiply) is computed for all steps at once before the loop, so a step
-  is a handful of products and the one product with W_hh; the W_hh gradient is one product over
-  all steps after the loop, as are the input's products.
+  is a handful of products and the one product with W_hh (and one with W_hr); the W_hh and W_hr
+  gradients are one product each over all steps after the loop, as are the input's products.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def _halved(w: Array, hid: int) -> Array:
 
 
 def lstm_forward(x: Array, p: dict[str, Any], reverse: bool) -> tuple[Array, tuple[Any, ...]]:
-    """(N, T, F) -> h for every step (N, T, H), and the cache lstm_backward reads; p: weight_ih
-    (4H, F), weight_hh (4H, H), optional bias_ih and bias_hh (4H,)."""
+    """(N, T, F) -> h for every step (N, T, P or H), and the cache lstm_backward reads; p: weight_ih
+    (4H, F), weight_hh (4H, P or H), optional bias_ih and bias_hh (4H,), optional weight_hr (P, H)."""
     n, steps, f = x.shape
-    hid = p["weight_hh"].shape[1]
+    hid = p["weight_hh"].shape[0] // 4
+    w_hr = p.get("weight_hr")
+    out = hid if w_hr is None else w_hr.shape[0]
     w_hh = _halved(p["weight_hh"], hid)
     # the input's products for every step at once, both biases added, then feature-major
     xw = x.reshape(-1, f) @ _halved(p["weight_ih"], hid).T
@@ -51,7 +54,9 @@ def lstm_forward(x: Array, p: dict[str, Any], reverse: bool) -> tuple[Array, tup
     dtype = xw.dtype
     acts = np.empty((steps, 4 * hid, n), dtype=dtype)  # per processed step: i, f, g, o
     cs = np.zeros((steps + 1, hid, n), dtype=dtype)  # cell states, cs[k + 1] after step k
-    hs = np.zeros((steps + 1, hid, n), dtype=dtype)  # hidden states, likewise
+    hs = np.zeros((steps + 1, out, n), dtype=dtype)  # hidden states, likewise
+    # m = o·tanh(c) of each step: h itself without a projection, else what W_hr projects
+    ms = hs[1:] if w_hr is None else np.empty((steps, hid, n), dtype=dtype)
     tcs = np.empty((steps, hid, n), dtype=dtype)  # tanh of each new cell state
     hh, ig = np.empty((4 * hid, n), dtype=dtype), np.empty((hid, n), dtype=dtype)
     # sigmoid(a) = tanh(a/2)/2 + 1/2 on the i, f and o blocks; g keeps tanh(a) (times 1, plus 0)
@@ -60,8 +65,8 @@ def lstm_forward(x: Array, p: dict[str, Any], reverse: bool) -> tuple[Array, tup
     half[2 * hid : 3 * hid] = 1.0
     shift = 1.0 - half
     # every step's views made at C speed by zip, not indexed one by one in the loop
-    per_step = zip(acts, acts.reshape(steps, 4, hid, n), xw[::-1] if reverse else xw, cs, cs[1:], tcs, hs, hs[1:])
-    for a, (i, f, g, o), xt, c, c_new, tc, h, h_new in per_step:
+    per_step = zip(acts, acts.reshape(steps, 4, hid, n), xw[::-1] if reverse else xw, cs, cs[1:], tcs, hs, ms, hs[1:])
+    for a, (i, f, g, o), xt, c, c_new, tc, h, m, h_new in per_step:
         np.matmul(w_hh, h, out=hh)
         np.add(xt, hh, out=a)
         np.tanh(a, out=a)  # tanh(a/2) for i, f, o (their weights are halved), tanh(a) for g
@@ -71,9 +76,11 @@ def lstm_forward(x: Array, p: dict[str, Any], reverse: bool) -> tuple[Array, tup
         np.multiply(i, g, out=ig)
         c_new += ig
         np.tanh(c_new, out=tc)
-        np.multiply(o, tc, out=h_new)
-    ys = hs[1:].transpose(2, 0, 1)  # (N, T, H), in processing order
-    return np.ascontiguousarray(ys[:, ::-1] if reverse else ys), (x, acts, cs, hs, tcs, reverse)
+        np.multiply(o, tc, out=m)
+        if w_hr is not None:
+            np.matmul(w_hr, m, out=h_new)
+    ys = hs[1:].transpose(2, 0, 1)  # (N, T, P or H), in processing order
+    return np.ascontiguousarray(ys[:, ::-1] if reverse else ys), (x, acts, cs, hs, ms, tcs, reverse)
 
 
 def _factors(acts: Array, cs: Array, tcs: Array) -> tuple[Array, Array, Array, Array]:
@@ -92,32 +99,43 @@ def _factors(acts: Array, cs: Array, tcs: Array) -> tuple[Array, Array, Array, A
 
 
 def lstm_backward(dys: Array, p: dict[str, Any], cache: tuple[Any, ...]) -> tuple[Array, dict[str, Array]]:
-    """(dL/dx (N, T, F), the gradients of p's entries) from dL/dh (N, T, H) of every step."""
-    x, acts, cs, hs, tcs, reverse = cache
+    """(dL/dx (N, T, F), the gradients of p's entries) from dL/dh (N, T, P or H) of every step."""
+    x, acts, cs, hs, ms, tcs, reverse = cache
     steps, four, n = acts.shape
-    hid = four // 4
+    hid, out = four // 4, hs.shape[1]
+    w_hr_t = None if "weight_hr" not in p else p["weight_hr"].T  # (H, P), a view, as W_hh's
     to_c, from_c, to_o, forget = _factors(acts, cs, tcs)
-    w_hh_t = p["weight_hh"].T  # (H, 4H); as a view: OpenBLAS takes it transposed at full speed here
-    dys = np.ascontiguousarray((dys[:, ::-1] if reverse else dys).transpose(1, 2, 0))  # (T, H, N), processing order
+    w_hh_t = p["weight_hh"].T  # (P or H, 4H); as a view: OpenBLAS takes it transposed at full speed here
+    dys = np.ascontiguousarray((dys[:, ::-1] if reverse else dys).transpose(1, 2, 0))  # (T, P or H, N), processing order
     da = np.empty_like(acts)  # dL/da per processed step
     gates = da.reshape(steps, 4, hid, n)
-    dh, dc, dm = (np.zeros((hid, n), dtype=acts.dtype) for _ in range(3))
+    dh = np.zeros((out, n), dtype=acts.dtype)
+    dc, dcm = (np.zeros((hid, n), dtype=acts.dtype) for _ in range(2))
+    # dL/dh of each step, both ways it reaches the loss: dL/dm itself without a projection, else
+    # kept for W_hr's gradient and carried back through W_hr to dL/dm
+    dhs = np.empty((steps, out, n), dtype=acts.dtype)
+    dm = dhs if w_hr_t is None else np.empty((steps, hid, n), dtype=acts.dtype)
     # the processing order reversed; every step's views made at C speed by zip
-    per_step = zip(dys[::-1], to_c[::-1], from_c[::-1], to_o[::-1], forget[::-1], gates[::-1, :3], gates[::-1, 3], da[::-1])
-    for k, (dy, c_slope, c_gates, o_slope, f, d3, do, d4) in enumerate(per_step, start=1):
-        np.add(dy, dh, out=dm)  # h_k feeds its output and the next step
-        np.multiply(dm, c_slope, out=dh)  # dh as scratch: c_k reaches the loss through h_k
-        dc += dh  # and through c_{k+1}
+    per_step = zip(dys[::-1], dhs[::-1], dm[::-1], to_c[::-1], from_c[::-1], to_o[::-1], forget[::-1],
+                   gates[::-1, :3], gates[::-1, 3], da[::-1])
+    for k, (dy, dh_k, dm_k, c_slope, c_gates, o_slope, f, d3, do, d4) in enumerate(per_step, start=1):
+        np.add(dy, dh, out=dh_k)  # h_k feeds its output and the next step
+        if w_hr_t is not None:
+            np.matmul(w_hr_t, dh_k, out=dm_k)
+        np.multiply(dm_k, c_slope, out=dcm)  # c_k reaches the loss through h_k
+        dc += dcm  # and through c_{k+1}
         np.multiply(dc, c_gates, out=d3)
-        np.multiply(dm, o_slope, out=do)
+        np.multiply(dm_k, o_slope, out=do)
         dc *= f  # the forget gate carries the cell state's gradient back one step
         if k < steps:  # the initial state is a constant: no gradient is wanted for it
             np.matmul(w_hh_t, d4, out=dh)
     flat = (da[::-1] if reverse else da).transpose(2, 0, 1).reshape(-1, four)  # (N·T, 4H), time order
     previous = hs[:-1][::-1] if reverse else hs[:-1]  # the state each step read, time order
     grads = {"weight_ih": flat.T @ x.reshape(-1, x.shape[-1]),
-             "weight_hh": flat.T @ previous.transpose(2, 0, 1).reshape(-1, hid)}
+             "weight_hh": flat.T @ previous.transpose(2, 0, 1).reshape(-1, out)}
     if "bias_ih" in p:
         grads["bias_ih"] = flat.sum(axis=0)
         grads["bias_hh"] = grads["bias_ih"].copy()
+    if w_hr_t is not None:  # Σ_k dL/dh_k · m_kᵀ over the steps and the batch, in one product
+        grads["weight_hr"] = dhs.transpose(1, 0, 2).reshape(out, -1) @ ms.transpose(1, 0, 2).reshape(hid, -1).T
     return (flat @ p["weight_ih"]).reshape(n, steps, -1), grads

@@ -337,11 +337,24 @@ class LSTM(_Recurrent):
     def initial_state(self, n: int, dtype: Any) -> Any:
         return np.zeros((n, self.hidden_size), dtype=dtype)
 
+    def work_elements(self, x: Shape) -> int:
+        if not self.whole_sequence():
+            return super().work_elements(x)
+        # kernels/lstm.py's arrays, in elements per (N·T), H hidden and P the output width (P or H):
+        # every cell's forward keeps its gates (4H), c and tanh c (2H), h (P) and, with a
+        # projection, m (H); the backward, one cell at a time, adds the gates' factors (6H) and
+        # their temporaries (2H), the gates' gradient (4H) and its time-ordered copy (4H), dL/dy
+        # and dL/dh of every step (2P) and, with a projection, dL/dm (H)
+        hid, out, proj = self.hidden_size, self.out_size, self.hidden_size if self.proj_size else 0
+        kept = 6 * hid + out + proj
+        backward = 16 * hid + 2 * out + proj
+        return x[0] * x[1] * (kept * self.num_layers * self.directions + backward)
+
     def whole_sequence(self) -> bool:
-        """Whether kernels/lstm.py runs the time loops: no projection, and step and step_back are
-        this class's own (a user's --impl that overrides either runs through them step by step)."""
+        """Whether kernels/lstm.py runs the time loops: step and step_back are this class's own (a
+        user's --impl that overrides either runs through them step by step)."""
         cls = type(self)
-        return not self.proj_size and cls.step is LSTM.step and cls.step_back is LSTM.step_back
+        return cls.step is LSTM.step and cls.step_back is LSTM.step_back
 
     def run(self, x: Any, p: dict[str, Any], reverse: bool) -> tuple[Any, Any]:
         if not self.whole_sequence():
