@@ -26,8 +26,12 @@ shared with other jobs the wall clock measures the neighbours; CPU time measures
 OpenMP's worker threads spin for a while after a call and steal the cores from the other
 library, so it then pauses briefly and warms up whenever it switches between NumPy and torch.
 
+--transposed times each shape's adjoint instead: the transposed conv of the same weight from
+the conv's output size back to its input size (a decoder's upsampling), against
+F.conv_transpose{2,3}d; its three products are the conv's, so the ceiling is the same.
+
 Run: python bench/bench_conv.py [--net resnet18|r3d_18] [--dtype float64|float32|both]
-                                [--clock cpu|wall] [--runs R] [--batch N]
+                                [--clock cpu|wall] [--runs R] [--batch N] [--transposed]
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def _options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="process CPU time on one thread, or wall time (default cpu)")
     parser.add_argument("--runs", type=int, default=5, help="paired runs over all shapes (default 5)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--transposed", action="store_true",
+                        help="each conv's adjoint instead: the transposed conv from its output back to its input")
     return parser.parse_args(argv)
 
 
@@ -63,7 +69,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
-from layercalc.kernels.conv import conv_backward, conv_forward  # noqa: E402
+from layercalc.kernels.conv import conv_backward, conv_forward, conv_transpose_backward, conv_transpose_forward  # noqa: E402
 
 # (label, C_in, input sizes, C_out, kernel, stride, padding, occurrences); 1x1 kernels of stride 2
 # are the shortcut projections
@@ -200,32 +206,47 @@ def gemm_ceiling(co: int, rows: int, cols: int, dtype: Any, rng: np.random.Gener
     return run
 
 
-def make_case(shape: tuple[Any, ...], dtype: Any, batch: int, torch: Any, rng: np.random.Generator, clock: Callable[[], float]) -> dict[str, Any]:
-    """One conv shape's three timed functions (GEMM ceiling, ours, torch's or None) and its sizes."""
+def make_case(shape: tuple[Any, ...], dtype: Any, batch: int, torch: Any, rng: np.random.Generator, clock: Callable[[], float],
+              transposed: bool = False) -> dict[str, Any]:
+    """One conv shape's three timed functions (GEMM ceiling, ours, torch's or None) and its sizes;
+    transposed: its adjoint, the transposed conv of the same weight from the conv's output size
+    back to its input size (output_padding as needed), whose three products are the conv's."""
     label, c, sizes, co, k, s, p, times = shape
     r = len(sizes)
     x = rng.standard_normal((batch, c, *sizes)).astype(dtype)
     w = rng.standard_normal((co, c, *k)).astype(dtype)
     pads = tuple((q, q) for q in p)
     y, _ = conv_forward(x, w, None, s, pads, (1,) * r, 1)
-    dy = rng.standard_normal(y.shape).astype(dtype)
     rows, cols = c * int(np.prod(k)), batch * int(np.prod(y.shape[2:]))
+    flops = 3 * 2 * y.size * rows
+    ones = (1,) * r
+    if transposed:
+        # the transposed conv reads y's shape and gives x's: (o − 1)s − 2p + (k − 1) + 1 + op = size
+        extra = tuple(z - ((o - 1) * st - 2 * q + kk) for z, o, st, q, kk in zip(sizes, y.shape[2:], s, p, k))
+        x, dy = y, rng.standard_normal(x.shape).astype(dtype)
 
-    def ours() -> None:
-        _, cache = conv_forward(x, w, None, s, pads, (1,) * r, 1)
-        conv_backward(dy, cache)
+        def ours() -> None:
+            _, cache = conv_transpose_forward(x, w, None, s, p, extra, ones, 1)
+            conv_transpose_backward(dy, cache)
+    else:
+        dy = rng.standard_normal(y.shape).astype(dtype)
+
+        def ours() -> None:
+            _, cache = conv_forward(x, w, None, s, pads, ones, 1)
+            conv_backward(dy, cache)
 
     fns: dict[str, Callable[[], Any]] = {"gemm": gemm_ceiling(co, rows, cols, dtype, rng, clock), "ours": ours}
     if torch is not None:
         tx, tw, tdy = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True), torch.tensor(dy)
-        conv = getattr(torch.nn.functional, f"conv{r}d")
+        conv = getattr(torch.nn.functional, f"conv_transpose{r}d" if transposed else f"conv{r}d")
+        geometry = (s, p, extra) if transposed else (s, p)
 
         def theirs() -> None:
             tx.grad = tw.grad = None
-            conv(tx, tw, None, s, p).backward(tdy)
+            conv(tx, tw, None, *geometry).backward(tdy)
 
         fns["torch"] = theirs
-    return dict(label=label, times=times, flops=3 * 2 * dy.size * rows, fns=fns, t={key: [] for key in fns})
+    return dict(label=label, times=times, flops=flops, fns=fns, t={key: [] for key in fns})
 
 
 def measure(cases: list[dict[str, Any]], runs: int, clock: Callable[[], float], pause: float) -> None:
@@ -292,9 +313,10 @@ def main() -> None:
     dtypes = ["float64", "float32"] if opts.dtype == "both" else [opts.dtype]
     for dtype in dtypes:
         rng = np.random.default_rng(0)
-        cases = [make_case(shape, np.dtype(dtype), opts.batch, torch, rng, clock) for shape in NETS[opts.net]]
+        cases = [make_case(shape, np.dtype(dtype), opts.batch, torch, rng, clock, opts.transposed) for shape in NETS[opts.net]]
         measure(cases, opts.runs, clock, 0.0 if cpu else SWITCH_PAUSE)
-        report(cases, f"{NETS_LABELS[opts.net]} (weighted by occurrence), forward + backward, {dtype}, batch {opts.batch}")
+        what = "transposed (each conv's adjoint)" if opts.transposed else "forward"
+        report(cases, f"{NETS_LABELS[opts.net]}, {what} (weighted by occurrence), forward + backward, {dtype}, batch {opts.batch}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ The backward takes whichever ∇x moves fewer elements for the shape: the gather
 activations outweigh the kernel (early layers), the scatter for deep layers and strided convs.
 The seed's way of writing ∇x, the full correlation of the zero-inserted ∇y with the flipped
 kernel, is `conv_dx_full_correlation`; verify checks the two against each other, and both
-against the explicit matrix K_conv (`kconv_matrix`) on small sizes. The spatial rank comes from
-the arrays (x.ndim − 2), so conv1d, conv2d and conv3d, and the transposed convolutions, are one
-code path. Output sizes come from the same integer formulas as the calculator's shape rules
+against the explicit matrix K_conv (`kconv_matrix`) on small sizes. A transposed conv is the
+adjoint of the conv of its weight: its forward is that conv's ∇x, its ∇x that conv's forward and
+its ∇W that conv's ∇W, so it runs on these same kernels. The spatial rank comes from the arrays
+(x.ndim − 2), so conv1d, conv2d and conv3d, and the transposed convolutions, are one code path. Output sizes come from the same integer formulas as the calculator's shape rules
 (layers/geometry.py); the independent check of both is PyTorch, in the tests.
 
 Memory layout: the columns are (G, C/G·∏k, N·∏out), i.e. (C, *k, N, *out) in memory, so every
@@ -228,19 +229,19 @@ def _slab_product(wmat: Array, cols: Array, out: Array, lo: int, hi: int) -> Non
     out[:, :, lo:hi] = part.reshape(co, n, hi - lo, *rest).swapaxes(0, 1)
 
 
-def conv_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
-    """(∇x (N, C, *S), ∇w (Co, C/G, *k), ∇b (Co,) or None) from ∇y (N, Co, *out) and the forward's cache."""
+def conv_backward(dy: Array, cache: Cache, input_grad: bool = True) -> tuple[Array | None, Array, Array | None]:
+    """(∇x (N, C, *S) or None without input_grad, ∇w (Co, C/G, *k), ∇b (Co,) or None) from ∇y (N, Co, *out) and the forward's cache."""
     cols, xp, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
     n, co, *outs = dy.shape
     kernel = tuple(w_shape[2:])
-    gather = _gather_pays(x_shape, w_shape, stride, padding, dilation)
+    gather = input_grad and _gather_pays(x_shape, w_shape, stride, padding, dilation)
+    scatter = input_grad and not gather
     if cols is not None:
-        # (N, Co, *out) -> (G, Co/G, N·∏out), the columns' order: a view for N = 1
-        dy_mat = np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, n * math.prod(outs))
+        dy_mat = _as_columns_rows(dy, groups)
         dw = np.matmul(dy_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM on the cached columns
-        dx = None if gather else _dx_scatter(dy_mat, wmat, x_shape, kernel, tuple(outs), stride, padding, dilation)
+        dx = _dx_scatter(dy_mat, wmat, x_shape, kernel, tuple(outs), stride, padding, dilation) if scatter else None
     else:
-        dw, dx = _backward_in_slabs(dy, xp, wmat, x_shape, (kernel, stride, dilation, groups), padding, not gather)
+        dw, dx = _backward_in_slabs(dy, xp, wmat, x_shape, (kernel, stride, dilation, groups), padding, scatter)
         dw = dw.reshape(w_shape)
     if gather:
         dx = _dx_gather(dy, wmat.reshape(w_shape), x_shape, padding, dilation, groups)
@@ -288,6 +289,21 @@ def _gather_pays(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Siz
     bordered = math.prod(sz + d * (k - 1) for sz, d, k in zip(sizes, dilation, kernel))
     gather = n * co * (bordered + 2 * taps * volume) + 2 * co * cg * taps + n * c * volume
     return gather < scatter
+
+
+def _as_columns_rows(dy: Array, groups: int) -> Array:
+    """∇y (N, Co, *out) as (G, Co/G, N·∏out), the columns' order: a view for N = 1."""
+    n, co = dy.shape[:2]
+    return np.ascontiguousarray(dy.swapaxes(0, 1)).reshape(groups, co // groups, -1)
+
+
+def conv_input_grad(dy: Array, w: Array, x_shape: tuple[int, ...], stride: Sizes, padding: Pads, dilation: Sizes, groups: int) -> Array:
+    """∇x (N, C, *S) of x ⋆ w (Co, C/G, *k) from ∇y (N, Co, *out), by the gather or the scatter,
+    whichever moves less (the forward of the transposed conv of weight w)."""
+    if _gather_pays(x_shape, w.shape, stride, padding, dilation):
+        return _dx_gather(dy, w, x_shape, padding, dilation, groups)
+    wmat = w.reshape(groups, w.shape[0] // groups, -1)
+    return _dx_scatter(_as_columns_rows(dy, groups), wmat, x_shape, tuple(w.shape[2:]), tuple(dy.shape[2:]), stride, padding, dilation)
 
 
 def _dx_scatter(
@@ -402,7 +418,12 @@ def conv_dx_full_correlation(dy: Array, w: Array, x_shape: tuple[int, ...], stri
 def conv_transpose_forward(
     x: Array, w: Array, b: Array | None, stride: Sizes, padding: Sizes, output_padding: Sizes, dilation: Sizes, groups: int
 ) -> tuple[Array, Cache]:
-    """y (N, Cout, *out) from x (N, Cin, *S), w (Cin, Cout/G, *k) as PyTorch, b (Cout,) or None."""
+    """y (N, Cout, *out) from x (N, Cin, *S), w (Cin, Cout/G, *k) as PyTorch, b (Cout,) or None.
+
+    The transposed conv of w is the adjoint of the conv of w from Cout channels to Cin: its
+    forward is that conv's ∇x (x in ∇y's place), its ∇x that conv's forward of ∇y, and its ∇w
+    that conv's ∇w with x in ∇y's place, so it runs on the conv's kernels.
+    """
     n, cin, *sizes = x.shape
     _, cog, *kernel = w.shape
     r = len(kernel)
@@ -410,34 +431,29 @@ def conv_transpose_forward(
         raise ValueError(f"weight {tuple(w.shape)} does not fit {cin} input channels in groups={groups}")
     stride, padding, output_padding, dilation = tuple(stride), tuple(padding), tuple(output_padding), tuple(dilation)
     cout = cog * groups
-    # every input position scatters its kernel patch over the full, uncropped output; the padding
-    # then crops p from both ends (output_padding only lengthens the far end)
+    # the full output, cropped p at both ends (output_padding only lengthens the far end); the
+    # conv's windows start at -p and only the near padding places them
     outs = tuple(conv_transpose_out(*a) for a in zip(sizes, kernel, stride, padding, dilation, output_padding))
     if min(outs) < 1:
         raise ValueError(f"padding {padding} leaves no output ({_x(outs)})")
-    wmat = w.reshape(groups, cin // groups, cog * math.prod(kernel))
-    x_mat = np.ascontiguousarray(x.swapaxes(0, 1)).reshape(groups, cin // groups, n * math.prod(sizes))
-    cols = np.matmul(wmat.transpose(0, 2, 1), x_mat)  # one GEMM: (G, Cout/G·∏k, N·∏S)
-    patches = _to_nc_first(cols.reshape(cout, *kernel, n, *sizes), r)
-    y = col2im_into(np.zeros((n, cout, *outs), dtype=cols.dtype), patches, stride, padding, dilation)
+    y = conv_input_grad(x, w, (n, cout, *outs), stride, tuple((p, p) for p in padding), dilation, groups)
     if b is not None:
         y += b.reshape(1, cout, *([1] * r))
-    return y, (x_mat, wmat, w.shape, x.shape, stride, padding, dilation, groups, b is not None)
+    return y, (x, w, stride, padding, dilation, groups, b is not None)
 
 
 def conv_transpose_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
     """(∇x (N, Cin, *S), ∇w (Cin, Cout/G, *k), ∇b (Cout,) or None) from ∇y (N, Cout, *out)."""
-    x_mat, wmat, w_shape, x_shape, stride, padding, dilation, groups, has_bias = cache
-    n, cin, *sizes = x_shape
-    kernel = w_shape[2:]
-    dyp = pad(dy, tuple((p, p) for p in padding))
-    # only the first windows map back to x; an output_padding tail reaching past the last window
-    # (possible when output_padding >= stride) is cut off so the window count is exact
-    dyp = dyp[(slice(None), slice(None), *(slice(0, (s - 1) * st + d * (k - 1) + 1) for s, st, d, k in zip(sizes, stride, dilation, kernel)))]
-    cols, outs = im2col(dyp, kernel, stride, dilation, groups)  # (G, Cout/G·∏k, N·∏S)
-    dx = np.matmul(wmat, cols)  # one GEMM: ∇x is conv's forward of ∇y with the same kernel
-    dx = np.ascontiguousarray(dx.reshape(cin, n, *outs).swapaxes(0, 1))
-    dw = np.matmul(x_mat, cols.transpose(0, 2, 1)).reshape(w_shape)  # one GEMM
+    x, w, stride, padding, dilation, groups, has_bias = cache
+    sizes, kernel = x.shape[2:], w.shape[2:]
+    # the conv's S windows of ∇y: an output_padding tail that no window reaches (possible when
+    # output_padding >= stride) is cut off so that the window count is exact
+    # (and a ∇y shorter than the windows' reach is padded at the far end to it)
+    reach = tuple((s - 1) * st + d * (k - 1) + 1 - p for s, st, d, k, p in zip(sizes, stride, dilation, kernel, padding))
+    far = tuple(max(0, r - o) for r, o in zip(reach, dy.shape[2:]))
+    cut = dy[(slice(None), slice(None), *(slice(0, max(0, min(o, r))) for o, r in zip(dy.shape[2:], reach)))]
+    dx, conv_cache = conv_forward(cut, w, None, stride, tuple((p, f) for p, f in zip(padding, far)), dilation, groups)
+    _, dw, _ = conv_backward(x, conv_cache, input_grad=False)
     db = dy.sum(axis=(0, *range(2, dy.ndim))) if has_bias else None
     return dx, dw, db
 

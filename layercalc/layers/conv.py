@@ -274,8 +274,9 @@ class _ConvTranspose(_ConvBase):
         ]
 
     def work_elements(self, x: Shape) -> int:
-        # the columns every input position scatters (C_out·∏k rows, N·∏S columns), made in the
-        # forward and again, from dL/dy, in the backward; neither is kept
+        # the columns every input position scatters (C_out·∏k rows, N·∏S columns) in the forward
+        # (a stride-1 one may gather instead, in slabs of at most the same), and the columns of
+        # dL/dy of the same size in the backward; neither is kept past its call
         return numel(self.kernel) * self.out_channels * numel(x[2:]) * x[0]
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
