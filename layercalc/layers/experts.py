@@ -87,6 +87,16 @@ class Moe(Layer):
         w /= w.sum(axis=1, keepdims=True)
         return chosen, w
 
+    def routed_rows(self, k: int, outs: list[Any]) -> Any:
+        # expert e (sequence 1 + e) runs on the tokens that chose it, as Mixtral's loop over experts;
+        # the router and the shared expert on every token. Its output elsewhere stays zero: merge
+        # weighs a token's unchosen experts by nothing, so that zero is never read
+        e = k - 1
+        if not 0 <= e < self.num_experts:
+            return None
+        chosen, _ = self.route(outs[0])
+        return np.flatnonzero((chosen == e).any(axis=1))
+
     def merge(self, outs: list[Any]) -> Any:
         # y_t = Σ_j w_tj · expert_{c_tj}(x_t) (+ shared(x_t)): each token's chosen experts, weighted
         logits, experts = outs[0], outs[1: 1 + self.num_experts]
