@@ -401,9 +401,8 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
     outs, caches, routed, shape = cache
     dx = None
     for seq, seq_caches, d, rows in zip(inst.sequences, caches, inst.layer.split(dy, outs), routed):
-        full = d
         if rows is not None:  # the sequence ran on these rows alone: their gradient is all it gets
-            d = d[rows]
+            n, d = len(d), d[rows]  # n: the rows of its input, every one of which dL/dx has
         for i in range(len(seq) - 1, -1, -1):
             d_out = d
             d = backward(seq[i], d, seq_caches[i], grads, tape)
@@ -411,7 +410,7 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
                 tape[seq[i]][2:] = [d_out, d]
             seq_caches[i] = None  # free each cache once used: the backward's memory shrinks as it goes
         if d is not None and seq:
-            d = d if rows is None else _placed(d, rows, (len(full), *seq[0].entry.input_shape[1:]))
+            d = d if rows is None else _placed(d, rows, (n, *seq[0].entry.input_shape[1:]))
             d = d.reshape(shape)
         dx = d if dx is None else dx + d
     return dx
