@@ -105,7 +105,7 @@ PLANTS = [
     _plant("a routed expert's output put back at the wrong rows", "layercalc.verify.execution", "_placed",
            "full[rows] = part", "full[rows[::-1]] = part", "tests/test_experts.py"),
     _plant("a routed expert gets split's gradient of the first rows", "layercalc.verify.execution", "backward",
-           "d = d[rows]", "d = d[: len(rows)]", "tests/test_experts.py"),
+           "n, d = len(d), d[rows]", "n, d = len(d), d[: len(rows)]", "tests/test_experts.py"),
 ]
 
 
