@@ -15,7 +15,8 @@ copies them into PyTorch so both sides do the same work:
   MambaMixer, both run the way verify runs a block or layer (its planned instance, forward and
   backward), against the test suite's torch oracle of the same config (tests/torch_models.py:
   transformers' MixtralSparseMoeBlock loop over experts with index_add_, and MambaMixer's slow
-  path, the sequential scan), the oracle's parameters copied from ours.
+  path, the sequential scan), the oracle's parameters copied from ours. Both sides run each
+  expert on the tokens routed to it alone.
 Backward is every gradient verify checks: the input's and (for the layers with weights) the
 weights'. A run times ours then torch's once per case, back to back; the figure per case is the
 median over runs of torch's time over ours (>= 1.0x: ours no slower).
@@ -153,10 +154,9 @@ def pool_case(label: str, shape: tuple[int, ...], kind: str, k: int, s: int, p: 
     return label, ours, theirs
 
 
-def block_case(label: str, layer: dict[str, Any], input: list[int], batch: int, dtype: Any, torch: Any, dense: bool = False) -> Case:
+def block_case(label: str, layer: dict[str, Any], input: list[int], batch: int, dtype: Any, torch: Any) -> Case:
     """A layer or block as verify runs it (planned instance, forward and backward) against the torch
-    oracle of the same config, its parameters copied from ours in the oracle's order; dense (a moe):
-    the oracle runs every expert on every token, weighted 0 where the token did not choose it."""
+    oracle of the same config, its parameters copied from ours in the oracle's order."""
     import torch_models
     from layercalc.verify import Options, backward, forward, plan
 
@@ -179,18 +179,9 @@ def block_case(label: str, layer: dict[str, Any], input: list[int], batch: int, 
     def theirs() -> None:
         model.zero_grad(set_to_none=True)
         tx.grad = None
-        (dense_moe(model[0], tx, torch) if dense else model(tx)).backward(tdy)
+        model(tx).backward(tdy)
 
     return label, ours, theirs
-
-
-def dense_moe(moe: Any, x: Any, torch: Any) -> Any:
-    """The oracle's mixture of experts with verify's amount of work: the same routing and sum, every
-    expert run on all tokens (a token's weight for an expert it did not choose is 0)."""
-    h = x.reshape(-1, x.shape[-1])
-    weights, chosen = torch.topk(torch.nn.functional.softmax(moe.gate(h), dim=1), moe.top_k, dim=-1)
-    full = torch.zeros(h.shape[0], len(moe.experts), dtype=h.dtype).scatter(1, chosen, weights / weights.sum(dim=-1, keepdim=True))
-    return sum(expert(h) * full[:, e, None] for e, expert in enumerate(moe.experts)).reshape(x.shape)
 
 
 def swiglu(width: int, inner: int) -> list[dict[str, Any]]:
@@ -217,7 +208,6 @@ def cases(dtype: Any, torch: Any) -> list[Case]:
         pool_case("avgpool 3x3/1 192@28", (1, 192, 28, 28), "avg", 3, 1, 1, dtype, torch, rng),
         pool_case("avgpool 2x2/2 64@112", (1, 64, 112, 112), "avg", 2, 2, 0, dtype, torch, rng),
         block_case("moe 8 SwiGLU top2 E256 I512 M256", moe, [128, 256], 2, dtype, torch),
-        block_case("moe, torch dense as verify runs it", moe, [128, 256], 2, dtype, torch, dense=True),
         block_case("mamba E256 D512 n16 T128 N2", {"mamba": {}}, [128, 256], 2, dtype, torch),
     ]
 

@@ -101,6 +101,11 @@ PLANTS = [
            "return frozen is None", "return True", "tests/test_frozen.py"),
     _plant("token ids sized as the dtype", "layercalc.analysis", "Report.input_bytes",
            "(TOKEN_ID_BYTES if self.tokens else self.dtype_bytes)", "self.dtype_bytes", "tests/test_frozen.py"),
+    # a mixture's experts run on the tokens routed to them
+    _plant("a routed expert's output put back at the wrong rows", "layercalc.verify.execution", "_placed",
+           "full[rows] = part", "full[rows[::-1]] = part", "tests/test_experts.py"),
+    _plant("a routed expert gets split's gradient of the first rows", "layercalc.verify.execution", "backward",
+           "n, d = len(d), d[rows]", "n, d = len(d), d[: len(rows)]", "tests/test_experts.py"),
 ]
 
 

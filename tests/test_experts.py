@@ -205,3 +205,133 @@ def test_train_counts_6nd_with_the_active_params(cli: Any, write: Any) -> None:
     assert run.status == 0, run.err
     compute = json.loads(run.out)["compute"]
     assert compute["flops_6nd_per_token"] == 6 * 576 and compute["flops_megatron_per_step"] is None
+
+
+# Routing set by hand: the gate is the identity on E 4 (logits = the token), and each token's
+# features are 1 at its first expert, 0.5 at its second, below 0 elsewhere. Tokens' (first, second):
+# (0, 1), (1, 2), (0, 2), (2, 0), (1, 0); expert 0 runs on tokens 0, 2, 3, 4, expert 1 on 0, 1, 4,
+# expert 2 on 1, 2, 3, expert 3 on none
+PAIRS = [(0, 1), (1, 2), (0, 2), (2, 0), (1, 0)]
+ROUTED_ROWS = {"moe1.experts.0-3": [0, 2, 3, 4], "moe1.experts.1": [0, 1, 4], "moe1.experts.2": [1, 2, 3],
+               "moe1.experts.3": []}
+ROUTED_CONFIG = {"input": [5, 4], "batch": 1, "layers": [MIXTRAL_TOY]}
+
+
+def routed() -> tuple[Any, Any]:
+    """The toy mixture planned for verify, its gate the identity, and an input routed as PAIRS (1, 5, 4)."""
+    from layercalc.verify import Options, plan
+
+    root, _ = plan(analyse(ROUTED_CONFIG), Options(seed=3))
+    gate = next(i for i in root.walk() if i.path == "moe1.gate")
+    gate.params["weight"] = np.eye(4)
+    x = np.random.default_rng(4).uniform(-1.0, -0.1, (1, 5, 4))
+    for t, (first, second) in enumerate(PAIRS):
+        x[0, t, first], x[0, t, second] = 1.0, 0.5
+    return root, x
+
+
+def test_an_expert_runs_on_the_tokens_routed_to_it_alone() -> None:
+    """Every layer of an expert sees its routed tokens' rows, no others (none for expert 3); the
+    router sees every token, the expert's first layers exactly the routed tokens."""
+    from layercalc.verify import forward
+
+    root, x = routed()
+    seen: dict[str, list[Any]] = {}
+    forward(root, x, watch=lambda inst, h: seen.setdefault(inst.path, []).append(h.copy()))
+    assert [len(h) for h in seen.pop("moe1.gate")] == [5]
+    tokens = x.reshape(5, 4)
+    for expert, rows in ROUTED_ROWS.items():
+        for layer in ("0.branches.0.w1", "0.branches.0.1", "0.branches.1.w3", "w2"):  # the silu at .1
+            assert [len(h) for h in seen.pop(f"{expert}.{layer}")] == [len(rows)], (expert, layer)
+    assert not seen
+    root2, _ = routed()
+    firsts: dict[str, Any] = {}
+    forward(root2, x, watch=lambda inst, h: firsts.setdefault(inst.path, h.copy()))
+    for expert, rows in ROUTED_ROWS.items():
+        np.testing.assert_array_equal(firsts[f"{expert}.0.branches.0.w1"], tokens[rows])
+
+
+def test_routed_experts_match_torch_an_idle_expert_gets_zero_gradients() -> None:
+    """Output, dL/dx and every parameter's gradient against tests/torch_models.py's SparseMoe (Mixtral's
+    loop over experts) in float64 on the routing above: expert 3 runs on no token, its gradients are 0."""
+    torch = pytest.importorskip("torch")
+    import torch_models
+    from layercalc.verify import backward, forward
+
+    root, x = routed()
+    y, cache = forward(root, x)
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    grads: dict = {}
+    dx = backward(root, dy, cache, grads)
+    model, _ = torch_models.build(ROUTED_CONFIG)
+    model = model.double()
+    ours, theirs = root.all_params(), list(model.parameters())
+    assert len(ours) == len(theirs)
+    with torch.no_grad():
+        for (_, _, arr), p in zip(ours, theirs):
+            p.copy_(torch.tensor(arr))
+    tx = torch.tensor(x, requires_grad=True)
+    model(tx).backward(torch.tensor(dy))
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(y, model(tx).detach().numpy(), **tol)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), **tol)
+    for (owner, name, arr), p in zip(ours, theirs):
+        want = p.grad.numpy() if p.grad is not None else np.zeros_like(arr)  # torch skips an expert with no token
+        np.testing.assert_allclose(grads[owner][name], want, **tol, err_msg=f"{owner.path}.{name}")
+        if owner.path.startswith("moe1.experts.3."):
+            assert not grads[owner][name].any()
+
+
+def test_verify_checks_a_moe_with_idle_experts_as_a_dense_pass_would() -> None:
+    """8 experts, top 1, 3 tokens: at least 5 experts run on no token. The expert's layers and block
+    get the rows a pass over all the tokens gives them (checked at their calculated input, 3 tokens),
+    and everything passes, in float64 and float32."""
+    from layercalc.verify import Options, verify
+
+    config = {"input": [3, 4], "batch": 1, "layers": [{"moe": {"num_experts": 8, "top_k": 1, "expert": SWIGLU}}]}
+    for dtype in ("float64", "float32"):
+        result = verify(analyse(config), Options(dtype=dtype))
+        assert all(c.passed for c in result.checks), [c for c in result.checks if not c.passed]
+        rows: dict[str, set[str]] = {}
+        for c in result.checks:
+            rows.setdefault(c.path, set()).add(c.check)
+        assert rows["moe1.experts.0-7"] == rows["moe1.experts.0-7.0"] == {"output shape", "params", "split = merge's gradient"}
+        assert {"output shape", "params"} < rows["moe1.experts.0-7.w2"]  # checked at 3 tokens, not its routed ones
+        assert "split = merge's gradient" in rows["moe1"] and "output shape" in rows["(network)"]
+
+
+def test_a_kink_watch_sees_a_layer_given_other_rows_as_a_crossing() -> None:
+    """A step that changes the routing hands a kinked layer of an expert another number of rows: the
+    watch calls that a crossing (the step is cut), rather than comparing arrays of two shapes."""
+    from layercalc.verify.differences import KinkWatch
+
+    class Relu:
+        kinks = (0.0,)
+
+    class Leaf:
+        layer = Relu()
+
+    watch, leaf = KinkWatch(), Leaf()
+    watch(leaf, np.ones((3, 4)))
+    watch.recording = False
+    watch(leaf, np.ones((2, 4)))
+    assert watch.crossed
+
+
+def test_a_users_layer_inside_an_expert_is_held_to_its_routed_rows() -> None:
+    """--impl of a layer inside the experts: its forward is handed the routed tokens' rows, and the
+    shape it must return is its calculated one with those rows; everything passes."""
+    from layercalc.layers import REGISTRY
+    from layercalc.verify import Options, verify
+
+    class PlainSilu(REGISTRY["silu"]):
+        def forward(self, x, params):
+            return x / (1 + np.exp(-x)), x
+
+        def backward(self, dy, params, x):
+            s = 1 / (1 + np.exp(-x))
+            return dy * s * (1 + x * (1 - s)), {}
+
+    result = verify(analyse({"input": [5, 4], "batch": 2, "layers": [MIXTRAL_TOY]}), Options(impl=PlainSilu))
+    assert all(c.passed for c in result.checks), [c for c in result.checks if not c.passed]
+    assert {c.check for c in result.checks if c.path == "moe1.experts.0-3.0.branches.0.1"} >= {"output shape", "forward = reference"}

@@ -78,14 +78,27 @@ class Moe(Layer):
         return [row(ACT, ptflops=(0, numel(x[:-1]) * self.num_experts))]
 
     # -- NumPy: the routing is a fixed choice per token (the top_k largest router probabilities) --
+    def choice(self, logits: Any) -> Any:
+        """The chosen expert ids (M, k): each token's top_k logits, the earlier expert first on a tie."""
+        return np.argsort(-logits, axis=1, kind="stable")[:, : self.top_k]
+
     def route(self, logits: Any) -> tuple[Any, Any]:
         """(chosen expert ids (M, k), their weights (M, k)): softmax, top k, renormalised to sum 1,
         as Mixtral's router: the weights are a softmax over the chosen logits alone."""
-        chosen = np.argsort(-logits, axis=1, kind="stable")[:, : self.top_k]
+        chosen = self.choice(logits)
         z = np.take_along_axis(logits, chosen, axis=1)
         w = np.exp(z - z.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         return chosen, w
+
+    def routed_rows(self, k: int, outs: list[Any]) -> Any:
+        # expert e (sequence 1 + e) runs on the tokens that chose it, as Mixtral's loop over experts;
+        # the router and the shared expert on every token. Its output elsewhere stays zero: merge
+        # weighs a token's unchosen experts by nothing, so that zero is never read
+        e = k - 1
+        if not 0 <= e < self.num_experts:
+            return None
+        return np.flatnonzero((self.choice(outs[0]) == e).any(axis=1))
 
     def merge(self, outs: list[Any]) -> Any:
         # y_t = Σ_j w_tj · expert_{c_tj}(x_t) (+ shared(x_t)): each token's chosen experts, weighted
@@ -104,12 +117,11 @@ class Moe(Layer):
         logits, experts = outs[0], outs[1: 1 + self.num_experts]
         dy = dy.reshape(experts[0].shape)
         chosen, w = self.route(logits)
-        d_experts = [np.zeros_like(dy) for _ in experts]
+        weights = np.zeros((len(w), self.num_experts), dtype=w.dtype)  # w_te, 0 where t did not choose e
+        np.put_along_axis(weights, chosen, w, axis=1)
+        d_experts = [weights[:, e: e + 1] * dy for e in range(self.num_experts)]
         g = np.empty_like(w)
         for j in range(self.top_k):
-            for e in range(self.num_experts):
-                rows = chosen[:, j] == e
-                d_experts[e][rows] += w[rows, j: j + 1] * dy[rows]
             g[:, j] = np.einsum("te,te->t", dy, _pick(experts, chosen[:, j]))
         dz = w * (g - (w * g).sum(axis=1, keepdims=True))
         d_logits = np.zeros_like(logits)

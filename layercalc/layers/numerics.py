@@ -60,6 +60,13 @@ class Numerics:
         """The gradient reaching each child sequence's output from the block's dL/dy."""
         raise NotImplementedError
 
+    def routed_rows(self, k: int, outs: list[Any]) -> Any:
+        """The rows (along the first axis) of the block's input, as child sequence k reads it, that
+        the sequence runs on, given the outputs of the sequences before it (full size): an index
+        array, or None for every row. The sequence's output is put back at those rows, zeros
+        elsewhere, before merge; split's gradient reaches it at those rows alone."""
+        return None
+
     def frozen_rows(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Rows (along the first axis) of parameters whose gradient is zero by the layer's
         definition, whatever the loss (never trained): {param name: (rows, why)}. verify leaves them

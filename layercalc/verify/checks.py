@@ -491,14 +491,15 @@ def _input_step(t: "Tensor", inst: Instance, u_max: Callable[[], float], h: floa
     return h
 
 
-def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "") -> list[Check]:
-    """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's rows)."""
+def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "", directions: int | None = None) -> list[Check]:
+    """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's
+    rows; directions, when given, the random directions of a layer's numeric checks)."""
     x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
     values = inst.streams.values
     kept = dict(values)  # inside a network's pass, the network's streams stay for the checks after this one
     try:
         probe = Probe.run(inst, x, rng, real, draw_streams(inst, x, rng, opts.dtype))
-        return _checks(probe, opts, rng, suffix)
+        return _checks(probe, opts, rng, suffix, directions)
     finally:
         values.clear()
         values.update(kept)
@@ -587,7 +588,9 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
     its parameter count and its merge/split rule, numerically, on its children's real outputs;
     the composition is checked by the network end to end. When that fails, every block is also
     checked whole (loss <dL/dy_b, f_b(x_b)>, at the cost of its numeric forwards alone), to show
-    where the composition goes wrong. Yields (instance, checks): blocks children first, then the network.
+    where the composition goes wrong. A layer or block that a block ran on some of its rows (a
+    mixture's expert on its tokens) gets the same rows from a pass of its own (_routed_alone).
+    Yields (instance, checks): blocks children first, then the network.
     """
     x, real = random_input(root, tuple(root.entry.input_shape), rng, opts.dtype)
     outer = draw_inputs(root, rng, opts.dtype) + draw_streams(root, x, rng, opts.dtype)
@@ -605,12 +608,15 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
         if inst is root or tape.get(inst) is None or not blocks(inst):
             continue
         xb, yb, dyb, dxb = tape.pop(inst)
+        outs = tape.pop(("outs", inst), None)
+        if np.shape(xb) != tuple(inst.entry.input_shape):
+            yield inst, _routed_alone(inst, opts, rng, whole, leaf_directions)
+            continue
         b_real = getattr(inst.entry, "ids", None) is None and not any(
             leaf.layer.input_ids() is not None for leaf in inst.entry_leaves())
         if inst.is_leaf:
             yield inst, _leaf_in_network(Probe(inst, xb, yb, dyb, dxb, grads, b_real, sides), opts, rng, leaf_directions)
             continue
-        outs = tape.pop(("outs", inst))
         if whole:
             yield inst, _checks(Probe(inst, xb, yb, dyb, dxb, grads, b_real, sides), opts, rng)
         else:
@@ -620,6 +626,28 @@ def check_network(root: Instance, opts: Options, rng: Any, blocks: Callable[[Ins
             yield inst, rows
     tape.clear()
     yield root, network
+
+
+def _routed_alone(inst: Instance, opts: Options, rng: Any, whole: bool, directions: int | None) -> list[Check]:
+    """The rows a pass gives a layer or block that a block ran on some of its rows (a mixture's
+    expert on the tokens routed to it): the pass's arrays are not at its calculated shape, so a
+    forward and backward of its own, at a random input of that shape, stand in for them. A layer
+    gets every check; a block its shapes and its rule (its whole check when the network's failed)."""
+    if inst.is_leaf or whole:
+        return check_instance(inst, opts, rng, directions=directions if inst.is_leaf else None)
+    x, _ = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
+    values = inst.streams.values
+    kept = dict(values)
+    try:
+        draw_streams(inst, x, rng, opts.dtype)
+        y, (outs, *_) = forward(inst, x)
+        rows = structure_checks(inst, y)
+        if rows[0].passed:
+            rows.append(rule_check(inst, outs, rng.standard_normal(y.shape).astype(y.dtype, copy=False), rng, opts))
+        return rows
+    finally:
+        values.clear()
+        values.update(kept)
 
 
 NUMERIC = ("direction", "elementwise")  # the methods of the rows that compare with numeric derivatives

@@ -235,6 +235,9 @@ class KinkWatch:
             self.plus[key] = (x.astype(np.float32), sides(x, kinks))
             return
         xp, sp = self.plus.pop(key)
+        if xp.shape != x.shape:  # a block routed other rows to the layer (a mixture's router chose otherwise)
+            self.crossed = True
+            return
         if not np.array_equal(sp, sides(x, kinks)):
             self.crossed = True
         travel = np.abs(xp - x.astype(np.float32)) / 2  # how far an element moves over a step of h

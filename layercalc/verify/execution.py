@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 from ..analysis import Entry
 from ..errors import one_line
+from ..layers import numel
 from ..layers.numerics import STREAM_PREFIX, stream_key
 from ..lazy import np
 
@@ -59,6 +60,9 @@ class Chain:
 
     def split(self, dy: Any, outs: list[Any]) -> list[Any]:
         return [dy]
+
+    def routed_rows(self, k: int, outs: list[Any]) -> Any:
+        return None
 
     def arguments(self) -> dict[str, Any]:
         return {}
@@ -256,10 +260,20 @@ def _bad_forward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
     y = out[0]
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "fc":
         return f"y as {_kind(y)}{'' if not isinstance(y, np.ndarray) else f' of dtype {y.dtype}'}, expected a float array"
-    want = tuple(inst.entry.output_shape)
+    want = _expected(inst.entry.input_shape, inst.entry.output_shape, args[0])
     if y.shape != want:
         return f"y of shape {'x'.join(map(str, y.shape))}, expected {'x'.join(map(str, want))} (the calculated output shape)"
     return ""
+
+
+def _expected(given: tuple[int, ...], wanted: tuple[int, ...], handed: Any) -> tuple[int, ...]:
+    """The shape a leaf must return (wanted, its calculated one) for the array it was handed (given,
+    the calculated shape of that one): wanted, its first axis cut to the rows handed when a block
+    ran the leaf on some of its rows (a mixture's expert on its tokens)."""
+    shape = tuple(np.shape(handed))
+    if shape == tuple(given) or not shape or not wanted:
+        return tuple(wanted)
+    return (shape[0], *wanted[1:])
 
 
 def _bad_backward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
@@ -269,7 +283,7 @@ def _bad_backward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         return f"{_kind(out)}, expected (dx, grads)"
     dx, grads = out
-    shape = tuple(inst.entry.input_shape)
+    shape = _expected(inst.entry.output_shape, inst.entry.input_shape, args[0])
     if dx is None and inst.layer.input_ids() is None:
         return f"dx as None, expected an array of shape {'x'.join(map(str, shape))}"
     if dx is not None and (not isinstance(dx, np.ndarray) or dx.shape != shape):
@@ -284,6 +298,7 @@ def _bad_backward(inst: Instance, out: Any, args: tuple[Any, ...]) -> str:
 
 
 Tape = dict  # block (and leaf given as a key beforehand) -> [x, y, dy, dx]; ("outs", block) -> its sequences' outputs
+Run = Callable[[list["Instance"], Any], tuple[Any, Any]]  # a child sequence on its input: (its output, its caches)
 
 
 def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | None = None) -> tuple[Any, Any]:
@@ -295,9 +310,9 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
         return call(inst, "forward", x, with_streams(inst, inst.params))
     if isinstance(inst.layer, Routes):
         return _routed_forward(inst, x, watch, tape)
-    outs, caches = [], []
-    for seq in inst.sequences:
-        h, seq_caches = _inner(seq, x), []
+
+    def run(seq: list[Instance], h: Any) -> tuple[Any, Any]:
+        seq_caches = []
         for child in seq:
             entry = [h, None, None, None]
             h, c = forward(child, h, watch, tape)
@@ -305,11 +320,12 @@ def forward(inst: Instance, x: Any, watch: Watch | None = None, tape: Tape | Non
                 entry[1] = h
                 tape[child] = entry
             seq_caches.append(c)
-        outs.append(h)
-        caches.append(seq_caches)
+        return h, seq_caches
+
+    outs, caches, rows = _sequences(inst, x, run)
     if tape is not None:
         tape[("outs", inst)] = list(outs)  # what the block's merge rule received
-    return inst.layer.merge(outs).reshape(inst.entry.output_shape), (outs, caches)
+    return _shaped(inst.layer.merge(outs), inst.entry.output_shape), (outs, caches, rows, x.shape)
 
 
 def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
@@ -324,19 +340,49 @@ def output(inst: Instance, x: Any, watch: Watch | None = None) -> Any:
         for child, source in zip(inst.sequences[0], routes.sources):
             h = inst.streams.values[child.name] = output(child, inst.streams.values[source], watch)
         return h
-    outs = []
-    for seq in inst.sequences:
-        h = _inner(seq, x)
+
+    def run(seq: list[Instance], h: Any) -> tuple[Any, Any]:
         for child in seq:
             h = output(child, h, watch)
-        outs.append(h)
-    return inst.layer.merge(outs).reshape(inst.entry.output_shape)
+        return h, None
+
+    return _shaped(inst.layer.merge(_sequences(inst, x, run)[0]), inst.entry.output_shape)
+
+
+def _sequences(inst: Instance, x: Any, run: Run) -> tuple[list[Any], list[Any], list[Any]]:
+    """(each child sequence's output, at full size; its caches; the rows it ran on, None for all): each
+    sequence run on the rows of its input the block routes to it (a mixture's expert on its tokens
+    alone), its output put back at those rows, zeros elsewhere, so that merge sees full-size arrays."""
+    outs: list[Any] = []
+    caches, routed = [], []
+    for k, seq in enumerate(inst.sequences):
+        rows = inst.layer.routed_rows(k, outs)
+        h = _inner(seq, x)
+        n = len(h)  # the rows the sequence's input has, and its output put back to full size
+        h, seq_caches = run(seq, h if rows is None else h[rows])
+        outs.append(h if rows is None else _placed(h, rows, (n, *seq[-1].entry.output_shape[1:])))
+        caches.append(seq_caches)
+        routed.append(rows)
+    return outs, caches, routed
+
+
+def _placed(part: Any, rows: Any, shape: tuple[int, ...]) -> Any:
+    """An array of the shape, zero but at `rows` along its first axis, which hold part."""
+    full = np.zeros(shape, dtype=part.dtype)
+    full[rows] = part
+    return full
 
 
 def _inner(seq: list[Instance], x: Any) -> Any:
     """A block's input as a child sequence reads it: reshaped where the block says (a mixture of
     experts' router and experts read the tokens flattened), else x itself."""
-    return x.reshape(seq[0].entry.input_shape) if seq and x.shape != tuple(seq[0].entry.input_shape) else x
+    return _shaped(x, seq[0].entry.input_shape) if seq and x.shape != tuple(seq[0].entry.input_shape) else x
+
+
+def _shaped(a: Any, shape: tuple[int, ...]) -> Any:
+    """a reshaped to a calculated shape; inside a sequence a block ran on some of its rows (an
+    expert of a mixture), to that shape with the rows a has along its first axis."""
+    return a.reshape(shape) if a.size == numel(shape) else a.reshape(-1, *shape[1:])
 
 
 def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str, Any]] | GradSink, tape: Tape | None = None) -> Any:
@@ -352,9 +398,11 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
         return dx
     if isinstance(inst.layer, Routes):
         return _routed_backward(inst, dy, cache, grads, tape)
-    outs, caches = cache
+    outs, caches, routed, shape = cache
     dx = None
-    for seq, seq_caches, d in zip(inst.sequences, caches, inst.layer.split(dy, outs)):
+    for seq, seq_caches, d, rows in zip(inst.sequences, caches, inst.layer.split(dy, outs), routed):
+        if rows is not None:  # the sequence ran on these rows alone: their gradient is all it gets
+            n, d = len(d), d[rows]  # n: the rows of its input, every one of which dL/dx has
         for i in range(len(seq) - 1, -1, -1):
             d_out = d
             d = backward(seq[i], d, seq_caches[i], grads, tape)
@@ -362,7 +410,8 @@ def backward(inst: Instance, dy: Any, cache: Any, grads: dict[Instance, dict[str
                 tape[seq[i]][2:] = [d_out, d]
             seq_caches[i] = None  # free each cache once used: the backward's memory shrinks as it goes
         if d is not None and seq:
-            d = d.reshape(inst.entry.input_shape)
+            d = d if rows is None else _placed(d, rows, (n, *seq[0].entry.input_shape[1:]))
+            d = d.reshape(shape)
         dx = d if dx is None else dx + d
     return dx
 

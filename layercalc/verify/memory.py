@@ -37,7 +37,8 @@ def _layers(entry: Entry) -> list[Execution]:
 def work_elements(entry: Entry) -> int:
     """Elements of every layer's own intermediates in this subtree (attention's T×T matrices, a
     recurrent layer's gates at every step), each layer counted as often as a check runs it: every
-    parameter set once per run (a check runs every expert of a mixture on every token)."""
+    parameter set once per run (as if every expert of a mixture ran on every token: an upper bound,
+    a check runs each on the tokens routed to it)."""
     return fold(_layers(entry), lambda row: row.entry.layer.work_elements(tuple(row.input_shape)), held=True)
 
 
@@ -71,7 +72,9 @@ def noise_bytes(network: Entry) -> int:
 
 def activation_memory(entry: Entry) -> int:
     """Bytes of a check's arrays that scale with the batch: activations and the layers' own intermediates."""
-    # a check runs every expert on every token, not top_k of them: their outputs held times over
+    # every expert's outputs at every token (held times over, not top_k): an upper bound. An expert
+    # runs on the tokens routed to it (top_k per token in all), its inputs gathered copies, and only
+    # its output is put back at every token, for the router's weighted sum
     unrouted = sum((row.held - row.copies) * row.entry.tensors for row in _layers(entry))
     activations = numel(entry.input_shape) + entry.tensors + unrouted
     return activations * BYTES_PER_ACTIVATION + work_elements(entry) * BYTES_PER_WORK
