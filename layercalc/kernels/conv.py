@@ -11,7 +11,8 @@ kernel, is `conv_dx_full_correlation`; verify checks the two against each other,
 against the explicit matrix K_conv (`kconv_matrix`) on small sizes. A transposed conv is the
 adjoint of the conv of its weight: its forward is that conv's ∇x, its ∇x that conv's forward and
 its ∇W that conv's ∇W, so it runs on these same kernels. The spatial rank comes from the arrays
-(x.ndim − 2), so conv1d, conv2d and conv3d, and the transposed convolutions, are one code path. Output sizes come from the same integer formulas as the calculator's shape rules
+(x.ndim − 2), so conv1d, conv2d and conv3d, and the transposed convolutions, are one code path.
+Output sizes come from the same integer formulas as the calculator's shape rules
 (layers/geometry.py); the independent check of both is PyTorch, in the tests.
 
 Memory layout: the columns are (G, C/G·∏k, N·∏out), i.e. (C, *k, N, *out) in memory, so every
@@ -446,9 +447,9 @@ def conv_transpose_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Arra
     """(∇x (N, Cin, *S), ∇w (Cin, Cout/G, *k), ∇b (Cout,) or None) from ∇y (N, Cout, *out)."""
     x, w, stride, padding, dilation, groups, has_bias = cache
     sizes, kernel = x.shape[2:], w.shape[2:]
-    # the conv's S windows of ∇y: an output_padding tail that no window reaches (possible when
-    # output_padding >= stride) is cut off so that the window count is exact
-    # (and a ∇y shorter than the windows' reach is padded at the far end to it)
+    # the conv's S windows of ∇y, exactly: an output_padding tail that no window reaches (possible
+    # when output_padding >= stride) is cut off, and a ∇y short of the last window's reach is
+    # padded at the far end up to it
     reach = tuple((s - 1) * st + d * (k - 1) + 1 - p for s, st, d, k, p in zip(sizes, stride, dilation, kernel, padding))
     far = tuple(max(0, r - o) for r, o in zip(reach, dy.shape[2:]))
     cut = dy[(slice(None), slice(None), *(slice(0, max(0, min(o, r))) for o, r in zip(dy.shape[2:], reach)))]
