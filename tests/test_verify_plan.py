@@ -91,8 +91,6 @@ def test_memory_estimate_counts_a_tied_weight_its_check_holds() -> None:
 def test_llama3_8b_plans_every_layer_within_the_default_budget() -> None:
     """Only the network end to end is skipped; every layer and block runs, at a shorter input or
     as a smaller copy where its own size does not fit, and says so."""
-    from layercalc.verify.memory import DEFAULT_CAP
-
     report = analyse(ROOT / "configs" / "llama3_8b.yaml")
     tasks, skipped = plan_tasks(report, Options(max_memory=DEFAULT_CAP))
     leaves = {p for e, p, _, _ in places(report) if not e.children}

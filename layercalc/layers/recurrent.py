@@ -64,23 +64,23 @@ class _Recurrent(Layer):
             + "; input_size must equal F; batch_first must be true"
         )
         cls.params_rule = (
-            f"for each of the num_layers layers k and D directions: weight_ih G·hidden_size·F_k, weight_hh"
-            f" G·hidden_size·H, + bias_ih and bias_hh G·hidden_size each if bias"
+            "for each of the num_layers layers k and D directions: weight_ih G·hidden_size·F_k, weight_hh"
+            " G·hidden_size·H, + bias_ih and bias_hh G·hidden_size each if bias"
             + (", + weight_hr proj_size·hidden_size if proj_size" if proj else "")
             + f"; F_0 = F, F_k = D·H above; G = {g} gates"
         )
         cls.macs_rule = (
-            f"N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" + N·T·D·num_layers·hidden_size·proj_size" if proj else "")
+            "N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" + N·T·D·num_layers·hidden_size·proj_size" if proj else "")
             + f", G = {g}: the gate products W_ih x and W_hh h at every step"
             + (" and the projection W_hr h" if proj else "")
         )
         per_step = "N·T·D·num_layers·hidden_size"
         cls.peer_rules = rules(
             torch=cls.torch_rule,
-            thop=(f"N·T·D·Σ_k G·hidden_size·(F'_k + hidden_size), F'_k = D·hidden_size above"
+            thop=("N·T·D·Σ_k G·hidden_size·(F'_k + hidden_size), F'_k = D·hidden_size above"
                   + (" (proj_size ignored)" if proj else "")
                   + f", + {2 * g}·{per_step} if bias, + {g + cls.thop_gate_ops}·{per_step} gate ops"),
-            ptflops=(f"N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" (not weight_hr)" if proj else "")
+            ptflops=("N·T·D·Σ_k G·hidden_size·(F_k + H)" + (" (not weight_hr)" if proj else "")
                      + f", + {2 * g}·{per_step} if bias, + {cls.ptflops_gate_ops}·{per_step} gate ops"),
             torchinfo=f"as layercalc (every weight element × N·T), + {2 * g}·{per_step} if bias",
         )
