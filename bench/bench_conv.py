@@ -69,6 +69,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
+from bench_startup import cpu_model  # noqa: E402
 from layercalc.kernels.conv import conv_backward, conv_forward, conv_transpose_backward, conv_transpose_forward  # noqa: E402
 
 # (label, C_in, input sizes, C_out, kernel, stride, padding, occurrences); 1x1 kernels of stride 2
@@ -156,18 +157,6 @@ def numpy_blas() -> tuple[int, str]:
                 desc += f"; {what[4:]}: {fn().decode()}"
         return threads, f"threadpoolctl not installed; {desc}"
     return os.cpu_count() or 1, "threadpoolctl not installed; BLAS thread count unknown (assuming the CPU count)"
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ('unknown' elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def fastest(ways: list[Callable[[], Any]], clock: Callable[[], float]) -> Callable[[], Any]:

@@ -60,7 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))  # the torch oracle of a config
 
-from bench_conv import cpu_model, numpy_blas  # noqa: E402
+from bench_conv import numpy_blas  # noqa: E402
+from bench_startup import cpu_model  # noqa: E402
 from layercalc.api import analyse  # noqa: E402
 from layercalc.kernels import pool  # noqa: E402
 

@@ -22,12 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from children import cache_bytecode  # noqa: E402
 from tiny_decoders import decoder, swiglu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-sys.path.insert(0, str(ROOT / "bench"))
-from children import cache_bytecode  # noqa: E402
 
 cache_bytecode()  # the children this bench starts write their bytecode, as an installed copy does
 

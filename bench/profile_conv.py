@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_conv import NETS, cpu_model, numpy_blas  # noqa: E402
+from bench_conv import NETS, numpy_blas  # noqa: E402
+from bench_startup import cpu_model  # noqa: E402
 from layercalc.kernels import conv  # noqa: E402
 
 PARTS = ("GEMM", "im2col", "col2im", "pad")

@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def signalled(args: list[str], sig: int, after: bytes | None, stdout_on_terminal: bool,
+def signalled(args: list[str], sig: int | None, after: bytes | None, stdout_on_terminal: bool,
               env: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """Run `python -m layercalc ARGS` with stderr (and stdout, if asked) on a terminal, so verify
-    draws its progress bar; send `sig` once `after` shows there (with `after` None, send nothing:
+    draws its progress bar; send `sig` once `after` shows there (with either None, send nothing:
     the process signals itself). `env` adds to the environment. (exit status, stdout when it was a
     pipe, everything the terminal showed)."""
     master, slave = pty.openpty()
@@ -30,7 +30,7 @@ def signalled(args: list[str], sig: int, after: bytes | None, stdout_on_terminal
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(slave)
     seen = b""
-    if after is not None:
+    if sig is not None and after is not None:
         deadline = time.monotonic() + 120
         while after not in seen and time.monotonic() < deadline:
             if select.select([master], [], [], 0.5)[0]:

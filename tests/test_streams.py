@@ -342,3 +342,21 @@ def test_a_pass_over_a_block_that_reads_another_stream() -> None:
     # x (1·5·8), every parameter array (784, and the 8 × 2 table `later` reads as its own) and the
     # encoder's output (1·6·8) move together in the block's numeric check
     assert any(c.note.startswith(f"{40 + 784 + 16 + 48} elements") for c in rows[inst])
+
+
+def test_a_checks_own_forward_leaves_the_networks_streams_as_they_were() -> None:
+    """A check run inside the network's pass draws its own values for the streams it reads (and
+    its forward writes its entries' outputs there); the network's values come back afterwards,
+    when it ends normally and when it raises, for the checks after it."""
+    from layercalc.verify import Options, build_network
+    from layercalc.verify.checks import streams_restored
+
+    root = build_network(analyse("input: [4]\nlayers:\n  - linear: {out_features: 3}\n"), Options())
+    root.streams.values.update({"memory": "the network's", "linear1": "its output"})
+    with streams_restored(root) as values:
+        values.update({"memory": "drawn", "other": "new"})
+    assert root.streams.values == {"memory": "the network's", "linear1": "its output"}
+    with pytest.raises(KeyboardInterrupt), streams_restored(root) as values:
+        values.clear()
+        raise KeyboardInterrupt
+    assert root.streams.values == {"memory": "the network's", "linear1": "its output"}

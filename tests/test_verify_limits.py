@@ -79,7 +79,7 @@ def test_sigterm_stops_verify_as_ctrl_c_does() -> None:
     from terminal_process import signalled
 
     args = ["verify", "configs/resnet18.yaml", "--impl", "tests/impls/signals_at_batch_2.py"]
-    status, _, seen = signalled(args, 0, None, stdout_on_terminal=True, env={"LAYERCALC_TEST_SIGNAL": "TERM"})
+    status, _, seen = signalled(args, None, None, stdout_on_terminal=True, env={"LAYERCALC_TEST_SIGNAL": "TERM"})
     assert status == 143 and b"Traceback" not in seen
     assert HIDE in seen and seen.rindex(SHOW) > seen.rindex(HIDE)
     said = b" ".join(re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).split())  # the words, unstyled and unwrapped

@@ -255,14 +255,13 @@ def _backward_in_slabs(
 ) -> tuple[Array, Array | None]:
     """(∇w as (G, Co/G, C/G·∏k), ∇x (N, C, *S) by the scatter or None) with the columns rebuilt a slab of output rows at a time."""
     kernel, stride, dilation, groups = geometry
-    n, co, *outs = dy.shape
+    n, _, *outs = dy.shape
     dtype = np.result_type(dy, wmat)
     dw = np.zeros(wmat.shape, dtype=dtype)
     dx = np.zeros(x_shape, dtype=dtype) if scatter else None
     row_bytes = x_shape[1] * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize
     for lo, hi in _slabs(outs[0], row_bytes, n * math.prod(outs[1:])):
-        # this slab's ∇y as (G, Co/G, N·rows·∏out[1:]): a view for N = 1
-        dy_mat = np.reshape(dy[:, :, lo:hi].swapaxes(0, 1), (groups, co // groups, -1))
+        dy_mat = _as_columns_rows(dy[:, :, lo:hi], groups)  # this slab's ∇y, (G, Co/G, N·rows·∏out[1:])
         dw += np.matmul(dy_mat, _slab_cols(xp, geometry, lo, hi).transpose(0, 2, 1), out=scratch("product", dw.shape, dtype))
         if dx is not None:
             # the slab's outputs start lo rows in, as if the padding were lo·stride rows less

@@ -11,6 +11,7 @@ float32's own rounding, not to a blanket tolerance.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..lazy import np
@@ -111,16 +112,13 @@ class Probe:
         """f at the float64 arrays as they stand (moved or not)."""
         for owner, twin in self.twins.items():
             owner.params = twin
-        values = self.inst.streams.values
-        kept = dict(values)  # a network's forward overwrites its entries' outputs: theirs again after
-        values.update(self.outer64)
-        try:
-            return output(self.inst, self.x64, watch)
-        finally:
-            for owner, tested in self.tested.items():
-                owner.params = tested
-            values.clear()
-            values.update(kept)
+        with streams_restored(self.inst) as values:  # a network's forward overwrites its entries' outputs
+            values.update(self.outer64)
+            try:
+                return output(self.inst, self.x64, watch)
+            finally:
+                for owner, tested in self.tested.items():
+                    owner.params = tested
 
     def rounding(self, squares: float) -> float:
         """The analytic side's rounding allowance for a directional product of that root sum of squares."""
@@ -495,11 +493,19 @@ def check_instance(inst: Instance, opts: Options, rng: Any, suffix: str = "", di
     """Every check of one leaf, block or the whole network on its own (suffix marks a batch-2 copy's
     rows; directions, when given, the random directions of a layer's numeric checks)."""
     x, real = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
-    values = inst.streams.values
-    kept = dict(values)  # inside a network's pass, the network's streams stay for the checks after this one
-    try:
+    with streams_restored(inst):  # inside a network's pass, the network's streams stay for the checks after this one
         probe = Probe.run(inst, x, rng, real, draw_streams(inst, x, rng, opts.dtype))
         return _checks(probe, opts, rng, suffix, directions)
+
+
+@contextmanager
+def streams_restored(inst: Instance) -> Iterator[dict[str, Any]]:
+    """The stream values of inst's tree, put back as they were when the block ends, whatever a
+    forward inside it wrote there."""
+    values = inst.streams.values
+    kept = dict(values)
+    try:
+        yield values
     finally:
         values.clear()
         values.update(kept)
@@ -636,18 +642,13 @@ def _routed_alone(inst: Instance, opts: Options, rng: Any, whole: bool, directio
     if inst.is_leaf or whole:
         return check_instance(inst, opts, rng, directions=directions if inst.is_leaf else None)
     x, _ = random_input(inst, tuple(inst.entry.input_shape), rng, opts.dtype)
-    values = inst.streams.values
-    kept = dict(values)
-    try:
+    with streams_restored(inst):
         draw_streams(inst, x, rng, opts.dtype)
         y, (outs, *_) = forward(inst, x)
         rows = structure_checks(inst, y)
         if rows[0].passed:
             rows.append(rule_check(inst, outs, rng.standard_normal(y.shape).astype(y.dtype, copy=False), rng, opts))
         return rows
-    finally:
-        values.clear()
-        values.update(kept)
 
 
 NUMERIC = ("direction", "elementwise")  # the methods of the rows that compare with numeric derivatives
