@@ -28,14 +28,14 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Iterator, NamedTuple
 
-from .analysis import Entry, Report, analyse
+from .analysis import Entry, Execution, Report, analyse
 from .config import Network
 from .conventions import OPTIMIZER_STATES
 from .conventions import training as training_cost
 from .errors import UsageError
 from .gpus import Gpu
 from .layers import numel
-from .serving import kv_heads, length_cost
+from .serving import kv_heads
 
 RECOMPUTE = ("none", "selective", "full")
 
@@ -108,9 +108,19 @@ def check_layout(layout: Layout) -> None:
         raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZER_STATES)}, got {layout.optimizer!r}")
 
 
+def stacks(report: Report) -> list[Execution]:
+    """The rows of the outermost repeats, at any depth (a decoder's layers, or an encoder's and a
+    decoder's blocks inside their stacks): the repeated blocks."""
+    found: list[Execution] = []
+    for x in report.executions():
+        if x.entry.copies > 0 and not (found and x.at <= found[-1].at + found[-1].size):
+            found.append(x)
+    return found
+
+
 def repeated_blocks(report: Report) -> int:
-    """Copies of the top-level repeated blocks: what a pipeline splits into stages."""
-    return sum(e.copies for e in report.entries if e.copies > 0)
+    """Copies of the repeated blocks: what a pipeline splits into stages."""
+    return sum(x.copies * x.entry.copies for x in stacks(report))
 
 
 def _check_split(report: Report, layout: Layout) -> None:
@@ -152,17 +162,17 @@ class Kept(NamedTuple):
 
 def _kept_runs(report: Report) -> Iterator[Kept]:
     """Every leaf that autograd records (its input needs a gradient, or it trains), with its run count."""
-    stacks = [(x.at, x.at + x.size) for x in report.executions(depth=0) if x.entry.copies > 0]
+    spans = [(x.at, x.at + x.size) for x in stacks(report)]
     for x in report.executions(leaf=True):
         if x.grad or x.entry.trainable_params > 0:
-            yield Kept(x.entry, x.copies, any(start < x.at <= end for start, end in stacks))
+            yield Kept(x.entry, x.copies, any(start < x.at <= end for start, end in spans))
 
 
 def model_width(report: Report) -> int | None:
     """The width of the residual stream: the last dim of the first repeated block's input."""
-    for entry in report.entries:
-        if entry.copies > 0 and entry.input_shape:
-            return entry.input_shape[-1]
+    for x in stacks(report):
+        if x.input_shape:
+            return x.input_shape[-1]
     return None
 
 
@@ -189,7 +199,7 @@ def kept_bytes(report: Report, recompute: str, flash: bool, act_bytes: int) -> K
             where = (0 if kept.in_stack else 2) + (0 if s.width == width else 1)
             parts[where] += kept.times * s.elements * (1 if s.mask else act_bytes)
     if recompute == "full":  # each repeated block keeps its input, recomputes the rest
-        parts[0] = sum(e.copies * numel(e.input_shape) * act_bytes for e in report.entries if e.copies > 0)
+        parts[0] = sum(x.copies * x.entry.copies * numel(x.input_shape) * act_bytes for x in stacks(report))
     return Kept4(*parts)
 
 
@@ -204,16 +214,12 @@ def activation_bytes(report: Report, layout: Layout, act_bytes: int, kept: Kept4
     return int(-(-(stack * in_flight / layout.pp + outside) // 1))
 
 
-def recompute_macs(network: Network, report: Report, layout: Layout) -> int:
+def recompute_macs(report: Report, recompute: str) -> int:
     """MACs of the forward run again for one micro-batch: the repeated blocks (full), attention's T×T part (selective)."""
-    if layout.recompute == "full":
-        return sum(e.macs for e in report.entries if e.copies > 0)
-    if layout.recompute == "selective":
-        fit = length_cost(network)
-        if fit is None:
-            return 0
-        length = network.input[0]
-        return int(fit[1] * length * length) * layout.micro_batch
+    if recompute == "full":
+        return sum(x.copies * x.entry.macs for x in stacks(report))
+    if recompute == "selective":
+        return report.fold(lambda x: x.entry.layer.core_macs(x.input_shape))
     return 0
 
 
@@ -263,7 +269,7 @@ def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
     report = analyse(network._replace(batch=layout.micro_batch))
     steps = layout.global_batch // layout.micro_batch  # micro-batches a step, over every replica
     model = training_cost(report)["training_flops"] * steps
-    hardware = model + 2 * recompute_macs(network, report, layout) * steps
+    hardware = model + 2 * recompute_macs(report, layout.recompute) * steps
     tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
     params = six_nd_params(report)
     return report, {

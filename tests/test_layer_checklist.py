@@ -102,6 +102,39 @@ def test_costs_are_declared_for_every_convention(kind: str) -> None:
             assert not counted, f"the peer tools count {kind!r} ({counted}) but the type declares no peer_counts"
 
 
+def _macs_over_lengths(entry: Any, shape: tuple[int, ...], lengths: range) -> list[int] | None:
+    """The row's MACs with its dim 1 (a sequence's length) set to each length; None if any is refused."""
+    from layercalc.errors import LayercalcError
+
+    try:
+        return [analyse(case_config(entry, (shape[0], t, *shape[2:]))).total["macs"] for t in lengths]
+    except LayercalcError:
+        return None
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_a_cost_quadratic_in_the_length_is_declared_as_core_macs(kind: str) -> None:
+    """Selective recompute runs attention's T×T products again: a type whose MACs have a T² term
+    must report it as core_macs (the cost side, layers/cost.py), or the plans count none of it."""
+    cls = REGISTRY[kind]
+    if cls.is_block():
+        return
+    for entry, shape in ROWS.get(kind, []):
+        if len(shape) < 3:
+            continue
+        macs = _macs_over_lengths(entry, shape, range(1, 5))
+        if macs is None:
+            continue
+        second = macs[2] - 2 * macs[1] + macs[0]  # 2·b for MACs = c + a·T + b·T²
+        if second == 0 or macs[3] - 3 * macs[2] + 3 * macs[1] - macs[0] != 0:
+            continue  # no T² term, or not a polynomial of degree 2 in T
+        entry0 = analyse(case_config(entry, shape)).entries[0]
+        assert entry0.layer.core_macs(entry0.input_shape) == second * shape[1] ** 2 // 2, (
+            f"layer type {kind!r} has MACs quadratic in the sequence length ({second // 2}·T²) but"
+            f" core_macs reports {entry0.layer.core_macs(entry0.input_shape)}: override core_macs"
+            " (the cost side, layers/cost.py) with its T×T products")
+
+
 @pytest.mark.parametrize("kind", TYPES)
 def test_has_reference_figures_from_the_real_tools(kind: str) -> None:
     missing = [case_key(e, x) for e, x in ROWS.get(kind, []) if case_key(e, x) not in FIGURES["conventions"]]

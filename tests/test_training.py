@@ -45,6 +45,12 @@ def korthikanti_stack(layers: int, h: int, heads: int, s: int) -> dict:
     return {"name": "stack", "input": [s, h], "dtype": "bfloat16", "layers": [block]}
 
 
+def nested(config: dict) -> dict:
+    """The config with its repeat one level down, inside a sequential (as an encoder-decoder's stacks hold theirs)."""
+    layers = [{"sequential": {"layers": [e]}, "name": "stack"} if "repeat" in e else e for e in config["layers"]]
+    return {**config, "layers": layers}
+
+
 # ZeRO (Rajbhandari et al. 2020), Figure 1: a 7.5 B-parameter model on 64 GPUs with mixed-precision
 # Adam (K = 12 bytes of optimizer state a parameter): 120 GB, 31.4 GB, 16.6 GB and 1.9 GB per GPU.
 @pytest.mark.parametrize("stage, expected", [
@@ -70,6 +76,63 @@ def test_megatron_formula_to_the_integer(recompute: str, factor: int, head: int)
     out = plan(api.load(gpt(ell, h, 96, s, v)), None, layout(micro_batch=1, global_batch=b, recompute=recompute))
     assert out["compute"]["flops_per_step"] == expected
     assert out["compute"]["flops_megatron_per_step"] == expected
+    # the same layers with their repeat inside a block: full recompute still runs each of them again
+    deep = plan(api.load(nested(gpt(ell, h, 96, s, v))), None, layout(micro_batch=1, global_batch=b, recompute=recompute))
+    assert deep["compute"]["flops_per_step"] == expected
+
+
+# Selective recompute runs the forward's T×T products again: per layer, the attention matrix 2Bs²h
+# FLOPs and the attention over values 2Bs²h (Narayanan et al. 2021, Appendix: FLOPs of a transformer
+# layer), 4·B·s²·h·l FLOPs a step on top of the model's.
+@pytest.mark.parametrize("build", [gpt, lambda *a: nested(gpt(*a))], ids=["decoder", "nested"])
+def test_selective_recompute_runs_the_t_by_t_products_again(build: object) -> None:
+    b, s, ell, h, v = 2, 2048, 4, 1024, 1000
+    net = api.load(build(ell, h, 16, s, v))  # type: ignore[operator]
+    plain, selective = (plan(net, None, layout(global_batch=b, recompute=r))["compute"] for r in ("none", "selective"))
+    assert selective["flops_per_step"] - plain["flops_per_step"] == 4 * b * s * s * h * ell
+    assert selective["model_flops_per_step"] == plain["flops_per_step"]
+
+
+# The same 4·B·T·S·w FLOPs for every attention of an encoder-decoder (w = heads × head dim): the
+# encoder's self-attention (S = T), the decoder's (its own length) and its cross-attention (S the
+# encoder's length). T5-small: 6 + 6 + 6 of width 512 at 512 tokens each; Whisper tiny: 4 layers of
+# width 384 in each stack, 1,500 encoder positions, 448 decoder ones.
+@pytest.mark.parametrize("path, attentions", [
+    ("configs/t5_small.yaml", [(6, 512, 512, 512), (6, 512, 512, 512), (6, 512, 512, 512)]),
+    ("configs/whisper_tiny.yaml", [(4, 1500, 1500, 384), (4, 448, 448, 384), (4, 448, 1500, 384)]),
+])
+def test_selective_recompute_of_an_encoder_decoder(path: str, attentions: list[tuple[int, int, int, int]]) -> None:
+    b, net = 2, api.load(path)
+    plain, selective = (plan(net, None, layout(global_batch=b, recompute=r))["compute"] for r in ("none", "selective"))
+    extra = sum(n * 4 * b * t * keys * w for n, t, keys, w in attentions)
+    assert selective["flops_per_step"] - plain["flops_per_step"] == extra
+
+
+# Swin Transformer (Liu et al. 2021, eq. 2): window attention costs 4hwC² + 2M²hwC, the second term
+# its products within each M×M window. Swin-T: M = 7, blocks 2, 2, 6, 2 on maps of 56², 28², 14²,
+# 7² positions with C = 96, 192, 384, 768; selective recompute runs that term again, twice its MACs in FLOPs.
+def test_selective_recompute_of_window_attention() -> None:
+    net = api.load("configs/swin_t.yaml")
+    plain, selective = (plan(net, None, layout(recompute=r))["compute"] for r in ("none", "selective"))
+    core = sum(blocks * 2 * 7 * 7 * side * side * c for blocks, side, c in ((2, 56, 96), (2, 28, 192), (6, 14, 384), (2, 7, 768)))
+    assert selective["flops_per_step"] - plain["flops_per_step"] == 2 * core
+
+
+# Full recompute of an encoder-decoder runs each repeated block of both stacks again. T5-small's
+# blocks 1-5 of each stack are the repeat (block 0 holds the relative position bias, written apart).
+# MACs a block at T = S = 512, width 512, MLP 2,048 (norms and the bias add no MACs): self-attention's
+# four projections 4·T·512² and its products 2·T²·512, the MLP 2·T·512·2048; a decoder block adds
+# cross-attention, the same 4·T·512² + 2·T·S·512.
+def test_full_recompute_of_an_encoder_decoder() -> None:
+    t = w = 512
+    encoder = 4 * t * w * w + 2 * t * t * w + 2 * t * w * 2048
+    decoder = encoder + 4 * t * w * w + 2 * t * t * w
+    net = api.load("configs/t5_small.yaml")
+    plain, full = (plan(net, None, layout(recompute=r)) for r in ("none", "full"))
+    assert full["compute"]["flops_per_step"] - plain["compute"]["flops_per_step"] == 2 * 5 * (encoder + decoder)
+    assert full["memory"]["activations"] < plain["memory"]["activations"]
+    # and the ten repeated blocks are what a pipeline splits
+    assert plan(net, None, layout(pp=2, gpus=2))["layout"]["pp"] == 2
 
 
 def test_gpt3_6nd() -> None:
@@ -117,9 +180,11 @@ def korthikanti(s: int, b: int, h: int, a: int, t: int, form: str) -> int:
     ("selective+tp+sp", {"tp": 8, "gpus": 8, "sp": True, "recompute": "selective"}),
     ("full", {"recompute": "full"}), ("full+sp", {"tp": 8, "gpus": 8, "sp": True, "recompute": "full"}),
 ])
-def test_korthikanti_table_2(h: int, a: int, form: str, kw: dict) -> None:
+@pytest.mark.parametrize("deep", [False, True], ids=["top", "nested"])
+def test_korthikanti_table_2(h: int, a: int, form: str, kw: dict, deep: bool) -> None:
     s, layers = 2048, 2
-    out = plan(api.load(korthikanti_stack(layers, h, a, s)), None, layout(**kw))
+    config = korthikanti_stack(layers, h, a, s)
+    out = plan(api.load(nested(config) if deep else config), None, layout(**kw))
     assert out["memory"]["activations"] == layers * korthikanti(s, 1, h, a, 8, form)
 
 

@@ -156,6 +156,11 @@ class _Attends(Layer):
         """(key/value heads, head_dim) for input x."""
         raise NotImplementedError
 
+    def core_macs(self, x: Shape) -> int:
+        """q kᵀ and A v over every query-key pair (as PyTorch computes them, causal or not): 2·N·h·T·S·d."""
+        # grouped-query attention repeats each k, v head for its query heads: h heads of products
+        return _core_macs(x[0], self.num_heads, x[1], self.kv_layout(x)[1], self.keys_of(x)[1])
+
     def causal_core(self, x: Shape) -> int:
         """q kᵀ and A v over the pairs the mask leaves (Megatron-LM's and FlashAttention's count):
         2·N·h·pairs·d."""
@@ -302,8 +307,7 @@ class MultiheadAttention(_Attends):
         return 2 * n * length * e * e + 2 * n * keys * mem * e
 
     def macs(self, x: Shape, y: Shape) -> int:
-        n, length, e = x
-        return self.projection_macs(x) + _core_macs(n, self.num_heads, length, e // self.num_heads, self.keys_of(x)[1])
+        return self.projection_macs(x) + self.core_macs(x)
 
     def fast_path(self) -> bool:
         """Whether PyTorch's eval, no-grad fast path (one fused op, invisible to the counters) runs it.
@@ -319,7 +323,7 @@ class MultiheadAttention(_Attends):
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         n, length, e = x
         h = self.num_heads
-        proj, core = self.projection_macs(x), _core_macs(n, h, length, e // h, self.keys_of(x)[1])
+        proj, core = self.projection_macs(x), self.core_macs(x)
         # FlopCounterMode and fvcore see the projections' matmuls (unless the fast path runs);
         # neither sees scaled_dot_product_attention's CPU kernel
         # ptflops' own nn.MultiheadAttention hook, per sample: T·E for scaling q, the projections,
@@ -345,7 +349,7 @@ class MultiheadAttention(_Attends):
         # products: dq = ds k, dk = dsᵀ q, dA = do vᵀ, dv = Aᵀ do, twice the forward's two products
         out_proj = n * length * e * e
         in_proj = self.projection_macs(x) - out_proj
-        core = 2 * _core_macs(n, self.num_heads, length, e // self.num_heads, self.keys_of(x)[1])
+        core = 2 * self.core_macs(x)
         return _projection_grads(in_proj, out_proj, input_grad) + [
             Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 
@@ -662,11 +666,10 @@ class Attention(_Attends):
         return x[0] * sum(positions[name] * i * o for name, (i, o) in self._projections(x).items())
 
     def macs(self, x: Shape, y: Shape) -> int:
-        # grouped-query attention repeats each k, v head for its query heads: h heads of products
-        return self.projection_macs(x) + _core_macs(x[0], self.num_heads, x[1], self.dim(x), self.keys_of(x)[1])
+        return self.projection_macs(x) + self.core_macs(x)
 
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
-        n, length = x[0], x[1]
+        n = x[0]
         proj = self.projection_macs(x)
         positions = self._positions(x)
         weights = sum(i * o for i, o in self._projections(x).values())
@@ -677,7 +680,7 @@ class Attention(_Attends):
         widths = sum(o for name, (_, o) in self._projections(x).items() if self.biased(name))
         return [
             row(CONV, layercalc=proj, torch=proj, fvcore=proj, thop=proj, ptflops=(proj, 0), torchinfo=n * weights),
-            row(ATTN, layercalc=_core_macs(n, self.num_heads, length, self.dim(x), self.keys_of(x)[1]),
+            row(ATTN, layercalc=self.core_macs(x),
                 causal=self.causal_core(x)),
             row(BIAS, ptflops=(bias, 0), torchinfo=n * widths),
         ]
@@ -687,7 +690,7 @@ class Attention(_Attends):
         p, positions = self._projections(x), self._positions(x)
         qkv = n * sum(positions[name] * i * o for name, (i, o) in p.items() if name != "o_proj")
         o_proj = n * x[1] * p["o_proj"][0] * p["o_proj"][1]
-        core = 2 * _core_macs(n, self.num_heads, x[1], self.dim(x), self.keys_of(x)[1])
+        core = 2 * self.core_macs(x)
         return _projection_grads(qkv, o_proj, input_grad) + [
             Grad(core, weight=False, kernel=SDPA, masked=2 * self.causal_core(x))]
 

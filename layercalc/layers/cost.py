@@ -143,6 +143,11 @@ class CostModel:
         values), at the full sequence length of x; {} for layers that keep none."""
         return {}
 
+    def core_macs(self, x: Shape) -> int:
+        """MACs of the part whose activations are T×T matrices (attention's q·kᵀ and A·v), which
+        selective recompute runs again: a composite's parts' own, 0 for a layer without one."""
+        return sum(part.core_macs(shape) for part, shape in self.peer_parts(x))
+
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         """Tensors autograd keeps for this layer's backward pass (training memory): by default its
         input (a linear's, a norm's, an activation's); flash: attention without its T×T matrices."""
