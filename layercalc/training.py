@@ -230,6 +230,14 @@ def _cache_grows(entry: Entry) -> bool:
     return kept((x[0], x[1] + 1, *x[2:])) > kept(x)
 
 
+def tokens_per_sample(report: Report) -> int:
+    """The tokens a sample trains on: the length of the first input read as token ids (an
+    encoder-decoder's target text when it encodes audio or images first), else 1 (the sample)."""
+    if report.tokens:
+        return report.network.input[0]
+    return next((shape[0] for name, shape in report.network.streams().items() if report.ids.get(name)), 1)
+
+
 def six_nd_params(report: Report) -> int:
     """N of 6·N·D: the params a token passes through (a mixture of experts' active params, as MoE
     papers count them), every param otherwise."""
@@ -270,7 +278,7 @@ def _compute(network: Network, layout: Layout) -> tuple[Report, dict[str, Any]]:
     steps = layout.global_batch // layout.micro_batch  # micro-batches a step, over every replica
     model = training_cost(report)["training_flops"] * steps
     hardware = model + 2 * recompute_macs(report, layout.recompute) * steps
-    tokens = layout.global_batch * (network.input[0] if report.tokens else 1)
+    tokens = layout.global_batch * tokens_per_sample(report)
     params = six_nd_params(report)
     return report, {
         "flops_per_step": hardware,

@@ -438,3 +438,14 @@ def test_lora_flags_are_the_config_form() -> None:
 def test_lora_flags_bad_input_is_one_line(cli, args: list[str], message: str) -> None:
     run = cli("train", "configs/llama2_7b.yaml", *args)
     assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
+
+
+# A speech model trains on its transcripts' tokens: Whisper's encoder reads 80 mel bins x 3,000
+# frames, its decoder 448 token ids (WhisperConfig's max_target_positions), so a step of B samples
+# is 448·B tokens; an image classifier counts samples, one a sample.
+@pytest.mark.parametrize("path, per_sample", [("configs/whisper_tiny.yaml", 448), ("configs/t5_small.yaml", 512),
+                                              ("configs/resnet18.yaml", 1)])
+def test_tokens_a_step_are_the_token_ids_read(path: str, per_sample: int) -> None:
+    out = plan(api.load(path), None, layout(global_batch=4))["compute"]
+    assert out["tokens_per_step"] == 4 * per_sample
+    assert out["flops_per_token"] * 4 * per_sample == out["model_flops_per_step"]
