@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from .analysis import Report
 from .analysis import analyse as _analyse
-from .config import DTYPE_BYTES, Network, inline_network, parse_shape, suggest
+from .config import DTYPE_BYTES, Network, inline_network, override_input, parse_shape, suggest
 from .errors import UsageError
 from .config import load as _load
 from .layers import REGISTRY, Layer
@@ -39,7 +39,7 @@ def load(
         if batch is not None:
             net = net._replace(batch=Int()(batch))
         if input is not None:
-            net = net._replace(input=parse_shape(input, "input"))
+            net = override_input(net, input)
     if dtype is not None:
         if dtype not in DTYPE_BYTES:
             raise UsageError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")

@@ -197,6 +197,20 @@ def _network(doc: Any, stem: str, batch: int | None, input: Any) -> Network:
     return Network(name=name, input=named[first], batch=n, dtype=dtype, nodes=nodes, inputs=tuple(named.items()))
 
 
+def override_input(net: Network, given: Any) -> Network:
+    """The network with an --input override applied: NAME=SHAPE items (or a mapping) for named
+    inputs, one shape for a network of one unnamed input."""
+    named = net.streams()
+    if _named(given):
+        for key, shape in _overridden(named, given).items():
+            net = net.with_input(key, shape)
+        return net
+    if named:
+        raise SchemaError(f"this network has named inputs ({', '.join(named)}): set one with --input NAME=SHAPE",
+                          Location(file="--input"), given)
+    return net._replace(input=parse_shape(given, "--input"))
+
+
 def _named(value: Any) -> bool:
     """Whether an --input override names its input: ['audio=80x3000', ...] or {'audio': ...}."""
     if isinstance(value, dict):

@@ -137,3 +137,29 @@ def test_render_text_formats_match_the_command_line(cli, net: str) -> None:
 def test_report_data_refuses_what_the_command_line_refuses(net: str, kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         api.report_data(analyse(net), **kwargs)
+
+
+@pytest.mark.parametrize("path, given", [
+    ("configs/whisper_tiny.yaml", "decoder_input_ids=100"),
+    ("configs/whisper_tiny.yaml", {"input_features": [80, 2000]}),
+    ("configs/whisper_tiny.yaml", ["input_features=80x2000", "decoder_input_ids=64"]),
+    ("configs/resnet18.yaml", "3x64x64"),
+])
+def test_a_loaded_network_takes_an_input_as_its_config_does(path: str, given: object) -> None:
+    """load(network, input=...) overrides the inputs as load(path, input=...) and --input do."""
+    again, fresh = api.load(api.load(path), input=given), api.load(path, input=given)
+    assert (again.input, again.streams()) == (fresh.input, fresh.streams())
+    assert api.analyse(again).total == api.analyse(fresh).total
+
+
+@pytest.mark.parametrize("path, given, message", [
+    ("configs/whisper_tiny.yaml", "80x2000", "this network has named inputs (input_features, decoder_input_ids)"),
+    ("configs/whisper_tiny.yaml", "audio=80x2000", "the network has no input named 'audio'"),
+    ("configs/resnet18.yaml", "image=3x64x64", "it has one unnamed input"),
+])
+def test_a_loaded_network_refuses_an_input_as_its_config_does(path: str, given: object, message: str) -> None:
+    from layercalc.errors import SchemaError
+
+    for source in (path, api.load(path)):
+        with pytest.raises(SchemaError, match=re.escape(message)):
+            api.load(source, input=given)
