@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from layercalc.kernels import conv
@@ -470,6 +470,32 @@ def test_conv_backward_either_path_is_torch(case: tuple[Any, ...]) -> None:
     close(conv.conv_backward(dy, cache)[0], want)
     if any(v != 1 for v in s):
         assert not conv._gather_pays(x.shape, w.shape, s, pads, d)
+
+
+@st.composite
+def phase_cases(draw: Any, rank: int) -> tuple[Any, ...]:
+    """A strided conv whose ∇x scatter takes the per-phase path: stride 2-3, kernel 3-7 (1-D 2s-7, 3-D 3-4),
+    dilation 1-3, padding up to past the kernel's reach, uneven sizes; as a DX_CASES tuple."""
+    s = tuple(draw(st.integers(2, 3)) for _ in range(rank))
+    k = tuple(draw(st.integers(2 * sa if rank == 1 else 3, 7 if rank < 3 else 4)) for sa in s)  # 1-D: 2s taps at least
+    d = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    pads = tuple((draw(st.integers(0, ka + 1)), draw(st.integers(0, ka + 1))) for ka in k)
+    sizes = tuple(draw(st.integers(max(1, span(k[a], d[a]) - sum(pads[a])), span(k[a], d[a]) + 7)) for a in range(rank))
+    g = draw(st.sampled_from([1, 2]))
+    return (draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), sizes, k, s, pads, d, g)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.sampled_from([1, 2, 3]).flatmap(phase_cases))
+def test_dx_by_phases_against_torch(case: tuple[Any, ...]) -> None:
+    """The per-phase col2im (strided convs with at least twice as many taps as phases) gives torch's ∇x,
+    through conv_backward and as the forward of the transposed conv of the same weight."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    assume(conv._phases_pay(k, s, d))
+    x, w, dy, want = torch_conv_grads(case, np.float64)
+    _, cache = conv.conv_forward(x, w, None, s, pads, d, g)
+    close(conv.conv_backward(dy, cache)[0], want)
+    close(conv.conv_input_grad(dy, w, x.shape, s, pads, d, g), want)
 
 
 def test_gather_chosen_where_activations_outweigh_the_kernel() -> None:
