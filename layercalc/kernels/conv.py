@@ -147,7 +147,9 @@ def col2im_into(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation
     sizes = dst.shape[2:]
     r = len(sizes)
     kernel, outs = patches.shape[2 : 2 + r], patches.shape[2 + r :]
-    if _phases_pay(kernel, stride, dilation):
+    if patches.strides[-1] == patches.itemsize and _phases_pay(kernel, stride, dilation):
+        # (not when the patches are a transposed view: their reads are strided in any case, and
+        # unit-stride writes alone were measured to gain nothing)
         return _col2im_phases(dst, patches, stride, pads, dilation)
     # per axis and tap: (outputs [lo, hi) that land inside, the strided destination slice)
     spans: list[list[tuple[slice, slice] | None]] = []
@@ -185,8 +187,9 @@ def _phases_pay(kernel: Sizes, stride: Sizes, dilation: Sizes) -> bool:
     """True when a strided conv has at least twice as many taps as input phases read.
 
     A phase costs a zeroed buffer and a strided add of it into ∇x, about what it saves on two
-    taps: measured, ResNet's 3x3/2 (9 taps, 4 phases) gains 0-10%, a 1-D 3/2 (3 taps, 2 phases)
-    loses 5-20%, the 7x7/2 stem (49 taps) gains 20-30%.
+    taps: measured on col2im alone, ResNet's 3x3/2 at 56x56 (9 taps, 4 phases) gains 0-10%,
+    r3d_18's 3x3x3/2 (27 taps, 8 phases) 7-20%, the 7x7/2 stem (49 taps) 20-30%, and a 1-D
+    3/2 (3 taps, 2 phases) loses 5-20%.
     """
     phases = math.prod(len(_phases(k, s, d)) for k, s, d in zip(kernel, stride, dilation))
     return any(s > 1 for s in stride) and math.prod(kernel) >= 2 * phases
