@@ -147,7 +147,7 @@ def col2im_into(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation
     sizes = dst.shape[2:]
     r = len(sizes)
     kernel, outs = patches.shape[2 : 2 + r], patches.shape[2 + r :]
-    if patches.strides[-1] == patches.itemsize and _phases_pay(kernel, stride, dilation):
+    if patches.strides[-1] == patches.itemsize and _phases_pay(kernel, stride, dilation, patches.itemsize):
         # (not when the patches are a transposed view: their reads are strided in any case, and
         # unit-stride writes alone were measured to gain nothing)
         return _col2im_phases(dst, patches, stride, pads, dilation)
@@ -183,16 +183,17 @@ def _phases(kernel: int, stride: int, dilation: int) -> list[Phase]:
     return [(k0 * dilation, range(k0, kernel, step), dilation // g) for k0 in range(min(step, kernel))]
 
 
-def _phases_pay(kernel: Sizes, stride: Sizes, dilation: Sizes) -> bool:
-    """True when a strided conv has at least twice as many taps as input phases read.
+def _phases_pay(kernel: Sizes, stride: Sizes, dilation: Sizes, itemsize: int) -> bool:
+    """True when a strided conv has enough taps per input phase it reads: 2 in float32, 4 in float64.
 
-    A phase costs a zeroed buffer and a strided add of it into ∇x, about what it saves on two
-    taps: measured on col2im alone, ResNet's 3x3/2 at 56x56 (9 taps, 4 phases) gains 0-10%,
-    r3d_18's 3x3x3/2 (27 taps, 8 phases) 7-20%, the 7x7/2 stem (49 taps) 20-30%, and a 1-D
-    3/2 (3 taps, 2 phases) loses 5-20%.
+    A phase costs a zeroed buffer and one strided add of it into ∇x; each of its taps gains a
+    unit-stride add in place of a strided one, worth more in float32 (twice the SIMD lanes a
+    vector). Measured on col2im in the conv's backward: ResNet's 3x3/2 (2.25 taps a phase) gains
+    10% in float32 and loses 10% in float64, r3d_18's 3x3x3/2 (3.4) gains 20% and loses 5%,
+    the 7x7/2 stems (12 and 37) gain 20-40% in both; a 1-D 3/2 (1.5) loses 5-20%.
     """
     phases = math.prod(len(_phases(k, s, d)) for k, s, d in zip(kernel, stride, dilation))
-    return any(s > 1 for s in stride) and math.prod(kernel) >= 2 * phases
+    return any(s > 1 for s in stride) and math.prod(kernel) >= phases * (4 if itemsize >= 8 else 2)
 
 
 def _col2im_phases(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation: Sizes) -> Array:
