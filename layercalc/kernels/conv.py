@@ -188,16 +188,17 @@ def _phases_pay(kernel: Sizes, stride: Sizes, dilation: Sizes, itemsize: int) ->
 
     A phase costs a zeroed buffer and one strided add of it into ∇x; each of its taps gains a
     unit-stride add in place of a strided one, worth more in float32 (twice the SIMD lanes a
-    vector). Measured on col2im in the conv's backward: ResNet's 3x3/2 (2.25 taps a phase) gains
-    10% in float32 and loses 10% in float64, r3d_18's 3x3x3/2 (3.4) gains 20% and loses 5%,
-    the 7x7/2 stems (12 and 37) gain 20-40% in both; a 1-D 3/2 (1.5) loses 5-20%.
+    vector). Measured, col2im's time in the conv's backward (bench/profile_conv.py): ResNet's
+    3x3/2 (2.25 taps a phase) gains 10% in float32 and loses 10% in float64, r3d_18's 3x3x3/2
+    (3.4) gains 15-20% and loses 5%, the stems 7x7/2 and 3x7x7/1,2,2 (12 and 37) gain 10-20% in
+    float64 and 20-40% in float32; on col2im alone, a 1-D 3/2 (1.5) loses 5-20%.
     """
     phases = math.prod(len(_phases(k, s, d)) for k, s, d in zip(kernel, stride, dilation))
     return any(s > 1 for s in stride) and math.prod(kernel) >= phases * (4 if itemsize >= 8 else 2)
 
 
 def _col2im_phases(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation: Sizes) -> Array:
-    """col2im_into for a strided conv: each input phase's taps summed in a contiguous buffer, then added into dst once.
+    """col2im_into (dst (N, C, *S) += patches (N, C, *k, *out)) by input phases: each phase's taps summed in a contiguous buffer, added into dst once.
 
     A tap's slice-add into dst is strided in the innermost axis, at a fraction of a contiguous
     add's speed; into its phase's buffer it is unit-stride, and only one strided add a phase remains.
