@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from layercalc.kernels import conv
@@ -426,6 +426,10 @@ STRIDED_CASES = [
     (2, 4, 4, (8, 7), (3, 3), (2, 3), ((1, 0), (1, 1)), (1, 2), 2),
     (1, 2, 8, (5, 5, 5), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1), 1),  # 3-D, more ∇y columns (27) than rows (8)
     (1, 2, 30, (5, 5, 5), (3, 3, 3), (2, 2, 2), ((1, 1),) * 3, (1, 1, 1), 1),  # 3-D, 27 ∇y columns < 30 rows
+    # col2im by input phases (at least 4 taps a phase): 2-D padding past k//2; 3-D stride 1 in one axis; 1-D
+    (1, 3, 4, (13, 12), (5, 4), (2, 2), ((3, 4), (2, 0)), (1, 1), 1),
+    (2, 2, 4, (7, 8, 9), (4, 3, 4), (2, 1, 2), ((1, 2), (1, 1), (3, 0)), (1, 1, 1), 2),
+    (1, 2, 3, (29,), (9,), (2,), ((5, 5),), (1,), 1),
 ]
 
 
@@ -470,6 +474,34 @@ def test_conv_backward_either_path_is_torch(case: tuple[Any, ...]) -> None:
     close(conv.conv_backward(dy, cache)[0], want)
     if any(v != 1 for v in s):
         assert not conv._gather_pays(x.shape, w.shape, s, pads, d)
+
+
+@st.composite
+def phase_cases(draw: Any, rank: int) -> tuple[Any, ...]:
+    """A strided conv whose ∇x scatter may take the per-phase path: stride 2-3, kernel 2s-12 in 1-D,
+    3-7 in 2-D, 2-4 in 3-D, dilation 1-3, padding up to past the kernel's reach, uneven sizes; as a DX_CASES tuple."""
+    s = tuple(draw(st.integers(2, 3)) for _ in range(rank))
+    k = tuple(draw(st.integers(*{1: (2 * sa, 12), 2: (3, 7), 3: (2, 4)}[rank])) for sa in s)
+    d = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    pads = tuple((draw(st.integers(0, ka + 1)), draw(st.integers(0, ka + 1))) for ka in k)
+    sizes = tuple(draw(st.integers(max(1, span(k[a], d[a]) - sum(pads[a])), span(k[a], d[a]) + 7)) for a in range(rank))
+    g = draw(st.sampled_from([1, 2]))
+    return (draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), sizes, k, s, pads, d, g)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(case=st.sampled_from([1, 2, 3]).flatmap(phase_cases))
+def test_dx_by_phases_against_torch(dtype: Any, case: tuple[Any, ...]) -> None:
+    """The per-phase col2im (strided convs with enough taps a phase for the dtype) gives torch's ∇x,
+    through conv_backward and as the forward of the transposed conv of the same weight."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    assume(conv._phases_pay(k, s, d, np.dtype(dtype).itemsize))
+    x, w, dy, want = torch_conv_grads(case, dtype)
+    _, cache = conv.conv_forward(x, w, None, s, pads, d, g)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(conv.conv_backward(dy, cache)[0], want, rtol=tol, atol=tol)
+    close(conv.conv_input_grad(dy, w, x.shape, s, pads, d, g), want, rtol=tol, atol=tol)
 
 
 def test_gather_chosen_where_activations_outweigh_the_kernel() -> None:

@@ -2,7 +2,7 @@
 
 conv:    y  = W · cols,  cols = im2col(x)     one GEMM over a strided window view (one copy)
          ∇W = ∇y · colsᵀ                      one GEMM, reusing the cached columns
-         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap (scatter)
+         ∇x = col2im(Wᵀ · ∇y)                 one GEMM, then one strided slice-add per kernel tap or input phase (scatter)
             or, stride 1 only, ∇y ⋆ rot180(W)  im2col of the zero-bordered ∇y, one GEMM (gather)
 The backward takes whichever ∇x moves fewer elements for the shape: the gather where the
 activations outweigh the kernel (early layers), the scatter for deep layers and strided convs.
@@ -140,12 +140,17 @@ def _tap_span(offset: int, stride: int, n_out: int, pad: int, size: int) -> tupl
 def col2im_into(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation: Sizes) -> Array:
     """dst (N, C, *S) += the adjoint of im2col of patches (N, C, *k, *out), padding dropped.
 
-    One strided slice-add per kernel tap. Taps that land in the padding are clipped away rather
-    than accumulated into a padded buffer, which saves the padded allocation and the crop copy.
+    One strided slice-add per kernel tap, or for a strided conv with many taps one per input
+    phase (`_col2im_phases`). Taps that land in the padding are clipped away rather than
+    accumulated into a padded buffer, which saves the padded allocation and the crop copy.
     """
     sizes = dst.shape[2:]
     r = len(sizes)
     kernel, outs = patches.shape[2 : 2 + r], patches.shape[2 + r :]
+    if patches.strides[-1] == patches.itemsize and _phases_pay(kernel, stride, dilation, patches.itemsize):
+        # (not when the patches are a transposed view: their reads are strided in any case, and
+        # unit-stride writes alone were measured to gain nothing)
+        return _col2im_phases(dst, patches, stride, pads, dilation)
     # per axis and tap: (outputs [lo, hi) that land inside, the strided destination slice)
     spans: list[list[tuple[slice, slice] | None]] = []
     for a in range(r):
@@ -161,6 +166,70 @@ def col2im_into(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation
         src = tuple(p[0] for p in parts)  # type: ignore[index]
         dst[(slice(None), slice(None), *(p[1] for p in parts))] += patches[(slice(None), slice(None), *taps, *src)]  # type: ignore[index]
     return dst
+
+
+Phase = tuple[int, range, int]  # one axis's phase: (its first tap's offset k·d, its taps, their spacing within the phase)
+
+
+def _phases(kernel: int, stride: int, dilation: int) -> list[Phase]:
+    """One axis's taps grouped by the phase (k·d mod s) of the padded inputs they touch; only phases some tap touches.
+
+    Tap k touches padded input o·s + k·d for output o: element o + k·d // s of its phase, the
+    inputs ≡ k·d mod s. Taps k and k + s/g (g = gcd(s, d)) share a phase, d/g elements apart
+    in it; the phase's first tap k0 < s/g starts at input k0·d.
+    """
+    g = math.gcd(stride, dilation)
+    step = stride // g
+    return [(k0 * dilation, range(k0, kernel, step), dilation // g) for k0 in range(min(step, kernel))]
+
+
+def _phases_pay(kernel: Sizes, stride: Sizes, dilation: Sizes, itemsize: int) -> bool:
+    """True when a strided conv has enough taps per input phase it reads: 2 in float32, 4 in float64.
+
+    A phase costs a zeroed buffer and one strided add of it into ∇x; each of its taps gains a
+    unit-stride add in place of a strided one, worth more in float32 (twice the SIMD lanes a
+    vector). Measured, col2im's time in the conv's backward (bench/profile_conv.py): ResNet's
+    3x3/2 (2.25 taps a phase) gains 10% in float32 and loses 10% in float64, r3d_18's 3x3x3/2
+    (3.4) gains 15-20% and loses 5%, the stems 7x7/2 and 3x7x7/1,2,2 (12 and 37) gain 10-20% in
+    float64 and 20-40% in float32; on col2im alone, a 1-D 3/2 (1.5) loses 5-20%.
+    """
+    phases = math.prod(len(_phases(k, s, d)) for k, s, d in zip(kernel, stride, dilation))
+    return any(s > 1 for s in stride) and math.prod(kernel) >= phases * (4 if itemsize >= 8 else 2)
+
+
+def _col2im_phases(dst: Array, patches: Array, stride: Sizes, pads: Sizes, dilation: Sizes) -> Array:
+    """col2im_into (dst (N, C, *S) += patches (N, C, *k, *out)) by input phases: each phase's taps summed in a contiguous buffer, added into dst once.
+
+    A tap's slice-add into dst is strided in the innermost axis, at a fraction of a contiguous
+    add's speed; into its phase's buffer it is unit-stride, and only one strided add a phase remains.
+    """
+    sizes = dst.shape[2:]
+    r = len(sizes)
+    kernel, outs = patches.shape[2 : 2 + r], patches.shape[2 + r :]
+    every = (slice(None), slice(None))
+    for axes in itertools.product(*map(_phases, kernel, stride, dilation)):
+        # element j of the phase is padded input first + j·s: [lo, hi) the elements inside dst
+        inside = [_tap_span(first, s, sp * (len(taps) - 1) + o, p, size) for (first, taps, sp), s, o, p, size in zip(axes, stride, outs, pads, sizes)]
+        if any(hi <= lo for lo, hi, _ in inside):
+            continue  # the whole phase lands in the padding
+        acc = scratch("phase", (*dst.shape[:2], *(hi - lo for lo, hi, _ in inside)), dst.dtype)
+        acc.fill(0)
+        for parts in itertools.product(*map(_phase_adds, axes, outs, inside)):
+            acc[(*every, *(a for a, _, _ in parts))] += patches[(*every, *(k for _, _, k in parts), *(o for _, o, _ in parts))]
+        dst[(*every, *(slice(f, f + (hi - lo - 1) * s + 1, s) for (lo, hi, f), s in zip(inside, stride)))] += acc
+    return dst
+
+
+def _phase_adds(phase: Phase, n_out: int, inside: tuple[int, int, int]) -> list[tuple[slice, slice, int]]:
+    """One axis's taps of a phase whose outputs land in its elements [lo, hi): per tap (those elements less lo, those outputs, the tap)."""
+    _, taps, spacing = phase
+    lo, hi, _ = inside
+    adds = []
+    for i, k in enumerate(taps):  # the phase's i-th tap: output o on element i·spacing + o
+        a, b = max(lo, i * spacing), min(hi, i * spacing + n_out)
+        if a < b:
+            adds.append((slice(a - lo, b - lo), slice(a - i * spacing, b - i * spacing), k))
+    return adds
 
 
 def _to_nc_first(a: Array, r: int) -> Array:
