@@ -6,6 +6,8 @@ conv:    y  = W · cols,  cols = im2col(x)     one GEMM over a strided window vi
             or, stride 1 only, ∇y ⋆ rot180(W)  im2col of the zero-bordered ∇y, one GEMM (gather)
 The backward takes whichever ∇x moves fewer elements for the shape: the gather where the
 activations outweigh the kernel (early layers), the scatter for deep layers and strided convs.
+Where the scatter's product is formed as (∇yᵀ·W)ᵀ (fewer output positions than channels), ∇x is
+summed channels-last, along the product's rows, and transposed once.
 The seed's way of writing ∇x, the full correlation of the zero-inserted ∇y with the flipped
 kernel, is `conv_dx_full_correlation`; verify checks the two against each other, and both
 against the explicit matrix K_conv (`kconv_matrix`) on small sizes. A transposed conv is the
