@@ -1,9 +1,9 @@
-"""Where the conv kernels' time goes, per ResNet-18 or r3d_18 shape: GEMMs, im2col copies, the col2im
+"""Where the conv kernels' time goes, per ResNet-18 or r3d_18 shape: GEMMs, im2col copies (row columns' included), the col2im
 scatter, padding, and the rest (allocation, the flipped kernel's copy, ∇y's zero border, transposes), forward + backward.
 
 Process CPU time on one BLAS thread (OPENBLAS_NUM_THREADS=1 is set before NumPy loads). Each part
 is timed by wrapping the kernel module's own building blocks (np.matmul as the module calls it,
-im2col, col2im_into, pad) for the length of the run; 'other' is the call's
+im2col, row_im2col, col2im_into, pad) for the length of the run; 'other' is the call's
 total minus the parts. Figures are medians over repeats, and the network's line weights each
 shape by its occurrences.
 
@@ -60,7 +60,7 @@ class _NumPy:
 def instrument() -> None:
     """Wrap the conv module's building blocks so their time lands in `spent`."""
     conv.np = _NumPy()  # type: ignore[assignment]
-    for part, name in (("im2col", "im2col"), ("col2im", "col2im_into"), ("pad", "pad")):
+    for part, name in (("im2col", "im2col"), ("im2col", "row_im2col"), ("col2im", "col2im_into"), ("pad", "pad")):
         setattr(conv, name, timed(part, getattr(conv, name)))
 
 

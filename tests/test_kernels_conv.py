@@ -553,6 +553,61 @@ def test_conv_in_slabs_is_torch(case: tuple[Any, ...], dtype: Any, rows: int, mo
         close(ours, theirs, rtol=tol, atol=tol)
 
 
+ROW_CASES = [c for c in DX_CASES + STRIDED_CASES if len(c[3]) > 1 and c[7][0] == 1 and c[4][0] > c[5][0]] + [
+    # ∇x by the gather, dilated in the other axes: 3-D, and 2-D in groups with two samples
+    (1, 4, 2, (5, 6, 7), (3, 3, 2), (1, 1, 1), ((1, 1), (2, 2), (1, 0)), (1, 2, 1), 1),
+    (2, 6, 4, (6, 9), (3, 3), (1, 1), ((1, 1), (2, 2)), (1, 3), 2),
+]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", ROW_CASES)
+def test_row_columns_are_torch(case: tuple[Any, ...], dtype: Any, rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row columns (the first axis's taps read from overlapping padded rows), `rows` output rows a
+    slab, give torch's y, ∇x, ∇w and ∇b, and torch's ∇x as the transposed conv's forward (the gather
+    for stride 1 builds its columns the same way)."""
+    n, c, co, sizes, k, s, pads, d, g = case
+    x, w, dy, want = torch_conv_grads(case, dtype)
+    tx, tw, tb = leaf(x), leaf(w), leaf(np.arange(co, dtype=dtype))
+    ty = getattr(F, f"conv{len(sizes)}d")(F.pad(tx, tuple(v for lo_hi in reversed(pads) for v in lo_hi)), tw, tb, s, 0, d, g)
+    ty.backward(torch.tensor(dy))
+    outs = tuple(ty.shape[2:])
+    row = c * math.prod(k[1:]) * n * math.prod(outs[1:]) * np.dtype(dtype).itemsize  # one padded row's columns
+    monkeypatch.setattr(conv, "WHOLE_MAX", 0)  # every layer in slabs
+    monkeypatch.setattr(conv, "ROWS_COLS", 1)  # however narrow its rows
+    monkeypatch.setattr(conv, "ROWS_MAX", ((rows - 1) * s[0] + k[0]) * row)
+    built: list[tuple[int, int]] = []
+    real = conv.row_im2col
+    monkeypatch.setattr(conv, "row_im2col", lambda xp, geometry, lo, hi: built.append((lo, hi)) or real(xp, geometry, lo, hi))
+    y, cache = conv.conv_forward(x, w, np.arange(co, dtype=dtype), s, pads, d, g)
+    if outs[0] > 1:
+        assert built[0] == (0, min(rows, outs[0]))  # the forward took the row columns, `rows` a slab
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    close(y, ty, rtol=tol, atol=tol)
+    for ours, theirs in zip(conv.conv_backward(dy, cache), (tx.grad, tw.grad, tb.grad)):
+        close(ours, theirs, rtol=tol, atol=tol)
+    close(conv.conv_input_grad(dy, w, x.shape, s, pads, d, g), want, rtol=tol, atol=tol)
+
+
+def test_row_columns_where_an_output_row_is_a_wide_gemm() -> None:
+    """By hand: r3d_18's 3x3x3 64->64 at 8x28x28 has 28·28 = 784 GEMM columns an output depth row
+    and its stem (3x7x7, stride 1 in depth) 784 too: row columns; its 128->128 at 4x14x14 has 196,
+    ResNet's 3x3 64->64 at 56x56 56 a row, a 2-D dilated first axis and a 1-D conv none: im2col."""
+    ones = (1, 1, 1)
+    assert conv._rows_pay(((3, 3, 3), ones, ones, 1), 1, (8, 28, 28))
+    assert conv._rows_pay(((3, 7, 7), (1, 2, 2), ones, 1), 1, (8, 28, 28))
+    assert not conv._rows_pay(((3, 3, 3), ones, ones, 1), 1, (4, 14, 14))
+    assert conv._rows_pay(((3, 3, 3), ones, ones, 1), 4, (4, 14, 14))  # four clips: 784 columns a row
+    assert not conv._rows_pay(((3, 3), (1, 1), (1, 1), 1), 1, (56, 56))
+    assert not conv._rows_pay(((3, 3), (1, 1), (2, 1), 1), 1, (56, 1024))
+    assert not conv._rows_pay(((3,), (1,), (1,), 1), 1024, (56,))
+    # one padded depth row of its row columns in float64: 64·3·3·784·8 = 3,612,672 bytes; 9 fit
+    # the 32 MiB slab, so 7 output rows (rows 0-8 of the padded input) a slab
+    xp = np.empty((1, 64, 10, 30, 30))
+    assert conv._row_slabs(xp, ((3, 3, 3), ones, ones, 1), 1, (8, 28, 28)) == [(0, 7), (7, 8)]
+
+
 def test_slabs_keep_enough_gemm_columns() -> None:
     """By hand: r3d_18's 3x3x3 64->64 at 8x28x28 in float64 has 64·27·28·28·8 = 10,838,016 bytes of
     columns per output depth row, over the 4 MiB slab, yet one row is only 784 GEMM columns: the

@@ -263,18 +263,23 @@ def conv_forward(x: Array, w: Array, b: Array | None, stride: Sizes, padding: Pa
     xp = pad(x, padding)  # type: ignore[arg-type]
     outs = windows(xp, *geometry[:3]).shape[2 + r :]
     wmat = w.reshape(groups, co // groups, cg * math.prod(kernel))
-    slabs = _slabs(outs[0], c * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize, n * math.prod(outs[1:]))
-    if len(slabs) == 1:
+    row_bytes = c * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize
+    slabs = _slabs(outs[0], row_bytes, n * math.prod(outs[1:]))
+    rows = outs[0] * row_bytes > WHOLE_MAX and _rows_pay(geometry, n, outs)
+    if len(slabs) == 1 and not rows:
         cols, _ = im2col(xp, *geometry)
         y = np.matmul(wmat, cols)  # (G, Co/G, N·∏out): the one GEMM
         # (Co, N, *out) -> (N, Co, *out): free for N = 1 (a size-1 axis moves), one copy otherwise
         y = np.ascontiguousarray(y.reshape(co, n, *outs).swapaxes(0, 1))
     else:
-        # columns too large to keep: built and multiplied a slab of output rows at a time, in a
-        # buffer the allocator reuses, and rebuilt by the backward from the padded input
+        # columns too large to keep: built and multiplied a slab of output rows at a time (as row
+        # columns where those pay), in a reused buffer, and rebuilt by the backward from the padded input
         cols, y = None, np.empty((n, co, *outs), dtype=np.result_type(xp, wmat))
-        for lo, hi in slabs:
-            _slab_product(wmat, _slab_cols(xp, geometry, lo, hi), y, lo, hi)
+        if rows:
+            _rows_forward(xp, wmat, geometry, y)
+        else:
+            for lo, hi in slabs:
+                _slab_product(wmat, _slab_cols(xp, geometry, lo, hi), y, lo, hi)
     if b is not None:
         y += b.reshape(1, co, *([1] * r))
     # the padded input only when the backward must rebuild the columns from it
@@ -330,10 +335,16 @@ def _backward_in_slabs(
     dtype = np.result_type(dy, wmat)
     dw = np.zeros(wmat.shape, dtype=dtype)
     dx = np.zeros(x_shape, dtype=dtype) if scatter else None
+    rows = _rows_pay(geometry, n, tuple(outs))
+    if rows:
+        _rows_dw(dy, xp, geometry, dw)
+        if dx is None:
+            return dw, dx
     row_bytes = x_shape[1] * math.prod(kernel) * n * math.prod(outs[1:]) * xp.itemsize
     for lo, hi in _slabs(outs[0], row_bytes, n * math.prod(outs[1:])):
         dy_mat = _as_columns_rows(dy[:, :, lo:hi], groups)  # this slab's ∇y, (G, Co/G, N·rows·∏out[1:])
-        dw += np.matmul(dy_mat, _slab_cols(xp, geometry, lo, hi).transpose(0, 2, 1), out=scratch("product", dw.shape, dtype))
+        if not rows:
+            dw += np.matmul(dy_mat, _slab_cols(xp, geometry, lo, hi).transpose(0, 2, 1), out=scratch("product", dw.shape, dtype))
         if dx is not None:
             # the slab's outputs start lo rows in, as if the padding were lo·stride rows less
             shifted = ((padding[0][0] - lo * stride[0], 0), *padding[1:])
@@ -428,6 +439,10 @@ def _dx_gather(dy: Array, w: Array, x_shape: tuple[int, ...], padding: Pads, dil
     buf[(slice(None), slice(None), *dst)] = dy[(slice(None), slice(None), *src)]
     rot = flipped_transposed(w, groups).reshape(groups, cg, (co // groups) * math.prod(kernel))  # one small copy
     dx = np.empty(x_shape, dtype=rot.dtype)
+    geometry = (tuple(kernel), (1,) * len(kernel), tuple(dilation), groups)
+    if n * co * math.prod(kernel) * math.prod(sizes) * buf.itemsize > WHOLE_MAX and _rows_pay(geometry, n, tuple(sizes)):
+        _rows_forward(buf, rot, geometry, dx)
+        return dx
     for a, b in _slabs(sizes[0], co * math.prod(kernel) * n * math.prod(sizes[1:]) * buf.itemsize, n * math.prod(sizes[1:])):
         cols, _ = im2col(buf[:, :, a : b + reach[0]], tuple(kernel), (1,) * len(kernel), dilation, groups, reuse="cols")
         _slab_product(rot, cols, dx, a, b)  # one GEMM a slab
@@ -444,6 +459,97 @@ def _slabs(rows: int, row_bytes: int, row_cols: int = SLAB_COLS) -> list[tuple[i
     pieces of at least SLAB_COLS GEMM columns (row_cols columns a row)."""
     step = rows if rows * row_bytes <= WHOLE_MAX else max(1, SLAB // row_bytes, -(-SLAB_COLS // row_cols))
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
+# ---------------------------------------------------------------------------------------------
+# row columns: the first axis's taps read from overlapping rows instead of copied
+# ---------------------------------------------------------------------------------------------
+
+ROWS_MAX = 1 << 25  # bytes of one slab's row columns (at most SCRATCH_MAX: a reused buffer, not fresh pages)
+ROWS_COLS = 512  # fewest GEMM columns an output row must have for row columns: narrower products run below BLAS speed
+
+
+def _rows_pay(geometry: tuple[Sizes, Sizes, Sizes, int], n: int, outs: Sizes) -> bool:
+    """True when columns without the first axis's taps save copying: its taps overlap (k > s, no dilation) and an output row is a wide enough GEMM."""
+    kernel, stride, dilation, _ = geometry
+    return len(kernel) > 1 and dilation[0] == 1 and kernel[0] > stride[0] and outs[0] > 1 and n * math.prod(outs[1:]) >= ROWS_COLS
+
+
+def row_im2col(xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], lo: int, hi: int) -> Array:
+    """(G, hi−lo, k₀·C/G·∏k', N·∏out') view: output row i's columns along the first axis, with the (k₀, C, *k') K axis.
+
+    im2col over the other axes alone, of the padded rows [lo·s₀, (hi−1)·s₀ + k₀), is copied into
+    one (G, rows, C/G·∏k', N·∏out') buffer. Output row i reads its k₀ consecutive padded rows
+    there: adjacent rows are adjacent blocks of K, so the view over them is one strided matrix
+    per row and the first axis's taps need no copy (a k₀·s₀⁻¹-fold smaller copy than im2col's).
+    """
+    kernel, stride, dilation, groups = geometry
+    r = len(kernel)
+    part = xp[:, :, lo * stride[0] : (hi - 1) * stride[0] + kernel[0]]
+    view = windows(part, (1, *kernel[1:]), (1, *stride[1:]), (1, *dilation[1:]))[:, :, 0]  # (N, C, *k', rows, *out')
+    n, c, *_ = view.shape
+    rows, outs = view.shape[r + 1], view.shape[r + 2 :]
+    view = view.reshape(n, groups, c // groups, *view.shape[2:])  # (N, G, C/G, *k', rows, *out')
+    buf = scratch("rows", (groups, rows, c // groups, *kernel[1:], n, *outs), xp.dtype)
+    np.copyto(buf, view.transpose(1, r + 2, 2, *range(3, r + 2), 0, *range(r + 3, 2 * r + 2)))
+    flat = buf.reshape(groups, rows, -1, n * math.prod(outs))
+    g, _, k, m = flat.shape
+    return as_strided(flat, (g, hi - lo, kernel[0] * k, m), (flat.strides[0], stride[0] * flat.strides[1], *flat.strides[2:]), writeable=False)
+
+
+def _first_tap_major(wmat: Array, kernel: Sizes) -> Array:
+    """(G, Co/G, C/G·∏k) -> (G, Co/G, k₀·C/G·∏k'): the K axis in row columns' order (a copy)."""
+    g, o, k = wmat.shape
+    return np.ascontiguousarray(wmat.reshape(g, o, -1, kernel[0], math.prod(kernel[1:])).swapaxes(2, 3)).reshape(g, o, k)
+
+
+def _from_first_tap_major(dw: Array, kernel: Sizes) -> Array:
+    """(G, Co/G, k₀·C/G·∏k') -> (G, Co/G, C/G·∏k): ∇W back in the weight's order (a copy)."""
+    g, o, k = dw.shape
+    return np.ascontiguousarray(dw.reshape(g, o, kernel[0], -1, math.prod(kernel[1:])).swapaxes(2, 3)).reshape(g, o, k)
+
+
+def _rows_forward(xp: Array, wmat: Array, geometry: tuple[Sizes, Sizes, Sizes, int], y: Array) -> None:
+    """y (N, Co, *out) = wmat (G, Co/G, C/G·∏k) · columns of xp (N, C, *padded), built as row columns a slab at a time."""
+    n, co, *outs = y.shape
+    groups = geometry[3]
+    wk = _first_tap_major(wmat, geometry[0])[:, None]  # (G, 1, Co/G, K): one product per output row
+    m = n * math.prod(outs[1:])
+    rows = y.reshape(n, groups, co // groups, outs[0], m // n)
+    for lo, hi in _row_slabs(xp, geometry, n, tuple(outs)):
+        cols = row_im2col(xp, geometry, lo, hi)
+        if n == 1:
+            # each output row is a (Co/G, ∏out') block of y with a plain row stride: written in place
+            np.matmul(wk, cols, out=rows[0, :, :, lo:hi].transpose(0, 2, 1, 3))
+            continue
+        part = np.matmul(wk, cols, out=scratch("product", (groups, hi - lo, co // groups, m), y.dtype))
+        rows[:, :, :, lo:hi] = part.reshape(groups, hi - lo, co // groups, n, m // n).transpose(3, 0, 2, 1, 4)
+
+
+def _rows_dw(dy: Array, xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], dw: Array) -> None:
+    """dw (G, Co/G, C/G·∏k) += ∇y (N, Co, *out) · row columnsᵀ of xp (N, C, *padded), one product per output row, summed."""
+    n, co, *outs = dy.shape
+    kernel, _, _, groups = geometry
+    m = n * math.prod(outs[1:])
+    # ∇y as (G, rows, Co/G, N·∏out'): output row i's (Co/G, N·∏out') block, a view for N = 1
+    dy_rows = dy.reshape(n, groups, co // groups, outs[0], m // n).transpose(1, 3, 2, 0, 4)
+    if n > 1:
+        dy_rows = np.ascontiguousarray(dy_rows)
+    dy_rows = dy_rows.reshape(groups, outs[0], co // groups, m)
+    acc = np.zeros(dw.shape, dtype=dw.dtype)
+    for lo, hi in _row_slabs(xp, geometry, n, tuple(outs)):
+        cols = row_im2col(xp, geometry, lo, hi)
+        part = np.matmul(dy_rows[:, lo:hi], cols.transpose(0, 1, 3, 2), out=scratch("product", (groups, hi - lo, co // groups, cols.shape[2]), dw.dtype))
+        acc += part.sum(axis=1)
+    dw += _from_first_tap_major(acc, kernel)
+
+
+def _row_slabs(xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], n: int, outs: Sizes) -> list[tuple[int, int]]:
+    """[a, b) ranges of output rows whose row columns (a buffer of (b−a−1)·s₀ + k₀ padded rows) fit ROWS_MAX."""
+    kernel, stride = geometry[:2]
+    row = xp.shape[1] * math.prod(kernel[1:]) * n * math.prod(outs[1:]) * xp.itemsize
+    step = max(1, (ROWS_MAX // row - kernel[0]) // stride[0] + 1)
+    return [(a, min(outs[0], a + step)) for a in range(0, outs[0], step)]
 
 
 # ---------------------------------------------------------------------------------------------
