@@ -592,13 +592,15 @@ def test_row_columns_are_torch(case: tuple[Any, ...], dtype: Any, rows: int, mon
 
 def test_row_columns_where_an_output_row_is_a_wide_gemm() -> None:
     """By hand: r3d_18's 3x3x3 64->64 at 8x28x28 has 28·28 = 784 GEMM columns an output depth row
-    and its stem (3x7x7, stride 1 in depth) 784 too: row columns; its 128->128 at 4x14x14 has 196,
-    ResNet's 3x3 64->64 at 56x56 56 a row, a 2-D dilated first axis and a 1-D conv none: im2col."""
+    and its stem (3x7x7, stride 1 in depth) 784 too: row columns; its 128->128 at 4x14x14 has 196
+    (at any batch), ResNet's 3x3 64->64 at 56x56 56 a row, a 2-D dilated first axis and a 1-D conv
+    none: im2col."""
     ones = (1, 1, 1)
     assert conv._rows_pay(((3, 3, 3), ones, ones, 1), 1, (8, 28, 28))
     assert conv._rows_pay(((3, 7, 7), (1, 2, 2), ones, 1), 1, (8, 28, 28))
     assert not conv._rows_pay(((3, 3, 3), ones, ones, 1), 1, (4, 14, 14))
-    assert conv._rows_pay(((3, 3, 3), ones, ones, 1), 4, (4, 14, 14))  # four clips: 784 columns a row
+    assert not conv._rows_pay(((3, 3, 3), ones, ones, 1), 4, (4, 14, 14))  # a row counts one clip's columns
+    assert conv._rows_pay(((3, 3, 3), ones, ones, 1), 2, (8, 28, 28))
     assert not conv._rows_pay(((3, 3), (1, 1), (1, 1), 1), 1, (56, 56))
     assert not conv._rows_pay(((3, 3), (1, 1), (2, 1), 1), 1, (56, 1024))
     assert not conv._rows_pay(((3,), (1,), (1,), 1), 1024, (56,))

@@ -22,8 +22,11 @@ GEMM is one BLAS call per group on contiguous (or plainly transposed) operands, 
 of 1 neither y nor ∇y needs a transposing copy. Columns over WHOLE_MAX bytes are not kept: the
 forward builds and multiplies them a slab of output rows at a time, and the backward rebuilds
 them from the padded input (one more copy, into memory already mapped, instead of a page fault
-per 4 KiB of a fresh matrix). Temporaries (slab columns, column gradients, ∇y's zero border) live
-in named scratch buffers reused from call to call, for the same reason.
+per 4 KiB of a fresh matrix). Where the first axis's taps overlap and one sample's output row
+is a wide GEMM (3-D convs at stride 1 in depth), those slabs are row columns (`row_im2col`): the
+first axis's taps are read from overlapping padded rows, not copied, so the copy is about k₀
+times smaller and each output row is one product. Temporaries (slab columns, column gradients,
+∇y's zero border) live in named scratch buffers reused from call to call, for the same reason.
 """
 
 from __future__ import annotations
@@ -466,13 +469,17 @@ def _slabs(rows: int, row_bytes: int, row_cols: int = SLAB_COLS) -> list[tuple[i
 # ---------------------------------------------------------------------------------------------
 
 ROWS_MAX = 1 << 25  # bytes of one slab's row columns (at most SCRATCH_MAX: a reused buffer, not fresh pages)
-ROWS_COLS = 512  # fewest GEMM columns an output row must have for row columns: narrower products run below BLAS speed
+ROWS_COLS = 512  # fewest GEMM columns one sample's output row must have for row columns
 
 
 def _rows_pay(geometry: tuple[Sizes, Sizes, Sizes, int], n: int, outs: Sizes) -> bool:
-    """True when columns without the first axis's taps save copying: its taps overlap (k > s, no dilation) and an output row is a wide enough GEMM."""
+    """True when columns without the first axis's taps save copying: its taps overlap (k > s, no dilation) and an output row is a wide GEMM.
+
+    The row's width counts one sample: measured, narrower rows lose to im2col, and a batch's
+    rows gain nothing (its products and ∇y need reordering copies that cost what the copy saves).
+    """
     kernel, stride, dilation, _ = geometry
-    return len(kernel) > 1 and dilation[0] == 1 and kernel[0] > stride[0] and outs[0] > 1 and n * math.prod(outs[1:]) >= ROWS_COLS
+    return len(kernel) > 1 and dilation[0] == 1 and kernel[0] > stride[0] and outs[0] > 1 and math.prod(outs[1:]) >= ROWS_COLS
 
 
 def row_im2col(xp: Array, geometry: tuple[Sizes, Sizes, Sizes, int], lo: int, hi: int) -> Array:
