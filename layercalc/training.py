@@ -9,7 +9,8 @@ Memory per device, as the ZeRO paper and Megatron-LM lay it out:
   tensor (t) and pipeline (p) parallelism spread them over t·p devices, ZeRO stage 1 shards the
   optimizer states and master weights over the data-parallel group, stage 2 the gradients too,
   stage 3 the weights too;
-- activations: what autograd keeps, layer by layer (each layer's rule, see `Layer.saved_for_backward`).
+- activations: what autograd keeps, layer by layer (each layer's rule, see `Layer.saved_for_backward`),
+  a product's factors (a gated MLP's), and a tensor several branches keep (a block's input) once.
   Under tensor parallelism a tensor as wide as the model (the residual stream) is replicated and
   every other one (attention's heads, a feed-forward's hidden width) split; sequence parallelism
   splits the replicated ones too. Selective recompute and FlashAttention keep no T×T matrix; full
@@ -34,7 +35,7 @@ from .conventions import OPTIMIZER_STATES
 from .conventions import training as training_cost
 from .errors import UsageError
 from .gpus import Gpu
-from .layers import numel
+from .layers import Saved, numel
 from .serving import kv_heads
 
 RECOMPUTE = ("none", "selective", "full")
@@ -186,18 +187,57 @@ class Kept4(NamedTuple):
     outside_split: int
 
 
+def _keeps_input(e: Entry, grad: bool) -> bool:
+    """Whether a run of the entry keeps its input tensor itself for backward: a layer whose first
+    kept tensor is its input, or a block one of whose sequences reads and keeps it."""
+    if e.sequences:
+        return _readers(e, grad) > 0
+    if not (grad or e.trainable_params > 0):
+        return False
+    saved = e.layer.saved_for_backward(e.input_shape, e.output_shape, False)
+    return bool(saved) and saved[0] == Saved(numel(e.input_shape), e.input_shape[-1] if e.input_shape else 1)
+
+
+def _readers(e: Entry, grad: bool) -> int:
+    """How many of a block's sequences keep the block's input tensor (autograd stores it once):
+    those that begin with a layer keeping it, and a product's empty branch (the input is a factor);
+    not a mixture's experts, which read their routed tokens, a copy."""
+    runs = [r for _, r in e.multiples] if e.multiples else [1] * len(e.sequences)
+    return sum(r == 1 and (_keeps_input(seq[0], grad) if seq else bool(getattr(e.layer, "keeps_outputs", False)))
+               for seq, r in zip(e.sequences, runs))
+
+
+def _merges_kept(report: Report) -> Iterator[tuple[Execution, list[Saved]]]:
+    """Each block run's own kept tensors: its merge's (a product's factors), less the copies of its
+    input that more than one of its sequences keep (counted once)."""
+    for x in report.executions(leaf=False):
+        e = x.entry
+        if not (x.grad or e.trainable_params > 0):
+            continue
+        outs = [seq[-1].output_shape if seq else e.input_shape for seq in e.sequences]
+        saved = [Saved(numel(o), o[-1]) for o in outs] if getattr(e.layer, "keeps_outputs", False) else []
+        twice = _readers(e, x.grad) - 1
+        if twice > 0:
+            saved.append(Saved(-twice * numel(e.input_shape), e.input_shape[-1]))
+        if saved:
+            yield x, saved
+
+
 def kept_bytes(report: Report, recompute: str, flash: bool, act_bytes: int) -> Kept4:
     """What autograd keeps for one micro-batch, by where it sits and how tensor parallelism treats it."""
     width = model_width(report)
     flash = flash or recompute == "selective"
+    spans = [(x.at, x.at + x.size) for x in stacks(report)]
+    runs = [(k.times, k.in_stack, k.entry.layer.saved_for_backward(k.entry.input_shape, k.entry.output_shape, flash))
+            for k in _kept_runs(report)]
+    runs += [(x.copies, any(start < x.at <= end for start, end in spans), saved) for x, saved in _merges_kept(report)]
     parts = [0, 0, 0, 0]
-    for kept in _kept_runs(report):
-        e = kept.entry
-        if recompute == "full" and kept.in_stack:
+    for times, in_stack, saved in runs:
+        if recompute == "full" and in_stack:
             continue
-        for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
-            where = (0 if kept.in_stack else 2) + (0 if s.width == width else 1)
-            parts[where] += kept.times * s.elements * (1 if s.mask else act_bytes)
+        for s in saved:
+            where = (0 if in_stack else 2) + (0 if s.width == width else 1)
+            parts[where] += times * s.elements * (1 if s.mask else act_bytes)
     if recompute == "full":  # each repeated block keeps its input, recomputes the rest
         parts[0] = sum(x.copies * x.entry.copies * numel(x.input_shape) * act_bytes for x in stacks(report))
     return Kept4(*parts)

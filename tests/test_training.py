@@ -449,3 +449,38 @@ def test_tokens_a_step_are_the_token_ids_read(path: str, per_sample: int) -> Non
     out = plan(api.load(path), None, layout(global_batch=4))["compute"]
     assert out["tokens_per_step"] == 4 * per_sample
     assert out["flops_per_token"] * 4 * per_sample == out["model_flops_per_step"]
+
+
+# What PyTorch's autograd keeps of a gated MLP, down(silu(gate(x)) * up(x)), measured with
+# torch.autograd.graph.saved_tensors_hooks on torch 2.13 (each storage once, the weights left out;
+# s = 64, h = 32, I = 88 in bfloat16: 49,152 bytes): x once, though gate and up both read it; gate's
+# output (silu's input); silu's and up's outputs, the product's factors; the product (down's input):
+# s·h + 4·s·I elements.
+def test_a_gated_mlp_keeps_its_factors_and_its_input_once() -> None:
+    s, h, inner = 64, 32, 88
+    mlp = {"multiply": {"branches": [[{"linear": {"out_features": inner, "bias": False}}, "silu"],
+                                     [{"linear": {"out_features": inner, "bias": False}}]]}}
+    net = {"name": "mlp", "input": [s, h], "dtype": "bfloat16",
+           "layers": [mlp, {"linear": {"out_features": h, "bias": False}}]}
+    out = plan(api.load(net), None, layout())
+    assert out["memory"]["activations"] == 2 * (s * h + 4 * s * inner)
+
+
+# A residual block whose shortcut is a projection reads its input twice, and autograd keeps it once:
+# body linear(x) -> silu -> linear, shortcut linear(x) keep x, silu's input and the second linear's
+# input, 3·s·h elements (torch's saved_tensors_hooks, as above: 12,288 bytes at s = 64, h = 32, bfloat16).
+# Squeeze-excitation, x · sigmoid(conv(relu(conv(pool(x))))), keeps x once for the pool and the product.
+def test_a_tensor_two_branches_read_is_kept_once() -> None:
+    s, h = 64, 32
+    block = {"residual": {"body": [{"linear": {"out_features": h}}, "silu", {"linear": {"out_features": h}}],
+                          "shortcut": [{"linear": {"out_features": h}}]}}
+    net = {"name": "res", "input": [s, h], "dtype": "bfloat16", "layers": [block]}
+    assert plan(api.load(net), None, layout())["memory"]["activations"] == 2 * 3 * s * h
+    gate = [{"adaptiveavgpool2d": {"output_size": 1}}, {"conv2d": {"out_channels": 2, "kernel_size": 1}}, "relu",
+            {"conv2d": {"out_channels": 8, "kernel_size": 1}}, "sigmoid"]
+    net = {"name": "se", "input": [8, 6, 6], "dtype": "bfloat16",
+           "layers": [{"conv2d": {"out_channels": 8, "kernel_size": 1}}, {"multiply": {"branches": [gate, []]}}]}
+    # the first conv's input 288; x = its output 288 (the pool's and the product's); the pool's output 8, the
+    # relu's input 2 and output 2 (the layers' own rule: relu keeps its input), the sigmoid's input 8 and the
+    # gate 8. torch keeps 306 elements here, its relu keeping its output alone, which the second conv keeps too.
+    assert plan(api.load(net), None, layout())["memory"]["activations"] == 2 * (288 + 288 + 8 + 2 + 2 + 8 + 8)

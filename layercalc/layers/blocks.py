@@ -19,6 +19,9 @@ class _Block(Layer):
 
     params_rule = "the sum of its children's"
     buffers_rule = "the sum of its children's"
+    # its merge's backward needs the sequences' outputs (a product's factors; an empty branch's is
+    # the block's input), which autograd then keeps; an add's or a join's needs no values
+    keeps_outputs = False
 
 
 @register
@@ -127,6 +130,7 @@ class Multiply(_Block):
     example = ([4], {"branches": [[{"linear": {"out_features": 6}}, "silu"], [{"linear": {"out_features": 6}}]]})
 
     branches: list[list[Node]]
+    keeps_outputs = True  # d(a·b)/da = b: each factor's gradient needs the others
 
     def sequences(self) -> list[tuple[str, list[Node]]]:
         return [(f"branches.{i}", branch) for i, branch in enumerate(self.branches)]
