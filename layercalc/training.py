@@ -36,6 +36,7 @@ from .conventions import training as training_cost
 from .errors import UsageError
 from .gpus import Gpu
 from .layers import Saved, numel
+from .layers.blocks import Sequential
 from .serving import kv_heads
 
 RECOMPUTE = ("none", "selective", "full")
@@ -187,57 +188,99 @@ class Kept4(NamedTuple):
     outside_split: int
 
 
-def _keeps_input(e: Entry, grad: bool) -> bool:
-    """Whether a run of the entry keeps its input tensor itself for backward: a layer whose first
-    kept tensor is its input, or a block one of whose sequences reads and keeps it."""
-    if e.sequences:
-        return _readers(e, grad) > 0
-    if not (grad or e.trainable_params > 0):
-        return False
-    saved = e.layer.saved_for_backward(e.input_shape, e.output_shape, False)
-    return bool(saved) and saved[0] == Saved(numel(e.input_shape), e.input_shape[-1] if e.input_shape else 1)
+Key = tuple[Any, ...]  # a tensor of one run of the network: rows that keep one key keep one tensor
 
 
-def _readers(e: Entry, grad: bool) -> int:
-    """How many of a block's sequences keep the block's input tensor (autograd stores it once):
-    those that begin with a layer keeping it, and a product's empty branch (the input is a factor);
-    not a mixture's experts, which read their routed tokens, a copy."""
-    runs = [r for _, r in e.multiples] if e.multiples else [1] * len(e.sequences)
-    return sum(r == 1 and (_keeps_input(seq[0], grad) if seq else bool(getattr(e.layer, "keeps_outputs", False)))
-               for seq, r in zip(e.sequences, runs))
+class Tensors(NamedTuple):
+    """Which tensor each row of the run table reads and writes (by row index), and what a block's
+    sequences end in (by the block's row index, then the sequence's name)."""
+
+    reads: dict[int, Key]
+    writes: dict[int, Key]
+    ends: dict[int, dict[str, Key]]
+    same: dict[Key, Key]  # a sequential group's or a repeat's output is its last entry's
+
+    def find(self, key: Key) -> Key:
+        while key in self.same:
+            key = self.same[key]
+        return key
 
 
-def _merges_kept(report: Report) -> Iterator[tuple[Execution, list[Saved]]]:
-    """Each block run's own kept tensors: its merge's (a product's factors), less the copies of its
-    input that more than one of its sequences keep (counted once)."""
-    for x in report.executions(leaf=False):
+def tensors(report: Report) -> Tensors:
+    """The tensors of the run table: each layer's output is new, and the next entry of its sequence
+    reads it (the first reads the block's input, a top-level entry with `from:` what it names); a
+    sequential group or a repeat passes its last entry's output on, a residual, concat or product
+    makes a new one; an expert reads its routed copy of the tokens."""
+    t = Tensors({}, {}, {}, {})
+    above: list[Execution] = []
+    top: dict[str, Key] = {}
+    previous: Key = ("input",)
+
+    def close(b: Execution) -> None:
+        ends = t.ends[b.at]
+        if b.entry.layer is None or isinstance(b.entry.layer, Sequential):  # a template's instance too
+            t.same[t.writes[b.at]] = next(reversed(ends.values()), t.reads[b.at])
+
+    for x in report.run_table:
+        while above and x.at > above[-1].at + above[-1].size:
+            close(above.pop())
+        seq = x.entry.seg.rpartition(".")[0]
+        if not above:
+            source = x.entry.source
+            t.reads[x.at] = previous if source is None else top.get(source, ("input", source))
+        elif x.held != above[-1].held or x.copies != above[-1].copies:
+            t.reads[x.at] = ("routed", x.at)
+        else:
+            t.reads[x.at] = t.ends[above[-1].at].get(seq, t.reads[above[-1].at])
+        t.writes[x.at] = ("out", x.at)
+        if above:
+            t.ends[above[-1].at][seq] = t.writes[x.at]
+        else:
+            previous = top[x.entry.name] = t.writes[x.at]
+        if x.entry.sequences:
+            above.append(x)
+            t.ends[x.at] = {}
+    while above:
+        close(above.pop())
+    return t
+
+
+def _kept(report: Report, flash: bool) -> Iterator[tuple[Execution, Saved, Key | None]]:
+    """Every tensor a run keeps for backward, with its key when it is the run's input or output
+    (None: one of its own): each layer's, and each product's factors (its branches' outputs)."""
+    t = tensors(report)
+    for x in report.run_table:
         e = x.entry
         if not (x.grad or e.trainable_params > 0):
             continue
-        outs = [seq[-1].output_shape if seq else e.input_shape for seq in e.sequences]
-        saved = [Saved(numel(o), o[-1]) for o in outs] if getattr(e.layer, "keeps_outputs", False) else []
-        twice = _readers(e, x.grad) - 1
-        if twice > 0:
-            saved.append(Saved(-twice * numel(e.input_shape), e.input_shape[-1]))
-        if saved:
-            yield x, saved
+        if x.leaf:
+            for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
+                key = {"x": t.reads[x.at], "y": t.writes[x.at]}.get(s.tensor)
+                yield x, s, None if key is None else t.find(key)
+        elif getattr(e.layer, "keeps_outputs", False):
+            for (name, _), seq in zip(e.layer.sequences(), e.sequences):
+                out = seq[-1].output_shape if seq else e.input_shape
+                yield x, Saved(numel(out), out[-1]), t.find(t.ends[x.at].get(name, t.reads[x.at]))
 
 
 def kept_bytes(report: Report, recompute: str, flash: bool, act_bytes: int) -> Kept4:
-    """What autograd keeps for one micro-batch, by where it sits and how tensor parallelism treats it."""
+    """What autograd keeps for one micro-batch, by where it sits and how tensor parallelism treats
+    it; a tensor several runs keep (a layer's input, its neighbour's output) is stored once."""
     width = model_width(report)
     flash = flash or recompute == "selective"
     spans = [(x.at, x.at + x.size) for x in stacks(report)]
-    runs = [(k.times, k.in_stack, k.entry.layer.saved_for_backward(k.entry.input_shape, k.entry.output_shape, flash))
-            for k in _kept_runs(report)]
-    runs += [(x.copies, any(start < x.at <= end for start, end in spans), saved) for x, saved in _merges_kept(report)]
     parts = [0, 0, 0, 0]
-    for times, in_stack, saved in runs:
+    stored: set[tuple[Key, int]] = set()
+    for x, s, key in _kept(report, flash):
+        in_stack = any(start < x.at <= end for start, end in spans)
         if recompute == "full" and in_stack:
             continue
-        for s in saved:
-            where = (0 if in_stack else 2) + (0 if s.width == width else 1)
-            parts[where] += times * s.elements * (1 if s.mask else act_bytes)
+        if key is not None:  # once per tensor (rows folding different numbers of runs: apart)
+            if (key, x.copies) in stored:
+                continue
+            stored.add((key, x.copies))
+        where = (0 if in_stack else 2) + (0 if s.width == width else 1)
+        parts[where] += x.copies * s.elements * (1 if s.mask else act_bytes)
     if recompute == "full":  # each repeated block keeps its input, recomputes the rest
         parts[0] = sum(x.copies * x.entry.copies * numel(x.input_shape) * act_bytes for x in stacks(report))
     return Kept4(*parts)

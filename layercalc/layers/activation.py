@@ -25,6 +25,9 @@ class _Elementwise(Layer):
     # patch of the F.* function the module calls (input elements); no other tool counts them
     ptflops_hook: bool = False
     ptflops_patch: bool = False
+    # PyTorch's autograd keeps the output where the derivative is written from it (relu, sigmoid,
+    # tanh), else the input
+    keeps_result: bool = False
 
     shape_rule = "unchanged"
     params_rule = "none"
@@ -46,6 +49,11 @@ class _Elementwise(Layer):
         pair = (numel(y) if self.ptflops_hook else 0, numel(x) if self.ptflops_patch else 0)
         return [row(ACT, ptflops=pair if counted else None)]
 
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        if self.keeps_result:
+            return [Saved(numel(y), y[-1] if y else 1, tensor="y")]
+        return super().saved_for_backward(x, y, flash)
+
     def f(self, x: Any) -> Any:
         """The activation, elementwise."""
         return x
@@ -65,6 +73,7 @@ class _Elementwise(Layer):
 @register
 class ReLU(_Elementwise):
     type_name = "relu"
+    keeps_result = True
     summary = "max(x, 0)"
     ptflops_hook = ptflops_patch = True
     kinks = (0.0,)
@@ -174,6 +183,7 @@ class SiLU(_Elementwise):
 @register
 class Sigmoid(_Elementwise):
     type_name = "sigmoid"
+    keeps_result = True
     summary = "1 / (1 + exp(-x))"
     args = ()
 
@@ -187,6 +197,7 @@ class Sigmoid(_Elementwise):
 @register
 class Tanh(_Elementwise):
     type_name = "tanh"
+    keeps_result = True
     summary = "tanh(x)"
     args = ()
 
@@ -262,6 +273,9 @@ class Softmax(Layer):
     def peer_counts(self, x: Shape, y: Shape) -> list[tuple[str, dict[str, Any]]]:
         f = x[self.dim]  # thop: 3F - 1 ops per softmax over F values; ptflops: its F.softmax patch
         return [row(ACT, thop=numel(x) // f * (3 * f - 1), ptflops=(0, numel(x)))]
+
+    def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
+        return [Saved(numel(y), y[-1] if y else 1, tensor="y")]  # Jᵀ dy is written from y, as PyTorch's
 
     def forward(self, x: Any, params: dict[str, Any]) -> tuple[Any, Any]:
         e = np.exp(x - x.max(axis=self.dim, keepdims=True))

@@ -175,7 +175,7 @@ class _Attends(Layer):
         n, length, keys = x[0], x[1], self.keys_of(x)[1]
         h, (kv, d) = self.num_heads, self.kv_layout(x)  # type: ignore[attr-defined]
         heads = [Saved(n * length * h * d, 0), Saved(n * keys * kv * d, 0), Saved(n * keys * kv * d, 0)]
-        saved = [Saved(numel(x), x[-1]), *heads, Saved(n * length * h * d, 0)]
+        saved = [Saved(numel(x), x[-1], tensor="x"), *heads, Saved(n * length * h * d, 0)]
         if self.cross is not None:
             saved.append(Saved(numel(self.keys_of(x)), self.keys_of(x)[-1]))
         if not flash:
@@ -851,7 +851,8 @@ class TransformerEncoderLayer(Layer):
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         # the children's, with the attention's dropout, and the masks of the three dropouts on the
         # attention's output, the feed-forward's hidden activation and its output
-        saved = [s for layer, shape in self.children(x).values()
+        # (tensors of this layer's own, whichever child keeps them)
+        saved = [s._replace(tensor="") for layer, shape in self.children(x).values()
                  for s in layer.saved_for_backward(shape, layer.output_shape(shape), flash)]
         if self.dropout > 0:
             hidden = (*x[:-1], self.dim_feedforward)

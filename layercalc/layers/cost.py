@@ -31,6 +31,9 @@ class Saved(NamedTuple):
     elements: int
     width: int
     mask: bool = False  # a dropout mask: one byte an element, whatever the dtype
+    # which tensor it is: "x" the layer's input, "y" its output (tensors a neighbour may keep too,
+    # which autograd stores once), "" one of the layer's own
+    tensor: str = ""
 
 
 class CostModel:
@@ -151,7 +154,7 @@ class CostModel:
     def saved_for_backward(self, x: Shape, y: Shape, flash: bool) -> list[Saved]:
         """Tensors autograd keeps for this layer's backward pass (training memory): by default its
         input (a linear's, a norm's, an activation's); flash: attention without its T×T matrices."""
-        return [Saved(numel(x), x[-1] if x else 1)]
+        return [Saved(numel(x), x[-1] if x else 1, tensor="x")]
 
     # -- how the peer tools count it: facts only; layers/counting.py decides per convention --
     def peer_counts(self, x: Shape, y: Shape) -> list[CostRow]:

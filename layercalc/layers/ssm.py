@@ -158,7 +158,7 @@ class Mamba(Layer):
         batch, t = x[0], x[1]
         _, d, r, n = self.dims(x)
         inner, state = Saved(batch * t * d, d), Saved(batch * t * d * n, 0)
-        return [Saved(numel(x), x[-1]), inner, inner, inner, inner, Saved(batch * t * (r + 2 * n), r + 2 * n),
+        return [Saved(numel(x), x[-1], tensor="x"), inner, inner, inner, inner, Saved(batch * t * (r + 2 * n), r + 2 * n),
                 inner, inner, state, state, state, inner, inner, inner]
 
     # -- NumPy forward and backward through time --
