@@ -254,6 +254,8 @@ def _kept(report: Report, flash: bool) -> Iterator[tuple[Execution, Saved, Key |
         if not (x.grad or e.trainable_params > 0):
             continue
         if x.leaf:
+            if e.layer.input_for_weights and not e.trainable and e.trainable_params == 0:
+                continue  # frozen: its dL/dx needs the weight alone
             for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
                 key = {"x": t.reads[x.at], "y": t.writes[x.at]}.get(s.tensor)
                 yield x, s, None if key is None else t.find(key)

@@ -500,3 +500,14 @@ def test_a_tensor_two_branches_read_is_kept_once() -> None:
 def test_resnet_activations_are_what_autograd_keeps(name: str, maps: int, features: int) -> None:
     out = plan(api.load(f"configs/{name}.yaml"), None, layout(precision="fp32", micro_batch=2, global_batch=2))
     assert out["memory"]["activations"] == maps + 2 * features * 4
+
+
+# A frozen linear's backward needs its weight alone (dL/dx = dL/dy · W): autograd keeps nothing of it.
+# linear → frozen linear → silu → linear keeps x, silu's input and silu's output, 3·s·h elements
+# (torch's saved_tensors_hooks as above: 12,288 bytes at s = 64, h = 32, bfloat16).
+def test_a_frozen_linear_keeps_nothing() -> None:
+    s, h = 64, 32
+    net = {"name": "frozen", "input": [s, h], "dtype": "bfloat16", "layers": [
+        {"linear": {"out_features": h}}, {"linear": {"out_features": h}, "trainable": False}, "silu",
+        {"linear": {"out_features": h}}]}
+    assert plan(api.load(net), None, layout())["memory"]["activations"] == 2 * 3 * s * h

@@ -23,6 +23,7 @@ class _ConvBase(Layer):
     rank: ClassVar[int] = 2
     feature_dim = 1  # channels: 64→128
     feature_args = ("in_channels", "out_channels")
+    input_for_weights = True
 
     in_channels: int | None
     out_channels: int

@@ -47,6 +47,9 @@ class CostModel:
     feature_dim: ClassVar[int | None] = None
     feature_args: ClassVar[tuple[str, ...]] = ()
     creates_tensor: ClassVar[bool] = True  # False for pure groupings (their output is a child's)
+    # its backward reads its input only for its weights' gradient (a matmul's dL/dx needs the weight
+    # alone): frozen, it keeps nothing
+    input_for_weights: ClassVar[bool] = False
 
     # The rules in words, as `layercalc layers TYPE` shows them; each sits next to the code it
     # describes, so the help and the arithmetic are read (and changed) together. Notation: N the

@@ -20,6 +20,7 @@ class Linear(Layer):
         Arg("tied_to", Opt(Name()), None, "an earlier embedding's name: use its (V, D) weight, adding no params"),
     )
     feature_dim = -1  # features: 512→1000
+    input_for_weights = True
     feature_args = ("in_features", "out_features")
     shape_rule = "(N, ..., in_features) -> (N, ..., out_features); in_features is the input's last dim"
     params_rule = ("weight out_features·in_features, + bias out_features if bias;"
