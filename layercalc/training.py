@@ -36,7 +36,6 @@ from .conventions import training as training_cost
 from .errors import UsageError
 from .gpus import Gpu
 from .layers import Saved, numel
-from .layers.blocks import Sequential
 from .serving import kv_heads
 
 RECOMPUTE = ("none", "selective", "full")
@@ -218,7 +217,7 @@ def tensors(report: Report) -> Tensors:
 
     def close(b: Execution) -> None:
         ends = t.ends[b.at]
-        if b.entry.layer is None or isinstance(b.entry.layer, Sequential):  # a template's instance too
+        if b.entry.layer is None or not b.entry.layer.creates_tensor:  # a group; a template's instance too
             t.same[t.writes[b.at]] = next(reversed(ends.values()), t.reads[b.at])
 
     for x in report.run_table:
