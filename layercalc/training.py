@@ -33,7 +33,7 @@ from .config import Network
 from .conventions import OPTIMIZER_STATES
 from .conventions import training as training_cost
 from .errors import UsageError
-from .gpus import Gpu
+from .gpus import Gpu, as_float
 from .layers import numel
 from .serving import kv_heads
 
@@ -321,9 +321,10 @@ def _time(compute: dict[str, Any], layout: Layout, gpu: Gpu | None, pace: Pace, 
     step = compute["tokens_per_step"] / rate
     total = None if tokens is None else tokens / rate
     return {
-        "mfu": float(mfu), "mfu_6nd": float(6 * params * rate / peak), "step_seconds": float(step),
-        "tokens_per_second": float(rate), "total_seconds": None if total is None else float(total),
-        "gpu_hours": None if total is None else float(total * layout.gpus / 3600),
+        "mfu": as_float(mfu, "the MFU"), "mfu_6nd": as_float(6 * params * rate / peak, "the MFU by 6ND"),
+        "step_seconds": as_float(step, "the step time"), "tokens_per_second": as_float(rate, "the tokens per second"),
+        "total_seconds": None if total is None else as_float(total, "the run's time"),
+        "gpu_hours": None if total is None else as_float(total * layout.gpus / 3600, "the GPU-hours"),
     }
 
 

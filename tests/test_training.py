@@ -267,6 +267,19 @@ def test_train_bad_input_is_one_line(cli, args: list[str], message: str) -> None
     assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
 
 
+@pytest.mark.parametrize("args, message", [
+    # 10^12 tokens in 10^-300 GPU-hours: a rate of tokens/s past the largest float
+    (["--tokens", "1e12", "--gpu-hours", "1e-300"], "is beyond the largest float"),
+    # 10^308 tokens/s on a device of 10^-10 TFLOP/s: an MFU past the largest float
+    (["--tokens-per-second", "1e308", "--peak-tflops", "1e-10"], "the MFU is beyond the largest float"),
+    # a device of 10^-300 TFLOP/s: 10^300 tokens take longer than any float counts
+    (["--tokens", "1e300", "--peak-tflops", "1e-300"], "the run's time is beyond the largest float"),
+])
+def test_measurements_out_of_scale_are_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "h100-sxm", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
 def test_train_every_format(cli, fmt: str) -> None:
     run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "-f", fmt)
