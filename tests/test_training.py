@@ -300,6 +300,13 @@ def test_search_lists_only_layouts_that_fit_fastest_first() -> None:
     assert piped and min(c["step_seconds"] for c in piped) > times[0]
 
 
+def test_search_over_a_huge_device_count_enumerates_divisors_not_numbers() -> None:
+    # 2^40 devices: the layouts are the few divisors of it, found without counting to 2^40
+    found = api.train("configs/gpt2.yaml", gpu="h100-sxm", gpus=2**40, search=True)
+    assert found and {c["layout"]["tp"] for c in found} <= {1, 2, 4}
+    assert all(c["layout"]["tp"] * c["layout"]["pp"] * c["layout"]["dp"] == 2**40 for c in found)
+
+
 def palm_540b() -> dict:
     """PaLM 540B (Chowdhery et al. 2022, Table 1 and section 2): 118 parallel layers of width 18,432,
     48 query heads of 256 and one key/value head (multi-query), SwiGLU MLP 4·d, no biases, LayerNorm
