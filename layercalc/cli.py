@@ -552,9 +552,13 @@ def run_app(args: list[str]) -> int:
     DEBUG[0] = "--debug" in args[:end]
     args = [a for a in args[:end] if a != "--debug"] + args[end:]
     try:
-        status = app(args=args, prog_name="layercalc", standalone_mode=False)
+        status = app(args=args or ["--help"], prog_name="layercalc", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:  # a bare group (`layercalc import`): its help; success
+        if exc.format_message():  # Rich has printed it already; plain Click gives it here
+            print(exc.format_message())
+        return EXIT_OK
     except click_exc.UsageError as exc:
-        hint = f" (see 'layercalc {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.parent else ""
         raise UsageError(exc.format_message() + hint) from None
     except click_exc.ClickException as exc:
         raise UsageError(exc.format_message()) from None

@@ -126,7 +126,7 @@ def load(source: str | os.PathLike[str] | dict[str, Any], *, batch: int | None =
         if _is_hf(doc):  # a Hugging Face config.json: its network, at --input tokens
             from .hf import document
 
-            doc, _ = document(dict(doc), name, None if input is None else parse_shape(input, "--input"))
+            doc, _ = document(doc, name, None if input is None else parse_shape(input, "--input"))
             input = None
         net = _network(doc, stem, batch, input)
     except ConfigError as exc:

@@ -8,6 +8,8 @@ source says GiB; what a framework can allocate is somewhat less (driver and cont
 
 from __future__ import annotations
 
+import sys
+from fractions import Fraction
 from typing import NamedTuple
 
 from .errors import UsageError
@@ -87,9 +89,12 @@ def custom(base: Gpu | None, peak_tflops: float | None, memory_gb: float | None,
            precision: str, needs_bandwidth: bool = True) -> Gpu:
     """A preset with figures overridden (or a device described only by them); UsageError if one the
     plan reads is missing (a training plan reads no bandwidth)."""
-    for flag, value in (("--peak-tflops", peak_tflops), ("--gpu-memory", memory_gb), ("--bandwidth", bandwidth_gbs)):
+    for flag, value, unit in (("--peak-tflops", peak_tflops, TERA), ("--gpu-memory", memory_gb, GIGA),
+                              ("--bandwidth", bandwidth_gbs, GIGA)):
         if value is not None and not (0 < value < float("inf")):
             raise UsageError(f"{flag} must be a positive number, got {value}")
+        if value is not None and value * unit == float("inf"):  # finite in TFLOP/s or GB, not in FLOP/s or bytes
+            raise UsageError(f"{flag} {value:g} is too large")
     if base is None:
         asked = (("--peak-tflops", peak_tflops), ("--gpu-memory", memory_gb)) + (
             (("--bandwidth", bandwidth_gbs),) if needs_bandwidth else ())
@@ -106,6 +111,16 @@ def custom(base: Gpu | None, peak_tflops: float | None, memory_gb: float | None,
         memory=base.memory if memory_gb is None else int(memory_gb * GIGA),
         bandwidth=base.bandwidth if bandwidth_gbs is None else bandwidth_gbs * GIGA,
     )
+
+
+def as_float(value: Fraction, what: str) -> float:
+    """A plan's time, rate or MFU as a float; UsageError when the device's figures and the
+    measurements put it past the largest one (10^300 tokens on a device of 10^-300 TFLOP/s)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise UsageError(f"{what} is beyond the largest float ({sys.float_info.max:.3g}): "
+                         "check the device's figures and the measurements") from None
 
 
 def listing() -> list[dict[str, object]]:

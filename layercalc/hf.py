@@ -14,7 +14,7 @@ import os
 import warnings
 from typing import Any, Callable
 
-from .errors import LayercalcWarning, SchemaError
+from .errors import LayercalcWarning, Location, SchemaError
 
 DEFAULT_TOKENS = 2048  # the token stream's length when --input does not say
 
@@ -47,6 +47,27 @@ SEQ2SEQ_NO_COUNT = frozenset({
 })
 
 
+def _integer(least: int | None = None) -> tuple[str, Callable[[Any], bool]]:
+    """What an integer field must be (at least `least`), and the test of it."""
+    words = "an integer" if least is None else f"an integer >= {least}"
+    return words, lambda v: isinstance(v, int) and not isinstance(v, bool) and (least is None or v >= least)
+
+
+_NUMBER = ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+# the fields the importer computes with itself, rather than hand to a layer whose own checks name a
+# wrong value: what each must be
+KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "architectures": ("a list of class names", lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v)),
+    "id2label": ("a mapping of class ids to names", lambda v: isinstance(v, dict)),
+    "rope_parameters": ("a mapping", lambda v: isinstance(v, dict)),
+    "rope_theta": _NUMBER, "rotary_emb_base": _NUMBER, "rope_parameters.rope_theta": _NUMBER,
+    "layer_types": ("a list", lambda v: isinstance(v, list)),
+    "mlp_only_layers": ("a list of layer indices", lambda v: isinstance(v, list) and all(_integer(0)[1](i) for i in v)),
+    "type_vocab_size": _integer(0), "pad_token_id": _integer(), "num_experts": _integer(0),
+    "decoder_sparse_step": _integer(1), "num_decoder_layers": _integer(1), "max_window_layers": _integer(),
+}
+
+
 class Fields:
     """A config.json's fields, read under any of their spellings; remembers which were read."""
 
@@ -59,15 +80,27 @@ class Fields:
         for name in names:
             if name in self.doc and self.doc[name] is not None:
                 self.read[name] = role
-                return self.doc[name]
+                return self.checked(name, self.doc[name])
         return default
 
     def need(self, *names: str, role: str = "") -> int:
         """A required positive integer field."""
         value = self.get(*names, role=role)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SchemaError(f"{names[0]} must be a positive integer, got {value!r}", value=value)
+            raise self.fault(f"{names[0]} must be a positive integer, got {value!r}", value,
+                             next((n for n in names if n in self.doc), names[0]))
         return value
+
+    def checked(self, name: str, value: Any, field: str = "") -> Any:
+        """The value, if it is what KINDS says `name` must be; else a SchemaError naming it."""
+        kind = KINDS.get(name)
+        if kind and not kind[1](value):
+            raise self.fault(f"{name} must be {kind[0]}, got {value!r}", value, field or name)
+        return value
+
+    def fault(self, message: str, value: Any, field: str) -> SchemaError:
+        """A SchemaError at the line of `field`, when the config was read with its lines (a calculating command)."""
+        return SchemaError(message, Location(line=getattr(self.doc, "key_lines", {}).get(field)), value=value)
 
     def unknown(self) -> list[str]:
         """Fields neither read nor known to change no count."""
@@ -98,43 +131,53 @@ def _rope(f: Fields) -> dict[str, Any]:
     factor = f.get("partial_rotary_factor", "rotary_pct", role="fraction of each head rotated (no count change)")
     if theta is None or factor is None:  # transformers' newer spelling keeps both in one mapping
         params = f.get("rope_parameters", default={}, role="rotary base and fraction (no count change)") or {}
-        theta = params.get("rope_theta", 10000.0) if theta is None else theta
+        if theta is None:
+            theta = f.checked("rope_parameters.rope_theta", params.get("rope_theta", 10000.0), "rope_parameters")
         factor = params.get("partial_rotary_factor", 1.0) if factor is None else factor
     return {"rope": True, "rope_theta": float(theta), **({"partial_rotary_factor": factor} if factor != 1.0 else {})}
 
 
-def _windows(f: Fields, model_type: str, layers: int) -> list[int | None]:
-    """Each layer's sliding window (None: full attention) as transformers sets it: every layer of Mistral
-    and Phi-3; Qwen2's and Qwen2-MoE's only with use_sliding_window, for the layers their layer_types
-    say, else Qwen2's from max_window_layers on and Qwen2-MoE's every other one below it."""
+def _windows(f: Fields, model_type: str, layers: int) -> list[tuple[int | None, int]]:
+    """Each layer's sliding window (None: full attention) as transformers sets it, as runs of (window,
+    layers): every layer of Mistral and Phi-3; Qwen2's and Qwen2-MoE's only with use_sliding_window,
+    for the layers their layer_types say, else Qwen2's from max_window_layers on and Qwen2-MoE's every
+    other one below it."""
     window = f.get("sliding_window", role="sliding window (caps the KV cache; no count change)")
     if model_type not in ("qwen2", "qwen2_moe"):
-        return [window] * layers
+        return [(window, layers)]
     if not f.get("use_sliding_window", default=False, role="sliding window on"):
         # transformers writes layer_types (all full) even then: read, so it is not named as unknown
         f.get("layer_types", role="each layer's attention (all full without use_sliding_window)")
-        return [None] * layers
+        return [(None, layers)]
     types = f.get("layer_types", role="each layer's attention")
     if types:
-        return [window if kind == "sliding_attention" else None for kind in types]
+        if len(types) != layers:  # as transformers' own check of the config
+            raise f.fault(f"layer_types names {len(types)} layers, but num_hidden_layers is {layers}",
+                          len(types), "layer_types")
+        return [(window if kind == "sliding_attention" else None, 1) for kind in types]
     first = f.get("max_window_layers", default=28, role="layers before the sliding ones")
     if model_type == "qwen2_moe":  # Qwen2MoeConfig's default: the even layers below max_window_layers
-        return [window if i % 2 == 0 and i < first else None for i in range(layers)]
-    return [window if i >= first else None for i in range(layers)]
+        below = min(max(first, 0), layers)
+        return [(window if i % 2 == 0 else None, 1) for i in range(below)] + [(None, layers - below)]
+    return [(None, min(max(first, 0), layers)), (window, layers - min(max(first, 0), layers))]
 
 
-def _runs(block: dict[str, Any], windows: list[int | None], attention: dict[str, Any]) -> list[dict[str, Any]]:
+def _runs(block: dict[str, Any], windows: list[tuple[int | None, int]], attention: dict[str, Any]) -> list[dict[str, Any]]:
     """The decoder layers as repeated entries, one per run of consecutive layers with the same window
     (the first named `layers`, a later one `layers_<its first index>`)."""
+    merged: list[tuple[int | None, int]] = []
+    for window, count in windows:
+        if merged and merged[-1][0] == window:
+            merged[-1] = (window, merged[-1][1] + count)
+        elif count:
+            merged.append((window, count))
     entries, start = [], 0
-    for i in range(1, len(windows) + 1):
-        if i < len(windows) and windows[i] == windows[start]:
-            continue
-        if windows[start] is not None:
-            attention["sliding_window"] = windows[start]
-        entries.append({**copy.deepcopy(block), "repeat": i - start, "name": "layers" if start == 0 else f"layers_{start}"})
+    for window, count in merged:
+        if window is not None:
+            attention["sliding_window"] = window
+        entries.append({**copy.deepcopy(block), "repeat": count, "name": "layers" if start == 0 else f"layers_{start}"})
         attention.pop("sliding_window", None)
-        start = i
+        start += count
     return entries
 
 
@@ -476,7 +519,7 @@ POOLED = ("BertModel", "RobertaModel", "BertForSequenceClassification", "BertFor
 
 def _architecture(f: Fields) -> str:
     """The class the config's architectures names first ("" for the base model); recorded later."""
-    names = f.doc.get("architectures") or []
+    names = f.checked("architectures", f.doc.get("architectures") or [])
     return str(names[0]) if names else ""
 
 

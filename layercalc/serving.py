@@ -31,7 +31,7 @@ from .analysis import Entry, Report, analyse
 from .config import Network
 from .conventions import Costing
 from .errors import ConfigError, UsageError
-from .gpus import DTYPE_PRECISION, Gpu
+from .gpus import DTYPE_PRECISION, Gpu, as_float
 from .layers import numel
 
 # bits per stored element of each weights / KV dtype a serving stack offers
@@ -418,7 +418,8 @@ def _bounds(gpu: Gpu | None, dtype: str, prefill_flops: Fraction, prefill_bytes:
     ttft = max(prefill_flops / peak, prefill_bytes / bandwidth)
     steps = sum_max_steps(_scaled(dflops, 1 / peak), _scaled(dbytes, 1 / bandwidth), *span)
     tpot = steps / (span[1] - span[0] + 1)
-    return {"ttft_seconds": float(ttft), "tpot_seconds": float(tpot), "tokens_per_second": float(sequences / tpot)}
+    return {"ttft_seconds": as_float(ttft, "the time to first token"), "tpot_seconds": as_float(tpot, "the time per output token"),
+            "tokens_per_second": as_float(sequences / tpot, "the tokens per second")}
 
 
 def _exact(x: Fraction | int) -> int | float:

@@ -26,6 +26,7 @@ they imply.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any, Iterator, NamedTuple
 
@@ -34,7 +35,7 @@ from .config import Network
 from .conventions import OPTIMIZER_STATES
 from .conventions import training as training_cost
 from .errors import UsageError
-from .gpus import Gpu
+from .gpus import Gpu, as_float
 from .layers import Saved, numel
 from .serving import kv_heads
 
@@ -405,9 +406,10 @@ def _time(compute: dict[str, Any], layout: Layout, gpu: Gpu | None, pace: Pace, 
     step = compute["tokens_per_step"] / rate
     total = None if tokens is None else tokens / rate
     return {
-        "mfu": float(mfu), "mfu_6nd": float(6 * params * rate / peak), "step_seconds": float(step),
-        "tokens_per_second": float(rate), "total_seconds": None if total is None else float(total),
-        "gpu_hours": None if total is None else float(total * layout.gpus / 3600),
+        "mfu": as_float(mfu, "the MFU"), "mfu_6nd": as_float(6 * params * rate / peak, "the MFU by 6ND"),
+        "step_seconds": as_float(step, "the step time"), "tokens_per_second": as_float(rate, "the tokens per second"),
+        "total_seconds": None if total is None else as_float(total, "the run's time"),
+        "gpu_hours": None if total is None else as_float(total * layout.gpus / 3600, "the GPU-hours"),
     }
 
 
@@ -437,8 +439,9 @@ def plan(network: Network, gpu: Gpu | None, layout: Layout, pace: Pace = Pace(),
 
 
 def _divisors(n: int) -> list[int]:
-    """The divisors of n, ascending."""
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of n, ascending: each d up to √n and n // d, so 2^40 devices take 2^20 steps, not 2^40."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def layouts(base: Layout, heads: list[int], blocks: int) -> Iterator[Layout]:

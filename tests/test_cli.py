@@ -150,6 +150,23 @@ def test_usage_errors_exit_2_with_one_line(cli, args, fragment) -> None:
     assert run.err.startswith(fragment) and run.err.count("\n") == 1
 
 
+@pytest.mark.parametrize("args, usage", [
+    ([], "Usage: layercalc [OPTIONS] COMMAND"),
+    (["--debug"], "Usage: layercalc [OPTIONS] COMMAND"),
+    (["import"], "Usage: layercalc import [OPTIONS] COMMAND"),
+])
+def test_a_command_without_its_subcommand_is_its_help(cli, args, usage) -> None:
+    # a bare `layercalc` asks what it can do: the help, and success; so does a bare group
+    run = cli(*args)
+    assert run.status == 0 and run.err == "" and usage in run.out, run
+
+
+def test_a_subcommand_usage_error_points_at_its_own_help(cli) -> None:
+    run = cli("import", "hf")
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1
+    assert run.err == "error: Missing argument 'PATH'. (see 'layercalc import hf --help')\n"
+
+
 def test_config_error_names_file_line_and_layer(cli, write) -> None:
     path = write("bad.yaml", "input: [3, 7, 7]\nlayers:\n  - relu\n  - conv2d: {out_channels: 4, kernel_size: 9}\n    name: conv1\n")
     run = cli("summary", path)

@@ -71,6 +71,68 @@ def test_unknown_fields_are_named_and_unsupported_types_refused(tmp_path: Path, 
     assert run.status == 2 and "--input 2048 exceeds max_position_embeddings 1024" in run.err
 
 
+QWEN2_MOE = {"model_type": "qwen2_moe", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 96, "num_hidden_layers": 4, "vocab_size": 32, "max_position_embeddings": 64,
+             "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 24,
+             "shared_expert_intermediate_size": 40}
+T5 = {"model_type": "t5", "vocab_size": 96, "d_model": 32, "d_kv": 8, "d_ff": 48, "num_layers": 2, "num_heads": 4}
+
+
+@pytest.mark.parametrize("base, field, value, message", [
+    ("llama2_7b", "architectures", "LlamaForCausalLM", "architectures must be a list of class names"),
+    ("bert_base_uncased", "architectures", {"a": 1}, "architectures must be a list of class names"),
+    ("bert_base_uncased", "id2label", 3, "id2label must be a mapping"),
+    ("bert_base_uncased", "type_vocab_size", "2", "type_vocab_size must be an integer >= 0"),
+    ("bert_base_uncased", "pad_token_id", "0", "pad_token_id must be an integer"),
+    ("gemma_2b", "rope_theta", "10000", "rope_theta must be a number"),
+    ("gemma_2b", "rope_parameters", 10000, "rope_parameters must be a mapping"),
+    ("llama2_7b", "rope_parameters", {"rope_theta": "x"}, "rope_parameters.rope_theta must be a number"),
+    ("qwen2_0_5b", "layer_types", 3, "layer_types must be a list"),
+    (QWEN2_MOE, "num_experts", "4", "num_experts must be an integer >= 0"),
+    (QWEN2_MOE, "decoder_sparse_step", 0, "decoder_sparse_step must be an integer >= 1"),
+    (QWEN2_MOE, "mlp_only_layers", 3, "mlp_only_layers must be a list of layer indices"),
+    (T5, "num_decoder_layers", "6", "num_decoder_layers must be an integer >= 1"),
+])
+def test_a_field_of_the_wrong_type_is_one_line_naming_it(tmp_path: Path, cli, base: object, field: str,
+                                                        value: object, message: str) -> None:
+    doc = dict(base) if isinstance(base, dict) else json.loads((HUB / f"{base}.json").read_text())
+    doc = {**doc, field: value}
+    if field == "layer_types":
+        doc["use_sliding_window"] = True
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc, indent=2))
+    line = json.dumps(doc, indent=2).splitlines().index(next(
+        t for t in json.dumps(doc, indent=2).splitlines() if t.startswith(f'  "{field}"'))) + 1
+    for command in (["params", str(path)], ["import", "hf", str(path)]):
+        run = cli(*command)
+        errors = [t for t in run.err.splitlines() if not t.startswith("warning:")]
+        assert run.status == 2 and run.out == "" and len(errors) == 1 and message in errors[0], run.err
+        # the calculating commands read the file's lines: the field's own is named
+        assert errors[0].startswith(f"error: {path}:{line}: " if command[0] == "params" else f"error: {path}: ")
+
+
+def test_layer_types_name_every_layer(tmp_path: Path, cli) -> None:
+    # transformers refuses layer_types of another length than num_hidden_layers; so does the importer,
+    # rather than build a model of as many layers as the list has
+    doc = {**json.loads((HUB / "qwen2_0_5b.json").read_text()), "use_sliding_window": True,
+           "layer_types": ["full_attention"] * 3}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    run = cli("params", str(path))
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1
+    assert "layer_types names 3 layers, but num_hidden_layers is 24" in run.err, run.err
+
+
+def test_a_decoder_of_any_depth_is_counted_exactly(tmp_path: Path, cli) -> None:
+    # Llama-2-7B's layers, 10^30 of them: one repeated entry, counted as 10^30 times one layer
+    doc = json.loads((HUB / "llama2_7b.json").read_text())
+    one = 202_383_360  # one decoder layer: 4·4096² + 3·4096·11008 + 2·4096
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**doc, "num_hidden_layers": 10**30}))
+    run = cli("params", str(path), "--total")
+    assert run.status == 0 and int(run.out) == 6_738_415_616 + (10**30 - 32) * one, run.err
+
+
 def test_mistral_sliding_window_caps_the_kv_cache(cli) -> None:
     run = cli("import", "hf", str(HUB / "mistral_7b.json"))
     assert run.status == 0 and run.err == "" and "sliding_window: 4096}" in run.out

@@ -65,6 +65,9 @@ def test_explicit_input_sizes_and_boundaries() -> None:
         ({"conv2d": {"out_channels": 2, "kernel_size": 1, "padding": -1}}, "padding: expected an integer >= 0"),
         ({"conv2d": {"out_channels": 2, "kernel_size": {"a": 1}}}, "got a mapping"),
         ({"linear": {"out_features": 2, "tied_to": 3}}, "tied_to: expected a layer name"),
+        # a float that is a whole number is still not an integer: the message says the float it got
+        ({"linear": {"out_features": 3.0}}, "out_features: expected an integer >= 1, got 3.0"),
+        ({"conv1d": {"out_channels": 2, "kernel_size": 2.0}}, "kernel_size: expected an integer >= 1, got 2.0"),
     ],
 )
 def test_argument_error_wording(layer: dict, fragment: str) -> None:

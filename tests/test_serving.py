@@ -193,6 +193,23 @@ def test_bad_input_is_one_line_and_exit_2(cli, args: list[str], message: str) ->
     assert run.err.count("\n") == 1 and message in run.err, run.err
 
 
+@pytest.mark.parametrize("command, flag", [("serve", "--peak-tflops"), ("serve", "--gpu-memory"), ("serve", "--bandwidth"),
+                                           ("train", "--peak-tflops"), ("train", "--gpu-memory")])
+def test_device_figures_out_of_scale_are_one_line(cli, command: str, flag: str) -> None:
+    # a positive, finite number of TFLOP/s, GB or GB/s, but not of FLOP/s or bytes
+    run = cli(command, "configs/gpt2.yaml", "--gpu", "l4", flag, "1e300")
+    assert run.status == 2 and run.out == ""
+    assert run.err.count("\n") == 1 and f"{flag} 1e+300 is too large" in run.err, run.err
+
+
+def test_a_time_bound_past_the_largest_float_is_one_line(cli) -> None:
+    # a device of 10^-300 TFLOP/s and GB/s: the time to first token of 10^8 prompts is past any float
+    run = cli("serve", "configs/llama2_7b.yaml", "--peak-tflops", "1e-300", "--bandwidth", "1e-300",
+              "--gpu-memory", "40", "--batch", "100000000")
+    assert run.status == 2 and run.out == ""
+    assert run.err.count("\n") == 1 and "the time to first token is beyond the largest float" in run.err, run.err
+
+
 def test_a_batch_that_does_not_fit_is_an_answer(cli) -> None:
     run = cli("serve", "configs/llama3_8b.yaml", "--gpu", "l4", "--weights-dtype", "float32", "-f", "table")
     assert run.status == 0 and "does not fit" in run.out and "short on each device" in run.out

@@ -267,6 +267,19 @@ def test_train_bad_input_is_one_line(cli, args: list[str], message: str) -> None
     assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
 
 
+@pytest.mark.parametrize("args, message", [
+    # 10^12 tokens in 10^-300 GPU-hours: a rate of tokens/s past the largest float
+    (["--tokens", "1e12", "--gpu-hours", "1e-300"], "is beyond the largest float"),
+    # 10^308 tokens/s on a device of 10^-10 TFLOP/s: an MFU past the largest float
+    (["--tokens-per-second", "1e308", "--peak-tflops", "1e-10"], "the MFU is beyond the largest float"),
+    # a device of 10^-300 TFLOP/s: 10^300 tokens take longer than any float counts
+    (["--tokens", "1e300", "--peak-tflops", "1e-300"], "the run's time is beyond the largest float"),
+])
+def test_measurements_out_of_scale_are_one_line(cli, args: list[str], message: str) -> None:
+    run = cli("train", "configs/llama2_7b.yaml", "--gpu", "h100-sxm", *args)
+    assert run.status == 2 and run.out == "" and run.err.count("\n") == 1 and message in run.err, run.err
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv", "tsv", "markdown", "table"])
 def test_train_every_format(cli, fmt: str) -> None:
     run = cli("train", "configs/llama2_7b.yaml", "--gpu", "a100-80gb", "-f", fmt)
@@ -285,6 +298,13 @@ def test_search_lists_only_layouts_that_fit_fastest_first() -> None:
     # a pipeline of 4 stages idles (p - 1)/m of the step: slower than any layout without one
     piped = [c for c in found if c["layout"]["pp"] == 4]
     assert piped and min(c["step_seconds"] for c in piped) > times[0]
+
+
+def test_search_over_a_huge_device_count_enumerates_divisors_not_numbers() -> None:
+    # 2^40 devices: the layouts are the few divisors of it, found without counting to 2^40
+    found = api.train("configs/gpt2.yaml", gpu="h100-sxm", gpus=2**40, search=True)
+    assert found and {c["layout"]["tp"] for c in found} <= {1, 2, 4}
+    assert all(c["layout"]["tp"] * c["layout"]["pp"] * c["layout"]["dp"] == 2**40 for c in found)
 
 
 def palm_540b() -> dict:

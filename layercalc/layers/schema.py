@@ -49,7 +49,9 @@ def _is_int(v: Any) -> bool:
 
 
 def _bad(what: str, value: Any) -> SchemaError:
-    return SchemaError(f"{what}, got {_show(value)}", value=value)
+    # a whole float as written (3.0), so "expected an integer, got 3" never stands for one
+    shown = repr(value) if isinstance(value, float) and value.is_integer() else _show(value)
+    return SchemaError(f"{what}, got {shown}", value=value)
 
 
 def _show(value: Any) -> str:
