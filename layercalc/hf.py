@@ -156,10 +156,10 @@ def _windows(f: Fields, model_type: str, layers: int) -> list[tuple[int | None, 
                           len(types), "layer_types")
         return [(window if kind == "sliding_attention" else None, 1) for kind in types]
     first = f.get("max_window_layers", default=28, role="layers before the sliding ones")
+    below = min(max(first, 0), layers)
     if model_type == "qwen2_moe":  # Qwen2MoeConfig's default: the even layers below max_window_layers
-        below = min(max(first, 0), layers)
         return [(window if i % 2 == 0 else None, 1) for i in range(below)] + [(None, layers - below)]
-    return [(None, min(max(first, 0), layers)), (window, layers - min(max(first, 0), layers))]
+    return [(None, below), (window, layers - below)]
 
 
 def _runs(block: dict[str, Any], windows: list[tuple[int | None, int]], attention: dict[str, Any]) -> list[dict[str, Any]]:

@@ -154,20 +154,11 @@ def model_states(params: int, trainable: int, recipe: Recipe, optimizer: str, ze
     }
 
 
-class Kept(NamedTuple):
-    """One layer run's tensors kept for backward, with how many times it runs and where it sits."""
-
-    entry: Entry
-    times: int
-    in_stack: bool  # inside a repeated block (split over pipeline stages, recomputed by `full`)
-
-
-def _kept_runs(report: Report) -> Iterator[Kept]:
-    """Every leaf that autograd records (its input needs a gradient, or it trains), with its run count."""
-    spans = [(x.at, x.at + x.size) for x in stacks(report)]
-    for x in report.executions(leaf=True):
+def _recorded(report: Report, leaf: bool | None = True) -> Iterator[Execution]:
+    """Every run that autograd records (its input needs a gradient, or it trains): leaves by default."""
+    for x in report.executions(leaf=leaf):
         if x.grad or x.entry.trainable_params > 0:
-            yield Kept(x.entry, x.copies, any(start < x.at <= end for start, end in spans))
+            yield x
 
 
 def model_width(report: Report) -> int | None:
@@ -249,17 +240,15 @@ def _kept(report: Report, flash: bool) -> Iterator[tuple[Execution, Saved, Key |
     """Every tensor a run keeps for backward, with its key when it is the run's input or output
     (None: one of its own): each layer's, and each product's factors (its branches' outputs)."""
     t = tensors(report)
-    for x in report.run_table:
+    for x in _recorded(report, leaf=None):
         e = x.entry
-        if not (x.grad or e.trainable_params > 0):
-            continue
         if x.leaf:
             if e.layer.input_for_weights and not e.trainable and e.trainable_params == 0:
                 continue  # frozen: its dL/dx needs the weight alone
             for s in e.layer.saved_for_backward(e.input_shape, e.output_shape, flash):
                 key = {"x": t.reads[x.at], "y": t.writes[x.at]}.get(s.tensor)
                 yield x, s, None if key is None else t.find(key)
-        elif getattr(e.layer, "keeps_outputs", False):
+        elif e.layer is not None and e.layer.keeps_outputs:  # (a template's instance has no layer)
             for (name, _), seq in zip(e.layer.sequences(), e.sequences):
                 out = seq[-1].output_shape if seq else e.input_shape
                 yield x, Saved(numel(out), out[-1]), t.find(t.ends[x.at].get(name, t.reads[x.at]))
@@ -334,14 +323,14 @@ def megatron_flops(report: Report, layout: Layout) -> int | None:
     """Megatron-LM's training FLOPs a step, 72·B·s·l·h²·(1 + s/6h + V/12lh) (96 and V/16lh with full
     recompute), for a decoder reading token ids with causal attention; None for anything else."""
     width = model_width(report)
-    first = next((k.entry for k in _kept_runs(report)), None)
+    first = next((x.entry for x in _recorded(report)), None)
     vocab = first.layer.input_ids() if first is not None else None
-    caching = [k for k in _kept_runs(report) if k.entry.layer.cache_shapes(k.entry.input_shape)]
-    layers = sum(k.times for k in caching)
+    caching = [x for x in _recorded(report) if x.entry.layer.cache_shapes(x.entry.input_shape)]
+    layers = sum(x.copies for x in caching)
     # the formula is a GPT's: every layer that keeps a cache keeps keys and values, growing with the
     # positions (a recurrent state of fixed size is another kind of layer)
     if not (report.tokens and width and vocab and layers) or report.network.inputs or report.routed \
-            or not all(_cache_grows(k.entry) for k in caching):  # a GPT's dense MLP and cache
+            or not all(_cache_grows(x.entry) for x in caching):  # a GPT's dense MLP and cache
         return None
     b, s, h, ell = layout.global_batch, report.network.input[0], width, layers
     if layout.recompute == "full":

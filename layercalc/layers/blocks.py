@@ -19,9 +19,6 @@ class _Block(Layer):
 
     params_rule = "the sum of its children's"
     buffers_rule = "the sum of its children's"
-    # its merge's backward needs the sequences' outputs (a product's factors; an empty branch's is
-    # the block's input), which autograd then keeps; an add's or a join's needs no values
-    keeps_outputs = False
 
 
 @register

@@ -50,6 +50,9 @@ class CostModel:
     # its backward reads its input only for its weights' gradient (a matmul's dL/dx needs the weight
     # alone): frozen, it keeps nothing
     input_for_weights: ClassVar[bool] = False
+    # a block whose merge's backward needs its sequences' outputs (a product's factors; an empty
+    # branch's is the block's input), which autograd then keeps; an add's or a join's needs no values
+    keeps_outputs: ClassVar[bool] = False
 
     # The rules in words, as `layercalc layers TYPE` shows them; each sits next to the code it
     # describes, so the help and the arithmetic are read (and changed) together. Notation: N the
